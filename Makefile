@@ -1,0 +1,33 @@
+# The whole set-up: `make report` runs the main job, `make test` runs the tests.
+# torch==2.13.0 is installed first: any other torch spec makes pip fetch a multi-GB CUDA build.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.circuitwise-installed
+
+.PHONY: venv test test-fast report bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not browser and not integration"
+
+report: $(STAMP)
+	$(BIN)/circuitwise run opposites --model bundled --out runs/opposites
+
+bench: $(STAMP)
+	$(BIN)/python bench/patching.py
+	$(BIN)/python bench/circuits.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,72 @@
+"""Baseline: the model's own answer on each clean prompt (logit difference, accuracy, top-k)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from circuitwise.metrics import gather_last, logit_diff
+from circuitwise.tasks.tokenize import TokenizedTask
+
+
+@dataclass(frozen=True)
+class TopToken:
+    token: str
+    id: int
+    logit: float
+    prob: float
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Per-example answer logits and the top-k next tokens on the clean prompts."""
+
+    answer_logits: torch.Tensor  # [batch, 2]
+    answer_probs: torch.Tensor  # [batch, 2]
+    correct_rank: torch.Tensor  # [batch] 0 = the model's top prediction
+    top_k: tuple[tuple[TopToken, ...], ...]
+
+    @property
+    def logit_diff(self) -> torch.Tensor:
+        return logit_diff(self.answer_logits)
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.logit_diff > 0).float().mean())
+
+    def to_json(self) -> dict[str, Any]:
+        ld = self.logit_diff
+        return {
+            "logit_diff": {"per_prompt": ld.tolist(), "mean": float(ld.mean())},
+            "accuracy": self.accuracy,
+            "answer_logits": self.answer_logits.tolist(),
+            "answer_probs": self.answer_probs.tolist(),
+            "correct_rank": self.correct_rank.tolist(),
+            "top_k": [[t.__dict__ for t in row] for row in self.top_k],
+        }
+
+
+@torch.inference_mode()
+def baseline(model: Any, tok: TokenizedTask, *, top_k: int = 10, batch_size: int = 32) -> Baseline:
+    """Run the clean prompts and read each at its own last token."""
+    ans_l, ans_p, ranks, tops = [], [], [], []
+    for b in tok.batches(batch_size):
+        last_logits = gather_last(model(b.clean), b.last).float()  # [batch, vocab]
+        logprobs = last_logits.log_softmax(-1)
+        a = last_logits.gather(-1, b.answers)
+        ans_l.append(a)
+        ans_p.append(logprobs.gather(-1, b.answers).exp())
+        ranks.append((last_logits > a[:, :1]).sum(-1))
+        k = min(top_k, last_logits.shape[-1])
+        vals, ids = last_logits.topk(k, dim=-1)
+        for row_v, row_i, row_lp in zip(vals, ids, logprobs):
+            tops.append(tuple(
+                TopToken(model.tokenizer.decode([int(i)]), int(i), float(v), float(row_lp[i].exp()))
+                for v, i in zip(row_v, row_i)
+            ))
+    return Baseline(torch.cat(ans_l).cpu(), torch.cat(ans_p).cpu(), torch.cat(ranks).cpu(), tuple(tops))
+
+
+__all__ = ["Baseline", "TopToken", "baseline"]

@@ -1,0 +1,204 @@
+"""load_model(): a TransformerLens 4 ``TransformerBridge`` in compatibility mode.
+
+TransformerLens 4 removed ``HookedTransformer``; the bridge wraps the Hugging Face model and,
+once ``enable_compatibility_mode`` has run, exposes the familiar hook names and
+``ActivationCache`` methods with HookedTransformer's weight processing (the seed's processing).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from circuitwise.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+HUB_HOST = "huggingface.co"
+
+
+def pick_device(device: str | None = None) -> str:
+    """cuda, then mps, then cpu — unless the user named one (which must then exist)."""
+    if device is not None:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelLoadError(
+                f"--device {device} was asked for but no CUDA GPU is visible to torch. "
+                "Leave --device unset to pick the best available device, or use --device cpu."
+            )
+        if device == "mps" and not (
+            getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+        ):
+            raise ModelLoadError(
+                "--device mps was asked for but MPS is not available. Use --device cpu."
+            )
+        if device.split(":")[0] not in {"cpu", "cuda", "mps"}:
+            raise ModelLoadError(f"Unknown device {device!r}. Use cpu, cuda, cuda:N or mps.")
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    old = socket.getdefaulttimeout()
+    try:
+        socket.setdefaulttimeout(timeout)
+        socket.getaddrinfo(HUB_HOST, 443)
+        return True
+    except OSError:
+        return False
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def _in_hub_cache(name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(name, "config.json")
+        return isinstance(hit, str)
+    except Exception:  # a cache probe must never be the reason a load fails
+        return False
+
+
+def _offline_help(name: str) -> str:
+    return (
+        f"The Hugging Face Hub ({HUB_HOST}) cannot be reached, and {name!r} is not in the local "
+        "Hugging Face cache. Offline options: use the bundled model (--model bundled); pass a "
+        "local Hugging Face checkpoint folder (config.json, model.safetensors and tokenizer "
+        "files), e.g. one saved with `model.save_pretrained(dir)` and "
+        "`tokenizer.save_pretrained(dir)` on a machine with network; or copy a populated "
+        "~/.cache/huggingface/hub here and set HF_HUB_OFFLINE=1."
+    )
+
+
+@contextmanager
+def _hub_offline() -> Iterator[None]:
+    # Without this, transformers retries the unreachable Hub for ~30 s before using its cache.
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
+
+
+def resolve_name(name_or_path: str) -> tuple[str, bool]:
+    """Map a short name (``bundled``) or a path to what ``boot_transformers`` takes.
+
+    Returns ``(target, is_local)``.
+    """
+    from circuitwise.models.bundled import BUNDLED_NAMES, bundled_path
+
+    if name_or_path in BUNDLED_NAMES:
+        return str(bundled_path(name_or_path)), True
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not path.is_dir() or not (path / "config.json").exists():
+            raise ModelLoadError(
+                f"{name_or_path!r} exists but is not a Hugging Face checkpoint folder (no "
+                "config.json in it). Pass the folder that holds config.json, model.safetensors "
+                "and the tokenizer files."
+            )
+        if not any(path.glob("*.safetensors")):
+            raise ModelLoadError(
+                f"{name_or_path!r} has no *.safetensors weights. circuitwise never loads pickled "
+                "weights (pytorch_model.bin); convert them with "
+                "`AutoModelForCausalLM.from_pretrained(dir).save_pretrained(dir, "
+                "safe_serialization=True)`."
+            )
+        return str(path.resolve()), True
+    # Hub ids are "name" or "org/name"; anything else that does not exist is a mistyped path.
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise ModelLoadError(
+            f"No such model folder: {name_or_path!r}. Check the path, or give a Hub name such as "
+            "'gpt2' or 'EleutherAI/pythia-70m', or --model bundled."
+        )
+    return name_or_path, False
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    device: str | None = None,
+    processing: bool = True,
+    trust_remote_code: bool = False,
+):
+    """Load a model as a TransformerLens ``TransformerBridge`` ready for analysis.
+
+    Args:
+        name_or_path: a Hub name (``gpt2``, ``EleutherAI/pythia-70m``), a local Hugging Face
+            checkpoint folder, or ``bundled`` for circuitwise's own small model.
+        device: ``cpu``, ``cuda[:N]`` or ``mps``; default cuda, then mps, then cpu.
+        processing: apply the seed's weight processing (fold_ln, center_writing_weights,
+            center_unembed, refactor_factored_attn_matrices). Turn off to analyse raw weights.
+        trust_remote_code: forwarded to Hugging Face; off unless you ask.
+
+    Raises:
+        ModelLoadError: with the fix — an offline Hub, a bad folder, an unsupported architecture.
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
+    target, is_local = resolve_name(name_or_path)
+    dev = pick_device(device)
+    offline = False
+    if not is_local and not _hub_reachable():
+        if not _in_hub_cache(target):
+            raise ModelLoadError(_offline_help(target))
+        offline = True
+    try:
+        ctx = _hub_offline() if offline else _nullcontext()
+        with ctx, torch.inference_mode(False):
+            bridge = TransformerBridge.boot_transformers(
+                target, device=dev, trust_remote_code=trust_remote_code
+            )
+    except OSError as e:
+        msg = str(e)
+        if "connect" in msg.lower() or "offline" in msg.lower():
+            raise ModelLoadError(_offline_help(target)) from e
+        raise ModelLoadError(
+            f"Could not load {name_or_path!r}: {msg.splitlines()[0] if msg else e!r}. Check the "
+            "name on huggingface.co, or pass a local checkpoint folder."
+        ) from e
+    except (ValueError, KeyError, NotImplementedError) as e:
+        raise ModelLoadError(
+            f"TransformerLens cannot bridge {name_or_path!r}: {e}. circuitwise supports the "
+            "architectures TransformerLens 4.3 supports (GPT-2, Pythia/GPT-NeoX, Llama, …)."
+        ) from e
+    if processing:
+        bridge.enable_compatibility_mode(
+            disable_warnings=True,
+            fold_ln=True,
+            center_writing_weights=True,
+            center_unembed=True,
+            refactor_factored_attn_matrices=True,
+        )
+    else:
+        bridge.enable_compatibility_mode(disable_warnings=True, no_processing=True)
+    bridge.eval()
+    for p in bridge.parameters():
+        p.requires_grad_(False)
+    # Remembered so results and re-run configs can name what was loaded.
+    bridge.circuitwise_name = name_or_path  # type: ignore[attr-defined]
+    return bridge
+
+
+@contextmanager
+def _nullcontext() -> Iterator[None]:
+    yield
+
+
+__all__ = ["load_model", "pick_device", "resolve_name"]
