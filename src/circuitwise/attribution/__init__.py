@@ -1,6 +1,7 @@
 """Stage 4: read-only attribution — baseline answers, direct logit attribution, logit lens."""
 
+from circuitwise.attribution.attention import attention_patterns
 from circuitwise.attribution.baseline import Baseline, baseline
 from circuitwise.attribution.dla import DLA, direct_logit_attribution, top_heads
 
-__all__ = ["DLA", "Baseline", "baseline", "direct_logit_attribution", "top_heads"]
+__all__ = ["DLA", "Baseline", "attention_patterns", "baseline", "direct_logit_attribution", "top_heads"]

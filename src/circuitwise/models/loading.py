@@ -153,6 +153,7 @@ def load_model(
     from transformer_lens.model_bridge import TransformerBridge
 
     target, is_local = resolve_name(name_or_path)
+    _quiet_transformers()
     dev = pick_device(device)
     offline = False
     if not is_local and not _hub_reachable():
@@ -194,6 +195,16 @@ def load_model(
     # Remembered so results and re-run configs can name what was loaded.
     bridge.circuitwise_name = name_or_path  # type: ignore[attr-defined]
     return bridge
+
+
+def _quiet_transformers() -> None:
+    # Progress bars from transformers would interleave with circuitwise's own progress display.
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # an older transformers without the switch: cosmetic only
+        pass
 
 
 @contextmanager

@@ -1,0 +1,83 @@
+"""`circuitwise prompt`: the seed's test_prompt — how a model answers one prompt."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import torch
+import typer
+from rich.table import Table
+
+from circuitwise.cli import app, console
+from circuitwise.config import RunConfig
+from circuitwise.errors import ConfigError
+from circuitwise.models import load_model
+
+_model_default = RunConfig.model_fields["model"].default
+
+
+@torch.inference_mode()
+def test_prompt(model: Any, prompt: str, answer: str, *, top_k: int = 10, prepend_space: bool = True) -> dict[str, Any]:
+    """Tokens, the answer's rank/logit/prob at each of its tokens, and the top-k next tokens.
+
+    Like TransformerLens's ``utils.test_prompt``: the answer is appended to the prompt, and the
+    logits before each answer token are read, so multi-token answers are shown token by token.
+    """
+    if not prompt:
+        raise ConfigError("The prompt is empty. Give the text the model should continue.")
+    if not answer.strip():
+        raise ConfigError("The answer is empty. Give the expected next word, e.g. --answer ' young'.")
+    if prepend_space and not answer.startswith(" "):
+        answer = " " + answer
+    p_ids = model.to_tokens(prompt)[0].tolist()
+    full = model.to_tokens(prompt + answer)[0]
+    if full.shape[0] > model.cfg.n_ctx:
+        raise ConfigError(f"Prompt and answer are {full.shape[0]} tokens; the model's context is {model.cfg.n_ctx}. Shorten them.")
+    a_ids = full[len(p_ids):].tolist() if full[: len(p_ids)].tolist() == p_ids else model.to_tokens(answer, prepend_bos=False)[0].tolist()
+    tokens = torch.tensor([p_ids + a_ids], device=model.cfg.device)
+    logits = model(tokens)[0].float()
+    dec = lambda i: model.tokenizer.decode([int(i)])  # noqa: E731
+    per_token = []
+    for j, aid in enumerate(a_ids):
+        row = logits[len(p_ids) - 1 + j]
+        probs = row.softmax(-1)
+        per_token.append({"token": dec(aid), "rank": int((row > row[aid]).sum()),
+                          "logit": float(row[aid]), "prob": float(probs[aid])})
+    row = logits[len(p_ids) - 1]
+    probs = row.softmax(-1)
+    vals, ids = row.topk(min(top_k, row.shape[0]))
+    return {
+        "prompt_tokens": [dec(i) for i in p_ids],
+        "answer_tokens": [dec(i) for i in a_ids],
+        "answer": per_token[0],
+        "answer_per_token": per_token,
+        "top_k": [{"token": dec(i), "logit": float(v), "prob": float(probs[i])} for v, i in zip(vals, ids)],
+    }
+
+
+@app.command()
+def prompt(
+    text: str = typer.Argument(..., help="The prompt, e.g. 'A tortoise is old, but a kitten is'."),
+    answer: str = typer.Option(..., "--answer", "-a", help="The expected answer, e.g. ' young' (a leading space is added if missing)."),
+    model: str = typer.Option(_model_default, "--model", "-m", help=RunConfig.model_fields["model"].description),
+    top_k: int = typer.Option(10, "--top-k", "-k", min=1, help="How many of the most likely next tokens to show."),
+    device: Optional[str] = typer.Option(None, help=RunConfig.model_fields["device"].description),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    no_prepend_space: bool = typer.Option(False, "--no-prepend-space", help="Use the answer exactly as given."),
+) -> None:
+    """How the model answers one prompt: tokens, the answer's rank, logit and probability, the top-k."""
+    m = load_model(model, device=device)
+    res = test_prompt(m, text, answer, top_k=top_k, prepend_space=not no_prepend_space)
+    if as_json:
+        typer.echo(json.dumps(res, ensure_ascii=False))
+        return
+    console.print("Tokenized prompt:", res["prompt_tokens"], highlight=False, markup=False)
+    console.print("Tokenized answer:", res["answer_tokens"], highlight=False, markup=False)
+    for a in res["answer_per_token"]:
+        console.print(f"Performance on answer token {a['token']!r}: rank {a['rank']}, logit {a['logit']:.2f}, "
+                      f"prob {a['prob']:.2%}", highlight=False, markup=False)
+    t = Table("rank", "token", "logit", "prob", title=f"Top {top_k} next tokens")
+    for i, r in enumerate(res["top_k"]):
+        t.add_row(str(i), repr(r["token"]), f"{r['logit']:.2f}", f"{r['prob']:.2%}")
+    console.print(t)

@@ -1,0 +1,56 @@
+"""`circuitwise run`: the whole study on one task, into one output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from circuitwise.cli import app, console
+from circuitwise.config import RunConfig
+
+F = RunConfig.model_fields
+
+
+def _opt(name: str, *flags: str, **kw: Any) -> Any:
+    """A typer option whose default and help come from RunConfig (None = not given)."""
+    return typer.Option(None, *flags, help=f"{F[name].description} [default: {F[name].default}]", **kw)
+
+
+@app.command()
+def run(
+    task: Optional[str] = typer.Argument(None, help=F["task"].description),
+    model: Optional[str] = _opt("model", "--model", "-m"),
+    out: Optional[Path] = _opt("out", "--out", "-o"),
+    device: Optional[str] = _opt("device", "--device"),
+    batch_size: Optional[int] = _opt("batch_size", "--batch-size"),
+    top_k: Optional[int] = _opt("top_k", "--top-k"),
+    n: Optional[int] = _opt("n", "--n"),
+    seed: Optional[int] = _opt("seed", "--seed"),
+    corruption: Optional[str] = _opt("corruption", "--corruption"),
+    split: Optional[str] = _opt("split", "--split"),
+    processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=F["processing"].description),
+    drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
+    config: Optional[Path] = typer.Option(None, "--config", help="Re-run from a config.yaml written by an earlier run; other options override it."),
+) -> None:
+    """Baseline, direct logit attribution, logit lens, top heads and their attention: report.html + results.json."""
+    from circuitwise.errors import ConfigError
+    from circuitwise.pipeline import run as run_pipeline
+
+    given = {k: v for k, v in dict(task=task, model=model, out=out, device=device, batch_size=batch_size,
+                                   top_k=top_k, n=n, seed=seed, corruption=corruption, split=split,
+                                   processing=processing, drop_invalid=drop_invalid).items() if v is not None}
+    base = RunConfig.from_yaml(config).model_dump() if config else {}
+    if "task" not in given and "task" not in base:
+        raise ConfigError("Name a task: `circuitwise run opposites` (see `circuitwise tasks`), or a task file, or --config FILE.")
+    cfg = RunConfig.build(**{**base, **given})
+    with console.status("starting…") as status:
+        result = run_pipeline(cfg, progress=lambda msg: (console.log(msg), status.update(msg)))
+    r = result.results
+    console.print(
+        f"[bold]{r['task']['name']}[/] on [bold]{r['model']['name']}[/]: mean logit diff "
+        f"{r['baseline']['logit_diff']['mean']:+.3f}, accuracy {r['baseline']['accuracy']:.1%} "
+        f"over {r['task']['n_prompts']} prompts", highlight=False,
+    )
+    console.print(f"Report: {result.report.resolve()}", highlight=False, markup=False)

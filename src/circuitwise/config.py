@@ -1,0 +1,78 @@
+"""Run configuration: the single home of defaults. The CLI derives its options from here, and
+every run writes its config so it can be re-run exactly (`circuitwise run --config FILE`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from circuitwise.errors import ConfigError
+
+Corruption = Literal["flip", "connective", "other"]
+
+
+class RunConfig(BaseModel):
+    """Everything `circuitwise run` needs. Field descriptions are the CLI's help texts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str = Field(description="Built-in task name (see `circuitwise tasks`) or a .jsonl/.csv/.yaml file.")
+    model: str = Field("bundled", description="Hub name (gpt2, EleutherAI/pythia-70m), local checkpoint folder, or 'bundled'.")
+    out: Path = Field(Path("runs/latest"), description="Output folder for report.html, results.json and config.yaml.")
+    device: str | None = Field(None, description="cpu, cuda[:N] or mps; default: cuda, then mps, then cpu.")
+    batch_size: int | None = Field(None, ge=1, description="Prompts per forward pass; default: chosen from the model size.")
+    processing: bool = Field(True, description="Fold LayerNorm and centre weights (the seed's processing).")
+    top_k: int = Field(3, ge=1, le=50, description="How many top positive and negative heads to show.")
+    n: int | None = Field(None, ge=1, description="Number of examples for generated built-in tasks.")
+    seed: int = Field(0, description="Seed for generated built-in tasks.")
+    corruption: Corruption | None = Field(None, description="Corruption scheme for built-in tasks that offer several.")
+    split: str | None = Field(None, description="Split of a built-in task (e.g. heldout-pair).")
+    drop_invalid: bool | None = Field(
+        None,
+        description="Drop (and count) examples unusable with this tokenizer instead of stopping. "
+        "Default: on for built-in tasks, off for task files.",
+    )
+
+    def task_options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {"seed": self.seed}
+        for key in ("n", "corruption", "split"):
+            if getattr(self, key) is not None:
+                opts[key] = getattr(self, key)
+        return opts
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(mode="json")
+        return yaml.safe_dump(data, sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> "RunConfig":
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"Config file {path} does not exist.") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"Config file {path} is not valid YAML: {e}") from None
+        return cls.build(**(data or {}))
+
+    @classmethod
+    def build(cls, **kwargs: Any) -> "RunConfig":
+        """Construct, turning validation failures into a ConfigError that names the option."""
+        try:
+            return cls(**kwargs)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in e.errors()
+            )
+            raise ConfigError(f"Invalid run configuration: {problems}. See `circuitwise run --help`.") from None
+
+
+def default_batch_size(model: Any) -> int:
+    """Prompts per forward: keep a batch's activations around a few hundred MB."""
+    d = model.cfg.d_model * model.cfg.n_layers
+    return max(1, min(64, int(2_000_000 / max(d, 1))))
+
+
+__all__ = ["Corruption", "RunConfig", "default_batch_size"]

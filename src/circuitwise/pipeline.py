@@ -1,0 +1,126 @@
+"""run(config): the stages in order — model, task, baseline, attribution, report.
+
+Every stage's result lands in ``results`` (plain JSON), which is written atomically after each
+stage, so an interrupted run keeps what it finished; the report is rendered from it at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from circuitwise.attribution import attention_patterns, baseline, direct_logit_attribution, top_heads
+from circuitwise.attribution.dla import head_label
+from circuitwise.config import RunConfig, default_batch_size
+from circuitwise.errors import ConfigError
+from circuitwise.models import load_model
+from circuitwise.reports import write_report
+from circuitwise.tasks import REGISTRY, get_task, tokenize_task
+from circuitwise.types import nan_to_none
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    out: Path
+    results: dict[str, Any]
+
+    @property
+    def report(self) -> Path:
+        return self.out / "report.html"
+
+
+def prepare_out(out: Path) -> Path:
+    """Create the output folder; refuse a path that is a file (nothing is overwritten but ours)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder. Choose a folder path (it is created if needed).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"Cannot create the output folder {out}: {e.strerror}. Choose a writable path.") from None
+    return out
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(nan_to_none(data), indent=1, allow_nan=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def rerun_command(cfg: RunConfig) -> str:
+    return f"circuitwise run --config {shlex.quote(str(cfg.out / 'config.yaml'))}"
+
+
+def run(config: RunConfig, *, progress: Progress | None = None, model: Any = None) -> RunOutputs:
+    """Run the whole study described by ``config`` and write report.html, results.json, config.yaml."""
+    say = progress or (lambda _msg: None)
+    out = prepare_out(config.out)
+    (out / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+
+    task = get_task(config.task, **config.task_options())
+    say(f"loading model {config.model}")
+    if model is None:
+        model = load_model(config.model, device=config.device, processing=config.processing)
+    drop = config.drop_invalid if config.drop_invalid is not None else config.task in REGISTRY
+    tok, dropped = tokenize_task(model, task, on_invalid="drop" if drop else "raise")
+    if dropped:
+        log.warning("dropped %d of %d examples unusable with this tokenizer; first: %s",
+                    len(dropped), len(task), dropped[0].reason)
+    bs = config.batch_size or default_batch_size(model)
+    cfg = model.cfg
+    results: dict[str, Any] = {
+        "circuitwise_version": _version(),
+        "complete": False,
+        "rerun": rerun_command(config),
+        "model": {"name": config.model, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads,
+                  "d_model": cfg.d_model, "n_ctx": cfg.n_ctx, "device": str(cfg.device),
+                  "processing": config.processing},
+        "task": {"name": tok.task.name, "n_prompts": len(tok), "n_dropped": len(dropped),
+                 "dropped_reasons": [d.reason for d in dropped[:20]],
+                 "examples": [{"clean": e.clean, "correct": e.correct, "incorrect": e.incorrect,
+                               "corrupted": e.corrupted, "tokens": list(tok.str_tokens[i])}
+                              for i, e in enumerate(tok.task.examples)]},
+    }
+    save = lambda: write_json(out / "results.json", results)  # noqa: E731
+    save()
+
+    say(f"baseline on {len(tok)} prompts")
+    bl = baseline(model, tok, batch_size=bs)
+    results["baseline"] = bl.to_json()
+    save()
+
+    say("direct logit attribution")
+    dla = direct_logit_attribution(model, tok, batch_size=bs)
+    results["dla"] = dla.to_json()
+    pos, neg = top_heads(dla.heads.values, config.top_k)
+    results["top_heads"] = {
+        "positive": [{"label": head_label(l, h), "layer": l, "head": h, "value": float(dla.heads.values[l, h])} for l, h in pos],
+        "negative": [{"label": head_label(l, h), "layer": l, "head": h, "value": float(dla.heads.values[l, h])} for l, h in neg],
+    }
+    pats = attention_patterns(model, tok, pos + neg, example=0)
+    results["attention"] = {"example": 0, "tokens": pats.labels["src"], "heads": pats.labels["head"],
+                            "patterns": pats.values.tolist()}
+    save()
+
+    say("writing report")
+    results["complete"] = True
+    save()
+    write_report(results, out / "report.html")
+    return RunOutputs(out, results)
+
+
+def _version() -> str:
+    from circuitwise import __version__
+
+    return __version__
+
+
+__all__ = ["RunOutputs", "run"]

@@ -1,0 +1,49 @@
+"""Plotly figures of the report. Each takes plain lists (as stored in results.json)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import plotly.graph_objects as go
+
+DIVERGING = "RdBu"
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 380) -> go.Figure:
+    fig.update_layout(
+        title=title, xaxis_title=x, yaxis_title=y, height=height, margin=dict(l=60, r=20, t=50, b=60),
+        template="plotly_white",
+    )
+    return fig
+
+
+def line(values: Sequence[float], labels: Sequence[str], title: str, y: str = "logit difference",
+         x: str = "") -> go.Figure:
+    fig = go.Figure(go.Scatter(x=list(labels), y=list(values), mode="lines+markers",
+                               hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
+    fig.add_hline(y=0, line_width=1, line_color="#888")
+    return _layout(fig, title, x, y)
+
+
+def bars(values: Sequence[float], labels: Sequence[str], title: str, y: str = "logit difference") -> go.Figure:
+    colors = ["#2166ac" if v >= 0 else "#b2182b" for v in values]
+    fig = go.Figure(go.Bar(x=list(labels), y=list(values), marker_color=colors,
+                           hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
+    return _layout(fig, title, "", y)
+
+
+def heatmap(values: Sequence[Sequence[float | None]], x: Sequence[str], y: Sequence[str], title: str,
+            x_title: str, y_title: str, z_title: str = "logit diff", zmid: float = 0.0) -> go.Figure:
+    flat = [abs(v) for row in values for v in row if v is not None]
+    bound = max(flat) if flat else 1.0
+    fig = go.Figure(go.Heatmap(
+        z=[list(r) for r in values], x=list(x), y=list(y), colorscale=DIVERGING, zmid=zmid,
+        zmin=zmid - bound, zmax=zmid + bound, colorbar=dict(title=z_title),
+        hovertemplate=f"{y_title} %{{y}}, {x_title} %{{x}}: %{{z:.3f}}<extra></extra>",
+    ))
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category")
+    return _layout(fig, title, x_title, y_title, height=max(320, 26 * len(y) + 120))
+
+
+__all__ = ["bars", "heatmap", "line"]
