@@ -48,7 +48,7 @@ def get_task(name_or_path: str | Path, **options: Any) -> Task:
 
 def _load_builtins() -> None:
     # Imported here, not at module import, so `import circuitwise` stays cheap.
-    from circuitwise.tasks.builtin import seed  # noqa: F401
+    from circuitwise.tasks.builtin import opposites, seed  # noqa: F401
 
 
 __all__ = ["REGISTRY", "TaskSpec", "get_task", "register"]

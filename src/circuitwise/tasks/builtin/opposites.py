@@ -118,7 +118,7 @@ PAIRS: tuple[Pair, ...] = (
     _p("formal", "casual", "gown banquet ceremony", "picnic barbecue brunch"),
     _p("serious", "funny", "judge funeral surgeon lawyer", "clown comedian joke cartoon"),
     _p("fragile", "sturdy", "glass egg bubble", "brick rock tank"),
-    _p("brave", "cowardly", "lion knight hero soldier", "chicken coward"),
+    _p("brave", "cowardly", "lion knight hero soldier", "chicken coward mouse"),
 )
 
 # Each has exactly one "but" (the BUT role) and ends on the word before the answer.
