@@ -62,9 +62,10 @@ def rerun_command(cfg: RunConfig) -> str:
 def run(config: RunConfig, *, progress: Progress | None = None, model: Any = None) -> RunOutputs:
     """Run the whole study described by ``config`` and write report.html, results.json, config.yaml."""
     say = progress or (lambda _msg: None)
-    out = prepare_out(config.out)
-    (out / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-
+    if config.out.exists() and not config.out.is_dir():
+        prepare_out(config.out)  # raises before any work is done
+    # Everything that can reject the input runs before anything is written, so a bad task or
+    # model never clobbers an earlier run's files in the same folder.
     task = get_task(config.task, **config.task_options())
     say(f"loading model {config.model}")
     if model is None:
@@ -74,6 +75,8 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
     if dropped:
         log.warning("dropped %d of %d examples unusable with this tokenizer; first: %s",
                     len(dropped), len(task), dropped[0].reason)
+    out = prepare_out(config.out)
+    (out / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     bs = config.batch_size or default_batch_size(model)
     cfg = model.cfg
     results: dict[str, Any] = {

@@ -72,8 +72,8 @@ def prompt(
     if as_json:
         typer.echo(json.dumps(res, ensure_ascii=False))
         return
-    console.print("Tokenized prompt:", res["prompt_tokens"], highlight=False, markup=False)
-    console.print("Tokenized answer:", res["answer_tokens"], highlight=False, markup=False)
+    console.print(f"Tokenized prompt: {res['prompt_tokens']}", highlight=False, markup=False, soft_wrap=True)
+    console.print(f"Tokenized answer: {res['answer_tokens']}", highlight=False, markup=False, soft_wrap=True)
     for a in res["answer_per_token"]:
         console.print(f"Performance on answer token {a['token']!r}: rank {a['rank']}, logit {a['logit']:.2f}, "
                       f"prob {a['prob']:.2%}", highlight=False, markup=False)
