@@ -1,6 +1,12 @@
 """Task files: JSONL (one example a line), CSV (a header row) and YAML templates.
 
-Every malformed input ends in :class:`TaskFileError` naming the file, line and field.
+Every malformed input ends in :class:`TaskFileError` naming the file, line and field, or in a
+:class:`TaskError` for problems of the file as a whole; no input reaches the user as another
+exception (the fuzz tests in ``tests/unit/tasks`` hold this).
+
+A JSONL file written by :func:`write_jsonl` starts with a header line
+``{"circuitwise_task": {"name": …, "description": …, "meta": …}}`` so that reading it back gives
+the same :class:`Task`; hand-written files need no header.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ import csv
 import io
 import itertools
 import json
+import math
 import string
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,14 +23,27 @@ from typing import Any, Mapping
 import yaml
 
 from circuitwise.errors import TaskError, TaskFileError
+from circuitwise.tasks.templating import fill
 from circuitwise.tasks.task import Example, Task
 
 REQUIRED = ("clean", "correct", "incorrect")
 OPTIONAL = ("corrupted", "roles", "meta")
+HEADER_KEY = "circuitwise_task"
+# A YAML product of a few long lists can ask for billions of prompts; stop before building them.
+MAX_GENERATED = 1_000_000
 FIX_KEYS = (
     "Each example needs the string fields 'clean', 'correct', 'incorrect' and may have "
     "'corrupted' (plus 'roles' and 'meta' as written by `circuitwise tasks export`)"
 )
+
+
+def _check_text(value: str, path: Path, line: int | None, key: str) -> None:
+    # JSON can spell lone surrogates ("\ud800"); no tokenizer or UTF-8 file can hold them.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TaskFileError(path, line, key, "contains an invalid character (a lone surrogate)",
+                            "Write the text as plain UTF-8") from None
 
 
 def example_from_mapping(obj: Any, path: Path, line: int | None) -> Example:
@@ -44,6 +64,7 @@ def example_from_mapping(obj: Any, path: Path, line: int | None) -> Example:
             raise TaskFileError(path, line, key, f"must be a string, got {type(value).__name__}", FIX_KEYS)
         if key != "corrupted" and value.strip() == "":
             raise TaskFileError(path, line, key, "is empty", FIX_KEYS)
+        _check_text(value, path, line, key)
     roles = obj.get("roles")
     if roles is not None:
         ok = isinstance(roles, Mapping) and all(
@@ -69,7 +90,8 @@ def example_from_mapping(obj: Any, path: Path, line: int | None) -> Example:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        # utf-8-sig: spreadsheet programs start CSV files with a byte-order mark.
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise TaskError(
             f"Task file {path} does not exist. Give a built-in task name (`circuitwise tasks`) "
@@ -79,10 +101,31 @@ def _read_text(path: Path) -> str:
         raise TaskFileError(path, None, None, f"is not UTF-8 text ({e.reason})", "Save it as UTF-8") from None
     except IsADirectoryError:
         raise TaskError(f"{path} is a folder; give the task file inside it.") from None
+    except OSError as e:
+        raise TaskError(f"Cannot read task file {path}: {e.strerror or e}. Check its permissions.") from None
+
+
+def _header(obj: Mapping[str, Any], path: Path, line: int) -> dict[str, Any]:
+    head = obj[HEADER_KEY]
+    fix = "The header line is written by `circuitwise tasks export`; remove it or restore it"
+    if len(obj) != 1 or not isinstance(head, Mapping):
+        raise TaskFileError(path, line, HEADER_KEY, "must be the only key and hold an object", fix)
+    for key, kind in (("name", str), ("description", str), ("meta", Mapping)):
+        if key in head and not isinstance(head[key], kind):
+            raise TaskFileError(path, line, f"{HEADER_KEY}.{key}", f"must be a {kind.__name__}", fix)
+    unknown = [k for k in head if k not in ("name", "description", "meta")]
+    if unknown:
+        raise TaskFileError(path, line, f"{HEADER_KEY}.{unknown[0]}", "unknown field", fix)
+    return dict(head)
 
 
 def read_jsonl(path: Path, text: str) -> list[Example]:
-    examples = []
+    return _read_jsonl(path, text)[0]
+
+
+def _read_jsonl(path: Path, text: str) -> tuple[list[Example], dict[str, Any]]:
+    examples: list[Example] = []
+    head: dict[str, Any] = {}
     for lineno, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
@@ -91,24 +134,41 @@ def read_jsonl(path: Path, text: str) -> list[Example]:
         except json.JSONDecodeError as e:
             raise TaskFileError(path, lineno, None, f"is not valid JSON ({e.msg}, column {e.colno})",
                                 "Write one JSON object per line") from None
+        except (ValueError, RecursionError) as e:  # e.g. a number too long to convert, deep nesting
+            raise TaskFileError(path, lineno, None, f"is not usable JSON ({type(e).__name__})",
+                                "Write one JSON object per line") from None
+        if isinstance(obj, Mapping) and HEADER_KEY in obj:
+            if examples or head:
+                raise TaskFileError(path, lineno, HEADER_KEY, "may only appear on the first line",
+                                    "Keep one header line, before the examples")
+            head = _header(obj, path, lineno)
+            continue
         examples.append(example_from_mapping(obj, path, lineno))
-    return examples
+    return examples, head
 
 
 def read_csv(path: Path, text: str) -> list[Example]:
     try:
-        rows = list(csv.reader(io.StringIO(text)))
+        rows = list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as e:
         raise TaskFileError(path, None, None, f"is not valid CSV ({e})", "Quote fields that contain commas") from None
-    rows = [r for r in rows if any(c.strip() for c in r)]
-    if not rows:
+    # Keep physical line numbers for messages although blank rows are skipped.
+    numbered = [(i, r) for i, r in enumerate(rows, start=1) if any(c.strip() for c in r)]
+    if not numbered:
         return []
-    header = [h.strip() for h in rows[0]]
+    header_line, raw_header = numbered[0]
+    header = [h.strip() for h in raw_header]
+    fix = "CSV columns are clean, correct, incorrect[, corrupted], named once each in the first row"
     for h in header:
         if h not in REQUIRED and h != "corrupted":
-            raise TaskFileError(path, 1, h, "unknown column", "CSV columns are clean, correct, incorrect[, corrupted]")
+            raise TaskFileError(path, header_line, h, "unknown column", fix)
+        if header.count(h) > 1:
+            raise TaskFileError(path, header_line, h, "is named twice", fix)
+    for h in REQUIRED:
+        if h not in header:
+            raise TaskFileError(path, header_line, h, "column missing", fix)
     examples = []
-    for lineno, row in enumerate(rows[1:], start=2):
+    for lineno, row in numbered[1:]:
         if len(row) != len(header):
             raise TaskFileError(path, lineno, None, f"has {len(row)} fields, the header has {len(header)}",
                                 "Quote fields that contain commas")
@@ -123,21 +183,46 @@ YAML_FIX = (
     "A YAML task has 'name', optionally 'description', and either 'examples' (a list of example "
     "objects) or 'templates' (strings with {placeholders}) with 'correct' and 'incorrect' "
     "answer templates, filled from 'values' (a list of rows) or 'product' (lists whose every "
-    "combination is used); 'corrupt' maps placeholders to new values for the corrupted prompt"
+    "combination is used); 'corrupt' maps placeholders to new values for the corrupted prompt, "
+    "'roles' maps role names (N1, ADJ …) to the placeholders they mark"
 )
+YAML_KEYS = ("name", "description", "examples", "templates", "template", "correct", "incorrect",
+             "corrupt", "values", "product", "roles")
 
 
-def _fields(template: str) -> set[str]:
-    return {f for _, f, _, _ in string.Formatter().parse(template) if f}
-
-
-def _fill(template: str, row: Mapping[str, Any], path: Path, key: str, rowno: int) -> str:
+def _yaml_lines(text: str) -> dict[Any, Any]:
+    """Line numbers of the top-level keys and of each item of 'examples'/'values' (best effort)."""
     try:
-        return template.format(**row)
-    except KeyError as e:
-        raise TaskFileError(path, None, key, f"uses {{{e.args[0]}}} but value row {rowno} has no {e.args[0]!r}", YAML_FIX) from None
-    except (ValueError, IndexError) as e:
-        raise TaskFileError(path, None, key, f"is not a valid template ({e})", "Use {name} placeholders; write {{ and }} for braces") from None
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except Exception:  # the caller's safe_load reports the error itself
+        return {}
+    lines: dict[Any, Any] = {}
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                lines[k.value] = k.start_mark.line + 1
+                if k.value in ("examples", "values") and isinstance(v, yaml.SequenceNode):
+                    lines[(k.value, "items")] = [item.start_mark.line + 1 for item in v.value]
+    return lines
+
+
+def _template_fields(template: str, path: Path, key: str, line: int | None) -> set[str]:
+    """The placeholders of ``template``; only plain ``{name}`` ones are allowed."""
+    fix = "Use {name} placeholders (letters, digits, _) and write {{ and }} for literal braces"
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise TaskFileError(path, line, key, f"is not a valid template ({e})", fix) from None
+    fields = set()
+    for _, field, spec, conv in parsed:
+        if field is None:
+            continue
+        # Attribute access, indexing and format specs would run code on values or build huge text.
+        if not field.isidentifier() or spec or conv:
+            raise TaskFileError(path, line, key, f"has the placeholder {{{field}}} with "
+                                f"{'a format spec or conversion' if field.isidentifier() else 'a non-name'}", fix)
+        fields.add(field)
+    return fields
 
 
 def read_yaml(path: Path, text: str) -> tuple[list[Example], dict[str, Any]]:
@@ -146,82 +231,140 @@ def read_yaml(path: Path, text: str) -> tuple[list[Example], dict[str, Any]]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise TaskFileError(path, line, None, f"is not valid YAML ({getattr(e, 'problem', e)})", YAML_FIX) from None
+        raise TaskFileError(path, line, None, f"is not valid YAML ({getattr(e, 'problem', None) or e})", YAML_FIX) from None
+    except (RecursionError, ValueError, TypeError, OverflowError) as e:
+        # safe_load's constructors raise these for absurd input (deep nesting, out-of-range dates).
+        raise TaskFileError(path, None, None, f"is not usable YAML ({type(e).__name__})", YAML_FIX) from None
     if doc is None:
         return [], {}
     if not isinstance(doc, Mapping):
         raise TaskFileError(path, None, None, "must be a mapping at the top level", YAML_FIX)
-    known = {"name", "description", "examples", "templates", "template", "correct", "incorrect",
-             "corrupt", "values", "product"}
+    lines = _yaml_lines(text)
+    at = lambda key: lines.get(key) if isinstance(lines.get(key), int) else None  # noqa: E731
     for key in doc:
-        if key not in known:
-            raise TaskFileError(path, None, str(key), "unknown key", YAML_FIX)
+        if key not in YAML_KEYS:
+            raise TaskFileError(path, at(key), str(key), "unknown key", YAML_FIX)
     head = {k: doc[k] for k in ("name", "description") if k in doc}
     for k, v in head.items():
         if not isinstance(v, str):
-            raise TaskFileError(path, None, k, "must be a string", YAML_FIX)
+            raise TaskFileError(path, at(k), k, "must be a string", YAML_FIX)
     examples: list[Example] = []
-    for obj in doc.get("examples") or []:
-        examples.append(example_from_mapping(obj, path, None))
-    templates = doc.get("templates", doc.get("template"))
+    listed = doc.get("examples")
+    if listed is not None:
+        if not isinstance(listed, list):
+            raise TaskFileError(path, at("examples"), "examples", "must be a list of example objects", YAML_FIX)
+        item_lines = lines.get(("examples", "items"), [])
+        for i, obj in enumerate(listed):
+            examples.append(example_from_mapping(obj, path, item_lines[i] if i < len(item_lines) else at("examples")))
+    if "templates" in doc and "template" in doc:
+        raise TaskFileError(path, at("template"), "template", "cannot be combined with 'templates'", YAML_FIX)
+    tkey = "templates" if "templates" in doc else "template"
+    templates = doc.get(tkey)
     if templates is None:
-        if any(k in doc for k in ("values", "product", "correct", "incorrect", "corrupt")):
-            raise TaskFileError(path, None, "templates", "missing", YAML_FIX)
+        for key in ("values", "product", "correct", "incorrect", "corrupt", "roles"):
+            if key in doc:
+                raise TaskFileError(path, at(key), "templates", f"missing ('{key}' fills templates)", YAML_FIX)
         return examples, head
     if isinstance(templates, str):
         templates = [templates]
-    if not isinstance(templates, list) or not templates or not all(isinstance(t, str) for t in templates):
-        raise TaskFileError(path, None, "templates", "must be a string or a non-empty list of strings", YAML_FIX)
+    if not isinstance(templates, list) or not templates or not all(isinstance(t, str) and t.strip() for t in templates):
+        raise TaskFileError(path, at(tkey), tkey, "must be a string or a non-empty list of non-empty strings", YAML_FIX)
+    fields: set[str] = set()
+    for t in templates:
+        fields |= _template_fields(t, path, tkey, at(tkey))
     answer_t: dict[str, str] = {}
     for key in ("correct", "incorrect"):
         v = doc.get(key)
         if not isinstance(v, str):
-            raise TaskFileError(path, None, key, "missing or not a string template for the answer", YAML_FIX)
+            raise TaskFileError(path, at(key), key, "missing or not a string template for the answer", YAML_FIX)
+        _template_fields(v, path, key, at(key))
         answer_t[key] = v
     corrupt = doc.get("corrupt")
-    if corrupt is not None and not (
-        isinstance(corrupt, Mapping) and all(isinstance(v, str) for v in corrupt.values())
-    ):
-        raise TaskFileError(path, None, "corrupt", "must map placeholders to string templates", YAML_FIX)
-    for rowno, row in enumerate(_rows(doc, path), start=1):
+    if corrupt is not None:
+        if not (isinstance(corrupt, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in corrupt.items())):
+            raise TaskFileError(path, at("corrupt"), "corrupt", "must map placeholders to string templates", YAML_FIX)
+        for k, v in corrupt.items():
+            if k not in fields:
+                raise TaskFileError(path, at("corrupt"), f"corrupt.{k}", "is not a placeholder of the templates", YAML_FIX)
+            _template_fields(v, path, f"corrupt.{k}", at("corrupt"))
+    roles = doc.get("roles")
+    if roles is not None:
+        if not (isinstance(roles, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in roles.items())):
+            raise TaskFileError(path, at("roles"), "roles", "must map role names to placeholder names", YAML_FIX)
+        for role, field in roles.items():
+            if field not in fields:
+                raise TaskFileError(path, at("roles"), f"roles.{role}", f"names {field!r}, which is not a placeholder of the templates", YAML_FIX)
+    rows = _rows(doc, path, at)
+    if len(rows) * len(templates) > MAX_GENERATED:
+        raise TaskFileError(path, at("product") or at("values"), "product" if "product" in doc else "values",
+                            f"would generate {len(rows) * len(templates):,} prompts (limit {MAX_GENERATED:,})",
+                            "Use fewer or shorter lists, or 'values' rows instead of a product")
+    row_lines = lines.get(("values", "items"), [])
+    for rowno, row in enumerate(rows, start=1):
+        line = row_lines[rowno - 1] if rowno <= len(row_lines) else at("values") or at("product")
         bad = [k for k, v in row.items() if not isinstance(v, (str, int, float))]
         if bad:
-            raise TaskFileError(path, None, bad[0], f"value row {rowno} must hold strings or numbers", YAML_FIX)
+            raise TaskFileError(path, line, bad[0], f"value row {rowno} must hold strings or numbers", YAML_FIX)
+        row = {k: str(v) for k, v in row.items()}
         # The corrupted prompt is the same template over a changed row: corrupt: {adj: "{opp}"}.
-        bent = {**row, **{k: _fill(v, row, path, "corrupt", rowno) for k, v in (corrupt or {}).items()}}
+        bent = {**row, **{k: _fill(v, row, path, f"corrupt.{k}", rowno, line) for k, v in (corrupt or {}).items()}}
         for t in templates:
-            examples.append(Example(
-                clean=_fill(t, row, path, "templates", rowno),
-                correct=_fill(answer_t["correct"], row, path, "correct", rowno),
-                incorrect=_fill(answer_t["incorrect"], row, path, "incorrect", rowno),
-                corrupted=_fill(t, bent, path, "templates", rowno) if corrupt else None,
-            ))
+            clean, offsets = _fill_roles(t, row, path, tkey, rowno, line)
+            obj: dict[str, Any] = {
+                "clean": clean,
+                "correct": _fill(answer_t["correct"], row, path, "correct", rowno, line),
+                "incorrect": _fill(answer_t["incorrect"], row, path, "incorrect", rowno, line),
+                "corrupted": _fill(t, bent, path, tkey, rowno, line) if corrupt else None,
+            }
+            if roles:
+                missing = [r for r, f in roles.items() if f not in offsets]
+                if missing:
+                    raise TaskFileError(path, at("roles"), f"roles.{missing[0]}", f"marks {{{roles[missing[0]]}}}, "
+                                        f"which the template {t!r} does not use", "Give every template each role's placeholder")
+                obj["roles"] = {"END": offsets["END"]} | {r: offsets[f] for r, f in roles.items()}
+            examples.append(example_from_mapping(obj, path, line))
     return examples, head
 
 
-def _rows(doc: Mapping[str, Any], path: Path) -> list[dict[str, Any]]:
+def _fill(template: str, row: Mapping[str, str], path: Path, key: str, rowno: int, line: int | None) -> str:
+    return _fill_roles(template, row, path, key, rowno, line)[0]
+
+
+def _fill_roles(template: str, row: Mapping[str, str], path: Path, key: str, rowno: int,
+                line: int | None) -> tuple[str, dict[str, int]]:
+    missing = [f for f in _template_fields(template, path, key, line) if f not in row]
+    if missing:
+        raise TaskFileError(path, line, key, f"uses {{{missing[0]}}} but value row {rowno} has no {missing[0]!r}", YAML_FIX)
+    return fill(template, row)
+
+
+def _rows(doc: Mapping[str, Any], path: Path, at: Any) -> list[dict[str, Any]]:
     if "values" in doc and "product" in doc:
-        raise TaskFileError(path, None, "product", "cannot be combined with 'values'", YAML_FIX)
+        raise TaskFileError(path, at("product"), "product", "cannot be combined with 'values'", YAML_FIX)
     if "values" in doc:
         rows = doc["values"]
         if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
-            raise TaskFileError(path, None, "values", "must be a list of mappings", YAML_FIX)
+            raise TaskFileError(path, at("values"), "values", "must be a list of mappings", YAML_FIX)
         return [{str(k): v for k, v in r.items()} for r in rows]
     if "product" in doc:
         prod = doc["product"]
         if not isinstance(prod, Mapping) or not all(isinstance(v, list) for v in prod.values()):
-            raise TaskFileError(path, None, "product", "must map names to lists of values", YAML_FIX)
+            raise TaskFileError(path, at("product"), "product", "must map names to lists of values", YAML_FIX)
+        size = math.prod(len(v) for v in prod.values())
+        if size > MAX_GENERATED:
+            raise TaskFileError(path, at("product"), "product", f"has {size:,} combinations (limit {MAX_GENERATED:,})",
+                                "Use fewer or shorter lists")
         keys = [str(k) for k in prod]
         return [dict(zip(keys, combo)) for combo in itertools.product(*prod.values())]
     return [{}]
 
 
-def read_task_file(path: Path, name: str | None = None) -> Task:
-    text = _read_text(path)
+def parse_task_text(path: Path, text: str, name: str | None = None) -> Task:
+    """The task in ``text``, read as the file type of ``path``'s suffix (``path`` names it in errors)."""
     suffix = path.suffix.lower()
     head: dict[str, Any] = {}
     if suffix == ".jsonl":
-        examples = read_jsonl(path, text)
+        examples, head = _read_jsonl(path, text)
     elif suffix == ".csv":
         examples = read_csv(path, text)
     elif suffix in (".yaml", ".yml"):
@@ -231,7 +374,8 @@ def read_task_file(path: Path, name: str | None = None) -> Task:
             f"Cannot read {path}: unknown task file type {suffix or '(none)'!r}. Use .jsonl (one "
             "JSON object a line), .csv or .yaml."
         )
-    task = Task(name or head.get("name") or path.stem, tuple(examples), head.get("description", ""))
+    task = Task(name or head.get("name") or path.stem, tuple(examples), head.get("description", ""),
+                dict(head.get("meta") or {}))
     if not task.examples:
         raise TaskError(
             f"Task file {path} holds no examples. Add at least one with 'clean', 'correct' and "
@@ -240,13 +384,32 @@ def read_task_file(path: Path, name: str | None = None) -> Task:
     return task
 
 
+def read_task_file(path: Path, name: str | None = None) -> Task:
+    path = Path(path)
+    if path.suffix.lower() not in (".jsonl", ".csv", ".yaml", ".yml"):
+        return parse_task_text(path, "", name)  # raises the unknown-type error before reading
+    return parse_task_text(path, _read_text(path), name)
+
+
 def write_jsonl(task: Task, path: Path) -> None:
+    """Write ``task`` (header line, then one example a line) so :func:`read_task_file` gives it back."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for ex in task.examples:
-            f.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
+    head: dict[str, Any] = {"name": task.name}
+    if task.description:
+        head["description"] = task.description
+    if task.meta:
+        head["meta"] = dict(task.meta)
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write(json.dumps({HEADER_KEY: head}, ensure_ascii=False) + "\n")
+            for ex in task.examples:
+                f.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
+    except (TypeError, ValueError) as e:
+        tmp.unlink(missing_ok=True)
+        raise TaskError(f"Task {task.name!r} cannot be written as JSON ({e}); keep 'meta' to strings, "
+                        "numbers, lists and objects.") from None
     tmp.replace(path)
 
 
-__all__ = ["read_task_file", "write_jsonl"]
+__all__ = ["parse_task_text", "read_task_file", "write_jsonl"]

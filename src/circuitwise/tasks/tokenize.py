@@ -74,10 +74,47 @@ class TokenizedTask:
 
 @dataclass(frozen=True)
 class Dropped:
-    """An example left out by ``on_invalid="drop"``, and why."""
+    """An example left out by ``on_invalid="drop"``, and why.
+
+    ``kind`` groups reasons for counting: ``answer-tokens`` (an answer is not one token),
+    ``corrupted-length`` (clean and corrupted prompts differ in length), ``same-answer``,
+    ``too-long``, ``no-corrupted``, ``role`` or ``other``.
+    """
 
     index: int
     reason: str
+    kind: str = "other"
+
+
+class InvalidExample(TaskError):
+    """An example unusable with one tokenizer; ``kind`` is as in :class:`Dropped`."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def describe_dropped(dropped: list[Dropped], total: int, task_name: str = "task") -> str:
+    """One line for the user: how many examples were dropped, and why, counted by kind."""
+    if not dropped:
+        return f"{task_name}: all {total} examples are usable with this tokenizer."
+    counts: dict[str, int] = {}
+    for d in dropped:
+        counts[d.kind] = counts.get(d.kind, 0) + 1
+    why = ", ".join(f"{v} {_KIND_TEXT.get(k, k)}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return (f"{task_name}: dropped {len(dropped)} of {total} examples unusable with this "
+            f"tokenizer ({why}); {total - len(dropped)} remain.")
+
+
+_KIND_TEXT = {
+    "answer-tokens": "with an answer that is not a single token",
+    "corrupted-length": "whose corrupted prompt has a different token length",
+    "same-answer": "whose two answers are the same token",
+    "too-long": "longer than the model's context",
+    "no-corrupted": "without a corrupted prompt",
+    "role": "with a role no token covers",
+    "other": "for other reasons",
+}
 
 
 def _encode(model: Any, text: str, prepend_bos: bool | None = None) -> list[int]:
@@ -98,14 +135,14 @@ def _answer_id(model: Any, ex: Example, which: str, prompt_ids: list[int]) -> in
         tid = whole[n]
         bos = getattr(model.tokenizer, "bos_token_id", None)
         if alone and alone[0] == bos and len(alone) > 1:
-            raise TaskError(
+            raise InvalidExample("answer-tokens",
                 f"The {which} answer {answer!r} tokenizes with a leading BOS token on this "
                 f"model ({_str(model, alone)}); circuitwise would read the wrong logit. Check "
                 "the tokenizer's add_bos_token setting."
             )
         return tid
     added = whole[n:] if whole[:n] == prompt_ids else whole
-    raise TaskError(
+    raise InvalidExample("answer-tokens",
         f"The {which} answer {answer!r} of prompt {ex.clean!r} is not one token in context: "
         f"after the prompt it tokenizes as {_str(model, added)} ({len(added)} tokens). Use an "
         "answer that is a single token for this model (often with a leading space, e.g. "
@@ -114,18 +151,34 @@ def _answer_id(model: Any, ex: Example, which: str, prompt_ids: list[int]) -> in
 
 
 def _role_positions(model: Any, ex: Example, ids: list[int]) -> dict[str, int] | None:
-    """Token position of each role: the token whose character span covers the role's start."""
+    """Token position of each role: the token whose character span covers the role's start.
+
+    A word's token often starts with the space before it (GPT-2's " young" spans the space and
+    the word); roles point at the word's first letter, which that token covers whether or not the
+    tokenizer trims the space from its offsets.
+    """
     if not ex.roles:
         return None
-    enc = model.tokenizer(ex.clean, return_offsets_mapping=True, add_special_tokens=False)
-    shift = len(ids) - len(enc["input_ids"])  # tokens the model prepends (BOS)
+    try:
+        enc = model.tokenizer(ex.clean, return_offsets_mapping=True, add_special_tokens=False)
+        spans = enc["offset_mapping"]
+        n_plain = len(enc["input_ids"])
+    except (NotImplementedError, TypeError, ValueError, KeyError):
+        # Slow (Python) tokenizers give no offsets; count the tokens of the text before the role.
+        spans, n_plain = None, len(_encode(model, ex.clean, prepend_bos=False))
+    shift = len(ids) - n_plain  # tokens the model prepends (BOS)
     out = {}
     for role, char in ex.roles.items():
-        hits = [j for j, (lo, hi) in enumerate(enc["offset_mapping"]) if lo <= char < hi]
+        if spans is not None:
+            hits = [j for j, (lo, hi) in enumerate(spans) if lo <= char < hi]
+        else:
+            before = ex.clean[:char].rstrip(" ")
+            hits = [len(_encode(model, before, prepend_bos=False))] if 0 <= char < len(ex.clean) else []
         if not hits:
-            raise TaskError(
+            raise InvalidExample(
+                "role",
                 f"Role {role!r} of {ex.clean!r} points at character {char}, which no token "
-                "covers. Point roles at the first character of a word."
+                "covers. Point roles at the first character of a word.",
             )
         out[role] = shift + hits[0]
     return out
@@ -136,13 +189,13 @@ def check_example(model: Any, ex: Example, need_corrupted: bool) -> tuple[list[i
     ids = _encode(model, ex.clean)
     n_ctx = model.cfg.n_ctx
     if len(ids) >= n_ctx:
-        raise TaskError(
+        raise InvalidExample("too-long",
             f"Prompt {ex.clean[:60]!r}… is {len(ids)} tokens long; the model's context is {n_ctx} "
             "tokens and the answer needs one more. Shorten the prompt."
         )
     answers = (_answer_id(model, ex, "correct", ids), _answer_id(model, ex, "incorrect", ids))
     if answers[0] == answers[1]:
-        raise TaskError(
+        raise InvalidExample("same-answer",
             f"The correct and incorrect answers of {ex.clean!r} are the same token "
             f"({_str(model, [answers[0]])}); the logit difference would be 0. Give two different answers."
         )
@@ -150,14 +203,14 @@ def check_example(model: Any, ex: Example, need_corrupted: bool) -> tuple[list[i
     if ex.corrupted is not None:
         cids = _encode(model, ex.corrupted)
         if len(cids) != len(ids):
-            raise TaskError(
+            raise InvalidExample("corrupted-length",
                 f"The corrupted prompt is {len(cids)} tokens but its clean prompt is {len(ids)}; "
                 f"patching needs them position by position.\n  clean:     {_str(model, ids)}\n"
                 f"  corrupted: {_str(model, cids)}\nChange the corrupted prompt so the two line up "
                 "token by token (e.g. swap a word for one of the same token length)."
             )
     elif need_corrupted:
-        raise TaskError(
+        raise InvalidExample("no-corrupted",
             f"Example {ex.clean!r} has no corrupted prompt, which this analysis needs. Add a "
             "'corrupted' field, or use a task built with a corruption scheme."
         )
@@ -184,13 +237,14 @@ def tokenize_task(
     for i, ex in enumerate(task.examples):
         try:
             ids, cids, ans = check_example(model, ex, need_corrupted)
+            positions = _role_positions(model, ex, ids)
         except TaskError as e:
             if on_invalid == "raise":
                 raise
-            dropped.append(Dropped(i, str(e)))
+            dropped.append(Dropped(i, str(e), getattr(e, "kind", "other")))
             continue
         kept.append(i)
-        rows.append((ids, cids, ans, _role_positions(model, ex, ids)))
+        rows.append((ids, cids, ans, positions))
     if not rows:
         raise TaskError(
             f"None of the {len(task)} examples of task {task.name!r} is usable with this model's "
@@ -224,4 +278,4 @@ def tokenize_task(
     return tok.to(model.cfg.device), dropped
 
 
-__all__ = ["Dropped", "TokenizedTask", "check_example", "tokenize_task"]
+__all__ = ["Dropped", "InvalidExample", "TokenizedTask", "check_example", "describe_dropped", "tokenize_task"]

@@ -16,9 +16,14 @@ from circuitwise.tasks.task import Task
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """A built-in task. ``corruptions``/``splits`` list the values its builder accepts (the first
+    corruption is the default; a builder given a value it does not list raises TaskError)."""
+
     name: str
     description: str
     build: Callable[..., Task]
+    corruptions: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ()
 
 
 REGISTRY: dict[str, TaskSpec] = {}
@@ -34,12 +39,17 @@ def register(spec: TaskSpec) -> TaskSpec:
 def get_task(name_or_path: str | Path, **options: Any) -> Task:
     """A built-in task by name, or a task file by path."""
     _load_builtins()
+    if not isinstance(name_or_path, (str, Path)):
+        raise TaskError(f"A task is named by a string or a path, got {type(name_or_path).__name__}.")
     key = str(name_or_path)
     if key in REGISTRY:
         return REGISTRY[key].build(**options)
     path = Path(key)
     if path.suffix.lower() in (".jsonl", ".csv", ".yaml", ".yml") or path.exists():
-        return Task.from_file(path)
+        task = Task.from_file(path)
+        n = options.get("n")
+        # Files are used in their own order; --n takes the first n (seed and the rest do not apply).
+        return task.subset(range(min(n, len(task)))) if isinstance(n, int) and n > 0 else task
     raise TaskError(
         f"Unknown task {key!r}. Built-in tasks: {', '.join(sorted(REGISTRY))}; or give the path "
         "of a .jsonl, .csv or .yaml task file."
@@ -48,7 +58,13 @@ def get_task(name_or_path: str | Path, **options: Any) -> Task:
 
 def _load_builtins() -> None:
     # Imported here, not at module import, so `import circuitwise` stays cheap.
-    from circuitwise.tasks.builtin import opposites, seed  # noqa: F401
+    from circuitwise.tasks.builtin import counting, ioi, numbers, opposites, seed, timezones  # noqa: F401
 
 
-__all__ = ["REGISTRY", "TaskSpec", "get_task", "register"]
+def specs() -> list[TaskSpec]:
+    """Every built-in task, in name order."""
+    _load_builtins()
+    return [REGISTRY[k] for k in sorted(REGISTRY)]
+
+
+__all__ = ["REGISTRY", "TaskSpec", "get_task", "register", "specs"]

@@ -36,9 +36,9 @@ import random
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from circuitwise.errors import TaskError
 from circuitwise.tasks.builtin import TaskSpec, register
-from circuitwise.tasks.builtin._fill import article, fill
+from circuitwise.tasks.builtin._common import check_choice, check_n, example_rng, sample
+from circuitwise.tasks.templating import article, fill
 from circuitwise.tasks.task import Example, Task
 
 Corruption = Literal["flip", "connective", "other"]
@@ -143,26 +143,21 @@ TRAIN_TEMPLATES: tuple[str, ...] = tuple(
 )
 
 ROLE_OF_FIELD = {"n1": "N1", "a1": "ADJ", "n2": "N2"}
-_SPLIT_FIX = "Use split=" + ", ".join(repr(s) for s in get_args(Split)) + " (or None for all)."
 
 
 def _split_indices(split: str | None) -> tuple[list[int], list[int]]:
     """Pair indices and template indices of ``split``."""
-    held_p, held_t = set(HELDOUT_PAIR_INDICES), set(HELDOUT_TEMPLATE_INDICES)
-    all_p, all_t = range(len(PAIRS)), range(len(TEMPLATES))
-    train_p = [i for i in all_p if i not in held_p]
-    train_t = [i for i in all_t if i not in held_t]
-    table = {
-        None: (list(all_p), list(all_t)),
-        "all": (list(all_p), list(all_t)),
+    split = check_choice("opposites", "split", split, get_args(Split), "all")
+    held_p, held_t = list(HELDOUT_PAIR_INDICES), list(HELDOUT_TEMPLATE_INDICES)
+    train_p = [i for i in range(len(PAIRS)) if i not in held_p]
+    train_t = [i for i in range(len(TEMPLATES)) if i not in held_t]
+    return {
+        "all": (list(range(len(PAIRS))), list(range(len(TEMPLATES)))),
         "train": (train_p, train_t),
-        "heldout-pair": (sorted(held_p), train_t),
-        "heldout-template": (train_p, sorted(held_t)),
-        "heldout-both": (sorted(held_p), sorted(held_t)),
-    }
-    if split not in table:
-        raise TaskError(f"Unknown split {split!r} for task 'opposites'. {_SPLIT_FIX}")
-    return table[split]
+        "heldout-pair": (held_p, train_t),
+        "heldout-template": (train_p, held_t),
+        "heldout-both": (held_p, held_t),
+    }[split]
 
 
 def _values(n1: str, a1: str, n2: str) -> dict[str, str]:
@@ -202,20 +197,8 @@ def build(
     **_: Any,
 ) -> Task:
     """``n`` examples (all of the split when None), shuffled deterministically by ``seed``."""
-    if corruption is None:
-        corruption = "flip"
-    if corruption not in get_args(Corruption):
-        raise TaskError(
-            f"Unknown corruption {corruption!r} for task 'opposites'. Use one of "
-            + ", ".join(get_args(Corruption)) + "."
-        )
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-        raise TaskError(f"--n must be a positive whole number, got {n!r}.")
-    combos = combinations(split)
-    rng = random.Random(seed)
-    rng.shuffle(combos)
-    if n is not None:
-        combos = combos[:n]
+    corruption = check_choice("opposites", "corruption", corruption, get_args(Corruption), "flip")
+    combos = sample(combinations(split), check_n(n), seed)
     examples = []
     for pi, ti, flipped, n1, n2 in combos:
         p = PAIRS[pi]
@@ -230,8 +213,7 @@ def build(
             corrupted, _ = fill(template, _values(n1, a2, n2))
             meta["corrupted_answer"] = " " + a1  # the right answer to the corrupted prompt
         elif corruption == "other":
-            # Seeded per example so the choice does not depend on n or on the other examples.
-            other = _unrelated(pi, random.Random(f"{seed}:{clean}"))
+            other = _unrelated(pi, example_rng(seed, clean))
             corrupted, _ = fill(template, _values(n1, other, n2))
             meta["corrupted_adjective"] = other
         else:
@@ -252,6 +234,8 @@ def build(
 register(TaskSpec(
     "opposites",
     "Opposite adjectives ('A grandfather is old, but a kitten is' -> ' young'), "
-    f"{len(PAIRS)} antonym pairs x {len(TEMPLATES)} templates; corruptions flip/connective/other.",
+    f"{len(PAIRS)} antonym pairs x {len(TEMPLATES)} templates.",
     build,
+    corruptions=get_args(Corruption),
+    splits=get_args(Split),
 ))

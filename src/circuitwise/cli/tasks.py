@@ -1,0 +1,139 @@
+"""`circuitwise tasks`: list the built-in tasks, show examples with their tokens, export JSONL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from circuitwise.cli import app, console
+from circuitwise.config import RunConfig
+from circuitwise.errors import CircuitwiseError
+
+tasks_app = typer.Typer(
+    help="Built-in tasks: list them, show examples with their tokens and roles, export them as JSONL.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+app.add_typer(tasks_app, name="tasks")
+
+F = RunConfig.model_fields
+
+
+def _options(n: Optional[int], seed: Optional[int], corruption: Optional[str], split: Optional[str]) -> dict[str, Any]:
+    given = dict(n=n, seed=seed, corruption=corruption, split=split)
+    return {k: v for k, v in given.items() if v is not None}
+
+
+N_OPT = typer.Option(None, "--n", help=F["n"].description)
+SEED_OPT = typer.Option(None, "--seed", help=F["seed"].description)
+CORRUPTION_OPT = typer.Option(None, "--corruption", help=F["corruption"].description)
+SPLIT_OPT = typer.Option(None, "--split", help=F["split"].description)
+
+
+@tasks_app.callback()
+def list_tasks(ctx: typer.Context) -> None:
+    """List the built-in tasks with their sizes, corruptions and splits."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from circuitwise.tasks.builtin import specs
+
+    table = Table(title="Built-in tasks", show_lines=False)
+    for col in ("name", "examples", "corruptions", "splits", "description"):
+        table.add_column(col, overflow="fold")
+    for spec in specs():
+        size = len(spec.build())
+        table.add_row(spec.name, f"{size:,}", ", ".join(spec.corruptions) or "-",
+                      ", ".join(s for s in spec.splits if s != "all") or "-", Text(spec.description))
+    console.print(table)
+    console.print("Show examples: [bold]circuitwise tasks show NAME --n 5[/]; a task file (.jsonl, .csv, "
+                  ".yaml) can be named wherever a task is.", highlight=False)
+
+
+@tasks_app.command("show")
+def show(
+    name: str = typer.Argument(..., help="Built-in task name or task file."),
+    n: int = typer.Option(5, "--n", help="How many examples to show."),
+    seed: Optional[int] = SEED_OPT,
+    corruption: Optional[str] = CORRUPTION_OPT,
+    split: Optional[str] = SPLIT_OPT,
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m",
+        help=f"Whose tokenizer to show tokens with (only the tokenizer is loaded) [default: {F['model'].default}]."),
+) -> None:
+    """Print examples with their tokens, answers, corrupted prompt and role positions."""
+    from circuitwise.tasks import get_task, tokenize_task
+    from circuitwise.tasks.tokenize import describe_dropped
+    from circuitwise.tasks.tokenizer import load_tokenizer
+
+    task = get_task(name, **_options(n, seed, corruption, split))
+    model_name = model or F["model"].default
+    try:
+        tok_model = load_tokenizer(model_name)
+    except CircuitwiseError as e:
+        if model is not None:
+            raise
+        console.print(Text(f"(no tokens shown: {e})", style="yellow"))
+        tok_model = None
+    console.print(Text.assemble(("task ", "dim"), (task.name, "bold"), f": {task.description}"))
+    if tok_model is None:
+        for i, ex in enumerate(task):
+            _print_text_example(i, ex)
+        return
+    tok, dropped = tokenize_task(tok_model, task, on_invalid="drop")
+    if dropped:
+        console.print(Text(describe_dropped(dropped, len(task), task.name), style="yellow"))
+        for d in dropped[:3]:
+            console.print(Text(f"  example {d.index}: {d.reason}", style="dim"))
+    for j, ex in enumerate(tok.task):
+        roles = tok.roles[j] if tok.roles else {}
+        at = {p: r for r, p in roles.items()}
+        tokens = Text()
+        for p, s in enumerate(tok.str_tokens[j]):
+            style = "bold cyan" if p in at else ""
+            tokens.append(f"[{p}]", style="dim")
+            tokens.append(repr(s), style=style)
+            if p in at:
+                tokens.append(f"={at[p]}", style="cyan")
+            tokens.append(" ")
+        console.print(Text.assemble((f"#{j} ", "bold"), ex.clean, ("  ->  ", "dim"),
+                                    (repr(ex.correct), "green"), " vs ", (repr(ex.incorrect), "red")))
+        console.print(Text.assemble(("  tokens:    ", "dim"), tokens))
+        if ex.corrupted is not None:
+            console.print(Text.assemble(("  corrupted: ", "dim"), ex.corrupted))
+        if roles:
+            console.print(Text.assemble(("  roles:     ", "dim"),
+                                        ", ".join(f"{r}@{p}" for r, p in sorted(roles.items(), key=lambda kv: kv[1]))))
+
+
+def _print_text_example(i: int, ex: Any) -> None:
+    console.print(Text.assemble((f"#{i} ", "bold"), ex.clean, ("  ->  ", "dim"),
+                                (repr(ex.correct), "green"), " vs ", (repr(ex.incorrect), "red")))
+    if ex.corrupted is not None:
+        console.print(Text.assemble(("  corrupted: ", "dim"), ex.corrupted))
+    if ex.roles:
+        console.print(Text.assemble(("  roles (characters): ", "dim"),
+                                    ", ".join(f"{r}@{c}" for r, c in sorted(ex.roles.items(), key=lambda kv: kv[1]))))
+
+
+@tasks_app.command("export")
+def export(
+    name: str = typer.Argument(..., help="Built-in task name or task file."),
+    file: Path = typer.Argument(..., help="JSONL file to write (read back with Task.from_file)."),
+    n: Optional[int] = N_OPT,
+    seed: Optional[int] = SEED_OPT,
+    corruption: Optional[str] = CORRUPTION_OPT,
+    split: Optional[str] = SPLIT_OPT,
+) -> None:
+    """Write a task as JSONL (a header line, then one example a line)."""
+    from circuitwise.errors import ConfigError
+    from circuitwise.tasks import get_task
+
+    if file.suffix.lower() != ".jsonl":
+        raise ConfigError(f"Export writes JSONL; name the file with a .jsonl suffix (got {file.name!r}).")
+    task = get_task(name, **_options(n, seed, corruption, split))
+    task.to_jsonl(file)
+    console.print(f"Wrote {len(task):,} examples of {task.name} to {file}", highlight=False, markup=False)

@@ -1,0 +1,62 @@
+"""A tokenizer standing in for a model, so tasks can be built and checked without loading weights.
+
+:func:`circuitwise.tasks.tokenize_task` needs only ``to_tokens``, ``tokenizer`` and ``cfg``
+(``n_ctx``, ``device``) from a model; :class:`TokenizerModel` provides them around a Hugging
+Face tokenizer, prepending BOS the way a TransformerLens model does by default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from circuitwise.errors import TaskError
+
+
+@dataclass(frozen=True)
+class _Cfg:
+    n_ctx: int
+    device: str = "cpu"
+
+
+class TokenizerModel:
+    """The tokenization side of a model: ``to_tokens`` with BOS, ``tokenizer``, ``cfg.n_ctx``."""
+
+    def __init__(self, tokenizer: Any, *, prepend_bos: bool = True, n_ctx: int | None = None):
+        self.tokenizer = tokenizer
+        self.prepend_bos = prepend_bos and tokenizer.bos_token_id is not None
+        limit = getattr(tokenizer, "model_max_length", None)
+        # Tokenizers without a limit report a huge sentinel; a large context checks nothing wrongly.
+        self.cfg = _Cfg(n_ctx=n_ctx or (int(limit) if limit and limit < 1_000_000 else 1_000_000))
+
+    def to_tokens(self, text: str, prepend_bos: bool | None = None) -> torch.Tensor:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        bos = self.prepend_bos if prepend_bos is None else prepend_bos
+        if bos and self.tokenizer.bos_token_id is not None:
+            ids = [self.tokenizer.bos_token_id, *ids]
+        return torch.tensor([ids], dtype=torch.long)
+
+
+def load_tokenizer(name_or_path: str) -> TokenizerModel:
+    """The tokenizer of a model (``bundled``, a local checkpoint folder or a Hub name), offline first."""
+    from transformers import AutoTokenizer
+
+    source: str | Path = name_or_path
+    if name_or_path == "bundled":
+        from circuitwise.models.bundled import bundled_path
+
+        source = bundled_path()
+    try:
+        tok = AutoTokenizer.from_pretrained(str(source))
+    except Exception as e:  # transformers raises OSError, ValueError, HTTP errors … for a bad source
+        raise TaskError(
+            f"Could not load the tokenizer of {name_or_path!r} ({type(e).__name__}: {e}). Give a "
+            "local checkpoint folder, 'bundled', or a Hugging Face Hub name when online."
+        ) from None
+    return TokenizerModel(tok)
+
+
+__all__ = ["TokenizerModel", "load_tokenizer"]
