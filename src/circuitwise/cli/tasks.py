@@ -41,13 +41,18 @@ def list_tasks(ctx: typer.Context) -> None:
         return
     from circuitwise.tasks.builtin import specs
 
-    table = Table(title="Built-in tasks", show_lines=False)
-    for col in ("name", "examples", "corruptions", "splits", "description"):
-        table.add_column(col, overflow="fold")
+    table = Table(title="Built-in tasks", show_lines=True)
+    table.add_column("name", no_wrap=True, style="bold")
+    table.add_column("examples", justify="right", no_wrap=True)
+    table.add_column("description", ratio=1)
     for spec in specs():
-        size = len(spec.build())
-        table.add_row(spec.name, f"{size:,}", ", ".join(spec.corruptions) or "-",
-                      ", ".join(s for s in spec.splits if s != "all") or "-", Text(spec.description))
+        about = Text(spec.description)
+        options = [f"{label}: {', '.join(values)}" for label, values in
+                   (("corruptions", spec.corruptions), ("splits", tuple(v for v in spec.splits if v != "all")))
+                   if values]
+        if options:
+            about.append("\n" + "; ".join(options), style="dim")
+        table.add_row(spec.name, f"{len(spec.build()):,}", about)
     console.print(table)
     console.print("Show examples: [bold]circuitwise tasks show NAME --n 5[/]; a task file (.jsonl, .csv, "
                   ".yaml) can be named wherever a task is.", highlight=False)

@@ -126,7 +126,9 @@ def read_jsonl(path: Path, text: str) -> list[Example]:
 def _read_jsonl(path: Path, text: str) -> tuple[list[Example], dict[str, Any]]:
     examples: list[Example] = []
     head: dict[str, Any] = {}
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    # Split on newlines only: str.splitlines also breaks at U+2028 and friends, which JSON
+    # strings may hold unescaped (write_jsonl keeps non-ASCII text as it is).
+    for lineno, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:

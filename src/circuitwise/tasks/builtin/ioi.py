@@ -104,5 +104,5 @@ def build(n: int | None = None, seed: int = 0, corruption: str | None = None, sp
 
 
 register(TaskSpec("ioi", "Indirect-object identification, Wang et al. 2022 ('When Mary and John went to "
-                  "the store, John gave a drink to' -> ' Mary'); ABC corruption.", build,
+                  "the store, John gave a drink to' -> ' Mary'); ABC corruption; 500 drawn unless --n.", build,
                   corruptions=get_args(Corruption), splits=get_args(Split)))
