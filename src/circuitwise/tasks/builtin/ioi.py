@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Literal, get_args
 
 from circuitwise.tasks.builtin import TaskSpec, register
-from circuitwise.tasks.builtin._common import check_choice, check_n, example_rng, sample
+from circuitwise.tasks.builtin._common import check_choice, check_n, example_rng
 from circuitwise.tasks.templating import fill
 from circuitwise.tasks.task import Example, Task
 
