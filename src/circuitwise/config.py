@@ -4,14 +4,15 @@ every run writes its config so it can be re-run exactly (`circuitwise run --conf
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from circuitwise.errors import ConfigError
 
-Corruption = Literal["flip", "connective", "other"]
+# Generated built-in tasks hold thousands of examples; a run uses this many unless --n says otherwise.
+DEFAULT_BUILTIN_N = 200
 
 
 class RunConfig(BaseModel):
@@ -26,9 +27,14 @@ class RunConfig(BaseModel):
     batch_size: int | None = Field(None, ge=1, description="Prompts per forward pass; default: chosen from the model size.")
     processing: bool = Field(True, description="Fold LayerNorm and centre weights (the seed's processing).")
     top_k: int = Field(3, ge=1, le=50, description="How many top positive and negative heads to show.")
-    n: int | None = Field(None, ge=1, description="Number of examples for generated built-in tasks.")
+    n: int | None = Field(
+        None, ge=1, description=f"Number of examples: for generated built-in tasks (default {DEFAULT_BUILTIN_N}); "
+        "for task files, the first n (default all)."
+    )
     seed: int = Field(0, description="Seed for generated built-in tasks.")
-    corruption: Corruption | None = Field(None, description="Corruption scheme for built-in tasks that offer several.")
+    corruption: str | None = Field(
+        None, description="Corruption scheme of a built-in task (opposites: flip, connective, other; ioi: abc)."
+    )
     split: str | None = Field(None, description="Split of a built-in task (e.g. heldout-pair).")
     drop_invalid: bool | None = Field(
         None,
@@ -36,8 +42,10 @@ class RunConfig(BaseModel):
         "Default: on for built-in tasks, off for task files.",
     )
 
-    def task_options(self) -> dict[str, Any]:
+    def task_options(self, builtin: bool) -> dict[str, Any]:
         opts: dict[str, Any] = {"seed": self.seed}
+        if builtin and self.n is None:
+            opts["n"] = DEFAULT_BUILTIN_N
         for key in ("n", "corruption", "split"):
             if getattr(self, key) is not None:
                 opts[key] = getattr(self, key)
@@ -75,4 +83,4 @@ def default_batch_size(model: Any) -> int:
     return max(1, min(64, int(2_000_000 / max(d, 1))))
 
 
-__all__ = ["Corruption", "RunConfig", "default_batch_size"]
+__all__ = ["DEFAULT_BUILTIN_N", "RunConfig", "default_batch_size"]

@@ -20,7 +20,9 @@ from circuitwise.config import RunConfig, default_batch_size
 from circuitwise.errors import ConfigError
 from circuitwise.models import load_model
 from circuitwise.reports import write_report
-from circuitwise.tasks import REGISTRY, get_task, tokenize_task
+from circuitwise.tasks import get_task, tokenize_task
+from circuitwise.tasks.builtin import specs
+from circuitwise.tasks.tokenize import describe_dropped
 from circuitwise.types import nan_to_none
 
 log = logging.getLogger(__name__)
@@ -66,15 +68,18 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
         prepare_out(config.out)  # raises before any work is done
     # Everything that can reject the input runs before anything is written, so a bad task or
     # model never clobbers an earlier run's files in the same folder.
-    task = get_task(config.task, **config.task_options())
+    builtin = config.task in {spec.name for spec in specs()}
+    task = get_task(config.task, **config.task_options(builtin))
     say(f"loading model {config.model}")
     if model is None:
         model = load_model(config.model, device=config.device, processing=config.processing)
-    drop = config.drop_invalid if config.drop_invalid is not None else config.task in REGISTRY
+    drop = config.drop_invalid if config.drop_invalid is not None else builtin
     tok, dropped = tokenize_task(model, task, on_invalid="drop" if drop else "raise")
     if dropped:
-        log.warning("dropped %d of %d examples unusable with this tokenizer; first: %s",
-                    len(dropped), len(task), dropped[0].reason)
+        # Never silent: the count and reasons go to the log, the progress line and the report.
+        message = describe_dropped(dropped, len(task), task.name)
+        log.warning(message)
+        say(message)
     out = prepare_out(config.out)
     (out / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     bs = config.batch_size or default_batch_size(model)
