@@ -1,0 +1,167 @@
+"""A circuit: a set of edges of one model's graph, with the scores that chose them.
+
+``circuit.json`` (``Circuit.to_json``) lists every edge with its score and, for re-measuring
+with TransformerLens hooks, each end as TransformerLens's ``attribution_patching.Node`` fields
+(``kind``, ``layer``, ``head``; the edge exists at every position). ``Circuit.from_json`` checks
+the file against the model it is evaluated on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from circuitwise.circuits.graph import Graph, graph_of
+from circuitwise.errors import ConfigError
+
+FORMAT = "circuitwise.circuit"
+VERSION = 1
+
+
+def model_info(model: Any) -> dict[str, Any]:
+    cfg = model.cfg
+    return {
+        "name": getattr(model, "circuitwise_name", None),
+        "n_layers": int(cfg.n_layers),
+        "n_heads": int(cfg.n_heads),
+        "d_model": int(cfg.d_model),
+        "d_vocab": int(cfg.d_vocab),
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class Circuit:
+    graph: Graph
+    edges: torch.Tensor  # [edge] bool
+    scores: torch.Tensor | None = None  # [edge] the method's scores, if known
+    method: str | None = None
+    selection: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    task: str | None = None
+    metric: str = "logit_diff"
+
+    def __post_init__(self) -> None:
+        if self.edges.shape != (self.graph.n_edges,) or self.edges.dtype != torch.bool:
+            raise ValueError("edges must be a bool tensor with one entry per graph edge")
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.edges.sum())
+
+    @property
+    def edge_fraction(self) -> float:
+        return self.n_edges / self.graph.n_edges
+
+    def edge_list(self) -> list[tuple[str, str, float | None]]:
+        """``(sender, receiver, score)`` of each circuit edge, strongest first."""
+        s_idx, r_idx = self.graph.edge_index
+        ids = self.edges.nonzero().flatten().tolist()
+        if self.scores is not None:
+            ids.sort(key=lambda i: -abs(float(self.scores[i])) if not math.isnan(float(self.scores[i])) else 0.0)
+        out = []
+        for i in ids:
+            score = None if self.scores is None or math.isnan(float(self.scores[i])) else float(self.scores[i])
+            out.append((self.graph.senders[int(s_idx[i])].name, self.graph.receivers[int(r_idx[i])].name, score))
+        return out
+
+    def nodes(self) -> list[str]:
+        """Names of the nodes the circuit's edges touch (a head's q/k/v count as the head)."""
+        names: set[str] = set()
+        s_idx, r_idx = self.graph.edge_index
+        for i in self.edges.nonzero().flatten().tolist():
+            names.add(self.graph.senders[int(s_idx[i])].name)
+            names.add(self.graph.receivers[int(r_idx[i])].node)
+        order = [s.name for s in self.graph.senders] + ["logits"]
+        return [n for n in order if n in names]
+
+    def with_edges(self, edges: torch.Tensor, **selection: Any) -> "Circuit":
+        return Circuit(self.graph, edges.bool().cpu(), self.scores, self.method,
+                       {**self.selection, **selection}, self.model, self.task, self.metric)
+
+    # -- JSON -------------------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        s_idx, r_idx = self.graph.edge_index
+        by_name = {f"{self.graph.senders[int(s)].name}->{self.graph.receivers[int(r)].name}": (int(s), int(r))
+                   for s, r in zip(s_idx.tolist(), r_idx.tolist())}
+        edges = []
+        for sender, receiver, score in self.edge_list():
+            s, r = by_name[f"{sender}->{receiver}"]
+            edges.append({
+                "sender": sender, "receiver": receiver, "score": score,
+                "tl_sender": self.graph.senders[s].tl_node(),
+                "tl_receiver": self.graph.receivers[r].tl_node(self.graph.n_layers),
+            })
+        return {
+            "format": FORMAT, "version": VERSION,
+            "model": self.model, "graph": self.graph.describe(), "task": self.task, "metric": self.metric,
+            "method": self.method, "selection": self.selection,
+            "n_edges": self.n_edges, "total_edges": self.graph.n_edges, "edge_fraction": self.edge_fraction,
+            "nodes": self.nodes(), "edges": edges,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def from_json(cls, data: Any, model: Any, *, source: str = "circuit.json") -> "Circuit":
+        """Rebuild a circuit on ``model``, raising ConfigError where the file does not fit it."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ConfigError(
+                f"{source} is not a circuitwise circuit file (no \"format\": \"{FORMAT}\"). Give the "
+                "circuit.json written by `circuitwise circuit`."
+            )
+        if int(data.get("version", 0)) > VERSION:
+            raise ConfigError(f"{source} was written by a newer circuitwise (format version "
+                              f"{data.get('version')}); upgrade circuitwise to read it.")
+        graph = graph_of(model)
+        want = model_info(model)
+        have = data.get("model") or {}
+        for key in ("n_layers", "n_heads", "d_model"):
+            if key in have and have[key] != want[key]:
+                raise ConfigError(
+                    f"{source} was found on a model with {key}={have[key]} (model "
+                    f"{have.get('name')!r}), but this model has {key}={want[key]}. Evaluate it with "
+                    f"the model it was found on (--model {have.get('name') or '…'})."
+                )
+        edges = data.get("edges")
+        if not isinstance(edges, list):
+            raise ConfigError(f"{source} has no \"edges\" list. Re-create it with `circuitwise circuit`.")
+        keep = torch.zeros(graph.n_edges, dtype=torch.bool)
+        scores = torch.full((graph.n_edges,), float("nan"))
+        for j, e in enumerate(edges):
+            if not isinstance(e, dict) or not isinstance(e.get("sender"), str) or not isinstance(e.get("receiver"), str):
+                raise ConfigError(f"{source}: edge {j} needs string fields \"sender\" and \"receiver\".")
+            try:
+                i = graph.edge_id(e["sender"], e["receiver"])
+            except ConfigError as err:
+                raise ConfigError(f"{source}: edge {j}: {err}") from None
+            keep[i] = True
+            if isinstance(e.get("score"), (int, float)):
+                scores[i] = float(e["score"])
+        return cls(graph, keep, scores, data.get("method"), dict(data.get("selection") or {}),
+                   have or want, data.get("task"), data.get("metric") or "logit_diff")
+
+    @classmethod
+    def load(cls, path: str | Path, model: Any) -> "Circuit":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"Circuit file {path} does not exist. Write one with `circuitwise circuit TASK --out DIR`.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is not valid JSON ({e}). Re-create it with `circuitwise circuit`.") from None
+        return cls.from_json(data, model, source=str(path))
+
+
+__all__ = ["Circuit", "FORMAT", "VERSION", "model_info"]

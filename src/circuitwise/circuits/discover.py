@@ -1,0 +1,64 @@
+"""find_circuit(): score every edge with a method, then select a circuit from the scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from circuitwise.circuits.circuit import Circuit
+from circuitwise.circuits.methods import get_method, score_edges
+from circuitwise.circuits.patch import Ablation
+from circuitwise.circuits.scores import EdgeScores, Progress, no_progress
+from circuitwise.circuits.select import Rank, select_circuit
+from circuitwise.tasks.tokenize import TokenizedTask
+
+
+@dataclass(frozen=True, eq=False)
+class Discovery:
+    """The edge scores of the whole graph and the circuit chosen from them."""
+
+    circuit: Circuit
+    scores: EdgeScores
+
+    def to_json(self) -> dict[str, Any]:
+        return {"circuit": self.circuit.to_json(), "scores": self.scores.to_json(all_edges=False)}
+
+
+def find_circuit(
+    model: Any,
+    tok: TokenizedTask,
+    *,
+    method: str = "eap-ig",
+    steps: int | None = None,
+    direction: str | None = None,
+    selection: str = "target",
+    n: int | None = None,
+    threshold: float | None = None,
+    target: float = 0.9,
+    by: Rank = "abs",
+    prune: bool = True,
+    ablation: Ablation = "corrupted",
+    batch_size: int | None = None,
+    metric: str = "logit_diff",
+    progress: Progress = no_progress,
+) -> Discovery:
+    """Discover a circuit: ``method`` scores the edges, ``selection`` picks them.
+
+    ``steps`` is EAP-IG's number of integration steps, ``direction`` exact patching's; ``n``,
+    ``threshold`` and ``target`` belong to the ``top-n``, ``threshold`` and ``target`` selections.
+    """
+    m = get_method(method)
+    opts: dict[str, Any] = {}
+    if steps is not None and "steps" in m.options:
+        opts["steps"] = steps
+    if direction is not None and "direction" in m.options:
+        opts["direction"] = direction
+    scores = score_edges(model, tok, method, batch_size=batch_size, metric=metric, progress=progress, **opts)
+    circuit = select_circuit(scores, selection, model=model, tok=tok, n=n, threshold=threshold, target=target,
+                             by=by, prune=prune, ablation=ablation, batch_size=batch_size, progress=progress,
+                             check=False)
+    circuit = circuit.with_edges(circuit.edges, method_config={"method": method, **scores.config})
+    return Discovery(circuit, scores)
+
+
+__all__ = ["Discovery", "find_circuit"]

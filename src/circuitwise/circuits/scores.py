@@ -1,0 +1,144 @@
+"""Edge scores: the labelled result every discovery method returns, and shared plumbing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+
+from circuitwise.circuits.forward import GraphModel, check_against_bridge, graph_model, run_graph
+from circuitwise.circuits.graph import Graph
+from circuitwise.errors import ConfigError, TaskError
+from circuitwise.metrics import get_metric
+from circuitwise.tasks.tokenize import TokenizedTask
+from circuitwise.types import Labelled, nan_to_none
+
+# progress(done, total, what): library code never prints; the CLI draws a bar from this.
+Progress = Callable[[int, int, str], None]
+
+
+def no_progress(done: int, total: int, what: str) -> None:
+    return None
+
+
+@dataclass(frozen=True, eq=False)
+class EdgeScores:
+    """One score per edge of ``graph`` (NaN where a method did not score an edge).
+
+    Sign convention (TransformerLens's, denoising): a positive score means moving the edge from
+    its corrupted to its clean value raises the metric.
+    """
+
+    graph: Graph
+    scores: torch.Tensor  # [edge], float32, cpu
+    method: str
+    metric: str = "logit_diff"
+    config: dict[str, Any] = field(default_factory=dict)
+    clean_metric: float = float("nan")
+    corrupted_metric: float = float("nan")
+    n_examples: int = 0
+    seconds: float = float("nan")
+
+    def __post_init__(self) -> None:
+        if self.scores.shape != (self.graph.n_edges,):
+            raise ValueError(f"scores has shape {tuple(self.scores.shape)}, the graph {self.graph.n_edges} edges")
+
+    def labelled(self) -> Labelled:
+        return Labelled(self.scores, ("edge",), {"edge": self.graph.edge_names}, self.metric,
+                        {"method": self.method, **self.config})
+
+    def dense(self) -> torch.Tensor:
+        """``[sender, receiver]`` scores, NaN off the graph's edges."""
+        return self.graph.to_dense(self.scores, fill=float("nan"))
+
+    def ranking(self, by: str = "abs") -> torch.Tensor:
+        """Edge indices, strongest first (NaN scores last)."""
+        key = self.scores.abs() if by == "abs" else self.scores
+        key = torch.nan_to_num(key, nan=-float("inf"))
+        return torch.argsort(key, descending=True, stable=True)
+
+    def top(self, k: int, by: str = "abs") -> list[tuple[str, float]]:
+        idx = self.ranking(by)[:k]
+        return [(self.graph.edge_names[i], float(self.scores[i])) for i in idx.tolist()]
+
+    def to_json(self, *, all_edges: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "method": self.method, "metric": self.metric, "config": self.config,
+            "clean_metric": self.clean_metric, "corrupted_metric": self.corrupted_metric,
+            "n_examples": self.n_examples, "seconds": self.seconds, "graph": self.graph.describe(),
+            "top": [{"edge": e, "score": s} for e, s in self.top(20)],
+        }
+        if all_edges:
+            out["edges"] = self.graph.edge_names
+            out["scores"] = nan_to_none(self.scores.tolist())
+        return out
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A task checked for edge work: the graph model and the task on the model's device."""
+
+    gm: GraphModel
+    tok: TokenizedTask
+    metric: Callable[[torch.Tensor], torch.Tensor]
+    metric_name: str
+    batch_size: int
+
+
+def prepare(model: Any, tok: TokenizedTask, metric: str = "logit_diff", *, check: bool = True,
+            batch_size: int | None = None) -> Prepared:
+    """Validate inputs, read the model's weights, and check our forward against the bridge.
+
+    ``batch_size`` (examples per forward) defaults to what keeps one batch's per-sender
+    activations near 100 MB.
+    """
+    bs = check_batch_size(batch_size)
+    if tok.corrupted is None:
+        raise TaskError(
+            "Circuit discovery and faithfulness need a corrupted prompt for every example. "
+            "Tokenize with need_corrupted=True, add 'corrupted' fields to the task file, or "
+            "build the task with a corruption (e.g. --corruption flip)."
+        )
+    if tok.clean.shape != tok.corrupted.shape:
+        raise TaskError("Clean and corrupted prompts must have the same token shape for edge patching.")
+    gm = graph_model(model)
+    tok = tok.to(gm.device)
+    if check:
+        first = tok.slice(0, min(len(tok), 8))
+        check_against_bridge(model, gm, first.clean, first.last, first.answers)
+    if bs is None:
+        per_example = tok.clean.shape[1] * len(gm.graph.senders) * gm.d_model * 4
+        bs = max(1, min(64, int(100e6 // per_example)))
+    return Prepared(gm, tok, get_metric(metric).fn, metric, bs)
+
+
+def check_batch_size(batch_size: int | None) -> int | None:
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    return batch_size
+
+
+def stack_budget(gm: GraphModel, rows: int, pos: int, budget_bytes: float = 384e6) -> int:
+    """How many patched variants of a ``rows × pos`` batch fit in one stacked forward."""
+    per = rows * pos * len(gm.graph.senders) * gm.d_model * torch.finfo(gm.dtype).bits / 8
+    return max(1, int(budget_bytes // max(per, 1.0)))
+
+
+def batches(tok: TokenizedTask, batch_size: int) -> Iterator[TokenizedTask]:
+    yield from tok.batches(batch_size)
+
+
+@torch.no_grad()
+def sender_outputs(gm: GraphModel, tokens: torch.Tensor, last: torch.Tensor, answers: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every sender's output ``[sender, N, pos, d]`` and the answer logits ``[N, 2]``."""
+    run = run_graph(gm, gm.embed(tokens), last, answers, record=True)
+    assert run.outputs is not None
+    return run.outputs, run.answer_logits[0]
+
+
+__all__ = ["EdgeScores", "Prepared", "Progress", "batches", "check_batch_size", "no_progress", "prepare",
+           "sender_outputs", "stack_budget"]

@@ -1,0 +1,160 @@
+"""Choosing a circuit from edge scores: top-n, a score threshold, or a target faithfulness.
+
+Each strategy ranks edges by score (by magnitude unless ``by="signed"``), takes a prefix of the
+ranking, and prunes dangling edges (:mod:`circuitwise.circuits.prune`). ``target`` grows the
+prefix until the pruned circuit's exact faithfulness reaches the target: a geometric sweep over
+prefix lengths, then a finer sweep inside the first bracket that reaches it, each sweep one
+batch of stacked patched forwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Callable, Literal, Mapping
+
+import torch
+
+from circuitwise.circuits.circuit import Circuit, model_info
+from circuitwise.circuits.patch import Ablation, check_ablation, normalise, patched_metrics
+from circuitwise.circuits.prune import prune_dangling
+from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
+from circuitwise.errors import ConfigError
+from circuitwise.tasks.tokenize import TokenizedTask
+
+SelectionName = Literal["top-n", "threshold", "target"]
+Rank = Literal["abs", "signed"]
+
+
+def _check_by(by: str) -> Rank:
+    if by not in ("abs", "signed"):
+        raise ConfigError(f"Rank edges by 'abs' (magnitude) or 'signed' (most positive first), not {by!r}.")
+    return by  # type: ignore[return-value]
+
+
+def top_edges(scores: EdgeScores, n: int, by: Rank = "abs") -> torch.Tensor:
+    """Bool mask of the ``n`` best-ranked scored edges."""
+    keep = torch.zeros(scores.graph.n_edges, dtype=torch.bool)
+    scored = int((~scores.scores.isnan()).sum())
+    keep[scores.ranking(by)[: min(n, scored)]] = True
+    return keep
+
+
+def _finish(scores: EdgeScores, keep: torch.Tensor, prune: bool, model: Any, tok: TokenizedTask | None,
+            selection: dict[str, Any]) -> Circuit:
+    before = int(keep.sum())
+    if prune:
+        keep = prune_dangling(scores.graph, keep)
+    selection = {**selection, "pruned": prune, "edges_before_pruning": before}
+    return Circuit(scores.graph, keep, scores.scores.clone(), scores.method, selection,
+                   model_info(model) if model is not None else {},
+                   tok.task.name if tok is not None else None, scores.metric)
+
+
+def select_top_n(scores: EdgeScores, *, n: int | None = None, by: Rank = "abs", prune: bool = True,
+                 model: Any = None, tok: TokenizedTask | None = None, **_: Any) -> Circuit:
+    if n is None or isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"top-n selection needs a positive number of edges n, got {n!r}.")
+    keep = top_edges(scores, n, _check_by(by))
+    return _finish(scores, keep, prune, model, tok, {"kind": "top-n", "n": n, "by": by})
+
+
+def select_threshold(scores: EdgeScores, *, threshold: float | None = None, by: Rank = "abs", prune: bool = True,
+                     model: Any = None, tok: TokenizedTask | None = None, **_: Any) -> Circuit:
+    if threshold is None or not isinstance(threshold, (int, float)) or threshold != threshold:
+        raise ConfigError(f"threshold selection needs a number (a score cut-off), got {threshold!r}.")
+    key = scores.scores.abs() if _check_by(by) == "abs" else scores.scores
+    keep = torch.nan_to_num(key, nan=-float("inf")) >= threshold
+    return _finish(scores, keep, prune, model, tok, {"kind": "threshold", "threshold": threshold, "by": by})
+
+
+def select_target(scores: EdgeScores, *, model: Any = None, tok: TokenizedTask | None = None,
+                  target: float | None = 0.9, by: Rank = "abs", prune: bool = True,
+                  ablation: Ablation = "corrupted", batch_size: int | None = None,
+                  progress: Progress = no_progress, check: bool = True, max_sweep: int = 32, **_: Any) -> Circuit:
+    if model is None or tok is None:
+        raise ConfigError("target selection measures faithfulness, so it needs the model and the task.")
+    if target is None or not isinstance(target, (int, float)) or not 0 < target <= 1:
+        raise ConfigError(f"The target faithfulness must be in (0, 1], got {target!r} (0.9 is usual).")
+    check_ablation(ablation)
+    _check_by(by)
+    prep = prepare(model, tok, scores.metric, check=check, batch_size=batch_size)
+    order = scores.ranking(by)
+    scored = int((~scores.scores.isnan()).sum())
+    if scored == 0:
+        raise ConfigError("No edge has a score; score the edges before selecting a circuit.")
+    trace: dict[int, tuple[int, float]] = {}
+
+    def mask(k: int) -> torch.Tensor:
+        keep = torch.zeros(scores.graph.n_edges, dtype=torch.bool)
+        keep[order[:k]] = True
+        return prune_dangling(scores.graph, keep) if prune else keep
+
+    def evaluate(ks: list[int]) -> None:
+        ks = [k for k in ks if k not in trace]
+        if not ks:
+            return
+        masks = torch.stack([mask(k) for k in ks])
+        pm = patched_metrics(prep, masks, ablation=ablation, batch_size=prep.batch_size, progress=progress,
+                             what="growing the circuit")
+        f = normalise(pm.patched.mean(1).double(), float(pm.clean.mean()), float(pm.corrupted.mean()))
+        for k, m, fk in zip(ks, masks, f.tolist()):
+            trace[k] = (int(m.sum()), fk)
+
+    grid = sorted({max(1, min(scored, round(scored ** (i / 23)))) for i in range(24)} | {scored})
+    evaluate(grid)
+    hits = [k for k in grid if trace[k][1] >= target]
+    hi = hits[0] if hits else scored
+    lo = max([k for k in grid if k < hi], default=0)
+    while hi - lo > 1:
+        inside = hi - lo - 1
+        if inside <= max_sweep:
+            cand = list(range(lo + 1, hi))
+        else:
+            cand = sorted({lo + 1 + round(i * (inside - 1) / (max_sweep - 1)) for i in range(max_sweep)})
+        evaluate(cand)
+        hits = [k for k in cand if trace[k][1] >= target]
+        if hits:
+            new_hi = hits[0]
+            lo = max([k for k in cand if k < new_hi], default=lo)
+            hi = new_hi
+        else:
+            lo = max(cand)
+        if inside <= max_sweep:
+            break
+    reached = trace[hi][1] >= target
+    keep = torch.zeros(scores.graph.n_edges, dtype=torch.bool)
+    keep[order[:hi]] = True
+    steps = [{"top": k, "edges": trace[k][0], "faithfulness": trace[k][1]} for k in sorted(trace)]
+    return _finish(scores, keep, prune, model, tok, {
+        "kind": "target", "target": target, "by": by, "ablation": ablation, "reached": reached,
+        "faithfulness": trace[hi][1], "top": hi, "trace": steps,
+    })
+
+
+@dataclass(frozen=True)
+class Selection:
+    name: str
+    description: str
+    run: Callable[..., Circuit]
+
+
+SELECTIONS: Mapping[str, Selection] = MappingProxyType({
+    s.name: s
+    for s in (
+        Selection("top-n", "The n highest-scoring edges.", select_top_n),
+        Selection("threshold", "Every edge scoring at least the threshold.", select_threshold),
+        Selection("target", "The fewest top edges whose circuit reaches a target faithfulness.", select_target),
+    )
+})
+
+
+def select_circuit(scores: EdgeScores, selection: str = "target", **options: Any) -> Circuit:
+    """Choose a circuit from ``scores`` with a registered strategy (options pass through)."""
+    if selection not in SELECTIONS:
+        raise ConfigError(f"Unknown selection {selection!r}. Choose one of: {', '.join(SELECTIONS)}.")
+    return SELECTIONS[selection].run(scores, **options)
+
+
+__all__ = ["SELECTIONS", "Rank", "Selection", "SelectionName", "select_circuit", "select_target",
+           "select_threshold", "select_top_n", "top_edges"]

@@ -1,0 +1,162 @@
+"""`circuitwise circuit` (discover a circuit) and `circuitwise evaluate` (re-check a circuit.json)."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from circuitwise.cli import app, console
+from circuitwise.config import RunConfig
+
+F = RunConfig.model_fields
+METHOD_HELP = "Edge scoring: eap-ig (integrated gradients), eap (one gradient), exact (one forward per edge; small models)."
+SELECTION_HELP = "target: fewest top edges reaching --target faithfulness; top-n: the --edges best; threshold: |score| ≥ --threshold."
+
+
+@contextmanager
+def progress_bar() -> Iterator[Any]:
+    """A rich progress bar fed by the library's ``progress(done, total, what)`` callback."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("starting", total=1)
+
+        def update(done: int, total: int, what: str) -> None:
+            bar.update(task, description=what, completed=done, total=max(total, 1))
+
+        yield update
+
+
+def _load(task: str, model: str, device: Optional[str], n: Optional[int], seed: Optional[int],
+          corruption: Optional[str], split: Optional[str], drop_invalid: Optional[bool]) -> tuple[Any, Any]:
+    from circuitwise.models import load_model
+    from circuitwise.tasks import REGISTRY, get_task, tokenize_task
+
+    opts = {k: v for k, v in dict(n=n, seed=seed, corruption=corruption, split=split).items() if v is not None}
+    t = get_task(task, **opts)
+    t.require_corrupted("Circuit discovery")
+    with console.status(f"loading model {model}"):
+        m = load_model(model, device=device)
+    drop = drop_invalid if drop_invalid is not None else task in REGISTRY
+    tok, dropped = tokenize_task(m, t, need_corrupted=True, on_invalid="drop" if drop else "raise")
+    if dropped:
+        console.print(f"[yellow]dropped {len(dropped)} of {len(t)} examples[/] unusable with this tokenizer; "
+                      f"first: {dropped[0].reason}", highlight=False)
+    return m, tok
+
+
+def _print_summary(ev: Any) -> None:
+    from circuitwise.evaluation.outputs import summary_lines
+
+    for line in summary_lines(ev):
+        console.print("  " + line, highlight=False, markup=False)
+
+
+@app.command()
+def circuit(
+    task: str = typer.Argument(..., help=F["task"].description),
+    model: str = typer.Option(F["model"].default, "--model", "-m", help=F["model"].description),
+    method: str = typer.Option("eap-ig", "--method", help=METHOD_HELP),
+    steps: int = typer.Option(5, "--steps", min=1, help="EAP-IG integration steps."),
+    direction: str = typer.Option("noise", "--direction", help="Exact patching: noise (clean run, one edge corrupted) or denoise."),
+    selection: str = typer.Option("target", "--selection", help=SELECTION_HELP),
+    target: float = typer.Option(0.9, "--target", help="Target faithfulness for --selection target."),
+    edges: Optional[int] = typer.Option(None, "--edges", min=1, help="Number of edges for --selection top-n."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Score cut-off for --selection threshold."),
+    by: str = typer.Option("abs", "--by", help="Rank edges by abs (magnitude) or signed score."),
+    prune: bool = typer.Option(True, "--prune/--no-prune", help="Drop edges off every input→logits path."),
+    ablation: str = typer.Option("corrupted", "--ablation", help="Edges outside the circuit read the corrupted run, or the mean over the task."),
+    out: Path = typer.Option(Path("runs/circuit"), "--out", "-o", help="Folder for circuit.json, scores.json, evaluation.json, circuit.html."),
+    random_samples: int = typer.Option(20, "--random-samples", min=0, help="Random circuits of the same size to compare with."),
+    shortlist: int = typer.Option(50, "--shortlist", min=0, help="Top edges to confirm by exact patching (0: skip)."),
+    device: Optional[str] = typer.Option(None, "--device", help=F["device"].description),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward; default from the model size."),
+    n: Optional[int] = typer.Option(None, "--n", help=F["n"].description),
+    seed: Optional[int] = typer.Option(None, "--seed", help=F["seed"].description),
+    corruption: Optional[str] = typer.Option(None, "--corruption", help=F["corruption"].description),
+    split: Optional[str] = typer.Option(None, "--split", help=F["split"].description),
+    drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
+) -> None:
+    """Find the circuit behind the task's answer (EAP / EAP-IG / exact), check it, and write it out."""
+    from circuitwise.circuits import find_circuit, get_method
+    from circuitwise.errors import ConfigError
+    from circuitwise.evaluation import evaluate_circuit
+    from circuitwise.evaluation.outputs import prepare_dir, write_outputs
+
+    get_method(method)  # reject a bad method before loading anything
+    if selection == "top-n" and edges is None:
+        raise ConfigError("--selection top-n needs --edges N (how many edges to keep).")
+    if selection == "threshold" and threshold is None:
+        raise ConfigError("--selection threshold needs --threshold T (the score cut-off).")
+    if out.exists() and not out.is_dir():
+        prepare_dir(out)  # raises before any work is done
+    m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid)
+    with progress_bar() as update:
+        found = find_circuit(m, tok, method=method, steps=steps, direction=direction, selection=selection,
+                             n=edges, threshold=threshold, target=target, by=by, prune=prune,  # type: ignore[arg-type]
+                             ablation=ablation, batch_size=batch_size, progress=update)  # type: ignore[arg-type]
+        ev = evaluate_circuit(m, tok, found.circuit, scores=found.scores, ablation=ablation,  # type: ignore[arg-type]
+                              random_samples=random_samples, shortlist=shortlist, batch_size=batch_size,
+                              progress=update)
+    paths = write_outputs(out, found.circuit, ev, found.scores,
+                          extra={"scoring_seconds": found.scores.seconds, "n_examples": len(tok)})
+    sel = found.circuit.selection
+    if sel.get("kind") == "target" and not sel.get("reached", True):
+        console.print(f"[yellow]target {target} not reached[/]; the full graph was kept.", highlight=False)
+    console.print(f"[bold]{tok.task.name}[/] on [bold]{model}[/], {method} over {len(tok)} prompts "
+                  f"({found.scores.seconds:.1f} s scoring):", highlight=False)
+    _print_summary(ev)
+    console.print(f"Circuit: {paths['circuit'].resolve()}", highlight=False, markup=False)
+    console.print(f"Figures: {paths['html'].resolve()}", highlight=False, markup=False)
+
+
+@app.command()
+def evaluate(
+    circuit_file: Path = typer.Argument(..., help="A circuit.json written by `circuitwise circuit`."),
+    task: str = typer.Argument(..., help=F["task"].description),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="The model the circuit belongs to; default: the one named in circuit.json."),
+    ablation: str = typer.Option("corrupted", "--ablation", help="Edges outside the circuit read the corrupted run, or the mean over the task."),
+    random_samples: int = typer.Option(20, "--random-samples", min=0, help="Random circuits of the same size to compare with."),
+    shortlist: int = typer.Option(0, "--shortlist", min=0, help="Circuit edges to confirm by exact patching (0: skip)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the evaluation as one JSON object."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write evaluation.json and circuit.html here."),
+    device: Optional[str] = typer.Option(None, "--device", help=F["device"].description),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward."),
+    n: Optional[int] = typer.Option(None, "--n", help=F["n"].description),
+    seed: Optional[int] = typer.Option(None, "--seed", help=F["seed"].description),
+    corruption: Optional[str] = typer.Option(None, "--corruption", help=F["corruption"].description),
+    split: Optional[str] = typer.Option(None, "--split", help=F["split"].description),
+    drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
+) -> None:
+    """Re-check a circuit.json on a task: faithfulness, completeness, random circuits of the same size."""
+    from circuitwise.circuits import Circuit
+    from circuitwise.errors import ConfigError
+    from circuitwise.evaluation import evaluate_circuit
+    from circuitwise.evaluation.outputs import prepare_dir, write_outputs
+
+    try:
+        raw = json.loads(circuit_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"Circuit file {circuit_file} does not exist. Write one with `circuitwise circuit TASK --out DIR`.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{circuit_file} is not valid JSON ({e}). Give the circuit.json written by `circuitwise circuit`.") from None
+    if out is not None and out.exists() and not out.is_dir():
+        prepare_dir(out)
+    name = model or ((raw.get("model") or {}).get("name") if isinstance(raw, dict) else None) or F["model"].default
+    m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid)
+    circ = Circuit.from_json(raw, m, source=str(circuit_file))
+    with progress_bar() as update:
+        ev = evaluate_circuit(m, tok, circ, ablation=ablation, random_samples=random_samples,  # type: ignore[arg-type]
+                              shortlist=shortlist, curve=out is not None, batch_size=batch_size, progress=update)
+    if out is not None:
+        write_outputs(out, circ, ev)
+    if as_json:
+        typer.echo(json.dumps(ev.to_json()))
+        return
+    console.print(f"[bold]{circuit_file}[/] on [bold]{tok.task.name}[/] ({len(tok)} prompts), model [bold]{name}[/]:",
+                  highlight=False)
+    _print_summary(ev)

@@ -1,0 +1,115 @@
+"""Baselines that give a faithfulness number meaning, and a check of the ranking itself.
+
+- :func:`random_baseline`: random circuits with the circuit's number of edges.
+- :func:`shortlist_agreement`: rank edges by attribution, patch the top candidates exactly, and
+  report how well the two agree (Spearman, Pearson, sign agreement).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from circuitwise.circuits.circuit import Circuit
+from circuitwise.circuits.exact import Direction, exact_edge_scores
+from circuitwise.circuits.patch import Ablation
+from circuitwise.circuits.scores import EdgeScores, Progress, no_progress
+from circuitwise.circuits.select import Rank
+from circuitwise.errors import ConfigError
+from circuitwise.evaluation.curve import random_masks
+from circuitwise.evaluation.faithfulness import faithfulness_of_masks
+from circuitwise.evaluation.stats import pearson, spearman
+from circuitwise.tasks.tokenize import TokenizedTask
+
+
+@dataclass(frozen=True)
+class RandomBaseline:
+    circuit_faithfulness: float
+    random_faithfulness: list[float]
+    n_edges: int
+
+    @property
+    def mean(self) -> float:
+        return float(torch.tensor(self.random_faithfulness).mean())
+
+    @property
+    def std(self) -> float:
+        t = torch.tensor(self.random_faithfulness)
+        return float(t.std()) if t.numel() > 1 else 0.0
+
+    @property
+    def p_value(self) -> float:
+        """Share of random circuits at least as faithful (with the +1 correction)."""
+        hits = sum(f >= self.circuit_faithfulness for f in self.random_faithfulness)
+        return (hits + 1) / (len(self.random_faithfulness) + 1)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"circuit_faithfulness": self.circuit_faithfulness, "n_edges": self.n_edges,
+                "random_mean": self.mean, "random_std": self.std, "p_value": self.p_value,
+                "random_faithfulness": self.random_faithfulness}
+
+
+def random_baseline(model: Any, tok: TokenizedTask, circuit: Circuit, *, samples: int = 20, seed: int = 0,
+                    ablation: Ablation = "corrupted", batch_size: int | None = None,
+                    progress: Progress = no_progress, check: bool = True) -> RandomBaseline:
+    """The circuit against ``samples`` uniformly random edge sets of the same size (same forwards)."""
+    if samples < 1:
+        raise ConfigError("A random baseline needs at least one sample (20 is usual).")
+    gen = torch.Generator().manual_seed(seed)
+    masks = torch.cat([circuit.edges[None], random_masks(circuit.graph.n_edges, circuit.n_edges, samples, gen)])
+    res = faithfulness_of_masks(model, tok, masks, ablation=ablation, metric=circuit.metric,
+                                batch_size=batch_size, progress=progress, check=check, what="random circuits")
+    return RandomBaseline(res[0].faithfulness, [r.faithfulness for r in res[1:]], circuit.n_edges)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Attribution scores against exact patching on a shortlist of top-ranked edges."""
+
+    edges: list[str]
+    attribution: list[float]
+    exact: list[float]
+    method: str
+    direction: str
+
+    @property
+    def spearman(self) -> float:
+        return spearman(torch.tensor(self.attribution), torch.tensor(self.exact))
+
+    @property
+    def pearson(self) -> float:
+        return pearson(torch.tensor(self.attribution), torch.tensor(self.exact))
+
+    @property
+    def sign_agreement(self) -> float:
+        pairs = [(a, e) for a, e in zip(self.attribution, self.exact) if a != 0 and e != 0]
+        return sum((a > 0) == (e > 0) for a, e in pairs) / len(pairs) if pairs else math.nan
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "direction": self.direction, "spearman": self.spearman,
+                "pearson": self.pearson, "sign_agreement": self.sign_agreement,
+                "edges": [{"edge": n, "attribution": a, "exact": e}
+                          for n, a, e in zip(self.edges, self.attribution, self.exact)]}
+
+
+def shortlist_agreement(model: Any, tok: TokenizedTask, scores: EdgeScores, *, k: int = 50, by: Rank = "abs",
+                        direction: Direction = "noise", batch_size: int | None = None,
+                        progress: Progress = no_progress, check: bool = True) -> Agreement:
+    """Patch the ``k`` top-ranked edges exactly and compare with their attribution scores."""
+    if k < 2:
+        raise ConfigError("A shortlist needs at least 2 edges to correlate (50 is usual).")
+    idx = scores.ranking(by)[: min(k, scores.graph.n_edges)]
+    idx = idx[~scores.scores[idx].isnan()]
+    ex = exact_edge_scores(model, tok, edges=idx, direction=direction, batch_size=batch_size,
+                           metric=scores.metric, progress=progress, check=check)
+    return Agreement(
+        edges=[scores.graph.edge_names[i] for i in idx.tolist()],
+        attribution=scores.scores[idx].tolist(), exact=ex.scores[idx].tolist(),
+        method=scores.method, direction=direction,
+    )
+
+
+__all__ = ["Agreement", "RandomBaseline", "random_baseline", "shortlist_agreement"]

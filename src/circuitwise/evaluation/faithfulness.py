@@ -1,0 +1,123 @@
+"""Faithfulness and completeness of a circuit, measured by exact edge patching.
+
+Faithfulness runs the clean prompts with every edge *outside* the circuit read from the
+corrupted run (``ablation="corrupted"``) or from its mean over the task's clean prompts
+(``"mean"``), and normalises the mean metric between the corrupted (0) and the clean (1)
+model: ``(m_circuit − m_corrupted) / (m_clean − m_corrupted)``. It is never clipped (a circuit
+can overshoot); a near-zero clean–corrupted gap raises :class:`DegenerateMetricError`.
+Completeness asks the converse: how much the *complement* of the circuit does alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from circuitwise.circuits.circuit import Circuit
+from circuitwise.circuits.patch import Ablation, check_ablation, normalise, patched_metrics
+from circuitwise.circuits.scores import Progress, no_progress, prepare
+from circuitwise.errors import ConfigError
+from circuitwise.tasks.tokenize import TokenizedTask
+
+
+@dataclass(frozen=True)
+class Faithfulness:
+    """One circuit's faithfulness on one task."""
+
+    faithfulness: float  # normalised: 0 = corrupted model, 1 = clean model
+    circuit_metric: float  # mean metric with the circuit alone
+    clean_metric: float
+    corrupted_metric: float
+    n_edges: int
+    total_edges: int
+    ablation: str
+    per_example: torch.Tensor  # [example] circuit metric
+
+    @property
+    def kept_fraction(self) -> float:
+        """``m_circuit / m_clean``: the share of the clean logit difference the circuit keeps."""
+        return self.circuit_metric / self.clean_metric if self.clean_metric else math.nan
+
+    @property
+    def edge_fraction(self) -> float:
+        return self.n_edges / self.total_edges
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "faithfulness": self.faithfulness, "kept_fraction": self.kept_fraction,
+            "circuit_metric": self.circuit_metric, "clean_metric": self.clean_metric,
+            "corrupted_metric": self.corrupted_metric, "n_edges": self.n_edges,
+            "total_edges": self.total_edges, "edge_fraction": self.edge_fraction,
+            "ablation": self.ablation, "per_example": self.per_example.tolist(),
+        }
+
+
+def faithfulness_of_masks(
+    model: Any, tok: TokenizedTask, masks: torch.Tensor, *, ablation: Ablation = "corrupted",
+    metric: str = "logit_diff", batch_size: int | None = None, progress: Progress = no_progress,
+    check: bool = True, what: str = "faithfulness",
+) -> list[Faithfulness]:
+    """Faithfulness of several edge sets ``[K, edge]`` (bool), stacked in the same forwards."""
+    check_ablation(ablation)
+    prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
+    masks = masks.bool()
+    if masks.dim() == 1:
+        masks = masks[None]
+    pm = patched_metrics(prep, masks, ablation=ablation, batch_size=prep.batch_size,
+                         progress=progress, what=what)
+    clean, corr = float(pm.clean.mean()), float(pm.corrupted.mean())
+    f = normalise(pm.patched.mean(1).double(), clean, corr)
+    E = prep.gm.graph.n_edges
+    return [
+        Faithfulness(float(f[k]), float(pm.patched[k].mean()), clean, corr, int(masks[k].sum()), E,
+                     ablation, pm.patched[k].clone())
+        for k in range(masks.shape[0])
+    ]
+
+
+def _check_fits(circuit: Circuit, model: Any) -> None:
+    from circuitwise.circuits.graph import graph_of
+
+    g = graph_of(model)
+    if (g.n_layers, g.n_heads, g.has_mlp) != (circuit.graph.n_layers, circuit.graph.n_heads, circuit.graph.has_mlp):
+        raise ConfigError(
+            f"The circuit is for a {circuit.graph.n_layers}-layer, {circuit.graph.n_heads}-head model "
+            f"but this model has {g.n_layers} layers and {g.n_heads} heads. Evaluate it on the model it was found on."
+        )
+
+
+def faithfulness(model: Any, tok: TokenizedTask, circuit: Circuit, *, ablation: Ablation = "corrupted",
+                 batch_size: int | None = None, progress: Progress = no_progress, check: bool = True) -> Faithfulness:
+    """The circuit alone: every other edge patched (see the module docstring)."""
+    _check_fits(circuit, model)
+    return faithfulness_of_masks(model, tok, circuit.edges, ablation=ablation, metric=circuit.metric,
+                                 batch_size=batch_size, progress=progress, check=check)[0]
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """What the complement of a circuit does alone; ``completeness = 1 − complement faithfulness``."""
+
+    complement: Faithfulness
+
+    @property
+    def completeness(self) -> float:
+        return 1.0 - self.complement.faithfulness
+
+    def to_json(self) -> dict[str, Any]:
+        return {"completeness": self.completeness, "complement": self.complement.to_json()}
+
+
+def completeness(model: Any, tok: TokenizedTask, circuit: Circuit, *, ablation: Ablation = "corrupted",
+                 batch_size: int | None = None, progress: Progress = no_progress, check: bool = True) -> Completeness:
+    """Run the complement of the circuit alone (the circuit's own edges patched)."""
+    _check_fits(circuit, model)
+    comp = faithfulness_of_masks(model, tok, ~circuit.edges, ablation=ablation, metric=circuit.metric,
+                                 batch_size=batch_size, progress=progress, check=check, what="completeness")[0]
+    return Completeness(comp)
+
+
+__all__ = ["Completeness", "Faithfulness", "completeness", "faithfulness", "faithfulness_of_masks"]
