@@ -1,0 +1,153 @@
+"""`circuitwise patch`: activation (and attribution) patching sweeps into an output folder.
+
+Writes ``OUT/patching.json`` (one entry per sweep, rewritten after each so an interrupted run
+keeps what it finished) and checkpoints under ``OUT/.patching/``: re-running the same command
+resumes an interrupted sweep where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from circuitwise.cli import app, console
+from circuitwise.config import RunConfig
+
+F = RunConfig.model_fields
+SHOW_PROGRESS_AFTER_S = 2.0
+
+
+class _LazyProgress:
+    """A progress bar that appears only once a sweep has run for a couple of seconds."""
+
+    def __init__(self, label: str):
+        self.label, self.t0 = label, time.monotonic()
+        self.bar: Progress | None = None
+        self.task_id: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if time.monotonic() - self.t0 < SHOW_PROGRESS_AFTER_S or done >= total:
+                return
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=console, transient=True)
+            self.bar.start()
+            self.task_id = self.bar.add_task(self.label, total=total)
+        self.bar.update(self.task_id, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _load(task: str, model: Optional[str], device: Optional[str], processing: Optional[bool],
+          n: Optional[int], seed: Optional[int], corruption: Optional[str], split: Optional[str],
+          drop_invalid: Optional[bool]) -> tuple[Any, Any]:
+    from circuitwise.models import load_model
+    from circuitwise.tasks import describe_dropped, get_task, tokenize_task
+    from circuitwise.tasks.builtin import specs
+
+    cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, processing=processing,
+                                                   n=n, seed=seed, corruption=corruption, split=split,
+                                                   drop_invalid=drop_invalid).items() if v is not None})
+    builtin = cfg.task in {spec.name for spec in specs()}
+    the_task = get_task(cfg.task, **cfg.task_options(builtin))
+    the_task.require_corrupted("Patching")
+    with console.status(f"loading model {cfg.model}…"):
+        the_model = load_model(cfg.model, device=cfg.device, processing=cfg.processing)
+    drop = cfg.drop_invalid if cfg.drop_invalid is not None else builtin
+    tok, dropped = tokenize_task(the_model, the_task, need_corrupted=True, on_invalid="drop" if drop else "raise")
+    if dropped:  # never silent
+        console.print(describe_dropped(dropped, len(the_task), the_task.name), style="yellow",
+                      highlight=False, markup=False)
+    return the_model, tok
+
+
+@app.command()
+def patch(
+    task: str = typer.Argument(..., help=F["task"].description),
+    what: List[str] = typer.Option(
+        ["resid_pre", "heads"], "--what", "-w",
+        help="Sweep(s), repeatable: resid_pre, attn_out, mlp_out, heads, heads_by_pos, head_q, head_k, "
+             "head_v, head_pattern."),
+    out: Path = typer.Option(Path("runs/patch"), "--out", "-o",
+                             help="Output folder for patching.json and resumable checkpoints."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=F["model"].description),
+    device: Optional[str] = typer.Option(None, "--device", help=F["device"].description),
+    method: str = typer.Option("exact", "--method",
+                               help="exact (activation patching), attribution (gradient estimate), or both."),
+    direction: str = typer.Option("denoise", "--direction",
+                                  help="denoise: clean activations into the corrupted run; noise: the reverse."),
+    metric: str = typer.Option("logit_diff", "--metric", help="Metric of the answer logits."),
+    normalize: bool = typer.Option(True, "--normalize/--no-normalize",
+                                   help="(patched − corrupted) / (clean − corrupted), or the raw metric."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size",
+                                             help="Examples per batch; default: chosen from model and prompt size."),
+    align: str = typer.Option("auto", "--align", help="Position axis: token, role, or auto."),
+    processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=F["processing"].description),
+    n: Optional[int] = typer.Option(None, "--n", help=F["n"].description),
+    seed: Optional[int] = typer.Option(None, "--seed", help=F["seed"].description),
+    corruption: Optional[str] = typer.Option(None, "--corruption", help=F["corruption"].description),
+    split: Optional[str] = typer.Option(None, "--split", help=F["split"].description),
+    drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
+) -> None:
+    """Activation patching sweeps (exact, fast) and attribution patching, resumable: OUT/patching.json."""
+    from circuitwise.errors import ConfigError
+    from circuitwise.patching import activation_patching, attribution_patching
+    from circuitwise.patching.sweeps import check_direction, get_sweep
+    from circuitwise.pipeline import prepare_out, write_json
+
+    if method not in ("exact", "attribution", "both"):
+        raise ConfigError(f"Unknown --method {method!r}. Use exact, attribution or both.")
+    for w in what:
+        get_sweep(w)
+    check_direction(direction)
+    out = prepare_out(out)
+    the_model, tok = _load(task, model, device, processing, n, seed, corruption, split, drop_invalid)
+    opts = dict(metric=metric, normalize=normalize, direction=direction, batch_size=batch_size, align=align)
+    results: dict[str, Any] = {"task": tok.task.name, "model": str(getattr(the_model, "circuitwise_name", model)),
+                               "n_examples": len(tok), "sweeps": {}}
+    for w in dict.fromkeys(what):
+        entry: dict[str, Any] = {}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if method in ("exact", "both"):
+                bar = _LazyProgress(f"{w} (exact)")
+                t0 = time.monotonic()
+                try:
+                    exact = activation_patching(the_model, tok, w, out=out, progress=bar, **opts)
+                finally:
+                    bar.close()
+                entry["exact"] = exact.to_json()
+                _say(w, "exact", exact, time.monotonic() - t0)
+            if method in ("attribution", "both"):
+                t0 = time.monotonic()
+                attr = attribution_patching(the_model, tok, w, **opts)
+                entry["attribution"] = attr.to_json()
+                _say(w, "attribution", attr, time.monotonic() - t0)
+                if method == "both":
+                    entry["correlation"] = attr.correlation(exact)
+                    console.print(f"  attribution vs exact: Pearson r = {entry['correlation']:.3f}", highlight=False)
+        for warning in dict.fromkeys(str(c.message) for c in caught):
+            console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False)
+        results["sweeps"][w] = entry
+        write_json(out / "patching.json", results)
+    console.print(f"Results: {(out / 'patching.json').resolve()}", highlight=False, markup=False)
+
+
+def _say(what: str, method: str, res: Any, seconds: float) -> None:
+    engine = f", {res.config['engine']} engine" if "engine" in res.config else ""
+    top = ", ".join(f"{name} {value:+.2f}" for name, value in res.top(5))
+    unit = "recovered fraction" if res.normalized else res.metric
+    # Not markup: cell names quote tokens, which may hold brackets.
+    console.print(
+        f"{what} ({method}{engine}, {seconds:.1f}s): clean {float(res.clean.mean()):+.3f}, corrupted "
+        f"{float(res.corrupted.mean()):+.3f}; top cells ({unit}): {top}", highlight=False, markup=False)
+
+
+__all__ = ["patch"]

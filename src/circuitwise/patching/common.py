@@ -1,0 +1,49 @@
+"""What activation and attribution patching share: inputs, axes, batch size, progress."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from circuitwise.errors import TaskError
+from circuitwise.patching.positions import Positions, sweep_positions
+from circuitwise.patching.sweeps import Sweep
+from circuitwise.tasks.task import Task
+from circuitwise.tasks.tokenize import TokenizedTask, tokenize_task
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` after each finished unit of a sweep. An exception raised
+from it stops the sweep; with a checkpoint folder, what was finished is kept."""
+
+
+def tokenized(model: Any, task: Task | TokenizedTask) -> TokenizedTask:
+    """A task's tensors, with corrupted prompts (patching needs them)."""
+    if isinstance(task, TokenizedTask):
+        if task.corrupted is None:
+            task.task.require_corrupted("Patching")
+            raise TaskError("Patching needs corrupted prompts; tokenize the task with need_corrupted=True.")
+        return task.to(model.cfg.device)
+    task.require_corrupted("Patching")
+    tok, _ = tokenize_task(model, task, need_corrupted=True)
+    return tok
+
+
+def sweep_axes(model: Any, sweep: Sweep, tok: TokenizedTask, align: str) -> tuple[Positions | None, dict[str, list[str]]]:
+    labels = {"layer": [str(l) for l in range(model.cfg.n_layers)]}
+    positions = sweep_positions(tok, align) if sweep.by_pos else None
+    if positions is not None:
+        labels["pos"] = list(positions.labels)
+    if sweep.by_head:
+        labels["head"] = [str(h) for h in range(model.cfg.n_heads)]
+    return positions, labels
+
+
+def auto_batch_size(model: Any, tok: TokenizedTask) -> int:
+    """Examples per batch so that one batch's cached activations stay around 1 GiB (4 on a GPU)."""
+    cfg = model.cfg
+    T = int(tok.clean.shape[1])
+    per_example = 4 * T * cfg.n_layers * (12 * cfg.d_model + 2 * cfg.n_heads * T)
+    budget = (4 << 30) if str(cfg.device).startswith("cuda") else (1 << 30)
+    return int(max(1, min(64, budget // max(per_example, 1))))
+
+
+__all__ = ["Progress", "auto_batch_size", "sweep_axes", "tokenized"]

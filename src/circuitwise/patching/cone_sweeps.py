@@ -1,0 +1,184 @@
+"""Each sweep's patches, turned into start states of the cone engine.
+
+Every patch reduces to "the residual entering block S changed from position p on":
+
+- ``resid_pre`` (L, p): block S = L, row p replaced;
+- ``attn_out``/``mlp_out``/``heads_by_pos`` (L, p): only row p of layer L's output changes, so
+  finish layer L on that row and start at S = L + 1 with row p replaced;
+- ``heads``/``head_q|k|v|pattern`` (L, h): recompute head h's output at every position from the
+  patched q, k, v or pattern (the rest from the cache), finish layer L on positions p0…, where p0
+  is the first position whose patched input differs, and start at S = L + 1.
+
+A patch whose source and base activations are identical (all positions before a corruption,
+typically) changes nothing: its value is the unpatched metric, exactly, without a forward.
+So is a patch after an example's last token (padding).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from circuitwise.patching.cone import MAX_ROWS, Cone, ConeWeights
+from circuitwise.patching.runs import MetricFn, PairRun
+from circuitwise.patching.sweeps import Sweep
+
+
+def needed_names(sweep: Sweep, n_layers: int) -> tuple[set[str], set[str]]:
+    """Activations the cone engine reads from the base and the source run."""
+    per = lambda fmt: {fmt.format(l=l) for l in range(n_layers)}  # noqa: E731
+    base = per("blocks.{l}.hook_resid_pre") | per("blocks.{l}.attn.hook_k") | per("blocks.{l}.attn.hook_v")
+    base |= per("blocks.{l}.attn.hook_z")
+    base |= {sweep.hook_name(l) for l in range(n_layers)}
+    extra = {"mlp_out": "blocks.{l}.hook_resid_mid", "head_k": "blocks.{l}.attn.hook_q",
+             "head_v": "blocks.{l}.attn.hook_pattern"}
+    if sweep.name in extra:
+        base |= per(extra[sweep.name])
+    return base, {sweep.hook_name(l) for l in range(n_layers)}
+
+
+class ConeSweeper:
+    engine = "cone"
+
+    def __init__(self, model: Any, pair: PairRun, metric: MetricFn, weights: ConeWeights | None = None):
+        self.pair = pair
+        self.w = weights or ConeWeights.from_model(model)
+        L = self.w.n_layers
+        hm = lambda t: t.transpose(1, 2).contiguous()  # noqa: E731  [b,pos,head,d] -> [b,head,pos,d]
+        self.keys = [hm(pair.base[f"blocks.{l}.attn.hook_k"]) for l in range(L)]
+        self.values = [hm(pair.base[f"blocks.{l}.attn.hook_v"]) for l in range(L)]
+        self.last = pair.tok.last
+        self.cone = Cone(self.w, self.keys, self.values, self.last, pair.tok.answers, metric)
+
+    def self_check(self) -> float:
+        return self.cone.self_check(self.pair.base["blocks.0.hook_resid_pre"], self.pair.base_metric)
+
+    def resid_pre(self, l: int) -> torch.Tensor:
+        return self.pair.base[f"blocks.{l}.hook_resid_pre"]
+
+    # ---- dispatch -----------------------------------------------------------------------------
+
+    def layer_values(self, sweep: Sweep, l: int, pos_index: torch.Tensor | None) -> torch.Tensor:
+        """Patched metric per example for every cell of layer ``l``: ``[batch, *cells]``."""
+        if sweep.site == "head":
+            return self._head_layer(sweep, l)
+        assert pos_index is not None
+        return self._pos_layer(sweep, l, pos_index.to(self.last.device))
+
+    def _from_rows(self, start: int, ex: torch.Tensor, pos: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Metric of variants whose residual entering block ``start`` differs at one row only."""
+        out = self.pair.base_metric[ex].clone()
+        if start >= self.w.n_layers:
+            at_answer = pos == self.last[ex]  # elsewhere the final row is never read
+            if bool(at_answer.any()):
+                out[at_answer] = self.cone.metric_at(rows[at_answer], ex[at_answer])
+            return out
+        base = self.resid_pre(start)
+        for p in torch.unique(pos).tolist():
+            for sel in _chunks((pos == p).nonzero().squeeze(1), base.shape[1] - p):
+                e = ex[sel]
+                x = base[e, p:].clone()
+                x[:, 0] = rows[sel]
+                out[sel] = self.cone.run(start, p, x, e)
+        return out
+
+    def _pos_layer(self, sweep: Sweep, l: int, pos_index: torch.Tensor) -> torch.Tensor:
+        pair, name = self.pair, sweep.hook_name(l)
+        B, P = pos_index.shape
+        rows_b = torch.arange(B, device=pos_index.device)[:, None].expand(B, P)
+        src, base = pair.src[name][rows_b, pos_index], pair.base[name][rows_b, pos_index]
+        changed = (src != base).any(-1)  # [B, P] or [B, P, H]
+        in_prompt = pos_index <= self.last[:, None]
+        changed &= in_prompt[..., None] if changed.dim() == 3 else in_prompt
+        out = pair.base_metric.view(B, *[1] * (changed.dim() - 1)).expand(changed.shape).clone()
+        idx = changed.nonzero()
+        if idx.shape[0] == 0:
+            return out
+        ex, col = idx[:, 0], idx[:, 1]
+        pos = pos_index[ex, col]
+        start, rows = getattr(self, _ROW_PATCHES[sweep.name])(l, idx, pos, src[ex, col], base[ex, col])
+        out[tuple(idx.T)] = self._from_rows(start, ex, pos, rows)
+        return out
+
+    # Each returns (block S, the residual row entering S) for patched cells ``idx`` at ``pos``.
+
+    def _resid_pre_row(self, l, idx, pos, src, base):
+        return l, src
+
+    def _mlp_out_row(self, l, idx, pos, src, base):
+        return l + 1, self.pair.base[f"blocks.{l}.hook_resid_mid"][idx[:, 0], pos] + src
+
+    def _attn_out_row(self, l, idx, pos, src, base):
+        return l + 1, self.cone.mlp_block(l, self.resid_pre(l)[idx[:, 0], pos] + src)
+
+    def _head_z_row(self, l, idx, pos, src, base):
+        """One head's z replaced in the row's full z ``[V, head, d_head]``, then the rest of layer l."""
+        ar, head = torch.arange(idx.shape[0], device=idx.device), idx[:, 2]
+        z = base.clone()
+        z[ar, head] = src[ar, head]
+        attn = z.flatten(1) @ self.w.w_o[l] + self.w.b_o[l]
+        return l + 1, self.cone.mlp_block(l, self.resid_pre(l)[idx[:, 0], pos] + attn)
+
+    # ---- whole-head sweeps --------------------------------------------------------------------
+
+    def _head_inputs(self, sweep: Sweep, l: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head-major patched z ``[batch, head, pos, d_head]`` and which positions' inputs changed."""
+        pair = self.pair
+        hm = lambda t: t.transpose(1, 2)  # noqa: E731
+        get = lambda run, act: run[f"blocks.{l}.attn.hook_{act}"]  # noqa: E731
+        src, base = get(pair.src, sweep.act), get(pair.base, sweep.act)
+        if sweep.act == "pattern":
+            differs = (src != base).any(-1)  # [b, head, dest]
+            return src @ hm(get(pair.base, "v")), differs
+        differs = hm((src != base).any(-1))  # [b, head, pos]
+        if sweep.act == "z":
+            return hm(src), differs
+        if sweep.act == "v":
+            return get(pair.base, "pattern") @ hm(src), differs
+        q = hm(src if sweep.act == "q" else get(pair.base, "q"))
+        k = hm(src if sweep.act == "k" else get(pair.base, "k"))
+        T = q.shape[2]
+        causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+        pattern = ((q @ k.transpose(-1, -2)) * self.w.scale).masked_fill(~causal, float("-inf")).softmax(-1)
+        return pattern @ hm(get(pair.base, "v")), differs
+
+    def _head_layer(self, sweep: Sweep, l: int) -> torch.Tensor:
+        pair = self.pair
+        z_new, differs = self._head_inputs(sweep, l)
+        B, H, T = differs.shape
+        out = pair.base_metric[:, None].expand(B, H).clone()
+        any_diff = differs.any(-1)
+        first = torch.where(any_diff, differs.int().argmax(-1), torch.full_like(any_diff, T, dtype=torch.long))
+        live = any_diff & (first <= self.last[:, None])
+        idx = live.nonzero()
+        z_base = pair.base[f"blocks.{l}.attn.hook_z"]  # [b, pos, head, d_head]
+        for p0 in torch.unique(first[live]).tolist():
+            at_p0 = idx[first[idx[:, 0], idx[:, 1]] == p0]
+            for part in _chunks(torch.arange(at_p0.shape[0], device=at_p0.device), T - p0):
+                self._head_variants(l, p0, at_p0[part], z_base, z_new, out)
+        return out
+
+    def _head_variants(self, l: int, p0: int, sel: torch.Tensor, z_base: torch.Tensor,
+                       z_new: torch.Tensor, out: torch.Tensor) -> None:
+        w = self.w
+        ex, head = sel[:, 0], sel[:, 1]
+        ar = torch.arange(ex.shape[0], device=ex.device)
+        z = z_base[ex, p0:].clone()  # [V, pos, head, d_head]
+        z[ar, :, head] = z_new[ex, head, p0:]
+        attn = z.flatten(2) @ w.w_o[l] + w.b_o[l]
+        x = self.cone.mlp_block(l, self.resid_pre(l)[ex, p0:] + attn)
+        out[ex, head] = self.cone.run(l + 1, p0, x, ex)
+
+
+_ROW_PATCHES = {"resid_pre": "_resid_pre_row", "attn_out": "_attn_out_row", "mlp_out": "_mlp_out_row",
+                "heads_by_pos": "_head_z_row"}
+
+
+def _chunks(sel: torch.Tensor, row_width: int) -> list[torch.Tensor]:
+    """Split variant indices so one stacked call holds at most MAX_ROWS rows of ``row_width``."""
+    n = max(1, MAX_ROWS // max(row_width, 1))
+    return list(sel.split(n))
+
+
+__all__ = ["ConeSweeper", "needed_names"]

@@ -1,0 +1,97 @@
+"""The hook engine: TransformerLens's own patch, stacked and cut short. Any bridged architecture.
+
+Each patched variant is a full forward of the base prompt with the same hook
+``transformer_lens.patching`` would add, but many variants run as one batch, no-op patches
+are skipped, and the forward stops at ``ln_final.hook_out``: the metric needs two unembedding
+columns, not the whole vocabulary. Used where the cone engine does not implement the
+architecture, or fails its self-check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from circuitwise.patching.cone import MAX_ROWS
+from circuitwise.patching.runs import MetricFn, PairRun, answer_logits_from_final
+from circuitwise.patching.sweeps import Sweep
+
+
+class _Stop(Exception):
+    """Raised from the final-LayerNorm hook: everything after it is the unembedding."""
+
+
+def needed_names(sweep: Sweep, n_layers: int) -> tuple[set[str], set[str]]:
+    names = {sweep.hook_name(l) for l in range(n_layers)}
+    return names, names
+
+
+class HookSweeper:
+    engine = "hooks"
+
+    def __init__(self, model: Any, pair: PairRun, metric: MetricFn):
+        self.model, self.pair, self.metric = model, pair, metric
+        self.last = pair.tok.last
+
+    def layer_values(self, sweep: Sweep, l: int, pos_index: torch.Tensor | None) -> torch.Tensor:
+        pair, name = self.pair, sweep.hook_name(l)
+        src, base = pair.src[name], pair.base[name]
+        B = src.shape[0]
+        if sweep.site == "head":
+            if sweep.act == "pattern":  # [b, head, dest, src]
+                changed = (src != base).flatten(2).any(-1)
+            else:  # [b, pos, head, d]
+                changed = (src != base).any(-1).any(1)
+            cell_pos = None
+        else:
+            assert pos_index is not None
+            pos_index = pos_index.to(src.device)
+            P = pos_index.shape[1]
+            rows = torch.arange(B, device=src.device)[:, None].expand(B, P)
+            changed = (src[rows, pos_index] != base[rows, pos_index]).any(-1)
+            in_prompt = pos_index <= self.last[:, None]
+            changed &= in_prompt[..., None] if changed.dim() == 3 else in_prompt
+            cell_pos = pos_index
+        out = pair.base_metric.view(B, *[1] * (changed.dim() - 1)).expand(changed.shape).clone()
+        idx = changed.nonzero()
+        per_chunk = max(1, MAX_ROWS // pair.base_tokens.shape[1])
+        for part in idx.split(per_chunk):
+            out[tuple(part.T)] = self._run(sweep, name, part, cell_pos)
+        return out
+
+    def _run(self, sweep: Sweep, name: str, idx: torch.Tensor, cell_pos: torch.Tensor | None) -> torch.Tensor:
+        pair = self.pair
+        ex = idx[:, 0]
+        ar = torch.arange(ex.shape[0], device=ex.device)
+        src = pair.src[name]
+        pos = None if cell_pos is None else cell_pos[ex, idx[:, 1]]
+        head = idx[:, -1]
+
+        def patch(act: torch.Tensor, hook: Any) -> torch.Tensor:
+            act = act.clone()
+            if sweep.site == "pos":
+                act[ar, pos] = src[ex, pos]
+            elif sweep.site == "pos_head":
+                act[ar, pos, head] = src[ex, pos, head]
+            elif sweep.act == "pattern":
+                act[ar, head] = src[ex, head]
+            else:
+                act[ar, :, head] = src[ex, :, head]
+            return act
+
+        final: list[torch.Tensor] = []
+
+        def stop(act: torch.Tensor, hook: Any) -> None:
+            final.append(act[ar, self.last[ex]])
+            raise _Stop
+
+        with self.model.hooks(fwd_hooks=[(name, patch), ("ln_final.hook_out", stop)]):
+            try:
+                self.model(pair.base_tokens[ex])
+            except _Stop:
+                pass
+        return self.metric(answer_logits_from_final(self.model, final[0], pair.tok.answers[ex]))
+
+
+__all__ = ["HookSweeper", "needed_names"]
