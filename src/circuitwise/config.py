@@ -36,6 +36,13 @@ class RunConfig(BaseModel):
         None, description="Corruption scheme of a built-in task (opposites: flip, connective, other; ioi: abc)."
     )
     split: str | None = Field(None, description="Split of a built-in task (e.g. heldout-pair).")
+    patching: tuple[str, ...] = Field(
+        ("resid_pre", "heads", "heads_by_pos"),
+        description="Activation-patching sweeps to run when the task has corrupted prompts "
+        "(resid_pre, attn_out, mlp_out, heads, heads_by_pos, head_q, head_k, head_v, head_pattern); "
+        "empty to skip.",
+    )
+    attribution: bool = Field(True, description="Also run attribution patching and show its agreement with the exact sweeps.")
     drop_invalid: bool | None = Field(
         None,
         description="Drop (and count) examples unusable with this tokenizer instead of stopping. "

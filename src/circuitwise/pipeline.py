@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from circuitwise.attribution import attention_patterns, baseline, direct_logit_attribution, top_heads
 from circuitwise.attribution.dla import head_label
 from circuitwise.config import RunConfig, default_batch_size
 from circuitwise.errors import ConfigError
 from circuitwise.models import load_model
+from circuitwise.patching import activation_patching, attribution_patching
+from circuitwise.patching.sweeps import get_sweep
 from circuitwise.reports import write_report
 from circuitwise.tasks import get_task, tokenize_task
 from circuitwise.tasks.builtin import specs
@@ -68,13 +72,16 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
         prepare_out(config.out)  # raises before any work is done
     # Everything that can reject the input runs before anything is written, so a bad task or
     # model never clobbers an earlier run's files in the same folder.
+    for what in config.patching:
+        get_sweep(what)  # an unknown sweep name fails here, before any work
     builtin = config.task in {spec.name for spec in specs()}
     task = get_task(config.task, **config.task_options(builtin))
     say(f"loading model {config.model}")
     if model is None:
         model = load_model(config.model, device=config.device, processing=config.processing)
     drop = config.drop_invalid if config.drop_invalid is not None else builtin
-    tok, dropped = tokenize_task(model, task, on_invalid="drop" if drop else "raise")
+    tok, dropped = tokenize_task(model, task, on_invalid="drop" if drop else "raise",
+                                 need_corrupted=bool(config.patching) and task.has_corrupted)
     if dropped:
         # Never silent: the count and reasons go to the log, the progress line and the report.
         message = describe_dropped(dropped, len(task), task.name)
@@ -118,11 +125,60 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
                             "patterns": pats.values.tolist()}
     save()
 
+    if config.patching and tok.corrupted is not None:
+        results["patching"] = {}
+        for what in config.patching:
+            say(f"activation patching: {what}")
+            exact = activation_patching(model, tok, what, batch_size=bs, out=out / ".patching",
+                                        progress=_counter(say, f"activation patching: {what}"))
+            entry = exact.to_json()
+            entry["top"] = [{"cell": c, "value": v} for c, v in exact.top(10)]
+            if config.attribution:
+                say(f"attribution patching: {what}")
+                approx = attribution_patching(model, tok, what, batch_size=bs)
+                entry["attribution"] = {"values": approx.to_json()["values"],
+                                        "correlation": exact.correlation(approx)}
+            results["patching"][what] = entry
+            save()
+        ranked = _heads_ranked_by_patching(results["patching"], config.top_k)
+        if ranked:
+            pats = attention_patterns(model, tok, ranked, example=0)
+            results["patching_attention"] = {"example": 0, "tokens": pats.labels["src"],
+                                             "heads": pats.labels["head"], "patterns": pats.values.tolist()}
+        save()
+    elif config.patching:
+        results["patching_skipped"] = ("the task has no corrupted prompts; build it with a corruption "
+                                       "scheme (--corruption) or add 'corrupted' fields to run patching")
+
     say("writing report")
     results["complete"] = True
     save()
     write_report(results, out / "report.html")
     return RunOutputs(out, results)
+
+
+def _counter(say: Progress, label: str) -> Callable[[int, int], None]:
+    """Turn a sweep's (done, total) callbacks into progress lines, at most every 10%."""
+    last = [-1]
+
+    def update(done: int, total: int) -> None:
+        step = int(10 * done / max(total, 1))
+        if step != last[0]:
+            last[0] = step
+            say(f"{label} {done}/{total}")
+
+    return update
+
+
+def _heads_ranked_by_patching(patching: dict[str, Any], k: int) -> list[tuple[int, int]]:
+    """The k heads whose patching moves the metric most (by |value| of the 'heads' sweep)."""
+    heads = patching.get("heads")
+    if not heads:
+        return []
+    vals = torch.tensor([[float("nan") if v is None else v for v in row] for row in heads["values"]])
+    flat = torch.nan_to_num(vals.abs().flatten(), nan=-1.0)
+    H = vals.shape[1]
+    return [divmod(int(i), H) for i in flat.topk(min(k, flat.numel())).indices]
 
 
 def _version() -> str:

@@ -138,3 +138,28 @@ def test_report_escapes_prompt_text(tmp_path, tiny_ckpt):
     html = (out / "report.html").read_text()
     assert "<script>alert(1)</script>" not in html
     assert '<span class="tok">&lt;</span>' in html  # the "<" token, escaped
+
+
+def test_run_patching_section_obeys_the_invariants(tmp_path, tiny_ckpt):
+    """Layer-0 resid_pre at the one position where clean and corrupted differ restores everything (1);
+    at every other position it changes nothing (0). Attribution agrees with the exact sweep there."""
+    out = tmp_path / "run"
+    r = invoke("run", "opposites-seed", "--model", str(tiny_ckpt), "--out", str(out), "--patch", "resid_pre")
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "results.json").read_text())
+    sweep = res["patching"]["resid_pre"]
+    assert sweep["axes"] == ["layer", "pos"] and sweep["normalized"]
+    checked = 0
+    for e, ex in enumerate(res["task"]["examples"]):
+        row0 = sweep["per_example"][e][0]
+        if e in sweep["degenerate_examples"]:  # near-zero gap: normalised values are undefined (None)
+            assert all(v is None for v in row0)
+            continue
+        # The clean prompt's first adjective (the incorrect answer) is the only token the flip changes.
+        differ = [i for i, t in enumerate(ex["tokens"]) if t == ex["incorrect"]]
+        assert len(differ) == 1
+        assert row0[differ[0]] == pytest.approx(1.0, abs=1e-4)
+        assert all(v == pytest.approx(0.0, abs=1e-4) for i, v in enumerate(row0) if i != differ[0])
+        checked += 1
+    assert checked >= 4
+    assert -1.0 <= sweep["attribution"]["correlation"] <= 1.0

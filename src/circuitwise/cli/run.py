@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -32,6 +32,10 @@ def run(
     split: Optional[str] = _opt("split", "--split"),
     processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=F["processing"].description),
     drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
+    patch: Optional[List[str]] = typer.Option(
+        None, "--patch", help=f"{F['patching'].description} Repeat for several; 'none' skips. "
+        f"[default: {', '.join(F['patching'].default)}]"),
+    attribution: Optional[bool] = typer.Option(None, "--attribution/--no-attribution", help=F["attribution"].description),
     config: Optional[Path] = typer.Option(None, "--config", help="Re-run from a config.yaml written by an earlier run; other options override it."),
 ) -> None:
     """Baseline, direct logit attribution, logit lens, top heads and their attention: report.html + results.json."""
@@ -40,7 +44,9 @@ def run(
 
     given = {k: v for k, v in dict(task=task, model=model, out=out, device=device, batch_size=batch_size,
                                    top_k=top_k, n=n, seed=seed, corruption=corruption, split=split,
-                                   processing=processing, drop_invalid=drop_invalid).items() if v is not None}
+                                   processing=processing, drop_invalid=drop_invalid, attribution=attribution,
+                                   patching=None if patch is None else tuple(w for w in patch if w != "none"),
+                                   ).items() if v is not None}
     base = RunConfig.from_yaml(config).model_dump() if config else {}
     if "task" not in given and "task" not in base:
         raise ConfigError("Name a task: `circuitwise run opposites` (see `circuitwise tasks`), or a task file, or --config FILE.")

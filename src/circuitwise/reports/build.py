@@ -90,12 +90,71 @@ def _top_heads(page: Page, r: dict[str, Any]) -> None:
     page.add("heads", "Top heads and their attention", body)
 
 
+SWEEP_TITLES = {
+    "resid_pre": "Residual stream (before each layer) by position",
+    "attn_out": "Attention output by position",
+    "mlp_out": "MLP output by position",
+    "heads": "Attention heads (all positions)",
+    "heads_by_pos": "Attention heads by position",
+    "head_q": "Head queries", "head_k": "Head keys", "head_v": "Head values", "head_pattern": "Head patterns",
+}
+
+
+def _sweep_figure(what: str, sweep: dict[str, Any], z_title: str) -> Any:
+    vals, labels, axes = sweep["values"], sweep["labels"], sweep["axes"]
+    title = SWEEP_TITLES.get(what, what)
+    if axes == ["layer", "pos", "head"]:
+        # One row per head, one column per position: which head matters where.
+        rows = [f"L{l}H{h}" for l in labels["layer"] for h in labels["head"]]
+        z = [[vals[li][pi][hi] for pi in range(len(labels["pos"]))]
+             for li in range(len(labels["layer"])) for hi in range(len(labels["head"]))]
+        return figures.heatmap(z, labels["pos"], rows, title, "position", "head", z_title)
+    x_axis = axes[1]
+    return figures.heatmap(vals, labels[x_axis], labels["layer"], title, x_axis, "layer", z_title)
+
+
+def _patching(page: Page, r: dict[str, Any]) -> None:
+    p = r["patching"]
+    body = ('<p>Activation patching (denoising): each activation of the corrupted run is replaced by '
+            "its value in the clean run, one at a time, and the logit difference is measured. "
+            "Values are normalised: 0 = the corrupted run, 1 = the clean run "
+            "((patched − corrupted) / (clean − corrupted)), so a cell near 1 alone restores the answer. "
+            "Positions are labelled by token, or by role when prompts differ in length.</p>")
+    for what, sweep in p.items():
+        z_title = "restored" if sweep.get("normalized") else "logit diff"
+        body += figure_html(_sweep_figure(what, sweep, z_title), f"fig-patch-{what}")
+        notes = []
+        if sweep.get("degenerate"):
+            notes.append("<b>Degenerate:</b> the clean and corrupted runs give (almost) the same metric, so "
+                         "normalised values are undefined and shown empty.")
+        elif sweep.get("degenerate_examples"):
+            notes.append(f"{len(sweep['degenerate_examples'])} example(s) have a near-zero clean–corrupted gap; "
+                         "their per-example values are left out of spreads.")
+        if "attribution" in sweep:
+            notes.append(f"Attribution patching (one forward and backward pass) agrees with this exact sweep "
+                         f"with Pearson correlation <b>{sweep['attribution']['correlation']:.3f}</b>.")
+        top = ", ".join(f"{esc(t['cell'])} ({t['value']:+.2f})" for t in sweep.get("top", [])[:5])
+        if top:
+            notes.append(f"Largest cells: {top}.")
+        body += "".join(f'<p class="note">{n}</p>' for n in notes)
+    att = r.get("patching_attention")
+    if att:
+        page.uses_circuitsvis = True
+        body += (f'<p class="note">Attention of the heads that patching ranks highest, on prompt {att["example"]}:</p>'
+                 + attention_html("cv-patching", att["tokens"], att["patterns"], att["heads"]))
+    page.add("patching", "Activation patching", body)
+
+
 def build_page(results: dict[str, Any]) -> Page:
     m, t = results["model"], results["task"]
     page = Page(f"circuitwise — {t['name']} on {m['name']}",
                 f"{t['n_prompts']} prompts · {m['n_layers']} layers × {m['n_heads']} heads")
     for section in (_overview, _baseline, _dla, _top_heads):
         section(page, results)
+    if results.get("patching"):
+        _patching(page, results)
+    elif results.get("patching_skipped"):
+        page.add("patching", "Activation patching", f'<p class="note">Skipped: {esc(results["patching_skipped"])}.</p>')
     return page
 
 
