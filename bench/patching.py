@@ -65,6 +65,8 @@ def main() -> None:
     ap.add_argument("--all", action="store_true", help="time every sweep")
     ap.add_argument("--threads1", action="store_true", help="repeat with torch.set_num_threads(1)")
     ap.add_argument("--no-attribution", action="store_true", help="skip attribution patching")
+    ap.add_argument("--engine", choices=["auto", "cone", "hooks"], default="auto",
+                    help="circuitwise engine to time (hooks: the architecture-generic fallback)")
     ap.add_argument("--tl-cells", type=int, default=None, metavar="N",
                     help="time TransformerLens on N evenly spaced cells of each sweep and extrapolate "
                          "(each cell is one full forward, so its cost is the same everywhere); default: all")
@@ -107,7 +109,8 @@ def main() -> None:
               f"{'wall x':>7s} {'cpu x':>7s} {'target':>6s} {'max |diff|':>10s}")
         for what in whats:
             fn = getattr(tl_patching, SWEEPS[what].tl_function)
-            res, cw_w, cw_c = timed(lambda: activation_patching(model, tok, what, normalize=False))
+            res, cw_w, cw_c = timed(lambda: activation_patching(model, tok, what, normalize=False,
+                                                                      engine=args.engine))
             if args.tl_cells is None:
                 ref, tl_w, tl_c = timed(lambda: fn(model, tok.corrupted, clean_cache, tl_metric))
                 diff = float((res.values - ref.cpu()).abs().max())

@@ -178,40 +178,60 @@ class Cone:
 
         ``x`` is ``[variant, pos - p0, d_model]``; positions before ``p0`` are the cached run's.
         """
-        V, Tc, _ = x.shape
-        if start >= self.w.n_layers:
-            return self.metric_at(x[torch.arange(V, device=x.device), self.last[ex] - p0], ex)
-        T = p0 + Tc
-        chunk = max(1, min(MAX_ROWS // Tc, MAX_SCORES // (self.w.n_heads * Tc * T)))
-        if V > chunk:
-            return torch.cat([self.run(start, p0, x[i:i + chunk], ex[i:i + chunk]) for i in range(0, V, chunk)])
+        return self.run_many(start, [(p0, x, ex)])[0]
+
+    def run_many(self, start: int, groups: list[tuple[int, torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+        """:meth:`run` for several groups ``(p0, x, ex)`` at once.
+
+        Everything but attention works row by row, so the rows of all groups go through each
+        GEMM together (few rows per group would leave the weights' memory traffic unshared);
+        attention runs per group. The caller bounds the total size (see ``MAX_ROWS``).
+        """
         w, H, dh = self.w, self.w.n_heads, self.w.d_head
-        ar = torch.arange(V, device=x.device)
-        qrow = self.last[ex] - p0
-        k_pos = torch.arange(T, device=x.device)
-        causal = torch.zeros(Tc, T, dtype=x.dtype, device=x.device).masked_fill_(
-            k_pos[None, :] > torch.arange(p0, T, device=x.device)[:, None], float("-inf"))
+        x = torch.cat([g[1].reshape(-1, g[1].shape[-1]) for g in groups])  # [rows, d_model]
+        dev = x.device
+        ex_all = torch.cat([g[2] for g in groups])
+        offsets, answer_rows, o = [], [], 0
+        for p0, xg, eg in groups:
+            V, Tc = xg.shape[:2]
+            offsets.append(o)
+            answer_rows.append(o + torch.arange(V, device=dev) * Tc + (self.last[eg] - p0))
+            o += V * Tc
+        answers = torch.cat(answer_rows)
+        if start >= w.n_layers:
+            return list(self.metric_at(x[answers], ex_all).split([len(g[2]) for g in groups]))
         for l in range(start, w.n_layers):
             h = _ln(x, w.ln1[l])
-            if l == w.n_layers - 1:  # only the answer position's output reaches the metric
+            final = l == w.n_layers - 1
+            if final:  # only the answer positions' outputs reach the metric
                 kv = _linear(h, w.w_kv[l], w.b_kv[l])
-                q = _linear(h[ar, qrow], w.w_q[l], w.b_q[l]).view(V, H, 1, dh)
-                x = x[ar, qrow][:, None]
-                mask = torch.zeros(V, 1, 1, T, dtype=x.dtype, device=x.device).masked_fill_(
-                    (k_pos[None, :] > self.last[ex][:, None])[:, None, None], float("-inf"))
+                q_ans = _linear(h[answers], w.w_q[l], w.b_q[l])
+                x = x[answers]
             else:
                 qkv = _linear(h, w.w_qkv[l], w.b_qkv[l])
-                q, kv = qkv[..., :H * dh], qkv[..., H * dh:]
-                q = q.reshape(V, Tc, H, dh).transpose(1, 2)
-                mask = causal
-            k, v = kv.reshape(V, Tc, 2, H, dh).permute(2, 0, 3, 1, 4)  # each [V, H, Tc, dh]
-            if p0:
-                k = torch.cat([self.keys[l][:, :, :p0].index_select(0, ex), k], 2)
-                v = torch.cat([self.values[l][:, :, :p0].index_select(0, ex), v], 2)
-            pattern = torch.softmax((q @ k.transpose(-1, -2)).add_(mask), -1)  # w_q carries the scale
-            z = (pattern @ v).transpose(1, 2).reshape(V, -1, H * dh)
+            z = torch.empty(x.shape[0], H * dh, dtype=x.dtype, device=dev)
+            a = 0
+            for (p0, xg, eg), og in zip(groups, offsets):
+                V, Tc = xg.shape[:2]
+                T = p0 + Tc
+                k_pos = torch.arange(T, device=dev)
+                if final:
+                    k, v = kv[og:og + V * Tc].view(V, Tc, 2, H, dh).permute(2, 0, 3, 1, 4)
+                    q = q_ans[a:a + V].view(V, H, 1, dh)
+                    masked = (k_pos[None, :] > self.last[eg][:, None])[:, None, None]  # [V, 1, 1, T]
+                else:
+                    q, k, v = qkv[og:og + V * Tc].view(V, Tc, 3, H, dh).permute(2, 0, 3, 1, 4)
+                    masked = k_pos[None, :] > torch.arange(p0, T, device=dev)[:, None]  # [Tc, T]
+                if p0:
+                    k = torch.cat([self.keys[l][:, :, :p0].index_select(0, eg), k], 2)
+                    v = torch.cat([self.values[l][:, :, :p0].index_select(0, eg), v], 2)
+                scores = (q @ k.transpose(-1, -2)).masked_fill_(masked, float("-inf"))  # w_q carries the scale
+                zg = torch.softmax(scores, -1) @ v  # [V, H, Tq, dh]
+                n = V if final else V * Tc
+                z[a:a + n] = zg.transpose(1, 2).reshape(n, H * dh)
+                a += n
             x = self.mlp_block(l, _linear(z, w.w_o[l], w.b_o[l]).add_(x))
-        return self.metric_at(x[:, 0], ex)
+        return list(self.metric_at(x, ex_all).split([len(g[2]) for g in groups]))
 
     def self_check(self, resid_pre0: torch.Tensor, expected: torch.Tensor) -> float:
         """Largest gap between this engine's unpatched metric and the bridge's (should be ~1e-6)."""

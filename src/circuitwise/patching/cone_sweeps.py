@@ -75,13 +75,32 @@ class ConeSweeper:
                 out[at_answer] = self.cone.metric_at(rows[at_answer], ex[at_answer])
             return out
         base = self.resid_pre(start)
-        for p in torch.unique(pos).tolist():
-            for sel in _chunks((pos == p).nonzero().squeeze(1), base.shape[1] - p):
-                e = ex[sel]
-                x = base[e, p:].clone()
-                x[:, 0] = rows[sel]
-                out[sel] = self.cone.run(start, p, x, e)
+        T = base.shape[1]
+
+        def build(p: int, sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            x = base[ex[sel], p:].clone()
+            x[:, 0] = rows[sel]
+            return x, ex[sel]
+
+        pieces = [(p, sel) for p in torch.unique(pos).tolist()
+                  for sel in _chunks((pos == p).nonzero().squeeze(1), T - p)]
+        for (_, sel), metric in self._run_pieces(start, T, pieces, build):
+            out[sel] = metric
         return out
+
+    def _run_pieces(self, start: int, T: int, pieces: list, build):
+        """Run ``pieces`` (p0, selection) through the cone, as few stacked calls as MAX_ROWS allows."""
+        batch: list = []
+        rows = 0
+        for piece in pieces + [None]:
+            n = 0 if piece is None else len(piece[1]) * (T - piece[0])
+            if batch and (piece is None or rows + n > MAX_ROWS):
+                metrics = self.cone.run_many(start, [(p0, *build(p0, sel)) for p0, sel in batch])
+                yield from zip(batch, metrics)
+                batch, rows = [], 0
+            if piece is not None:
+                batch.append(piece)
+                rows += n
 
     def _pos_layer(self, sweep: Sweep, l: int, pos_index: torch.Tensor) -> torch.Tensor:
         pair, name = self.pair, sweep.hook_name(l)
@@ -153,22 +172,22 @@ class ConeSweeper:
         live = any_diff & (first <= self.last[:, None])
         idx = live.nonzero()
         z_base = pair.base[f"blocks.{l}.attn.hook_z"]  # [b, pos, head, d_head]
-        for p0 in torch.unique(first[live]).tolist():
-            at_p0 = idx[first[idx[:, 0], idx[:, 1]] == p0]
-            for part in _chunks(torch.arange(at_p0.shape[0], device=at_p0.device), T - p0):
-                self._head_variants(l, p0, at_p0[part], z_base, z_new, out)
-        return out
-
-    def _head_variants(self, l: int, p0: int, sel: torch.Tensor, z_base: torch.Tensor,
-                       z_new: torch.Tensor, out: torch.Tensor) -> None:
         w = self.w
-        ex, head = sel[:, 0], sel[:, 1]
-        ar = torch.arange(ex.shape[0], device=ex.device)
-        z = z_base[ex, p0:].clone()  # [V, pos, head, d_head]
-        z[ar, :, head] = z_new[ex, head, p0:]
-        attn = z.flatten(2) @ w.w_o[l] + w.b_o[l]
-        x = self.cone.mlp_block(l, self.resid_pre(l)[ex, p0:] + attn)
-        out[ex, head] = self.cone.run(l + 1, p0, x, ex)
+        p_first = first[idx[:, 0], idx[:, 1]]
+
+        def build(p0: int, sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """Head h's new z in the full z from p0 on, then the rest of layer l on those rows."""
+            ex, head = idx[sel, 0], idx[sel, 1]
+            z = z_base[ex, p0:].clone()  # [V, pos, head, d_head]
+            z[torch.arange(len(sel), device=z.device), :, head] = z_new[ex, head, p0:]
+            attn = z.flatten(2) @ w.w_o[l] + w.b_o[l]
+            return self.cone.mlp_block(l, self.resid_pre(l)[ex, p0:] + attn), ex
+
+        pieces = [(p0, sel) for p0 in torch.unique(p_first).tolist()
+                  for sel in _chunks((p_first == p0).nonzero().squeeze(1), T - p0)]
+        for (_, sel), metric in self._run_pieces(l + 1, T, pieces, build):
+            out[idx[sel, 0], idx[sel, 1]] = metric
+        return out
 
 
 _ROW_PATCHES = {"resid_pre": "_resid_pre_row", "attn_out": "_attn_out_row", "mlp_out": "_mlp_out_row",

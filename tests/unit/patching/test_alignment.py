@@ -65,3 +65,14 @@ def test_different_lengths_without_roles_say_how_to_fix(small_model):
     # Sweeps without a position axis do not need alignment.
     res = activation_patching(small_model, task, "heads", normalize=False)
     assert res.values.shape == (small_model.cfg.n_layers, small_model.cfg.n_heads)
+
+
+@pytest.mark.parametrize("what", ["resid_pre", "heads_by_pos", "head_q"])
+def test_attribution_reads_the_same_role_cells(small_model, mixed_tok, what):
+    from circuitwise.patching import attribution_patching
+
+    exact = activation_patching(small_model, mixed_tok, what, normalize=False, direction="noise")
+    attr = attribution_patching(small_model, mixed_tok, what, normalize=False, direction="noise")
+    assert attr.labels == exact.labels and attr.raw.shape == exact.raw.shape
+    torch.testing.assert_close(attr.clean, exact.clean, atol=1e-4, rtol=0)
+    assert attr.correlation(exact) > 0.5
