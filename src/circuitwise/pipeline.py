@@ -12,7 +12,7 @@ import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 
@@ -26,7 +26,7 @@ from circuitwise.patching.sweeps import get_sweep
 from circuitwise.reports import write_report
 from circuitwise.tasks import get_task, tokenize_task
 from circuitwise.tasks.builtin import specs
-from circuitwise.tasks.tokenize import describe_dropped
+from circuitwise.tasks.tokenize import Dropped, TokenizedTask, describe_dropped
 from circuitwise.types import nan_to_none
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,41 @@ def rerun_command(cfg: RunConfig) -> str:
     return f"circuitwise run --config {shlex.quote(str(cfg.out / 'config.yaml'))}"
 
 
+@dataclass(frozen=True)
+class Prepared:
+    model: Any
+    tok: TokenizedTask
+    dropped: list[Dropped]
+    builtin: bool
+
+
+def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] = "if-present",
+            progress: Progress | None = None, model: Any = None, purpose: str = "This analysis") -> Prepared:
+    """Stages 1–2 for every command: the task, the model, and the task tokenized for the model.
+
+    ``need_corrupted=True`` requires corrupted prompts (patching, circuits); ``"if-present"``
+    keeps them when every example has one. Unusable examples of built-in tasks are dropped and
+    counted (never silently); task files are strict unless ``drop_invalid`` says otherwise.
+    """
+    say = progress or (lambda _msg: None)
+    builtin = config.task in {spec.name for spec in specs()}
+    task = get_task(config.task, **config.task_options(builtin))
+    if need_corrupted is True:
+        task.require_corrupted(purpose)
+    if model is None:
+        say(f"loading model {config.model}")
+        model = load_model(config.model, device=config.device, processing=config.processing)
+    drop = config.drop_invalid if config.drop_invalid is not None else builtin
+    tok, dropped = tokenize_task(model, task, on_invalid="drop" if drop else "raise",
+                                 need_corrupted=bool(need_corrupted) and task.has_corrupted)
+    if dropped:
+        # Never silent: the count and reasons go to the log, the progress line and the report.
+        message = describe_dropped(dropped, len(task), task.name)
+        log.warning(message)
+        say(message)
+    return Prepared(model, tok, dropped, builtin)
+
+
 def run(config: RunConfig, *, progress: Progress | None = None, model: Any = None) -> RunOutputs:
     """Run the whole study described by ``config`` and write report.html, results.json, config.yaml."""
     say = progress or (lambda _msg: None)
@@ -74,19 +109,8 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
     # model never clobbers an earlier run's files in the same folder.
     for what in config.patching:
         get_sweep(what)  # an unknown sweep name fails here, before any work
-    builtin = config.task in {spec.name for spec in specs()}
-    task = get_task(config.task, **config.task_options(builtin))
-    say(f"loading model {config.model}")
-    if model is None:
-        model = load_model(config.model, device=config.device, processing=config.processing)
-    drop = config.drop_invalid if config.drop_invalid is not None else builtin
-    tok, dropped = tokenize_task(model, task, on_invalid="drop" if drop else "raise",
-                                 need_corrupted=bool(config.patching) and task.has_corrupted)
-    if dropped:
-        # Never silent: the count and reasons go to the log, the progress line and the report.
-        message = describe_dropped(dropped, len(task), task.name)
-        log.warning(message)
-        say(message)
+    prepared = prepare(config, need_corrupted="if-present" if config.patching else False, progress=say, model=model)
+    model, tok, dropped = prepared.model, prepared.tok, prepared.dropped
     out = prepare_out(config.out)
     (out / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     bs = config.batch_size or default_batch_size(model)
@@ -187,4 +211,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["RunOutputs", "run"]
+__all__ = ["Prepared", "RunOutputs", "prepare", "run"]

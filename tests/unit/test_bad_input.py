@@ -152,7 +152,8 @@ def test_a_failed_run_keeps_what_an_earlier_run_wrote(tmp_path, tiny_ckpt):
     out = tmp_path / "run"
     assert runner.invoke(app, ["run", "opposites-seed", "--model", str(tiny_ckpt), "--out", str(out)]).exit_code == 0
     (out / "notes.txt").write_text("mine")
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    snapshot = lambda: {str(p): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}  # noqa: E731
+    before = snapshot()
     bad = jsonl(tmp_path / "bad.jsonl", {**GOOD, "correct": " youthfulness"})
     cli_error("run", str(bad), "--model", str(tiny_ckpt), "--out", str(out))
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert snapshot() == before
