@@ -21,6 +21,7 @@ result equals the bridge's forward; :func:`check_against_bridge` tests that on t
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -73,6 +74,7 @@ class GraphModel:
     eps: float
     act: Callable[[torch.Tensor], torch.Tensor]
     attn_scales: tuple[float, ...]
+    checked: bool = False  # passed check_against_bridge
 
     @property
     def d_model(self) -> int:
@@ -102,7 +104,30 @@ class GraphModel:
         return x
 
 
+# Reading (stacking) a bridge's weights costs about a forward; keep one GraphModel per model,
+# rebuilt when any parameter is replaced or changed in place (tensor version counters).
+_CACHE: "weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], GraphModel]]" = weakref.WeakKeyDictionary()
+
+
+def _fingerprint(model: Any) -> tuple[int, ...]:
+    return tuple(v for p in model.parameters() for v in (id(p), p._version))
+
+
 def graph_model(model: Any) -> GraphModel:
+    """The model's weights laid out for the graph forward (cached per model)."""
+    try:
+        key = _fingerprint(model)
+        hit = _CACHE.get(model)
+    except (TypeError, AttributeError):  # not a weak-referenceable module: no caching
+        return _read_graph_model(model)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    gm = _read_graph_model(model)
+    _CACHE[model] = (key, gm)
+    return gm
+
+
+def _read_graph_model(model: Any) -> GraphModel:
     """Read a compatibility-mode bridge's weights; refuse architectures the forward cannot run."""
     cfg = model.cfg
     pos = getattr(cfg, "positional_embedding_type", "standard")
@@ -312,7 +337,12 @@ def run_graph(
 
 def check_against_bridge(model: Any, gm: GraphModel, tokens: torch.Tensor, last: torch.Tensor,
                          answers: torch.Tensor, *, atol: float = 1e-3) -> None:
-    """Raise if the graph forward's answer logits differ from the bridge's own forward."""
+    """Raise if the graph forward's answer logits differ from the bridge's own forward.
+
+    Once a model has passed (for these weights), later calls return at once.
+    """
+    if gm.checked:
+        return
     with torch.no_grad():
         ours = run_graph(gm, gm.embed(tokens), last, answers).answer_logits[0]
         logits = model(tokens)
@@ -327,6 +357,7 @@ def check_against_bridge(model: Any, gm: GraphModel, tokens: torch.Tensor, last:
             "in logit difference, so edge scores on this model would be wrong. This architecture "
             "is not supported by circuit discovery; please report it with the model name."
         )
+    object.__setattr__(gm, "checked", True)
 
 
 __all__ = ["ACTIVATIONS", "GraphModel", "GraphRun", "check_against_bridge", "graph_model", "run_graph"]

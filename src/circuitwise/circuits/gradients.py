@@ -69,7 +69,7 @@ def gradient_edge_scores(
             def on_receiver(rs: slice | int, inp: torch.Tensor, c: int = c) -> None:
                 def hook(grad: torch.Tensor) -> None:
                     # grad: [R, c·Nb, …]; integration points are summed before contracting.
-                    gsum = grad.reshape(grad.shape[0], c, Nb, *grad.shape[2:]).sum(1)
+                    gsum = grad if c == 1 else grad.reshape(grad.shape[0], c, Nb, *grad.shape[2:]).sum(1)
                     delta = state["delta"]  # [S, Nb, P, d]
                     if rs == g.logits_receiver:  # gsum [1, Nb, d] at each example's last position
                         d_last = delta[:, rows, b.last]  # [S, Nb, d]

@@ -92,15 +92,18 @@ def patched_metrics(
     for b in tok.batches(batch_size):
         assert b.corrupted is not None
         Nb = len(b)
-        out_c, al_c = sender_outputs(gm, b.clean, b.last, b.answers)
-        out_k, al_k = sender_outputs(gm, b.corrupted, b.last, b.answers)
-        clean[start : start + Nb] = metric(al_c).float().cpu()
-        corr[start : start + Nb] = metric(al_k).float().cpu()
+        # Only the replacement run's sender outputs are needed; the other run gives its metric.
+        x_c, x_k = gm.embed(b.clean), gm.embed(b.corrupted)
+        need_k = base == "clean" and means is None
+        run_c = run_graph(gm, x_c, b.last, b.answers, record=base == "corrupted")
+        run_k = run_graph(gm, x_k, b.last, b.answers, record=need_k)
+        clean[start : start + Nb] = metric(run_c.answer_logits[0]).float().cpu()
+        corr[start : start + Nb] = metric(run_k.answer_logits[0]).float().cpu()
         if base == "clean":
-            x0, rep = gm.embed(b.clean), out_k if means is None else means[:, :, : b.clean.shape[1]]
+            x0, rep = x_c, run_k.outputs if means is None else means[:, :, : b.clean.shape[1]]
         else:
-            x0, rep = gm.embed(b.corrupted), out_c
-        del out_c, out_k
+            x0, rep = x_k, run_c.outputs
+        del run_c, run_k
         for k0 in range(0, K, chunk):
             keep = g.to_dense(keep_edges[k0 : k0 + chunk].to(gm.dtype), fill=1.0)
             run = run_graph(gm, x0, b.last, b.answers, keep=keep, replacement=rep)

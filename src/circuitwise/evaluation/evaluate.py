@@ -77,7 +77,7 @@ def evaluate_circuit(
         ranking = EdgeScores(circuit.graph, circuit.scores, circuit.method or "circuit", circuit.metric)
     crv = agr = None
     if curve and ranking is not None:
-        crv = faithfulness_curve(model, tok, ranking, ablation=ablation, random_samples=min(random_samples, 5),
+        crv = faithfulness_curve(model, tok, ranking, ablation=ablation, random_samples=min(random_samples, 3),
                                  seed=seed, batch_size=batch_size, progress=progress, check=False,
                                  sizes=_curve_sizes(ranking))
     if shortlist and ranking is not None:
@@ -90,7 +90,7 @@ def _curve_sizes(scores: EdgeScores) -> list[int]:
     from circuitwise.evaluation.curve import default_sizes
 
     scored = int((~scores.scores.isnan()).sum())
-    return default_sizes(max(scored, 1))
+    return default_sizes(max(scored, 1), points=16)
 
 
 __all__ = ["CircuitEvaluation", "evaluate_circuit"]

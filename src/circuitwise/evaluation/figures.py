@@ -13,15 +13,19 @@ def faithfulness_curve_figure(curve: FaithfulnessCurve, *, circuit_edges: int | 
                               title: str | None = None) -> go.Figure:
     """Faithfulness against circuit size (log scale), with random circuits of the same sizes."""
     fig = go.Figure()
-    x = [max(n, 1) for n in curve.n_edges]
+    # Prefixes that pruned down to no edges cannot sit on a log axis; they are the corrupted model.
+    shown = [i for i, n in enumerate(curve.n_edges) if n > 0]
+    x = [curve.n_edges[i] for i in shown]
+    faith = [curve.faithfulness[i] for i in shown]
     if curve.random_mean is not None and curve.random_std is not None:
-        hi = [m + s for m, s in zip(curve.random_mean, curve.random_std)]
-        lo = [m - s for m, s in zip(curve.random_mean, curve.random_std)]
+        mean = [curve.random_mean[i] for i in shown]
+        hi = [curve.random_mean[i] + curve.random_std[i] for i in shown]
+        lo = [curve.random_mean[i] - curve.random_std[i] for i in shown]
         fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor="rgba(150,150,150,0.25)",
                                  line=dict(width=0), hoverinfo="skip", name="random ± 1 sd"))
-        fig.add_trace(go.Scatter(x=x, y=curve.random_mean, mode="lines", line=dict(color="#888", dash="dash"),
+        fig.add_trace(go.Scatter(x=x, y=mean, mode="lines", line=dict(color="#888", dash="dash"),
                                  name="random circuits", hovertemplate="%{x} edges: %{y:.3f}<extra>random</extra>"))
-    fig.add_trace(go.Scatter(x=x, y=curve.faithfulness, mode="lines+markers", line=dict(color="#2166ac"),
+    fig.add_trace(go.Scatter(x=x, y=faith, mode="lines+markers", line=dict(color="#2166ac"),
                              name=f"top edges ({curve.method})",
                              hovertemplate="%{x} edges: %{y:.3f}<extra></extra>"))
     if circuit_edges is not None and circuit_faithfulness is not None:

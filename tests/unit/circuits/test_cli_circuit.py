@@ -1,0 +1,88 @@
+"""`circuitwise circuit` and `circuitwise evaluate`, end to end on the known-circuit model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from circuitwise.cli import _register, app
+from circuitwise.tasks.io import write_jsonl
+from tests.unit.circuits.known_circuit import PLANTED, known_circuit_task
+
+_register()
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    from circuitwise.errors import CircuitwiseError
+
+    try:
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False), None
+    except CircuitwiseError as e:  # main() turns these into exit status 2 with the message
+        return None, e
+
+
+@pytest.fixture(scope="module")
+def task_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("task") / "copy.jsonl"
+    write_jsonl(known_circuit_task(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def study(known_ckpt, task_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "out"
+    r, err = invoke("circuit", task_file, "--model", known_ckpt, "--method", "eap-ig", "--steps", "3",
+                    "--out", out, "--random-samples", "4", "--shortlist", "10")
+    assert err is None and r.exit_code == 0, (err, r and r.output)
+    return out, r.output
+
+
+def test_circuit_command_writes_the_known_circuit(study):
+    out, output = study
+    assert {p.name for p in out.iterdir()} == {"circuit.json", "scores.json", "evaluation.json", "circuit.html"}
+    data = json.loads((out / "circuit.json").read_text())
+    assert {(e["sender"], e["receiver"]) for e in data["edges"]} == PLANTED
+    assert data["method"] == "eap-ig" and data["selection"]["method_config"]["steps"] == 3
+    assert "faithfulness" in output and "3 of 110 edges" in output
+
+
+def test_evaluate_rechecks_circuit_json(study, known_ckpt, task_file):
+    out, _ = study
+    r, err = invoke("evaluate", out / "circuit.json", task_file, "--model", known_ckpt, "--json",
+                    "--random-samples", "3")
+    assert err is None and r.exit_code == 0
+    ev = json.loads(r.stdout)
+    assert ev["faithfulness"]["faithfulness"] >= 0.9
+    saved = json.loads((out / "evaluation.json").read_text())
+    assert ev["faithfulness"]["faithfulness"] == pytest.approx(saved["faithfulness"]["faithfulness"], abs=1e-6)
+
+
+def test_evaluate_with_the_wrong_model_says_so(study, task_file, small_ckpt):
+    out, _ = study
+    r, err = invoke("evaluate", out / "circuit.json", task_file, "--model", small_ckpt)
+    assert err is not None and "n_layers=2" in str(err) and "this model has n_layers=4" in str(err)
+
+
+def test_bad_options_fail_before_any_work(task_file, known_ckpt, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me")
+    _, err = invoke("circuit", task_file, "--model", known_ckpt, "--out", blocker)
+    assert err is not None and "is a file" in str(err)
+    assert blocker.read_text() == "keep me"
+    _, err = invoke("circuit", task_file, "--model", known_ckpt, "--method", "magic", "--out", tmp_path / "o")
+    assert err is not None and "Choose one of" in str(err)
+    _, err = invoke("circuit", task_file, "--model", known_ckpt, "--selection", "top-n", "--out", tmp_path / "o")
+    assert err is not None and "--edges" in str(err)
+    assert not (tmp_path / "o").exists()
+    _, err = invoke("evaluate", tmp_path / "nope.json", task_file, "--model", known_ckpt)
+    assert err is not None and "does not exist" in str(err)
+
+
+def test_task_without_corruptions_is_refused(known_ckpt, tmp_path):
+    path = tmp_path / "plain.jsonl"
+    path.write_text(json.dumps({"clean": " A and then", "correct": " A", "incorrect": " B"}) + "\n")
+    _, err = invoke("circuit", path, "--model", known_ckpt, "--out", tmp_path / "o")
+    assert err is not None and "corrupted" in str(err)

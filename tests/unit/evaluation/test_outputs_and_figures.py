@@ -1,0 +1,42 @@
+"""Figures and the written study folder: self-contained HTML, JSON that re-loads."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from circuitwise.circuits import Circuit, find_circuit
+from circuitwise.evaluation import agreement_figure, evaluate_circuit, faithfulness_curve_figure
+from circuitwise.evaluation.outputs import write_outputs
+
+
+@pytest.fixture(scope="module")
+def study(known_model, known_tok):
+    found = find_circuit(known_model, known_tok, method="eap", selection="target", target=0.9)
+    ev = evaluate_circuit(known_model, known_tok, found.circuit, scores=found.scores, random_samples=3, shortlist=8)
+    return found, ev
+
+
+def test_curve_figure_marks_the_circuit_and_random(study):
+    found, ev = study
+    fig = faithfulness_curve_figure(ev.curve, circuit_edges=found.circuit.n_edges,
+                                    circuit_faithfulness=ev.faithfulness.faithfulness, target=0.9)
+    names = {t.name for t in fig.data}
+    assert {"chosen circuit", "random circuits"} <= names
+    assert fig.layout.xaxis.type == "log"
+    assert agreement_figure(ev.agreement).data[0].x is not None
+
+
+def test_write_outputs(known_model, study, tmp_path):
+    found, ev = study
+    paths = write_outputs(tmp_path / "out", found.circuit, ev, found.scores)
+    html = paths["html"].read_text()
+    assert re.search(r"<script[^>]*\bsrc=", html) is None  # nothing loaded from a CDN
+    assert html.count("Plotly.newPlot") == 3
+    ev_json = json.loads(paths["evaluation"].read_text())
+    assert ev_json["faithfulness"]["faithfulness"] >= 0.9
+    back = Circuit.load(paths["circuit"], known_model)
+    assert back.n_edges == found.circuit.n_edges
+    assert len(json.loads(paths["scores"].read_text())["scores"]) == found.circuit.graph.n_edges
