@@ -23,7 +23,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not browser and not integration"
 
 report: $(STAMP)
-	$(BIN)/circuitwise run opposites --model bundled --out runs/opposites
+	$(BIN)/circuitwise run opposites --model bundled --split heldout-template --out runs/opposites
 
 bench: $(STAMP)
 	$(BIN)/python bench/patching.py

@@ -43,6 +43,15 @@ class RunConfig(BaseModel):
         "empty to skip.",
     )
     attribution: bool = Field(True, description="Also run attribution patching and show its agreement with the exact sweeps.")
+    circuit: str | None = Field(
+        "eap-ig", description="Circuit discovery method when the task has corrupted prompts: eap-ig, eap, "
+        "exact (small models only), or none to skip."
+    )
+    circuit_target: float = Field(
+        0.9, gt=0, le=1.5, description="Grow the circuit until it reaches this faithfulness (share of the "
+        "clean–corrupted logit-difference gap it restores)."
+    )
+    ig_steps: int = Field(5, ge=1, le=100, description="Integration steps of EAP-IG.")
     drop_invalid: bool | None = Field(
         None,
         description="Drop (and count) examples unusable with this tokenizer instead of stopping. "

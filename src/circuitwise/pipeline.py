@@ -20,6 +20,9 @@ from circuitwise.attribution import attention_patterns, baseline, direct_logit_a
 from circuitwise.attribution.dla import head_label
 from circuitwise.config import RunConfig, default_batch_size
 from circuitwise.errors import ConfigError
+from circuitwise.circuits import find_circuit, get_method
+from circuitwise.evaluation import evaluate_circuit
+from circuitwise.evaluation.outputs import summary_lines
 from circuitwise.models import load_model
 from circuitwise.patching import activation_patching, attribution_patching
 from circuitwise.patching.sweeps import get_sweep
@@ -109,7 +112,10 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
     # model never clobbers an earlier run's files in the same folder.
     for what in config.patching:
         get_sweep(what)  # an unknown sweep name fails here, before any work
-    prepared = prepare(config, need_corrupted="if-present" if config.patching else False, progress=say, model=model)
+    if config.circuit:
+        get_method(config.circuit)
+    prepared = prepare(config, need_corrupted="if-present" if config.patching or config.circuit else False,
+                       progress=say, model=model)
     model, tok, dropped = prepared.model, prepared.tok, prepared.dropped
     out = prepare_out(config.out)
     (out / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
@@ -174,11 +180,46 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
         results["patching_skipped"] = ("the task has no corrupted prompts; build it with a corruption "
                                        "scheme (--corruption) or add 'corrupted' fields to run patching")
 
+    if config.circuit and tok.corrupted is not None:
+        results["circuit"] = _circuit_stage(model, tok, config, bs, out, say)
+        save()
+
     say("writing report")
     results["complete"] = True
     save()
     write_report(results, out / "report.html")
     return RunOutputs(out, results)
+
+
+def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, out: Path,
+                   say: Progress) -> dict[str, Any]:
+    """Discover a circuit, check it against random circuits and exact patching, write circuit.json."""
+    counters: dict[str, Callable[[int, int], None]] = {}
+
+    def progress(done: int, total: int, what: str) -> None:
+        counters.setdefault(what, _counter(say, what))(done, total)
+
+    say(f"circuit discovery: {config.circuit}")
+    found = find_circuit(model, tok, method=config.circuit, steps=config.ig_steps, target=config.circuit_target,
+                         batch_size=bs, progress=progress)
+    ev = evaluate_circuit(model, tok, found.circuit, scores=found.scores, random_samples=10, shortlist=20,
+                          batch_size=bs, progress=progress)
+    found.circuit.save(out / "circuit.json")
+    sel = found.circuit.selection
+    return {
+        "method": config.circuit,
+        "file": "circuit.json",
+        "n_edges": found.circuit.n_edges,
+        "total_edges": found.circuit.graph.n_edges,
+        "selection": sel,
+        "scoring_seconds": found.scores.seconds,
+        "evaluation": ev.to_json(),
+        "summary": summary_lines(ev),
+        "top_edges": sorted(({"sender": a, "receiver": b, "score": sc} for a, b, sc in found.circuit.edge_list()),
+                            key=lambda e: -abs(e["score"]) if e["score"] == e["score"] else 0.0)[:20],
+        # Plotly JSON, so the report is still rendered from results.json alone.
+        "figures": {name: json.loads(fig.to_json()) for name, fig in ev.figures().items()},
+    }
 
 
 def _counter(say: Progress, label: str) -> Callable[[int, int], None]:

@@ -36,6 +36,9 @@ def run(
         None, "--patch", help=f"{F['patching'].description} Repeat for several; 'none' skips. "
         f"[default: {', '.join(F['patching'].default)}]"),
     attribution: Optional[bool] = typer.Option(None, "--attribution/--no-attribution", help=F["attribution"].description),
+    circuit: Optional[str] = _opt("circuit", "--circuit"),
+    circuit_target: Optional[float] = _opt("circuit_target", "--circuit-target"),
+    ig_steps: Optional[int] = _opt("ig_steps", "--ig-steps"),
     config: Optional[Path] = typer.Option(None, "--config", help="Re-run from a config.yaml written by an earlier run; other options override it."),
 ) -> None:
     """Baseline, direct logit attribution, logit lens, top heads and their attention: report.html + results.json."""
@@ -46,6 +49,8 @@ def run(
                                    top_k=top_k, n=n, seed=seed, corruption=corruption, split=split,
                                    processing=processing, drop_invalid=drop_invalid, attribution=attribution,
                                    patching=None if patch is None else tuple(w for w in patch if w != "none"),
+                                   circuit=None if circuit is None else ("" if circuit == "none" else circuit),
+                                   circuit_target=circuit_target, ig_steps=ig_steps,
                                    ).items() if v is not None}
     base = RunConfig.from_yaml(config).model_dump() if config else {}
     if "task" not in given and "task" not in base:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import plotly.graph_objects as go
+
 from circuitwise.reports import figures
 from circuitwise.reports.html import Page, attention_html, esc, figure_html, table, tokens_html
 from circuitwise.reports.summary import summarize
@@ -145,6 +147,32 @@ def _patching(page: Page, r: dict[str, Any]) -> None:
     page.add("patching", "Activation patching", body)
 
 
+CIRCUIT_FIGURES = {
+    "circuit": "The circuit: nodes by type, edge width by score",
+    "faithfulness_curve": "Faithfulness as the circuit grows (top edges by score)",
+    "agreement": "Attribution scores against exact edge patching",
+}
+
+
+def _circuit(page: Page, r: dict[str, Any]) -> None:
+    c = r["circuit"]
+    items = "".join(f"<li>{esc(s)}</li>" for s in c["summary"])
+    body = (f'<p>{esc(c["method"].upper())} scores every edge of the model\'s graph (embedding, each head\'s '
+            "query/key/value inputs, each MLP, the logits); the circuit is the fewest top edges whose "
+            "faithfulness — the logit difference with every other edge patched from the corrupted run, "
+            "normalised so 0 is the corrupted model and 1 the clean one — reaches the target. "
+            f'It is saved as <code>{esc(c["file"])}</code>; <code>circuitwise evaluate {esc(c["file"])} TASK</code> '
+            f're-checks it.</p><ul class="summary">{items}</ul>')
+    if c.get("selection", {}).get("kind") == "target" and not c["selection"].get("reached", True):
+        body += '<p class="warn">The target faithfulness was not reached with any subset of edges; the full graph is shown.</p>'
+    for name, fig in c.get("figures", {}).items():
+        body += f"<h3>{esc(CIRCUIT_FIGURES.get(name, name))}</h3>" + figure_html(go.Figure(fig), f"fig-circuit-{name}")
+    rows = [[esc(e["sender"]), esc(e["receiver"]), f'{e["score"]:+.4f}'] for e in c.get("top_edges", [])]
+    if rows:
+        body += "<h3>Strongest edges</h3>" + table(["sender", "receiver", "score"], rows, numeric=(2,))
+    page.add("circuit", "Circuit", body)
+
+
 def build_page(results: dict[str, Any]) -> Page:
     m, t = results["model"], results["task"]
     page = Page(f"circuitwise — {t['name']} on {m['name']}",
@@ -155,6 +183,8 @@ def build_page(results: dict[str, Any]) -> Page:
         _patching(page, results)
     elif results.get("patching_skipped"):
         page.add("patching", "Activation patching", f'<p class="note">Skipped: {esc(results["patching_skipped"])}.</p>')
+    if results.get("circuit"):
+        _circuit(page, results)
     return page
 
 
