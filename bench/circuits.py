@@ -126,6 +126,13 @@ def main() -> None:
         ref[g.edge_id(s, r)] = v
     diff = float((ours.scores.double() - ref).abs().max())
     ig, ig_w, ig_c = timed(lambda: eap_ig(model, tok, steps=5))
+    one: dict[str, tuple[float, float]] = {}
+    if args.threads1:  # the same, one thread: steadier on a shared machine
+        default = torch.get_num_threads()
+        torch.set_num_threads(1)
+        one["eap"] = timed(lambda: eap(model, tok))[1:]
+        one["eap_ig"] = timed(lambda: eap_ig(model, tok, steps=5))[1:]
+        torch.set_num_threads(default)
     print(f"\nEdge attribution, {g.n_edges} edges ({g.n_edges * P} per-position edges per pair in TL):")
     print(f"  TransformerLens attribution_patch(edge)   wall {tl_w:7.2f} s   cpu {tl_c:7.2f} s")
     print(f"  circuitwise once per model (weights, check) wall {s_w:5.2f} s   cpu {s_c:7.2f} s   (cached afterwards)")
@@ -135,6 +142,12 @@ def main() -> None:
     per_step = (ig_w / 5) / e_w
     print(f"  circuitwise EAP-IG, 5 steps               wall {ig_w:7.2f} s   cpu {ig_c:7.2f} s   "
           f"per step {per_step:.2f}x EAP's time (target < {TARGETS['ig_per_step']:g}x)")
+    if one:
+        (w1, c1), (wi, ci) = one["eap"], one["eap_ig"]
+        print(f"  one thread: EAP wall {w1:.2f} s cpu {c1:.2f} s ({tl_c / c1:.1f}x TL's cpu); EAP-IG wall {wi:.2f} s "
+              f"cpu {ci:.2f} s, per step {(ci / 5) / c1:.2f}x EAP's cpu")
+        out["one_thread"] = {"eap_wall": w1, "eap_cpu": c1, "eap_ig_wall": wi, "eap_ig_cpu": ci,
+                             "ig_per_step_over_eap_cpu": (ci / 5) / c1}
     out["setup"] = {"wall": s_w, "cpu": s_c}
     out["eap"] = {"tl_wall": tl_w, "tl_cpu": tl_c, "wall": e_w, "cpu": e_c, "speedup_wall": tl_w / e_w,
                   "speedup_cpu": tl_c / e_c, "max_abs_diff": diff}
@@ -143,9 +156,17 @@ def main() -> None:
     # -- faithfulness --------------------------------------------------------------------------
     circuit = select_circuit(ours, "top-n", n=args.circuit_edges, prune=False, model=model, tok=tok)
     f, f_w, f_c = timed(lambda: faithfulness(model, tok, circuit))
+    if args.threads1:
+        default = torch.get_num_threads()
+        torch.set_num_threads(1)
+        _, f1_w, f1_c = timed(lambda: faithfulness(model, tok, circuit))
+        torch.set_num_threads(default)
+        out["one_thread_faithfulness"] = {"wall": f1_w, "cpu": f1_c}
     print(f"\nFaithfulness of a {circuit.n_edges}-edge circuit ({circuit.n_edges * P} per-position TL edges):")
     print(f"  circuitwise faithfulness                  wall {f_w:7.2f} s   cpu {f_c:7.2f} s   "
           f"faithfulness {f.faithfulness:+.4f}")
+    if args.threads1:
+        print(f"  circuitwise faithfulness, one thread      wall {f1_w:7.2f} s   cpu {f1_c:7.2f} s")
     out["faithfulness"] = {"edges": circuit.n_edges, "wall": f_w, "cpu": f_c, "value": f.faithfulness}
     if not args.skip_tl_faithfulness:
         s_idx, r_idx = g.edge_index

@@ -40,8 +40,8 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "silu": F.silu,
 }
 
-# hook(receiver slice or index, receiver-input tensor). Lets attribution attach gradient hooks.
-ReceiverHook = Callable[[slice | int, torch.Tensor], None]
+# grad(receiver slice or index, ∂metric/∂receiver-input), called during the backward pass.
+ReceiverGrad = Callable[[slice | int, torch.Tensor], None]
 
 
 def _unsupported(what: str) -> ConfigError:
@@ -103,6 +103,24 @@ class GraphModel:
             return x if w is None else x * w
         return x
 
+    def _norm_grad(self, x: torch.Tensor, wb: tuple[torch.Tensor | None, torch.Tensor | None],
+                   dy: torch.Tensor) -> torch.Tensor:
+        """The norm's backward: ∂⟨dy, norm(x)⟩/∂x for every leading slice of ``dy`` (x broadcast).
+
+        Works in place on ``dy`` (the caller's own temporary) to keep memory traffic down.
+        """
+        w = wb[0]
+        g = dy if w is None else dy.mul_(w)
+        if self.norm == "none":
+            return g
+        if self.norm == "LN":
+            x = x - x.mean(-1, keepdim=True)
+            g.sub_(g.mean(-1, keepdim=True))
+        inv = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        y = x * inv
+        gy = torch.einsum("...npd,npd->...np", g, y).unsqueeze(-1).div_(x.shape[-1])
+        return g.addcmul_(y, gy, value=-1.0).mul_(inv)
+
 
 # Reading (stacking) a bridge's weights costs about a forward; keep one GraphModel per model,
 # rebuilt when any parameter is replaced or changed in place (tensor version counters).
@@ -153,6 +171,9 @@ def _read_graph_model(model: Any) -> GraphModel:
     graph = graph_of(model)
     L = graph.n_layers
 
+    # Half-precision models run in float32 here: edge scores are sums of many small products.
+    dt = torch.float32 if model.W_E.dtype in (torch.float16, torch.bfloat16) else model.W_E.dtype
+
     def ln_params(ln: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if ln is None:
             return None, None
@@ -161,7 +182,10 @@ def _read_graph_model(model: Any) -> GraphModel:
         w = getattr(ln, "weight", None)
         orig = getattr(ln, "original_component", None)
         b = getattr(orig, "bias", None) if orig is not None else getattr(ln, "bias", None)
-        return (None if w is None else w.detach()), (None if b is None else b.detach())
+        # Folded LayerNorms have weight 1 and bias 0: drop them (the same numbers, less work).
+        w = None if w is None or bool((w == 1).all()) else w.detach().to(dt)
+        b = None if b is None or not bool(b.any()) else b.detach().to(dt)
+        return w, b
 
     with torch.no_grad():
         W_Q, W_K, W_V, W_O = model.W_Q, model.W_K, model.W_V, model.W_O
@@ -176,18 +200,18 @@ def _read_graph_model(model: Any) -> GraphModel:
         b_U = getattr(model, "b_U", None)
         return GraphModel(
             graph=graph,
-            W_E=model.W_E.detach(),
-            W_pos=model.W_pos.detach(),
-            W_QKV=tuple(torch.cat([W_Q[l], W_K[l], W_V[l]], 0).detach() for l in range(L)),
-            b_QKV=tuple(torch.cat([b_Q[l], b_K[l], b_V[l]], 0).detach() for l in range(L)),
-            W_O=tuple(W_O[l].detach() for l in range(L)),
-            b_O=tuple(b_O[l].detach() for l in range(L)),
+            W_E=model.W_E.detach().to(dt),
+            W_pos=model.W_pos.detach().to(dt),
+            W_QKV=tuple(torch.cat([W_Q[l], W_K[l], W_V[l]], 0).detach().to(dt) for l in range(L)),
+            b_QKV=tuple(torch.cat([b_Q[l], b_K[l], b_V[l]], 0).detach().to(dt) for l in range(L)),
+            W_O=tuple(W_O[l].detach().to(dt) for l in range(L)),
+            b_O=tuple(b_O[l].detach().to(dt) for l in range(L)),
             ln1=tuple(ln_params(getattr(b, "ln1", None)) for b in blocks),
             ln2=tuple(ln_params(getattr(b, "ln2", None)) for b in blocks),
             ln_final=ln_params(getattr(model, "ln_final", None)),
-            mlp=tuple(tuple(t.detach() for t in m) for m in mlp),  # type: ignore[misc]
-            W_U=model.W_U.detach(),
-            b_U=None if b_U is None else b_U.detach(),
+            mlp=tuple(tuple(t.detach().to(dt) for t in m) for m in mlp),  # type: ignore[misc]
+            W_U=model.W_U.detach().to(dt),
+            b_U=None if b_U is None else b_U.detach().to(dt),
             norm=norm,
             eps=float(getattr(cfg, "eps", 1e-5)),
             act=ACTIVATIONS[act_name],
@@ -212,7 +236,7 @@ def run_graph(
     keep: torch.Tensor | None = None,
     replacement: torch.Tensor | None = None,
     record: bool = False,
-    receiver_hook: ReceiverHook | None = None,
+    receiver_grad: ReceiverGrad | None = None,
 ) -> GraphRun:
     """Run the model from input embeddings ``x0`` ``[N, pos, d]``.
 
@@ -224,9 +248,11 @@ def run_graph(
             ``replacement``); ``None`` runs unpatched. Non-edges are ignored.
         replacement: sender outputs ``[sender, N or 1, pos, d]`` used where ``keep`` is 0.
         record: return every sender's output ``[sender, K*N, pos, d]``.
-        receiver_hook: called with each receiver-input tensor — a layer's q/k/v block
-            ``[3H, K*N, pos, d]``, its MLP ``[1, K*N, pos, d]``, and the final residual at each
-            example's last position ``[1, K*N, d]`` — so callers can hook gradients.
+        receiver_grad: called during the backward pass with ∂metric/∂input of each receiver
+            block — a layer's q/k/v ``[3H, K*N, pos, d]``, its MLP ``[1, K*N, pos, d]``, the
+            logits ``[1, K*N, d]`` (each example's last position). Unpatched, the q/k/v gradients
+            come from the fused projection's gradient through an explicit LayerNorm backward,
+            so no per-receiver copy of the residual is normalised in the forward.
     """
     g = gm.graph
     N, P, d = x0.shape
@@ -278,16 +304,16 @@ def run_graph(
     for l in range(g.n_layers):
         rs = g.qkv_receivers(l)
         inp = patched(resid, g.senders_before_attn(l), rs)
-        if inp is None and receiver_hook is not None:
-            inp = resid.unsqueeze(0).expand(3 * H, KN, P, d)
         if inp is not None:
-            if receiver_hook is not None:
-                receiver_hook(rs, inp)
+            if receiver_grad is not None:
+                _on_grad(inp, rs, receiver_grad)
             normed = gm._norm(inp, gm.ln1[l]).reshape(3 * H, KN * P, d)
             qkv = torch.bmm(normed, gm.W_QKV[l]).view(3 * H, KN, P, -1)
         else:  # every head reads the same residual: one matmul
             W = gm.W_QKV[l].permute(1, 0, 2).reshape(d, -1)
             qkv = (gm._norm(resid, gm.ln1[l]) @ W).view(KN, P, 3 * H, -1).permute(2, 0, 1, 3)
+            if receiver_grad is not None:
+                _on_qkv_grad(gm, l, qkv, resid.detach(), rs, receiver_grad)
         qkv = qkv + gm.b_QKV[l][:, None, None, :]
         q, k, v = qkv[:H], qkv[H : 2 * H], qkv[2 * H :]  # [H, KN, P, d_head]
         scores = (q @ k.transpose(-1, -2)) / gm.attn_scales[l]
@@ -300,11 +326,11 @@ def run_graph(
             mr = g.mlp_receiver(l)
             src = resid if g.parallel_attn_mlp else resid_mid
             m_in = patched(src, g.senders_before_mlp(l), mr)
-            if m_in is None and receiver_hook is not None:
+            if m_in is None and receiver_grad is not None:
                 m_in = src.unsqueeze(0)
             if m_in is not None:
-                if receiver_hook is not None:
-                    receiver_hook(mr, m_in)
+                if receiver_grad is not None:
+                    _on_grad(m_in, mr, receiver_grad)
                 m_in = m_in[0]
             else:
                 m_in = src
@@ -323,9 +349,9 @@ def run_graph(
             assert D is not None
             D_last = D[:, :, torch.arange(N, device=x.device), last]  # [K, S, N, d]
             final = final - torch.einsum("ksnd,ks->knd", D_last, dr).reshape(KN, d)
-    if receiver_hook is not None:
+    if receiver_grad is not None:
         final = final.unsqueeze(0)
-        receiver_hook(g.logits_receiver, final)
+        _on_grad(final, g.logits_receiver, receiver_grad)
         final = final[0]
     normed = gm._norm(final, gm.ln_final)
     ans = answers.to(x.device).repeat(K, 1)  # [KN, 2]
@@ -333,6 +359,22 @@ def run_graph(
     if gm.b_U is not None:
         logits = logits + gm.b_U[ans]
     return GraphRun(answer_logits=logits.view(K, N, 2), outputs=outs)
+
+
+def _on_grad(t: torch.Tensor, rs: slice | int, receiver_grad: ReceiverGrad) -> None:
+    t.register_hook(lambda grad: receiver_grad(rs, grad))
+
+
+def _on_qkv_grad(gm: GraphModel, layer: int, qkv: torch.Tensor, resid: torch.Tensor, rs: slice,
+                 receiver_grad: ReceiverGrad) -> None:
+    """Per-receiver input gradients of a layer's fused q/k/v projection ``[3H, KN, P, d_head]``."""
+
+    def hook(grad: torch.Tensor) -> None:
+        R, KN, P, dh = grad.shape
+        dy = torch.bmm(grad.reshape(R, KN * P, dh), gm.W_QKV[layer].transpose(1, 2)).view(R, KN, P, -1)
+        receiver_grad(rs, gm._norm_grad(resid, gm.ln1[layer], dy))
+
+    qkv.register_hook(hook)
 
 
 def check_against_bridge(model: Any, gm: GraphModel, tokens: torch.Tensor, last: torch.Tensor,
@@ -343,6 +385,8 @@ def check_against_bridge(model: Any, gm: GraphModel, tokens: torch.Tensor, last:
     """
     if gm.checked:
         return
+    low_precision = any(p.dtype in (torch.float16, torch.bfloat16) for p in model.parameters())
+    atol = max(atol, 3e-2) if low_precision else atol
     with torch.no_grad():
         ours = run_graph(gm, gm.embed(tokens), last, answers).answer_logits[0]
         logits = model(tokens)
@@ -360,4 +404,5 @@ def check_against_bridge(model: Any, gm: GraphModel, tokens: torch.Tensor, last:
     object.__setattr__(gm, "checked", True)
 
 
-__all__ = ["ACTIVATIONS", "GraphModel", "GraphRun", "check_against_bridge", "graph_model", "run_graph"]
+__all__ = ["ACTIVATIONS", "GraphModel", "GraphRun", "ReceiverGrad", "check_against_bridge", "graph_model",
+           "run_graph"]

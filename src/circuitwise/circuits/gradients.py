@@ -66,27 +66,24 @@ def gradient_edge_scores(
             chunk = list(alphas[start : start + per_fwd])
             c = len(chunk)
 
-            def on_receiver(rs: slice | int, inp: torch.Tensor, c: int = c) -> None:
-                def hook(grad: torch.Tensor) -> None:
-                    # grad: [R, c·Nb, …]; integration points are summed before contracting.
-                    gsum = grad if c == 1 else grad.reshape(grad.shape[0], c, Nb, *grad.shape[2:]).sum(1)
-                    delta = state["delta"]  # [S, Nb, P, d]
-                    if rs == g.logits_receiver:  # gsum [1, Nb, d] at each example's last position
-                        d_last = delta[:, rows, b.last]  # [S, Nb, d]
-                        scores[:, rs] += torch.einsum("snd,nd->s", d_last, gsum[0])
-                        return
-                    n_send = g.senders_before(rs.start if isinstance(rs, slice) else rs)
-                    part = delta[:n_send].reshape(n_send, -1) @ gsum.reshape(gsum.shape[0], -1).T
-                    scores[:n_send, rs] += part if isinstance(rs, slice) else part[:, 0]
-
-                inp.register_hook(hook)
+            def on_grad(rs: slice | int, grad: torch.Tensor, c: int = c) -> None:
+                # grad: [R, c·Nb, …]; integration points are summed before contracting.
+                gsum = grad if c == 1 else grad.reshape(grad.shape[0], c, Nb, *grad.shape[2:]).sum(1)
+                delta = state["delta"]  # [S, Nb, P, d]
+                if rs == g.logits_receiver:  # gsum [1, Nb, d] at each example's last position
+                    d_last = delta[:, rows, b.last]  # [S, Nb, d]
+                    scores[:, rs] += torch.einsum("snd,nd->s", d_last, gsum[0])
+                    return
+                n_send = g.senders_before(rs.start if isinstance(rs, slice) else rs)
+                part = delta[:n_send].reshape(n_send, -1) @ gsum.reshape(gsum.shape[0], -1).T
+                scores[:n_send, rs] += part if isinstance(rs, slice) else part[:, 0]
 
             alpha = torch.tensor(chunk, dtype=gm.dtype, device=gm.device).view(c, 1, 1, 1)
             x0 = (e_k.unsqueeze(0) + alpha * (e_c - e_k).unsqueeze(0)).reshape(c * Nb, *e_c.shape[1:])
             x0 = x0.detach().requires_grad_(True)
             with torch.enable_grad():
                 run = run_graph(gm, x0, b.last.repeat(c), b.answers.repeat(c, 1), record=eap_only,
-                                receiver_hook=on_receiver)
+                                receiver_grad=on_grad)
                 if eap_only:
                     assert run.outputs is not None
                     corr_sum += float(metric(run.answer_logits[0].detach()).sum())
