@@ -159,7 +159,7 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
         results["patching"] = {}
         for what in config.patching:
             say(f"activation patching: {what}")
-            exact = activation_patching(model, tok, what, batch_size=bs, out=out / ".patching",
+            exact = activation_patching(model, tok, what, batch_size=bs, out=out,
                                         progress=_counter(say, f"activation patching: {what}"))
             entry = exact.to_json()
             entry["top"] = [{"cell": c, "value": v} for c, v in exact.top(10)]

@@ -48,24 +48,15 @@ class _LazyProgress:
 def _load(task: str, model: Optional[str], device: Optional[str], processing: Optional[bool],
           n: Optional[int], seed: Optional[int], corruption: Optional[str], split: Optional[str],
           drop_invalid: Optional[bool]) -> tuple[Any, Any]:
-    from circuitwise.models import load_model
-    from circuitwise.tasks import describe_dropped, get_task, tokenize_task
-    from circuitwise.tasks.builtin import specs
+    from circuitwise.pipeline import prepare
 
     cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, processing=processing,
                                                    n=n, seed=seed, corruption=corruption, split=split,
                                                    drop_invalid=drop_invalid).items() if v is not None})
-    builtin = cfg.task in {spec.name for spec in specs()}
-    the_task = get_task(cfg.task, **cfg.task_options(builtin))
-    the_task.require_corrupted("Patching")
-    with console.status(f"loading model {cfg.model}…"):
-        the_model = load_model(cfg.model, device=cfg.device, processing=cfg.processing)
-    drop = cfg.drop_invalid if cfg.drop_invalid is not None else builtin
-    tok, dropped = tokenize_task(the_model, the_task, need_corrupted=True, on_invalid="drop" if drop else "raise")
-    if dropped:  # never silent
-        console.print(describe_dropped(dropped, len(the_task), the_task.name), style="yellow",
-                      highlight=False, markup=False)
-    return the_model, tok
+    with console.status(f"loading {cfg.task} and {cfg.model}…") as status:
+        prepared = prepare(cfg, need_corrupted=True, purpose="Patching",
+                           progress=lambda msg: (console.log(msg), status.update(msg)))
+    return prepared.model, prepared.tok
 
 
 @app.command()
