@@ -47,8 +47,10 @@ def _baseline(page: Page, r: dict[str, Any]) -> None:
         f'<p>Mean logit difference <b>{bl["logit_diff"]["mean"]:+.3f}</b>; accuracy '
         f'<b>{bl["accuracy"]:.1%}</b> (correct answer beats the incorrect one). Each prompt is read at its '
         "own last token.</p>"
+        + '<div class="scroll">'
         + table(["#", "prompt tokens", "correct", "incorrect", "logit diff", "P(correct)", "rank", "top 5 next tokens"],
                 rows, numeric=(4, 5, 6))
+        + "</div>"
     ))
 
 

@@ -28,6 +28,7 @@ th{background:#f3f4f6} td.num{text-align:right;font-variant-numeric:tabular-nums
 code,.tok{font-family:ui-monospace,Menlo,monospace;font-size:12px}
 .tok{background:#eef2ff;border-radius:3px;padding:0 2px;margin:0 1px;white-space:pre}
 .pos{color:#1d4ed8}.neg{color:#b91c1c} .summary li{margin:4px 0}
+.scroll{max-height:480px;overflow:auto;border:1px solid #e5e7eb}
 .warn{background:#fef3c7;border:1px solid #f59e0b;padding:8px 12px;border-radius:6px}
 """
 

@@ -43,7 +43,7 @@ def summarize(results: dict[str, Any]) -> list[str]:
     out.append(f"The largest single component is {layers['labels'][j]} ({_fmt(layers['values'][j])}).")
     total = sum(abs(v) for row in dla["heads"] for v in row) or 1.0
     pos = ", ".join(f"{h['label']} ({_fmt(h['value'])})" for h in th["positive"])
-    neg = ", ".join(f"{h['label']} ({_fmt(h['value'])})" for h in th["negative"])
+    neg = ", ".join(f"{h['label']} ({_fmt(h['value'])})" for h in th["negative"] if h["value"] < 0) or "none"
     share = sum(abs(h["value"]) for h in th["positive"]) / total
     out.append(
         f"Heads that push towards the correct answer most: {pos} — together {share:.0%} of all heads' "
