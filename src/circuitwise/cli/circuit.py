@@ -10,7 +10,7 @@ from typing import Any, Iterator, Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from circuitwise.cli import app, console
+from circuitwise.cli import app, console, err_console
 from circuitwise.config import RunConfig
 
 F = RunConfig.model_fields
@@ -33,20 +33,16 @@ def progress_bar() -> Iterator[Any]:
 
 def _load(task: str, model: str, device: Optional[str], n: Optional[int], seed: Optional[int],
           corruption: Optional[str], split: Optional[str], drop_invalid: Optional[bool]) -> tuple[Any, Any]:
-    from circuitwise.models import load_model
-    from circuitwise.tasks import REGISTRY, get_task, tokenize_task
+    from circuitwise.pipeline import prepare
 
-    opts = {k: v for k, v in dict(n=n, seed=seed, corruption=corruption, split=split).items() if v is not None}
-    t = get_task(task, **opts)
-    t.require_corrupted("Circuit discovery")
-    with console.status(f"loading model {model}"):
-        m = load_model(model, device=device)
-    drop = drop_invalid if drop_invalid is not None else task in REGISTRY
-    tok, dropped = tokenize_task(m, t, need_corrupted=True, on_invalid="drop" if drop else "raise")
-    if dropped:
-        console.print(f"[yellow]dropped {len(dropped)} of {len(t)} examples[/] unusable with this tokenizer; "
-                      f"first: {dropped[0].reason}", highlight=False)
-    return m, tok
+    cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, n=n, seed=seed,
+                                                   corruption=corruption, split=split,
+                                                   drop_invalid=drop_invalid).items() if v is not None})
+    # Status goes to stderr, so `--json` output on stdout stays one clean JSON object.
+    with err_console.status(f"loading {cfg.task} and {cfg.model}…") as status:
+        prepared = prepare(cfg, need_corrupted=True, purpose="Circuit discovery",
+                           progress=lambda msg: (err_console.log(msg), status.update(msg)))
+    return prepared.model, prepared.tok
 
 
 def _print_summary(ev: Any) -> None:

@@ -15,7 +15,7 @@ from typing import Any, List, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from circuitwise.cli import app, console
+from circuitwise.cli import app, console, err_console
 from circuitwise.config import RunConfig
 
 F = RunConfig.model_fields
@@ -53,9 +53,10 @@ def _load(task: str, model: Optional[str], device: Optional[str], processing: Op
     cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, processing=processing,
                                                    n=n, seed=seed, corruption=corruption, split=split,
                                                    drop_invalid=drop_invalid).items() if v is not None})
-    with console.status(f"loading {cfg.task} and {cfg.model}…") as status:
+    # Status goes to stderr, so `--json` output on stdout stays one clean JSON object.
+    with err_console.status(f"loading {cfg.task} and {cfg.model}…") as status:
         prepared = prepare(cfg, need_corrupted=True, purpose="Patching",
-                           progress=lambda msg: (console.log(msg), status.update(msg)))
+                           progress=lambda msg: (err_console.log(msg), status.update(msg)))
     return prepared.model, prepared.tok
 
 
