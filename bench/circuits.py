@@ -13,6 +13,15 @@ in this one process on the same model and tokens:
 Targets (issue 6): EAP ≥ 5× faster than TL's edge attribution; EAP-IG with 5 steps under twice
 EAP's time per step; faithfulness ≥ 20× faster than TL's.
 
+Measured (2 shared CPU cores, load average 1–3, torch 2.13 CPU, 2026-11-27):
+  TL edge attribution 23.1 s wall / 33.8 s cpu; circuitwise EAP 0.36 s / 0.71 s (64x wall,
+  48x cpu; one thread 0.67 s), equal to TL to 1.5e-6; EAP-IG 5 steps 1.18 s (0.66x EAP per step);
+  once per model (read weights, check against the bridge) 0.28 s.
+  TL faithfulness of a 200-edge circuit (2200 positional edges) 1000 s wall / 965 s cpu;
+  circuitwise 0.30 s / 0.61 s (over 1000x), metrics equal to 5.8e-6.
+  100 prompts (opposites, up to 14 tokens): EAP 6.6 s, EAP-IG 25.5 s, faithfulness 6.3 s
+  (one thread: 11.8 s, 45.6 s, 10.9 s).
+
     python bench/circuits.py                 # everything (TL's faithfulness takes minutes)
     python bench/circuits.py --threads1      # also circuitwise's times with one thread
     python bench/circuits.py --skip-tl-faithfulness
