@@ -28,17 +28,11 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from circuitwise.models.activations import ACTIVATIONS
+
 from circuitwise.circuits.graph import Graph, graph_of
 from circuitwise.errors import ConfigError
 
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu": F.gelu,
-    "relu": F.relu,
-    "silu": F.silu,
-}
 
 # grad(receiver slice or index, ∂metric/∂receiver-input), called during the backward pass.
 ReceiverGrad = Callable[[slice | int, torch.Tensor], None]

@@ -20,16 +20,10 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from circuitwise.models.activations import ACTIVATIONS
+
 from circuitwise.patching.runs import MetricFn
 
-_ACTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu": F.gelu,
-    "relu": F.relu,
-    "silu": F.silu,
-}
 
 # Bound the working set of one stacked call: rows of activations, and attention-score entries.
 MAX_ROWS = 4096
@@ -46,7 +40,7 @@ def unsupported_reason(model: Any) -> str | None:
         (not getattr(cfg, "attn_only", False), "the model is attention-only"),
         (not getattr(cfg, "gated_mlp", False), "the MLP is gated"),
         (getattr(cfg, "n_key_value_heads", None) in (None, cfg.n_heads), "keys and values are grouped"),
-        (getattr(cfg, "act_fn", None) in _ACTS, f"activation {getattr(cfg, 'act_fn', None)!r}"),
+        (getattr(cfg, "act_fn", None) in ACTIVATIONS, f"activation {getattr(cfg, 'act_fn', None)!r}"),
         (not getattr(cfg, "use_local_attn", False), "local attention"),
         ((getattr(cfg, "attn_scores_soft_cap", -1.0) or -1.0) <= 0, "attention soft cap"),
         ((getattr(cfg, "output_logits_soft_cap", -1.0) or -1.0) <= 0, "logit soft cap"),
@@ -133,7 +127,7 @@ class ConeWeights:
             ln2=[_ln_params(b.ln2, cfg) for b in model.blocks],
             ln_f=_ln_params(model.ln_final, cfg),
             W_U=model.W_U, b_U=getattr(model, "b_U", None),
-            act=_ACTS[cfg.act_fn], scale=scale,
+            act=ACTIVATIONS[cfg.act_fn], scale=scale,
         )
 
 
