@@ -6,6 +6,7 @@ and the config that produced it, so it can be serialised, plotted and compared w
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,11 +61,22 @@ class Labelled:
 
 
 def nan_to_none(x: Any) -> Any:
-    """Replace float NaN (not valid JSON) by None, recursively."""
+    """Replace NaN and ±inf (not valid JSON) by None, anywhere inside dicts, lists and tuples.
+
+    Tensor and numpy scalars (anything with ``.item()``) are read as Python numbers first, so a
+    stray ``torch.tensor(nan)`` in a results dict cannot reach ``json.dumps(allow_nan=False)``.
+    """
+    if isinstance(x, bool) or x is None or isinstance(x, (int, str)):
+        return x
     if isinstance(x, float):
-        return None if x != x else x
-    if isinstance(x, list):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
         return [nan_to_none(v) for v in x]
+    item = getattr(x, "item", None)
+    if callable(item) and getattr(x, "ndim", 0) == 0:
+        return nan_to_none(item())
     return x
 
 
