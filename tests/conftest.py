@@ -40,3 +40,49 @@ def small_model(small_ckpt):
     import circuitwise as cw
 
     return cw.load_model(str(small_ckpt), device="cpu")
+
+
+# --- one tiny checkpoint per architecture family (tests/families.py) ---------------------------
+
+from tests.families import FAMILIES, make_family_checkpoint  # noqa: E402
+
+_family_dirs: dict[str, object] = {}
+_family_models: dict[str, object] = {}
+
+
+@pytest.fixture(scope="session")
+def family_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("families")
+
+
+def family_ckpt_for(name: str, root) -> object:
+    """The family's checkpoint folder, built once per session."""
+    if name not in _family_dirs:
+        _family_dirs[name] = make_family_checkpoint(name, root / name, seed=0)
+    return _family_dirs[name]
+
+
+@pytest.fixture(scope="session")
+def family_model_for(family_root):
+    """``family_model_for(name)``: the family's model loaded with default processing, cached."""
+
+    def get(name: str):
+        if name not in _family_models:
+            import circuitwise as cw
+
+            _family_models[name] = cw.load_model(str(family_ckpt_for(name, family_root)), device="cpu")
+        return _family_models[name]
+
+    return get
+
+
+@pytest.fixture(scope="session", params=FAMILIES, ids=list(FAMILIES))
+def family_ckpt(request, family_root):
+    """``(family, checkpoint folder)`` for every family TransformerLens 4.3 boots."""
+    return request.param, family_ckpt_for(request.param, family_root)
+
+
+@pytest.fixture(scope="session")
+def family_model(family_ckpt, family_model_for):
+    """The ``family_ckpt`` model loaded with default processing."""
+    return family_model_for(family_ckpt[0])

@@ -1,5 +1,6 @@
 """Stage 1: load a TransformerLens model."""
 
 from circuitwise.models.loading import load_model, pick_device
+from circuitwise.models.processing import Processing, ProcessingStep
 
-__all__ = ["load_model", "pick_device"]
+__all__ = ["Processing", "ProcessingStep", "load_model", "pick_device"]

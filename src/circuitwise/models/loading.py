@@ -17,6 +17,7 @@ from typing import Iterator
 import torch
 
 from circuitwise.errors import ModelLoadError
+from circuitwise.models.processing import Processing, not_requested, plan, record, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,9 @@ def load_model(
             checkpoint folder, or ``bundled`` for circuitwise's own small model.
         device: ``cpu``, ``cuda[:N]`` or ``mps``; default cuda, then mps, then cpu.
         processing: apply the seed's weight processing (fold_ln, center_writing_weights,
-            center_unembed, refactor_factored_attn_matrices). Turn off to analyse raw weights.
+            center_unembed, refactor_factored_attn_matrices) as far as the architecture allows;
+            what was applied, and why anything was skipped, is ``bridge.circuitwise_processing``
+            (a :class:`Processing`). Turn off to analyse raw weights.
         trust_remote_code: forwarded to Hugging Face; off unless you ask.
 
     Raises:
@@ -179,22 +182,61 @@ def load_model(
             f"TransformerLens cannot bridge {name_or_path!r}: {e}. circuitwise supports the "
             "architectures TransformerLens 4.3 supports (GPT-2, Pythia/GPT-NeoX, Llama, …)."
         ) from e
-    if processing:
-        bridge.enable_compatibility_mode(
-            disable_warnings=True,
-            fold_ln=True,
-            center_writing_weights=True,
-            center_unembed=True,
-            refactor_factored_attn_matrices=True,
-        )
-    else:
-        bridge.enable_compatibility_mode(disable_warnings=True, no_processing=True)
+    bridge.circuitwise_processing = _process(bridge, name_or_path, processing)  # type: ignore[attr-defined]
     bridge.eval()
     for p in bridge.parameters():
         p.requires_grad_(False)
     # Remembered so results and re-run configs can name what was loaded.
     bridge.circuitwise_name = name_or_path  # type: ignore[attr-defined]
     return bridge
+
+
+def _process(bridge, name_or_path: str, processing: bool) -> Processing:
+    """Compatibility mode with every processing step the architecture admits; the truth recorded."""
+    if not processing:
+        try:
+            bridge.enable_compatibility_mode(disable_warnings=True, no_processing=True)
+        except Exception as e:
+            raise _processing_error(name_or_path, e, processing=False) from e
+        return not_requested()
+    p = plan(bridge)
+    before = snapshot(bridge)
+    try:
+        with _tl_warnings_to_log():
+            bridge.enable_compatibility_mode(disable_warnings=True, no_processing=False, **p.ask)
+    except Exception as e:
+        raise _processing_error(name_or_path, e, processing=True) from e
+    rec = record(bridge, p, before)
+    for note in rec.notes():
+        log.info("%s: %s", name_or_path, note)
+    return rec
+
+
+def _processing_error(name_or_path: str, e: Exception, *, processing: bool) -> ModelLoadError:
+    what = "weight processing" if processing else "compatibility mode"
+    fix = (
+        "Retry with --no-processing to analyse the raw weights"
+        if processing
+        else "This architecture cannot be analysed through TransformerLens's compatibility mode"
+    )
+    detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return ModelLoadError(
+        f"TransformerLens failed during {what} of {name_or_path!r} ({type(e).__name__}: {detail}). "
+        f"{fix}; if it persists, report it with the model's config.json."
+    )
+
+
+@contextmanager
+def _tl_warnings_to_log() -> Iterator[None]:
+    # TL warns when it drops a step itself (post-norm adapters); our record says so once, with
+    # the reason, so its UserWarnings would only repeat it on the user's terminal.
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        log.debug("TransformerLens: %s", w.message)
 
 
 def _quiet_transformers() -> None:
