@@ -4,7 +4,7 @@ every run writes its config so it can be re-run exactly (`circuitwise run --conf
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -41,6 +41,11 @@ class RunConfig(BaseModel):
         description="Activation-patching sweeps to run when the task has corrupted prompts "
         "(resid_pre, attn_out, mlp_out, heads, heads_by_pos, head_q, head_k, head_v, head_pattern); "
         "empty to skip.",
+    )
+    align: Literal["auto", "token", "role", "end"] = Field(
+        "auto", description="Position axis of the sweeps by position: token (prompts of one length), role "
+        "(the task's roles), end (positions counted from each prompt's last token), or auto (token when the "
+        "prompts have one length, else role; without roles, only the sweeps without positions run).",
     )
     attribution: bool = Field(True, description="Also run attribution patching and show its agreement with the exact sweeps.")
     circuit: str | None = Field(

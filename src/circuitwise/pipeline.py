@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shlex
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -25,7 +26,9 @@ from circuitwise.evaluation import evaluate_circuit
 from circuitwise.evaluation.outputs import summary_lines
 from circuitwise.models import load_model
 from circuitwise.patching import activation_patching, attribution_patching
+from circuitwise.patching.result import DegenerateNormalizationWarning
 from circuitwise.patching.sweeps import get_sweep
+from circuitwise.plan import corrupted_view, plan_run
 from circuitwise.reports import write_report
 from circuitwise.tasks import get_task, tokenize_task
 from circuitwise.tasks.builtin import specs
@@ -117,14 +120,27 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
     prepared = prepare(config, need_corrupted="if-present" if config.patching or config.circuit else False,
                        progress=say, model=model)
     model, tok, dropped = prepared.model, prepared.tok, prepared.dropped
+    bs = config.batch_size or default_batch_size(model)
+    say(f"baseline on {len(tok)} prompts")
+    bl = baseline(model, tok, batch_size=bs)
+    gap = None
+    if tok.corrupted is not None and (config.patching or config.circuit):
+        # One forward of the corrupted prompts tells the plan whether patching has a gap to restore.
+        corrupted_ld = baseline(model, corrupted_view(tok), batch_size=bs, top_k=1).logit_diff
+        gap = float(bl.logit_diff.mean() - corrupted_ld.mean())
+    plan = plan_run(config, tok, model, gap=gap)
+    for note in plan.notes:
+        log.info(note)
+        say(f"note: {note}")
     out = prepare_out(config.out)
     (out / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-    bs = config.batch_size or default_batch_size(model)
     cfg = model.cfg
     results: dict[str, Any] = {
         "circuitwise_version": _version(),
         "complete": False,
         "rerun": rerun_command(config),
+        "plan": plan.to_json(),
+        "notes": list(plan.notes),
         "model": {"name": config.model, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads,
                   "d_model": cfg.d_model, "n_ctx": cfg.n_ctx, "device": str(cfg.device),
                   "processing": config.processing},
@@ -137,8 +153,6 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
     save = lambda: write_json(out / "results.json", results)  # noqa: E731
     save()
 
-    say(f"baseline on {len(tok)} prompts")
-    bl = baseline(model, tok, batch_size=bs)
     results["baseline"] = bl.to_json()
     save()
 
@@ -155,19 +169,22 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
                             "patterns": pats.values.tolist()}
     save()
 
-    if config.patching and tok.corrupted is not None:
+    if plan.sweeps:
         results["patching"] = {}
-        for what in config.patching:
+        for what in plan.sweeps:
             say(f"activation patching: {what}")
-            exact = activation_patching(model, tok, what, batch_size=bs, out=out,
-                                        progress=_counter(say, f"activation patching: {what}"))
-            entry = exact.to_json()
-            entry["top"] = [{"cell": c, "value": v} for c, v in exact.top(10)]
-            if config.attribution:
-                say(f"attribution patching: {what}")
-                approx = attribution_patching(model, tok, what, batch_size=bs)
-                entry["attribution"] = {"values": approx.to_json()["values"],
-                                        "correlation": exact.correlation(approx)}
+            with warnings.catch_warnings():
+                # The plan already said so once; per-sweep repeats of the degenerate warning are noise.
+                warnings.simplefilter("ignore", DegenerateNormalizationWarning)
+                exact = activation_patching(model, tok, what, batch_size=bs, out=out, align=config.align,
+                                            progress=_counter(say, f"activation patching: {what}"))
+                entry = exact.to_json()
+                entry["top"] = [{"cell": c, "value": v} for c, v in exact.top(10) if v == v]
+                if plan.attribution:
+                    say(f"attribution patching: {what}")
+                    approx = attribution_patching(model, tok, what, batch_size=bs, align=config.align)
+                    entry["attribution"] = {"values": approx.to_json()["values"],
+                                            "correlation": exact.correlation(approx)}
             results["patching"][what] = entry
             save()
         ranked = _heads_ranked_by_patching(results["patching"], config.top_k)
@@ -176,11 +193,11 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
             results["patching_attention"] = {"example": 0, "tokens": pats.labels["src"],
                                              "heads": pats.labels["head"], "patterns": pats.values.tolist()}
         save()
-    elif config.patching:
+    elif config.patching and tok.corrupted is None:
         results["patching_skipped"] = ("the task has no corrupted prompts; build it with a corruption "
                                        "scheme (--corruption) or add 'corrupted' fields to run patching")
 
-    if config.circuit and tok.corrupted is not None:
+    if plan.circuit:
         results["circuit"] = _circuit_stage(model, tok, config, bs, out, say)
         save()
 
@@ -238,7 +255,7 @@ def _counter(say: Progress, label: str) -> Callable[[int, int], None]:
 def _heads_ranked_by_patching(patching: dict[str, Any], k: int) -> list[tuple[int, int]]:
     """The k heads whose patching moves the metric most (by |value| of the 'heads' sweep)."""
     heads = patching.get("heads")
-    if not heads:
+    if not heads or heads.get("degenerate"):
         return []
     vals = torch.tensor([[float("nan") if v is None else v for v in row] for row in heads["values"]])
     flat = torch.nan_to_num(vals.abs().flatten(), nan=-1.0)

@@ -80,7 +80,7 @@ def patch(
                                    help="(patched − corrupted) / (clean − corrupted), or the raw metric."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size",
                                              help="Examples per batch; default: chosen from model and prompt size."),
-    align: str = typer.Option("auto", "--align", help="Position axis: token, role, or auto."),
+    align: str = typer.Option("auto", "--align", help="Position axis of sweeps by position: token, role, end (counted from each prompt's last token), or auto."),
     processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=F["processing"].description),
     n: Optional[int] = typer.Option(None, "--n", help=F["n"].description),
     seed: Optional[int] = typer.Option(None, "--seed", help=F["seed"].description),

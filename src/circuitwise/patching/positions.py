@@ -2,7 +2,9 @@
 
 Prompts of equal length are swept position by position, labelled with their tokens. Prompts of
 different lengths have no common position axis; they are aligned by the task's roles (``N1``,
-``ADJ``, ``END`` …), one column per role, each example patched at its own token for that role.
+``ADJ``, ``END`` …), one column per role, each example patched at its own token for that role,
+or (``align="end"``) by position counted from each prompt's last token, labelled ``-k`` … ``-2``,
+``END`` — never by a token string, since the tokens at one such offset differ between prompts.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import torch
 from circuitwise.errors import ConfigError, TaskError
 from circuitwise.tasks.tokenize import TokenizedTask
 
-Align = Literal["auto", "token", "role"]
+Align = Literal["auto", "token", "role", "end"]
+ALIGNMENTS: tuple[str, ...] = ("auto", "token", "role", "end")
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ class Positions:
 
     index: torch.Tensor
     labels: list[str]
-    mode: Literal["token", "role"]
+    mode: Literal["token", "role", "end"]
 
     def slice(self, start: int, stop: int) -> "Positions":
         return Positions(self.index[start:stop], self.labels, self.mode)
@@ -36,8 +39,10 @@ def token_labels(str_tokens: tuple[str, ...]) -> list[str]:
 
 
 def sweep_positions(tok: TokenizedTask, align: str = "auto") -> Positions:
-    if align not in ("auto", "token", "role"):
-        raise ConfigError(f"Unknown alignment {align!r}. Use 'auto', 'token' or 'role'.")
+    if align not in ALIGNMENTS:
+        raise ConfigError(f"Unknown alignment {align!r}. Use 'auto', 'token', 'role' or 'end'.")
+    if align == "end":
+        return end_positions(tok)
     if align == "token" or (align == "auto" and tok.same_length):
         if not tok.same_length:
             lengths = sorted(set(int(n) for n in tok.lengths))
@@ -45,8 +50,8 @@ def sweep_positions(tok: TokenizedTask, align: str = "auto") -> Positions:
                 f"The prompts of task {tok.task.name!r} have different token lengths ({lengths}), so "
                 "a [layer, pos] sweep has no common position axis. Give the examples roles (so "
                 "positions are aligned by role, e.g. N1, ADJ, END), use prompts of one token length, "
-                "or sweep something without positions (--what heads, head_q, head_k, head_v, "
-                "head_pattern)."
+                "sweep positions counted from the end (--align end), or sweep something without "
+                "positions (heads, head_q, head_k, head_v, head_pattern)."
             )
         n = tok.clean.shape[1]
         index = torch.arange(n).expand(len(tok), n).clone()
@@ -56,8 +61,9 @@ def sweep_positions(tok: TokenizedTask, align: str = "auto") -> Positions:
             f"The prompts of task {tok.task.name!r} have different token lengths "
             f"({sorted(set(int(n) for n in tok.lengths))}) and define no roles, so a [layer, pos] "
             "sweep cannot line their positions up. Add roles to the examples (character offsets of "
-            "N1, ADJ, END …), use prompts of one token length, or sweep something without "
-            "positions (--what heads, head_q, head_k, head_v, head_pattern)."
+            "N1, ADJ, END …), use prompts of one token length, sweep positions counted from the "
+            "end (--align end), or sweep something without positions (heads, head_q, head_k, "
+            "head_v, head_pattern)."
         )
     names = sorted(set().union(*(r.keys() for r in tok.roles)))
     missing = [(i, n) for i, r in enumerate(tok.roles) for n in names if n not in r]
@@ -77,4 +83,13 @@ def sweep_positions(tok: TokenizedTask, align: str = "auto") -> Positions:
     return Positions(index, [names[j] for j in order], "role")
 
 
-__all__ = ["Align", "Positions", "sweep_positions", "token_labels"]
+def end_positions(tok: TokenizedTask) -> Positions:
+    """The last ``n`` tokens of every prompt, ``n`` the shortest prompt's length."""
+    n = int(tok.lengths.min())
+    last = tok.last.cpu().long()
+    index = last[:, None] - torch.arange(n - 1, -1, -1)[None, :]
+    labels = [f"-{n - j}" for j in range(n - 1)] + ["END"]
+    return Positions(index, labels, "end")
+
+
+__all__ = ["ALIGNMENTS", "Align", "Positions", "end_positions", "sweep_positions", "token_labels"]

@@ -23,8 +23,11 @@ def _overview(page: Page, r: dict[str, Any]) -> None:
         reasons = "".join(f"<li>{esc(d)}</li>" for d in t.get("dropped_reasons", [])[:5])
         dropped = (f'<p class="warn">{t["n_dropped"]} example(s) of the task were dropped as unusable with '
                    f"this model's tokenizer. First reasons:</p><ul class=\"note\">{reasons}</ul>")
+    notes = "".join(f"<li>{esc(n)}</li>" for n in r.get("notes", []))
+    adapted = (f'<div class="warn"><b>What this run adapted to its input:</b><ul>{notes}</ul></div>'
+               if notes else "")
     page.add("summary", "Summary", (
-        f'<ul class="summary">{items}</ul>{dropped}'
+        f'<ul class="summary">{items}</ul>{adapted}{dropped}'
         f'<p class="note">Model <code>{esc(m["name"])}</code>: {m["n_layers"]} layers × {m["n_heads"]} heads, '
         f'd_model {m["d_model"]}, weight processing {"on" if m.get("processing", True) else "off"}. '
         f'Re-run with <code>{esc(r.get("rerun", ""))}</code>.</p>'
@@ -123,7 +126,8 @@ def _patching(page: Page, r: dict[str, Any]) -> None:
             "its value in the clean run, one at a time, and the logit difference is measured. "
             "Values are normalised: 0 = the corrupted run, 1 = the clean run "
             "((patched − corrupted) / (clean − corrupted)), so a cell near 1 alone restores the answer. "
-            "Positions are labelled by token, or by role when prompts differ in length.</p>")
+            "Positions are labelled by token, by role when prompts differ in length, or (with --align end) "
+            "by offset from each prompt's end.</p>")
     for what, sweep in p.items():
         z_title = "restored" if sweep.get("normalized") else "logit diff"
         body += figure_html(_sweep_figure(what, sweep, z_title), f"fig-patch-{what}")
@@ -136,7 +140,10 @@ def _patching(page: Page, r: dict[str, Any]) -> None:
                          "their per-example values are left out of spreads.")
         if "attribution" in sweep:
             notes.append(f"Attribution patching (one forward and backward pass) agrees with this exact sweep "
-                         f"with Pearson correlation <b>{sweep['attribution']['correlation']:.3f}</b>.")
+                         f"with Pearson correlation <b>{_f(sweep['attribution']['correlation'])}</b>.")
+        if (sweep.get("config") or {}).get("align") == "end":
+            notes.append("Positions are counted from each prompt's end (END is the last token, -2 the one before); "
+                         "the token at one offset can differ between prompts.")
         top = ", ".join(f"{esc(t['cell'])} ({t['value']:+.2f})" for t in sweep.get("top", [])[:5])
         if top:
             notes.append(f"Largest cells: {top}.")

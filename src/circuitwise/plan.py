@@ -1,0 +1,122 @@
+"""Plan before work: decide from the task and the model what each stage of a run will do.
+
+A stage that cannot apply to this input is adapted or skipped here, with a note the user sees
+(console, ``results.json`` and the report), so no valid input fails after work has started.
+Only an explicit request that cannot be met (``--align token`` on prompts of different
+lengths, ``--align role`` without roles) is an error, and it is raised here, before any work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from circuitwise.errors import TaskError
+from circuitwise.patching.positions import sweep_positions
+from circuitwise.patching.result import MIN_GAP
+from circuitwise.patching.sweeps import get_sweep
+from circuitwise.tasks.tokenize import TokenizedTask
+
+POSITION_FREE_FALLBACK = "heads"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run will do. ``notes`` say, in sentences, what was adapted or skipped and why."""
+
+    sweeps: tuple[str, ...] = ()
+    align: str = "auto"
+    position_axis: str | None = None  # token, role or end: how the positional sweeps are labelled
+    attribution: bool = False
+    circuit: str | None = None
+    degenerate: bool = False
+    gap: float | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"patching": list(self.sweeps), "align": self.align, "position_axis": self.position_axis,
+                "attribution": self.attribution, "circuit": self.circuit, "degenerate": self.degenerate,
+                "gap": self.gap}
+
+
+def plan_run(config: Any, tok: TokenizedTask, model: Any, *, gap: float | None = None) -> Plan:
+    """The plan for ``config`` on ``tok``; ``gap`` is the mean clean − corrupted metric, if known."""
+    notes: list[str] = []
+    wanted = tuple(dict.fromkeys(config.patching))
+    for what in wanted:
+        get_sweep(what)  # an unknown name is an explicit request that cannot be met
+    if tok.corrupted is None:
+        if wanted or config.circuit:
+            notes.append("Patching and circuit discovery were skipped: the task has no corrupted prompts. "
+                         "Build it with a corruption scheme (--corruption) or add 'corrupted' fields.")
+        return Plan(align=config.align, notes=tuple(notes))
+    sweeps, axis = _positional(wanted, tok, config.align, notes)
+    degenerate = gap is not None and abs(gap) < MIN_GAP
+    circuit = config.circuit or None
+    if degenerate:
+        notes.append(f"The clean and corrupted prompts give almost the same logit difference (gap {gap:+.2g}, "
+                     f"below {MIN_GAP:g}): there is nothing for a patch to restore, so patching values are "
+                     "reported as degenerate (empty) and the raw metrics kept. Use a corruption that changes "
+                     "the answer.")
+        if circuit:
+            notes.append("Circuit discovery was skipped: faithfulness is undefined when the corruption does "
+                         "not move the metric.")
+            circuit = None
+    reason = _engine_reason(model) if sweeps else None
+    if reason:
+        notes.append(f"Exact patching uses the slower hook engine: the fast engine does not cover this model "
+                     f"({reason}).")
+    return Plan(sweeps, config.align, axis, bool(config.attribution and sweeps), circuit, degenerate, gap,
+                tuple(notes))
+
+
+def _positional(wanted: tuple[str, ...], tok: TokenizedTask, align: str,
+                notes: list[str]) -> tuple[tuple[str, ...], str | None]:
+    positional = [w for w in wanted if get_sweep(w).by_pos]
+    if not positional:
+        return wanted, None
+    lengths = sorted({int(n) for n in tok.lengths})
+    try:
+        positions = sweep_positions(tok, align)
+    except TaskError as e:
+        if align != "auto":
+            raise  # asked for explicitly: an error, and before any work
+        kept = tuple(w for w in wanted if w not in positional)
+        why = "no roles" if not tok.roles or not any(tok.roles) else f"roles that do not line up ({e})"
+        fallback = ""
+        if not kept:
+            kept = (POSITION_FREE_FALLBACK,)
+            fallback = f" The position-free '{POSITION_FREE_FALLBACK}' sweep was run instead."
+        notes.append(f"The prompts have different token lengths ({_span(lengths)}) and {why}, so the sweeps "
+                     f"by position ({', '.join(positional)}) were skipped.{fallback} Re-run with --align end "
+                     "to sweep positions counted from each prompt's end, or give the examples roles.")
+        return kept, None
+    if positions.mode == "role" and len(lengths) > 1:
+        notes.append(f"The prompts have different token lengths ({_span(lengths)}); sweeps by position are "
+                     f"aligned by role ({', '.join(positions.labels)}).")
+    elif positions.mode == "end":
+        notes.append(f"Sweeps by position are aligned from each prompt's end: column -k is the k-th token "
+                     f"before the last (END); {len(positions.labels)} columns, the shortest prompt's length. "
+                     "Tokens at one offset may differ between prompts.")
+    return wanted, positions.mode
+
+
+def _span(lengths: list[int]) -> str:
+    return ", ".join(map(str, lengths)) if len(lengths) <= 4 else f"{lengths[0]} to {lengths[-1]}"
+
+
+def _engine_reason(model: Any) -> str | None:
+    try:
+        from circuitwise.patching.cone import unsupported_reason
+    except ImportError:  # the fast engine's module may be reorganised; the plan still runs
+        return None
+    return unsupported_reason(model)
+
+
+def corrupted_view(tok: TokenizedTask) -> TokenizedTask:
+    """The task with its corrupted prompts in place of the clean ones (for the corrupted baseline)."""
+    assert tok.corrupted is not None
+    return replace(tok, clean=tok.corrupted)
+
+
+__all__ = ["Plan", "corrupted_view", "plan_run"]
