@@ -17,6 +17,7 @@ from typing import Iterator
 import torch
 
 from circuitwise.errors import ModelLoadError
+from circuitwise.models.load_errors import boot_error, check_local_folder
 from circuitwise.models.processing import Processing, not_requested, plan, record, snapshot
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def resolve_name(name_or_path: str) -> tuple[str, bool]:
                 "`AutoModelForCausalLM.from_pretrained(dir).save_pretrained(dir, "
                 "safe_serialization=True)`."
             )
+        check_local_folder(path, name_or_path)
         return str(path.resolve()), True
     # Hub ids are "name" or "org/name"; anything else that does not exist is a mistyped path.
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
@@ -169,20 +171,16 @@ def load_model(
             bridge = TransformerBridge.boot_transformers(
                 target, device=dev, trust_remote_code=trust_remote_code
             )
+    except ModelLoadError:
+        raise
     except OSError as e:
-        msg = str(e)
-        if "connect" in msg.lower() or "offline" in msg.lower():
+        low = str(e).lower()
+        if not is_local and ("connect" in low or "offline" in low):
             raise ModelLoadError(_offline_help(target)) from e
-        raise ModelLoadError(
-            f"Could not load {name_or_path!r}: {msg.splitlines()[0] if msg else e!r}. Check the "
-            "name on huggingface.co, or pass a local checkpoint folder."
-        ) from e
-    except (ValueError, KeyError, NotImplementedError) as e:
-        raise ModelLoadError(
-            f"TransformerLens cannot bridge {name_or_path!r}: {e}. circuitwise supports the "
-            "architectures TransformerLens 4.3 supports (GPT-2, Pythia/GPT-NeoX, Llama, …)."
-        ) from e
-    bridge.circuitwise_processing = _process(bridge, name_or_path, processing)  # type: ignore[attr-defined]
+        raise boot_error(name_or_path, e, device=dev) from e
+    except Exception as e:  # any library's failure becomes one message with the fix
+        raise boot_error(name_or_path, e, device=dev) from e
+    bridge.circuitwise_processing = _process(bridge, name_or_path, processing, dev)  # type: ignore[attr-defined]
     bridge.eval()
     for p in bridge.parameters():
         p.requires_grad_(False)
@@ -191,13 +189,13 @@ def load_model(
     return bridge
 
 
-def _process(bridge, name_or_path: str, processing: bool) -> Processing:
+def _process(bridge, name_or_path: str, processing: bool, device: str) -> Processing:
     """Compatibility mode with every processing step the architecture admits; the truth recorded."""
     if not processing:
         try:
             bridge.enable_compatibility_mode(disable_warnings=True, no_processing=True)
         except Exception as e:
-            raise _processing_error(name_or_path, e, processing=False) from e
+            raise _processing_error(name_or_path, e, device, processing=False) from e
         return not_requested()
     p = plan(bridge)
     before = snapshot(bridge)
@@ -205,14 +203,16 @@ def _process(bridge, name_or_path: str, processing: bool) -> Processing:
         with _tl_warnings_to_log():
             bridge.enable_compatibility_mode(disable_warnings=True, no_processing=False, **p.ask)
     except Exception as e:
-        raise _processing_error(name_or_path, e, processing=True) from e
+        raise _processing_error(name_or_path, e, device, processing=True) from e
     rec = record(bridge, p, before)
     for note in rec.notes():
         log.info("%s: %s", name_or_path, note)
     return rec
 
 
-def _processing_error(name_or_path: str, e: Exception, *, processing: bool) -> ModelLoadError:
+def _processing_error(name_or_path: str, e: Exception, device: str, *, processing: bool) -> ModelLoadError:
+    if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
+        return boot_error(name_or_path, e, device=device)
     what = "weight processing" if processing else "compatibility mode"
     fix = (
         "Retry with --no-processing to analyse the raw weights"
