@@ -92,7 +92,8 @@ def test_run_on_jsonl_equals_transformerlens(tmp_path, small_ckpt, small_model):
     assert res["dla"]["final_resid"] == pytest.approx(float(proj(cache["resid_post", -1][:, -1][None])[0]), abs=1e-3)
     torch.testing.assert_close(torch.tensor(res["dla"]["heads"]), heads, atol=1e-3, rtol=0)
     assert res["dla"]["logit_lens"]["values"] == pytest.approx(
-        proj(cache.accumulated_resid(layer=-1, incl_mid=True, pos_slice=-1)).tolist(), abs=1e-3)
+        (cache.accumulated_resid(layer=-1, incl_mid=True, apply_ln=True, pos_slice=-1) * dirs).sum(-1).mean(-1).tolist(),
+        abs=1e-3)  # the logit lens: each point through ln_final with its own statistics
     assert res["dla"]["layers"]["values"] == pytest.approx(proj(cache.decompose_resid(layer=-1, pos_slice=-1)).tolist(), abs=1e-3)
     assert res["dla"]["logit_lens"]["labels"][-1] == "final_post"
     flat = heads.flatten()

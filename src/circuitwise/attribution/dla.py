@@ -1,48 +1,77 @@
 """Direct logit attribution: how much each part of the residual stream writes to the answer.
 
 Everything is read at each example's own last token and projected on that example's
-logit-difference direction through the final LayerNorm's scale (the seed's
-``apply_ln_to_stack(..., layer=-1, pos_slice=-1)``). Centring the *direction* instead of each
-component is the same linear map, and lets us project heads without materialising
-``[heads, batch, pos, d_model]`` stacks.
+logit-difference direction through the final norm with its scale frozen at this run, as
+TransformerLens's ``apply_ln_to_stack(..., layer=-1, pos_slice=-1)`` does — centring only where
+the final norm is a LayerNorm, and applying the norm's weight where processing did not fold it
+into ``W_U``. The norm is moved onto the direction (see :mod:`circuitwise.attribution.readout`),
+which lets us project heads without materialising ``[heads, batch, pos, d_model]`` stacks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
+from circuitwise.attribution.readout import Nonlinearity, Readout, readout
 from circuitwise.metrics import answer_directions, gather_last
 from circuitwise.tasks.tokenize import TokenizedTask
 from circuitwise.types import Labelled
+
+Target = Literal["logit_diff", "pre_cap_logit_diff"]
 
 
 @dataclass(frozen=True)
 class DLA:
     """Direct logit attribution of one task on one model.
 
-    ``final_resid`` [example]: the LN-scaled final residual on the logit-difference direction.
-    ``unembed_bias`` [example]: what the unembedding bias adds; ``final_resid + unembed_bias``
-    is the logit difference the model outputs.
-    ``logit_lens``: [point] accumulated residual (resid_pre, resid_mid of each layer, final).
-    ``layers``: [component] embed, pos_embed, attn_out and mlp_out of each layer.
-    ``heads``: [layer, head] each head's output (without b_O, as TransformerLens stacks them).
-    Each Labelled keeps its per-example values.
+    ``final_resid`` [example]: the final residual through the frozen final norm, on the
+    logit-difference direction. ``norm_bias`` [example]: what an unfolded final-norm bias adds
+    (zero once ``fold_ln`` has moved it into ``b_U``). ``unembed_bias`` [example]: what the
+    unembedding bias adds. ``logit_diff`` [example]: the ``target`` read from the model itself
+    (the final norm's output on ``W_U``, plus ``b_U``); ``final_resid + norm_bias +
+    unembed_bias`` equals it. ``target`` is the output logit difference, or the pre-cap one where
+    the model soft-caps its logits.
+    ``logit_lens``: [point] each accumulated residual through the real final norm, with its own
+    statistics (TransformerLens's ``accumulated_resid(apply_ln=True)``), on the direction.
+    ``layers``: [component] embed, pos_embed, attn_out and mlp_out of each layer; they sum to
+    ``final_resid``. ``heads``: [layer, head] each head's output (without b_O, as TransformerLens
+    stacks them). ``linear``: whether the target is the sum of these contributions with only the
+    final norm's scale frozen; ``nonlinear`` names what breaks that and ``caveats`` says what is
+    and is not decomposed. Each Labelled keeps its per-example values.
     """
 
     final_resid: torch.Tensor
+    norm_bias: torch.Tensor
     unembed_bias: torch.Tensor
+    logit_diff: torch.Tensor
+    target: Target
+    linear: bool
+    nonlinear: tuple[Nonlinearity, ...]
+    caveats: tuple[str, ...]
     logit_lens: Labelled
     layers: Labelled
     heads: Labelled
+
+    @property
+    def closure_error(self) -> float:
+        """Largest per-example gap between the decomposition and the model's own value."""
+        return float((self.final_resid + self.norm_bias + self.unembed_bias - self.logit_diff).abs().max())
 
     def to_json(self) -> dict[str, Any]:
         return {
             "final_resid": float(self.final_resid.mean()),
             "final_resid_per_prompt": self.final_resid.tolist(),
+            "norm_bias": float(self.norm_bias.mean()),
             "unembed_bias": float(self.unembed_bias.mean()),
+            "logit_diff": float(self.logit_diff.mean()),
+            "target": self.target,
+            "closure_error": self.closure_error,
+            "linear": self.linear,
+            "nonlinear": list(self.nonlinear),
+            "caveats": list(self.caveats),
             "logit_lens": {"labels": self.logit_lens.labels["point"], "values": self.logit_lens.values.tolist()},
             "layers": {"labels": self.layers.labels["component"], "values": self.layers.values.tolist()},
             "heads": self.heads.values.tolist(),
@@ -50,68 +79,120 @@ class DLA:
         }
 
 
-def _hook_names(model: Any) -> tuple[list[str], list[str], list[str]]:
+def accumulated_points(model: Any) -> tuple[list[str], list[str]]:
+    """Hook names and labels of the logit lens: every resid_pre and resid_mid that exists, and the end.
+
+    Parallel blocks (GPT-J, Pythia, Phi) have no resid_mid: attention and MLP read the same
+    residual, so there is no point between them to read.
+    """
     L = model.cfg.n_layers
-    comps = ["hook_embed"] + (["hook_pos_embed"] if _has_pos_embed(model) else [])
-    comp_labels = ["embed"] + (["pos_embed"] if _has_pos_embed(model) else [])
+    names, labels = [], []
     for l in range(L):
-        comps += [f"blocks.{l}.hook_attn_out", f"blocks.{l}.hook_mlp_out"]
-        comp_labels += [f"{l}_attn_out", f"{l}_mlp_out"]
-    accum = []
-    for l in range(L):
-        accum += [f"blocks.{l}.hook_resid_pre", f"blocks.{l}.hook_resid_mid"]
-    accum.append(f"blocks.{L - 1}.hook_resid_post")
-    return comps, comp_labels, accum
+        names.append(f"blocks.{l}.hook_resid_pre")
+        labels.append(f"{l}_pre")
+        if f"blocks.{l}.hook_resid_mid" in model.hook_dict:
+            names.append(f"blocks.{l}.hook_resid_mid")
+            labels.append(f"{l}_mid")
+    return names + [f"blocks.{L - 1}.hook_resid_post"], labels + ["final_post"]
 
 
-def _has_pos_embed(model: Any) -> bool:
-    return model.cfg.positional_embedding_type in ("standard", "shortformer") and "hook_pos_embed" in model.hook_dict
+def accumulated_labels(model: Any) -> list[str]:
+    return accumulated_points(model)[1]
 
 
-def accumulated_labels(n_layers: int) -> list[str]:
-    labels = []
-    for l in range(n_layers):
-        labels += [f"{l}_pre", f"{l}_mid"]
-    return labels + ["final_post"]
+def _components(model: Any, ro: Readout) -> tuple[list[str], list[str]]:
+    names = ["hook_embed"] + (["hook_pos_embed"] if ro.pos_embed else [])
+    labels = ["embed"] + (["pos_embed"] if ro.pos_embed else [])
+    for l in range(model.cfg.n_layers):
+        names += [f"blocks.{l}.hook_attn_out", f"blocks.{l}.hook_mlp_out"]
+        labels += [f"{l}_attn_out", f"{l}_mlp_out"]
+    return names, labels
+
+
+def caveats(ro: Readout) -> tuple[str, ...]:
+    out = []
+    if ro.soft_cap is not None:
+        out.append(
+            f"The model soft-caps its logits ({ro.soft_cap:g}·tanh(logit/{ro.soft_cap:g})), which is not "
+            "linear: the attribution decomposes the pre-cap logit difference, not the output one."
+        )
+    if any(n is not None for n in ro.post_attn):
+        out.append(
+            "Each attention layer's output is normalised (post-attention norm) before it joins the "
+            "residual stream: per-layer values are the normalised outputs and sum exactly, but per-head "
+            "values pass each head through that norm with its scale frozen at this run, so a head's effect "
+            "on the norm's scale is not attributed to it."
+        )
+    elif ro.has_post_mlp:
+        out.append("MLP outputs are normalised before they join the residual stream; per-layer values are "
+                   "the normalised outputs and sum exactly.")
+    if ro.parallel:
+        out.append("Attention and MLP read the same residual (parallel blocks): the logit lens has no "
+                   "resid_mid points.")
+    return tuple(out)
 
 
 @torch.inference_mode()
 def direct_logit_attribution(model: Any, tok: TokenizedTask, *, batch_size: int = 32) -> DLA:
     """Per-example DLA of the final residual, logit lens, layers and heads, in one forward per batch."""
     L, H = model.cfg.n_layers, model.cfg.n_heads
-    comps, comp_labels, accum = _hook_names(model)
+    ro = readout(model)
+    comps, comp_labels = _components(model, ro)
+    accum, accum_labels = accumulated_points(model)
     z_names = [f"blocks.{l}.attn.hook_z" for l in range(L)]
-    wanted = set(comps + accum + z_names + ["ln_final.hook_scale"])
-    W_O = model.W_O  # [L, H, d_head, d_model]
-    finals, biases, lens, layers, heads = [], [], [], [], []
+    norms = [n for n in (ro.final, *ro.post_attn) if n is not None]
+    out_name = "ln_final.hook_out" if ro.final is not None else accum[-1]
+    wanted = set(comps + accum + z_names + [n.scale_hook for n in norms] + [out_name])
+    W_O = model.W_O.float()  # [L, H, d_head, d_model]
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("final", "nbias", "ubias", "ld", "lens", "layers", "heads")}
     for b in tok.batches(batch_size):
         _, cache = model.run_with_cache(b.clean, names_filter=lambda n: n in wanted, return_type=None)
-        dirs, bias = answer_directions(model, b.answers)
-        dirs = dirs - dirs.mean(-1, keepdim=True)  # LayerNorm centring, moved onto the direction
-        scale = gather_last(cache["ln_final.hook_scale"], b.last)  # [batch, 1]
-
-        def project(name: str) -> torch.Tensor:
-            x = gather_last(cache[name], b.last)
-            return (x * dirs).sum(-1) / scale[:, 0]
-
-        lens.append(torch.stack([project(n) for n in accum], 0))
-        layers.append(torch.stack([project(n) for n in comps], 0))
-        finals.append(lens[-1][-1])
-        biases.append(bias)
-        z = torch.stack([gather_last(cache[n], b.last) for n in z_names], 1)  # [batch, L, H, d_head]
-        proj = torch.einsum("lhdm,bm->blhd", W_O, dirs)
-        heads.append(torch.einsum("blhd,blhd->blh", z, proj) / scale[:, 0, None, None])
-    lens_t, layers_t, heads_t = torch.cat(lens, 1).cpu(), torch.cat(layers, 1).cpu(), torch.cat(heads, 0).cpu()
+        last = lambda name: gather_last(cache[name], b.last).float()  # noqa: E731
+        dirs, ubias = answer_directions(model, b.answers)
+        dirs, ubias = dirs.float(), ubias.float()
+        if ro.final is None:
+            D, nbias = dirs, torch.zeros_like(ubias)
+        else:
+            D = ro.final.pull_back(dirs, last(ro.final.scale_hook)[:, 0])
+            nbias = ro.final.bias_term(dirs)
+        project = lambda name: (last(name) * D).sum(-1)  # noqa: E731
+        layers = torch.stack([project(n) for n in comps], 0)
+        parts["layers"].append(layers)
+        parts["final"].append(project(accum[-1]))
+        parts["nbias"].append(nbias)
+        parts["ubias"].append(ubias)
+        parts["ld"].append((last(out_name) * dirs).sum(-1) + ubias)
+        parts["lens"].append(_lens(model, ro, torch.stack([gather_last(cache[n], b.last) for n in accum], 0), dirs))
+        z = torch.stack([last(n) for n in z_names], 1)  # [batch, L, H, d_head]
+        D_l = torch.stack([D if n is None else n.pull_back(D, last(n.scale_hook)[:, 0]) for n in ro.post_attn], 1)
+        parts["heads"].append(torch.einsum("blhd,lhdm,blm->blh", z, W_O, D_l))
+    cat = {k: torch.cat(v, -1 if k in ("lens", "layers") else 0).cpu() for k, v in parts.items()}
     head_labels = {"layer": [str(l) for l in range(L)], "head": [str(h) for h in range(H)]}
+    nonlinear = ro.nonlinear
     return DLA(
-        final_resid=torch.cat(finals).cpu(),
-        unembed_bias=torch.cat(biases).cpu(),
-        logit_lens=Labelled(lens_t.mean(1), ("point",), {"point": accumulated_labels(L)},
-                            per_example=lens_t.T.contiguous()),
-        layers=Labelled(layers_t.mean(1), ("component",), {"component": comp_labels},
-                        per_example=layers_t.T.contiguous()),
-        heads=Labelled(heads_t.mean(0), ("layer", "head"), head_labels, per_example=heads_t),
+        final_resid=cat["final"],
+        norm_bias=cat["nbias"],
+        unembed_bias=cat["ubias"],
+        logit_diff=cat["ld"],
+        target="pre_cap_logit_diff" if ro.soft_cap is not None else "logit_diff",
+        linear=not nonlinear,
+        nonlinear=nonlinear,
+        caveats=caveats(ro),
+        logit_lens=Labelled(cat["lens"].mean(1), ("point",), {"point": accum_labels},
+                            per_example=cat["lens"].T.contiguous()),
+        layers=Labelled(cat["layers"].mean(1), ("component",), {"component": comp_labels},
+                        per_example=cat["layers"].T.contiguous()),
+        heads=Labelled(cat["heads"].mean(0), ("layer", "head"), head_labels, per_example=cat["heads"]),
     )
+
+
+def _lens(model: Any, ro: Readout, points: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    """[point, batch]: each residual through the model's own final norm (its own statistics)."""
+    if ro.final is None:
+        return (points.float() * dirs).sum(-1)
+    P, B, d = points.shape
+    normed = model.ln_final(points.reshape(P * B, 1, d)).reshape(P, B, d)
+    return (normed.float() * dirs).sum(-1)
 
 
 def top_heads(heads: torch.Tensor, k: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -128,4 +209,5 @@ def head_label(layer: int, head: int) -> str:
     return f"L{layer}H{head}"
 
 
-__all__ = ["DLA", "accumulated_labels", "direct_logit_attribution", "head_label", "top_heads"]
+__all__ = ["DLA", "Target", "accumulated_labels", "accumulated_points", "caveats", "direct_logit_attribution",
+           "head_label", "top_heads"]

@@ -27,13 +27,13 @@ def _tl_reference(model, tok):
         return (cache.apply_ln_to_stack(stack, layer=-1, pos_slice=-1) * dirs).sum(-1).mean(-1)
 
     heads = cache.stack_head_results(layer=-1, pos_slice=-1)
-    acc = cache.accumulated_resid(layer=-1, incl_mid=True, pos_slice=-1)
+    acc = cache.accumulated_resid(layer=-1, incl_mid=True, apply_ln=True, pos_slice=-1)
     layers = cache.decompose_resid(layer=-1, pos_slice=-1)
     final = cache["resid_post", -1][:, -1]
     return {
         "ld": ld[:, 0] - ld[:, 1],
         "heads": project(heads).reshape(model.cfg.n_layers, model.cfg.n_heads),
-        "lens": project(acc),
+        "lens": (acc * dirs).sum(-1).mean(-1),  # each point through ln_final with its own statistics
         "layers": project(layers),
         "final": project(final[None])[0],
     }
@@ -60,7 +60,7 @@ def test_decomposition_closes(tiny_model, seed_tok):
     dla = direct_logit_attribution(tiny_model, seed_tok)
     torch.testing.assert_close(dla.layers.per_example.sum(1), dla.final_resid, atol=ATOL, rtol=0)
     torch.testing.assert_close(dla.final_resid + dla.unembed_bias, bl.logit_diff, atol=ATOL, rtol=0)
-    assert dla.logit_lens.values[-1] == pytest.approx(float(dla.final_resid.mean()), abs=ATOL)
+    assert dla.logit_lens.values[-1] == pytest.approx(float((dla.final_resid + dla.norm_bias).mean()), abs=ATOL)
 
 
 def test_prompts_of_different_lengths_are_read_at_their_own_last_token(tiny_model):

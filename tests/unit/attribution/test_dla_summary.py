@@ -1,0 +1,57 @@
+"""The summary's account of the DLA gap: closed, or with its cause named — never 'numerical error'."""
+
+from __future__ import annotations
+
+import pytest
+
+import circuitwise as cw
+from circuitwise.attribution import baseline, direct_logit_attribution
+from circuitwise.reports.summary import FLOAT_GAP, dla_closure
+
+VAGUE = ("numerical error", "float error", "rounding")
+
+
+def _sentences(model):
+    tok, _ = cw.tokenize_task(model, cw.get_task("opposites-seed").subset(range(3)))
+    dla = direct_logit_attribution(model, tok).to_json()
+    return dla, " ".join(dla_closure(dla, float(baseline(model, tok).logit_diff.mean())))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gemma2", "olmo2"])
+def test_summary_says_the_decomposition_closes_and_names_the_soft_cap(family, family_model_for):
+    model = family_model_for(family)
+    dla, text = _sentences(model)
+    assert dla["closure_error"] < FLOAT_GAP
+    assert "the decomposition closes" in text
+    assert not any(v in text for v in VAGUE)
+    assert ("soft-caps its logits" in text) == (family == "gemma2")
+    assert ("pre-cap logit difference" in text) == (family == "gemma2")
+    assert ("normalised before they join" in text) == (family in ("gemma2", "olmo2"))
+
+
+def test_an_unfolded_final_norm_bias_is_named(family_ckpt_for_raw_gpt2):
+    dla, text = _sentences(family_ckpt_for_raw_gpt2)
+    assert abs(dla["norm_bias"]) > 1e-3  # the fixture's LayerNorm bias is random, not folded
+    assert "final norm's own bias" in text and "the decomposition closes" in text
+
+
+@pytest.fixture(scope="module")
+def family_ckpt_for_raw_gpt2(family_root):
+    from tests.conftest import family_ckpt_for
+
+    return cw.load_model(str(family_ckpt_for("gpt2", family_root)), device="cpu", processing=False)
+
+
+@pytest.mark.parametrize("gap", [2e-4, 0.05, -0.3])
+def test_a_gap_above_float_precision_is_never_called_numerical_error(gap):
+    dla = {"final_resid": 1.0, "unembed_bias": 0.2, "norm_bias": 0.0, "logit_diff": 1.2 + gap,
+           "closure_error": abs(gap), "target": "logit_diff", "nonlinear": []}
+    text = " ".join(dla_closure(dla, 1.2 + gap))
+    assert "the decomposition closes" not in text
+    assert not any(v in text for v in VAGUE)
+    assert "bug" in text  # the cause is named: the norm was misread
+
+
+def test_old_results_without_the_check_are_told_to_rerun():
+    text = " ".join(dla_closure({"final_resid": 1.0, "unembed_bias": 0.2}, 1.5))
+    assert "re-run" in text and not any(v in text for v in VAGUE)
