@@ -86,3 +86,9 @@ def family_ckpt(request, family_root):
 def family_model(family_ckpt, family_model_for):
     """The ``family_ckpt`` model loaded with default processing."""
     return family_model_for(family_ckpt[0])
+
+
+@pytest.fixture(scope="session")
+def family_path_for(family_root):
+    """``family_path_for(name)``: the family's checkpoint folder (for CLI tests), built once."""
+    return lambda name: family_ckpt_for(name, family_root)

@@ -25,7 +25,7 @@ class RunConfig(BaseModel):
     out: Path = Field(Path("runs/latest"), description="Output folder for report.html, results.json and config.yaml.")
     device: str | None = Field(None, description="cpu, cuda[:N] or mps; default: cuda, then mps, then cpu.")
     batch_size: int | None = Field(None, ge=1, description="Prompts per forward pass; default: chosen from the model size.")
-    processing: bool = Field(True, description="Fold LayerNorm and centre weights (the seed's processing).")
+    processing: bool = Field(True, description="The seed's weight processing (fold norms, centre weights and unembedding, refactor QK/OV) as far as the architecture allows; the steps skipped are shown.")
     top_k: int = Field(3, ge=1, le=50, description="How many top positive and negative heads to show.")
     n: int | None = Field(
         None, ge=1, description=f"Number of examples: for generated built-in tasks (default {DEFAULT_BUILTIN_N}); "

@@ -25,6 +25,8 @@ from circuitwise.circuits import find_circuit, get_method
 from circuitwise.evaluation import evaluate_circuit
 from circuitwise.evaluation.outputs import summary_lines
 from circuitwise.models import load_model
+from circuitwise.models.processing import notes_of as processing_notes
+from circuitwise.models.processing import of as processing_of
 from circuitwise.patching import activation_patching, attribution_patching
 from circuitwise.patching.result import DegenerateNormalizationWarning
 from circuitwise.patching.sweeps import get_sweep
@@ -80,12 +82,15 @@ class Prepared:
 
 
 def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] = "if-present",
-            progress: Progress | None = None, model: Any = None, purpose: str = "This analysis") -> Prepared:
+            progress: Progress | None = None, model: Any = None, purpose: str = "This analysis",
+            notes: Progress | None = None) -> Prepared:
     """Stages 1–2 for every command: the task, the model, and the task tokenized for the model.
 
     ``need_corrupted=True`` requires corrupted prompts (patching, circuits); ``"if-present"``
     keeps them when every example has one. Unusable examples of built-in tasks are dropped and
     counted (never silently); task files are strict unless ``drop_invalid`` says otherwise.
+    The processing steps the model could not take are told once, through ``notes`` (default:
+    ``progress``).
     """
     say = progress or (lambda _msg: None)
     builtin = config.task in {spec.name for spec in specs()}
@@ -95,6 +100,8 @@ def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] =
     if model is None:
         say(f"loading model {config.model}")
         model = load_model(config.model, device=config.device, processing=config.processing)
+        for note in processing_notes(model):
+            (notes or (lambda n: say(f"note: {n}")))(note)
     drop = config.drop_invalid if config.drop_invalid is not None else builtin
     tok, dropped = tokenize_task(model, task, on_invalid="drop" if drop else "raise",
                                  need_corrupted=bool(need_corrupted) and task.has_corrupted)
@@ -106,7 +113,8 @@ def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] =
     return Prepared(model, tok, dropped, builtin)
 
 
-def run(config: RunConfig, *, progress: Progress | None = None, model: Any = None) -> RunOutputs:
+def run(config: RunConfig, *, progress: Progress | None = None, model: Any = None,
+        notes: Progress | None = None) -> RunOutputs:
     """Run the whole study described by ``config`` and write report.html, results.json, config.yaml."""
     say = progress or (lambda _msg: None)
     if config.out.exists() and not config.out.is_dir():
@@ -118,7 +126,7 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
     if config.circuit:
         get_method(config.circuit)
     prepared = prepare(config, need_corrupted="if-present" if config.patching or config.circuit else False,
-                       progress=say, model=model)
+                       progress=say, model=model, notes=notes)
     model, tok, dropped = prepared.model, prepared.tok, prepared.dropped
     bs = config.batch_size or default_batch_size(model)
     say(f"baseline on {len(tok)} prompts")
@@ -143,7 +151,7 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
         "notes": list(plan.notes),
         "model": {"name": config.model, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads,
                   "d_model": cfg.d_model, "n_ctx": cfg.n_ctx, "device": str(cfg.device),
-                  "processing": config.processing},
+                  "processing": processing_json(model, config.processing)},
         "task": {"name": tok.task.name, "n_prompts": len(tok), "n_dropped": len(dropped),
                  "dropped_reasons": [d.reason for d in dropped[:20]],
                  "examples": [{"clean": e.clean, "correct": e.correct, "incorrect": e.incorrect,
@@ -261,6 +269,12 @@ def _heads_ranked_by_patching(patching: dict[str, Any], k: int) -> list[tuple[in
     flat = torch.nan_to_num(vals.abs().flatten(), nan=-1.0)
     H = vals.shape[1]
     return [divmod(int(i), H) for i in flat.topk(min(k, flat.numel())).indices]
+
+
+def processing_json(model: Any, requested: bool) -> dict[str, Any]:
+    """The processing the model really has, step by step; only what was asked when it was loaded elsewhere."""
+    rec = processing_of(model)
+    return rec.to_json() if rec is not None else {"requested": requested, "steps": None}
 
 
 def _version() -> str:

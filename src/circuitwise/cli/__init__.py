@@ -27,6 +27,11 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def show_note(note: str) -> None:
+    """A one-line note (e.g. a processing step the model cannot take), on stderr: --json stdout stays clean."""
+    err_console.print(Text.assemble(("note: ", "yellow"), note), highlight=False, soft_wrap=True)
+
+
 def _register() -> None:
     # Each module adds its commands to `app`; the order here is the order of `--help`.
     from circuitwise.cli import prompt, run  # noqa: F401

@@ -10,7 +10,7 @@ from typing import Any, Iterator, Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from circuitwise.cli import app, console, err_console
+from circuitwise.cli import app, console, err_console, show_note
 from circuitwise.config import RunConfig
 
 F = RunConfig.model_fields
@@ -32,15 +32,17 @@ def progress_bar() -> Iterator[Any]:
 
 
 def _load(task: str, model: str, device: Optional[str], n: Optional[int], seed: Optional[int],
-          corruption: Optional[str], split: Optional[str], drop_invalid: Optional[bool]) -> tuple[Any, Any]:
+          corruption: Optional[str], split: Optional[str], drop_invalid: Optional[bool],
+          processing: Optional[bool] = None) -> tuple[Any, Any]:
     from circuitwise.pipeline import prepare
 
     cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, n=n, seed=seed,
+                                                   processing=processing,
                                                    corruption=corruption, split=split,
                                                    drop_invalid=drop_invalid).items() if v is not None})
     # Status goes to stderr, so `--json` output on stdout stays one clean JSON object.
     with err_console.status(f"loading {cfg.task} and {cfg.model}…") as status:
-        prepared = prepare(cfg, need_corrupted=True, purpose="Circuit discovery",
+        prepared = prepare(cfg, need_corrupted=True, purpose="Circuit discovery", notes=show_note,
                            progress=lambda msg: (err_console.log(msg), status.update(msg)))
     return prepared.model, prepared.tok
 
@@ -76,6 +78,7 @@ def circuit(
     corruption: Optional[str] = typer.Option(None, "--corruption", help=F["corruption"].description),
     split: Optional[str] = typer.Option(None, "--split", help=F["split"].description),
     drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
+    processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=F["processing"].description),
 ) -> None:
     """Find the circuit behind the task's answer (EAP / EAP-IG / exact), check it, and write it out."""
     from circuitwise.circuits import find_circuit, get_method
@@ -90,7 +93,7 @@ def circuit(
         raise ConfigError("--selection threshold needs --threshold T (the score cut-off).")
     if out.exists() and not out.is_dir():
         prepare_dir(out)  # raises before any work is done
-    m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid)
+    m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing)
     with progress_bar() as update:
         found = find_circuit(m, tok, method=method, steps=steps, direction=direction, selection=selection,
                              n=edges, threshold=threshold, target=target, by=by, prune=prune,  # type: ignore[arg-type]
@@ -127,6 +130,7 @@ def evaluate(
     corruption: Optional[str] = typer.Option(None, "--corruption", help=F["corruption"].description),
     split: Optional[str] = typer.Option(None, "--split", help=F["split"].description),
     drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
+    processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=F["processing"].description),
 ) -> None:
     """Re-check a circuit.json on a task: faithfulness, completeness, random circuits of the same size."""
     from circuitwise.circuits import Circuit
@@ -143,7 +147,7 @@ def evaluate(
     if out is not None and out.exists() and not out.is_dir():
         prepare_dir(out)
     name = model or ((raw.get("model") or {}).get("name") if isinstance(raw, dict) else None) or F["model"].default
-    m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid)
+    m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid, processing)
     circ = Circuit.from_json(raw, m, source=str(circuit_file))
     with progress_bar() as update:
         ev = evaluate_circuit(m, tok, circ, ablation=ablation, random_samples=random_samples,  # type: ignore[arg-type]

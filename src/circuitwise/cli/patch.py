@@ -15,7 +15,7 @@ from typing import Any, List, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from circuitwise.cli import app, console, err_console
+from circuitwise.cli import app, console, err_console, show_note
 from circuitwise.config import RunConfig
 
 F = RunConfig.model_fields
@@ -55,7 +55,7 @@ def _load(task: str, model: Optional[str], device: Optional[str], processing: Op
                                                    drop_invalid=drop_invalid).items() if v is not None})
     # Status goes to stderr, so `--json` output on stdout stays one clean JSON object.
     with err_console.status(f"loading {cfg.task} and {cfg.model}…") as status:
-        prepared = prepare(cfg, need_corrupted=True, purpose="Patching",
+        prepared = prepare(cfg, need_corrupted=True, purpose="Patching", notes=show_note,
                            progress=lambda msg: (err_console.log(msg), status.update(msg)))
     return prepared.model, prepared.tok
 

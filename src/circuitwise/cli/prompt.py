@@ -9,10 +9,11 @@ import torch
 import typer
 from rich.table import Table
 
-from circuitwise.cli import app, console
+from circuitwise.cli import app, console, show_note
 from circuitwise.config import RunConfig
 from circuitwise.errors import ConfigError
 from circuitwise.models import load_model
+from circuitwise.models.processing import notes_of as processing_notes
 
 _model_default = RunConfig.model_fields["model"].default
 
@@ -47,7 +48,10 @@ def test_prompt(model: Any, prompt: str, answer: str, *, top_k: int = 10, prepen
     row = logits[len(p_ids) - 1]
     probs = row.softmax(-1)
     vals, ids = row.topk(min(top_k, row.shape[0]))
+    # Whether the model's own convention (TL's cfg.default_prepend_bos) put a BOS first.
+    plain = model.to_tokens(prompt, prepend_bos=False)[0].tolist()
     return {
+        "prepend_bos": len(p_ids) == len(plain) + 1 and p_ids[1:] == plain,
         "prompt_tokens": [dec(i) for i in p_ids],
         "answer_tokens": [dec(i) for i in a_ids],
         "answer": per_token[0],
@@ -65,14 +69,21 @@ def prompt(
     device: Optional[str] = typer.Option(None, help=RunConfig.model_fields["device"].description),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     no_prepend_space: bool = typer.Option(False, "--no-prepend-space", help="Use the answer exactly as given."),
+    processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=RunConfig.model_fields["processing"].description),
 ) -> None:
     """How the model answers one prompt: tokens, the answer's rank, logit and probability, the top-k."""
-    m = load_model(model, device=device)
+    if processing is None:
+        processing = RunConfig.model_fields["processing"].default
+    m = load_model(model, device=device, processing=processing)
+    for note in processing_notes(m):
+        show_note(note)
     res = test_prompt(m, text, answer, top_k=top_k, prepend_space=not no_prepend_space)
     if as_json:
         typer.echo(json.dumps(res, ensure_ascii=False))
         return
-    console.print(f"Tokenized prompt: {res['prompt_tokens']}", highlight=False, markup=False, soft_wrap=True)
+    bos = "BOS prepended" if res["prepend_bos"] else "no BOS prepended"
+    console.print(f"Tokenized prompt ({bos}, the model's convention): {res['prompt_tokens']}",
+                  highlight=False, markup=False, soft_wrap=True)
     console.print(f"Tokenized answer: {res['answer_tokens']}", highlight=False, markup=False, soft_wrap=True)
     for a in res["answer_per_token"]:
         console.print(f"Performance on answer token {a['token']!r}: rank {a['rank']}, logit {a['logit']:.2f}, "

@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from circuitwise.cli import app, console
+from circuitwise.cli import app, console, show_note
 from circuitwise.config import RunConfig
 
 F = RunConfig.model_fields
@@ -58,7 +58,7 @@ def run(
         raise ConfigError("Name a task: `circuitwise run opposites` (see `circuitwise tasks`), or a task file, or --config FILE.")
     cfg = RunConfig.build(**{**base, **given})
     with console.status("starting…") as status:
-        result = run_pipeline(cfg, progress=lambda msg: (console.log(msg), status.update(msg)))
+        result = run_pipeline(cfg, progress=lambda msg: (console.log(msg), status.update(msg)), notes=show_note)
     r = result.results
     console.print(
         f"[bold]{r['task']['name']}[/] on [bold]{r['model']['name']}[/]: mean logit diff "

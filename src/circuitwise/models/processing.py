@@ -66,7 +66,7 @@ class Processing:
             if s.reason is None:
                 continue
             verb = "partly applied" if s.applied else "skipped"
-            out.append(f"processing: {s.name} {verb}: {s.reason}")
+            out.append(f"processing step {s.name} {verb}: {s.reason}")
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -219,6 +219,17 @@ def _center_unembed_truth(bridge) -> ProcessingStep:
     return ProcessingStep(
         "center_unembed", False, "TransformerLens left the unembedding uncentred"
     )
+
+
+def of(model: Any) -> Processing | None:
+    """The record :func:`circuitwise.load_model` attached, or None for a bridge loaded elsewhere."""
+    rec = getattr(model, "circuitwise_processing", None)
+    return rec if isinstance(rec, Processing) else None
+
+
+def notes_of(model: Any) -> list[str]:
+    rec = of(model)
+    return rec.notes() if rec is not None else []
 
 
 def not_requested() -> Processing:

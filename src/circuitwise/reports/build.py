@@ -29,9 +29,23 @@ def _overview(page: Page, r: dict[str, Any]) -> None:
     page.add("summary", "Summary", (
         f'<ul class="summary">{items}</ul>{adapted}{dropped}'
         f'<p class="note">Model <code>{esc(m["name"])}</code>: {m["n_layers"]} layers × {m["n_heads"]} heads, '
-        f'd_model {m["d_model"]}, weight processing {"on" if m.get("processing", True) else "off"}. '
+        f'd_model {m["d_model"]}, {_processing_text(m.get("processing", True))} '
         f'Re-run with <code>{esc(r.get("rerun", ""))}</code>.</p>'
     ))
+
+
+def _processing_text(p: Any) -> str:
+    """The model's weight processing: the steps applied, and one line per step skipped and why."""
+    if not isinstance(p, dict) or p.get("steps") is None:  # results.json of older versions: a bool
+        on = p.get("requested", True) if isinstance(p, dict) else bool(p)
+        return f"weight processing {'on' if on else 'off'}."
+    if not p.get("requested"):
+        return "weight processing off (raw weights)."
+    applied = [s["name"] for s in p["steps"] if s["applied"]]
+    skipped = "".join(f"<li>{esc(s['name'])} {'partly applied' if s['applied'] else 'skipped'}: "
+                      f"{esc(s['reason'])}</li>" for s in p["steps"] if s.get("reason"))
+    text = f"weight processing: {esc(', '.join(applied) or 'none applied')}."
+    return text + (f'</p><ul class="note">{skipped}</ul><p class="note">' if skipped else "")
 
 
 def _baseline(page: Page, r: dict[str, Any]) -> None:
