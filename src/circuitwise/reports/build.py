@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from circuitwise.reports import figures
 from circuitwise.reports.html import Page, attention_html, esc, figure_html, table, tokens_html
-from circuitwise.reports.summary import summarize
+from circuitwise.reports.summary import dla_closure, summarize
 
 def _f(x: float | None, digits: int = 3) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
@@ -73,19 +73,18 @@ def _baseline(page: Page, r: dict[str, Any]) -> None:
 
 def _dla(page: Page, r: dict[str, Any]) -> None:
     d, bl = r["dla"], r["baseline"]
-    gap = bl["logit_diff"]["mean"] - d["final_resid"]
+    caveats = "".join(f"<li>{esc(c)}</li>" for c in d.get("caveats", []))
     page.add("dla", "Direct logit attribution", (
-        "<p>The final residual stream, scaled by the final LayerNorm and projected on each prompt's "
-        "logit-difference direction (W_U[correct] − W_U[incorrect]), gives "
-        f'<b>{d["final_resid"]:+.4f}</b> against the model\'s actual logit difference '
-        f'<b>{bl["logit_diff"]["mean"]:+.4f}</b>. The gap, {gap:+.4f}, is the unembedding bias '
-        f'b_U[correct] − b_U[incorrect] ({d["unembed_bias"]:+.4f}) plus float error '
-        f"({gap - d['unembed_bias']:+.1e}).</p>"
+        "<p>The final residual stream, through the final norm with its scale fixed at this run, projected "
+        "on each prompt's logit-difference direction (W_U[correct] − W_U[incorrect]). "
+        + esc(" ".join(dla_closure(d, bl["logit_diff"]["mean"]))) + "</p>"
+        + (f'<ul class="note">{caveats}</ul>' if caveats else "")
         + figure_html(figures.line(d["logit_lens"]["values"], d["logit_lens"]["labels"],
                                    "Logit lens: logit difference of the accumulated residual stream",
                                    x="layer (pre / mid)"), "fig-logit-lens")
         + '<p class="note">Each point reads the residual stream before a layer (pre), between its attention '
-          "and MLP (mid), or at the end, through the final LayerNorm scale.</p>"
+          "and MLP (mid, where the block has one), or at the end, through the final norm with that point's "
+          "own statistics.</p>"
         + figure_html(figures.bars(d["layers"]["values"], d["layers"]["labels"],
                                    "Per-layer decomposition: what each component writes"), "fig-layers")
         + '<p class="note">These bars sum to the final-residual attribution above.</p>'
