@@ -2,7 +2,7 @@
 
 :func:`circuitwise.tasks.tokenize_task` needs only ``to_tokens``, ``tokenizer`` and ``cfg``
 (``n_ctx``, ``device``) from a model; :class:`TokenizerModel` provides them around a Hugging
-Face tokenizer, prepending BOS the way a TransformerLens model does by default.
+Face tokenizer, prepending BOS where the TransformerLens model would (its ``default_prepend_bos``).
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ def load_tokenizer(name_or_path: str) -> TokenizerModel:
             f"Could not load the tokenizer of {name_or_path!r} ({type(e).__name__}: {e}). Give a "
             "local checkpoint folder, 'bundled', or a Hugging Face Hub name when online."
         ) from None
-    return TokenizerModel(tok)
+    from circuitwise.models.bos import default_prepend_bos
+
+    return TokenizerModel(tok, prepend_bos=default_prepend_bos(name_or_path))
 
 
 __all__ = ["TokenizerModel", "load_tokenizer"]
