@@ -19,7 +19,7 @@ from circuitwise.errors import ConfigError
 from circuitwise.metrics import get_metric
 from circuitwise.patching import cone_sweeps, hooks
 from circuitwise.patching.common import Progress, auto_batch_size, sweep_axes, tokenized
-from circuitwise.patching.cone import ConeWeights, unsupported_reason
+from circuitwise.patching.cone import cone_weights, unsupported_reason
 from circuitwise.patching.result import MIN_GAP, PatchResult
 from circuitwise.patching.resume import Checkpoint, sweep_key
 from circuitwise.patching.runs import PairRun, cache_pair
@@ -123,7 +123,7 @@ def activation_patching(
                 base = {"clean": pair.clean_metric, "corrupted": pair.corrupted_metric}
                 ckpt.save(f"{span}-base", base)
                 if chosen == "cone" and weights is None:
-                    weights = ConeWeights.from_model(model)
+                    weights = cone_weights(model)
                 sweeper, chosen = _sweeper(model, pair, metric_obj.fn, chosen, weights)
             for l in range(L):
                 if layers[l] is None:

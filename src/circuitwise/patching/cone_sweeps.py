@@ -20,7 +20,9 @@ from typing import Any
 
 import torch
 
-from circuitwise.patching.cone import MAX_ROWS, Cone, ConeWeights
+from circuitwise.models import kernels as K
+from circuitwise.models.weights import Weights
+from circuitwise.patching.cone import MAX_ROWS, Cone, cone_weights
 from circuitwise.patching.runs import MetricFn, PairRun
 from circuitwise.patching.sweeps import Sweep
 
@@ -28,28 +30,27 @@ from circuitwise.patching.sweeps import Sweep
 def needed_names(sweep: Sweep, n_layers: int) -> tuple[set[str], set[str]]:
     """Activations the cone engine reads from the base and the source run."""
     per = lambda fmt: {fmt.format(l=l) for l in range(n_layers)}  # noqa: E731
-    base = per("blocks.{l}.hook_resid_pre") | per("blocks.{l}.attn.hook_k") | per("blocks.{l}.attn.hook_v")
-    base |= per("blocks.{l}.attn.hook_z")
+    base = per("blocks.{l}.hook_resid_pre") | per("blocks.{l}.attn.hook_z")
     base |= {sweep.hook_name(l) for l in range(n_layers)}
-    extra = {"mlp_out": "blocks.{l}.hook_resid_mid", "head_k": "blocks.{l}.attn.hook_q",
-             "head_v": "blocks.{l}.attn.hook_pattern"}
-    if sweep.name in extra:
-        base |= per(extra[sweep.name])
+    extra = {"mlp_out": ["blocks.{l}.hook_resid_post"], "head_q": ["blocks.{l}.attn.hook_k"],
+             "head_k": ["blocks.{l}.attn.hook_q"], "head_v": ["blocks.{l}.attn.hook_pattern"],
+             "head_pattern": ["blocks.{l}.attn.hook_v"]}
+    for fmt in extra.get(sweep.name, []):
+        base |= per(fmt)
+    if sweep.name in ("head_q", "head_k"):
+        base |= per("blocks.{l}.attn.hook_v")
     return base, {sweep.hook_name(l) for l in range(n_layers)}
 
 
 class ConeSweeper:
     engine = "cone"
 
-    def __init__(self, model: Any, pair: PairRun, metric: MetricFn, weights: ConeWeights | None = None):
+    def __init__(self, model: Any, pair: PairRun, metric: MetricFn, weights: Weights | None = None):
         self.pair = pair
-        self.w = weights or ConeWeights.from_model(model)
+        self.w = weights or cone_weights(model)
         L = self.w.n_layers
-        hm = lambda t: t.transpose(1, 2).contiguous()  # noqa: E731  [b,pos,head,d] -> [b,head,pos,d]
-        self.keys = [hm(pair.base[f"blocks.{l}.attn.hook_k"]) for l in range(L)]
-        self.values = [hm(pair.base[f"blocks.{l}.attn.hook_v"]) for l in range(L)]
         self.last = pair.tok.last
-        self.cone = Cone(self.w, self.keys, self.values, self.last, pair.tok.answers, metric)
+        self.cone = Cone(self.w, [self.resid_pre(l) for l in range(L)], self.last, pair.tok.answers, metric)
 
     def self_check(self) -> float:
         return self.cone.self_check(self.pair.base["blocks.0.hook_resid_pre"], self.pair.base_metric)
@@ -126,62 +127,86 @@ class ConeSweeper:
         return l, src
 
     def _mlp_out_row(self, l, idx, pos, src, base):
-        return l + 1, self.pair.base[f"blocks.{l}.hook_resid_mid"][idx[:, 0], pos] + src
+        # resid_post = (resid_pre + attention) + MLP in sequential and parallel blocks alike.
+        return l + 1, self.pair.base[f"blocks.{l}.hook_resid_post"][idx[:, 0], pos] - base + src
 
     def _attn_out_row(self, l, idx, pos, src, base):
-        return l + 1, self.cone.mlp_block(l, self.resid_pre(l)[idx[:, 0], pos] + src)
+        return l + 1, self.cone.finish(l, self.resid_pre(l)[idx[:, 0], pos], src)
 
     def _head_z_row(self, l, idx, pos, src, base):
         """One head's z replaced in the row's full z ``[V, head, d_head]``, then the rest of layer l."""
         ar, head = torch.arange(idx.shape[0], device=idx.device), idx[:, 2]
         z = base.clone()
         z[ar, head] = src[ar, head]
-        attn = z.flatten(1) @ self.w.w_o[l] + self.w.b_o[l]
-        return l + 1, self.cone.mlp_block(l, self.resid_pre(l)[idx[:, 0], pos] + attn)
+        return l + 1, self.cone.finish(l, self.resid_pre(l)[idx[:, 0], pos], K.attn_write(self.w, l, z.flatten(1)))
 
     # ---- whole-head sweeps --------------------------------------------------------------------
 
     def _head_inputs(self, sweep: Sweep, l: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Head-major patched z ``[batch, head, pos, d_head]`` and which positions' inputs changed."""
-        pair = self.pair
-        hm = lambda t: t.transpose(1, 2)  # noqa: E731
+        """Head-major patched z ``[batch, head, pos, d_head]`` and which positions' inputs changed.
+
+        Every cell is patched at once: a query head's z depends only on its own query and its
+        key/value head, so each cell's z is as if it alone were patched. Cells are query heads,
+        or key/value heads for ``k``/``v`` (with grouped keys one cell feeds its whole group).
+        """
+        pair, w = self.pair, self.w
+        hm = lambda t: t.transpose(1, 2)  # noqa: E731  [b,pos,head,d] -> [b,head,pos,d]
         get = lambda run, act: run[f"blocks.{l}.attn.hook_{act}"]  # noqa: E731
         src, base = get(pair.src, sweep.act), get(pair.base, sweep.act)
         if sweep.act == "pattern":
             differs = (src != base).any(-1)  # [b, head, dest]
-            return src @ hm(get(pair.base, "v")), differs
-        differs = hm((src != base).any(-1))  # [b, head, pos]
+            return K.mix(w, src, hm(get(pair.base, "v"))), differs
+        differs = hm((src != base).any(-1))  # [b, cell, pos]
         if sweep.act == "z":
             return hm(src), differs
         if sweep.act == "v":
-            return get(pair.base, "pattern") @ hm(src), differs
-        q = hm(src if sweep.act == "q" else get(pair.base, "q"))
-        k = hm(src if sweep.act == "k" else get(pair.base, "k"))
-        T = q.shape[2]
-        causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
-        pattern = ((q @ k.transpose(-1, -2)) * self.w.scale).masked_fill(~causal, float("-inf")).softmax(-1)
-        return pattern @ hm(get(pair.base, "v")), differs
+            return K.mix(w, get(pair.base, "pattern"), hm(src)), differs
+        T = src.shape[1]
+        rot = w.rotary(T)[l] if w.rot_dim else None
+        v = hm(get(pair.base, "v"))
+
+        def z_of(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+            p = K.pattern(w, l, K.prep_q(w, l, q, rot), K.prep_k(w, l, k, rot), torch.arange(T, device=q.device))
+            return K.mix(w, p, v)
+
+        lw = w.layers[l]
+        if lw.qk_norm_per_head or (lw.q_norm if sweep.act == "q" else lw.k_norm) is None:
+            return z_of(src if sweep.act == "q" else get(pair.base, "q"),
+                        src if sweep.act == "k" else get(pair.base, "k")), differs
+        # A norm over all heads' queries (OLMo 2) couples the heads: one cell's patch moves every
+        # head, so each cell gets its own run ([batch, cell, head, pos, d_head]).
+        cells = []
+        for c in range(base.shape[2]):
+            mixed = base.clone()
+            mixed[:, :, c] = src[:, :, c]
+            cells.append(z_of(mixed, get(pair.base, "k")) if sweep.act == "q" else z_of(get(pair.base, "q"), mixed))
+        return torch.stack(cells, 1), differs
 
     def _head_layer(self, sweep: Sweep, l: int) -> torch.Tensor:
-        pair = self.pair
+        pair, w = self.pair, self.w
         z_new, differs = self._head_inputs(sweep, l)
-        B, H, T = differs.shape
-        out = pair.base_metric[:, None].expand(B, H).clone()
+        B, C, T = differs.shape
+        per_cell = z_new.dim() == 5  # each cell moves every head
+        g = w.n_heads if per_cell else w.n_heads // C  # query heads per cell
+        out = pair.base_metric[:, None].expand(B, C).clone()
         any_diff = differs.any(-1)
         first = torch.where(any_diff, differs.int().argmax(-1), torch.full_like(any_diff, T, dtype=torch.long))
         live = any_diff & (first <= self.last[:, None])
         idx = live.nonzero()
         z_base = pair.base[f"blocks.{l}.attn.hook_z"]  # [b, pos, head, d_head]
-        w = self.w
         p_first = first[idx[:, 0], idx[:, 1]]
+        in_group = torch.arange(g, device=z_base.device)
 
         def build(p0: int, sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            """Head h's new z in the full z from p0 on, then the rest of layer l on those rows."""
-            ex, head = idx[sel, 0], idx[sel, 1]
-            z = z_base[ex, p0:].clone()  # [V, pos, head, d_head]
-            z[torch.arange(len(sel), device=z.device), :, head] = z_new[ex, head, p0:]
-            attn = z.flatten(2) @ w.w_o[l] + w.b_o[l]
-            return self.cone.mlp_block(l, self.resid_pre(l)[ex, p0:] + attn), ex
+            """The cell's heads' new z in the full z from p0 on, then the rest of layer l on those rows."""
+            ex = idx[sel, 0]
+            if per_cell:
+                z = z_new[ex, idx[sel, 1], :, p0:].transpose(1, 2)  # [V, pos, head, d_head]
+            else:
+                heads = idx[sel, 1, None] * g + in_group  # [V, g]
+                z = z_base[ex, p0:].clone()  # [V, pos, head, d_head]
+                z[torch.arange(len(sel), device=z.device)[:, None], :, heads] = z_new[ex[:, None], heads, p0:]
+            return self.cone.finish(l, self.resid_pre(l)[ex, p0:], K.attn_write(w, l, z.flatten(2))), ex
 
         pieces = [(p0, sel) for p0 in torch.unique(p_first).tolist()
                   for sel in _chunks((p_first == p0).nonzero().squeeze(1), T - p0)]
