@@ -1,7 +1,8 @@
 """One exception hierarchy. Every message says what went wrong *and* how to fix it.
 
-The CLI catches :class:`CircuitwiseError` and prints its message without a traceback; anything
-else reaching the user is a bug in circuitwise.
+The CLI catches :class:`CircuitwiseError` and prints its message without a traceback, then exits
+with the error's ``exit_code`` (documented in the README); anything else reaching the user is a
+bug in circuitwise.
 """
 
 from __future__ import annotations
@@ -9,6 +10,27 @@ from __future__ import annotations
 
 class CircuitwiseError(Exception):
     """Base class for every error circuitwise raises on purpose."""
+
+    # 2: the input (task, model, options, a file read) cannot be used as given.
+    exit_code = 2
+
+
+class OutputError(CircuitwiseError):
+    """A result could not be written: permission, full disk, a file where a folder should be."""
+
+    exit_code = 3
+
+
+class FolderBusyError(OutputError):
+    """Another circuitwise process is writing to the same output folder."""
+
+    exit_code = 4
+
+
+class Interrupted(CircuitwiseError):
+    """Stopped by the user (Ctrl-C); the message says what was kept and how to resume."""
+
+    exit_code = 130
 
 
 class ModelLoadError(CircuitwiseError):

@@ -1,14 +1,15 @@
-"""run(config): the stages in order — model, task, baseline, attribution, report.
+"""run(config): the stages in order — model, task, plan, baseline, attribution, patching, circuit, report.
 
-Every stage's result lands in ``results`` (plain JSON), which is written atomically after each
-stage, so an interrupted run keeps what it finished; the report is rendered from it at the end.
+Everything is written into a staging folder (:mod:`circuitwise.runfolder`) and swapped in as
+``config.out`` only when whole: results.json last, with ``complete: true``. A failed or
+interrupted run leaves the previous complete run in place; its patching checkpoints stay in the
+staging folder, so running the same command again resumes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 import warnings
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ import torch
 from circuitwise.attribution import attention_patterns, baseline, direct_logit_attribution, top_heads
 from circuitwise.attribution.dla import head_label
 from circuitwise.config import RunConfig, default_batch_size
-from circuitwise.errors import ConfigError
 from circuitwise.circuits import find_circuit, get_method
 from circuitwise.evaluation import evaluate_circuit
 from circuitwise.evaluation.outputs import summary_lines
@@ -32,10 +32,10 @@ from circuitwise.patching.result import DegenerateNormalizationWarning
 from circuitwise.patching.sweeps import get_sweep
 from circuitwise.plan import corrupted_view, plan_run
 from circuitwise.reports import write_report
+from circuitwise.runfolder import RunFolder
 from circuitwise.tasks import get_task, tokenize_task
 from circuitwise.tasks.builtin import specs
 from circuitwise.tasks.tokenize import Dropped, TokenizedTask, describe_dropped
-from circuitwise.types import nan_to_none
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +52,8 @@ class RunOutputs:
         return self.out / "report.html"
 
 
-def prepare_out(out: Path) -> Path:
-    """Create the output folder; refuse a path that is a file (nothing is overwritten but ours)."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder. Choose a folder path (it is created if needed).")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"Cannot create the output folder {out}: {e.strerror}. Choose a writable path.") from None
-    return out
-
-
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(nan_to_none(data), indent=1, allow_nan=False), encoding="utf-8")
-    os.replace(tmp, path)
+# The files `run` writes; a previous version of them is never carried into a new run's folder.
+RUN_FILES = ("report.html", "results.json", "config.yaml", "circuit.json")
 
 
 def rerun_command(cfg: RunConfig) -> str:
@@ -117,14 +104,20 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
         notes: Progress | None = None) -> RunOutputs:
     """Run the whole study described by ``config`` and write report.html, results.json, config.yaml."""
     say = progress or (lambda _msg: None)
-    if config.out.exists() and not config.out.is_dir():
-        prepare_out(config.out)  # raises before any work is done
-    # Everything that can reject the input runs before anything is written, so a bad task or
-    # model never clobbers an earlier run's files in the same folder.
+    folder = RunFolder(config.out, replaces=RUN_FILES)
+    folder.check()  # an --out that is a file, or someone else's folder, fails before any work
     for what in config.patching:
         get_sweep(what)  # an unknown sweep name fails here, before any work
     if config.circuit:
         get_method(config.circuit)
+    with folder:
+        results = _run_stages(config, folder, say, model, notes)
+        folder.commit()
+    return RunOutputs(config.out, results)
+
+
+def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
+                notes: Progress | None) -> dict[str, Any]:
     prepared = prepare(config, need_corrupted="if-present" if config.patching or config.circuit else False,
                        progress=say, model=model, notes=notes)
     model, tok, dropped = prepared.model, prepared.tok, prepared.dropped
@@ -140,8 +133,8 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
     for note in plan.notes:
         log.info(note)
         say(f"note: {note}")
-    out = prepare_out(config.out)
-    (out / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    out = folder.path
+    folder.write_text("config.yaml", config.to_yaml())
     cfg = model.cfg
     results: dict[str, Any] = {
         "circuitwise_version": _version(),
@@ -158,7 +151,7 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
                                "corrupted": e.corrupted, "tokens": list(tok.str_tokens[i])}
                               for i, e in enumerate(tok.task.examples)]},
     }
-    save = lambda: write_json(out / "results.json", results)  # noqa: E731
+    save = lambda: folder.write_json("results.json", results)  # noqa: E731
     save()
 
     results["baseline"] = bl.to_json()
@@ -206,17 +199,18 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
                                        "scheme (--corruption) or add 'corrupted' fields to run patching")
 
     if plan.circuit:
-        results["circuit"] = _circuit_stage(model, tok, config, bs, out, say)
+        results["circuit"] = _circuit_stage(model, tok, config, bs, folder, say)
         save()
 
     say("writing report")
+    write_report(results, out / "report.html")
+    # Last: `complete: true` is only ever on disk beside a report that exists.
     results["complete"] = True
     save()
-    write_report(results, out / "report.html")
-    return RunOutputs(out, results)
+    return results
 
 
-def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, out: Path,
+def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, folder: RunFolder,
                    say: Progress) -> dict[str, Any]:
     """Discover a circuit, check it against random circuits and exact patching, write circuit.json."""
     counters: dict[str, Callable[[int, int], None]] = {}
@@ -229,7 +223,7 @@ def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, o
                          batch_size=bs, progress=progress)
     ev = evaluate_circuit(model, tok, found.circuit, scores=found.scores, random_samples=10, shortlist=20,
                           batch_size=bs, progress=progress)
-    found.circuit.save(out / "circuit.json")
+    folder.write_json("circuit.json", found.circuit.to_json())
     sel = found.circuit.selection
     return {
         "method": config.circuit,

@@ -2,11 +2,13 @@
 
 Each command lives in its own module and registers itself on ``app``. Errors that circuitwise
 raises on purpose (:class:`CircuitwiseError`) are printed as one clear message, without a
-traceback, and exit with status 2.
+traceback, and exit with the error's status: 2 bad input, 3 an output that cannot be written,
+4 the output folder is in use, 130 interrupted (see the README).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 
@@ -14,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from circuitwise.errors import CircuitwiseError
+from circuitwise.errors import CircuitwiseError, Interrupted
 
 app = typer.Typer(
     name="circuitwise",
@@ -49,10 +51,32 @@ def main() -> None:
     _register()
     try:
         app()
+    except SystemExit as e:
+        if e.code == 130:
+            # typer turns a Ctrl-C outside any staged output folder (e.g. while loading the model)
+            # into a silent exit 130; inside one, the folder raises Interrupted (below) instead.
+            fail(Interrupted("stopped before any result was written; nothing to resume."))
+        raise
     except CircuitwiseError as e:
-        # Text, not markup: messages quote token lists like ['A', ' tort'] that rich would eat.
-        err_console.print(Text.assemble(("error: ", "bold red"), str(e)), highlight=False)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]: what was finished is kept; re-run to resume.")
-        sys.exit(130)
+        fail(e)
+    except OSError as e:
+        # A write outside the staged folders (e.g. `tasks export`) on a full or read-only disk.
+        if e.errno not in DISK_ERRNOS:
+            raise
+        from circuitwise.runfolder import output_error
+
+        fail(output_error(e, e.filename or "a file"))
+
+
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def fail(e: CircuitwiseError) -> None:
+    """Print ``e`` (and its notes: what was kept, how to resume) and exit with its status."""
+    label = "interrupted: " if isinstance(e, Interrupted) else "error: "
+    # Text, not markup: messages quote token lists like ['A', ' tort'] that rich would eat.
+    err_console.print(Text.assemble((label, "bold yellow" if isinstance(e, Interrupted) else "bold red"), str(e)),
+                      highlight=False)
+    for note in getattr(e, "__notes__", ()):
+        err_console.print(Text(note), highlight=False)
+    sys.exit(e.exit_code)

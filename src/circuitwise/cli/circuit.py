@@ -153,7 +153,7 @@ def evaluate(
         ev = evaluate_circuit(m, tok, circ, ablation=ablation, random_samples=random_samples,  # type: ignore[arg-type]
                               shortlist=shortlist, curve=out is not None, batch_size=batch_size, progress=update)
     if out is not None:
-        write_outputs(out, circ, ev)
+        write_outputs(out, circ, ev, source=circuit_file)
     if as_json:
         typer.echo(json.dumps(ev.to_json()))
         return

@@ -90,46 +90,73 @@ def patch(
 ) -> None:
     """Activation patching sweeps (exact, fast) and attribution patching, resumable: OUT/patching.json."""
     from circuitwise.errors import ConfigError
-    from circuitwise.patching import activation_patching, attribution_patching
     from circuitwise.patching.sweeps import check_direction, get_sweep
-    from circuitwise.pipeline import prepare_out, write_json
+    from circuitwise.runfolder import RunFolder
 
     if method not in ("exact", "attribution", "both"):
         raise ConfigError(f"Unknown --method {method!r}. Use exact, attribution or both.")
     for w in what:
         get_sweep(w)
     check_direction(direction)
-    out = prepare_out(out)
-    the_model, tok = _load(task, model, device, processing, n, seed, corruption, split, drop_invalid)
-    opts = dict(metric=metric, normalize=normalize, direction=direction, batch_size=batch_size, align=align)
-    results: dict[str, Any] = {"task": tok.task.name, "model": str(getattr(the_model, "circuitwise_name", model)),
-                               "n_examples": len(tok), "sweeps": {}}
-    for w in dict.fromkeys(what):
-        entry: dict[str, Any] = {}
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if method in ("exact", "both"):
-                bar = _LazyProgress(f"{w} (exact)")
-                t0 = time.monotonic()
-                try:
-                    exact = activation_patching(the_model, tok, w, out=out, progress=bar, **opts)
-                finally:
-                    bar.close()
-                entry["exact"] = exact.to_json()
-                _say(w, "exact", exact, time.monotonic() - t0)
-            if method in ("attribution", "both"):
-                t0 = time.monotonic()
-                attr = attribution_patching(the_model, tok, w, **opts)
-                entry["attribution"] = attr.to_json()
-                _say(w, "attribution", attr, time.monotonic() - t0)
-                if method == "both":
-                    entry["correlation"] = attr.correlation(exact)
-                    console.print(f"  attribution vs exact: Pearson r = {entry['correlation']:.3f}", highlight=False)
-        for warning in dict.fromkeys(str(c.message) for c in caught):
-            console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False)
-        results["sweeps"][w] = entry
-        write_json(out / "patching.json", results)
+    folder = RunFolder(out)
+    folder.check()
+    with folder:
+        the_model, tok = _load(task, model, device, processing, n, seed, corruption, split, drop_invalid)
+        opts = dict(metric=metric, normalize=normalize, direction=direction, batch_size=batch_size, align=align)
+        results: dict[str, Any] = {"task": tok.task.name, "model": str(getattr(the_model, "circuitwise_name", model)),
+                                   "n_examples": len(tok), "sweeps": {}}
+        results["sweeps"] = _earlier_sweeps(folder.path / "patching.json", results)
+        for w in dict.fromkeys(what):
+            results["sweeps"][w] = _one_sweep(w, method, the_model, tok, folder.path, opts)
+            folder.write_json("patching.json", results)
+        folder.commit()
     console.print(f"Results: {(out / 'patching.json').resolve()}", highlight=False, markup=False)
+
+
+def _one_sweep(w: str, method: str, the_model: Any, tok: Any, out: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    from circuitwise.patching import activation_patching, attribution_patching
+
+    entry: dict[str, Any] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if method in ("exact", "both"):
+            bar = _LazyProgress(f"{w} (exact)")
+            t0 = time.monotonic()
+            try:
+                exact = activation_patching(the_model, tok, w, out=out, progress=bar, **opts)
+            finally:
+                bar.close()
+            entry["exact"] = exact.to_json()
+            _say(w, "exact", exact, time.monotonic() - t0)
+        if method in ("attribution", "both"):
+            t0 = time.monotonic()
+            attr = attribution_patching(the_model, tok, w, **opts)
+            entry["attribution"] = attr.to_json()
+            _say(w, "attribution", attr, time.monotonic() - t0)
+            if method == "both":
+                entry["correlation"] = attr.correlation(exact)
+                console.print(f"  attribution vs exact: Pearson r = {entry['correlation']:.3f}", highlight=False)
+    for warning in dict.fromkeys(str(c.message) for c in caught):
+        console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False)
+    return entry
+
+
+def _earlier_sweeps(path: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """Sweeps an earlier `patch` into this folder computed on the same task and model, kept."""
+    import json
+
+    if not path.exists():
+        return {}
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        before = None
+    same = isinstance(before, dict) and all(before.get(k) == results[k] for k in ("task", "model", "n_examples"))
+    if not same or not isinstance(before.get("sweeps"), dict):
+        console.print(f"note: {path.name} held sweeps of another task or model; they are replaced.",
+                      style="yellow", highlight=False, markup=False)
+        return {}
+    return dict(before["sweeps"])
 
 
 def _say(what: str, method: str, res: Any, seconds: float) -> None:

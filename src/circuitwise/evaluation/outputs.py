@@ -1,12 +1,13 @@
 """Writing a circuit study to a folder: circuit.json, scores.json, evaluation.json, circuit.html.
 
-``circuit.html`` is self-contained: plotly.js is inlined once, nothing loads from a CDN.
+The files are staged and swapped in whole (:mod:`circuitwise.runfolder`), so the folder holds
+either the previous study or this one. ``circuit.html`` is self-contained: plotly.js is inlined
+once, nothing loads from a CDN.
 """
 
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +15,14 @@ import plotly.graph_objects as go
 
 from circuitwise.circuits.circuit import Circuit
 from circuitwise.circuits.scores import EdgeScores
-from circuitwise.errors import ConfigError
 from circuitwise.evaluation.evaluate import CircuitEvaluation
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+from circuitwise.runfolder import RunFolder
 
 
 def prepare_dir(out: Path) -> Path:
+    """Refuse, before any work, an --out that is a file or holds files circuitwise did not write."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing).")
-    out.mkdir(parents=True, exist_ok=True)
+    RunFolder(out).check()
     return out
 
 
@@ -62,19 +56,39 @@ def summary_lines(ev: CircuitEvaluation) -> list[str]:
 
 
 def write_outputs(out: Path, circuit: Circuit, evaluation: CircuitEvaluation, scores: EdgeScores | None = None,
-                  extra: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write the study's files into ``out`` and return their paths."""
-    out = prepare_dir(out)
-    paths = {"circuit": circuit.save(out / "circuit.json")}
+                  extra: dict[str, Any] | None = None, *, source: Path | None = None) -> dict[str, Path]:
+    """Write the study's files into ``out`` and return their paths.
+
+    ``source``: the circuit.json the circuit was read from (``evaluate``). It is never rewritten:
+    ``out`` gets a byte-for-byte copy, or keeps it as it is when it already lives there.
+    """
+    out = Path(out)
+    names = {"evaluation.json", "circuit.html"}
+    if source is None or not _same_file(Path(source), out / "circuit.json"):
+        # A new circuit: its scores (or none) replace the earlier circuit's.
+        names |= {"circuit.json", "scores.json"}
+    with RunFolder(out, replaces=names) as folder:
+        if source is None:
+            folder.write_json("circuit.json", circuit.to_json())
+        elif "circuit.json" in names:
+            folder.write_text("circuit.json", Path(source).read_bytes())
+        if scores is not None:
+            folder.write_json("scores.json", scores.to_json())
+        folder.write_json("evaluation.json", {**evaluation.to_json(), **(extra or {})})
+        title = f"Circuit for {circuit.task or 'task'} ({circuit.method or 'circuit'})"
+        folder.write_text("circuit.html", figures_html(evaluation.figures(), title, summary_lines(evaluation)))
+        folder.commit()
+    paths = {"circuit": out / "circuit.json", "evaluation": out / "evaluation.json", "html": out / "circuit.html"}
     if scores is not None:
         paths["scores"] = out / "scores.json"
-        _write(paths["scores"], json.dumps(scores.to_json(), indent=1))
-    paths["evaluation"] = out / "evaluation.json"
-    _write(paths["evaluation"], json.dumps({**evaluation.to_json(), **(extra or {})}, indent=1))
-    paths["html"] = out / "circuit.html"
-    title = f"Circuit for {circuit.task or 'task'} ({circuit.method or 'circuit'})"
-    _write(paths["html"], figures_html(evaluation.figures(), title, summary_lines(evaluation)))
     return paths
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
 
 
 __all__ = ["figures_html", "prepare_dir", "summary_lines", "write_outputs"]

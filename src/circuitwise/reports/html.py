@@ -101,9 +101,9 @@ class Page:
         )
 
     def write(self, path: Path) -> None:
-        tmp = path.with_suffix(".html.tmp")
-        tmp.write_text(self.render(), encoding="utf-8")
-        tmp.replace(path)
+        from circuitwise.runfolder import atomic_write_text
+
+        atomic_write_text(path, self.render())
 
 
 __all__ = ["Page", "attention_html", "esc", "figure_html", "table", "tokens_html"]

@@ -1,0 +1,261 @@
+"""Output folders that are always whole: staged writes, swapped in at the end, under a lock.
+
+A command writes into ``.<name>.partial`` beside its output folder ``<name>`` and, once every
+file is there, swaps the two (one atomic ``renameat2(RENAME_EXCHANGE)`` on Linux, two renames
+elsewhere). So ``<name>`` only ever holds a previous complete result or the new one. A failed or
+interrupted command leaves ``<name>`` untouched and its finished work (patching checkpoints) in
+the partial folder, which the next run of the same command resumes from. ``.<name>.lock`` beside
+them lets one process at a time write there; a second one is refused with a clear message.
+Files of other circuitwise commands in the folder (a ``patch`` next to a ``run``) are carried
+over into the new version as hard links, so they are kept without being copied.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Iterable
+
+from circuitwise.errors import CircuitwiseError, ConfigError, FolderBusyError, Interrupted, OutputError
+from circuitwise.types import nan_to_none
+
+# What circuitwise commands write into an output folder; anything else means the folder is the
+# user's, and replacing it whole would take their files with it.
+OURS = frozenset({"report.html", "results.json", "config.yaml", "circuit.json", "scores.json",
+                  "evaluation.json", "circuit.html", "patching.json", ".patching"})
+CHECKPOINTS = ".patching"
+
+
+def output_error(e: OSError, path: Path | str, doing: str = "write") -> OutputError:
+    """An OSError while writing ``path`` as a CircuitwiseError that says what to do."""
+    code = e.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        fix = "The disk (or quota) is full: free some space, or choose --out on another disk."
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "It is not writable by you: choose a folder you can write to with --out."
+    elif code in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST):
+        fix = "Something in the way is a file, not a folder (or the reverse): choose another --out."
+    else:
+        fix = "Choose another --out folder."
+    return OutputError(f"Cannot {doing} {path}: {e.strerror or e}. {fix}")
+
+
+def atomic_write_text(path: Path, text: str | bytes) -> Path:
+    """Write ``text`` (or bytes, as they are) to ``path`` through a uniquely named temporary file and a rename.
+
+    The rename also matters for hard-linked files carried over from an earlier run: writing in
+    place would change the earlier run's copy too.
+    """
+    path = Path(path)
+    tmp_name = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are as readable as any file
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8") if isinstance(text, str) else text)
+        os.replace(tmp_name, path)
+    except OSError as e:
+        if tmp_name is not None:
+            Path(tmp_name).unlink(missing_ok=True)
+        raise output_error(e, path) from None
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_json(path: Path, data: Any, *, indent: int | None = 1) -> Path:
+    """Strict JSON (NaN and ±inf become null), written atomically."""
+    return atomic_write_text(path, json.dumps(nan_to_none(data), indent=indent, allow_nan=False))
+
+
+class RunFolder:
+    """``with RunFolder(out, replaces={...}) as rf:`` write into ``rf.path``, then ``rf.commit()``.
+
+    ``replaces`` names the files this command writes; those of the previous version are not
+    carried over, so a file the new run does not produce cannot linger beside its results.
+    """
+
+    def __init__(self, out: Path | str, *, replaces: Iterable[str] = ()):
+        self.out = Path(out)
+        self.replaces = frozenset(replaces)
+        self.staging = self.out.parent / f".{self.out.name}.partial"
+        self.lock_path = self.out.parent / f".{self.out.name}.lock"
+        self._lock: int | None = None
+        self._staged = False
+        self.committed = False
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def __enter__(self) -> "RunFolder":
+        self.check()
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise output_error(e, self.out, "create the output folder") from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self._lock, 32, 0).decode(errors="replace").strip() or "another process"
+            os.close(self._lock)
+            self._lock = None
+            raise FolderBusyError(
+                f"Another circuitwise command (pid {holder}) is writing to {self.out}. Wait for it to finish, "
+                "or give this one another --out folder.") from None
+        os.ftruncate(self._lock, 0)
+        os.pwrite(self._lock, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        try:
+            if exc is None or self.committed:
+                return False
+            kept = self.kept_message()
+            if isinstance(exc, KeyboardInterrupt):
+                raise Interrupted(kept) from None
+            if isinstance(exc, OSError):
+                err = output_error(exc, getattr(exc, "filename", None) or self.staging)
+                err.add_note(kept)
+                raise err from None
+            if isinstance(exc, Exception):
+                exc.add_note(kept)
+            return False
+        finally:
+            self._unlock()
+
+    def kept_message(self) -> str:
+        before = (f"The previous complete result in {self.out} is untouched."
+                  if self.out.is_dir() and any(self.out.iterdir()) else f"Nothing was written to {self.out}.")
+        if self._staged and self.staging.exists():
+            return (f"{before} Finished work is kept in {self.staging}; re-run the same command to resume "
+                    "from it.")
+        return before
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing releases the flock
+            self._lock = None
+
+    # ---- checks -----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Refuse, before any work, an --out that is a file or a folder of someone else's files."""
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file, not a folder. Choose a folder path (it is created if needed).")
+        if out.is_dir():
+            try:
+                names = [p.name for p in out.iterdir()]
+            except OSError as e:
+                raise output_error(e, out, "read the output folder") from None
+            foreign = sorted(n for n in names if n not in OURS and not n.endswith(".tmp"))
+            if foreign:
+                raise ConfigError(
+                    f"--out {out} holds files circuitwise did not write ({', '.join(foreign[:3])}"
+                    f"{', …' if len(foreign) > 3 else ''}). A run replaces its output folder whole when it "
+                    "completes, so give a new or empty folder (or one an earlier circuitwise run wrote).")
+
+    # ---- staging ----------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The staging folder to write into (made, and the previous version carried over, on first use)."""
+        if not self._staged:
+            self._stage()
+        return self.staging
+
+    def _stage(self) -> None:
+        try:
+            if self.staging.exists() and not self.staging.is_dir():
+                self.staging.unlink()
+            self.staging.mkdir(exist_ok=True)
+            # A partial folder left by a failed run keeps only its checkpoints: every other file in
+            # it is rewritten by this run or carried over afresh from the complete version.
+            for p in self.staging.iterdir():
+                if p.name != CHECKPOINTS:
+                    _remove(p)
+            if self.out.is_dir():
+                for p in self.out.iterdir():
+                    if p.name in self.replaces or p.name.endswith(".tmp"):
+                        continue
+                    _link_tree(p, self.staging / p.name)
+        except OSError as e:
+            raise output_error(e, self.staging, "prepare the staging folder") from None
+        self._staged = True
+
+    def write_text(self, name: str, text: str | bytes) -> Path:
+        return atomic_write_text(self.path / name, text)
+
+    def write_json(self, name: str, data: Any, *, indent: int | None = 1) -> Path:
+        return atomic_write_json(self.path / name, data, indent=indent)
+
+    def commit(self) -> Path:
+        """Swap the staged folder in as ``out``; the previous version is removed."""
+        staging = self.path
+        try:
+            if not self.out.exists():
+                os.rename(staging, self.out)
+            elif _exchange(staging, self.out):
+                _remove(staging)
+            else:
+                old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
+                os.rename(self.out, old)
+                os.rename(staging, self.out)
+                _remove(old)
+        except OSError as e:
+            raise output_error(e, self.out, "replace") from None
+        self.committed = True
+        return self.out
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` (a file or folder) to ``dst``; files already at ``dst`` are kept."""
+    if src.is_dir():
+        dst.mkdir(exist_ok=True)
+        for child in src.iterdir():
+            _link_tree(child, dst / child.name)
+        return
+    if dst.exists():
+        return
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system or no hard links: copy instead
+        shutil.copy2(src, dst)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2); False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+__all__ = ["OURS", "RunFolder", "atomic_write_json", "atomic_write_text", "output_error"]

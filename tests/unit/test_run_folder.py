@@ -1,0 +1,171 @@
+"""Output folders are always whole: staged, swapped in when complete, locked, never mixed."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from circuitwise.cli import _register, app
+from circuitwise.errors import CircuitwiseError, ConfigError, FolderBusyError, Interrupted, OutputError
+from circuitwise.runfolder import RunFolder, atomic_write_json
+
+_register()
+runner = CliRunner()
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def _complete(out, text="old"):
+    with RunFolder(out) as rf:
+        rf.write_text("results.json", json.dumps({"complete": True, "v": text}))
+        rf.write_text("report.html", text)
+        rf.commit()
+    return _files(out)
+
+
+def test_commit_replaces_the_folder_whole_and_keeps_other_commands_files(tmp_path):
+    out = tmp_path / "run"
+    _complete(out)
+    (out / "patching.json").write_text("{}")
+    with RunFolder(out, replaces={"results.json", "report.html"}) as rf:
+        rf.write_text("results.json", "new")
+        assert not (rf.path / "report.html").exists()  # what this command writes is never carried over
+        rf.commit()
+    assert _files(out) == {"results.json": b"new", "patching.json": b"{}"}
+    assert not (tmp_path / ".run.partial").exists()
+
+
+def test_a_failure_leaves_the_previous_run_and_says_where_the_partial_state_is(tmp_path):
+    out = tmp_path / "run"
+    before = _complete(out)
+    with pytest.raises(RuntimeError) as info:
+        with RunFolder(out) as rf:
+            rf.write_text("results.json", "half")
+            raise RuntimeError("boom")
+    assert _files(out) == before
+    assert any(".run.partial" in n and "resume" in n for n in info.value.__notes__)
+
+
+def test_interrupt_becomes_a_clear_message(tmp_path):
+    out = tmp_path / "run"
+    before = _complete(out)
+    with pytest.raises(Interrupted, match="untouched.*kept in.*re-run the same command") as info:
+        with RunFolder(out) as rf:
+            rf.write_text("results.json", "half")
+            raise KeyboardInterrupt
+    assert info.value.exit_code == 130 and _files(out) == before
+
+
+def test_full_disk_is_an_output_error_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    before = _complete(out)
+    real = os.replace
+
+    def full(src, dst, *a, **k):
+        if str(dst).endswith("report.html"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OutputError, match="full") as info:
+        with RunFolder(out) as rf:
+            rf.write_text("results.json", "new")
+            rf.write_text("report.html", "new")
+    assert info.value.exit_code == 3
+    assert _files(out) == before
+    assert not [p for p in (tmp_path / ".run.partial").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_second_writer_is_refused(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out):
+        with pytest.raises(FolderBusyError, match=f"pid {os.getpid()}.*another --out"):
+            with RunFolder(out):
+                pass
+    with RunFolder(out):  # released
+        pass
+
+
+def test_a_folder_of_other_files_is_refused_before_any_work(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="notes.txt"):
+        RunFolder(tmp_path).check()
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_temp_names_are_unique_and_json_is_strict(tmp_path):
+    atomic_write_json(tmp_path / "a.json", {"x": float("nan"), "y": [float("inf")]})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": None, "y": [None]}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+# ---- through the CLI ---------------------------------------------------------------------------
+
+class Outcome:
+    """What `main()` would show: the exit status and the message (with its notes)."""
+
+    def __init__(self, result):
+        e = result.exception
+        self.clean = e is None or isinstance(e, (SystemExit, CircuitwiseError))
+        self.exit_code = e.exit_code if isinstance(e, CircuitwiseError) else result.exit_code
+        notes = "\n".join(getattr(e, "__notes__", ())) if isinstance(e, CircuitwiseError) else ""
+        self.output = result.output + (f"error: {e}\n{notes}" if isinstance(e, CircuitwiseError) else "")
+
+
+def invoke(*args):
+    out = Outcome(runner.invoke(app, [str(a) for a in args]))
+    assert out.clean, out.output
+    return out
+
+
+def _run(out, model, *extra):
+    return invoke("run", "opposites-seed", "--model", model, "--out", out, "--patch", "heads", "--circuit", "none", *extra)
+
+
+@pytest.fixture
+def good_run(tmp_path, tiny_ckpt):
+    out = tmp_path / "run"
+    r = _run(out, tiny_ckpt)
+    assert r.exit_code == 0, r.output
+    return out, _files(out)
+
+
+def test_run_failing_part_way_keeps_the_previous_run(good_run, tiny_ckpt, monkeypatch):
+    out, before = good_run
+    import circuitwise.pipeline as pipeline
+
+    def broken(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "x"))
+
+    monkeypatch.setattr(pipeline, "activation_patching", broken)
+    r = _run(out, tiny_ckpt, "--top-k", "2")
+    assert r.exit_code == 3 and "full" in r.output and "untouched" in r.output, r.output
+    assert _files(out) == before
+
+
+def test_run_into_a_busy_folder_is_refused(good_run, tiny_ckpt):
+    out, before = good_run
+    with RunFolder(out):
+        r = _run(out, tiny_ckpt)
+    assert r.exit_code == 4 and "Another circuitwise command" in r.output
+    assert _files(out) == before
+
+
+@pytest.mark.parametrize("where", ["/proc/self", "/proc/self/circuitwise-out", "/proc/version/x"])
+def test_unusable_out_paths_are_clear_errors(tiny_ckpt, where):
+    r = _run(where, tiny_ckpt)
+    assert r.exit_code in (2, 3) and "error: " in r.output, r.output
+
+
+def test_patch_keeps_every_sweep_already_computed(tmp_path, tiny_ckpt):
+    out = tmp_path / "p"
+    args = ["patch", "opposites-seed", "--model", tiny_ckpt, "--out", out]
+    assert invoke(*args, "--what", "heads").exit_code == 0
+    assert invoke(*args, "--what", "head_q").exit_code == 0
+    assert set(json.loads((out / "patching.json").read_text())["sweeps"]) == {"heads", "head_q"}
