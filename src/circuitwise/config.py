@@ -78,13 +78,28 @@ class RunConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: Path) -> "RunConfig":
+        path = Path(path)
+        fix = "Give the config.yaml an earlier run wrote (circuitwise run … --out DIR writes DIR/config.yaml)."
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"Config file {path} does not exist.") from None
+            raise ConfigError(f"Config file {path} does not exist. {fix}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"--config {path} is a folder. {fix}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"Config file {path} is not UTF-8 text ({e.reason} at byte {e.start}). {fix}") from None
+        except OSError as e:
+            raise ConfigError(f"Cannot read config file {path}: {e.strerror or e}. {fix}") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"Config file {path} is not valid YAML: {e}") from None
-        return cls.build(**(data or {}))
+        except (RecursionError, ValueError, TypeError, OverflowError) as e:
+            raise ConfigError(f"Config file {path} is not usable YAML ({type(e).__name__}). {fix}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"Config file {path} holds a YAML {type(data).__name__}, not a mapping of options "
+                              f"(task: …, model: …). {fix}")
+        return cls.build(**{str(k): v for k, v in data.items()})
 
     @classmethod
     def build(cls, **kwargs: Any) -> "RunConfig":

@@ -113,17 +113,30 @@ class Circuit:
         tmp.replace(path)
         return path
 
-    @classmethod
-    def from_json(cls, data: Any, model: Any, *, source: str = "circuit.json") -> "Circuit":
-        """Rebuild a circuit on ``model``, raising ConfigError where the file does not fit it."""
+    @staticmethod
+    def check_json(data: Any, source: str = "circuit.json") -> None:
+        """Raise ConfigError unless ``data`` has circuit.json's shape (cheap: no model needed)."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ConfigError(
                 f"{source} is not a circuitwise circuit file (no \"format\": \"{FORMAT}\"). Give the "
                 "circuit.json written by `circuitwise circuit`."
             )
-        if int(data.get("version", 0)) > VERSION:
+        fix = "Re-create it with `circuitwise circuit`, or restore the field as that command writes it"
+        version = data.get("version", 0)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise ConfigError(f"{source}: \"version\" must be a whole number, not {version!r}. {fix}.")
+        for key, kind in (("model", dict), ("selection", dict), ("method", str), ("task", str), ("metric", str)):
+            if data.get(key) is not None and not isinstance(data[key], kind):
+                raise ConfigError(f"{source}: \"{key}\" must be {'an object' if kind is dict else 'a string'}, "
+                                  f"not {data[key]!r}. {fix}.")
+        if version > VERSION:
             raise ConfigError(f"{source} was written by a newer circuitwise (format version "
                               f"{data.get('version')}); upgrade circuitwise to read it.")
+
+    @classmethod
+    def from_json(cls, data: Any, model: Any, *, source: str = "circuit.json") -> "Circuit":
+        """Rebuild a circuit on ``model``, raising ConfigError where the file does not fit it."""
+        cls.check_json(data, source)
         graph = graph_of(model)
         want = model_info(model)
         have = data.get("model") or {}

@@ -91,8 +91,7 @@ def circuit(
         raise ConfigError("--selection top-n needs --edges N (how many edges to keep).")
     if selection == "threshold" and threshold is None:
         raise ConfigError("--selection threshold needs --threshold T (the score cut-off).")
-    if out.exists() and not out.is_dir():
-        prepare_dir(out)  # raises before any work is done
+    prepare_dir(out)  # a file, or a folder of other files, fails before any work
     m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing)
     with progress_bar() as update:
         found = find_circuit(m, tok, method=method, steps=steps, direction=direction, selection=selection,
@@ -144,9 +143,13 @@ def evaluate(
         raise ConfigError(f"Circuit file {circuit_file} does not exist. Write one with `circuitwise circuit TASK --out DIR`.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{circuit_file} is not valid JSON ({e}). Give the circuit.json written by `circuitwise circuit`.") from None
-    if out is not None and out.exists() and not out.is_dir():
-        prepare_dir(out)
-    name = model or ((raw.get("model") or {}).get("name") if isinstance(raw, dict) else None) or F["model"].default
+    except (OSError, RecursionError) as e:
+        raise ConfigError(f"Cannot read the circuit file {circuit_file}: {getattr(e, 'strerror', None) or e}. "
+                          "Give the circuit.json written by `circuitwise circuit`.") from None
+    if out is not None:
+        prepare_dir(out)  # a file, or a folder of other files, fails before any work
+    Circuit.check_json(raw, str(circuit_file))  # a malformed file fails before the model loads
+    name = model or (raw.get("model") or {}).get("name") or F["model"].default
     m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid, processing)
     circ = Circuit.from_json(raw, m, source=str(circuit_file))
     with progress_bar() as update:

@@ -40,3 +40,20 @@ def test_write_outputs(known_model, study, tmp_path):
     back = Circuit.load(paths["circuit"], known_model)
     assert back.n_edges == found.circuit.n_edges
     assert len(json.loads(paths["scores"].read_text())["scores"]) == found.circuit.graph.n_edges
+
+
+def test_evaluate_never_rewrites_its_input_circuit(study, tmp_path):
+    """`evaluate C --out <folder of C>` keeps C byte for byte (fields circuitwise does not know included)."""
+    found, ev = study
+    out = tmp_path / "study"
+    write_outputs(out, found.circuit, ev, found.scores)
+    circ = out / "circuit.json"
+    data = json.loads(circ.read_text())
+    data["note"] = "kept by hand"
+    circ.write_text(json.dumps(data))
+    before = circ.read_bytes()
+    write_outputs(out, found.circuit, ev, source=circ)
+    assert circ.read_bytes() == before and (out / "scores.json").exists()
+    elsewhere = tmp_path / "other"
+    write_outputs(elsewhere, found.circuit, ev, source=circ)
+    assert (elsewhere / "circuit.json").read_bytes() == before and not (elsewhere / "scores.json").exists()

@@ -1,0 +1,73 @@
+"""Ctrl-C and SIGKILL mid-run (a real `circuitwise` process on the bundled model): the previous
+complete run stays whole, the message says what was kept, and the next run resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CMD = [sys.executable, "-c", "from circuitwise.cli import main; main()", "run", "opposites-seed",
+       "--model", "bundled", "--circuit", "none", "--align", "end"]
+
+
+def _previous_run(out: Path) -> dict[str, bytes]:
+    out.mkdir()
+    files = {"results.json": b'{"complete": true}', "report.html": b"<p>old</p>", "config.yaml": b"task: x\n"}
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    return files
+
+
+def _start_and_wait_for_patching(out: Path) -> subprocess.Popen:
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.Popen([*CMD, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    checkpoints = out.parent / f".{out.name}.partial" / ".patching"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if checkpoints.is_dir() and any(checkpoints.rglob("*.safetensors")):
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"the run never reached patching: {proc.communicate()}")
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+
+def test_sigint_keeps_the_previous_run_and_says_how_to_resume(tmp_path):
+    out = tmp_path / "run"
+    before = _previous_run(out)
+    proc = _start_and_wait_for_patching(out)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    text = " ".join(err.decode().split())
+    assert proc.returncode == 130, text
+    assert "interrupted:" in text and "untouched" in text and "re-run the same command to resume" in text
+    assert "Traceback" not in text
+    assert _files(out) == before
+
+
+@pytest.mark.integration
+def test_sigkill_then_rerun_resumes_into_a_whole_folder(tmp_path):
+    out = tmp_path / "run"
+    before = _previous_run(out)
+    proc = _start_and_wait_for_patching(out)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert _files(out) == before
+    partial = tmp_path / ".run.partial" / ".patching"
+    kept = {p.name for p in partial.rglob("*.safetensors")}
+    assert kept
+    done = subprocess.run([*CMD, "--out", str(out)], capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    res = json.loads((out / "results.json").read_text())
+    assert res["complete"] and (out / "report.html").exists() and not (tmp_path / ".run.partial").exists()
+    assert kept <= {p.name for p in (out / ".patching").rglob("*.safetensors")}
