@@ -32,6 +32,10 @@ STEP_NAMES: tuple[StepName, ...] = (
 )
 
 
+# A step with nothing to act on (no value biases to fold) changes nothing: recorded, never a note.
+NOTHING = "nothing to do: "
+
+
 @dataclass(frozen=True)
 class ProcessingStep:
     """One processing step: applied or not, and why not."""
@@ -58,12 +62,15 @@ class Processing:
         return self.step(name).applied
 
     def notes(self) -> list[str]:
-        """One line per step that was skipped or only partly applied (nothing when all applied)."""
+        """One line per step skipped or only partly applied that matters (nothing when all applied).
+
+        Steps that had nothing to act on are in :attr:`steps` but not here: they change nothing.
+        """
         if not self.requested:
             return ["weight processing off (--no-processing): analysing the raw Hugging Face weights"]
         out = []
         for s in self.steps:
-            if s.reason is None:
+            if s.reason is None or s.reason.startswith(NOTHING):
                 continue
             verb = "partly applied" if s.applied else "skipped"
             out.append(f"processing step {s.name} {verb}: {s.reason}")
@@ -186,6 +193,8 @@ def record(bridge, p: _Plan, before: dict[str, torch.Tensor]) -> Processing:
             steps.append(_fold_ln_truth(bridge, before, offset))
         elif name == "center_unembed":
             steps.append(_center_unembed_truth(bridge))
+        elif name == "fold_value_biases":
+            steps.append(_fold_value_biases_truth(bridge))
         else:
             steps.append(ProcessingStep(name, True, None))
     return Processing(True, tuple(steps))
@@ -195,7 +204,7 @@ def _fold_ln_truth(bridge, before: dict[str, torch.Tensor], offset: bool) -> Pro
     after = _pre_norm_params(bridge)
     if not before:
         return ProcessingStep(
-            "fold_ln", False, "no norm with learned weights reads the residual; nothing to fold"
+            "fold_ln", False, NOTHING + "no norm with learned weights reads the residual"
         )
     kept = sorted({k.rsplit(".", 1)[0] for k, v in after.items() if not _is_identity(k, v, offset)})
     if not kept:
@@ -208,6 +217,16 @@ def _fold_ln_truth(bridge, before: dict[str, torch.Tensor], offset: bool) -> Pro
             "fold_ln", False, f"TransformerLens's {adapter} does not fold these norms: {where}"
         )
     return ProcessingStep("fold_ln", True, f"TransformerLens's {adapter} left unfolded: {where}")
+
+
+def _fold_value_biases_truth(bridge) -> ProcessingStep:
+    biases = [getattr(b.attn, "b_V", None) for b in bridge.blocks]
+    biases = [b for b in biases if isinstance(b, torch.Tensor)]
+    if not biases:
+        return ProcessingStep("fold_value_biases", False, NOTHING + "the attention has no value biases")
+    if all(bool((b == 0).all()) for b in biases):
+        return ProcessingStep("fold_value_biases", True, None)
+    return ProcessingStep("fold_value_biases", False, "TransformerLens left the value biases unfolded")
 
 
 def _center_unembed_truth(bridge) -> ProcessingStep:

@@ -43,7 +43,8 @@ def _processing_text(p: Any) -> str:
         return "weight processing off (raw weights)."
     applied = [s["name"] for s in p["steps"] if s["applied"]]
     skipped = "".join(f"<li>{esc(s['name'])} {'partly applied' if s['applied'] else 'skipped'}: "
-                      f"{esc(s['reason'])}</li>" for s in p["steps"] if s.get("reason"))
+                      f"{esc(s['reason'])}</li>" for s in p["steps"]
+                      if s.get("reason") and not s["reason"].startswith("nothing to do"))
     text = f"weight processing: {esc(', '.join(applied) or 'none applied')}."
     return text + (f'</p><ul class="note">{skipped}</ul><p class="note">' if skipped else "")
 

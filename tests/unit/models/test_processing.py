@@ -9,7 +9,7 @@ import torch
 
 import circuitwise as cw
 from circuitwise.models import Processing, ProcessingStep
-from circuitwise.models.processing import STEP_NAMES
+from circuitwise.models.processing import NOTHING, STEP_NAMES
 
 
 def _identity_norms(model) -> bool:
@@ -47,9 +47,19 @@ def test_record_is_true_of_the_weights(family_ckpt, family_model):
     assert centred is rec.applied("center_unembed")
     if rec.applied("fold_ln") and rec.step("fold_ln").reason is None:
         assert _identity_norms(family_model)
+    b_v = [b.attn.b_V for b in family_model.blocks if getattr(b.attn, "b_V", None) is not None]
+    assert rec.applied("fold_value_biases") is bool(b_v)
+    assert all(bool((b == 0).all()) for b in b_v)
     if rec.applied("center_writing_weights"):
         w_o = family_model.blocks[0].attn.W_O.float()
         assert w_o.mean(-1).abs().max() < 1e-5 * w_o.abs().max()
+
+
+def test_a_step_with_nothing_to_act_on_is_recorded_but_not_a_note(family_model_for):
+    rec = family_model_for("llama").circuitwise_processing  # Llama's attention has no biases
+    step = rec.step("fold_value_biases")
+    assert not step.applied and step.reason.startswith(NOTHING)
+    assert not any("fold_value_biases" in n for n in rec.notes())
 
 
 def test_gpt2_gets_all_of_the_seeds_processing(family_model_for):
@@ -83,7 +93,7 @@ def test_json_round_trip_and_one_note_per_skip(family_model_for):
     data = json.loads(json.dumps(rec.to_json()))
     assert Processing.from_json(data) == rec
     assert data["steps"][0] == {"name": "fold_ln", "applied": True, "reason": None}
-    assert len(rec.notes()) == sum(1 for s in rec.steps if s.reason)
+    assert len(rec.notes()) == sum(1 for s in rec.steps if s.reason and not s.reason.startswith(NOTHING))
     assert all("\n" not in n for n in rec.notes())
 
 
