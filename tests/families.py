@@ -131,7 +131,7 @@ def _phi3(n):
     return _common(Phi3Config, num_hidden_layers=n, num_attention_heads=N_HEADS,
                    num_key_value_heads=N_KV, hidden_size=D_MODEL, intermediate_size=D_MLP,
                    max_position_embeddings=N_CTX, original_max_position_embeddings=N_CTX,
-                   tie_word_embeddings=False)
+                   sliding_window=WINDOW, tie_word_embeddings=False)
 
 
 def _olmo2(n):
@@ -145,6 +145,9 @@ _CONFIGS: dict[str, Callable[[int], Any]] = {
     "llama": _llama, "mistral": _mistral, "qwen2": _qwen2, "qwen3": _qwen3, "gemma": _gemma,
     "gemma2": _gemma2, "gemma3": _gemma3, "phi": _phi, "phi3": _phi3, "olmo2": _olmo2,
 }
+
+# Families whose fixture has sliding-window (local) attention on at least one layer.
+WINDOWED: frozenset[str] = frozenset({"gpt-neo", "mistral", "qwen2", "gemma2", "gemma3", "phi3"})
 
 # family -> the exact error TransformerLens 4.3 raises booting it (none today).
 NOT_BOOTING: dict[str, str] = {}
@@ -190,4 +193,4 @@ def make_family_checkpoint(family: str, out: Path, *, seed: int = 0, n_layers: i
     return out
 
 
-__all__ = ["FAMILIES", "NOT_BOOTING", "make_family_checkpoint"]
+__all__ = ["FAMILIES", "NOT_BOOTING", "WINDOWED", "make_family_checkpoint"]

@@ -37,3 +37,24 @@ def test_family_loads_and_matches_hf_logit_diff(family_ckpt, family_model):
     # Every logit difference at every position: compatibility mode shifts logits by a constant.
     centred = lambda x: x - x.mean(-1, keepdim=True)  # noqa: E731
     torch.testing.assert_close(centred(ours), centred(theirs), atol=1e-4, rtol=0)
+
+
+def test_sliding_windows_are_really_on(family_ckpt):
+    """A window shorter than the prompt must change the output, or the fixture tests nothing."""
+    from tests.families import WINDOWED
+
+    family, path = family_ckpt
+    if family not in WINDOWED:
+        pytest.skip(f"{family} has no sliding-window attention")
+    from transformers import AutoConfig
+
+    ids = torch.arange(1000, 1012)[None]
+    windowed = _hf_model(family, path)
+    cfg = AutoConfig.from_pretrained(str(path))
+    for key in ("sliding_window", "window_size"):
+        if getattr(cfg, key, None):
+            setattr(cfg, key, 10_000)
+    cls = type(windowed)
+    wide = cls.from_pretrained(str(path), config=cfg, attn_implementation="eager").float().eval()
+    with torch.inference_mode():
+        assert not torch.allclose(windowed(ids).logits, wide(ids).logits, atol=1e-4)
