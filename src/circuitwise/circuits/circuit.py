@@ -18,6 +18,7 @@ import torch
 
 from circuitwise.circuits.graph import Graph, graph_of
 from circuitwise.errors import ConfigError
+from circuitwise.models.processing import of as processing_of
 
 FORMAT = "circuitwise.circuit"
 VERSION = 1
@@ -31,6 +32,8 @@ def model_info(model: Any) -> dict[str, Any]:
         "n_heads": int(cfg.n_heads),
         "d_model": int(cfg.d_model),
         "d_vocab": int(cfg.d_vocab),
+        # The weights the scores were computed on (folded norms, centred weights), step by step.
+        "processing": rec.to_json() if (rec := processing_of(model)) is not None else None,
     }
 
 

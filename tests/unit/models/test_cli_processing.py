@@ -92,3 +92,10 @@ def test_no_processing_is_honoured_by_every_command(family_path_for, tmp_path):
                             "--json", *common])
     assert r.exit_code == 0, r.output
     json.loads(r.stdout)
+
+
+def test_circuit_json_records_the_processing(family_model_for):
+    from circuitwise.circuits.circuit import model_info
+
+    m = family_model_for("pythia")
+    assert model_info(m)["processing"] == m.circuitwise_processing.to_json()
