@@ -195,6 +195,8 @@ def record(bridge, p: _Plan, before: dict[str, torch.Tensor]) -> Processing:
             steps.append(_center_unembed_truth(bridge))
         elif name == "fold_value_biases":
             steps.append(_fold_value_biases_truth(bridge))
+        elif name == "refactor_factored_attn_matrices":
+            steps.append(_refactor_truth(bridge))
         else:
             steps.append(ProcessingStep(name, True, None))
     return Processing(True, tuple(steps))
@@ -227,6 +229,19 @@ def _fold_value_biases_truth(bridge) -> ProcessingStep:
     if all(bool((b == 0).all()) for b in biases):
         return ProcessingStep("fold_value_biases", True, None)
     return ProcessingStep("fold_value_biases", False, "TransformerLens left the value biases unfolded")
+
+
+def _refactor_truth(bridge) -> ProcessingStep:
+    # The refactor makes each head's W_O a rotation: orthonormal rows, W_O @ W_O.T = I.
+    for block in bridge.blocks:
+        w_o = block.attn.W_O.detach().float()
+        gram = w_o @ w_o.transpose(-1, -2)
+        if not torch.allclose(gram, torch.eye(gram.shape[-1]).expand_as(gram), atol=1e-4):
+            return ProcessingStep(
+                "refactor_factored_attn_matrices", False,
+                "TransformerLens left W_O unrefactored (its rows are not orthonormal)",
+            )
+    return ProcessingStep("refactor_factored_attn_matrices", True, None)
 
 
 def _center_unembed_truth(bridge) -> ProcessingStep:

@@ -50,6 +50,10 @@ def test_record_is_true_of_the_weights(family_ckpt, family_model):
     b_v = [b.attn.b_V for b in family_model.blocks if getattr(b.attn, "b_V", None) is not None]
     assert rec.applied("fold_value_biases") is bool(b_v)
     assert all(bool((b == 0).all()) for b in b_v)
+    if rec.applied("refactor_factored_attn_matrices"):
+        w_o = family_model.blocks[-1].attn.W_O.float()
+        torch.testing.assert_close(w_o @ w_o.transpose(-1, -2), torch.eye(w_o.shape[-2]).expand(w_o.shape[0], -1, -1),
+                                   atol=1e-4, rtol=0)
     if rec.applied("center_writing_weights"):
         w_o = family_model.blocks[0].attn.W_O.float()
         assert w_o.mean(-1).abs().max() < 1e-5 * w_o.abs().max()
