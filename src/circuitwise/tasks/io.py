@@ -31,6 +31,12 @@ OPTIONAL = ("corrupted", "roles", "meta")
 HEADER_KEY = "circuitwise_task"
 # A YAML product of a few long lists can ask for billions of prompts; stop before building them.
 MAX_GENERATED = 1_000_000
+# No model's context holds a line this long; refusing it here is cheaper than tokenizing it.
+MAX_LINE_CHARS = 1_000_000
+# YAML aliases can make a small file stand for a huge document ("billion laughs"): bound the
+# document as it would be written out, and its nesting, before building it.
+MAX_YAML_VALUES = 1_000_000
+MAX_YAML_DEPTH = 64
 FIX_KEYS = (
     "Each example needs the string fields 'clean', 'correct', 'incorrect' and may have "
     "'corrupted' (plus 'roles' and 'meta' as written by `circuitwise tasks export`)"
@@ -192,6 +198,57 @@ YAML_KEYS = ("name", "description", "examples", "templates", "template", "correc
              "corrupt", "values", "product", "roles")
 
 
+def _safe_load_bounded(text: str, path: Path) -> Any:
+    """``yaml.safe_load``, refusing documents whose aliases expand too far or that nest too deep."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_yaml_size(node, path)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_yaml_size(root: yaml.Node, path: Path) -> None:
+    # Sizes are counted per distinct node (aliases share one), so the count itself stays cheap.
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        kids = _yaml_children(node)
+        if done:
+            on_path.discard(key)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            if size[key] > MAX_YAML_VALUES:
+                raise TaskFileError(path, node.start_mark.line + 1, None,
+                                    f"expands (through aliases) to more than {MAX_YAML_VALUES:,} values",
+                                    "Write the values out, or use fewer aliases of aliases")
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise TaskFileError(path, node.start_mark.line + 1, None, "holds an alias that refers to itself",
+                                "Remove the recursive alias")
+        if depth > MAX_YAML_DEPTH:
+            raise TaskFileError(path, node.start_mark.line + 1, None,
+                                f"nests deeper than {MAX_YAML_DEPTH} levels", "Flatten the document")
+        on_path.add(key)
+        stack.append((node, depth, True))
+        stack.extend((k, depth + 1, False) for k in kids if id(k) not in size)
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
 def _yaml_lines(text: str) -> dict[Any, Any]:
     """Line numbers of the top-level keys and of each item of 'examples'/'values' (best effort)."""
     try:
@@ -229,7 +286,7 @@ def _template_fields(template: str, path: Path, key: str, line: int | None) -> s
 
 def read_yaml(path: Path, text: str) -> tuple[list[Example], dict[str, Any]]:
     try:
-        doc = yaml.safe_load(text)
+        doc = _safe_load_bounded(text, path)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -361,10 +418,20 @@ def _rows(doc: Mapping[str, Any], path: Path, at: Any) -> list[dict[str, Any]]:
     return [{}]
 
 
+def _check_line_lengths(path: Path, text: str) -> None:
+    if len(text) <= MAX_LINE_CHARS:
+        return
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if len(line) > MAX_LINE_CHARS:
+            raise TaskFileError(path, lineno, None, f"has {len(line):,} characters (limit {MAX_LINE_CHARS:,} a line)",
+                                "No model's context holds a prompt this long; shorten it")
+
+
 def parse_task_text(path: Path, text: str, name: str | None = None) -> Task:
     """The task in ``text``, read as the file type of ``path``'s suffix (``path`` names it in errors)."""
     suffix = path.suffix.lower()
     head: dict[str, Any] = {}
+    _check_line_lengths(path, text)
     if suffix == ".jsonl":
         examples, head = _read_jsonl(path, text)
     elif suffix == ".csv":

@@ -121,6 +121,29 @@ def _encode(model: Any, text: str, prepend_bos: bool | None = None) -> list[int]
     return model.to_tokens(text, prepend_bos=prepend_bos)[0].tolist()
 
 
+def _encode_untruncated(model: Any, text: str) -> list[int]:
+    # TransformerLens truncates to n_ctx by default, which would report the context as the length.
+    try:
+        return model.to_tokens(text, truncate=False)[0].tolist()
+    except TypeError:  # tokenizer-only stand-ins take no `truncate` and never truncate
+        return _encode(model, text)
+
+
+_LONGEST: dict[int, int] = {}
+
+
+def _longest_token_chars(tokenizer: Any) -> int:
+    """An upper bound on the characters one token covers (byte-level vocabularies: one per byte)."""
+    key = id(tokenizer)
+    if key not in _LONGEST:
+        try:
+            vocab = tokenizer.get_vocab()
+            _LONGEST[key] = max(1, max((len(t) for t in vocab), default=1))
+        except Exception:  # no vocabulary to read: no early bound, the token count decides
+            _LONGEST[key] = 1 << 30
+    return _LONGEST[key]
+
+
 def _str(model: Any, ids: list[int]) -> list[str]:
     return [model.tokenizer.decode([i]) for i in ids]
 
@@ -186,11 +209,19 @@ def _role_positions(model: Any, ex: Example, ids: list[int]) -> dict[str, int] |
 
 def check_example(model: Any, ex: Example, need_corrupted: bool) -> tuple[list[int], list[int] | None, tuple[int, int]]:
     """Tokenize one example and raise :class:`TaskError` with the fix if it is unusable."""
-    ids = _encode(model, ex.clean)
     n_ctx = model.cfg.n_ctx
+    # Before tokenizing: a 10 MB prompt would cost seconds and gigabytes only to be refused.
+    # Twice the longest token: normalisers can merge two characters into one (e + ◌́ → é).
+    at_least = -(-len(ex.clean) // (2 * _longest_token_chars(model.tokenizer)))
+    if at_least >= n_ctx:
+        raise InvalidExample("too-long",
+            f"Prompt {ex.clean[:60]!r}… is {len(ex.clean):,} characters, so at least {at_least:,} tokens "
+            f"for this tokenizer; the model's context is {n_ctx:,} tokens. Shorten the prompt."
+        )
+    ids = _encode_untruncated(model, ex.clean)
     if len(ids) >= n_ctx:
         raise InvalidExample("too-long",
-            f"Prompt {ex.clean[:60]!r}… is {len(ids)} tokens long; the model's context is {n_ctx} "
+            f"Prompt {ex.clean[:60]!r}… is {len(ids):,} tokens long; the model's context is {n_ctx:,} "
             "tokens and the answer needs one more. Shorten the prompt."
         )
     answers = (_answer_id(model, ex, "correct", ids), _answer_id(model, ex, "incorrect", ids))
