@@ -31,6 +31,7 @@ from circuitwise.types import nan_to_none
 OURS = frozenset({"report.html", "results.json", "config.yaml", "circuit.json", "scores.json",
                   "evaluation.json", "circuit.html", "patching.json", ".patching"})
 CHECKPOINTS = ".patching"
+MAX_FOREIGN_FILES = 10
 
 
 def output_error(e: OSError, path: Path | str, doing: str = "write") -> OutputError:
@@ -161,7 +162,9 @@ class RunFolder:
             except OSError as e:
                 raise output_error(e, out, "read the output folder") from None
             foreign = sorted(n for n in names if n not in OURS and not n.endswith(".tmp"))
-            if foreign:
+            # A few loose files (the user's notes) are carried into each new version; a folder with
+            # subfolders or many files of its own is somebody's work, never to be swapped away.
+            if any((out / n).is_dir() for n in foreign) or len(foreign) > MAX_FOREIGN_FILES:
                 raise ConfigError(
                     f"--out {out} holds files circuitwise did not write ({', '.join(foreign[:3])}"
                     f"{', …' if len(foreign) > 3 else ''}). A run replaces its output folder whole when it "

@@ -92,11 +92,22 @@ def test_a_second_writer_is_refused(tmp_path):
         pass
 
 
-def test_a_folder_of_other_files_is_refused_before_any_work(tmp_path):
+def test_a_folder_of_other_work_is_refused_before_any_work(tmp_path):
+    (tmp_path / "src").mkdir()
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="notes.txt"):
+    with pytest.raises(ConfigError, match="notes.txt, src"):
         RunFolder(tmp_path).check()
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_few_files_of_the_user_are_carried_into_the_new_version(tmp_path):
+    out = tmp_path / "run"
+    _complete(out)
+    (out / "notes.txt").write_text("mine")
+    with RunFolder(out, replaces={"results.json", "report.html"}) as rf:
+        rf.write_text("results.json", "new")
+        rf.commit()
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_temp_names_are_unique_and_json_is_strict(tmp_path):
