@@ -33,8 +33,21 @@ def sweep_axes(model: Any, sweep: Sweep, tok: TokenizedTask, align: str) -> tupl
     if positions is not None:
         labels["pos"] = list(positions.labels)
     if sweep.by_head:
-        labels["head"] = [str(h) for h in range(model.cfg.n_heads)]
+        labels["head"] = head_labels(model, sweep)
     return positions, labels
+
+
+def head_labels(model: Any, sweep: Sweep) -> list[str]:
+    """Query heads; for the key/value sweeps of a grouped-query model, its key/value heads.
+
+    With grouped-query attention ``hook_k``/``hook_v`` hold one head per key/value group, so
+    the sweep patches (as TransformerLens's does) each shared head, i.e. every query head of
+    its group at once: ``kv{g}`` serves query heads ``g * n_heads / n_kv`` onwards.
+    """
+    kv = getattr(model.cfg, "n_key_value_heads", None)
+    if sweep.act in ("k", "v") and kv and kv != model.cfg.n_heads:
+        return [f"kv{g}" for g in range(kv)]
+    return [str(h) for h in range(model.cfg.n_heads)]
 
 
 def auto_batch_size(model: Any, tok: TokenizedTask) -> int:
@@ -46,4 +59,4 @@ def auto_batch_size(model: Any, tok: TokenizedTask) -> int:
     return int(max(1, min(64, budget // max(per_example, 1))))
 
 
-__all__ = ["Progress", "auto_batch_size", "sweep_axes", "tokenized"]
+__all__ = ["Progress", "auto_batch_size", "head_labels", "sweep_axes", "tokenized"]

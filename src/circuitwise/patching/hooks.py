@@ -24,6 +24,8 @@ class _Stop(Exception):
 
 def needed_names(sweep: Sweep, n_layers: int) -> tuple[set[str], set[str]]:
     names = {sweep.hook_name(l) for l in range(n_layers)}
+    if sweep.act == "pattern":  # patched through z, from the base run's values (see _run)
+        return names | {f"blocks.{l}.attn.hook_v" for l in range(n_layers)}, names
     return names, names
 
 
@@ -67,6 +69,15 @@ class HookSweeper:
         src = pair.src[name]
         pos = None if cell_pos is None else cell_pos[ex, idx[:, 1]]
         head = idx[:, -1]
+        if sweep.act == "pattern":
+            # Bridges whose attention runs inside the HF module (OPT, GPT-Neo, GPT-J) discard
+            # hook_pattern edits, so TL's own pattern patch is a silent no-op there. The head's
+            # output under the source pattern is pattern @ values (the base run's: a patch at
+            # this layer cannot change them); patching hook_z with it works on every bridge.
+            v = pair.base[name.replace("hook_pattern", "hook_v")]  # [b, pos, kv_head, d_head]
+            group = self.model.cfg.n_heads // v.shape[2]
+            z_new = torch.einsum("nqk,nkd->nqd", src[ex, head].to(v.dtype), v[ex, :, head // group])
+            name = name.replace("hook_pattern", "hook_z")
 
         def patch(act: torch.Tensor, hook: Any) -> torch.Tensor:
             act = act.clone()
@@ -75,7 +86,7 @@ class HookSweeper:
             elif sweep.site == "pos_head":
                 act[ar, pos, head] = src[ex, pos, head]
             elif sweep.act == "pattern":
-                act[ar, head] = src[ex, head]
+                act[ar, :, head] = z_new.to(act.dtype)
             else:
                 act[ar, :, head] = src[ex, :, head]
             return act
