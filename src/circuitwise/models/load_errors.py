@@ -46,6 +46,25 @@ def check_local_folder(path: Path, shown: str) -> None:
         )
 
 
+def check_causal(bridge, shown: str) -> None:
+    """Refuse what TransformerLens boots but is no next-token predictor (BERT, T5, vision towers).
+
+    Every analysis reads the logits at a prompt's last token as the model's next-token answer; on
+    a masked or encoder-decoder model those numbers would be meaningless, silently.
+    """
+    try:
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    except ImportError:  # a transformers without the table: cannot tell, so do not refuse
+        return
+    cls = type(getattr(bridge, "original_model", None)).__name__
+    causal = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    if cls not in causal and not cls.endswith(("ForCausalLM", "LMHeadModel")):
+        raise ModelLoadError(
+            f"{shown!r} is a {cls}, not a causal (decoder-only) language model, and circuitwise "
+            f"analyses next-token predictions. {FAMILY_HINT}."
+        )
+
+
 def boot_error(shown: str, e: BaseException, *, device: str) -> ModelLoadError:
     """The ModelLoadError for an exception raised while booting the bridge."""
     import torch
@@ -85,4 +104,4 @@ def boot_error(shown: str, e: BaseException, *, device: str) -> ModelLoadError:
     )
 
 
-__all__ = ["boot_error", "check_local_folder"]
+__all__ = ["boot_error", "check_causal", "check_local_folder"]

@@ -17,7 +17,7 @@ from typing import Iterator
 import torch
 
 from circuitwise.errors import ModelLoadError
-from circuitwise.models.load_errors import boot_error, check_local_folder
+from circuitwise.models.load_errors import boot_error, check_causal, check_local_folder
 from circuitwise.models.processing import Processing, not_requested, plan, record, snapshot
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,7 @@ def load_model(
         raise boot_error(name_or_path, e, device=dev) from e
     except Exception as e:  # any library's failure becomes one message with the fix
         raise boot_error(name_or_path, e, device=dev) from e
+    check_causal(bridge, name_or_path)
     bridge.circuitwise_processing = _process(bridge, name_or_path, processing, dev)  # type: ignore[attr-defined]
     bridge.eval()
     for p in bridge.parameters():

@@ -115,3 +115,16 @@ def test_cli_shows_the_message_without_a_traceback(folder, tmp_path, command):
     result = runner.invoke(app, [*args, "--model", str(folder)])
     assert result.exit_code != 0
     assert isinstance(result.exception, ModelLoadError), repr(result.exception)
+
+
+def test_a_masked_language_model_is_refused_not_misread(tmp_path):
+    # TransformerLens boots BERT, but its logits are no next-token answer.
+    from transformers import BertConfig, BertForMaskedLM
+
+    from tests.helpers import gpt2_tokenizer_files
+
+    out = gpt2_tokenizer_files(tmp_path / "bert")
+    cfg = BertConfig(vocab_size=50257, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=128)
+    BertForMaskedLM(cfg).save_pretrained(out, safe_serialization=True)
+    with pytest.raises(ModelLoadError, match=r"BertForMaskedLM, not a causal \(decoder-only\) language model"):
+        cw.load_model(str(out), device="cpu")
