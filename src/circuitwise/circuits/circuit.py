@@ -19,6 +19,7 @@ import torch
 from circuitwise.circuits.graph import Graph, graph_of
 from circuitwise.errors import ConfigError
 from circuitwise.models.processing import of as processing_of
+from circuitwise.models.weights import read_weights, supports
 
 FORMAT = "circuitwise.circuit"
 VERSION = 1
@@ -34,6 +35,9 @@ def model_info(model: Any) -> dict[str, Any]:
         "d_vocab": int(cfg.d_vocab),
         # The weights the scores were computed on (folded norms, centred weights), step by step.
         "processing": rec.to_json() if (rec := processing_of(model)) is not None else None,
+        # What the edge graph depends on: grouped keys (receivers per query head), parallel
+        # blocks (the MLP reads resid_pre), post-norms (heads' shares at the live scale) …
+        "architecture": read_weights(model).features if supports(model) is None else None,
     }
 
 

@@ -20,15 +20,15 @@ result equals the bridge's forward; :func:`check_against_bridge` tests that on t
 
 from __future__ import annotations
 
-import math
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 
+from circuitwise.models import kernels
 from circuitwise.models.activations import ACTIVATIONS
+from circuitwise.models.weights import Weights, read_weights, supports
 
 from circuitwise.circuits.graph import Graph, graph_of
 from circuitwise.errors import ConfigError
@@ -40,177 +40,103 @@ ReceiverGrad = Callable[[slice | int, torch.Tensor], None]
 
 def _unsupported(what: str) -> ConfigError:
     return ConfigError(
-        f"Circuit discovery does not support this model: {what}. It supports GPT-2-style "
-        "models (learned absolute positions, LayerNorm or RMSNorm, one key/value head per query "
-        "head), such as gpt2, distilgpt2 and the bundled model. Use the attribution and "
-        "patching stages for other architectures."
+        f"Circuit discovery does not support this model: {what}. It runs on every dense decoder "
+        "family the fast engine implements (see the README's family table); use the attribution "
+        "and patching stages for this one."
     )
 
 
 @dataclass(frozen=True, eq=False)
 class GraphModel:
-    """A model's processed weights, laid out for the graph forward."""
+    """A model's processed weights (:class:`~circuitwise.models.weights.Weights`) laid out for the graph.
+
+    Key/value receivers are per *query* head (EAP-IG's ungrouped graph): with grouped-query
+    attention, query head h's key and value inputs feed its own copy of its key/value head's
+    computation, so an edge into ``L{l}H{h}.k`` moves head h's keys only. Unpatched, every copy
+    reads the same residual and the forward is the model's own.
+    """
 
     graph: Graph
-    W_E: torch.Tensor  # [vocab, d]
-    W_pos: torch.Tensor  # [n_ctx, d]
-    W_QKV: tuple[torch.Tensor, ...]  # per layer [3H, d, d_head]
-    b_QKV: tuple[torch.Tensor, ...]  # per layer [3H, d_head]
+    w: Weights
+    W_QKV: tuple[torch.Tensor, ...]  # per layer [3H, d, d_head]: q heads, then k and v per query head
+    b_QKV: tuple[torch.Tensor | None, ...]  # per layer [3H, d_head]
     W_O: tuple[torch.Tensor, ...]  # per layer [H, d_head, d]
-    b_O: tuple[torch.Tensor, ...]  # per layer [d]
-    ln1: tuple[tuple[torch.Tensor | None, torch.Tensor | None], ...]
-    ln2: tuple[tuple[torch.Tensor | None, torch.Tensor | None], ...]
-    ln_final: tuple[torch.Tensor | None, torch.Tensor | None]
-    mlp: tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], ...]  # W_in b_in W_out b_out
-    W_U: torch.Tensor  # [d, vocab]
-    b_U: torch.Tensor | None
-    norm: str  # "LN", "RMS" or "none"
-    eps: float
-    act: Callable[[torch.Tensor], torch.Tensor]
-    attn_scales: tuple[float, ...]
     checked: bool = False  # passed check_against_bridge
 
     @property
     def d_model(self) -> int:
-        return int(self.W_E.shape[1])
+        return self.w.d_model
 
     @property
     def device(self) -> torch.device:
-        return self.W_E.device
+        return self.w.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.W_E.dtype
-
-    # -- pieces ---------------------------------------------------------------------------------
+        return self.w.dtype
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The input node's output: token plus positional embedding, ``[batch, pos, d]``."""
-        return self.W_E[tokens] + self.W_pos[: tokens.shape[1]]
+        """The input node's output, ``blocks.0.hook_resid_pre`` ``[batch, pos, d]`` — the model's own
+        embedding (token, learned positions, Gemma's √d scale …), read from a forward cut short."""
+        got: list[torch.Tensor] = []
 
-    def _norm(self, x: torch.Tensor, wb: tuple[torch.Tensor | None, torch.Tensor | None]) -> torch.Tensor:
-        w, b = wb
-        if self.norm == "LN":
-            return F.layer_norm(x, (x.shape[-1],), w, b, self.eps)
-        if self.norm == "RMS":
-            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-            return x if w is None else x * w
-        return x
+        def grab(act: torch.Tensor, hook: Any) -> None:
+            got.append(act.detach())
+            raise _Stop
 
-    def _norm_grad(self, x: torch.Tensor, wb: tuple[torch.Tensor | None, torch.Tensor | None],
-                   dy: torch.Tensor) -> torch.Tensor:
-        """The norm's backward: ∂⟨dy, norm(x)⟩/∂x for every leading slice of ``dy`` (x broadcast).
-
-        Works in place on ``dy`` (the caller's own temporary) to keep memory traffic down.
-        """
-        w = wb[0]
-        g = dy if w is None else dy.mul_(w)
-        if self.norm == "none":
-            return g
-        if self.norm == "LN":
-            x = x - x.mean(-1, keepdim=True)
-            g.sub_(g.mean(-1, keepdim=True))
-        inv = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        y = x * inv
-        gy = torch.einsum("...npd,npd->...np", g, y).unsqueeze(-1).div_(x.shape[-1])
-        return g.addcmul_(y, gy, value=-1.0).mul_(inv)
+        model = self.w._model
+        with torch.no_grad(), model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", grab)]):
+            try:
+                model(tokens.to(self.device))
+            except _Stop:
+                pass
+        return got[0].to(self.dtype)
 
 
-# Reading (stacking) a bridge's weights costs about a forward; keep one GraphModel per model,
-# rebuilt when any parameter is replaced or changed in place (tensor version counters).
-_CACHE: "weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], GraphModel]]" = weakref.WeakKeyDictionary()
+class _Stop(Exception):
+    """Raised from the first block's input hook: the embedding is all we need."""
 
 
-def _fingerprint(model: Any) -> tuple[int, ...]:
-    return tuple(v for p in model.parameters() for v in (id(p), p._version))
+# One GraphModel per model (reading weights costs about a forward), rebuilt with the weights.
+_CACHE: "weakref.WeakKeyDictionary[Any, GraphModel]" = weakref.WeakKeyDictionary()
 
 
 def graph_model(model: Any) -> GraphModel:
     """The model's weights laid out for the graph forward (cached per model)."""
+    why = supports(model)
+    if why is not None:
+        raise _unsupported(why)
+    # Half-precision models run in float32 here: edge scores are sums of many small products.
+    half = model.W_E.dtype in (torch.float16, torch.bfloat16)
+    w = read_weights(model, torch.float32 if half else None)
     try:
-        key = _fingerprint(model)
         hit = _CACHE.get(model)
-    except (TypeError, AttributeError):  # not a weak-referenceable module: no caching
-        return _read_graph_model(model)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    gm = _read_graph_model(model)
-    _CACHE[model] = (key, gm)
+    except TypeError:
+        hit = None
+    if hit is not None and hit.w is w:
+        return hit
+    gm = _layout(graph_of(model), w)
+    try:
+        _CACHE[model] = gm
+    except TypeError:  # not weak-referenceable: no caching
+        pass
     return gm
 
 
-def _read_graph_model(model: Any) -> GraphModel:
-    """Read a compatibility-mode bridge's weights; refuse architectures the forward cannot run."""
-    cfg = model.cfg
-    pos = getattr(cfg, "positional_embedding_type", "standard")
-    if pos != "standard":
-        raise _unsupported(f"positional_embedding_type={pos!r}")
-    kv = getattr(cfg, "n_key_value_heads", None)
-    if kv is not None and kv != cfg.n_heads:
-        raise _unsupported(f"{kv} key/value heads for {cfg.n_heads} query heads (GQA/MQA)")
-    if getattr(cfg, "gated_mlp", False):
-        raise _unsupported("a gated MLP")
-    for cap in ("attn_scores_soft_cap", "output_logits_soft_cap"):
-        if (getattr(cfg, cap, -1.0) or -1.0) > 0:
-            raise _unsupported(f"{cap} is set")
-    if getattr(cfg, "use_normalization_before_and_after", False):
-        raise _unsupported("normalization before and after each sublayer")
-    norm_type = getattr(cfg, "normalization_type", "LN")
-    norm = {"LN": "LN", "LNPre": "LN", "RMS": "RMS", "RMSPre": "RMS", None: "none"}.get(norm_type)
-    if norm is None:
-        raise _unsupported(f"normalization_type={norm_type!r}")
-    act_name = getattr(cfg, "act_fn", "gelu_new")
-    if act_name not in ACTIVATIONS:
-        raise _unsupported(f"act_fn={act_name!r}")
-    graph = graph_of(model)
-    L = graph.n_layers
-
-    # Half-precision models run in float32 here: edge scores are sums of many small products.
-    dt = torch.float32 if model.W_E.dtype in (torch.float16, torch.bfloat16) else model.W_E.dtype
-
-    def ln_params(ln: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        if ln is None:
-            return None, None
-        if getattr(ln, "uses_weight_offset", False):
-            raise _unsupported("a LayerNorm stored as an offset from 1 (Gemma-style)")
-        w = getattr(ln, "weight", None)
-        orig = getattr(ln, "original_component", None)
-        b = getattr(orig, "bias", None) if orig is not None else getattr(ln, "bias", None)
-        # Folded LayerNorms have weight 1 and bias 0: drop them (the same numbers, less work).
-        w = None if w is None or bool((w == 1).all()) else w.detach().to(dt)
-        b = None if b is None or not bool(b.any()) else b.detach().to(dt)
-        return w, b
-
-    with torch.no_grad():
-        W_Q, W_K, W_V, W_O = model.W_Q, model.W_K, model.W_V, model.W_O
-        b_Q, b_K, b_V, b_O = model.b_Q, model.b_K, model.b_V, model.b_O
-        blocks = list(model.blocks)
-        mlp: list[tuple[torch.Tensor, ...]] = []
-        if graph.has_mlp:
-            W_in, b_in, W_out, b_out = model.W_in, model.b_in, model.W_out, model.b_out
-            mlp = [(W_in[l], b_in[l], W_out[l], b_out[l]) for l in range(L)]
-        base = math.sqrt(cfg.d_head) if getattr(cfg, "use_attn_scale", True) else 1.0
-        by_layer = bool(getattr(cfg, "scale_attn_by_inverse_layer_idx", False))
-        b_U = getattr(model, "b_U", None)
-        return GraphModel(
-            graph=graph,
-            W_E=model.W_E.detach().to(dt),
-            W_pos=model.W_pos.detach().to(dt),
-            W_QKV=tuple(torch.cat([W_Q[l], W_K[l], W_V[l]], 0).detach().to(dt) for l in range(L)),
-            b_QKV=tuple(torch.cat([b_Q[l], b_K[l], b_V[l]], 0).detach().to(dt) for l in range(L)),
-            W_O=tuple(W_O[l].detach().to(dt) for l in range(L)),
-            b_O=tuple(b_O[l].detach().to(dt) for l in range(L)),
-            ln1=tuple(ln_params(getattr(b, "ln1", None)) for b in blocks),
-            ln2=tuple(ln_params(getattr(b, "ln2", None)) for b in blocks),
-            ln_final=ln_params(getattr(model, "ln_final", None)),
-            mlp=tuple(tuple(t.detach().to(dt) for t in m) for m in mlp),  # type: ignore[misc]
-            W_U=model.W_U.detach().to(dt),
-            b_U=None if b_U is None else b_U.detach().to(dt),
-            norm=norm,
-            eps=float(getattr(cfg, "eps", 1e-5)),
-            act=ACTIVATIONS[act_name],
-            attn_scales=tuple(base * ((l + 1) if by_layer else 1) for l in range(L)),
-        )
+def _layout(graph: Graph, w: Weights) -> GraphModel:
+    H, dh, d, g = w.n_heads, w.d_head, w.d_model, w.group
+    heads = lambda t: t.view(d, -1, dh).permute(1, 0, 2)  # noqa: E731  [d, n·dh] -> [n, d, dh]
+    per_q = lambda t: t.repeat_interleave(g, 0)  # noqa: E731  one copy per query head
+    W_QKV, b_QKV, W_O = [], [], []
+    for lw in w.layers:
+        W_QKV.append(torch.cat([heads(lw.w_q), per_q(heads(lw.w_k)), per_q(heads(lw.w_v))]).contiguous())
+        if lw.b_q is None and lw.b_k is None and lw.b_v is None:
+            b_QKV.append(None)
+        else:
+            z = lambda b, n: torch.zeros(n, dh, dtype=w.dtype, device=w.device) if b is None else b.view(n, dh)  # noqa: E731
+            b_QKV.append(torch.cat([z(lw.b_q, H), per_q(z(lw.b_k, w.n_kv_heads)), per_q(z(lw.b_v, w.n_kv_heads))]))
+        W_O.append(lw.w_o.view(H, dh, d))
+    return GraphModel(graph=graph, w=w, W_QKV=tuple(W_QKV), b_QKV=tuple(b_QKV), W_O=tuple(W_O))
 
 
 @dataclass
@@ -260,15 +186,19 @@ def run_graph(
             raise ValueError("keep needs a replacement")
         drop = (1 - keep.to(x.dtype)) * g.adjacency.to(x.device)
         D = x.new_zeros(K, S, N, P, d)  # live − replacement, per sender
+    differentiable = keep is not None and keep.requires_grad
     outs = x.new_empty(S, KN, P, d) if record else None
     rep = replacement
 
     def put(sl: slice | int, live: torch.Tensor) -> None:
         """Store a sender's live output: ``[KN, P, d]``, or ``[H, KN, P, d]`` for a layer's heads."""
+        nonlocal D
         if outs is not None:
             outs[sl] = live.detach()
         if D is not None:
             assert rep is not None
+            if differentiable:  # earlier layers' reads of D must survive for the backward pass
+                D = D.clone()
             if isinstance(sl, int):
                 D[:, sl] = live.view(K, N, P, d) - rep[sl]
             else:
@@ -281,7 +211,7 @@ def run_graph(
         dr = drop[:, :n_send, rs]
         if isinstance(rs, int):
             dr = dr.unsqueeze(-1)
-        if not bool(dr.any()):
+        if not bool(dr.any()) and not dr.requires_grad:  # a mask being differentiated always patches
             return None
         assert D is not None
         R = dr.shape[-1]
@@ -292,33 +222,47 @@ def run_graph(
             delta = torch.bmm(dr.transpose(1, 2), Dn).transpose(0, 1).reshape(R, KN, P, d)
         return resid.unsqueeze(0) - delta
 
+    w = gm.w
     put(0, x)
     resid = x
-    causal = torch.ones(P, P, dtype=torch.bool, device=x.device).tril()
+    q_pos = torch.arange(P, device=x.device)
+    rot_all = w.rotary(P) if w.rot_dim else None
     for l in range(g.n_layers):
+        lw = w.layers[l]
+        rot = None if rot_all is None else rot_all[l]
+        # A query/key norm over all heads couples the heads (OLMo 2): each receiver then runs the
+        # whole projection from its own input, which only the per-receiver path does.
+        coupled = (lw.q_norm is not None or lw.k_norm is not None) and not lw.qk_norm_per_head
         rs = g.qkv_receivers(l)
         inp = patched(resid, g.senders_before_attn(l), rs)
+        if inp is None and coupled and receiver_grad is not None:
+            inp = resid.unsqueeze(0).expand(3 * H, *resid.shape)
         if inp is not None:
             if receiver_grad is not None:
                 _on_grad(inp, rs, receiver_grad)
-            normed = gm._norm(inp, gm.ln1[l]).reshape(3 * H, KN * P, d)
-            qkv = torch.bmm(normed, gm.W_QKV[l]).view(3 * H, KN, P, -1)
+            normed = kernels.attn_in(w, l, inp)
+            qkv = _coupled_qkv(gm, l, normed) if coupled else \
+                torch.bmm(normed.reshape(3 * H, KN * P, d), gm.W_QKV[l]).view(3 * H, KN, P, -1)
         else:  # every head reads the same residual: one matmul
-            W = gm.W_QKV[l].permute(1, 0, 2).reshape(d, -1)
-            qkv = (gm._norm(resid, gm.ln1[l]) @ W).view(KN, P, 3 * H, -1).permute(2, 0, 1, 3)
+            Wf = gm.W_QKV[l].permute(1, 0, 2).reshape(d, -1)
+            qkv = (kernels.attn_in(w, l, resid) @ Wf).view(KN, P, 3 * H, -1).permute(2, 0, 1, 3)
+            if coupled:
+                qkv = _coupled_norms(gm, l, qkv)
             if receiver_grad is not None:
                 _on_qkv_grad(gm, l, qkv, resid.detach(), rs, receiver_grad)
-        qkv = qkv + gm.b_QKV[l][:, None, None, :]
-        q, k, v = qkv[:H], qkv[H : 2 * H], qkv[2 * H :]  # [H, KN, P, d_head]
-        scores = (q @ k.transpose(-1, -2)) / gm.attn_scales[l]
-        scores = scores.masked_fill(~causal, float("-inf"))
-        z = scores.softmax(-1) @ v  # [H, KN, P, d_head]
-        heads = torch.bmm(z.reshape(H, KN * P, -1), gm.W_O[l]).view(H, KN, P, d)
+        if gm.b_QKV[l] is not None and not coupled:
+            qkv = qkv + gm.b_QKV[l][:, None, None, :]
+        lay = lambda t: t.permute(1, 2, 0, 3)  # noqa: E731  [H, KN, P, dh] -> [KN, P, H, dh]
+        q = kernels.prep_q(w, l, lay(qkv[:H]), rot, norm=not coupled)
+        k = kernels.prep_k(w, l, lay(qkv[H:2 * H]), rot, norm=not coupled)
+        z = kernels.mix(w, kernels.pattern(w, l, q, k, q_pos, group=1), qkv[2 * H:].transpose(0, 1), group=1)
+        heads = torch.bmm(z.transpose(0, 1).reshape(H, KN * P, -1), gm.W_O[l]).view(H, KN, P, d)
+        heads, rest = _post_attn(lw, heads)
         put(g.head_senders(l), heads)
-        resid_mid = resid + heads.sum(0) + gm.b_O[l]
+        resid_mid = resid + heads.sum(0) + rest
         if g.has_mlp:
             mr = g.mlp_receiver(l)
-            src = resid if g.parallel_attn_mlp else resid_mid
+            src = resid if lw.parallel else resid_mid
             m_in = patched(src, g.senders_before_mlp(l), mr)
             if m_in is None and receiver_grad is not None:
                 m_in = src.unsqueeze(0)
@@ -328,8 +272,8 @@ def run_graph(
                 m_in = m_in[0]
             else:
                 m_in = src
-            W_in, b_in, W_out, b_out = gm.mlp[l]
-            mlp_out = gm.act(gm._norm(m_in, gm.ln2[l]) @ W_in + b_in) @ W_out + b_out
+            norm = lw.ln1 if lw.mlp_reads_ln1 else lw.ln2
+            mlp_out = kernels.mlp_write(w, l, m_in if norm is None else norm(m_in))
             put(g.mlp_sender(l), mlp_out)
             resid = resid_mid + mlp_out
         else:
@@ -339,7 +283,7 @@ def run_graph(
     final = resid[torch.arange(KN, device=x.device), last.repeat(K)]  # [KN, d]
     if drop is not None:
         dr = drop[:, :, g.logits_receiver]  # [K, S]
-        if bool(dr.any()):
+        if bool(dr.any()) or dr.requires_grad:
             assert D is not None
             D_last = D[:, :, torch.arange(N, device=x.device), last]  # [K, S, N, d]
             final = final - torch.einsum("ksnd,ks->knd", D_last, dr).reshape(KN, d)
@@ -347,12 +291,71 @@ def run_graph(
         final = final.unsqueeze(0)
         _on_grad(final, g.logits_receiver, receiver_grad)
         final = final[0]
-    normed = gm._norm(final, gm.ln_final)
     ans = answers.to(x.device).repeat(K, 1)  # [KN, 2]
-    logits = torch.einsum("nd,dnj->nj", normed, gm.W_U[:, ans])
-    if gm.b_U is not None:
-        logits = logits + gm.b_U[ans]
+    bU = None if w.b_U is None else w.b_U[ans]
+    logits = kernels.answer_logits(w, final, w.W_U.T[ans], bU)
     return GraphRun(answer_logits=logits.view(K, N, 2), outputs=outs)
+
+
+def _post_attn(lw: Any, heads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """Each head's write and the rest (``b_O``, the norm's bias) through a post-attention norm.
+
+    The norm's scale is read from the live total, so the heads' shares sum to what the layer
+    writes (the same frozen-scale split DLA uses); without a post-norm they are ``z_h W_O[h]``.
+    """
+    b = 0.0 if lw.b_o is None else lw.b_o
+    pn = lw.post_attn
+    if pn is None:
+        return heads, b
+    total = heads.sum(0) + b
+    inv = 1.0 / pn.scale(total)
+    w = 1.0 if pn.weight is None else pn.weight
+    center = (lambda t: t - t.mean(-1, keepdim=True)) if pn.kind == "LN" else (lambda t: t)  # noqa: E731
+    rest = center(torch.as_tensor(b, dtype=heads.dtype, device=heads.device)) * inv * w
+    if pn.bias is not None:
+        rest = rest + pn.bias
+    return center(heads) * inv * w, rest
+
+
+def _coupled_qkv(gm: GraphModel, l: int, normed: torch.Tensor) -> torch.Tensor:
+    """Per-receiver q/k/v ``[3H, KN, P, d_head]`` when a query/key norm spans all heads.
+
+    Receiver h runs the whole projection (and its norm) from its own input and keeps head h's
+    slice (its key/value head's, for keys and values); biases are included, norms applied.
+    """
+    w = gm.w
+    lw = w.layers[l]
+    H, dh = w.n_heads, w.d_head
+    idx = torch.arange(H, device=normed.device)
+    kv = idx // w.group
+
+    def run(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, norm: Any, pick: torch.Tensor):
+        full = kernels.linear(x, weight, bias)  # [H, KN, P, n·dh]
+        if norm is not None:
+            full = norm(full)
+        full = full.view(*full.shape[:-1], -1, dh)  # [H, KN, P, n, dh]
+        return full[idx, :, :, pick]  # [H, KN, P, dh]
+
+    return torch.cat([run(normed[:H], lw.w_q, lw.b_q, lw.q_norm, idx),
+                      run(normed[H:2 * H], lw.w_k, lw.b_k, lw.k_norm, kv),
+                      run(normed[2 * H:], lw.w_v, lw.b_v, None, kv)])
+
+
+def _coupled_norms(gm: GraphModel, l: int, qkv: torch.Tensor) -> torch.Tensor:
+    """The unpatched path's q/k/v (one shared input) with biases and all-head norms applied."""
+    w = gm.w
+    lw = w.layers[l]
+    H, g = w.n_heads, w.group
+    if gm.b_QKV[l] is not None:
+        qkv = qkv + gm.b_QKV[l][:, None, None, :]
+    flat = lambda t: t.permute(1, 2, 0, 3).flatten(-2)  # noqa: E731  [n, KN, P, dh] -> [KN, P, n·dh]
+    back = lambda t, n: t.view(*t.shape[:-1], n, -1).permute(2, 0, 1, 3)  # noqa: E731
+    q, k = qkv[:H], qkv[H:2 * H:g]  # the distinct key heads
+    if lw.q_norm is not None:
+        q = back(lw.q_norm(flat(q)), H)
+    if lw.k_norm is not None:
+        k = back(lw.k_norm(flat(k)), w.n_kv_heads)
+    return torch.cat([q, k.repeat_interleave(g, 0), qkv[2 * H:]])
 
 
 def _on_grad(t: torch.Tensor, rs: slice | int, receiver_grad: ReceiverGrad) -> None:
@@ -366,7 +369,8 @@ def _on_qkv_grad(gm: GraphModel, layer: int, qkv: torch.Tensor, resid: torch.Ten
     def hook(grad: torch.Tensor) -> None:
         R, KN, P, dh = grad.shape
         dy = torch.bmm(grad.reshape(R, KN * P, dh), gm.W_QKV[layer].transpose(1, 2)).view(R, KN, P, -1)
-        receiver_grad(rs, gm._norm_grad(resid, gm.ln1[layer], dy))
+        ln = gm.w.layers[layer].ln1
+        receiver_grad(rs, dy if ln is None else ln.backward(resid, dy))
 
     qkv.register_hook(hook)
 

@@ -50,19 +50,22 @@ def _qk(norm, per_head: bool, x: torch.Tensor) -> torch.Tensor:
     return norm(x) if per_head else norm(x.flatten(-2)).view_as(x)
 
 
-def prep_q(w: Weights, l: int, q: torch.Tensor, rot: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-    """Raw queries ``[..., pos, head, d_head]`` → normed, rotated, scaled, head-major."""
+def prep_q(w: Weights, l: int, q: torch.Tensor, rot: tuple[torch.Tensor, torch.Tensor] | None,
+           norm: bool = True) -> torch.Tensor:
+    """Raw queries ``[..., pos, head, d_head]`` → normed (unless ``norm=False``: done already), rotated,
+    scaled, head-major."""
     lw = w.layers[l]
-    q = _qk(lw.q_norm, lw.qk_norm_per_head, q).transpose(-2, -3)
+    q = (_qk(lw.q_norm, lw.qk_norm_per_head, q) if norm else q).transpose(-2, -3)
     if w.rot_dim and rot is not None:
         q = rotate(q, rot[0], rot[1], w)
     return q * lw.scale
 
 
-def prep_k(w: Weights, l: int, k: torch.Tensor, rot: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-    """Raw keys ``[..., pos, kv_head, d_head]`` → normed, rotated, head-major."""
+def prep_k(w: Weights, l: int, k: torch.Tensor, rot: tuple[torch.Tensor, torch.Tensor] | None,
+           norm: bool = True) -> torch.Tensor:
+    """Raw keys ``[..., pos, kv_head, d_head]`` → normed (unless ``norm=False``), rotated, head-major."""
     lw = w.layers[l]
-    k = _qk(lw.k_norm, lw.qk_norm_per_head, k).transpose(-2, -3)
+    k = (_qk(lw.k_norm, lw.qk_norm_per_head, k) if norm else k).transpose(-2, -3)
     if w.rot_dim and rot is not None:
         k = rotate(k, rot[0], rot[1], w)
     return k
@@ -77,14 +80,16 @@ def allowed(lw: Layer, q_pos: torch.Tensor, n_keys: int) -> torch.Tensor:
     return ok
 
 
-def pattern(w: Weights, l: int, q: torch.Tensor, k: torch.Tensor, q_pos: torch.Tensor) -> torch.Tensor:
+def pattern(w: Weights, l: int, q: torch.Tensor, k: torch.Tensor, q_pos: torch.Tensor,
+            group: int | None = None) -> torch.Tensor:
     """Attention pattern ``[B, head, q, key]`` of prepared ``q`` ``[B, H, q, dh]``, ``k`` ``[B, Hkv, key, dh]``.
 
-    ``q_pos`` gives each query's position: ``[q]`` or ``[B, q]``.
+    ``q_pos`` gives each query's position: ``[q]`` or ``[B, q]``. ``group=1`` when ``k`` is
+    already one key head per query head.
     """
     lw = w.layers[l]
     B, H, Tq, dh = q.shape
-    g = w.group
+    g = w.group if group is None else group
     scores = q.view(B, -1, g, Tq, dh) @ k.unsqueeze(2).transpose(-1, -2)  # [B, Hkv, g, q, key]
     if lw.softcap is not None:
         scores = torch.tanh(scores / lw.softcap) * lw.softcap
@@ -94,10 +99,11 @@ def pattern(w: Weights, l: int, q: torch.Tensor, k: torch.Tensor, q_pos: torch.T
     return scores.softmax(-1).view(B, H, Tq, -1)
 
 
-def mix(w: Weights, p: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def mix(w: Weights, p: torch.Tensor, v: torch.Tensor, group: int | None = None) -> torch.Tensor:
     """``z = pattern @ v`` with grouped values: ``[B, H, q, key]`` × ``[B, Hkv, key, dh]`` → ``[B, H, q, dh]``."""
     B, H, Tq, Tk = p.shape
-    return (p.view(B, -1, w.group, Tq, Tk) @ v.unsqueeze(2)).view(B, H, Tq, -1)
+    g = w.group if group is None else group
+    return (p.view(B, -1, g, Tq, Tk) @ v.unsqueeze(2)).view(B, H, Tq, -1)
 
 
 def attn_write(w: Weights, l: int, z: torch.Tensor) -> torch.Tensor:

@@ -70,9 +70,10 @@ def test_stacked_masks_equal_one_at_a_time(small_model, small_tok):
 
 
 def test_unsupported_architecture_is_refused_with_the_fix():
-    cfg = types.SimpleNamespace(positional_embedding_type="rotary", n_heads=4, n_layers=2)
-    with pytest.raises(ConfigError, match="GPT-2-style"):
+    # Rotary, grouped-query and gated models are supported now; ALiBi and attention-only are not.
+    cfg = types.SimpleNamespace(positional_embedding_type="alibi", n_heads=4, n_layers=2, act_fn="gelu")
+    with pytest.raises(ConfigError, match="does not support this model: positional embedding 'alibi'"):
         graph_model(types.SimpleNamespace(cfg=cfg))
-    cfg = types.SimpleNamespace(positional_embedding_type="standard", n_heads=8, n_key_value_heads=2, n_layers=2)
-    with pytest.raises(ConfigError, match="GQA"):
+    cfg = types.SimpleNamespace(positional_embedding_type="standard", attn_only=True, n_heads=8, n_layers=2)
+    with pytest.raises(ConfigError, match="attention-only"):
         graph_model(types.SimpleNamespace(cfg=cfg))

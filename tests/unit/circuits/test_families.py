@@ -1,0 +1,132 @@
+"""Circuit discovery on every family: the graph forward, EAP and faithfulness against TransformerLens.
+
+One 2-layer random checkpoint per family (tests/families.py: grouped keys, sliding windows,
+partial rotary, post-norms, soft-caps, randomised norms). TransformerLens's graph is per position;
+our edge is its edge at every position, and with grouped-query attention its ``k_input`` /
+``v_input`` nodes are per query head, as our ungrouped receivers are.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import circuitwise as cw
+from circuitwise.circuits import eap, graph_of
+from circuitwise.circuits.forward import check_against_bridge, graph_model, run_graph
+from circuitwise.evaluation.faithfulness import faithfulness_of_masks
+from tests.unit.circuits.tl_reference import answer_metric, params_require_grad, receiver_name, sender_name, tl_edges
+
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def family_tok(family_model):
+    task = cw.get_task("opposites-seed").subset((1, 2, 5))
+    tok, _ = cw.tokenize_task(family_model, task, need_corrupted=True)
+    return tok
+
+
+def _ld(model, tokens, tok):
+    logits = model(tokens)
+    rows = torch.arange(len(tok))
+    a = logits[rows, tok.last].gather(-1, tok.answers)
+    return a[:, 0] - a[:, 1]
+
+
+def test_graph_forward_is_the_models_own_and_its_endpoints_are_clean_and_corrupted(family_model, family_tok):
+    gm = graph_model(family_model)
+    tok = family_tok
+    check_against_bridge(family_model, gm, tok.clean, tok.last, tok.answers)
+    g = gm.graph
+    x_c, x_k = gm.embed(tok.clean), gm.embed(tok.corrupted)
+    clean = run_graph(gm, x_c, tok.last, tok.answers, record=True)
+    ld = lambda r: r.answer_logits[0, :, 0] - r.answer_logits[0, :, 1]  # noqa: E731
+    torch.testing.assert_close(ld(clean), _ld(family_model, tok.clean, tok), atol=ATOL, rtol=0)
+    corrupted = run_graph(gm, x_k, tok.last, tok.answers, record=True)
+    none = torch.zeros(1, len(g.senders), len(g.receivers))
+    # Every edge reading the corrupted senders: the corrupted run, from clean inputs …
+    patched = run_graph(gm, x_c, tok.last, tok.answers, keep=none, replacement=corrupted.outputs)
+    torch.testing.assert_close(ld(patched), _ld(family_model, tok.corrupted, tok), atol=ATOL, rtol=0)
+    # … and the reverse.
+    restored = run_graph(gm, x_k, tok.last, tok.answers, keep=none, replacement=clean.outputs)
+    torch.testing.assert_close(ld(restored), _ld(family_model, tok.clean, tok), atol=ATOL, rtol=0)
+
+
+def test_eap_equals_transformerlens_edge_attribution(family_ckpt, family_model, family_tok):
+    from transformer_lens.tools.analysis.attribution_patching import EdgeAttributionConfig, attribution_patch
+
+    tok = family_tok
+    ours = eap(family_model, tok, batch_size=2)  # two batches: 2 + 1
+    g = ours.graph
+    ref = torch.zeros(g.n_edges, dtype=torch.float64)
+    with params_require_grad(family_model):
+        for i in range(len(tok)):
+            try:
+                res = attribution_patch(family_model, tok.clean[i:i + 1], tok.corrupted[i:i + 1],
+                                        answer_metric(tok.answers[i]), EdgeAttributionConfig(granularity="edge"))
+            except Exception as e:  # noqa: BLE001 - TL's own limits, named in the skip
+                pytest.skip(f"TransformerLens's edge attribution fails on {family_ckpt[0]}: {type(e).__name__}: {e}")
+            for (w, r), v in res.edge_scores.items():
+                ref[g.edge_id(sender_name(w), receiver_name(r))] += v
+    ref /= len(tok)
+    torch.testing.assert_close(ours.scores.double(), ref, atol=1e-5, rtol=1e-3)
+    assert ours.scores.abs().max() > 1e-4  # not trivially zero
+
+
+@pytest.mark.parametrize("n_edges", [0, 25])
+def test_faithfulness_equals_transformerlens(family_ckpt, family_model, family_tok, n_edges):
+    from transformer_lens.tools.analysis.attribution_patching import faithfulness as tl_faithfulness
+
+    tok = family_tok
+    g = graph_of(family_model)
+    ids = torch.randperm(g.n_edges, generator=torch.Generator().manual_seed(n_edges))[:n_edges].tolist()
+    keep = torch.zeros(g.n_edges, dtype=torch.bool)
+    keep[ids] = True
+    ours = faithfulness_of_masks(family_model, tok, keep)[0]
+    P = tok.clean.shape[1]
+    for i in range(2):
+        try:
+            ref = tl_faithfulness(family_model, tok.clean[i:i + 1], tok.corrupted[i:i + 1],
+                                  answer_metric(tok.answers[i]), tl_edges(g, ids, P))
+        except Exception as e:  # noqa: BLE001
+            pytest.skip(f"TransformerLens's faithfulness fails on {family_ckpt[0]}: {type(e).__name__}: {e}")
+        tl_metric = ref.corrupt_metric + ref.recovered * (ref.full_metric - ref.corrupt_metric)
+        assert float(ours.per_example[i]) == pytest.approx(tl_metric, abs=1e-4)
+
+
+def test_eap_is_the_derivative_of_the_patched_forward_in_each_edges_mask(family_model, family_tok):
+    """An independent route on every family (TransformerLens's edge attribution runs on GPT-2-style
+    and NeoX blocks only): with the corrupted run as base and clean senders as replacement, the
+    receiver reads ``live − (1 − keep)·(live − clean)``, so the metric's derivative in edge e's
+    keep-mask at "keep every edge" is (corrupted − clean) · ∂m/∂input: minus EAP's score — here
+    through autograd of the per-receiver forward, not EAP's gradient hooks."""
+    tok = family_tok
+    ours = eap(family_model, tok, batch_size=2)
+    gm = graph_model(family_model)
+    g = gm.graph
+    clean = run_graph(gm, gm.embed(tok.clean), tok.last, tok.answers, record=True).outputs
+    keep = torch.ones(1, len(g.senders), len(g.receivers), dtype=gm.dtype, requires_grad=True)
+    with torch.enable_grad():
+        run = run_graph(gm, gm.embed(tok.corrupted), tok.last, tok.answers, keep=keep, replacement=clean)
+        ld = run.answer_logits[0, :, 0] - run.answer_logits[0, :, 1]
+        (grad,) = torch.autograd.grad(ld.mean(), keep)
+    ref = -g.from_dense(grad[0]).float()
+    torch.testing.assert_close(ours.scores, ref, atol=1e-5, rtol=1e-3)
+    assert ours.scores.abs().max() > 1e-4
+
+
+def test_eap_ig_discovery_runs_round_trips_and_records_the_architecture(family_model, family_tok, tmp_path):
+    from circuitwise.circuits import find_circuit
+    from circuitwise.circuits.circuit import Circuit
+
+    found = find_circuit(family_model, family_tok, method="eap-ig", steps=2, target=0.8, batch_size=3)
+    c = found.circuit
+    assert 0 < c.n_edges <= c.graph.n_edges
+    c.save(tmp_path / "circuit.json")
+    again = Circuit.load(tmp_path / "circuit.json", family_model)
+    assert again.n_edges == c.n_edges
+    arch = c.to_json()["model"]["architecture"]
+    cfg = family_model.cfg
+    assert arch["n_key_value_heads"] == (getattr(cfg, "n_key_value_heads", None) or cfg.n_heads)
+    assert arch["parallel_attn_mlp"] == bool(cfg.parallel_attn_mlp)
