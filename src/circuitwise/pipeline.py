@@ -13,6 +13,7 @@ import logging
 import shlex
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -40,6 +41,7 @@ from circuitwise.tasks.tokenize import Dropped, TokenizedTask, describe_dropped
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+Steps = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,14 @@ def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] =
 
 
 def run(config: RunConfig, *, progress: Progress | None = None, model: Any = None,
-        notes: Progress | None = None) -> RunOutputs:
-    """Run the whole study described by ``config`` and write report.html, results.json, config.yaml."""
+        notes: Progress | None = None, steps: Steps | None = None) -> RunOutputs:
+    """Run the whole study described by ``config`` and write report.html, results.json, config.yaml.
+
+    ``progress(message)`` hears each stage start; ``steps(label, done, total)`` each finished unit
+    of a long stage (default: a ``progress`` line every tenth of the way).
+    """
     say = progress or (lambda _msg: None)
+    step = steps or _line_steps(say)
     folder = RunFolder(config.out, replaces=RUN_FILES)
     folder.check()  # an --out that is a file, or someone else's folder, fails before any work
     for what in config.patching:
@@ -111,13 +118,13 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
     if config.circuit:
         get_method(config.circuit)
     with folder:
-        results = _run_stages(config, folder, say, model, notes)
+        results = _run_stages(config, folder, say, model, notes, step)
         folder.commit()
     return RunOutputs(config.out, results)
 
 
 def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
-                notes: Progress | None) -> dict[str, Any]:
+                notes: Progress | None, step: Steps) -> dict[str, Any]:
     prepared = prepare(config, need_corrupted="if-present" if config.patching or config.circuit else False,
                        progress=say, model=model, notes=notes)
     model, tok, dropped = prepared.model, prepared.tok, prepared.dropped
@@ -178,7 +185,7 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
                 # The plan already said so once; per-sweep repeats of the degenerate warning are noise.
                 warnings.simplefilter("ignore", DegenerateNormalizationWarning)
                 exact = activation_patching(model, tok, what, batch_size=bs, out=out, align=config.align,
-                                            progress=_counter(say, f"activation patching: {what}"))
+                                            progress=partial(step, f"activation patching: {what}"))
                 entry = exact.to_json()
                 entry["top"] = [{"cell": c, "value": v} for c, v in exact.top(10) if v == v]
                 if plan.attribution:
@@ -199,7 +206,7 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
                                        "scheme (--corruption) or add 'corrupted' fields to run patching")
 
     if plan.circuit:
-        results["circuit"] = _circuit_stage(model, tok, config, bs, folder, say)
+        results["circuit"] = _circuit_stage(model, tok, config, bs, folder, say, step)
         save()
 
     say("writing report")
@@ -211,12 +218,11 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
 
 
 def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, folder: RunFolder,
-                   say: Progress) -> dict[str, Any]:
+                   say: Progress, step: Steps) -> dict[str, Any]:
     """Discover a circuit, check it against random circuits and exact patching, write circuit.json."""
-    counters: dict[str, Callable[[int, int], None]] = {}
 
     def progress(done: int, total: int, what: str) -> None:
-        counters.setdefault(what, _counter(say, what))(done, total)
+        step(what, done, total)
 
     say(f"circuit discovery: {config.circuit}")
     found = find_circuit(model, tok, method=config.circuit, steps=config.ig_steps, target=config.circuit_target,
@@ -241,17 +247,17 @@ def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, f
     }
 
 
-def _counter(say: Progress, label: str) -> Callable[[int, int], None]:
-    """Turn a sweep's (done, total) callbacks into progress lines, at most every 10%."""
-    last = [-1]
+def _line_steps(say: Progress) -> Steps:
+    """Steps as progress lines, at most one every tenth of a stage."""
+    last: dict[str, int] = {}
 
-    def update(done: int, total: int) -> None:
-        step = int(10 * done / max(total, 1))
-        if step != last[0]:
-            last[0] = step
+    def step(label: str, done: int, total: int) -> None:
+        tenth = int(10 * done / max(total, 1))
+        if last.get(label) != tenth:
+            last[label] = tenth
             say(f"{label} {done}/{total}")
 
-    return update
+    return step
 
 
 def _heads_ranked_by_patching(patching: dict[str, Any], k: int) -> list[tuple[int, int]]:

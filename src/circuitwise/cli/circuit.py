@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from circuitwise.cli import app, console, err_console, show_note
+from circuitwise.cli.progress import Bars
 from circuitwise.config import RunConfig
 
 F = RunConfig.model_fields
@@ -20,15 +20,9 @@ SELECTION_HELP = "target: fewest top edges reaching --target faithfulness; top-n
 
 @contextmanager
 def progress_bar() -> Iterator[Any]:
-    """A rich progress bar fed by the library's ``progress(done, total, what)`` callback."""
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("starting", total=1)
-
-        def update(done: int, total: int, what: str) -> None:
-            bar.update(task, description=what, completed=done, total=max(total, 1))
-
-        yield update
+    """Bars (on stderr, so `--json` stays clean) fed by the library's ``progress(done, total, what)``."""
+    with Bars(err_console) as bars:
+        yield lambda done, total, what: bars.step(what, done, total)
 
 
 def _load(task: str, model: str, device: Optional[str], n: Optional[int], seed: Optional[int],

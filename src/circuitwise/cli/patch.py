@@ -9,42 +9,17 @@ from __future__ import annotations
 
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from circuitwise.cli import app, console, err_console, show_note
+from circuitwise.cli.progress import Bars
 from circuitwise.config import RunConfig
 
 F = RunConfig.model_fields
-SHOW_PROGRESS_AFTER_S = 2.0
-
-
-class _LazyProgress:
-    """A progress bar that appears only once a sweep has run for a couple of seconds."""
-
-    def __init__(self, label: str):
-        self.label, self.t0 = label, time.monotonic()
-        self.bar: Progress | None = None
-        self.task_id: Any = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is None:
-            if time.monotonic() - self.t0 < SHOW_PROGRESS_AFTER_S or done >= total:
-                return
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), console=console, transient=True)
-            self.bar.start()
-            self.task_id = self.bar.add_task(self.label, total=total)
-        self.bar.update(self.task_id, completed=done, total=total)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def _load(task: str, model: Optional[str], device: Optional[str], processing: Optional[bool],
           n: Optional[int], seed: Optional[int], corruption: Optional[str], split: Optional[str],
           drop_invalid: Optional[bool]) -> tuple[Any, Any]:
@@ -120,12 +95,10 @@ def _one_sweep(w: str, method: str, the_model: Any, tok: Any, out: Path, opts: d
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if method in ("exact", "both"):
-            bar = _LazyProgress(f"{w} (exact)")
             t0 = time.monotonic()
-            try:
-                exact = activation_patching(the_model, tok, w, out=out, progress=bar, **opts)
-            finally:
-                bar.close()
+            with Bars(console) as bars:
+                exact = activation_patching(the_model, tok, w, out=out, progress=partial(bars.step, f"{w} (exact)"),
+                                            **opts)
             entry["exact"] = exact.to_json()
             _say(w, "exact", exact, time.monotonic() - t0)
         if method in ("attribution", "both"):

@@ -8,6 +8,7 @@ from typing import Any, List, Optional
 import typer
 
 from circuitwise.cli import app, console, show_note
+from circuitwise.cli.progress import Bars
 from circuitwise.config import RunConfig
 
 F = RunConfig.model_fields
@@ -57,8 +58,8 @@ def run(
     if "task" not in given and "task" not in base:
         raise ConfigError("Name a task: `circuitwise run opposites` (see `circuitwise tasks`), or a task file, or --config FILE.")
     cfg = RunConfig.build(**{**base, **given})
-    with console.status("starting…") as status:
-        result = run_pipeline(cfg, progress=lambda msg: (console.log(msg), status.update(msg)), notes=show_note)
+    with Bars(console) as bars:
+        result = run_pipeline(cfg, progress=bars.message, notes=show_note, steps=bars.step)
     r = result.results
     console.print(
         f"[bold]{r['task']['name']}[/] on [bold]{r['model']['name']}[/]: mean logit diff "
