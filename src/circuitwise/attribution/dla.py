@@ -38,7 +38,7 @@ class DLA:
     statistics (TransformerLens's ``accumulated_resid(apply_ln=True)``), on the direction.
     ``layers``: [component] embed, pos_embed, attn_out and mlp_out of each layer; they sum to
     ``final_resid``. ``heads``: [layer, head] each head's output (without b_O, as TransformerLens
-    stacks them). ``linear``: whether the target is the sum of these contributions with only the
+    stacks them; through its layer's post-attention norm, scale frozen, where there is one). ``linear``: whether the target is the sum of these contributions with only the
     final norm's scale frozen; ``nonlinear`` names what breaks that and ``caveats`` says what is
     and is not decomposed. Each Labelled keeps its per-example values.
     """

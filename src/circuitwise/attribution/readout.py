@@ -58,10 +58,6 @@ class FrozenNorm:
             return torch.zeros(direction.shape[0], dtype=direction.dtype, device=direction.device)
         return direction @ self.bias.to(direction)
 
-    def describe(self) -> str:
-        kind = "LayerNorm" if self.centres else "RMSNorm"
-        return f"{kind} ({'own weight' if self.weight is not None else 'weight folded or absent'})"
-
 
 @dataclass(frozen=True)
 class Readout:
@@ -77,7 +73,9 @@ class Readout:
         out: list[Nonlinearity] = []
         if self.soft_cap is not None:
             out.append("logit_soft_cap")
-        if any(n is not None for n in self.post_attn) or self.has_post_mlp:
+        # A post-MLP norm alone breaks nothing we decompose (mlp_out is read after it); a
+        # post-attention norm mixes the heads of its layer.
+        if any(n is not None for n in self.post_attn):
             out.append("post_norm")
         return tuple(out)
 
