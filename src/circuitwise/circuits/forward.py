@@ -115,7 +115,8 @@ def graph_model(model: Any) -> GraphModel:
         hit = None
     if hit is not None and hit.w is w:
         return hit
-    gm = _layout(graph_of(model), w)
+    with torch.inference_mode(False), torch.no_grad():  # cached: never inference tensors
+        gm = _layout(graph_of(model), w)
     try:
         _CACHE[model] = gm
     except TypeError:  # not weak-referenceable: no caching

@@ -106,6 +106,24 @@ class Layer:
     b_gate: torch.Tensor | None
     w_out: torch.Tensor
     b_out: torch.Tensor | None
+    # q|k|v and k|v side by side: one GEMM where every row needs them (the cone's hot loop).
+    w_qkv: torch.Tensor = field(init=False, repr=False)
+    b_qkv: torch.Tensor | None = field(init=False, repr=False)
+    w_kv: torch.Tensor = field(init=False, repr=False)
+    b_kv: torch.Tensor | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        def bias(*pairs: tuple[torch.Tensor | None, torch.Tensor]) -> torch.Tensor | None:
+            if all(b is None for b, _ in pairs):
+                return None
+            return torch.cat([torch.zeros(w.shape[1], dtype=w.dtype, device=w.device) if b is None else b
+                              for b, w in pairs])
+
+        set_ = object.__setattr__
+        set_(self, "w_qkv", torch.cat([self.w_q, self.w_k, self.w_v], 1).contiguous())
+        set_(self, "b_qkv", bias((self.b_q, self.w_q), (self.b_k, self.w_k), (self.b_v, self.w_v)))
+        set_(self, "w_kv", torch.cat([self.w_k, self.w_v], 1).contiguous())
+        set_(self, "b_kv", bias((self.b_k, self.w_k), (self.b_v, self.w_v)))
 
 
 @dataclass(eq=False)
@@ -139,7 +157,9 @@ class Weights:
     def rotary(self, T: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer ``(cos, sin)`` ``[T, rot_dim]`` for positions 0…T−1 (cached per length)."""
         if T not in self._rotary:
-            self._rotary[T] = _rotary_tables(self, T)
+            # Cached tensors outlive the caller's mode: never inference tensors (autograd reads them).
+            with torch.inference_mode(False), torch.no_grad():
+                self._rotary[T] = _rotary_tables(self, T)
         return self._rotary[T]
 
 
@@ -219,9 +239,11 @@ def read_weights(model: Any, dtype: torch.dtype | None = None) -> Weights:
     try:
         hit = _CACHE.get(model, {}).get(key)
     except TypeError:  # not weak-referenceable: no caching
-        return _read(model, dtype)
+        with torch.inference_mode(False), torch.no_grad():
+            return _read(model, dtype)
     if hit is None:
-        hit = _read(model, dtype)
+        with torch.inference_mode(False), torch.no_grad():  # see Weights.rotary
+            hit = _read(model, dtype)
         _CACHE.setdefault(model, {}).clear()
         _CACHE[model][key] = hit
     return hit

@@ -107,20 +107,22 @@ class Cone:
             lw = w.layers[l]
             h = K.attn_in(w, l, x)
             final = l == w.n_layers - 1
-            k_all = K.linear(h, lw.w_k, lw.b_k)
-            v_all = K.linear(h, lw.w_v, lw.b_v)
+            nq, nk = w.n_heads * dh, w.n_kv_heads * dh
             if final:  # only the answer positions' outputs reach the metric
+                kv = K.linear(h, lw.w_kv, lw.b_kv)
+                k_all, v_all = kv[:, :nk], kv[:, nk:]
                 q_all = K.linear(h[answers], lw.w_q, lw.b_q)
                 x, h = x[answers], h[answers]
             else:
-                q_all = K.linear(h, lw.w_q, lw.b_q)
+                qkv = K.linear(h, lw.w_qkv, lw.b_qkv)
+                q_all, k_all, v_all = qkv[:, :nq], qkv[:, nq:nq + nk], qkv[:, nq + nk:]
             z = torch.empty(x.shape[0], w.n_heads * dh, dtype=x.dtype, device=dev)
             a = 0
             for (p0, xg, eg), og in zip(groups, offsets):
                 V, Tc = xg.shape[:2]
                 T = p0 + Tc
-                k = K.prep_k(w, l, k_all[og:og + V * Tc].view(V, Tc, -1, dh), self._rot(l, slice(p0, T)))
-                v = v_all[og:og + V * Tc].view(V, Tc, -1, dh).transpose(1, 2)
+                k = K.prep_k(w, l, k_all[og:og + V * Tc].reshape(V, Tc, -1, dh), self._rot(l, slice(p0, T)))
+                v = v_all[og:og + V * Tc].reshape(V, Tc, -1, dh).transpose(1, 2)
                 if p0:
                     k = torch.cat([self.keys[l][:, :, :p0].index_select(0, eg), k], 2)
                     v = torch.cat([self.values[l][:, :, :p0].index_select(0, eg), v], 2)
@@ -128,7 +130,7 @@ class Cone:
                     q = K.prep_q(w, l, q_all[a:a + V].view(V, 1, -1, dh), self._rot(l, self.last[eg]))
                     q_pos = self.last[eg][:, None]
                 else:
-                    q = K.prep_q(w, l, q_all[og:og + V * Tc].view(V, Tc, -1, dh), self._rot(l, slice(p0, T)))
+                    q = K.prep_q(w, l, q_all[og:og + V * Tc].reshape(V, Tc, -1, dh), self._rot(l, slice(p0, T)))
                     q_pos = torch.arange(p0, T, device=dev)
                 zg = K.mix(w, K.pattern(w, l, q, k, q_pos), v)  # [V, H, Tq, dh]
                 n = V if final else V * Tc
