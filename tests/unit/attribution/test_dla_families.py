@@ -185,3 +185,23 @@ def test_with_a_soft_cap_the_attribution_is_of_the_pre_cap_logit_difference(tigh
     torch.testing.assert_close(dla.final_resid + dla.norm_bias + dla.unembed_bias, ref["target"], atol=ATOL, rtol=0)
     torch.testing.assert_close(dla.layers.per_example.sum(1), dla.final_resid, atol=ATOL, rtol=0)
     torch.testing.assert_close(baseline(model, tok).logit_diff, ref["ld"], atol=ATOL, rtol=0)
+
+
+def test_prompts_of_different_lengths_are_read_at_their_own_last_token(family_model):
+    """Right padding (and sliding windows, rotary offsets) must not change a prompt's attribution."""
+    model = family_model
+    task = cw.Task("mixed", (
+        cw.Example("A tortoise is old, but a kitten is", " young", " old"),
+        cw.Example("The very old and slow tortoise is old, but the tiny kitten is", " young", " old"),
+        cw.Example("Ice is", " cold", " hot"),
+    ))
+    tok, _ = cw.tokenize_task(model, task)
+    assert not tok.same_length
+    together = direct_logit_attribution(model, tok)
+    for i, ex in enumerate(task):
+        alone_tok, _ = cw.tokenize_task(model, cw.Task("one", (ex,)))
+        alone = direct_logit_attribution(model, alone_tok)
+        torch.testing.assert_close(together.heads.per_example[i], alone.heads.per_example[0], atol=ATOL, rtol=0)
+        torch.testing.assert_close(together.logit_lens.per_example[i], alone.logit_lens.per_example[0],
+                                   atol=ATOL, rtol=0)
+        torch.testing.assert_close(together.logit_diff[i], alone.logit_diff[0], atol=ATOL, rtol=0)
