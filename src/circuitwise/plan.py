@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from circuitwise.errors import TaskError
+from circuitwise.models.weights import supports
 from circuitwise.patching.positions import sweep_positions
 from circuitwise.patching.result import MIN_GAP
 from circuitwise.patching.sweeps import get_sweep
@@ -62,8 +63,12 @@ def plan_run(config: Any, tok: TokenizedTask, model: Any, *, gap: float | None =
             notes.append("Circuit discovery was skipped: faithfulness is undefined when the corruption does "
                          "not move the metric.")
             circuit = None
-    reason = _engine_reason(model) if sweeps else None
-    if reason:
+    reason = supports(model) if sweeps or circuit else None
+    if circuit and reason:
+        notes.append(f"Circuit discovery was skipped: its edge-graph forward does not cover this model "
+                     f"({reason}). Patching and attribution still run.")
+        circuit = None
+    if reason and sweeps:
         notes.append(f"Exact patching uses the slower hook engine: the fast engine does not cover this model "
                      f"({reason}).")
     return Plan(sweeps, config.align, axis, bool(config.attribution and sweeps), circuit, degenerate, gap,
@@ -103,14 +108,6 @@ def _positional(wanted: tuple[str, ...], tok: TokenizedTask, align: str,
 
 def _span(lengths: list[int]) -> str:
     return ", ".join(map(str, lengths)) if len(lengths) <= 4 else f"{lengths[0]} to {lengths[-1]}"
-
-
-def _engine_reason(model: Any) -> str | None:
-    try:
-        from circuitwise.patching.cone import unsupported_reason
-    except ImportError:  # the fast engine's module may be reorganised; the plan still runs
-        return None
-    return unsupported_reason(model)
 
 
 def corrupted_view(tok: TokenizedTask) -> TokenizedTask:

@@ -59,6 +59,19 @@ def test_degenerate_gap_skips_discovery_with_a_note(tiny_model, mixed):
     assert any("degenerate" in n for n in plan.notes) and any("Circuit discovery was skipped" in n for n in plan.notes)
 
 
+def test_an_architecture_the_fast_engines_do_not_cover_is_planned_around(tiny_model, mixed, monkeypatch):
+    """Decided before any work: patching falls back to the hook engine, discovery is skipped, both said."""
+    import circuitwise.plan as plan_mod
+
+    monkeypatch.setattr(plan_mod, "supports", lambda model: "ALiBi positions")
+    plan = plan_run(_cfg(), mixed, tiny_model, gap=1.0)
+    assert plan.circuit is None and plan.sweeps == ("heads",)
+    assert any("Circuit discovery was skipped" in n and "ALiBi positions" in n for n in plan.notes)
+    assert any("hook engine" in n and "ALiBi positions" in n for n in plan.notes)
+    monkeypatch.undo()
+    assert plan_run(_cfg(), mixed, tiny_model, gap=1.0).circuit == "eap-ig"  # GPT-2 is covered
+
+
 @pytest.mark.parametrize("what", ["resid_pre", "heads_by_pos"])
 def test_end_alignment_is_labelled_by_offset_and_engines_agree(tiny_model, mixed, what):
     fast = activation_patching(tiny_model, mixed, what, normalize=False, align="end", engine="cone")
