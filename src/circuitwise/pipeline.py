@@ -130,11 +130,12 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
     model, tok, dropped = prepared.model, prepared.tok, prepared.dropped
     bs = config.batch_size or default_batch_size(model)
     say(f"baseline on {len(tok)} prompts")
-    bl = baseline(model, tok, batch_size=bs)
+    bl = baseline(model, tok, batch_size=bs, progress=partial(step, "baseline"))
     gap = None
     if tok.corrupted is not None and (config.patching or config.circuit):
         # One forward of the corrupted prompts tells the plan whether patching has a gap to restore.
-        corrupted_ld = baseline(model, corrupted_view(tok), batch_size=bs, top_k=1).logit_diff
+        corrupted_ld = baseline(model, corrupted_view(tok), batch_size=bs, top_k=1,
+                                progress=partial(step, "corrupted baseline")).logit_diff
         gap = float(bl.logit_diff.mean() - corrupted_ld.mean())
     plan = plan_run(config, tok, model, gap=gap)
     for note in plan.notes:

@@ -61,3 +61,24 @@ def test_messages_are_plain_text(clock):
     with Bars(console) as bars:
         bars.message("tokens ['A', ' tort'] [bold]x[/]")
     assert "['A', ' tort'] [bold]x[/]" in buf.getvalue()
+
+
+def test_a_stage_without_counts_shows_its_elapsed_time_on_a_terminal(clock):
+    console, buf = _console(True)
+    with Bars(console) as bars:
+        bars.message("direct logit attribution")
+        bars.message("note: adapted")  # a note is logged, it is no stage
+        assert [t.description for t in bars._bars.tasks] == ["direct logit attribution"]
+        bars.message("writing report")
+        assert [t.description for t in bars._bars.tasks] == ["writing report"]
+    assert "direct logit attribution" in buf.getvalue() and "note: adapted" in buf.getvalue()
+
+
+def test_baseline_reports_its_batches(tiny_model):
+    import circuitwise as cw
+    from circuitwise.attribution import baseline
+
+    tok, _ = cw.tokenize_task(tiny_model, cw.get_task("opposites-seed"))
+    calls = []
+    baseline(tiny_model, tok, batch_size=4, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(0, 2), (1, 2), (2, 2)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -49,10 +49,14 @@ class Baseline:
 
 
 @torch.inference_mode()
-def baseline(model: Any, tok: TokenizedTask, *, top_k: int = 10, batch_size: int = 32) -> Baseline:
-    """Run the clean prompts and read each at its own last token."""
+def baseline(model: Any, tok: TokenizedTask, *, top_k: int = 10, batch_size: int = 32,
+             progress: Callable[[int, int], None] | None = None) -> Baseline:
+    """Run the clean prompts and read each at its own last token; ``progress(done, total)`` per batch."""
     ans_l, ans_p, ranks, tops = [], [], [], []
-    for b in tok.batches(batch_size):
+    n_batches = -(-len(tok) // batch_size)
+    for bi, b in enumerate(tok.batches(batch_size)):
+        if progress is not None:
+            progress(bi, n_batches)
         last_logits = gather_last(model(b.clean), b.last).float()  # [batch, vocab]
         logprobs = last_logits.log_softmax(-1)
         a = last_logits.gather(-1, b.answers)
@@ -66,6 +70,8 @@ def baseline(model: Any, tok: TokenizedTask, *, top_k: int = 10, batch_size: int
                 TopToken(model.tokenizer.decode([int(i)]), int(i), float(v), float(row_lp[i].exp()))
                 for v, i in zip(row_v, row_i)
             ))
+    if progress is not None:
+        progress(n_batches, n_batches)
     return Baseline(torch.cat(ans_l).cpu(), torch.cat(ans_p).cpu(), torch.cat(ranks).cpu(), tuple(tops))
 
 

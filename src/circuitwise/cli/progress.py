@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 SHOW_AFTER_S = 2.0
@@ -28,6 +28,7 @@ class Bars:
         self._tasks: dict[str, Any] = {}
         self._start: dict[str, float] = {}
         self._tenth: dict[str, int] = {}
+        self._stage: Any = None
 
     def __enter__(self) -> "Bars":
         return self
@@ -39,13 +40,17 @@ class Bars:
             self._bars = None
 
     def message(self, text: str) -> None:
-        line = Text(text)
-        if self._bars is not None:
-            self._bars.console.log(line)  # above the bars, which stay in place
-        elif self.live:
-            self.console.log(line)
-        else:
-            self.console.print(line, highlight=False)
+        """A stage starts (or a note): logged; on a terminal the stage also shows its elapsed time."""
+        if not self.live:
+            self.console.print(Text(text), highlight=False)
+            return
+        bars = self._progress()
+        bars.console.log(Text(text))  # above the bars, which stay in place
+        if text.startswith("note:"):
+            return
+        if self._stage is not None:
+            bars.remove_task(self._stage)
+        self._stage = bars.add_task(text, total=None, counts="", left="")
 
     def step(self, label: str, done: int, total: int) -> None:
         now = time.monotonic()
@@ -55,21 +60,29 @@ class Bars:
         if label not in self._tasks and label not in self._tenth and (now - start < SHOW_AFTER_S or done >= total):
             return  # a quick stage: nothing to show
         if self.live:
-            self._bar(label, done, total)
+            self._bar(label, done, total, now - start)
         else:
             self._line(label, done, total, now - start)
 
-    def _bar(self, label: str, done: int, total: int) -> None:
+    def _progress(self) -> Progress:
         if self._bars is None:
-            self._bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+            self._bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"),
+                                  TimeElapsedColumn(), TextColumn("{task.fields[left]}"),
                                   console=self.console, transient=True)
             self._bars.start()
+        return self._bars
+
+    def _bar(self, label: str, done: int, total: int, elapsed: float) -> None:
+        bars = self._progress()
+        left = f"about {_duration(elapsed / done * (total - done))} left"
         if label not in self._tasks:
-            self._tasks[label] = self._bars.add_task(label, total=total, completed=0)
-        self._bars.update(self._tasks[label], completed=done, total=total)
+            self._tasks[label] = bars.add_task(label, total=total, counts="", left="")
+            # The bar appears after SHOW_AFTER_S; its clock should count from the stage's start.
+            task = next(t for t in bars.tasks if t.id == self._tasks[label])
+            task.start_time = bars.get_time() - elapsed
+        bars.update(self._tasks[label], completed=done, total=total, counts=f"{done}/{total}", left=left)
         if done >= total:
-            self._bars.remove_task(self._tasks.pop(label))
+            bars.remove_task(self._tasks.pop(label))
             self._tenth[label] = 10  # finished: never shown again under this label
 
     def _line(self, label: str, done: int, total: int, elapsed: float) -> None:
