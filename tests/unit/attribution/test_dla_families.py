@@ -15,6 +15,7 @@ from circuitwise.attribution import baseline, direct_logit_attribution
 
 ATOL = 1e-4
 _raw: dict[str, object] = {}
+_done: dict[int, tuple] = {}
 
 
 @pytest.fixture(params=["processed", "raw"])
@@ -26,6 +27,15 @@ def model(request, family_ckpt, family_model):
     if family not in _raw:
         _raw[family] = cw.load_model(str(path), device="cpu", processing=False)
     return _raw[family]
+
+
+def _computed(model):
+    """(tok, TL reference, our DLA) for one model, computed once: the models are session-scoped."""
+    if id(model) not in _done:
+        tok = _tok(model)
+        # The model rides along so that its id cannot be reused while the entry exists.
+        _done[id(model)] = model, tok, _reference(model, tok), direct_logit_attribution(model, tok, batch_size=3)
+    return _done[id(model)][1:]
 
 
 def _tok(model):
@@ -96,9 +106,7 @@ def test_baseline_is_the_models_own_logit_difference(model):
 
 def test_final_residual_and_biases_give_the_models_logit_difference(model):
     """final_resid + norm_bias + unembed_bias = the model's logit difference (pre-cap where capped)."""
-    tok = _tok(model)
-    ref = _reference(model, tok)
-    dla = direct_logit_attribution(model, tok, batch_size=3)  # two batches
+    tok, ref, dla = _computed(model)  # DLA in two batches (3 + 1)
     assert ref["target"].abs().max() > 0.1, "degenerate fixture: the logit differences are ~0"
     torch.testing.assert_close(dla.final_resid + dla.norm_bias + dla.unembed_bias, ref["target"],
                                atol=ATOL, rtol=0)
@@ -113,25 +121,19 @@ def test_final_residual_and_biases_give_the_models_logit_difference(model):
 
 
 def test_layers_sum_to_the_final_residual_and_equal_transformerlens(model):
-    tok = _tok(model)
-    ref = _reference(model, tok)
-    dla = direct_logit_attribution(model, tok)
+    tok, ref, dla = _computed(model)  # DLA in two batches (3 + 1)
     torch.testing.assert_close(dla.layers.per_example.sum(1), dla.final_resid, atol=ATOL, rtol=0)
     torch.testing.assert_close(dla.layers.per_example, ref["layers"], atol=ATOL, rtol=0)
 
 
 def test_heads_equal_transformerlens_stacked_head_results(model):
-    tok = _tok(model)
-    ref = _reference(model, tok)
-    dla = direct_logit_attribution(model, tok)
+    tok, ref, dla = _computed(model)  # DLA in two batches (3 + 1)
     assert ref["heads"].abs().max() > 1e-3, "degenerate fixture: every head's DLA is ~0"
     torch.testing.assert_close(dla.heads.per_example, ref["heads"], atol=ATOL, rtol=0)
 
 
 def test_logit_lens_equals_transformerlens_accumulated_resid(model):
-    tok = _tok(model)
-    ref = _reference(model, tok)
-    dla = direct_logit_attribution(model, tok)
+    tok, ref, dla = _computed(model)  # DLA in two batches (3 + 1)
     torch.testing.assert_close(dla.logit_lens.per_example, ref["lens"], atol=ATOL, rtol=0)
     L = model.cfg.n_layers
     labels = dla.logit_lens.labels["point"]
@@ -145,8 +147,7 @@ def test_logit_lens_equals_transformerlens_accumulated_resid(model):
 
 
 def test_what_is_not_linear_is_said(model):
-    tok = _tok(model)
-    dla = direct_logit_attribution(model, tok)
+    _, _, dla = _computed(model)
     cap = model.cfg.output_logits_soft_cap
     capped = cap is not None and cap > 0
     post = any(_has_post_attn_norm(model, l) for l in range(model.cfg.n_layers))
@@ -177,9 +178,7 @@ def tightly_capped_gemma2(tmp_path_factory):
 def test_with_a_soft_cap_the_attribution_is_of_the_pre_cap_logit_difference(tightly_capped_gemma2):
     model = tightly_capped_gemma2
     assert model.cfg.output_logits_soft_cap == 2.0
-    tok = _tok(model)
-    ref = _reference(model, tok)
-    dla = direct_logit_attribution(model, tok)
+    tok, ref, dla = _computed(model)  # DLA in two batches (3 + 1)
     assert (ref["target"] - ref["ld"]).abs().max() > 1e-2, "the cap must matter for this test to mean anything"
     assert dla.target == "pre_cap_logit_diff" and not dla.linear and "logit_soft_cap" in dla.nonlinear
     torch.testing.assert_close(dla.final_resid + dla.norm_bias + dla.unembed_bias, ref["target"], atol=ATOL, rtol=0)
