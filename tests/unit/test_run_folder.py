@@ -180,3 +180,23 @@ def test_patch_keeps_every_sweep_already_computed(tmp_path, tiny_ckpt):
     assert invoke(*args, "--what", "heads").exit_code == 0
     assert invoke(*args, "--what", "head_q").exit_code == 0
     assert set(json.loads((out / "patching.json").read_text())["sweeps"]) == {"heads", "head_q"}
+
+
+def test_tasks_export_on_a_full_disk_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "t.jsonl"
+    path.write_text("old\n")
+
+    def full(src, dst, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    r = invoke("tasks", "export", "opposites-seed", path)
+    assert r.exit_code == 3 and "full" in r.output
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["t.jsonl"]
+
+
+def test_circuit_into_a_busy_folder_is_refused_before_loading(tmp_path):
+    out = tmp_path / "c"
+    with RunFolder(out):
+        r = invoke("circuit", "opposites-seed", "--model", tmp_path / "no-such-model", "--out", out)
+    assert r.exit_code == 4 and "Another circuitwise command" in r.output

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -78,7 +78,7 @@ def circuit(
     from circuitwise.circuits import find_circuit, get_method
     from circuitwise.errors import ConfigError
     from circuitwise.evaluation import evaluate_circuit
-    from circuitwise.evaluation.outputs import prepare_dir, write_outputs
+    from circuitwise.evaluation.outputs import prepare_dir, study_folder, write_outputs
 
     get_method(method)  # reject a bad method before loading anything
     if selection == "top-n" and edges is None:
@@ -86,16 +86,17 @@ def circuit(
     if selection == "threshold" and threshold is None:
         raise ConfigError("--selection threshold needs --threshold T (the score cut-off).")
     prepare_dir(out)  # a file, or a folder of other files, fails before any work
-    m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing)
-    with progress_bar() as update:
-        found = find_circuit(m, tok, method=method, steps=steps, direction=direction, selection=selection,
-                             n=edges, threshold=threshold, target=target, by=by, prune=prune,  # type: ignore[arg-type]
-                             ablation=ablation, batch_size=batch_size, progress=update)  # type: ignore[arg-type]
-        ev = evaluate_circuit(m, tok, found.circuit, scores=found.scores, ablation=ablation,  # type: ignore[arg-type]
-                              random_samples=random_samples, shortlist=shortlist, batch_size=batch_size,
-                              progress=update)
-    paths = write_outputs(out, found.circuit, ev, found.scores,
-                          extra={"scoring_seconds": found.scores.seconds, "n_examples": len(tok)})
+    with study_folder(out) as folder:  # locked from the start: a second command here is refused
+        m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing)
+        with progress_bar() as update:
+            found = find_circuit(m, tok, method=method, steps=steps, direction=direction, selection=selection,
+                                 n=edges, threshold=threshold, target=target, by=by, prune=prune,  # type: ignore[arg-type]
+                                 ablation=ablation, batch_size=batch_size, progress=update)  # type: ignore[arg-type]
+            ev = evaluate_circuit(m, tok, found.circuit, scores=found.scores, ablation=ablation,  # type: ignore[arg-type]
+                                  random_samples=random_samples, shortlist=shortlist, batch_size=batch_size,
+                                  progress=update)
+        paths = write_outputs(out, found.circuit, ev, found.scores, folder=folder,
+                              extra={"scoring_seconds": found.scores.seconds, "n_examples": len(tok)})
     sel = found.circuit.selection
     if sel.get("kind") == "target" and not sel.get("reached", True):
         console.print(f"[yellow]target {target} not reached[/]; the full graph was kept.", highlight=False)
@@ -129,7 +130,7 @@ def evaluate(
     from circuitwise.circuits import Circuit
     from circuitwise.errors import ConfigError
     from circuitwise.evaluation import evaluate_circuit
-    from circuitwise.evaluation.outputs import prepare_dir, write_outputs
+    from circuitwise.evaluation.outputs import prepare_dir, study_folder, write_outputs
 
     try:
         raw = json.loads(circuit_file.read_text(encoding="utf-8"))
@@ -144,13 +145,14 @@ def evaluate(
         prepare_dir(out)  # a file, or a folder of other files, fails before any work
     Circuit.check_json(raw, str(circuit_file))  # a malformed file fails before the model loads
     name = model or (raw.get("model") or {}).get("name") or F["model"].default
-    m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid, processing)
-    circ = Circuit.from_json(raw, m, source=str(circuit_file))
-    with progress_bar() as update:
-        ev = evaluate_circuit(m, tok, circ, ablation=ablation, random_samples=random_samples,  # type: ignore[arg-type]
-                              shortlist=shortlist, curve=out is not None, batch_size=batch_size, progress=update)
-    if out is not None:
-        write_outputs(out, circ, ev, source=circuit_file)
+    with study_folder(out, circuit_file) if out is not None else nullcontext() as folder:
+        m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid, processing)
+        circ = Circuit.from_json(raw, m, source=str(circuit_file))
+        with progress_bar() as update:
+            ev = evaluate_circuit(m, tok, circ, ablation=ablation, random_samples=random_samples,  # type: ignore[arg-type]
+                                  shortlist=shortlist, curve=out is not None, batch_size=batch_size, progress=update)
+        if out is not None:
+            write_outputs(out, circ, ev, source=circuit_file, folder=folder)
     if as_json:
         typer.echo(json.dumps(ev.to_json()))
         return

@@ -55,29 +55,39 @@ def summary_lines(ev: CircuitEvaluation) -> list[str]:
     return lines
 
 
-def write_outputs(out: Path, circuit: Circuit, evaluation: CircuitEvaluation, scores: EdgeScores | None = None,
-                  extra: dict[str, Any] | None = None, *, source: Path | None = None) -> dict[str, Path]:
-    """Write the study's files into ``out`` and return their paths.
-
-    ``source``: the circuit.json the circuit was read from (``evaluate``). It is never rewritten:
-    ``out`` gets a byte-for-byte copy, or keeps it as it is when it already lives there.
-    """
+def study_folder(out: Path, source: Path | None = None) -> RunFolder:
+    """The staged, locked folder a circuit study is written to (enter it before the work starts)."""
     out = Path(out)
     names = {"evaluation.json", "circuit.html"}
     if source is None or not _same_file(Path(source), out / "circuit.json"):
         # A new circuit: its scores (or none) replace the earlier circuit's.
         names |= {"circuit.json", "scores.json"}
-    with RunFolder(out, replaces=names) as folder:
-        if source is None:
-            folder.write_json("circuit.json", circuit.to_json())
-        elif "circuit.json" in names:
-            folder.write_text("circuit.json", Path(source).read_bytes())
-        if scores is not None:
-            folder.write_json("scores.json", scores.to_json())
-        folder.write_json("evaluation.json", {**evaluation.to_json(), **(extra or {})})
-        title = f"Circuit for {circuit.task or 'task'} ({circuit.method or 'circuit'})"
-        folder.write_text("circuit.html", figures_html(evaluation.figures(), title, summary_lines(evaluation)))
-        folder.commit()
+    return RunFolder(out, replaces=names)
+
+
+def write_outputs(out: Path, circuit: Circuit, evaluation: CircuitEvaluation, scores: EdgeScores | None = None,
+                  extra: dict[str, Any] | None = None, *, source: Path | None = None,
+                  folder: RunFolder | None = None) -> dict[str, Path]:
+    """Write the study's files into ``out``, whole, and return their paths.
+
+    ``source``: the circuit.json the circuit was read from (``evaluate``). It is never rewritten:
+    ``out`` gets a byte-for-byte copy, or keeps it as it is when it already lives there.
+    ``folder``: a :func:`study_folder` the caller entered before its work (it is committed here).
+    """
+    out = Path(out)
+    if folder is None:
+        with study_folder(out, source) as own:
+            return write_outputs(out, circuit, evaluation, scores, extra, source=source, folder=own)
+    if source is None:
+        folder.write_json("circuit.json", circuit.to_json())
+    elif "circuit.json" in folder.replaces:
+        folder.write_text("circuit.json", Path(source).read_bytes())
+    if scores is not None:
+        folder.write_json("scores.json", scores.to_json())
+    folder.write_json("evaluation.json", {**evaluation.to_json(), **(extra or {})})
+    title = f"Circuit for {circuit.task or 'task'} ({circuit.method or 'circuit'})"
+    folder.write_text("circuit.html", figures_html(evaluation.figures(), title, summary_lines(evaluation)))
+    folder.commit()
     paths = {"circuit": out / "circuit.json", "evaluation": out / "evaluation.json", "html": out / "circuit.html"}
     if scores is not None:
         paths["scores"] = out / "scores.json"
@@ -91,4 +101,4 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-__all__ = ["figures_html", "prepare_dir", "summary_lines", "write_outputs"]
+__all__ = ["figures_html", "prepare_dir", "study_folder", "summary_lines", "write_outputs"]

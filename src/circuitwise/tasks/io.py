@@ -462,23 +462,24 @@ def read_task_file(path: Path, name: str | None = None) -> Task:
 
 def write_jsonl(task: Task, path: Path) -> None:
     """Write ``task`` (header line, then one example a line) so :func:`read_task_file` gives it back."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    from circuitwise.runfolder import atomic_write_text, output_error
+
     head: dict[str, Any] = {"name": task.name}
     if task.description:
         head["description"] = task.description
     if task.meta:
         head["meta"] = dict(task.meta)
     try:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(json.dumps({HEADER_KEY: head}, ensure_ascii=False) + "\n")
-            for ex in task.examples:
-                f.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
+        lines = [json.dumps({HEADER_KEY: head}, ensure_ascii=False)]
+        lines += [json.dumps(ex.to_json(), ensure_ascii=False) for ex in task.examples]
     except (TypeError, ValueError) as e:
-        tmp.unlink(missing_ok=True)
         raise TaskError(f"Task {task.name!r} cannot be written as JSON ({e}); keep 'meta' to strings, "
                         "numbers, lists and objects.") from None
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(e, path.parent, "create the folder") from None
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 __all__ = ["parse_task_text", "read_task_file", "write_jsonl"]
