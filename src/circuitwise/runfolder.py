@@ -88,7 +88,8 @@ class RunFolder:
     """
 
     def __init__(self, out: Path | str, *, replaces: Iterable[str] = ()):
-        self.out = Path(out)
+        # Absolute, so `--out .` has a name and a parent to stage beside (symlinks are kept as given).
+        self.out = Path(os.path.abspath(out))
         self.replaces = frozenset(replaces)
         self.staging = self.out.parent / f".{self.out.name}.partial"
         self.lock_path = self.out.parent / f".{self.out.name}.lock"
@@ -154,6 +155,12 @@ class RunFolder:
     def check(self) -> None:
         """Refuse, before any work, an --out that is a file or a folder of someone else's files."""
         out = self.out
+        if not out.name:
+            raise ConfigError(f"--out {out} is the root folder; give a folder for this run's files.")
+        cwd = Path(os.path.abspath(os.getcwd()))
+        if cwd == out or out in cwd.parents:
+            # The folder is replaced whole on success, which would pull it out from under the shell.
+            raise ConfigError(f"--out {out} is (or holds) the current folder. Give a subfolder, e.g. --out runs/latest.")
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {out} is a file, not a folder. Choose a folder path (it is created if needed).")
         if out.is_dir():

@@ -200,3 +200,12 @@ def test_circuit_into_a_busy_folder_is_refused_before_loading(tmp_path):
     with RunFolder(out):
         r = invoke("circuit", "opposites-seed", "--model", tmp_path / "no-such-model", "--out", out)
     assert r.exit_code == 4 and "Another circuitwise command" in r.output
+
+
+def test_the_current_folder_is_refused_as_out(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="current folder"):
+        RunFolder(".").check()
+    with pytest.raises(ConfigError, match="current folder"):
+        RunFolder(tmp_path.parent).check()
+    RunFolder("sub").check()
