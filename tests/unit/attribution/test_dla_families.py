@@ -204,3 +204,29 @@ def test_prompts_of_different_lengths_are_read_at_their_own_last_token(family_mo
         torch.testing.assert_close(together.logit_lens.per_example[i], alone.logit_lens.per_example[0],
                                    atol=ATOL, rtol=0)
         torch.testing.assert_close(together.logit_diff[i], alone.logit_diff[0], atol=ATOL, rtol=0)
+
+
+def test_equals_transformerlens_own_dla_tool_where_it_runs(model):
+    """TL's ``tools.analysis.direct_logit_attribution``, on the models it accepts."""
+    from transformer_lens.tools.analysis.direct_logit_attribution import direct_logit_attribution as tl_dla
+
+    tok, _, dla = _computed(model)
+    correct, incorrect = tok.answers[:, 0], tok.answers[:, 1]
+    try:
+        with torch.inference_mode():
+            comps = tl_dla(model, tok.clean, correct, incorrect, unit="component")
+    except ValueError as e:
+        assert "identity final norm" in str(e)
+        pytest.skip(f"TL's DLA tool refuses a final norm that fold_ln did not fold ({e}); ours applies it, "
+                    "checked above against the model's own logits")
+    torch.testing.assert_close(dla.layers.per_example, comps.attribution.T, atol=ATOL, rtol=0)
+    if any(_has_post_attn_norm(model, l) for l in range(model.cfg.n_layers)):
+        pytest.skip("TL's head DLA projects each head's output as if it joined the residual directly, "
+                    "skipping the post-attention norm it goes through; ours is checked against TL's stacked "
+                    "head results pushed through that norm (test_heads_equal_transformerlens_stacked_head_results)")
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+    with torch.inference_mode():
+        heads = tl_dla(model, tok.clean, correct, incorrect, unit="head")
+    assert heads.labels[: L * H] == [f"L{l}H{h}" for l in range(L) for h in range(H)]
+    torch.testing.assert_close(dla.heads.per_example, heads.attribution[: L * H].T.reshape(-1, L, H),
+                               atol=ATOL, rtol=0)
