@@ -143,7 +143,7 @@ def direct_logit_attribution(model: Any, tok: TokenizedTask, *, batch_size: int 
     norms = [n for n in (ro.final, *ro.post_attn) if n is not None]
     out_name = "ln_final.hook_out" if ro.final is not None else accum[-1]
     wanted = set(comps + accum + z_names + [n.scale_hook for n in norms] + [out_name])
-    W_O = model.W_O.float()  # [L, H, d_head, d_model]
+    W_O = model.W_O  # [L, H, d_head, d_model]
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("final", "nbias", "ubias", "ld", "lens", "layers", "heads")}
     for b in tok.batches(batch_size):
         _, cache = model.run_with_cache(b.clean, names_filter=lambda n: n in wanted, return_type=None)
@@ -163,9 +163,13 @@ def direct_logit_attribution(model: Any, tok: TokenizedTask, *, batch_size: int 
         parts["ubias"].append(ubias)
         parts["ld"].append((last(out_name) * dirs).sum(-1) + ubias)
         parts["lens"].append(_lens(model, ro, torch.stack([gather_last(cache[n], b.last) for n in accum], 0), dirs))
-        z = torch.stack([last(n) for n in z_names], 1)  # [batch, L, H, d_head]
-        D_l = torch.stack([D if n is None else n.pull_back(D, last(n.scale_hook)[:, 0]) for n in ro.post_attn], 1)
-        parts["heads"].append(torch.einsum("blhd,lhdm,blm->blh", z, W_O, D_l))
+        heads = []
+        for l, post in enumerate(ro.post_attn):
+            D_l = D if post is None else post.pull_back(D, last(post.scale_hook)[:, 0])
+            # Direction first, then z: never a [batch, head, d_head, d_model] product.
+            to_z = torch.einsum("hdm,bm->bhd", W_O[l].float(), D_l)
+            heads.append((last(z_names[l]) * to_z).sum(-1))
+        parts["heads"].append(torch.stack(heads, 1))  # [batch, L, H]
     cat = {k: torch.cat(v, -1 if k in ("lens", "layers") else 0).cpu() for k, v in parts.items()}
     head_labels = {"layer": [str(l) for l in range(L)], "head": [str(h) for h in range(H)]}
     nonlinear = ro.nonlinear
