@@ -52,6 +52,12 @@ def attribution_patching(
     positions, labels = sweep_axes(model, sweep, tok, align)
     bs = batch_size or auto_batch_size(model, tok)
     names = [sweep.hook_name(l) for l in range(model.cfg.n_layers)]
+    # A pattern's only consumer is z = pattern @ v, so ∂m/∂pattern = ∂m/∂z · vᵀ exactly. Read it
+    # that way everywhere: on OPT, GPT-Neo and GPT-J, TL 4.3 fires hook_pattern after Hugging
+    # Face's attention has used the pattern, so its gradient there would be silently zero.
+    via_z = sweep.act == "pattern"
+    z_names = [n.replace("hook_pattern", "hook_z") for n in names] if via_z else names
+    v_names = [n.replace("hook_pattern", "hook_v") for n in names] if via_z else []
     raws, cleans, corrupteds = [], [], []
     n_batches = (len(tok) + bs - 1) // bs
     for bi, batch in enumerate(tok.batches(bs)):
@@ -61,7 +67,11 @@ def attribution_patching(
         base_tokens, src_tokens = (
             (batch.corrupted, batch.clean) if direction == "denoise" else (batch.clean, batch.corrupted))
         src, src_metric = _forward(model, src_tokens, batch, names, metric_obj.fn, grad=False)
-        base, grads, base_metric = _forward(model, base_tokens, batch, names, metric_obj.fn, grad=True)
+        extra = v_names + z_names if via_z else []
+        base, grads, base_metric = _forward(model, base_tokens, batch, names + extra, metric_obj.fn,
+                                            grad=True, grad_names=z_names)
+        if via_z:
+            grads = {n: _pattern_grad(grads[z], base[v]) for n, z, v in zip(names, z_names, v_names)}
         cells = [_cells(sweep, (src[n] - base[n]) * grads[n], pos) for n in names]
         raws.append((base_metric[:, None, *([None] * (cells[0].dim() - 1))] + torch.stack(cells, 1)).cpu())
         clean, corr = (src_metric, base_metric) if direction == "denoise" else (base_metric, src_metric)
@@ -92,8 +102,17 @@ def _cells(sweep: Sweep, contrib: torch.Tensor, pos: torch.Tensor | None) -> tor
     return per_pos[rows, pos]
 
 
-def _forward(model: Any, tokens: torch.Tensor, batch: TokenizedTask, names: list[str], metric: Any, *, grad: bool):
-    """Activations at ``names`` and the metric; with ``grad``, also ∂(Σ metric)/∂activation."""
+def _pattern_grad(grad_z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """∂m/∂pattern ``[b, head, dest, src]`` from ∂m/∂z ``[b, dest, head, d]`` and v ``[b, src, kv_head, d]``."""
+    v = v.repeat_interleave(grad_z.shape[2] // v.shape[2], dim=2)  # grouped keys: a copy per query head
+    return torch.einsum("bqhd,bkhd->bhqk", grad_z, v)
+
+
+def _forward(model: Any, tokens: torch.Tensor, batch: TokenizedTask, names: list[str], metric: Any, *, grad: bool,
+             grad_names: list[str] | None = None):
+    """Activations at ``names`` and the metric; with ``grad``, also ∂(Σ metric)/∂activation at
+    ``grad_names`` (default: ``names``)."""
+    grad_names = names if grad_names is None else grad_names
     acts: dict[str, torch.Tensor] = {}
     grads: dict[str, torch.Tensor] = {}
     live: list[torch.Tensor] = []
@@ -115,7 +134,7 @@ def _forward(model: Any, tokens: torch.Tensor, batch: TokenizedTask, names: list
         raise _Stop
 
     fwd = [(n, keep(n, acts)) for n in names] + [("ln_final.hook_out", stop)]
-    bwd = [(n, keep(n, grads)) for n in names] if grad else []
+    bwd = [(n, keep(n, grads)) for n in grad_names] if grad else []
     if grad:
         fwd = [("hook_embed", leaf)] + fwd
     with torch.inference_mode(False), torch.set_grad_enabled(grad), model.hooks(fwd_hooks=fwd, bwd_hooks=bwd):
@@ -128,9 +147,9 @@ def _forward(model: Any, tokens: torch.Tensor, batch: TokenizedTask, names: list
             torch.autograd.grad(m.sum(), live)
     if not grad:
         return acts, m.detach()
-    missing = [n for n in names if n not in grads]
-    for n in missing:  # a point the metric does not depend on at all
-        grads[n] = torch.zeros_like(acts[n])
+    for n in grad_names:
+        if n not in grads:  # a point the metric does not depend on at all
+            grads[n] = torch.zeros_like(acts[n])
     return acts, grads, m.detach()
 
 
