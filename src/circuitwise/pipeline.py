@@ -54,8 +54,10 @@ class RunOutputs:
         return self.out / "report.html"
 
 
-# The files `run` writes; a previous version of them is never carried into a new run's folder.
-RUN_FILES = ("report.html", "results.json", "config.yaml", "circuit.json")
+# The files `run` writes, and those that describe its circuit.json (from a `circuit` command into
+# the same folder): a previous version of them is never carried into a new run's folder.
+RUN_FILES = ("report.html", "results.json", "config.yaml", "circuit.json", "scores.json", "evaluation.json",
+             "circuit.html")
 
 
 def rerun_command(cfg: RunConfig) -> str:

@@ -32,6 +32,8 @@ OURS = frozenset({"report.html", "results.json", "config.yaml", "circuit.json", 
                   "evaluation.json", "circuit.html", "patching.json", ".patching"})
 CHECKPOINTS = ".patching"
 MAX_FOREIGN_FILES = 10
+# OSErrors that mean "cannot write here"; others inside a run are bugs and keep their traceback.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
 
 
 def output_error(e: OSError, path: Path | str, doing: str = "write") -> OutputError:
@@ -127,7 +129,7 @@ class RunFolder:
             kept = self.kept_message()
             if isinstance(exc, KeyboardInterrupt):
                 raise Interrupted(kept) from None
-            if isinstance(exc, OSError):
+            if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
                 err = output_error(exc, getattr(exc, "filename", None) or self.staging)
                 err.add_note(kept)
                 raise err from None

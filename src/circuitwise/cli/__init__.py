@@ -8,7 +8,6 @@ traceback, and exit with the error's status: 2 bad input, 3 an output that canno
 
 from __future__ import annotations
 
-import errno
 import logging
 import sys
 
@@ -61,14 +60,11 @@ def main() -> None:
         fail(e)
     except OSError as e:
         # A write outside the staged folders (e.g. `tasks export`) on a full or read-only disk.
-        if e.errno not in DISK_ERRNOS:
+        from circuitwise.runfolder import WRITE_ERRNOS, output_error
+
+        if e.errno not in WRITE_ERRNOS:
             raise
-        from circuitwise.runfolder import output_error
-
         fail(output_error(e, e.filename or "a file"))
-
-
-DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 def fail(e: CircuitwiseError) -> None:
