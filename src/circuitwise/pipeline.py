@@ -133,13 +133,14 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
     bs = config.batch_size or default_batch_size(model)
     say(f"baseline on {len(tok)} prompts")
     bl = baseline(model, tok, batch_size=bs, progress=partial(step, "baseline"))
-    gap = None
+    gap, scale = None, 1.0
     if tok.corrupted is not None and (config.patching or config.circuit):
         # One forward of the corrupted prompts tells the plan whether patching has a gap to restore.
         corrupted_ld = baseline(model, corrupted_view(tok), batch_size=bs, top_k=1,
                                 progress=partial(step, "corrupted baseline")).logit_diff
-        gap = float(bl.logit_diff.mean() - corrupted_ld.mean())
-    plan = plan_run(config, tok, model, gap=gap)
+        clean_mean, corrupted_mean = float(bl.logit_diff.mean()), float(corrupted_ld.mean())
+        gap, scale = clean_mean - corrupted_mean, max(abs(clean_mean), abs(corrupted_mean))
+    plan = plan_run(config, tok, model, gap=gap, scale=scale)
     for note in plan.notes:
         log.info(note)
         say(f"note: {note}")

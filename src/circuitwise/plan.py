@@ -19,6 +19,7 @@ from circuitwise.patching.sweeps import get_sweep
 from circuitwise.tasks.tokenize import TokenizedTask
 
 POSITION_FREE_FALLBACK = "heads"
+CIRCUIT_REL_GAP = 1e-4
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,10 @@ class Plan:
                 "gap": self.gap}
 
 
-def plan_run(config: Any, tok: TokenizedTask, model: Any, *, gap: float | None = None) -> Plan:
-    """The plan for ``config`` on ``tok``; ``gap`` is the mean clean − corrupted metric, if known."""
+def plan_run(config: Any, tok: TokenizedTask, model: Any, *, gap: float | None = None,
+             scale: float = 1.0) -> Plan:
+    """The plan for ``config`` on ``tok``; ``gap`` is the mean clean − corrupted metric, if known,
+    and ``scale`` the larger of the two means' sizes."""
     notes: list[str] = []
     wanted = tuple(dict.fromkeys(config.patching))
     for what in wanted:
@@ -53,16 +56,19 @@ def plan_run(config: Any, tok: TokenizedTask, model: Any, *, gap: float | None =
         return Plan(align=config.align, notes=tuple(notes))
     sweeps, axis = _positional(wanted, tok, config.align, notes)
     degenerate = gap is not None and abs(gap) < MIN_GAP
+    # Faithfulness refuses a gap below 1e-4 of the metric's size (circuits.patch.normalise), which
+    # can be wider than patching's absolute MIN_GAP when logit differences are large.
+    no_circuit = gap is not None and (degenerate or not abs(gap) > CIRCUIT_REL_GAP * max(1.0, scale))
     circuit = config.circuit or None
     if degenerate:
         notes.append(f"The clean and corrupted prompts give almost the same logit difference (gap {gap:+.2g}, "
                      f"below {MIN_GAP:g}): there is nothing for a patch to restore, so patching values are "
                      "reported as degenerate (empty) and the raw metrics kept. Use a corruption that changes "
                      "the answer.")
-        if circuit:
-            notes.append("Circuit discovery was skipped: faithfulness is undefined when the corruption does "
-                         "not move the metric.")
-            circuit = None
+    if no_circuit and circuit:
+        notes.append("Circuit discovery was skipped: faithfulness is undefined when the corruption does "
+                     f"not move the metric (gap {gap:+.2g}).")
+        circuit = None
     reason = supports(model) if sweeps or circuit else None
     if circuit and reason:
         notes.append(f"Circuit discovery was skipped: its edge-graph forward does not cover this model "

@@ -123,3 +123,11 @@ def test_opposites_seed_on_the_bundled_model_completes(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["complete"] and "heads" in res["patching"] and res["circuit"]["n_edges"] > 0
     assert any("different token lengths" in n for n in res["notes"])
+
+
+def test_a_gap_too_small_for_faithfulness_skips_only_discovery(tiny_model, mixed):
+    """Large logit differences: a 3e-3 gap is fine for patching but below faithfulness's 1e-4 relative floor."""
+    plan = plan_run(_cfg(), mixed, tiny_model, gap=3e-3, scale=50.0)
+    assert not plan.degenerate and plan.sweeps and plan.circuit is None
+    assert any("Circuit discovery was skipped" in n for n in plan.notes)
+    assert plan_run(_cfg(), mixed, tiny_model, gap=3e-3, scale=5.0).circuit == "eap-ig"
