@@ -38,9 +38,12 @@ class DLA:
     statistics (TransformerLens's ``accumulated_resid(apply_ln=True)``), on the direction.
     ``layers``: [component] embed, pos_embed, attn_out and mlp_out of each layer; they sum to
     ``final_resid``. ``heads``: [layer, head] each head's output (without b_O, as TransformerLens
-    stacks them; through its layer's post-attention norm, scale frozen, where there is one). ``linear``: whether the target is the sum of these contributions with only the
-    final norm's scale frozen; ``nonlinear`` names what breaks that and ``caveats`` says what is
-    and is not decomposed. Each Labelled keeps its per-example values.
+    stacks them; through its layer's post-attention norm, scale frozen, where there is one).
+    ``linear``: whether the target is the sum of these contributions with only the final norm's
+    scale frozen; ``nonlinear`` names what breaks that and ``caveats`` says what is and is not
+    decomposed. ``dtype``: the model's; ``rounding``: the closure gap its rounding of the final
+    norm's output can explain (ours is computed in float32). Each Labelled keeps its per-example
+    values.
     """
 
     final_resid: torch.Tensor
@@ -54,6 +57,8 @@ class DLA:
     logit_lens: Labelled
     layers: Labelled
     heads: Labelled
+    dtype: str = "float32"
+    rounding: float = 0.0
 
     @property
     def closure_error(self) -> float:
@@ -69,6 +74,8 @@ class DLA:
             "logit_diff": float(self.logit_diff.mean()),
             "target": self.target,
             "closure_error": self.closure_error,
+            "dtype": self.dtype,
+            "rounding": self.rounding,
             "linear": self.linear,
             "nonlinear": list(self.nonlinear),
             "caveats": list(self.caveats),
@@ -144,7 +151,7 @@ def direct_logit_attribution(model: Any, tok: TokenizedTask, *, batch_size: int 
     out_name = "ln_final.hook_out" if ro.final is not None else accum[-1]
     wanted = set(comps + accum + z_names + [n.scale_hook for n in norms] + [out_name])
     W_O = model.W_O  # [L, H, d_head, d_model]
-    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("final", "nbias", "ubias", "ld", "lens", "layers", "heads")}
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("final", "nbias", "ubias", "ld", "spread", "lens", "layers", "heads")}
     for b in tok.batches(batch_size):
         _, cache = model.run_with_cache(b.clean, names_filter=lambda n: n in wanted, return_type=None)
         last = lambda name: gather_last(cache[name], b.last).float()  # noqa: E731
@@ -162,6 +169,7 @@ def direct_logit_attribution(model: Any, tok: TokenizedTask, *, batch_size: int 
         parts["nbias"].append(nbias)
         parts["ubias"].append(ubias)
         parts["ld"].append((last(out_name) * dirs).sum(-1) + ubias)
+        parts["spread"].append((last(out_name) * dirs).abs().sum(-1))
         parts["lens"].append(_lens(model, ro, torch.stack([gather_last(cache[n], b.last) for n in accum], 0), dirs))
         heads = []
         for l, post in enumerate(ro.post_attn):
@@ -187,7 +195,19 @@ def direct_logit_attribution(model: Any, tok: TokenizedTask, *, batch_size: int 
         layers=Labelled(cat["layers"].mean(1), ("component",), {"component": comp_labels},
                         per_example=cat["layers"].T.contiguous()),
         heads=Labelled(cat["heads"].mean(0), ("layer", "head"), head_labels, per_example=cat["heads"]),
+        dtype=str(model.W_U.dtype).removeprefix("torch."),
+        rounding=_rounding(model.W_U.dtype, cat["spread"]),
     )
+
+
+def _rounding(dtype: torch.dtype, spread: torch.Tensor) -> float:
+    """The closure gap the model's rounding of the final norm's output can make.
+
+    The norm's output is stored in the model's dtype (and scaled by its weight there): up to
+    about one ulp per channel, i.e. ``eps * sum_j |out_j * direction_j|`` on the logit difference.
+    """
+    eps = torch.finfo(dtype).eps if dtype.is_floating_point else 0.0
+    return float(2 * eps * spread.max()) if spread.numel() else 0.0
 
 
 def _lens(model: Any, ro: Readout, points: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:

@@ -67,9 +67,15 @@ def dla_closure(dla: dict[str, Any], output_mean: float) -> list[str]:
         parts += f" and the final norm's own bias (not folded into the unembedding) {_fmt(nb)}"
     gap = target - (fr + ub + nb)
     worst = dla.get("closure_error", abs(gap))
+    rounding = dla.get("rounding", 0.0)
     first = f"Direct logit attribution of the final residual stream gives {_fmt(fr)}; {parts}, "
     if worst < FLOAT_GAP:
         first += f"which together make the model's {what} ({_fmt(target)}): the decomposition closes."
+    elif worst < rounding:
+        first += (
+            f"which together make the model's {what} ({_fmt(target)}) up to {worst:.1g}: the model computes "
+            f"in {dla.get('dtype')}, whose rounding of the final norm's output can account for up to {rounding:.1g}."
+        )
     else:
         cause = (
             "the final norm was not read the way the model applies it — a circuitwise bug, please report it"
@@ -81,11 +87,19 @@ def dla_closure(dla: dict[str, Any], output_mean: float) -> list[str]:
             f"{gap:+.2g}, up to {worst:.2g} on one prompt): {cause}."
         )
     out = [first]
+    readout_gap = output_mean - target
+    if not capped and "logit_diff" in dla and abs(readout_gap) >= max(FLOAT_GAP, rounding):
+        out.append(
+            f"The model's output logit difference ({_fmt(output_mean)}) is not the unembedding of its final "
+            f"norm's output ({_fmt(target)}): something after the unembedding changes its logits by "
+            f"{readout_gap:+.2g}, and the attribution does not decompose it."
+        )
     if capped:
         out.append(
             f"The model soft-caps its logits, so the attribution decomposes the pre-cap logit difference; "
-            f"after the cap the model outputs {_fmt(output_mean)} (the cap, not a component, accounts for "
-            f"the {output_mean - target:+.2g} between them)."
+            f"after the cap the model outputs {_fmt(output_mean)} (the cap"
+            + ("" if dla.get("dtype", "float32") == "float32" else f" and {dla['dtype']} rounding")
+            + f", not a component, accounts for the {output_mean - target:+.2g} between them)."
         )
     if "post_norm" in dla.get("nonlinear", []):
         out.append(

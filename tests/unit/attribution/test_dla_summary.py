@@ -55,3 +55,29 @@ def test_a_gap_above_float_precision_is_never_called_numerical_error(gap):
 def test_old_results_without_the_check_are_told_to_rerun():
     text = " ".join(dla_closure({"final_resid": 1.0, "unembed_bias": 0.2}, 1.5))
     assert "re-run" in text and not any(v in text for v in VAGUE)
+
+
+def test_a_half_precision_models_rounding_is_named_not_called_a_bug(family_root):
+    import torch
+
+    from tests.conftest import family_ckpt_for
+
+    model = cw.load_model(str(family_ckpt_for("llama", family_root)), device="cpu").to(torch.bfloat16)
+    dla, text = _sentences(model)
+    assert dla["dtype"] == "bfloat16"
+    assert FLOAT_GAP <= dla["closure_error"] < dla["rounding"]  # bf16 really does not close to 1e-4
+    assert "computes in bfloat16" in text and "bug" not in text
+    assert "numerical error" not in text and "float error" not in text  # the cause is named instead
+
+
+def test_in_float32_rounding_is_far_below_the_float_gap(family_model_for):
+    dla, _ = _sentences(family_model_for("llama"))
+    assert dla["dtype"] == "float32" and dla["rounding"] < FLOAT_GAP / 10
+
+
+def test_logits_changed_after_the_unembedding_are_named():
+    dla = {"final_resid": 1.0, "unembed_bias": 0.2, "norm_bias": 0.0, "logit_diff": 1.2,
+           "closure_error": 0.0, "target": "logit_diff", "nonlinear": [], "dtype": "float32", "rounding": 1e-7}
+    text = " ".join(dla_closure(dla, 1.5))
+    assert "the decomposition closes" in text
+    assert "something after the unembedding changes its logits by +0.3" in text
