@@ -107,7 +107,8 @@ class RunFolder:
             self.out.parent.mkdir(parents=True, exist_ok=True)
             self._lock = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise output_error(e, self.out, "create the output folder") from None
+            # The lock and the staging folder live beside --out, so its parent must be writable too.
+            raise output_error(e, self.lock_path, "create") from None
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -216,19 +217,26 @@ class RunFolder:
     def commit(self) -> Path:
         """Swap the staged folder in as ``out``; the previous version is removed."""
         staging = self.path
+        old: Path | None = None
         try:
             if not self.out.exists():
                 os.rename(staging, self.out)
             elif _exchange(staging, self.out):
-                _remove(staging)
+                old = staging
             else:
                 old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
                 os.rename(self.out, old)
-                os.rename(staging, self.out)
-                _remove(old)
+                try:
+                    os.rename(staging, self.out)
+                except OSError:
+                    os.rename(old, self.out)  # put the previous version back before reporting
+                    raise
         except OSError as e:
             raise output_error(e, self.out, "replace") from None
+        # From here the new version is in place, whatever happens to the cleanup.
         self.committed = True
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
         return self.out
 
 

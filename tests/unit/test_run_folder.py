@@ -209,3 +209,13 @@ def test_the_current_folder_is_refused_as_out(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="current folder"):
         RunFolder(tmp_path.parent).check()
     RunFolder("sub").check()
+
+
+def test_the_swap_without_renameat2_is_whole_too(tmp_path, monkeypatch):
+    from circuitwise import runfolder
+
+    monkeypatch.setattr(runfolder, "_exchange", lambda a, b: False)
+    out = tmp_path / "run"
+    _complete(out)
+    after = _complete(out, "new")
+    assert after["report.html"] == b"new" and sorted(p.name for p in tmp_path.iterdir()) == [".run.lock", "run"]
