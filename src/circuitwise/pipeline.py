@@ -29,7 +29,9 @@ from circuitwise.models import load_model
 from circuitwise.models.processing import notes_of as processing_notes
 from circuitwise.models.processing import of as processing_of
 from circuitwise.patching import activation_patching, attribution_patching
+from circuitwise.patching.activation import CheckFailedWarning
 from circuitwise.patching.result import DegenerateNormalizationWarning
+from circuitwise.patching.resume import CheckpointWarning
 from circuitwise.patching.sweeps import get_sweep
 from circuitwise.plan import corrupted_view, plan_run
 from circuitwise.reports import write_report
@@ -185,9 +187,8 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
         results["patching"] = {}
         for what in plan.sweeps:
             say(f"activation patching: {what}")
-            with warnings.catch_warnings():
-                # The plan already said so once; per-sweep repeats of the degenerate warning are noise.
-                warnings.simplefilter("ignore", DegenerateNormalizationWarning)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 exact = activation_patching(model, tok, what, batch_size=bs, out=out, align=config.align,
                                             progress=partial(step, f"activation patching: {what}"))
                 entry = exact.to_json()
@@ -197,6 +198,13 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
                     approx = attribution_patching(model, tok, what, batch_size=bs, align=config.align)
                     entry["attribution"] = {"values": approx.to_json()["values"],
                                             "correlation": exact.correlation(approx)}
+            for w in caught:
+                # The plan already said it once; per-sweep repeats of the degenerate warning are noise.
+                if issubclass(w.category, (CheckpointWarning, CheckFailedWarning)):
+                    results.setdefault("warnings", []).append(str(w.message))
+                    say(f"warning: {w.message}")
+                elif not issubclass(w.category, DegenerateNormalizationWarning):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             results["patching"][what] = entry
             save()
         ranked = _heads_ranked_by_patching(results["patching"], config.top_k)

@@ -219,3 +219,17 @@ def test_the_swap_without_renameat2_is_whole_too(tmp_path, monkeypatch):
     _complete(out)
     after = _complete(out, "new")
     assert after["report.html"] == b"new" and sorted(p.name for p in tmp_path.iterdir()) == [".run.lock", "run"]
+
+
+def test_a_damaged_checkpoint_is_reported_by_run(good_run, tiny_ckpt):
+    out, before = good_run
+    for p in list((out / ".patching").rglob("*.safetensors"))[:2]:
+        data = bytearray(p.read_bytes())
+        data[-3] ^= 0x40
+        p.write_bytes(bytes(data))
+    r = _run(out, tiny_ckpt)
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "results.json").read_text())
+    assert len(res["warnings"]) == 2 and "checksum does not match" in res["warnings"][0]
+    assert res["patching"]["heads"] == json.loads(before["results.json"])["patching"]["heads"]
+    assert "Warnings while running" in (out / "report.html").read_text()

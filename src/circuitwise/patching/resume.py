@@ -109,7 +109,7 @@ class Checkpoint:
             elif meta.get("sha256") != checksum(tensors):
                 problem = "its checksum does not match its contents"
         if problem is not None:
-            warnings.warn(CheckpointWarning(f"Checkpoint {path} is {problem}: recomputing it."), stacklevel=2)
+            warnings.warn(CheckpointWarning(f"Checkpoint {path}: {problem}; recomputing it."), stacklevel=2)
             path.unlink(missing_ok=True)
             return None
         return tensors

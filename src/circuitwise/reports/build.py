@@ -26,6 +26,10 @@ def _overview(page: Page, r: dict[str, Any]) -> None:
     notes = "".join(f"<li>{esc(n)}</li>" for n in r.get("notes", []))
     adapted = (f'<div class="warn"><b>What this run adapted to its input:</b><ul>{notes}</ul></div>'
                if notes else "")
+    warned = "".join(f"<li>{esc(w)}</li>" for w in r.get("warnings", []))
+    if warned:
+        adapted += f'<div class="warn"><b>Warnings while running:</b><ul>{warned}</ul></div>'
+
     page.add("summary", "Summary", (
         f'<ul class="summary">{items}</ul>{adapted}{dropped}'
         f'<p class="note">Model <code>{esc(m["name"])}</code>: {m["n_layers"]} layers × {m["n_heads"]} heads, '
