@@ -25,9 +25,13 @@ def _previous_run(out: Path) -> dict[str, bytes]:
     return files
 
 
-def _start_and_wait_for_patching(out: Path) -> subprocess.Popen:
+def _start_and_wait_for_patching(out: Path, n: int | None = None) -> subprocess.Popen:
     env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.Popen([*CMD, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    cmd = [*CMD, "--out", str(out)]
+    if n is not None:  # a generated task of n examples instead of the seed's six
+        cmd[cmd.index("opposites-seed")] = "opposites"
+        cmd += ["--n", str(n)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     checkpoints = out.parent / f".{out.name}.partial" / ".patching"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
@@ -71,3 +75,19 @@ def test_sigkill_then_rerun_resumes_into_a_whole_folder(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["complete"] and (out / "report.html").exists() and not (tmp_path / ".run.partial").exists()
     assert kept <= {p.name for p in (out / ".patching").rglob("*.safetensors")}
+
+
+@pytest.mark.integration
+def test_a_second_process_on_the_same_folder_is_refused(tmp_path):
+    out = tmp_path / "run"
+    before = _previous_run(out)
+    # A task big enough that the first run is still patching while the second one starts.
+    first = _start_and_wait_for_patching(out, n=150)
+    try:
+        second = subprocess.run([*CMD, "--out", str(out)], capture_output=True, timeout=120)
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
+    text = " ".join(second.stderr.decode().split())
+    assert second.returncode == 4 and f"(pid {first.pid})" in text and "another --out" in text
+    assert _files(out) == before
