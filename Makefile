@@ -25,9 +25,13 @@ test-fast: $(STAMP)
 report: $(STAMP)
 	$(BIN)/circuitwise run opposites --model bundled --split heldout-template --out runs/opposites
 
+# make bench ARCH=llama-gqa  (gpt2, pythia, llama-gqa, qwen2, gemma2: bench/_models.py)
+ARCH ?= gpt2
+PATCHING_ARGS ?= --tl-cells 30 --threads1
+CIRCUITS_ARGS ?= --skip-tl-faithfulness --threads1
 bench: $(STAMP)
-	$(BIN)/python bench/patching.py
-	$(BIN)/python bench/circuits.py
+	$(BIN)/python bench/patching.py --arch $(ARCH) $(PATCHING_ARGS)
+	$(BIN)/python bench/circuits.py --arch $(ARCH) $(CIRCUITS_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

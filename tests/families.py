@@ -161,8 +161,15 @@ def _model_class(family: str):
     return Gemma3ForCausalLM if family == "gemma3" else AutoModelForCausalLM
 
 
-def make_family_checkpoint(family: str, out: Path, *, seed: int = 0, n_layers: int = 2) -> Path:
-    """Write a random-weight ``family`` checkpoint with GPT-2's tokenizer into ``out``."""
+def make_family_checkpoint(family: str, out: Path, *, seed: int = 0, n_layers: int = 2,
+                           shapes: dict[str, Any] | None = None) -> Path:
+    """Write a random-weight ``family`` checkpoint with GPT-2's tokenizer into ``out``.
+
+    ``shapes`` overrides fields of the family's ``transformers`` config (``hidden_size``,
+    ``num_attention_heads``, ``intermediate_size`` …; bench/ builds real models' shapes this way).
+    The config is rebuilt from them, so derived fields follow; pass ``layer_types=None`` to have a
+    changed window setting re-derive the per-layer attention types.
+    """
     import torch
 
     from tests.helpers import gpt2_tokenizer_files
@@ -172,6 +179,8 @@ def make_family_checkpoint(family: str, out: Path, *, seed: int = 0, n_layers: i
     out = Path(out)
     gpt2_tokenizer_files(out)
     cfg = _CONFIGS[family](n_layers)
+    if shapes:
+        cfg = type(cfg).from_dict({**cfg.to_dict(), **shapes})
     torch.manual_seed(seed)
     cls = _model_class(family)
     model = cls.from_config(cfg) if hasattr(cls, "from_config") else cls(cfg)
