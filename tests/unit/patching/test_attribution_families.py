@@ -1,9 +1,5 @@
-"""Attribution patching on every family equals a finite difference of the patch it estimates.
-
-The finite difference moves one cell a small step from its corrupted towards its clean value
-with plain TransformerLens hooks. An attention pattern is moved through the head's output
-z = pattern @ v: on OPT, GPT-Neo and GPT-J TransformerLens 4.3 discards edits to hook_pattern.
-"""
+"""Attribution patching on every family equals a finite difference of the patch it estimates
+(tests/unit/patching/finite_difference.py: plain TransformerLens hooks)."""
 
 from __future__ import annotations
 
@@ -11,52 +7,14 @@ import pytest
 import torch
 
 import circuitwise as cw
-from circuitwise.metrics import answer_logits
 from circuitwise.patching import SWEEPS, attribution_patching
-
-EPS = 1e-2
+from tests.unit.patching.finite_difference import finite_difference
 
 
 @pytest.fixture(scope="module")
 def family_tok(family_model):
     tok, _ = cw.tokenize_task(family_model, cw.get_task("opposites-seed").subset((1, 2, 5)), need_corrupted=True)
     return tok
-
-
-def _finite_difference(model, tok, what, layer, cell):
-    sweep = SWEEPS[what]
-    name = sweep.hook_name(layer)
-    z_name, v_name = f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.attn.hook_v"
-    _, src_cache = model.run_with_cache(tok.clean, names_filter=lambda n: n == name)
-    src = src_cache[name]
-    _, base_cache = model.run_with_cache(tok.corrupted, names_filter=lambda n: n in (name, v_name))
-
-    def metric_at(alpha):
-        def hook(act, hook):
-            act = act.clone()
-            if sweep.site == "pos":
-                (p,) = cell
-                act[:, p] += alpha * (src[:, p] - act[:, p])
-            elif sweep.site == "pos_head":
-                p, h = cell
-                act[:, p, h] += alpha * (src[:, p, h] - act[:, p, h])
-            elif sweep.act == "pattern":  # act is z [b, pos, head, d]
-                (h,) = cell
-                base_p = base_cache[name][:, h]
-                v = base_cache[v_name]
-                v_h = v[:, :, h // (act.shape[2] // v.shape[2])]
-                act[:, :, h] = (base_p + alpha * (src[:, h] - base_p)) @ v_h
-            else:
-                (h,) = cell
-                act[:, :, h] += alpha * (src[:, :, h] - act[:, :, h])
-            return act
-
-        target = z_name if sweep.act == "pattern" else name
-        logits = model.run_with_hooks(tok.corrupted, fwd_hooks=[(target, hook)])
-        a = answer_logits(logits, tok.last, tok.answers).double()
-        return a[:, 0] - a[:, 1]
-
-    return (metric_at(EPS) - metric_at(-EPS)) / (2 * EPS)
 
 
 @pytest.mark.parametrize("what", list(SWEEPS))
@@ -68,7 +26,7 @@ def test_attribution_equals_finite_difference(family_model, family_tok, what):
     layer, *cell = (int(c) for c in torch.unravel_index(effect.abs().mean(0).argmax(), effect.shape[1:]))
     cell = tuple(cell)
     effect = effect[:, layer]
-    fd = _finite_difference(family_model, family_tok, what, layer, cell).float()
+    fd = finite_difference(family_model, family_tok, what, layer, cell).float()
     if float(effect.abs().max()) == 0.0:
         # Only where every layer is windowed (Mistral, Phi-3 fixtures): the corrupted token's
         # queries never reach the answer. The finite difference must agree that nothing moves.
