@@ -17,9 +17,9 @@ import torch
 
 from circuitwise.errors import ConfigError
 from circuitwise.metrics import get_metric
+from circuitwise.models.weights import read_weights, supports
 from circuitwise.patching import cone_sweeps, hooks
 from circuitwise.patching.common import Progress, auto_batch_size, sweep_axes, tokenized
-from circuitwise.patching.cone import cone_weights, unsupported_reason
 from circuitwise.patching.result import MIN_GAP, PatchResult
 from circuitwise.patching.resume import Checkpoint, sweep_key
 from circuitwise.patching.runs import PairRun, cache_pair
@@ -82,7 +82,8 @@ def activation_patching(
         batch_size: examples per batch; chosen from the model and prompt size when None.
         align: position axis of [layer, pos] sweeps: ``token`` (prompts of one length),
             ``role`` (the task's roles), ``auto`` (token when lengths agree, else role).
-        engine: ``cone`` (fast, GPT-2-style blocks), ``hooks`` (any architecture), ``auto``.
+        engine: ``cone`` (fast; every architecture ``models.weights.supports``), ``hooks`` (any
+            architecture TransformerLens bridges), ``auto`` (cone where supported).
         out: folder for checkpoints; a re-run with the same folder and settings resumes.
         progress: ``progress(done, total)`` after each finished unit.
         min_gap: clean–corrupted gaps below this make normalised values NaN (degenerate).
@@ -123,7 +124,7 @@ def activation_patching(
                 base = {"clean": pair.clean_metric, "corrupted": pair.corrupted_metric}
                 ckpt.save(f"{span}-base", base)
                 if chosen == "cone" and weights is None:
-                    weights = cone_weights(model)
+                    weights = read_weights(model)
                 sweeper, chosen = _sweeper(model, pair, metric_obj.fn, chosen, weights)
             for l in range(L):
                 if layers[l] is None:
@@ -150,7 +151,7 @@ def activation_patching(
 def _choose_engine(model: Any, engine: str) -> str:
     if engine == "hooks":
         return "hooks"
-    why = unsupported_reason(model)
+    why = supports(model)
     if why is None:
         return "cone"
     if engine == "cone":

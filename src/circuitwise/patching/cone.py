@@ -12,26 +12,14 @@ processed weights (every architecture :func:`~circuitwise.models.weights.support
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from circuitwise.models import kernels as K
-from circuitwise.models.weights import Weights, read_weights, supports
+from circuitwise.models.weights import Weights
 from circuitwise.patching.runs import MetricFn
 
-# Bound the working set of one stacked call: rows of activations, and attention-score entries.
+# Bound the working set of one stacked call: rows of activations.
 MAX_ROWS = 4096
-MAX_SCORES = 1 << 24
-
-
-def unsupported_reason(model: Any) -> str | None:
-    """Why the cone engine cannot run ``model`` exactly, or None when it can."""
-    return supports(model)
-
-
-def cone_weights(model: Any) -> Weights:
-    return read_weights(model)
 
 
 class Cone:
@@ -146,4 +134,4 @@ class Cone:
         return float(((got - expected).abs() / (1.0 + expected.abs())).max())
 
 
-__all__ = ["Cone", "MAX_ROWS", "MAX_SCORES", "cone_weights", "unsupported_reason"]
+__all__ = ["Cone", "MAX_ROWS"]

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 
 from circuitwise.models import kernels as K
-from circuitwise.models.weights import Weights
-from circuitwise.patching.cone import MAX_ROWS, Cone, cone_weights
+from circuitwise.models.weights import Weights, read_weights
+from circuitwise.patching.cone import MAX_ROWS, Cone
 from circuitwise.patching.runs import MetricFn, PairRun
 from circuitwise.patching.sweeps import Sweep
 
@@ -47,7 +47,7 @@ class ConeSweeper:
 
     def __init__(self, model: Any, pair: PairRun, metric: MetricFn, weights: Weights | None = None):
         self.pair = pair
-        self.w = weights or cone_weights(model)
+        self.w = weights or read_weights(model)
         L = self.w.n_layers
         self.last = pair.tok.last
         self.cone = Cone(self.w, [self.resid_pre(l) for l in range(L)], self.last, pair.tok.answers, metric)
