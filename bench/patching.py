@@ -16,7 +16,7 @@ A benchmark, not a test: on a shared machine wall time moves with other load; CP
 ``--threads1`` are steadier. ``--tl-cells N`` times TL on N evenly spaced cells of each sweep (each
 cell is one full forward) and scales to the whole sweep; its max |diff| is over those cells.
 
-Measured 2026-12-01 (17:59-18:50 UTC) on the shared 2-core box (torch 2.13 CPU; 3 other
+Measured 2026-12-01 (18:07-19:05 UTC) on the shared 2-core box (torch 2.13 CPU; 3 other
 engineers' jobs: load average 1.4-7.2, given per arch), ``--tl-cells 30 --threads1``, circuitwise's
 first call of the first sweep including reading the weights (once per model). TL wall / circuitwise
 wall, CPU ratio in brackets; max |diff| against TL over the sampled cells:
@@ -28,6 +28,7 @@ wall, CPU ratio in brackets; max |diff| against TL over the sampled cells:
                1        11.4x (11.4x)    5.9x (5.6x)    16.9x (19.7x)
     llama-gqa  2         5.3x (4.7x)*    6.5x (6.5x)    68.5x (62.4x)*       5.3e-6      7.2-6.8
                1        11.2x (11.5x)    5.9x (6.0x)    24.4x (21.7x)
+      re-run   2         7.1x (7.1x)    21.4x (15.2x)*  25.8x (30.8x)        5.3e-6      4.1-4.6
     qwen2      2         5.5x (4.7x)     3.9x (4.3x)    12.1x (16.4x)        3.9e-6      3.4-3.0
                1         9.5x (10.6x)    5.5x (5.5x)    14.3x (14.3x)
     gemma2     2        50.0x (31.2x)*  21.5x (17.9x)*   9.3x (11.6x)*       3.4e-6      3.3-1.8
@@ -37,8 +38,8 @@ One thread meets every target on every arch. Two threads on this box are at the 
 other jobs: with the load average above 2, both engines' two OpenMP threads wait on each other
 (CPU time equal to wall time, runs several times slower than one thread), TL's sampled cells and
 circuitwise's whole sweep do not see the same load, and * marks figures so distorted (llama-gqa's
-2-thread run overlapped a profiling job; its interrupted re-run at load 3.7 gave resid_pre 8.3x
-(8.4x)). qwen2's 2-thread resid_pre misses 5x on CPU time (4.7x; 5.5x wall): at 2 threads under
+first 2-thread run overlapped a profiling job; re-run 19:00 UTC, 2 threads only; an earlier,
+interrupted re-run at load 3.7 gave resid_pre 8.3x (8.4x)). qwen2's 2-thread resid_pre misses 5x on CPU time (4.7x; 5.5x wall): at 2 threads under
 load circuitwise's CPU time was 3.7x its one-thread CPU time (TL's 1.6x), and this first sweep also
 pays the one-off weight read (1.1 s CPU). A profile under load shows why circuitwise suffers more:
 the cone's per-group attention ops (``kernels.pattern``/``mix``/``rotate``, softmax; a few dozen
