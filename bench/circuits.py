@@ -43,6 +43,12 @@ than one for circuitwise (CPU time = wall time: the two OpenMP threads waiting o
 busy cores) and ~6x for TL; the one-thread figures are the steady ones. Once per model (read the
 weights, check against the bridge): 0.4 s (gpt2) at 2 threads.
 
+Re-run 2026-12-01 19:19 UTC with no other jobs (load average ~2 from this run itself), 2 threads,
+``--skip-tl-faithfulness``: EAP against TL's edge attribution 71.2x (53.4x cpu) on gpt2, 66.0x
+(49.8x) on pythia, max |diff| 5.3e-7; llama-gqa EAP 0.61 s wall (TL has none), EAP-IG 5 steps
+2.0 s (0.66x EAP per step), faithfulness of 200 edges 0.50 s; 100 prompts: EAP 10.2 s, EAP-IG
+37.8 s, faithfulness 7.5 s.
+
 Earlier (2026-11-27, GPT-2 small via tests/helpers.py, 2 shared cores, load average 1-3):
   TL edge attribution 23.1 s wall / 33.8 s cpu; circuitwise EAP 0.36 s / 0.71 s (64x wall,
   48x cpu; one thread 0.67 s), equal to TL to 1.5e-6; EAP-IG 5 steps 1.18 s (0.66x EAP per step).

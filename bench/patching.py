@@ -49,6 +49,17 @@ CPU time and run at 110-143 GFLOP/s (TL's forward: 81), so the cone is at its FL
 kernels are under 5%. The rest of resid_pre's sweep is the per-sweep set-up: the two cached bridge
 runs of the pair (~0.7 s) and the self-check forward (~0.3 s), a quarter of its 4 s.
 
+Re-run 2026-12-01 19:15-19:19 UTC on the same box with no other jobs (load average 0.7-1.8),
+2 threads, ``--tl-cells 30 --no-attribution`` (wall, CPU in brackets; max |diff| <= 5.3e-6):
+
+    gpt2       resid_pre 12.9x (12.8x)  heads 7.3x (7.3x)  heads_by_pos 23.7x (23.7x)
+    pythia     resid_pre  9.5x (9.4x)   heads 6.6x (6.6x)  heads_by_pos 20.8x (20.8x)
+    llama-gqa  resid_pre  8.3x (8.3x)   heads 7.4x (7.4x)  heads_by_pos 23.7x (23.7x)
+    qwen2      resid_pre  8.1x (8.1x)   heads 6.5x (6.5x)  heads_by_pos 17.6x (17.8x)
+    gemma2     resid_pre  7.6x (7.7x)   heads 5.4x (5.4x)  heads_by_pos 22.4x (22.4x)
+
+On a quiet machine every target is met with two threads too (qwen2's 4.7x above was the load).
+
 Earlier (2026-11-27, GPT-2 small via tests/helpers.py, full TL sweeps, max |diff| <= 2.6e-6):
 2 threads resid_pre 21.0x, heads 13.5x, heads_by_pos 27.9x; 1 thread 11.2x, 6.4x, 20.0x (wall).
 """
