@@ -23,18 +23,23 @@ FILLERS = [" and", " then"]
 PLANTED = {("input", "L0H0.v"), ("L0H0", "L1H0.v"), ("L1H0", "logits")}
 
 
-def make_known_circuit_checkpoint(out: Path, seed: int = 0, noise: float = 0.3) -> Path:
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+def tokenizer_ids(out: Path) -> tuple[list[int], list[int], int]:
+    """Write GPT-2's tokenizer into ``out``; the letters', fillers' and BOS token ids."""
+    from transformers import GPT2TokenizerFast
 
     from tests.helpers import gpt2_tokenizer_files
 
-    out = Path(out)
     gpt2_tokenizer_files(out)
     tok = GPT2TokenizerFast.from_pretrained(out)
-    letter_ids = [tok.encode(t)[0] for t in LETTERS]
-    filler_ids = [tok.encode(t)[0] for t in FILLERS]
-    bos = tok.bos_token_id
+    return [tok.encode(t)[0] for t in LETTERS], [tok.encode(t)[0] for t in FILLERS], tok.bos_token_id
+
+
+def make_known_circuit_checkpoint(out: Path, seed: int = 0, noise: float = 0.3) -> Path:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    out = Path(out)
+    letter_ids, filler_ids, bos = tokenizer_ids(out)
     d, H, dh, n_pos = 64, 4, 16, 16
     cfg = GPT2Config(n_layer=2, n_head=H, n_embd=d, n_positions=n_pos, vocab_size=50257,
                      tie_word_embeddings=False, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.unit.circuits.known_circuit import FILLERS, LETTERS, known_circuit_task
+from tests.unit.circuits.known_circuit import known_circuit_task, tokenizer_ids
 
 PLANTED = {("input", "L0H0.v"), ("L0H0", "L1H2.v"), ("L1H2", "logits")}
 PLANTED_HEADS = ((0, 0), (1, 2))  # (layer, query head)
@@ -42,16 +42,10 @@ ROPE_THETA = 1e7
 
 def make_known_llama_checkpoint(out: Path, seed: int = 0, noise: float = 0.3, write: float = 0.05) -> Path:
     import torch
-    from transformers import GPT2TokenizerFast, LlamaConfig, LlamaForCausalLM
-
-    from tests.helpers import gpt2_tokenizer_files
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     out = Path(out)
-    gpt2_tokenizer_files(out)
-    tok = GPT2TokenizerFast.from_pretrained(out)
-    letter_ids = [tok.encode(t)[0] for t in LETTERS]
-    filler_ids = [tok.encode(t)[0] for t in FILLERS]
-    bos = tok.bos_token_id
+    letter_ids, filler_ids, bos = tokenizer_ids(out)
     d, dh = D_MODEL, D_HEAD
     cfg = LlamaConfig(
         vocab_size=50257, bos_token_id=bos, eos_token_id=bos, pad_token_id=bos, num_hidden_layers=2,
