@@ -34,6 +34,10 @@ class PatchedMetrics:
     clean: torch.Tensor  # [N]
     corrupted: torch.Tensor  # [N]
 
+    def rows(self, start: int, stop: int) -> "PatchedMetrics":
+        """The metrics of edge sets ``start:stop`` (one stacked call, several measurements)."""
+        return PatchedMetrics(self.patched[start:stop], self.clean, self.corrupted)
+
 
 @torch.no_grad()
 def mean_outputs(gm: GraphModel, tok: TokenizedTask, batch_size: int) -> torch.Tensor:

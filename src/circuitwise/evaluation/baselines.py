@@ -15,7 +15,7 @@ import torch
 
 from circuitwise.circuits.circuit import Circuit
 from circuitwise.circuits.exact import Direction, exact_edge_scores
-from circuitwise.circuits.patch import Ablation
+from circuitwise.circuits.patch import Ablation, PatchedMetrics
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress
 from circuitwise.circuits.select import Rank
 from circuitwise.errors import ConfigError
@@ -99,10 +99,7 @@ def shortlist_agreement(model: Any, tok: TokenizedTask, scores: EdgeScores, *, k
                         direction: Direction = "noise", batch_size: int | None = None,
                         progress: Progress = no_progress, check: bool = True) -> Agreement:
     """Patch the ``k`` top-ranked edges exactly and compare with their attribution scores."""
-    if k < 2:
-        raise ConfigError("A shortlist needs at least 2 edges to correlate (50 is usual).")
-    idx = scores.ranking(by)[: min(k, scores.graph.n_edges)]
-    idx = idx[~scores.scores[idx].isnan()]
+    idx = shortlist_edges(scores, k, by)
     ex = exact_edge_scores(model, tok, edges=idx, direction=direction, batch_size=batch_size,
                            metric=scores.metric, progress=progress, check=check)
     return Agreement(
@@ -112,4 +109,28 @@ def shortlist_agreement(model: Any, tok: TokenizedTask, scores: EdgeScores, *, k
     )
 
 
-__all__ = ["Agreement", "RandomBaseline", "random_baseline", "shortlist_agreement"]
+def shortlist_edges(scores: EdgeScores, k: int, by: Rank = "abs") -> torch.Tensor:
+    """The indices of the ``k`` top-ranked scored edges."""
+    if k < 2:
+        raise ConfigError("A shortlist needs at least 2 edges to correlate (50 is usual).")
+    idx = scores.ranking(by)[: min(k, scores.graph.n_edges)]
+    return idx[~scores.scores[idx].isnan()]
+
+
+def noise_masks(n_edges: int, idx: torch.Tensor) -> torch.Tensor:
+    """Every edge kept but one, for each index: exact patching's ``noise`` direction as edge sets."""
+    keep = torch.ones(idx.numel(), n_edges, dtype=torch.bool)
+    keep[torch.arange(idx.numel()), idx] = False
+    return keep
+
+
+def agreement_from(scores: EdgeScores, idx: torch.Tensor, pm: PatchedMetrics) -> Agreement:
+    """The agreement from the patched metrics of :func:`noise_masks` (clean base, corrupted edges)."""
+    exact = (pm.clean[None] - pm.patched).mean(1)
+    return Agreement(edges=[scores.graph.edge_names[i] for i in idx.tolist()],
+                     attribution=scores.scores[idx].tolist(), exact=exact.tolist(),
+                     method=scores.method, direction="noise")
+
+
+__all__ = ["Agreement", "RandomBaseline", "agreement_from", "noise_masks", "random_baseline", "shortlist_agreement",
+           "shortlist_edges"]

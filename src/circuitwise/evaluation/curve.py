@@ -17,7 +17,7 @@ from circuitwise.circuits.prune import prune_dangling
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress
 from circuitwise.circuits.select import Rank, top_edges
 from circuitwise.errors import ConfigError
-from circuitwise.evaluation.faithfulness import faithfulness_of_masks
+from circuitwise.evaluation.faithfulness import Faithfulness, faithfulness_of_masks
 from circuitwise.tasks.tokenize import TokenizedTask
 
 
@@ -53,11 +53,18 @@ def random_masks(n_edges_total: int, size: int, samples: int, generator: torch.G
     return masks
 
 
-def faithfulness_curve(
-    model: Any, tok: TokenizedTask, scores: EdgeScores, *, sizes: Sequence[int] | None = None,
-    by: Rank = "abs", prune: bool = True, ablation: Ablation = "corrupted", random_samples: int = 0,
-    seed: int = 0, batch_size: int | None = None, progress: Progress = no_progress, check: bool = True,
-) -> FaithfulnessCurve:
+@dataclass(frozen=True)
+class CurveMasks:
+    """The edge sets of a curve, in stacking order: each size's top edges, then its random circuits."""
+
+    masks: torch.Tensor  # [len(sizes) * (1 + random_samples), edge]
+    sizes: list[int]
+    n_edges: list[int]
+    random_samples: int
+
+
+def curve_masks(scores: EdgeScores, *, sizes: Sequence[int] | None = None, by: Rank = "abs", prune: bool = True,
+                random_samples: int = 0, seed: int = 0) -> CurveMasks:
     E = scores.graph.n_edges
     sizes = default_sizes(E) if sizes is None else sorted({int(k) for k in sizes})
     if not sizes or sizes[0] < 1 or sizes[-1] > E:
@@ -71,20 +78,34 @@ def faithfulness_curve(
     n_edges = [int(m.sum()) for m in masks]
     gen = torch.Generator().manual_seed(seed)
     rnd = [random_masks(E, n, random_samples, gen) for n in n_edges] if random_samples else []
-    allm = torch.cat([torch.stack(masks), *rnd]) if rnd else torch.stack(masks)
-    res = faithfulness_of_masks(model, tok, allm, ablation=ablation, metric=scores.metric,
-                                batch_size=batch_size, progress=progress, check=check, what="faithfulness curve")
-    top = res[: len(sizes)]
+    return CurveMasks(torch.cat([torch.stack(masks), *rnd]), list(sizes), n_edges, random_samples)
+
+
+def curve_from(cm: CurveMasks, res: list[Faithfulness], scores: EdgeScores, ablation: str) -> FaithfulnessCurve:
+    """The curve from the faithfulness of :func:`curve_masks`' rows, in that order."""
+    n = len(cm.sizes)
+    top = res[:n]
     r_mean = r_std = None
-    if random_samples:
-        vals = torch.tensor([r.faithfulness for r in res[len(sizes):]]).view(len(sizes), random_samples)
+    if cm.random_samples:
+        vals = torch.tensor([r.faithfulness for r in res[n:]]).view(n, cm.random_samples)
         r_mean = vals.mean(1).tolist()
-        r_std = (vals.std(1) if random_samples > 1 else torch.zeros(len(sizes))).tolist()
+        r_std = (vals.std(1) if cm.random_samples > 1 else torch.zeros(n)).tolist()
     return FaithfulnessCurve(
-        top=list(sizes), n_edges=n_edges, faithfulness=[r.faithfulness for r in top],
-        kept_fraction=[r.kept_fraction for r in top], total_edges=E, method=scores.method,
+        top=list(cm.sizes), n_edges=cm.n_edges, faithfulness=[r.faithfulness for r in top],
+        kept_fraction=[r.kept_fraction for r in top], total_edges=scores.graph.n_edges, method=scores.method,
         ablation=ablation, random_mean=r_mean, random_std=r_std,
     )
 
 
-__all__ = ["FaithfulnessCurve", "default_sizes", "faithfulness_curve", "random_masks"]
+def faithfulness_curve(
+    model: Any, tok: TokenizedTask, scores: EdgeScores, *, sizes: Sequence[int] | None = None,
+    by: Rank = "abs", prune: bool = True, ablation: Ablation = "corrupted", random_samples: int = 0,
+    seed: int = 0, batch_size: int | None = None, progress: Progress = no_progress, check: bool = True,
+) -> FaithfulnessCurve:
+    cm = curve_masks(scores, sizes=sizes, by=by, prune=prune, random_samples=random_samples, seed=seed)
+    res = faithfulness_of_masks(model, tok, cm.masks, ablation=ablation, metric=scores.metric,
+                                batch_size=batch_size, progress=progress, check=check, what="faithfulness curve")
+    return curve_from(cm, res, scores, ablation)
+
+
+__all__ = ["CurveMasks", "FaithfulnessCurve", "curve_from", "curve_masks", "default_sizes", "faithfulness_curve", "random_masks"]

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from circuitwise.circuits.circuit import Circuit
-from circuitwise.circuits.patch import Ablation, check_ablation, normalise, patched_metrics
+from circuitwise.circuits.patch import Ablation, PatchedMetrics, check_ablation, normalise, patched_metrics
 from circuitwise.circuits.scores import Progress, no_progress, prepare
 from circuitwise.errors import ConfigError
 from circuitwise.tasks.tokenize import TokenizedTask
@@ -72,9 +72,14 @@ def faithfulness_of_masks(
         masks = masks[None]
     pm = patched_metrics(prep, masks, ablation=ablation, batch_size=prep.batch_size,
                          progress=progress, what=what)
+    return faithfulness_rows(pm, masks, ablation)
+
+
+def faithfulness_rows(pm: PatchedMetrics, masks: torch.Tensor, ablation: str) -> list[Faithfulness]:
+    """One :class:`Faithfulness` per row of ``masks`` from the patched metrics of those rows."""
     clean, corr = float(pm.clean.mean()), float(pm.corrupted.mean())
     f = normalise(pm.patched.mean(1).double(), clean, corr)
-    E = prep.gm.graph.n_edges
+    E = masks.shape[-1]
     return [
         Faithfulness(float(f[k]), float(pm.patched[k].mean()), clean, corr, int(masks[k].sum()), E,
                      ablation, pm.patched[k].clone())
@@ -124,4 +129,5 @@ def completeness(model: Any, tok: TokenizedTask, circuit: Circuit, *, ablation: 
     return Completeness(comp)
 
 
-__all__ = ["Completeness", "Faithfulness", "completeness", "faithfulness", "faithfulness_of_masks"]
+__all__ = ["Completeness", "Faithfulness", "completeness", "faithfulness", "faithfulness_of_masks",
+           "faithfulness_rows"]

@@ -6,6 +6,7 @@ import plotly.graph_objects as go
 
 from circuitwise.evaluation.baselines import Agreement
 from circuitwise.evaluation.curve import FaithfulnessCurve
+from circuitwise.evaluation.mib import MIBResult
 
 
 def faithfulness_curve_figure(curve: FaithfulnessCurve, *, circuit_edges: int | None = None,
@@ -63,4 +64,32 @@ def agreement_figure(agreement: Agreement, *, title: str | None = None) -> go.Fi
     return fig
 
 
-__all__ = ["agreement_figure", "faithfulness_curve_figure"]
+def mib_figure(result: MIBResult, *, title: str | None = None) -> go.Figure:
+    """MIB's faithfulness at each edge budget, signed and absolute rankings (CPR and CMD in the title).
+
+    The x axis is drawn on a log scale so the small budgets are visible; CPR and CMD are areas on
+    a linear axis, as MIB computes them.
+    """
+    fig = go.Figure()
+    x = [100 * b for b in result.budgets]
+    for curve, colour, label in ((result.signed, "#2166ac", "signed ranking (CPR)"),
+                                 (result.absolute, "#b2182b", "absolute ranking (CMD)")):
+        fig.add_trace(go.Scatter(
+            x=x, y=curve.faithfulness, mode="lines+markers", line=dict(color=colour), name=label,
+            customdata=list(zip(curve.top, curve.n_edges)),
+            hovertemplate="%{x}% budget: %{customdata[0]} edges, %{customdata[1]} after pruning<br>"
+                          "faithfulness %{y:.3f}<extra></extra>"))
+    for y in (0.0, 1.0):
+        fig.add_hline(y=y, line_width=1, line_color="#aaa", line_dash="dot")
+    fig.update_layout(
+        title=title or (f"MIB: CPR {result.cpr:.3f} (higher is better), CMD {result.cmd:.3f} (lower is better); "
+                        f"{result.ablation} ablation, {result.total_edges} edges"),
+        xaxis_title="edge budget (% of all edges; top-n by score, then pruned)",
+        yaxis_title="faithfulness (0 = empty circuit, 1 = full model)",
+        template="plotly_white", height=400, margin=dict(l=60, r=20, t=50, b=60),
+    )
+    fig.update_xaxes(type="log")
+    return fig
+
+
+__all__ = ["agreement_figure", "faithfulness_curve_figure", "mib_figure"]

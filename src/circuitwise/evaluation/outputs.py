@@ -48,6 +48,11 @@ def summary_lines(ev: CircuitEvaluation) -> list[str]:
     if ev.random is not None:
         lines.append(f"random circuits of the same size: {ev.random.mean:.3f} ± {ev.random.std:.3f} "
                      f"(p = {ev.random.p_value:.3g}, {len(ev.random.random_faithfulness)} samples)")
+    if ev.mib is not None:
+        m = ev.mib
+        lines.append(f"MIB (signed ranking) CPR {m.cpr:.3f}, (absolute ranking) CMD {m.cmd:.3f}: area under "
+                     f"faithfulness at {len(m.budgets)} edge budgets from {m.budgets[0]:.1%} to "
+                     f"{m.budgets[-1]:.0%} ({m.ablation} ablation)")
     if ev.agreement is not None:
         a = ev.agreement
         lines.append(f"{a.method} vs exact patching on the top {len(a.edges)} edges: Spearman {a.spearman:.3f}, "
@@ -79,7 +84,9 @@ def write_outputs(out: Path, circuit: Circuit, evaluation: CircuitEvaluation, sc
         with study_folder(out, source) as own:
             return write_outputs(out, circuit, evaluation, scores, extra, source=source, folder=own)
     if source is None:
-        folder.write_json("circuit.json", circuit.to_json())
+        # MIB's metrics of the scores that chose the circuit belong with it (plain JSON for now).
+        mib = {"mib": evaluation.mib.to_json()} if evaluation.mib is not None else {}
+        folder.write_json("circuit.json", {**circuit.to_json(), **mib})
     elif "circuit.json" in folder.replaces:
         folder.write_text("circuit.json", Path(source).read_bytes())
     if scores is not None:

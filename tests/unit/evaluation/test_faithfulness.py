@@ -109,8 +109,8 @@ def test_shortlist_agreement(small_model, small_tok, scores):
 def test_evaluate_circuit_bundles_it_all(small_model, small_tok, circuit, scores):
     ev = evaluate_circuit(small_model, small_tok, circuit, scores=scores, random_samples=4, shortlist=10)
     j = ev.to_json()
-    assert set(j) == {"faithfulness", "completeness", "random_baseline", "curve", "agreement"}
+    assert set(j) == {"faithfulness", "completeness", "random_baseline", "curve", "agreement", "mib"}
     assert j["faithfulness"]["n_edges"] == circuit.n_edges
     figs = ev.figures()
-    assert set(figs) == {"circuit", "faithfulness_curve", "agreement"}
+    assert set(figs) == {"circuit", "faithfulness_curve", "agreement", "mib"}
     assert ev.faithfulness.faithfulness == pytest.approx(faithfulness(small_model, small_tok, circuit).faithfulness, abs=1e-5)

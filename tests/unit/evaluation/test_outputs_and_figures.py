@@ -34,9 +34,13 @@ def test_write_outputs(known_model, study, tmp_path):
     paths = write_outputs(tmp_path / "out", found.circuit, ev, found.scores)
     html = paths["html"].read_text()
     assert re.search(r"<script[^>]*\bsrc=", html) is None  # nothing loaded from a CDN
-    assert html.count("Plotly.newPlot") == 3
+    assert html.count("Plotly.newPlot") == 4  # circuit, curve, MIB budgets, agreement
+    assert "MIB" in html and "CPR" in html
     ev_json = json.loads(paths["evaluation"].read_text())
     assert ev_json["faithfulness"]["faithfulness"] >= 0.9
+    saved = json.loads(paths["circuit"].read_text())
+    assert saved["mib"]["cpr"] == pytest.approx(ev.mib.cpr) and ev_json["mib"]["cmd"] == pytest.approx(ev.mib.cmd)
+    assert len(saved["mib"]["curves"]["signed"]["faithfulness"]) == 10
     back = Circuit.load(paths["circuit"], known_model)
     assert back.n_edges == found.circuit.n_edges
     assert len(json.loads(paths["scores"].read_text())["scores"]) == found.circuit.graph.n_edges

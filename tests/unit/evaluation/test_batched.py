@@ -1,0 +1,59 @@
+"""The batched evaluation (one stacked engine call) gives the separate functions' numbers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from circuitwise.circuits import Circuit, eap_ig, select_circuit
+from circuitwise.evaluation import evaluate_circuit, faithfulness_curve, shortlist_agreement
+from circuitwise.evaluation.curve import random_masks
+from circuitwise.evaluation.evaluate import curve_sizes
+from circuitwise.evaluation.faithfulness import faithfulness_of_masks
+from circuitwise.evaluation.mib import mib_metrics
+
+
+@pytest.fixture(scope="module")
+def scores(tiny_model, tiny_tok):
+    return eap_ig(tiny_model, tiny_tok, steps=3)
+
+
+@pytest.fixture(scope="module")
+def circuit(tiny_model, tiny_tok, scores):
+    return select_circuit(scores, "top-n", n=30, model=tiny_model, tok=tiny_tok)
+
+
+@pytest.mark.parametrize("ablation", ["corrupted", "mean"])
+def test_batched_evaluation_equals_the_separate_functions(tiny_model, tiny_tok, scores, circuit, ablation):
+    # batch_size 3 on the six prompts: two batches, so the stacking crosses batch boundaries too
+    kw = dict(ablation=ablation, batch_size=3)
+    ev = evaluate_circuit(tiny_model, tiny_tok, circuit, scores=scores, random_samples=5, shortlist=12, seed=7, **kw)
+    gen = torch.Generator().manual_seed(7)
+    masks = torch.cat([circuit.edges[None], (~circuit.edges)[None], random_masks(circuit.graph.n_edges,
+                                                                                 circuit.n_edges, 5, gen)])
+    sep = faithfulness_of_masks(tiny_model, tiny_tok, masks, **kw)
+    got = [ev.faithfulness, ev.completeness.complement]
+    for a, b in zip(sep[:2], got):
+        assert a.faithfulness == pytest.approx(b.faithfulness, abs=1e-6)
+        torch.testing.assert_close(a.per_example, b.per_example, atol=1e-5, rtol=0)
+    assert [r.faithfulness for r in sep[2:]] == pytest.approx(ev.random.random_faithfulness, abs=1e-6)
+    crv = faithfulness_curve(tiny_model, tiny_tok, scores, random_samples=3, seed=7, sizes=curve_sizes(scores), **kw)
+    assert ev.curve.n_edges == crv.n_edges and ev.curve.top == crv.top
+    assert ev.curve.faithfulness == pytest.approx(crv.faithfulness, abs=1e-6)
+    assert ev.curve.random_mean == pytest.approx(crv.random_mean, abs=1e-6)
+    assert ev.curve.random_std == pytest.approx(crv.random_std, abs=1e-6)
+    agr = shortlist_agreement(tiny_model, tiny_tok, scores, k=12, batch_size=3)  # exact: corrupted edges
+    assert ev.agreement.edges == agr.edges
+    assert ev.agreement.exact == pytest.approx(agr.exact, abs=1e-5)
+    m = mib_metrics(tiny_model, tiny_tok, scores, **kw)
+    assert ev.mib.signed.faithfulness == pytest.approx(m.signed.faithfulness, abs=1e-6)
+    assert ev.mib.absolute.faithfulness == pytest.approx(m.absolute.faithfulness, abs=1e-6)
+    assert ev.mib.cpr == pytest.approx(m.cpr, abs=1e-6) and ev.mib.cmd == pytest.approx(m.cmd, abs=1e-6)
+
+
+def test_mib_is_left_out_without_a_full_ranking(tiny_model, tiny_tok, circuit):
+    # the circuit's own scores cover only its edges: no MIB ranking of the whole graph
+    own = torch.where(circuit.edges, circuit.scores, torch.tensor(float("nan")))
+    bare = Circuit(circuit.graph, circuit.edges, own, circuit.method)
+    ev = evaluate_circuit(tiny_model, tiny_tok, bare, random_samples=0, curve=False)
+    assert ev.mib is None and ev.to_json()["mib"] is None
