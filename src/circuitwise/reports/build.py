@@ -177,6 +177,7 @@ def _patching(page: Page, r: dict[str, Any]) -> None:
 CIRCUIT_FIGURES = {
     "circuit": "The circuit: nodes by type, edge width by score",
     "faithfulness_curve": "Faithfulness as the circuit grows (top edges by score)",
+    "mib": "MIB's metrics: faithfulness at fixed edge budgets (CPR signed, CMD absolute ranking)",
     "agreement": "Attribution scores against exact edge patching",
 }
 
