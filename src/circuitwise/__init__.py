@@ -6,6 +6,7 @@ between versions. ``run(RunConfig(...))`` is the whole study; the functions belo
 
 from circuitwise.attribution import baseline, direct_logit_attribution
 from circuitwise.circuits import find_circuit
+from circuitwise.compare import CompareConfig, compare
 from circuitwise.config import RunConfig
 from circuitwise.errors import CircuitwiseError
 from circuitwise.evaluation import evaluate_circuit
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CircuitwiseError",
+    "CompareConfig",
     "Example",
     "RunConfig",
     "Task",
@@ -25,6 +27,7 @@ __all__ = [
     "activation_patching",
     "attribution_patching",
     "baseline",
+    "compare",
     "direct_logit_attribution",
     "evaluate_circuit",
     "find_circuit",

@@ -78,27 +78,8 @@ class RunConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: Path) -> "RunConfig":
-        path = Path(path)
         fix = "Give the config.yaml an earlier run wrote (circuitwise run … --out DIR writes DIR/config.yaml)."
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"Config file {path} does not exist. {fix}") from None
-        except IsADirectoryError:
-            raise ConfigError(f"--config {path} is a folder. {fix}") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"Config file {path} is not UTF-8 text ({e.reason} at byte {e.start}). {fix}") from None
-        except OSError as e:
-            raise ConfigError(f"Cannot read config file {path}: {e.strerror or e}. {fix}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"Config file {path} is not valid YAML: {e}") from None
-        except (RecursionError, ValueError, TypeError, OverflowError) as e:
-            raise ConfigError(f"Config file {path} is not usable YAML ({type(e).__name__}). {fix}") from None
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"Config file {path} holds a YAML {type(data).__name__}, not a mapping of options "
-                              f"(task: …, model: …). {fix}")
+        data = read_yaml_mapping(path, fix)
         return cls.build(**{str(k): v for k, v in data.items()})
 
     @classmethod
@@ -113,10 +94,35 @@ class RunConfig(BaseModel):
             raise ConfigError(f"Invalid run configuration: {problems}. See `circuitwise run --help`.") from None
 
 
+def read_yaml_mapping(path: Path, fix: str) -> dict[str, Any]:
+    """A config file's options as a mapping, or a ConfigError that ends with ``fix``."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {path} does not exist. {fix}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"--config {path} is a folder. {fix}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"Config file {path} is not UTF-8 text ({e.reason} at byte {e.start}). {fix}") from None
+    except OSError as e:
+        raise ConfigError(f"Cannot read config file {path}: {e.strerror or e}. {fix}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"Config file {path} is not valid YAML: {e}") from None
+    except (RecursionError, ValueError, TypeError, OverflowError) as e:
+        raise ConfigError(f"Config file {path} is not usable YAML ({type(e).__name__}). {fix}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} holds a YAML {type(data).__name__}, not a mapping of options "
+                          f"(task: …, model: …). {fix}")
+    return data
+
+
 def default_batch_size(model: Any) -> int:
     """Prompts per forward: keep a batch's activations around a few hundred MB."""
     d = model.cfg.d_model * model.cfg.n_layers
     return max(1, min(64, int(2_000_000 / max(d, 1))))
 
 
-__all__ = ["DEFAULT_BUILTIN_N", "RunConfig", "default_batch_size"]
+__all__ = ["DEFAULT_BUILTIN_N", "RunConfig", "default_batch_size", "read_yaml_mapping"]

@@ -80,7 +80,8 @@ def build(n: int | None = None, seed: int = 0, corruption: str | None = None, sp
     for ti, i, j, hour, half, form in sample(combinations(split), check_n(n), seed):
         delta = CITIES[j][1] - CITIES[i][1]
         clean, offsets = _prompt(ti, i, j, hour, half, form)
-        hour2 = example_rng(seed, clean).choice([h for h in range(1, 13) if h != hour])
+        # Keyed without the form, so timezones[digits] and timezones[words] corrupt alike (twins).
+        hour2 = example_rng(seed, f"{ti}:{i}:{j}:{hour}:{half}").choice([h for h in range(1, 13) if h != hour])
         corrupted, _ = _prompt(ti, i, j, hour2, half, form)
         examples.append(Example(
             clean=clean,
@@ -89,7 +90,7 @@ def build(n: int | None = None, seed: int = 0, corruption: str | None = None, sp
             corrupted=corrupted,
             roles={"CITY1": offsets["c1"], "TIME": offsets["t"], "CITY2": offsets["c2"], "END": offsets["END"]},
             meta={"form": form, "template": ti, "from": CITIES[i][0], "to": CITIES[j][0], "hours": delta,
-                  "corruption": corruption, "corrupted_answer": " " + hour_word(shift(hour2, delta), form)},
+                  "hour": hour, "half": half, "corrupted_hour": hour2, "corruption": corruption, "corrupted_answer": " " + hour_word(shift(hour2, delta), form)},
         ))
     name = "timezones" if split == "all" else f"timezones[{split}]"
     return Task(name, tuple(examples), f"Time-zone conversion prompts ({split}; seed {seed}).",

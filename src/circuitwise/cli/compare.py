@@ -1,0 +1,76 @@
+"""`circuitwise compare`: two tasks, one task on two models, or on two splits, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from circuitwise.cli import app, console, show_note
+from circuitwise.cli.progress import Bars
+from circuitwise.compare.config import CompareConfig
+
+F = CompareConfig.model_fields
+
+
+def _opt(name: str, *flags: str, **kw: Any) -> Any:
+    """A typer option whose default and help come from CompareConfig (None = not given)."""
+    return typer.Option(None, *flags, help=f"{F[name].description} [default: {F[name].default}]", **kw)
+
+
+@app.command()
+def compare(
+    a: Optional[str] = typer.Argument(None, help=F["a"].description),
+    b: Optional[str] = typer.Argument(None, help=F["b"].description),
+    model: Optional[str] = _opt("model", "--model", "-m"),
+    model_b: Optional[str] = _opt("model_b", "--model-b"),
+    split_a: Optional[str] = _opt("split_a", "--split-a"),
+    split_b: Optional[str] = _opt("split_b", "--split-b"),
+    out: Optional[Path] = _opt("out", "--out", "-o"),
+    device: Optional[str] = _opt("device", "--device"),
+    batch_size: Optional[int] = _opt("batch_size", "--batch-size"),
+    n: Optional[int] = _opt("n", "--n"),
+    seed: Optional[int] = _opt("seed", "--seed"),
+    corruption: Optional[str] = _opt("corruption", "--corruption"),
+    processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=F["processing"].description),
+    drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
+    pairing: Optional[str] = _opt("pairing", "--pairing"),
+    alpha: Optional[float] = _opt("alpha", "--alpha"),
+    confidence: Optional[float] = _opt("confidence", "--confidence"),
+    bootstrap: Optional[int] = _opt("bootstrap", "--bootstrap"),
+    permutations: Optional[int] = _opt("permutations", "--permutations"),
+    top_k: Optional[int] = _opt("top_k", "--top-k"),
+    patching: Optional[bool] = typer.Option(None, "--patching/--no-patching", help=F["patching"].description),
+    circuit: Optional[str] = _opt("circuit", "--circuit"),
+    circuit_target: Optional[float] = _opt("circuit_target", "--circuit-target"),
+    ig_steps: Optional[int] = _opt("ig_steps", "--ig-steps"),
+    random_circuits: Optional[int] = _opt("random_circuits", "--random-circuits"),
+    config: Optional[Path] = typer.Option(None, "--config", help="Re-run from a config.yaml written by an earlier compare; other options override it."),
+) -> None:
+    """Compare two studies side by side, each difference with its confidence interval and test: compare.html + compare.json."""
+    from circuitwise.compare import compare as run_compare
+    from circuitwise.errors import ConfigError
+
+    given = {k: v for k, v in dict(
+        a=a, b=b, model=model, model_b=model_b, split_a=split_a, split_b=split_b, out=out, device=device,
+        batch_size=batch_size, n=n, seed=seed, corruption=corruption, processing=processing,
+        drop_invalid=drop_invalid, pairing=pairing, alpha=alpha, confidence=confidence, bootstrap=bootstrap,
+        permutations=permutations, top_k=top_k, patching=patching,
+        circuit=None if circuit is None else ("" if circuit == "none" else circuit),
+        circuit_target=circuit_target, ig_steps=ig_steps, random_circuits=random_circuits,
+    ).items() if v is not None}
+    base = CompareConfig.from_yaml(config).model_dump() if config else {}
+    if "a" not in given and "a" not in base:
+        raise ConfigError("Name what to compare: `circuitwise compare numbers-digits numbers-words`, one task on two "
+                          "models (`compare TASK --model M --model-b M2`) or two splits (`--split-a S --split-b S2`), "
+                          "or --config FILE.")
+    cfg = CompareConfig.build(**{**base, **given})
+    with Bars(console) as bars:
+        result = run_compare(cfg, progress=bars.message, notes=show_note, steps=bars.step)
+    r = result.results
+    console.print(f"[bold]{r.a.label}[/] vs [bold]{r.b.label}[/] ({'paired' if r.pairing.paired else 'unpaired'}):",
+                  highlight=False)
+    for line in r.summary:
+        console.print(f"  {line}", highlight=False, markup=False)
+    console.print(f"Page: {result.page.resolve()}", highlight=False, markup=False)

@@ -1,0 +1,86 @@
+"""CompareConfig: everything `circuitwise compare` needs, the single home of its defaults.
+
+The CLI derives its options (defaults and help) from the fields here, and every compare run
+writes its config so it can be re-run exactly (`circuitwise compare --config DIR/config.yaml`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from circuitwise.config import DEFAULT_BUILTIN_N, RunConfig, read_yaml_mapping
+from circuitwise.errors import ConfigError
+
+
+class CompareConfig(BaseModel):
+    """Two sides — two tasks, one task on two models, or one task on two splits — and how to compare them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    a: str = Field(description="Task A: a built-in task name (see `circuitwise tasks`) or a task file.")
+    b: str | None = Field(None, description="Task B (default: task A, for two models or two splits).")
+    model: str = Field("bundled", description="Model of side A (and of B unless --model-b): a Hub name, a local checkpoint folder, or 'bundled'.")
+    model_b: str | None = Field(None, description="Model of side B (default: --model).")
+    split_a: str | None = Field(None, description="Split of task A (e.g. train), for a built-in task with splits.")
+    split_b: str | None = Field(None, description="Split of task B (e.g. heldout-template).")
+    out: Path = Field(Path("runs/compare"), description="Output folder for compare.html, compare.json and config.yaml.")
+    device: str | None = Field(None, description="cpu, cuda[:N] or mps; default: cuda, then mps, then cpu.")
+    batch_size: int | None = Field(None, ge=1, description="Prompts per forward pass; default: chosen from the model size.")
+    processing: bool = Field(True, description="The seed's weight processing, as far as the architecture allows (as `run`).")
+    n: int | None = Field(None, ge=1, description=f"Examples per side: for generated built-in tasks (default {DEFAULT_BUILTIN_N}); for task files, the first n.")
+    seed: int = Field(0, description="Seed for generated built-in tasks (the same on both sides, so twins pair).")
+    corruption: str | None = Field(None, description="Corruption scheme of the built-in tasks (both sides).")
+    drop_invalid: bool | None = Field(None, description="Drop (and count) examples unusable with a tokenizer instead of stopping; a paired example dropped on one side is dropped on both. Default: on for built-in tasks.")
+    pairing: Literal["auto", "paired", "unpaired"] = Field(
+        "auto", description="auto: paired for the same prompts (two models) and for twin tasks (numbers-digits/"
+        "numbers-words), unpaired otherwise; paired: pair example i of A with example i of B (checked); unpaired.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="False discovery rate of the Benjamini–Hochberg test over cells (heads, layers, lens points).")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Coverage of the bootstrap confidence intervals.")
+    bootstrap: int = Field(2000, ge=100, le=100_000, description="Bootstrap resamples for the confidence intervals.")
+    permutations: int = Field(10_000, ge=100, le=1_000_000, description="Permutations of the tests (paired: all 2^n sign flips when that is fewer, an exact test).")
+    min_difference: float = Field(1e-4, ge=0, description="Differences at most this large (logits, or patching's restored share) are float rounding and never flagged.")
+    top_k: int = Field(3, ge=1, le=20, description="How many of the heads that differ most to show with their attention.")
+    patching: bool = Field(True, description="Run the 'heads' activation-patching sweep on each side and compare it.")
+    circuit: str | None = Field("eap-ig", description="Circuit discovery method on each side (eap-ig, eap, exact), or none to skip circuits.")
+    circuit_target: float = Field(0.9, gt=0, le=1.5, description="Grow each circuit until it reaches this faithfulness.")
+    ig_steps: int = Field(5, ge=1, le=100, description="Integration steps of EAP-IG.")
+    random_circuits: int = Field(20, ge=1, le=1000, description="Random circuits of each circuit's size, on each side (the baseline of cross-faithfulness).")
+
+    @property
+    def task_b(self) -> str:
+        return self.b if self.b is not None else self.a
+
+    def side(self, which: Literal["a", "b"]) -> RunConfig:
+        """Side A's or B's task and model as a RunConfig (what `run` would study)."""
+        task, model, split = ((self.a, self.model, self.split_a) if which == "a"
+                              else (self.task_b, self.model_b or self.model, self.split_b))
+        return RunConfig.build(task=task, model=model, split=split, device=self.device, batch_size=self.batch_size,
+                               processing=self.processing, n=self.n, seed=self.seed, corruption=self.corruption,
+                               drop_invalid=self.drop_invalid, out=self.out)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> "CompareConfig":
+        fix = "Give the config.yaml an earlier compare wrote (circuitwise compare … --out DIR writes DIR/config.yaml)."
+        data = read_yaml_mapping(path, fix)
+        return cls.build(**{str(k): v for k, v in data.items()})
+
+    @classmethod
+    def build(cls, **kwargs: Any) -> "CompareConfig":
+        """Construct, turning validation failures into a ConfigError that names the option."""
+        try:
+            return cls(**kwargs)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in e.errors()
+            )
+            raise ConfigError(f"Invalid compare configuration: {problems}. See `circuitwise compare --help`.") from None
+
+
+__all__ = ["CompareConfig"]

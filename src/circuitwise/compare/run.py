@@ -1,0 +1,286 @@
+"""compare(config): two studies side by side, each difference with its uncertainty and its test.
+
+The stages are `run`'s (baseline, direct logit attribution, the `heads` patching sweep, circuit
+discovery), on each side; what is new is the comparison of their per-example values
+(:mod:`circuitwise.compare.stats`) and of their circuits (:mod:`circuitwise.compare.circuits`).
+Everything is written into a staging folder and swapped in whole (:mod:`circuitwise.runfolder`):
+config.yaml first, compare.json as stages finish, compare.html, and ``complete: true`` last.
+"""
+
+from __future__ import annotations
+
+import shlex
+import warnings
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from circuitwise.attribution import attention_patterns, baseline, direct_logit_attribution
+from circuitwise.attribution.dla import DLA, head_label
+from circuitwise.circuits import Discovery, find_circuit, get_method
+from circuitwise.compare import circuits as cc
+from circuitwise.compare.config import CompareConfig
+from circuitwise.compare.plan import ComparePlan, plan_compare, plan_side
+from circuitwise.compare.schema import Attention, Circuits, CompareResults, Comparison, Example, Pairing, Side, floats
+from circuitwise.compare.sides import Loaded, load_sides
+from circuitwise.compare.stats import Side as Values
+from circuitwise.compare.stats import compare_sides
+from circuitwise.config import default_batch_size
+from circuitwise.patching import activation_patching
+from circuitwise.patching.result import DegenerateNormalizationWarning, PatchResult
+from circuitwise.pipeline import processing_json
+from circuitwise.plan import corrupted_view
+from circuitwise.reports.compare import summarize_compare, write_compare_page
+from circuitwise.runfolder import RunFolder
+from circuitwise.tasks.task import Task
+
+Progress = Callable[[str], None]
+Steps = Callable[[str, int, int], None]
+
+COMPARE_FILES = ("compare.html", "compare.json", "config.yaml", "circuit_a.json", "circuit_b.json")
+
+
+@dataclass(frozen=True)
+class CompareOutputs:
+    """Where the comparison was written, and its results (the typed compare.json)."""
+
+    out: Path
+    results: CompareResults
+
+    @property
+    def page(self) -> Path:
+        return self.out / "compare.html"
+
+
+@dataclass
+class _Study:
+    """What one side computed."""
+
+    side: Loaded
+    bs: int
+    ld: torch.Tensor
+    corrupted_ld: torch.Tensor | None
+    dla: DLA | None = None
+    patch: PatchResult | None = None
+    found: Discovery | None = None
+
+
+def rerun_command(cfg: CompareConfig) -> str:
+    return f"circuitwise compare --config {shlex.quote(str(Path(cfg.out).absolute() / 'config.yaml'))}"
+
+
+def compare(config: CompareConfig | None = None, /, *, tasks: tuple[Task, Task] | None = None,
+            models: tuple[Any, Any] | None = None, progress: Progress | None = None,
+            notes: Progress | None = None, steps: Steps | None = None, **options: Any) -> CompareOutputs:
+    """Compare two tasks (or one task on two models, or on two splits) and write compare.html + compare.json.
+
+    Give a :class:`CompareConfig`, or its fields as keywords (``compare(a="numbers-digits",
+    b="numbers-words", model="bundled", out="runs/cmp")``). ``tasks``/``models`` put in-memory
+    :class:`Task` objects and loaded models in place of the names (then the saved config
+    names them but cannot rebuild them). Returns the output folder and the typed results:
+    ``result.results.heads.flagged()`` lists the heads whose direct effect differs (BH-controlled).
+    """
+    if config is None:
+        config = CompareConfig.build(**options)
+    elif options:
+        config = CompareConfig.build(**{**config.model_dump(), **options})
+    say = progress or (lambda _m: None)
+    step = steps or (lambda _l, _d, _t: None)
+    tell = notes or (lambda n: say(f"note: {n}"))
+    folder = RunFolder(config.out, replaces=COMPARE_FILES)
+    folder.check()
+    if config.circuit:
+        get_method(config.circuit)  # an unknown method fails here, before any work
+    with folder:
+        results = _stages(config, folder, tasks, models, say, tell, step)
+        folder.commit()
+    return CompareOutputs(Path(config.out), results)
+
+
+def _stages(config: CompareConfig, folder: RunFolder, tasks: Any, models: Any, say: Progress, tell: Progress,
+            step: Steps) -> CompareResults:
+    need_corrupted = bool(config.patching or config.circuit)
+    a, b, decision = load_sides(config, tasks=tasks, models=models, say=say, notes=tell, need_corrupted=need_corrupted)
+    studies = [_baselines(s, config, step, say) for s in (a, b)]
+    plans = tuple(plan_side(config, st.side, *_gap(st)) for st in studies)
+    plan = plan_compare(config, a, b, plans)  # type: ignore[arg-type]
+    notes = [f"Pairing: {'paired' if decision.paired else 'unpaired'} — {decision.reason}."] + list(plan.notes)
+    for n in plan.notes:
+        say(f"note: {n}")
+    folder.write_text("config.yaml", config.to_yaml())
+    res = CompareResults(
+        circuitwise_version=_version(), rerun=rerun_command(config), config=config.model_dump(mode="json"),
+        pairing=Pairing(paired=decision.paired, kind=decision.kind, reason=decision.reason), notes=notes,
+        a=_side_json(studies[0]), b=_side_json(studies[1]),
+    )
+    save = lambda: folder.write_json("compare.json", res.model_dump(mode="json"))  # noqa: E731
+    save()
+    stat = partial(_compare, config=config, paired=decision.paired)
+
+    ld = [st.ld[:, None] for st in studies]
+    res.logit_diff = stat("logit_diff", ["metric"], [1], ["logit_diff"], ld[0], ld[1], correct=False)
+    acc = [(st.ld > 0).double()[:, None] for st in studies]
+    res.accuracy = stat("accuracy", ["metric"], [1], ["accuracy"], acc[0], acc[1], correct=False)
+    save()
+
+    for st in studies:
+        say(f"direct logit attribution: side {st.side.which.upper()}")
+        st.dla = direct_logit_attribution(st.side.model, st.side.tok, batch_size=st.bs)
+    da, db = studies[0].dla, studies[1].dla
+    assert da is not None and db is not None
+    if plan.same_lens:
+        res.lens = stat("logit_lens", ["point"], [len(da.logit_lens.labels["point"])], da.logit_lens.labels["point"],
+                        da.logit_lens.per_example, db.logit_lens.per_example)
+        res.layers = stat("layers", ["component"], [len(da.layers.labels["component"])],
+                          da.layers.labels["component"], da.layers.per_example, db.layers.per_example)
+    else:
+        res.lens, res.layers = None, None
+    for side_json, d in ((res.a, da), (res.b, db)):
+        side_json.heads_dla = [floats(r) for r in d.heads.values]
+        side_json.lens, side_json.lens_labels = floats(d.logit_lens.values), list(d.logit_lens.labels["point"])
+        side_json.layers, side_json.layer_labels = floats(d.layers.values), list(d.layers.labels["component"])
+        side_json.closure_error = d.closure_error
+    L, H = res.a.n_layers, res.a.n_heads
+    cells = [head_label(l, h) for l in range(L) for h in range(H)]
+    if plan.same_heads:
+        res.heads = stat("heads", ["layer", "head"], [L, H], cells, da.heads.per_example.reshape(len(a.tok), -1),
+                         db.heads.per_example.reshape(len(b.tok), -1))
+    save()
+
+    for st, p in zip(studies, plans):
+        if "heads" in p.sweeps:
+            say(f"activation patching: heads, side {st.side.which.upper()}")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DegenerateNormalizationWarning)  # the plan said it once
+                st.patch = activation_patching(st.side.model, st.side.tok, "heads", batch_size=st.bs,
+                                               progress=partial(step, f"patching heads ({st.side.which.upper()})"))
+            side_json = res.a if st.side.which == "a" else res.b
+            side_json.patching = [floats(r) for r in st.patch.values]
+            side_json.patching_degenerate = st.patch.degenerate
+    pa, pb = studies[0].patch, studies[1].patch
+    if plan.patching and pa is not None and pb is not None and plan.same_heads:
+        n_a, n_b = pa.raw.shape[0], pb.raw.shape[0]  # type: ignore[union-attr]
+        res.patching = stat("patching_heads", ["layer", "head"], [L, H], cells, pa.raw.reshape(n_a, -1),
+                            pb.raw.reshape(n_b, -1), statistic="ratio",
+                            clean=(pa.clean, pb.clean), corrupted=(pa.corrupted, pb.corrupted))
+    save()
+
+    if plan.same_heads:
+        res.attention = _attention(studies, res.heads, config.top_k)
+    save()
+
+    if any(plan.circuit):
+        _circuit_stage(config, plan, studies, res, folder, say, step)
+    elif config.circuit:
+        res.circuits_skipped = "; ".join(n for n in plan.notes if "ircuit" in n) or "no side has corrupted prompts"
+    save()
+
+    say("writing compare.html")
+    data = res.model_dump(mode="json")
+    res.summary = summarize_compare(data)
+    data["summary"] = res.summary
+    write_compare_page(data, folder.path / "compare.html")
+    res.complete = True
+    save()  # last: complete: true is only ever on disk beside a page that exists
+    return res
+
+
+def _baselines(side: Loaded, config: CompareConfig, step: Steps, say: Progress) -> _Study:
+    bs = config.batch_size or default_batch_size(side.model)
+    say(f"baseline: side {side.which.upper()} ({side.label}), {len(side.tok)} prompts")
+    ld = baseline(side.model, side.tok, batch_size=bs, top_k=1,
+                  progress=partial(step, f"baseline ({side.which.upper()})")).logit_diff
+    corrupted = None
+    if side.tok.corrupted is not None and (config.patching or config.circuit):
+        corrupted = baseline(side.model, corrupted_view(side.tok), batch_size=bs, top_k=1).logit_diff
+    return _Study(side, bs, ld.double(), None if corrupted is None else corrupted.double())
+
+
+def _gap(st: _Study) -> tuple[float | None, float]:
+    if st.corrupted_ld is None:
+        return None, 1.0
+    clean, corr = float(st.ld.mean()), float(st.corrupted_ld.mean())
+    return clean - corr, max(abs(clean), abs(corr))
+
+
+def _compare(name: str, axes: list[str], shape: list[int], cells: list[str], va: torch.Tensor, vb: torch.Tensor, *,
+             config: CompareConfig, paired: bool, correct: bool = True, statistic: str = "mean",
+             clean: tuple[torch.Tensor, torch.Tensor] | None = None,
+             corrupted: tuple[torch.Tensor, torch.Tensor] | None = None) -> Comparison:
+    sa = Values(va.double(), None if clean is None else clean[0], None if corrupted is None else corrupted[0])
+    sb = Values(vb.double(), None if clean is None else clean[1], None if corrupted is None else corrupted[1])
+    d = compare_sides(sa, sb, paired=paired, statistic=statistic, confidence=config.confidence,  # type: ignore[arg-type]
+                      bootstrap=config.bootstrap, permutations=config.permutations, alpha=config.alpha,
+                      correct=correct, min_difference=config.min_difference, seed=config.seed)
+    return Comparison.build(name, axes, shape, cells, d, values_a=va, values_b=vb, alpha=config.alpha,
+                            confidence=config.confidence, min_difference=config.min_difference,
+                            clean=clean, corrupted=corrupted)
+
+
+def _side_json(st: _Study) -> Side:
+    s, tok = st.side, st.side.tok
+    cfg = s.model.cfg
+    return Side(
+        label=s.label, task=tok.task.name, model=s.run.model, split=s.run.split, n_prompts=len(tok),
+        n_dropped=len(s.dropped), dropped_reasons=[d.reason for d in s.dropped[:20]],
+        model_info={"name": s.run.model, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads, "d_model": cfg.d_model,
+                    "device": str(cfg.device), "processing": processing_json(s.model, s.run.processing)},
+        examples=[Example(clean=e.clean, correct=e.correct, incorrect=e.incorrect, corrupted=e.corrupted,
+                          tokens=list(tok.str_tokens[i])) for i, e in enumerate(tok.task.examples)],
+        logit_diff=st.ld.tolist(), corrupted_logit_diff=None if st.corrupted_ld is None else st.corrupted_ld.tolist(),
+        accuracy=float((st.ld > 0).double().mean()), n_layers=int(cfg.n_layers), n_heads=int(cfg.n_heads),
+    )
+
+
+def _attention(studies: list[_Study], heads: Comparison | None, k: int) -> Attention | None:
+    """Patterns of the heads that differ most (flagged first, then by |difference|) on pair 0."""
+    if heads is None:
+        return None
+    order = sorted(range(len(heads.cells)), key=lambda i: (not heads.significant[i], -abs(heads.diff[i] or 0.0)))
+    H = heads.shape[1]
+    chosen = [divmod(i, H) for i in order[:k]]
+    pats = [attention_patterns(st.side.model, st.side.tok, chosen, example=0) for st in studies]
+    return Attention(heads=pats[0].labels["head"], example=0, tokens_a=pats[0].labels["src"],
+                     tokens_b=pats[1].labels["src"], patterns_a=pats[0].values.tolist(),
+                     patterns_b=pats[1].values.tolist())
+
+
+def _circuit_stage(config: CompareConfig, plan: ComparePlan, studies: list[_Study], res: CompareResults,
+                   folder: RunFolder, say: Progress, step: Steps) -> None:
+    def progress(done: int, total: int, what: str) -> None:
+        step(what, done, total)
+
+    for st, method in zip(studies, plan.circuit):
+        if method:
+            say(f"circuit discovery ({method}): side {st.side.which.upper()}")
+            st.found = find_circuit(st.side.model, st.side.tok, method=method, steps=config.ig_steps,
+                                    target=config.circuit_target, batch_size=st.bs, progress=progress)
+            folder.write_json(f"circuit_{st.side.which}.json", st.found.circuit.to_json())
+    fa, fb = studies[0].found, studies[1].found
+    if fa is None or fb is None:
+        res.circuits_skipped = "; ".join(n for n in plan.notes if "ircuit" in n)
+        return
+    found = {"a": fa, "b": fb}
+    cross = []
+    for st in studies:
+        say(f"cross-faithfulness on side {st.side.which.upper()}")
+        use = found if plan.cross and cc.same_graph(fa, fb) else {st.side.which: found[st.side.which]}
+        cross += cc.evaluate_on(st.side.model, st.side.tok, st.side.which, use, samples=config.random_circuits,
+                                seed=config.seed, batch_size=st.bs, progress=progress)
+    own = {c.circuit: c for c in cross if c.circuit == c.on}
+    res.circuits = Circuits(
+        a=cc.circuit_side(fa, own["a"], "circuit_a.json"), b=cc.circuit_side(fb, own["b"], "circuit_b.json"),
+        overlap=cc.overlap(fa, fb) if cc.same_graph(fa, fb) else None, cross=cross,
+    )
+
+
+def _version() -> str:
+    from circuitwise import __version__
+
+    return __version__
+
+
+__all__ = ["COMPARE_FILES", "CompareOutputs", "compare", "rerun_command"]
