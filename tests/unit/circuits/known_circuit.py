@@ -36,6 +36,7 @@ def tokenizer_ids(out: Path) -> tuple[list[int], list[int], int]:
 
 def make_known_circuit_checkpoint(out: Path, seed: int = 0, noise: float = 0.3) -> Path:
     import torch
+    from transformers.initialization import no_init_weights
     from transformers import GPT2Config, GPT2LMHeadModel
 
     out = Path(out)
@@ -43,7 +44,8 @@ def make_known_circuit_checkpoint(out: Path, seed: int = 0, noise: float = 0.3) 
     d, H, dh, n_pos = 64, 4, 16, 16
     cfg = GPT2Config(n_layer=2, n_head=H, n_embd=d, n_positions=n_pos, vocab_size=50257,
                      tie_word_embeddings=False, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    model = GPT2LMHeadModel(cfg)
+    with no_init_weights():  # every weight is set below; random init costs seconds
+        model = GPT2LMHeadModel(cfg)
     g = torch.Generator().manual_seed(seed)
     c = 1.0
     with torch.no_grad():

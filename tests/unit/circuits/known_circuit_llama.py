@@ -42,6 +42,7 @@ ROPE_THETA = 1e7
 
 def make_known_llama_checkpoint(out: Path, seed: int = 0, noise: float = 0.3, write: float = 0.05) -> Path:
     import torch
+    from transformers.initialization import no_init_weights
     from transformers import LlamaConfig, LlamaForCausalLM
 
     out = Path(out)
@@ -55,7 +56,8 @@ def make_known_llama_checkpoint(out: Path, seed: int = 0, noise: float = 0.3, wr
     )
     if getattr(cfg, "rope_parameters", None) is not None:  # transformers 5 keeps theta here
         cfg.rope_parameters["rope_theta"] = ROPE_THETA
-    model = LlamaForCausalLM(cfg).float()
+    with no_init_weights():  # every weight is set below; random init costs seconds
+        model = LlamaForCausalLM(cfg).float()
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape: int, scale: float = noise) -> torch.Tensor:

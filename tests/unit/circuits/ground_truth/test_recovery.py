@@ -1,0 +1,79 @@
+"""Every registered discovery method, on every ground-truth construction: recall and precision of
+the planted edges.
+
+Parametrized over ``circuitwise.circuits.METHODS``, so a method registered later is measured here
+automatically. Two numbers per method and case, from the method's edge ranking (by magnitude):
+
+- recall at the planted size: the share of planted edges among the top ``len(planted)`` edges
+  (at that size precision equals recall);
+- precision at full recall: ``len(planted) / k`` for the smallest ``k`` whose top-k holds every
+  planted edge (1 when they are ranked first).
+
+Every method must recover every construction (both 1, and the planted edges scored positive:
+they carry the clean answer) unless ``SHORTFALLS`` says otherwise, with what it gets and why.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from circuitwise.circuits import METHODS, score_edges
+
+# (case, method) -> (planted edges missing from the top len(planted), lowest precision at full
+# recall). Measured; each is a limitation of the method, not of the construction (exact edge
+# patching recovers all of them).
+SHORTFALLS: dict[tuple[str, str], tuple[frozenset[tuple[str, str]], float]] = {
+    # EAP's one gradient at the corrupted run sees MLP1's unit for the *clean* letter below its
+    # threshold (GELU's slope there is about -0.1), so the MLP path is underrated (L0H0 -> MLP1:
+    # 6.5 against 28 by exact patching) while L0H0's norm-only effects are linearised at full
+    # weight (L0H0 -> logits -4.6, L0H0 -> MLP0 -2.9, through the norms' scale). input -> L0H0.v
+    # is the sum of all of them through L0H0: -0.5 against 27 exactly, ranked 14th.
+    ("mlp-two-hop", "eap"): (frozenset({("input", "L0H0.v")}), 0.2),
+    # The induction head's attention is saturated at the corrupted run (softmax weight ~1 on the
+    # corrupted match), so EAP's gradient through its keys is about zero: the k-composition edge
+    # L0H1 -> L1H0.k scores 0.4 against 5.6 exactly, and input -> L0H1.v, which acts only through
+    # those keys, -0.5 against 5.7 (the norm-only effects outweigh it). Ranked 4th and 5th.
+    ("k-composition", "eap"): (frozenset({("L0H1", "L1H0.k"), ("input", "L0H1.v")}), 0.6),
+    # The same saturation on the query side: L0H2 -> L1H1.q scores 0.5 against 5.2 exactly, and
+    # input -> L0H2.v, which acts only through that query, -0.9 (still in the top 3 by magnitude).
+    ("q-composition", "eap"): (frozenset({("L0H2", "L1H1.q")}), 0.4),
+}
+
+_scores: dict[tuple[str, str], object] = {}
+
+
+def scores_of(booted, case_name: str, method: str):
+    if (case_name, method) not in _scores:
+        _, model, tok = booted(case_name)
+        _scores[case_name, method] = score_edges(model, tok, method)
+    return _scores[case_name, method]
+
+
+def recovery(scores, planted) -> tuple[frozenset, float, dict[str, float]]:
+    """Planted edges missing from the top ``len(planted)``, precision at full recall, planted scores."""
+    names = scores.graph.edge_names
+    ranked = [tuple(names[i].split("->")) for i in scores.ranking("abs").tolist()]
+    missing = frozenset(planted) - set(ranked[: len(planted)])
+    last = max(ranked.index(e) for e in planted)
+    planted_scores = {f"{s}->{r}": float(scores.scores[scores.graph.edge_id(s, r)]) for s, r in planted}
+    return missing, len(planted) / (last + 1), planted_scores
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_each_method_recovers_the_planted_edges(booted, case_name, method):
+    case, _, _ = booted(case_name)
+    missing, precision, planted_scores = recovery(scores_of(booted, case_name, method), case.planted)
+    expected_missing, min_precision = SHORTFALLS.get((case_name, method), (frozenset(), 1.0))
+    recall = 1 - len(missing) / len(case.planted)
+    assert missing == expected_missing, (recall, sorted(missing), planted_scores)
+    assert precision >= min_precision, (precision, planted_scores)
+    if not expected_missing:
+        assert precision == 1.0
+        assert all(s > 0 for s in planted_scores.values()), planted_scores
+
+
+def test_every_shortfall_names_a_registered_method_and_case():
+    from tests.unit.circuits.ground_truth.cases import BY_NAME
+
+    for case, method in SHORTFALLS:
+        assert case in BY_NAME and method in METHODS, (case, method)
