@@ -29,8 +29,11 @@ from circuitwise.compare.sides import Loaded, load_sides
 from circuitwise.compare.stats import Side as Values
 from circuitwise.compare.stats import compare_sides
 from circuitwise.config import default_batch_size
+from circuitwise.errors import ConfigError
 from circuitwise.patching import activation_patching
+from circuitwise.patching.activation import CheckFailedWarning
 from circuitwise.patching.result import DegenerateNormalizationWarning, PatchResult
+from circuitwise.patching.resume import CheckpointWarning
 from circuitwise.pipeline import processing_json
 from circuitwise.plan import corrupted_view
 from circuitwise.reports.compare import summarize_compare, write_compare_page
@@ -72,21 +75,40 @@ def rerun_command(cfg: CompareConfig) -> str:
     return f"circuitwise compare --config {shlex.quote(str(Path(cfg.out).absolute() / 'config.yaml'))}"
 
 
-def compare(config: CompareConfig | None = None, /, *, tasks: tuple[Task, Task] | None = None,
-            models: tuple[Any, Any] | None = None, progress: Progress | None = None,
-            notes: Progress | None = None, steps: Steps | None = None, **options: Any) -> CompareOutputs:
+def compare(a: CompareConfig | str | Path | Task | None = None, b: str | Path | Task | None = None, /, *,
+            tasks: tuple[Task, Task] | None = None, models: tuple[Any, Any] | None = None,
+            progress: Progress | None = None, notes: Progress | None = None, steps: Steps | None = None,
+            **options: Any) -> CompareOutputs:
     """Compare two tasks (or one task on two models, or on two splits) and write compare.html + compare.json.
 
-    Give a :class:`CompareConfig`, or its fields as keywords (``compare(a="numbers-digits",
-    b="numbers-words", model="bundled", out="runs/cmp")``). ``tasks``/``models`` put in-memory
-    :class:`Task` objects and loaded models in place of the names (then the saved config
-    names them but cannot rebuild them). Returns the output folder and the typed results:
+    ``compare("numbers-digits", "numbers-words", model="bundled", out="runs/cmp")``: A and B are
+    task names or files (B defaults to A), the keywords :class:`CompareConfig`'s fields; or give
+    a whole ``CompareConfig``. In-memory :class:`Task` objects may stand for A and B, and loaded
+    models for ``model``/``model_b`` (or ``models=(model_a, model_b)``); the saved config then
+    names them but cannot rebuild them. Returns the output folder and the typed results:
     ``result.results.heads.flagged()`` lists the heads whose direct effect differs (BH-controlled).
     """
-    if config is None:
-        config = CompareConfig.build(**options)
-    elif options:
-        config = CompareConfig.build(**{**config.model_dump(), **options})
+    if isinstance(a, Task) or isinstance(b, Task):
+        ta = a if isinstance(a, Task) else None
+        tb = b if isinstance(b, Task) else ta
+        if ta is None or tb is None:
+            raise ConfigError("Give both sides as Task objects, or both as task names or files.")
+        tasks, a, b = (ta, tb), ta.name, tb.name
+    loaded = [options.pop(k) if k in options and not isinstance(options[k], (str, Path, type(None))) else None
+              for k in ("model", "model_b")]
+    if loaded[0] is not None or loaded[1] is not None:
+        if models is not None or loaded[0] is None:
+            raise ConfigError("Give loaded models as model= (and model_b=), or as models=(A, B), not both; "
+                              "model_b= alone needs model= too.")
+        models = (loaded[0], loaded[1] or loaded[0])
+        options["model"] = str(getattr(loaded[0], "circuitwise_name", "model"))
+        if loaded[1] is not None:
+            options["model_b"] = str(getattr(loaded[1], "circuitwise_name", "model_b"))
+    if isinstance(a, CompareConfig):
+        config = CompareConfig.build(**{**a.model_dump(), **options}) if options else a
+    else:
+        names = {k: str(v) for k, v in (("a", a), ("b", b)) if v is not None}
+        config = CompareConfig.build(**{**options, **names})
     say = progress or (lambda _m: None)
     step = steps or (lambda _l, _d, _t: None)
     tell = notes or (lambda n: say(f"note: {n}"))
@@ -153,10 +175,17 @@ def _stages(config: CompareConfig, folder: RunFolder, tasks: Any, models: Any, s
     for st, p in zip(studies, plans):
         if "heads" in p.sweeps:
             say(f"activation patching: heads, side {st.side.which.upper()}")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DegenerateNormalizationWarning)  # the plan said it once
-                st.patch = activation_patching(st.side.model, st.side.tok, "heads", batch_size=st.bs,
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                # Checkpoints go to the staging folder, so an interrupted compare resumes its sweeps.
+                st.patch = activation_patching(st.side.model, st.side.tok, "heads", batch_size=st.bs, out=folder.path,
                                                progress=partial(step, f"patching heads ({st.side.which.upper()})"))
+            for w in caught:
+                if issubclass(w.category, (CheckpointWarning, CheckFailedWarning)):
+                    res.warnings.append(f"Side {st.side.which.upper()}: {w.message}")
+                    say(f"warning: {w.message}")
+                elif not issubclass(w.category, DegenerateNormalizationWarning):  # the plan said it once
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             side_json = res.a if st.side.which == "a" else res.b
             side_json.patching = [floats(r) for r in st.patch.values]
             side_json.patching_degenerate = st.patch.degenerate
@@ -175,7 +204,7 @@ def _stages(config: CompareConfig, folder: RunFolder, tasks: Any, models: Any, s
     if any(plan.circuit):
         _circuit_stage(config, plan, studies, res, folder, say, step)
     elif config.circuit:
-        res.circuits_skipped = "; ".join(n for n in plan.notes if "ircuit" in n) or "no side has corrupted prompts"
+        res.circuits_skipped = "no side can discover a circuit (see the notes above)"
     save()
 
     say("writing compare.html")
@@ -261,7 +290,10 @@ def _circuit_stage(config: CompareConfig, plan: ComparePlan, studies: list[_Stud
             folder.write_json(f"circuit_{st.side.which}.json", st.found.circuit.to_json())
     fa, fb = studies[0].found, studies[1].found
     if fa is None or fb is None:
-        res.circuits_skipped = "; ".join(n for n in plan.notes if "ircuit" in n)
+        missing = "A" if fa is None else "B"
+        res.circuits_skipped = (f"side {missing} cannot discover a circuit (see the notes above), so there is nothing "
+                                f"to compare side {'B' if missing == 'A' else 'A'}'s circuit with; it is in "
+                                f"circuit_{'b' if missing == 'A' else 'a'}.json")
         return
     found = {"a": fa, "b": fb}
     cross = []
