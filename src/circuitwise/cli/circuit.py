@@ -73,6 +73,7 @@ def circuit(
     split: Optional[str] = typer.Option(None, "--split", help=F["split"].description),
     drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
     processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=F["processing"].description),
+    export_eap_ig: Optional[Path] = typer.Option(None, "--export-eap-ig", help="Also write the scores and circuit as an EAP-IG graph (MIB's submission format): FILE.json or FILE.pt."),
 ) -> None:
     """Find the circuit behind the task's answer (EAP / EAP-IG / exact), check it, and write it out."""
     from circuitwise.circuits import find_circuit, get_method
@@ -85,9 +86,18 @@ def circuit(
         raise ConfigError("--selection top-n needs --edges N (how many edges to keep).")
     if selection == "threshold" and threshold is None:
         raise ConfigError("--selection threshold needs --threshold T (the score cut-off).")
+    if export_eap_ig is not None:
+        from circuitwise.circuits.interop import format_for
+
+        format_for(export_eap_ig)  # a wrong suffix fails before any work
     prepare_dir(out)  # a file, or a folder of other files, fails before any work
     with study_folder(out) as folder:  # locked from the start: a second command here is refused
         m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing)
+        if export_eap_ig is not None:
+            from circuitwise.circuits import graph_of
+            from circuitwise.circuits.interop import check_exportable
+
+            check_exportable(graph_of(m))  # an attention-only model has no EAP-IG graph: say so before the work
         with progress_bar() as update:
             found = find_circuit(m, tok, method=method, steps=steps, direction=direction, selection=selection,
                                  n=edges, threshold=threshold, target=target, by=by, prune=prune,  # type: ignore[arg-type]
@@ -97,6 +107,15 @@ def circuit(
                                   progress=update)
         paths = write_outputs(out, found.circuit, ev, found.scores, folder=folder,
                               extra={"scoring_seconds": found.scores.seconds, "n_examples": len(tok)})
+    if export_eap_ig is not None:
+        from circuitwise.circuits.interop import export_eap_ig as write_eap_ig
+        from circuitwise.runfolder import output_error
+
+        try:
+            write_eap_ig(found.circuit, export_eap_ig)
+        except OSError as e:
+            raise output_error(e, export_eap_ig) from None
+        console.print(f"EAP-IG graph: {export_eap_ig.resolve()}", highlight=False, markup=False)
     sel = found.circuit.selection
     if sel.get("kind") == "target" and not sel.get("reached", True):
         console.print(f"[yellow]target {target} not reached[/]; the full graph was kept.", highlight=False)
@@ -109,7 +128,7 @@ def circuit(
 
 @app.command()
 def evaluate(
-    circuit_file: Path = typer.Argument(..., help="A circuit.json written by `circuitwise circuit`."),
+    circuit_file: Path = typer.Argument(..., help="A circuit.json written by `circuitwise circuit`, or an EAP-IG graph (.json or .pt, MIB's submission format)."),
     task: str = typer.Argument(..., help=F["task"].description),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="The model the circuit belongs to; default: the one named in circuit.json."),
     ablation: str = typer.Option("corrupted", "--ablation", help="Edges outside the circuit read the corrupted run, or the mean over the task."),
@@ -126,28 +145,25 @@ def evaluate(
     drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
     processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=F["processing"].description),
 ) -> None:
-    """Re-check a circuit.json on a task: faithfulness, completeness, random circuits of the same size."""
+    """Re-check a circuit (circuit.json or an EAP-IG graph file) on a task: faithfulness, completeness,
+    random circuits of the same size, and MIB's CPR/CMD where the file scores every edge."""
     from circuitwise.circuits import Circuit
-    from circuitwise.errors import ConfigError
+    from circuitwise.circuits.interop import circuit_from_eap_ig, read_graph_file
     from circuitwise.evaluation import evaluate_circuit
     from circuitwise.evaluation.outputs import prepare_dir, study_folder, write_outputs
 
-    try:
-        raw = json.loads(circuit_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"Circuit file {circuit_file} does not exist. Write one with `circuitwise circuit TASK --out DIR`.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{circuit_file} is not valid JSON ({e}). Give the circuit.json written by `circuitwise circuit`.") from None
-    except (OSError, RecursionError) as e:
-        raise ConfigError(f"Cannot read the circuit file {circuit_file}: {getattr(e, 'strerror', None) or e}. "
-                          "Give the circuit.json written by `circuitwise circuit`.") from None
     if out is not None:
         prepare_dir(out)  # a file, or a folder of other files, fails before any work
-    Circuit.check_json(raw, str(circuit_file))  # a malformed file fails before the model loads
-    name = model or (raw.get("model") or {}).get("name") or F["model"].default
+    # circuit.json or an EAP-IG graph (.json/.pt), told apart by content; malformed fails here, before the model loads
+    kind, raw = read_graph_file(circuit_file)
+    named = (raw.get("model") or {}).get("name") if kind == "circuitwise" else None  # EAP-IG files name none
+    name = model or named or F["model"].default
     with study_folder(out, circuit_file) if out is not None else nullcontext() as folder:
         m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid, processing)
-        circ = Circuit.from_json(raw, m, source=str(circuit_file))
+        if kind == "circuitwise":
+            circ = Circuit.from_json(raw, m, source=str(circuit_file))
+        else:
+            circ = circuit_from_eap_ig(raw, m, source=str(circuit_file))
         with progress_bar() as update:
             ev = evaluate_circuit(m, tok, circ, ablation=ablation, random_samples=random_samples,  # type: ignore[arg-type]
                                   shortlist=shortlist, curve=out is not None, batch_size=batch_size, progress=update)
