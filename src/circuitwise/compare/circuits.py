@@ -7,11 +7,12 @@ random circuits of the same size in the same stacked forwards, so "the digits ci
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import torch
 
-from circuitwise.circuits import Discovery
+from circuitwise.circuits import Discovery, circuit_figure
 from circuitwise.circuits.scores import Progress, no_progress
 from circuitwise.compare.schema import CircuitSide, CrossCell, Overlap, floats
 from circuitwise.evaluation.baselines import RandomBaseline
@@ -27,7 +28,7 @@ def same_graph(a: Discovery, b: Discovery) -> bool:
     return (ga.n_layers, ga.n_heads, ga.has_mlp, ga.n_edges) == (gb.n_layers, gb.n_heads, gb.has_mlp, gb.n_edges)
 
 
-def circuit_side(found: Discovery, own: CrossCell, file: str) -> CircuitSide:
+def circuit_side(found: Discovery, own: CrossCell, file: str, label: str) -> CircuitSide:
     c = found.circuit
     names = c.graph.edge_names
     ids = c.edges.nonzero().flatten().tolist()
@@ -37,6 +38,7 @@ def circuit_side(found: Discovery, own: CrossCell, file: str) -> CircuitSide:
         faithfulness=own.faithfulness, kept_fraction=own.kept_fraction,
         target_reached=c.selection.get("reached") if c.selection.get("kind") == "target" else None,
         edges=[names[i] for i in ids[:LIST_CAP]], scores=floats(found.scores.scores[ids[:LIST_CAP]]), file=file,
+        figure=json.loads(circuit_figure(c, title=f"The circuit found on {label}").to_json()),
     )
 
 

@@ -304,7 +304,8 @@ def _circuit_stage(config: CompareConfig, plan: ComparePlan, studies: list[_Stud
                                 seed=config.seed, batch_size=st.bs, progress=progress)
     own = {c.circuit: c for c in cross if c.circuit == c.on}
     res.circuits = Circuits(
-        a=cc.circuit_side(fa, own["a"], "circuit_a.json"), b=cc.circuit_side(fb, own["b"], "circuit_b.json"),
+        a=cc.circuit_side(fa, own["a"], "circuit_a.json", studies[0].side.label),
+        b=cc.circuit_side(fb, own["b"], "circuit_b.json", studies[1].side.label),
         overlap=cc.overlap(fa, fb) if cc.same_graph(fa, fb) else None, cross=cross,
     )
 

@@ -161,6 +161,7 @@ class CircuitSide(_Model):
     edges: list[str]
     scores: Floats
     file: str
+    figure: dict[str, Any] | None = None  # plotly JSON of the drawn circuit, so the page renders from this file
 
 
 class CrossCell(_Model):

@@ -136,9 +136,22 @@ def _grid(flat: Sequence[float | None], shape: Sequence[int]) -> list[list[float
     return [list(flat[l * H : (l + 1) * H]) for l in range(L)]
 
 
-def _heatmap(z: Any, title: str, z_title: str, marks: list[list[str]] | None = None) -> go.Figure:
+def _bound(*maps: Any) -> float:
+    """One colour scale for maps shown side by side, so equal colours are equal values."""
+    flat = [abs(v) for z in maps if z for row in z for v in row if v is not None]
+    return max(flat) if flat and max(flat) > 0 else 1.0
+
+
+def _pair(left: str, right: str) -> str:
+    return f'<div style="display:grid;grid-template-columns:1fr 1fr;gap:8px">{left}<div>{right}</div></div>'
+
+
+def _heatmap(z: Any, title: str, z_title: str, marks: list[list[str]] | None = None,
+             bound: float | None = None) -> go.Figure:
     L, H = len(z), len(z[0]) if z else 0
     fig = figures.heatmap(z, [str(h) for h in range(H)], [str(l) for l in range(L)], title, "head", "layer", z_title)
+    if bound is not None:
+        fig.update_traces(zmin=-bound, zmax=bound)
     if marks is not None:
         fig.update_traces(text=marks, texttemplate="%{text}", textfont=dict(size=16))
     return fig
@@ -254,8 +267,11 @@ def _dla(page: Page, r: dict[str, Any]) -> None:
         body += f'<p class="note">{esc(_test_text(r["layers"]))}</p>'
     c = r.get("heads")
     shape = [r["a"]["n_layers"], r["a"]["n_heads"]]
-    body += figure_html(_heatmap(r["a"]["heads_dla"], f"Per-head direct effect: {la}", "logit diff"), "fig-cmp-heads-a")
-    body += figure_html(_heatmap(r["b"]["heads_dla"], f"Per-head direct effect: {lb}", "logit diff"), "fig-cmp-heads-b")
+    same = _bound(r["a"]["heads_dla"], r["b"]["heads_dla"]) if c else None
+    body += _pair(figure_html(_heatmap(r["a"]["heads_dla"], f"Per-head direct effect: {la}", "logit diff", bound=same),
+                              "fig-cmp-heads-a"),
+                  figure_html(_heatmap(r["b"]["heads_dla"], f"Per-head direct effect: {lb}", "logit diff", bound=same),
+                              "fig-cmp-heads-b"))
     if c:
         body += figure_html(_heatmap(_grid(c["diff"], shape), "Difference A − B (* = significant after "
                                      "Benjamini–Hochberg)", "A − B", _marks(c)), "fig-cmp-heads-diff")
@@ -270,11 +286,13 @@ def _patching(page: Page, r: dict[str, Any]) -> None:
     body = ("<p>Activation patching of each head's output (all positions, denoising): 0 = the corrupted run, "
             "1 = the clean run; the statistic is (mean patched − mean corrupted) / (mean clean − mean corrupted) "
             "on each side.</p>")
-    for key, label in (("a", la), ("b", lb)):
-        if r[key].get("patching") is not None:
-            body += figure_html(_heatmap(r[key]["patching"], f"Heads patching: {label}", "restored"),
-                                f"fig-cmp-patch-{key}")
     c = r.get("patching")
+    same = _bound(r["a"].get("patching"), r["b"].get("patching")) if c else None
+    figs = [figure_html(_heatmap(r[key]["patching"], f"Heads patching: {label}", "restored", bound=same),
+                        f"fig-cmp-patch-{key}") if r[key].get("patching") is not None else
+            f'<p class="note">Side {key.upper()} has no heads patching (see the notes).</p>'
+            for key, label in (("a", la), ("b", lb))]
+    body += _pair(*figs)
     if c:
         body += figure_html(_heatmap(_grid(c["diff"], c["shape"]), "Difference A − B (* = significant after "
                                      "Benjamini–Hochberg)", "A − B", _marks(c)), "fig-cmp-patch-diff")
@@ -310,6 +328,9 @@ def _circuits(page: Page, r: dict[str, Any]) -> None:
             "run, normalised so 0 is the corrupted model and 1 the clean one; beside random circuits of the same size.</p>"
             + table(["found on", "edges", "of", "faithfulness (own side)", "kept logit diff", "file"], rows,
                     numeric=(1, 2, 3, 4)))
+    drawn = [figure_html(go.Figure(c[k]["figure"]), f"fig-cmp-circuit-{k}") for k in ("a", "b") if c[k].get("figure")]
+    if len(drawn) == 2:
+        body += _pair(*drawn)
     rows = [[esc(names[x["circuit"]]), esc(names[x["on"]]), str(x["n_edges"]), _f(x["faithfulness"], 3, False),
              _f(x["kept_fraction"], 3, False),
              f'{_f(x["random_mean"], 3, False)} ± {_f(x["random_std"], 3, False)}', _p(x["random_p"])]

@@ -11,7 +11,8 @@ from tests.unit.reports.test_browser import _headless
 pytestmark = pytest.mark.browser
 
 FIGURES = ("fig-cmp-baseline", "fig-cmp-lens", "fig-cmp-layers", "fig-cmp-heads-a", "fig-cmp-heads-b",
-           "fig-cmp-heads-diff", "fig-cmp-patch-a", "fig-cmp-patch-b", "fig-cmp-patch-diff")
+           "fig-cmp-heads-diff", "fig-cmp-patch-a", "fig-cmp-patch-b", "fig-cmp-patch-diff", "fig-cmp-circuit-a",
+           "fig-cmp-circuit-b")
 
 
 def test_compare_page_renders_with_no_console_errors(tmp_path, forms_run):
