@@ -50,3 +50,37 @@ def test_declared_pairing_is_checked():
     roles = get_task("numbers-digits", n=6)
     with pytest.raises(ConfigError, match="roles"):
         decide_pairing(up, roles, "paired", twins=False)
+
+
+def test_timezone_forms_run_paired_end_to_end(tmp_path, tiny_model):
+    import circuitwise as cw
+
+    r = cw.compare("timezones", split_a="digits", split_b="words", n=8, model=tiny_model, out=tmp_path / "tz",
+                   patching=False, circuit=None).results
+    assert r.pairing.kind == "twins" and r.heads.paired and r.heads.n_a == r.heads.n_b == 8
+    assert r.a.task == "timezones[digits]" and r.b.task == "timezones[words]"
+    from circuitwise.tasks.builtin._common import NUMBER_WORDS
+
+    def words(s):  # the prompt without its time: the same in both forms, pair by pair
+        return [w for w in s.split() if not any(c.isdigit() for c in w) and w.strip(".,") not in NUMBER_WORDS]
+
+    assert all(words(x.clean) == words(y.clean) for x, y in zip(r.a.examples, r.b.examples))
+
+
+def test_an_example_unusable_on_one_side_is_dropped_on_both(tmp_path, two_route):
+    import json
+
+    import circuitwise as cw
+
+    root, _, model = two_route
+    rows = [json.loads(line) for line in (root / "lower.jsonl").read_text().splitlines()]
+    body = [r for r in rows if "clean" in r]
+    body[3]["correct"] = " youthfulness"  # two tokens for GPT-2: unusable on side B only
+    bad = tmp_path / "lower_bad.jsonl"
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = cw.compare(str(root / "upper.jsonl"), str(bad), model=model, out=tmp_path / "drop", pairing="paired",
+                   drop_invalid=True, patching=False, circuit=None).results
+    assert r.a.n_prompts == r.b.n_prompts == 11 and r.a.n_dropped == 1 and r.b.n_dropped == 1
+    assert "twin" in r.a.dropped_reasons[0]
+    for x, y in zip(r.a.examples, r.b.examples):  # the pairs stayed aligned
+        assert x.clean.lower() == y.clean
