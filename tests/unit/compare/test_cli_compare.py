@@ -46,3 +46,13 @@ def test_rerun_from_saved_config_gives_the_same_numbers(tmp_path, forms_run):
         assert second[name]["diff"] == first[name]["diff"] and second[name]["p"] == first[name]["p"]
     assert second["patching"] is None and second["circuits"] is None
     assert "L0H0" in r.output  # the summary is printed
+
+
+def test_a_split_the_task_does_not_have_is_exit_2(tmp_path, two_route):
+    root, ckpt, _ = two_route
+    r = invoke("compare", "numbers-digits", "--split-a", "train", "--model", ckpt, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "has no splits" in r.output
+    r = invoke("compare", "opposites", "--split-b", "heldout-nothing", "--model", ckpt, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "heldout-template" in r.output
+    r = invoke("compare", root / "upper.jsonl", "--split-a", "train", "--model", ckpt, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and not (tmp_path / "o").exists()
