@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.circuitwise-installed
 
-.PHONY: venv test test-fast report bench clean
+.PHONY: venv test test-fast report bench schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,10 @@ test-fast: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/circuitwise run opposites --model bundled --split heldout-template --out runs/opposites
+
+# The JSON Schemas of results.json, patching.json, circuit.json (committed; a test checks they are current).
+schema: $(STAMP)
+	$(BIN)/python scripts/export_schema.py
 
 # make bench ARCH=llama-gqa  (gpt2, pythia, llama-gqa, qwen2, gemma2: bench/_models.py)
 ARCH ?= gpt2

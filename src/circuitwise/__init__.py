@@ -13,6 +13,7 @@ from circuitwise.evaluation import evaluate_circuit
 from circuitwise.models import load_model
 from circuitwise.patching import activation_patching, attribution_patching
 from circuitwise.pipeline import run
+from circuitwise.schema import load_results
 from circuitwise.tasks import Example, Task, get_task, tokenize_task
 
 __version__ = "0.1.0"
@@ -32,6 +33,7 @@ __all__ = [
     "evaluate_circuit",
     "find_circuit",
     "get_task",
+    "load_results",
     "load_model",
     "run",
     "tokenize_task",

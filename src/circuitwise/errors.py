@@ -60,3 +60,7 @@ class ConfigError(CircuitwiseError):
 
 class DegenerateMetricError(CircuitwiseError):
     """A normalised score was asked for where the clean–corrupted gap is (near) zero."""
+
+
+class SchemaError(ConfigError):
+    """A results, patching, circuit or compare file is of another version, another tool, or malformed."""

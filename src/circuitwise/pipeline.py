@@ -36,9 +36,11 @@ from circuitwise.patching.sweeps import get_sweep
 from circuitwise.plan import corrupted_view, plan_run
 from circuitwise.reports import write_report
 from circuitwise.runfolder import RunFolder
+from circuitwise.schema import RunResults, RunSweep
 from circuitwise.tasks import get_task, tokenize_task
 from circuitwise.tasks.builtin import specs
 from circuitwise.tasks.tokenize import Dropped, TokenizedTask, describe_dropped
+from circuitwise.types import nan_to_none
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +50,24 @@ Steps = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class RunOutputs:
+    """What ``run`` returns: the folder and its typed results (``results.json``, validated)."""
+
     out: Path
-    results: dict[str, Any]
+    results: RunResults
 
     @property
     def report(self) -> Path:
         return self.out / "report.html"
+
+    def __repr__(self) -> str:
+        return f"RunOutputs({self.out}: {self.results.headline()})"
+
+    def _repr_html_(self) -> str:
+        return self.results._repr_html_()
+
+    def show(self) -> None:
+        """Display the whole study in a notebook (the report's sections and figures)."""
+        self.results.show()
 
 
 # The files `run` writes, and those that describe its circuit.json (from a `circuit` command into
@@ -128,7 +142,7 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
 
 
 def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
-                notes: Progress | None, step: Steps) -> dict[str, Any]:
+                notes: Progress | None, step: Steps) -> RunResults:
     prepared = prepare(config, need_corrupted="if-present" if config.patching or config.circuit else False,
                        progress=say, model=model, notes=notes)
     model, tok, dropped = prepared.model, prepared.tok, prepared.dropped
@@ -149,42 +163,42 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
     out = folder.path
     folder.write_text("config.yaml", config.to_yaml())
     cfg = model.cfg
-    results: dict[str, Any] = {
-        "circuitwise_version": _version(),
-        "complete": False,
-        "rerun": rerun_command(config),
-        "plan": plan.to_json(),
-        "notes": list(plan.notes),
-        "model": {"name": config.model, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads,
-                  "d_model": cfg.d_model, "n_ctx": cfg.n_ctx, "device": str(cfg.device),
-                  "processing": processing_json(model, config.processing)},
-        "task": {"name": tok.task.name, "n_prompts": len(tok), "n_dropped": len(dropped),
-                 "dropped_reasons": [d.reason for d in dropped[:20]],
-                 "examples": [{"clean": e.clean, "correct": e.correct, "incorrect": e.incorrect,
-                               "corrupted": e.corrupted, "tokens": list(tok.str_tokens[i])}
-                              for i, e in enumerate(tok.task.examples)]},
-    }
-    save = lambda: folder.write_json("results.json", results)  # noqa: E731
+    # Each section is validated as it is assigned; the whole file again as it is written.
+    results = RunResults(
+        circuitwise_version=_version(),
+        rerun=rerun_command(config),
+        plan=plan.to_json(),
+        notes=list(plan.notes),
+        model={"name": config.model, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads,
+               "d_model": cfg.d_model, "n_ctx": cfg.n_ctx, "device": str(cfg.device),
+               "processing": processing_json(model, config.processing)},
+        task={"name": tok.task.name, "n_prompts": len(tok), "n_dropped": len(dropped),
+              "dropped_reasons": [d.reason for d in dropped[:20]],
+              "examples": [{"clean": e.clean, "correct": e.correct, "incorrect": e.incorrect,
+                            "corrupted": e.corrupted, "tokens": list(tok.str_tokens[i])}
+                           for i, e in enumerate(tok.task.examples)]},
+    )
+    save = lambda: folder.write_json("results.json", results.dump())  # noqa: E731
     save()
 
-    results["baseline"] = bl.to_json()
+    results.baseline = bl.to_json()
     save()
 
     say("direct logit attribution")
     dla = direct_logit_attribution(model, tok, batch_size=bs)
-    results["dla"] = dla.to_json()
+    results.dla = dla.to_json()
     pos, neg = top_heads(dla.heads.values, config.top_k)
-    results["top_heads"] = {
+    results.top_heads = {
         "positive": [{"label": head_label(l, h), "layer": l, "head": h, "value": float(dla.heads.values[l, h])} for l, h in pos],
         "negative": [{"label": head_label(l, h), "layer": l, "head": h, "value": float(dla.heads.values[l, h])} for l, h in neg],
     }
     pats = attention_patterns(model, tok, pos + neg, example=0)
-    results["attention"] = {"example": 0, "tokens": pats.labels["src"], "heads": pats.labels["head"],
-                            "patterns": pats.values.tolist()}
+    results.attention = {"example": 0, "tokens": pats.labels["src"], "heads": pats.labels["head"],
+                         "patterns": pats.values.tolist()}
     save()
 
     if plan.sweeps:
-        results["patching"] = {}
+        sweeps: dict[str, RunSweep] = {}
         for what in plan.sweeps:
             say(f"activation patching: {what}")
             with warnings.catch_warnings(record=True) as caught:
@@ -201,30 +215,31 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
             for w in caught:
                 # The plan already said it once; per-sweep repeats of the degenerate warning are noise.
                 if issubclass(w.category, (CheckpointWarning, CheckFailedWarning)):
-                    results.setdefault("warnings", []).append(str(w.message))
+                    results.warnings = [*results.warnings, str(w.message)]
                     say(f"warning: {w.message}")
                 elif not issubclass(w.category, DegenerateNormalizationWarning):
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-            results["patching"][what] = entry
+            sweeps[what] = RunSweep.model_validate(nan_to_none(entry))
+            results.patching = sweeps
             save()
-        ranked = _heads_ranked_by_patching(results["patching"], config.top_k)
+        ranked = _heads_ranked_by_patching(sweeps, config.top_k)
         if ranked:
             pats = attention_patterns(model, tok, ranked, example=0)
-            results["patching_attention"] = {"example": 0, "tokens": pats.labels["src"],
-                                             "heads": pats.labels["head"], "patterns": pats.values.tolist()}
+            results.patching_attention = {"example": 0, "tokens": pats.labels["src"],
+                                          "heads": pats.labels["head"], "patterns": pats.values.tolist()}
         save()
     elif config.patching and tok.corrupted is None:
-        results["patching_skipped"] = ("the task has no corrupted prompts; build it with a corruption "
-                                       "scheme (--corruption) or add 'corrupted' fields to run patching")
+        results.patching_skipped = ("the task has no corrupted prompts; build it with a corruption "
+                                    "scheme (--corruption) or add 'corrupted' fields to run patching")
 
     if plan.circuit:
-        results["circuit"] = _circuit_stage(model, tok, config, bs, folder, say, step)
+        results.circuit = nan_to_none(_circuit_stage(model, tok, config, bs, folder, say, step))
         save()
 
     say("writing report")
     write_report(results, out / "report.html")
     # Last: `complete: true` is only ever on disk beside a report that exists.
-    results["complete"] = True
+    results.complete = True
     save()
     return results
 
@@ -272,12 +287,12 @@ def _line_steps(say: Progress) -> Steps:
     return step
 
 
-def _heads_ranked_by_patching(patching: dict[str, Any], k: int) -> list[tuple[int, int]]:
+def _heads_ranked_by_patching(patching: dict[str, RunSweep], k: int) -> list[tuple[int, int]]:
     """The k heads whose patching moves the metric most (by |value| of the 'heads' sweep)."""
     heads = patching.get("heads")
-    if not heads or heads.get("degenerate"):
+    if heads is None or heads.degenerate:
         return []
-    vals = torch.tensor([[float("nan") if v is None else v for v in row] for row in heads["values"]])
+    vals = torch.tensor([[float("nan") if v is None else v for v in row] for row in heads.values])
     flat = torch.nan_to_num(vals.abs().flatten(), nan=-1.0)
     H = vals.shape[1]
     return [divmod(int(i), H) for i in flat.topk(min(k, flat.numel())).indices]

@@ -20,9 +20,7 @@ from circuitwise.circuits.graph import Graph, graph_of
 from circuitwise.errors import ConfigError
 from circuitwise.models.processing import of as processing_of
 from circuitwise.models.weights import read_weights, supports
-
-FORMAT = "circuitwise.circuit"
-VERSION = 1
+from circuitwise.schema.circuit import FORMAT, VERSION, CircuitFile
 
 
 def model_info(model: Any) -> dict[str, Any]:
@@ -104,13 +102,15 @@ class Circuit:
                 "tl_sender": self.graph.senders[s].tl_node(),
                 "tl_receiver": self.graph.receivers[r].tl_node(self.graph.n_layers),
             })
-        return {
+        data = {
             "format": FORMAT, "version": VERSION,
             "model": self.model, "graph": self.graph.describe(), "task": self.task, "metric": self.metric,
             "method": self.method, "selection": self.selection,
             "n_edges": self.n_edges, "total_edges": self.graph.n_edges, "edge_fraction": self.edge_fraction,
             "nodes": self.nodes(), "edges": edges,
         }
+        CircuitFile.model_validate(data)  # validated on write: a failure is circuitwise's bug
+        return data
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -139,6 +139,7 @@ class Circuit:
         if version > VERSION:
             raise ConfigError(f"{source} was written by a newer circuitwise (format version "
                               f"{data.get('version')}); upgrade circuitwise to read it.")
+        CircuitFile.validate_data(data, source)  # the rest of the schema (circuitwise.schema.circuit)
 
     @classmethod
     def from_json(cls, data: Any, model: Any, *, source: str = "circuit.json") -> "Circuit":

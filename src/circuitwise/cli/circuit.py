@@ -79,7 +79,7 @@ def circuit(
     from circuitwise.circuits import find_circuit, get_method
     from circuitwise.errors import ConfigError
     from circuitwise.evaluation import evaluate_circuit
-    from circuitwise.evaluation.outputs import prepare_dir, study_folder, write_outputs
+    from circuitwise.reports.study import prepare_dir, study_folder, write_outputs
 
     get_method(method)  # reject a bad method before loading anything
     if selection == "top-n" and edges is None:
@@ -150,7 +150,7 @@ def evaluate(
     from circuitwise.circuits import Circuit
     from circuitwise.circuits.interop import circuit_from_eap_ig, read_graph_file
     from circuitwise.evaluation import evaluate_circuit
-    from circuitwise.evaluation.outputs import prepare_dir, study_folder, write_outputs
+    from circuitwise.reports.study import prepare_dir, study_folder, write_outputs
 
     if out is not None:
         prepare_dir(out)  # a file, or a folder of other files, fails before any work

@@ -64,9 +64,12 @@ def patch(
     drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
 ) -> None:
     """Activation patching sweeps (exact, fast) and attribution patching, resumable: OUT/patching.json."""
+    from circuitwise import __version__
     from circuitwise.errors import ConfigError
     from circuitwise.patching.sweeps import check_direction, get_sweep
     from circuitwise.runfolder import RunFolder
+    from circuitwise.schema import PatchEntry, PatchingFile
+    from circuitwise.types import nan_to_none
 
     if method not in ("exact", "attribution", "both"):
         raise ConfigError(f"Unknown --method {method!r}. Use exact, attribution or both.")
@@ -78,12 +81,14 @@ def patch(
     with folder:
         the_model, tok = _load(task, model, device, processing, n, seed, corruption, split, drop_invalid)
         opts = dict(metric=metric, normalize=normalize, direction=direction, batch_size=batch_size, align=align)
-        results: dict[str, Any] = {"task": tok.task.name, "model": str(getattr(the_model, "circuitwise_name", model)),
-                                   "n_examples": len(tok), "sweeps": {}}
-        results["sweeps"] = _earlier_sweeps(folder.path / "patching.json", results)
+        results = PatchingFile(circuitwise_version=__version__, task=tok.task.name,
+                               model=str(getattr(the_model, "circuitwise_name", model)), n_examples=len(tok))
+        results.sweeps = _earlier_sweeps(folder.path / "patching.json", results)
         for w in dict.fromkeys(what):
-            results["sweeps"][w] = _one_sweep(w, method, the_model, tok, folder.path, opts)
-            folder.write_json("patching.json", results)
+            # Validated as it is assigned, and the whole file again as it is written.
+            results.sweeps = {**results.sweeps, w: PatchEntry.model_validate(
+                nan_to_none(_one_sweep(w, method, the_model, tok, folder.path, opts)))}
+            folder.write_json("patching.json", results.dump())
         folder.commit()
     console.print(f"Results: {(out / 'patching.json').resolve()}", highlight=False, markup=False)
 
@@ -114,22 +119,25 @@ def _one_sweep(w: str, method: str, the_model: Any, tok: Any, out: Path, opts: d
     return entry
 
 
-def _earlier_sweeps(path: Path, results: dict[str, Any]) -> dict[str, Any]:
+def _earlier_sweeps(path: Path, results: Any) -> dict[str, Any]:
     """Sweeps an earlier `patch` into this folder computed on the same task and model, kept."""
-    import json
+    from circuitwise.errors import SchemaError
+    from circuitwise.schema import PatchingFile
 
     if not path.exists():
         return {}
     try:
-        before = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        before = None
-    same = isinstance(before, dict) and all(before.get(k) == results[k] for k in ("task", "model", "n_examples"))
-    if not same or not isinstance(before.get("sweeps"), dict):
+        before = PatchingFile.load(path)
+    except SchemaError as e:
+        # An older or damaged file is not an error of this run: its sweeps are recomputed.
+        console.print(f"note: {path.name} cannot be reused ({e}); its sweeps are replaced.",
+                      style="yellow", highlight=False, markup=False)
+        return {}
+    if (before.task, before.model, before.n_examples) != (results.task, results.model, results.n_examples):
         console.print(f"note: {path.name} held sweeps of another task or model; they are replaced.",
                       style="yellow", highlight=False, markup=False)
         return {}
-    return dict(before["sweeps"])
+    return dict(before.sweeps)
 
 
 def _say(what: str, method: str, res: Any, seconds: float) -> None:

@@ -61,9 +61,10 @@ def run(
     with Bars(console) as bars:
         result = run_pipeline(cfg, progress=bars.message, notes=show_note, steps=bars.step)
     r = result.results
-    console.print(
-        f"[bold]{r['task']['name']}[/] on [bold]{r['model']['name']}[/]: mean logit diff "
-        f"{r['baseline']['logit_diff']['mean']:+.3f}, accuracy {r['baseline']['accuracy']:.1%} "
-        f"over {r['task']['n_prompts']} prompts", highlight=False,
-    )
+    if r.baseline is not None:  # every complete run has one
+        console.print(
+            f"[bold]{r.task.name}[/] on [bold]{r.model.name}[/]: mean logit diff "
+            f"{r.baseline.logit_diff.mean:+.3f}, accuracy {r.baseline.accuracy:.1%} "
+            f"over {r.task.n_prompts} prompts", highlight=False,
+        )
     console.print(f"Report: {result.report.resolve()}", highlight=False, markup=False)

@@ -75,13 +75,17 @@ def attention_html(div_id: str, tokens: Sequence[str], patterns: list[list[list[
             f'CircuitsVis.render("{esc(div_id)}", CircuitsVis.AttentionHeads, {script_json(props)});</script>')
 
 
+def uses_circuitsvis(body: str) -> bool:
+    """Whether rendered HTML holds a circuitsvis view (then its bundle is inlined, once)."""
+    return "CircuitsVis.render(" in body
+
+
 class Page:
     """Sections in order; ``render`` adds the inlined libraries and the navigation."""
 
     def __init__(self, title: str, subtitle: str):
         self.title, self.subtitle = title, subtitle
         self.sections: list[tuple[str, str, str]] = []
-        self.uses_circuitsvis = False
 
     def add(self, anchor: str, heading: str, body: str) -> None:
         self.sections.append((anchor, heading, body))
@@ -91,7 +95,7 @@ class Page:
 
         nav = "".join(f'<a href="#{esc(a)}">{esc(h)}</a>' for a, h, _ in self.sections)
         body = "".join(f'<section id="{esc(a)}"><h2>{esc(h)}</h2>{b}</section>' for a, h, b in self.sections)
-        cv = f"<script>{_circuitsvis_js()}</script>" if self.uses_circuitsvis else ""
+        cv = f"<script>{_circuitsvis_js()}</script>" if uses_circuitsvis(body) else ""
         return (
             "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(self.title)}</title><style>{CSS}</style>"
@@ -106,4 +110,5 @@ class Page:
         atomic_write_text(path, self.render())
 
 
-__all__ = ["Page", "attention_html", "esc", "figure_html", "table", "tokens_html"]
+__all__ = ["CSS", "Page", "attention_html", "esc", "figure_html", "script_json", "table", "tokens_html",
+           "uses_circuitsvis"]

@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from circuitwise.schema.results import DLASection, RunResults
 
 
 def _fmt(x: float) -> str:
     return f"{x:+.2f}"
 
 
-def summarize(results: dict[str, Any]) -> list[str]:
+def summarize(results: RunResults) -> list[str]:
     """A few plain sentences, each derived from a number in ``results``."""
     out: list[str] = []
-    bl, dla, th = results["baseline"], results["dla"], results["top_heads"]
-    n = results["task"]["n_prompts"]
-    mean = bl["logit_diff"]["mean"]
-    acc = bl["accuracy"]
+    bl, dla, th = results.baseline, results.dla, results.top_heads
+    if bl is None or dla is None or th is None:
+        return out
+    n = results.task.n_prompts
+    mean = bl.logit_diff.mean
+    acc = bl.accuracy
     verdict = "prefers the correct answer" if mean > 0 else "prefers the incorrect answer"
     out.append(
         f"On {n} prompt{'s' if n != 1 else ''}, the model {verdict}: mean logit difference {_fmt(mean)}, "
         f"correct answer ahead in {acc:.0%} of prompts."
     )
     out.extend(dla_closure(dla, mean))
-    lens = dla["logit_lens"]
-    vals, labels = lens["values"], lens["labels"]
+    vals, labels = dla.logit_lens.values, dla.logit_lens.labels
     jumps = [vals[i + 1] - vals[i] for i in range(len(vals) - 1)]
     if jumps:
         i = max(range(len(jumps)), key=lambda j: abs(jumps[j]))
@@ -33,19 +34,19 @@ def summarize(results: dict[str, Any]) -> list[str]:
             + ("positive from " + labels[_first_positive_run(vals)] + " on." if _first_positive_run(vals) is not None
                else "never positive for good.")
         )
-    layers = dla["layers"]
-    j = max(range(len(layers["values"])), key=lambda k: abs(layers["values"][k]))
-    out.append(f"The largest single component is {layers['labels'][j]} ({_fmt(layers['values'][j])}).")
-    total = sum(abs(v) for row in dla["heads"] for v in row) or 1.0
-    pos = ", ".join(f"{h['label']} ({_fmt(h['value'])})" for h in th["positive"])
-    neg = ", ".join(f"{h['label']} ({_fmt(h['value'])})" for h in th["negative"] if h["value"] < 0) or "none"
-    share = sum(abs(h["value"]) for h in th["positive"]) / total
+    layers = dla.layers
+    j = max(range(len(layers.values)), key=lambda k: abs(layers.values[k]))
+    out.append(f"The largest single component is {layers.labels[j]} ({_fmt(layers.values[j])}).")
+    total = sum(abs(v) for row in dla.heads for v in row) or 1.0
+    pos = ", ".join(f"{h.label} ({_fmt(h.value)})" for h in th.positive)
+    neg = ", ".join(f"{h.label} ({_fmt(h.value)})" for h in th.negative if h.value < 0) or "none"
+    share = sum(abs(h.value) for h in th.positive) / total
     out.append(
         f"Heads that push towards the correct answer most: {pos} — together {share:.0%} of all heads' "
         f"absolute direct effect. Heads that push against it: {neg}."
     )
-    if results["task"].get("n_dropped"):
-        out.append(f"{results['task']['n_dropped']} example(s) were dropped as unusable with this tokenizer.")
+    if results.task.n_dropped:
+        out.append(f"{results.task.n_dropped} example(s) were dropped as unusable with this tokenizer.")
     return out
 
 
@@ -53,42 +54,38 @@ def summarize(results: dict[str, Any]) -> list[str]:
 FLOAT_GAP = 1e-4
 
 
-def dla_closure(dla: dict[str, Any], output_mean: float) -> list[str]:
+def dla_closure(dla: DLASection, output_mean: float) -> list[str]:
     """How the final-residual attribution adds up to the model's logit difference, gap named.
 
     ``output_mean`` is the model's mean output logit difference (the baseline's).
     """
-    fr, ub, nb = dla["final_resid"], dla["unembed_bias"], dla.get("norm_bias", 0.0)
-    capped = dla.get("target") == "pre_cap_logit_diff"
-    target = dla.get("logit_diff", output_mean)
+    fr, ub, nb = dla.final_resid, dla.unembed_bias, dla.norm_bias
+    capped = dla.target == "pre_cap_logit_diff"
+    target = dla.logit_diff
     what = "pre-cap logit difference" if capped else "logit difference"
     parts = f"the unembedding bias adds {_fmt(ub)}"
     if nb:
         parts += f" and the final norm's own bias (not folded into the unembedding) {_fmt(nb)}"
     gap = target - (fr + ub + nb)
-    worst = dla.get("closure_error", abs(gap))
-    rounding = dla.get("rounding", 0.0)
+    worst = dla.closure_error
+    rounding = dla.rounding
     first = f"Direct logit attribution of the final residual stream gives {_fmt(fr)}; {parts}, "
     if worst < FLOAT_GAP:
         first += f"which together make the model's {what} ({_fmt(target)}): the decomposition closes."
     elif worst < rounding:
         first += (
             f"which together make the model's {what} ({_fmt(target)}) up to {worst:.1g}: the model computes "
-            f"in {dla.get('dtype')}, whose rounding of the final norm's output can account for up to {rounding:.1g}."
+            f"in {dla.dtype}, whose rounding of the final norm's output can account for up to {rounding:.1g}."
         )
     else:
-        cause = (
-            "the final norm was not read the way the model applies it — a circuitwise bug, please report it"
-            if "logit_diff" in dla
-            else "this results file predates circuitwise's check of that gap; re-run to have it explained"
-        )
+        cause = "the final norm was not read the way the model applies it — a circuitwise bug, please report it"
         first += (
             f"{_fmt(fr + ub + nb)} in all, against the model's {what} of {_fmt(target)} (a gap of "
             f"{gap:+.2g}, up to {worst:.2g} on one prompt): {cause}."
         )
     out = [first]
     readout_gap = output_mean - target
-    if not capped and "logit_diff" in dla and abs(readout_gap) >= max(FLOAT_GAP, rounding):
+    if not capped and abs(readout_gap) >= max(FLOAT_GAP, rounding):
         out.append(
             f"The model's output logit difference ({_fmt(output_mean)}) is not the unembedding of its final "
             f"norm's output ({_fmt(target)}): something after the unembedding changes its logits by "
@@ -98,10 +95,10 @@ def dla_closure(dla: dict[str, Any], output_mean: float) -> list[str]:
         out.append(
             f"The model soft-caps its logits, so the attribution decomposes the pre-cap logit difference; "
             f"after the cap the model outputs {_fmt(output_mean)} (the cap"
-            + ("" if dla.get("dtype", "float32") == "float32" else f" and {dla['dtype']} rounding")
+            + ("" if dla.dtype == "float32" else f" and {dla.dtype} rounding")
             + f", not a component, accounts for the {output_mean - target:+.2g} between them)."
         )
-    if "post_norm" in dla.get("nonlinear", []):
+    if "post_norm" in dla.nonlinear:
         out.append(
             "Attention and MLP outputs are normalised before they join the residual stream: the per-layer "
             "values are exact, the per-head values hold each post-attention norm's scale fixed."

@@ -23,15 +23,15 @@ def test_run_writes_a_dla_that_closes_and_a_report_that_names_the_gap(family, pr
     cfg = RunConfig(task="opposites-seed", model=str(path), out=tmp_path / "run", processing=processing,
                     patching=(), attribution=False, circuit=None)
     res = cw.run(cfg, model=model).results
-    d, bl = res["dla"], res["baseline"]
-    assert d["closure_error"] < 1e-4
-    assert sum(d["layers"]["values"]) == pytest.approx(d["final_resid"], abs=1e-4)
-    assert d["final_resid"] + d["norm_bias"] + d["unembed_bias"] == pytest.approx(d["logit_diff"], abs=1e-4)
-    if d["target"] == "logit_diff":
-        assert d["logit_diff"] == pytest.approx(bl["logit_diff"]["mean"], abs=1e-4)
-    assert ("0_mid" in d["logit_lens"]["labels"]) == (family != "pythia")
+    d, bl = res.dla, res.baseline
+    assert d.closure_error < 1e-4
+    assert sum(d.layers.values) == pytest.approx(d.final_resid, abs=1e-4)
+    assert d.final_resid + d.norm_bias + d.unembed_bias == pytest.approx(d.logit_diff, abs=1e-4)
+    if d.target == "logit_diff":
+        assert d.logit_diff == pytest.approx(bl.logit_diff.mean, abs=1e-4)
+    assert ("0_mid" in d.logit_lens.labels) == (family != "pythia")
     html = (tmp_path / "run" / "report.html").read_text()
     assert "the decomposition closes" in html
     assert "float error" not in html and "numerical error" not in html
-    for caveat in d["caveats"]:
+    for caveat in d.caveats:
         assert caveat.split(":")[0].replace("'", "&#x27;") in html

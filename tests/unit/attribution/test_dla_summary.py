@@ -7,6 +7,7 @@ import pytest
 import circuitwise as cw
 from circuitwise.attribution import baseline, direct_logit_attribution
 from circuitwise.reports.summary import FLOAT_GAP, dla_closure
+from circuitwise.schema.results import DLASection
 
 VAGUE = ("numerical error", "float error", "rounding")
 
@@ -14,7 +15,14 @@ VAGUE = ("numerical error", "float error", "rounding")
 def _sentences(model):
     tok, _ = cw.tokenize_task(model, cw.get_task("opposites-seed").subset(range(3)))
     dla = direct_logit_attribution(model, tok).to_json()
-    return dla, " ".join(dla_closure(dla, float(baseline(model, tok).logit_diff.mean())))
+    return dla, " ".join(dla_closure(DLASection.model_validate(dla), float(baseline(model, tok).logit_diff.mean())))
+
+
+def _section(**fields) -> DLASection:
+    """A DLA section with the given closure numbers (and a trivial decomposition around them)."""
+    base = {"final_resid_per_prompt": [fields["final_resid"]], "logit_lens": {"labels": ["final_post"], "values": [1.0]},
+            "layers": {"labels": ["embed"], "values": [1.0]}, "heads": [[0.0]]}
+    return DLASection.model_validate({**base, **fields})
 
 
 @pytest.mark.parametrize("family", ["gpt2", "gemma2", "olmo2"])
@@ -44,17 +52,12 @@ def family_ckpt_for_raw_gpt2(family_root):
 
 @pytest.mark.parametrize("gap", [2e-4, 0.05, -0.3])
 def test_a_gap_above_float_precision_is_never_called_numerical_error(gap):
-    dla = {"final_resid": 1.0, "unembed_bias": 0.2, "norm_bias": 0.0, "logit_diff": 1.2 + gap,
-           "closure_error": abs(gap), "target": "logit_diff", "nonlinear": []}
+    dla = _section(final_resid=1.0, unembed_bias=0.2, norm_bias=0.0, logit_diff=1.2 + gap,
+                   closure_error=abs(gap), target="logit_diff", nonlinear=[])
     text = " ".join(dla_closure(dla, 1.2 + gap))
     assert "the decomposition closes" not in text
     assert not any(v in text for v in VAGUE)
     assert "bug" in text  # the cause is named: the norm was misread
-
-
-def test_old_results_without_the_check_are_told_to_rerun():
-    text = " ".join(dla_closure({"final_resid": 1.0, "unembed_bias": 0.2}, 1.5))
-    assert "re-run" in text and not any(v in text for v in VAGUE)
 
 
 def test_a_half_precision_models_rounding_is_named_not_called_a_bug(family_root):
@@ -76,8 +79,8 @@ def test_in_float32_rounding_is_far_below_the_float_gap(family_model_for):
 
 
 def test_logits_changed_after_the_unembedding_are_named():
-    dla = {"final_resid": 1.0, "unembed_bias": 0.2, "norm_bias": 0.0, "logit_diff": 1.2,
-           "closure_error": 0.0, "target": "logit_diff", "nonlinear": [], "dtype": "float32", "rounding": 1e-7}
+    dla = _section(final_resid=1.0, unembed_bias=0.2, norm_bias=0.0, logit_diff=1.2, closure_error=0.0,
+                   target="logit_diff", nonlinear=[], dtype="float32", rounding=1e-7)
     text = " ".join(dla_closure(dla, 1.5))
     assert "the decomposition closes" in text
     assert "something after the unembedding changes its logits by +0.3" in text

@@ -9,7 +9,7 @@ import pytest
 
 from circuitwise.circuits import Circuit, find_circuit
 from circuitwise.evaluation import agreement_figure, evaluate_circuit, faithfulness_curve_figure
-from circuitwise.evaluation.outputs import write_outputs
+from circuitwise.reports.study import write_outputs
 
 
 @pytest.fixture(scope="module")

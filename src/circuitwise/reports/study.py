@@ -1,0 +1,92 @@
+"""Writing a circuit study to a folder: circuit.json, scores.json, evaluation.json, circuit.html.
+
+The files are staged and swapped in whole (:mod:`circuitwise.runfolder`), so the folder holds
+either the previous study or this one. ``circuit.html`` is self-contained: plotly.js is inlined
+once, nothing loads from a CDN. (Moved here from ``evaluation/outputs.py``: every page is
+rendered in ``reports/``; the evaluation's summary sentences stay in ``evaluation.outputs``.)
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+
+from circuitwise.circuits.circuit import Circuit
+from circuitwise.circuits.scores import EdgeScores
+from circuitwise.evaluation.evaluate import CircuitEvaluation
+from circuitwise.evaluation.outputs import summary_lines
+from circuitwise.runfolder import RunFolder
+from circuitwise.schema.circuit import CircuitFile
+
+
+def prepare_dir(out: Path) -> Path:
+    """Refuse, before any work, an --out that is a file or holds files circuitwise did not write."""
+    out = Path(out)
+    RunFolder(out).check()
+    return out
+
+
+def figures_html(figures: dict[str, go.Figure], title: str, summary: list[str]) -> str:
+    parts = []
+    for i, fig in enumerate(figures.values()):
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
+    items = "".join(f"<li>{html.escape(s)}</li>" for s in summary)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+            f"<body style='font-family:sans-serif;max-width:1100px;margin:auto'><h1>{html.escape(title)}</h1>"
+            f"<ul>{items}</ul>{''.join(parts)}</body></html>")
+
+
+def study_folder(out: Path, source: Path | None = None) -> RunFolder:
+    """The staged, locked folder a circuit study is written to (enter it before the work starts)."""
+    out = Path(out)
+    names = {"evaluation.json", "circuit.html"}
+    if source is None or not _same_file(Path(source), out / "circuit.json"):
+        # A new circuit: its scores (or none) replace the earlier circuit's.
+        names |= {"circuit.json", "scores.json"}
+    return RunFolder(out, replaces=names)
+
+
+def write_outputs(out: Path, circuit: Circuit, evaluation: CircuitEvaluation, scores: EdgeScores | None = None,
+                  extra: dict[str, Any] | None = None, *, source: Path | None = None,
+                  folder: RunFolder | None = None) -> dict[str, Path]:
+    """Write the study's files into ``out``, whole, and return their paths.
+
+    ``source``: the circuit.json the circuit was read from (``evaluate``). It is never rewritten:
+    ``out`` gets a byte-for-byte copy, or keeps it as it is when it already lives there.
+    ``folder``: a :func:`study_folder` the caller entered before its work (it is committed here).
+    """
+    out = Path(out)
+    if folder is None:
+        with study_folder(out, source) as own:
+            return write_outputs(out, circuit, evaluation, scores, extra, source=source, folder=own)
+    if source is None:
+        # MIB's metrics of the scores that chose the circuit belong with it.
+        mib = {"mib": evaluation.mib.to_json()} if evaluation.mib is not None else {}
+        data = {**circuit.to_json(), **mib}
+        CircuitFile.model_validate(data)  # validated on write
+        folder.write_json("circuit.json", data)
+    elif "circuit.json" in folder.replaces:
+        folder.write_text("circuit.json", Path(source).read_bytes())
+    if scores is not None:
+        folder.write_json("scores.json", scores.to_json())
+    folder.write_json("evaluation.json", {**evaluation.to_json(), **(extra or {})})
+    title = f"Circuit for {circuit.task or 'task'} ({circuit.method or 'circuit'})"
+    folder.write_text("circuit.html", figures_html(evaluation.figures(), title, summary_lines(evaluation)))
+    folder.commit()
+    paths = {"circuit": out / "circuit.json", "evaluation": out / "evaluation.json", "html": out / "circuit.html"}
+    if scores is not None:
+        paths["scores"] = out / "scores.json"
+    return paths
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+__all__ = ["figures_html", "prepare_dir", "study_folder", "write_outputs"]

@@ -1,0 +1,57 @@
+"""``patching.json``: what `circuitwise patch` writes — sweeps by name, exact and/or attribution."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from circuitwise.schema.base import FileModel, Num, Section
+from circuitwise.schema.sweeps import Sweep
+
+FORMAT = "circuitwise.patching"
+VERSION = 1
+
+
+class PatchEntry(Section):
+    exact: Sweep | None = None
+    attribution: Sweep | None = None
+    correlation: Num = None
+
+
+class PatchingFile(FileModel):
+    FORMAT: ClassVar[str] = FORMAT
+    VERSION: ClassVar[int] = VERSION
+    FILENAME: ClassVar[str] = "patching.json"
+    REMEDY: ClassVar[str] = "Re-create it with `circuitwise patch TASK --out DIR`."
+
+    format: Literal["circuitwise.patching"] = FORMAT
+    schema_version: int = VERSION
+    circuitwise_version: str | None = None
+    task: str
+    model: str
+    n_examples: int
+    sweeps: dict[str, PatchEntry] = Field(default_factory=dict)
+
+    @classmethod
+    def legacy(cls, data: dict[str, Any]) -> str | None:
+        if isinstance(data.get("sweeps"), dict) and {"task", "model"} <= data.keys():
+            return "an earlier circuitwise (before schema versions)"
+        return None
+
+    def _repr_html_(self) -> str:
+        # Rendering lives in reports/, which reads this schema: imported when displayed.
+        from circuitwise.reports.display import patching_file_html
+
+        return patching_file_html(self)
+
+    def show(self) -> None:
+        from circuitwise.reports.display import show
+
+        show(self._repr_html_(), "patching")
+
+    def __repr__(self) -> str:
+        return f"PatchingFile({self.task} on {self.model}, {self.n_examples} examples; sweeps {', '.join(self.sweeps) or 'none'})"
+
+
+__all__ = ["FORMAT", "PatchEntry", "PatchingFile", "VERSION"]

@@ -1,0 +1,346 @@
+"""``results.json``: every number of a run — what the report, the notebook display and compare read.
+
+The pipeline fills one :class:`RunResults` section by section (each assignment is validated) and
+writes it after each stage with ``complete: false``; ``complete: true`` is set last, beside a report
+that exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from circuitwise.schema.base import FileModel, Num, Open, Section
+from circuitwise.schema.sweeps import RunSweep
+
+FORMAT = "circuitwise.results"
+VERSION = 1
+
+
+class Plan(Section):
+    """What the run decided to do before any work (``circuitwise.plan.Plan.to_json``)."""
+
+    patching: list[str] = Field(default_factory=list)
+    align: str = "auto"
+    position_axis: str | None = None
+    attribution: bool = False
+    circuit: str | None = None
+    degenerate: bool = False
+    gap: Num = None
+
+
+class ProcessingStep(Section):
+    name: str
+    applied: bool
+    reason: str | None = None
+
+
+class Processing(Section):
+    """The weight processing the model really has; ``steps`` is None where it was loaded elsewhere."""
+
+    requested: bool
+    steps: list[ProcessingStep] | None = None
+
+
+class ModelInfo(Section):
+    name: str
+    n_layers: int
+    n_heads: int
+    d_model: int
+    n_ctx: int
+    device: str
+    processing: Processing
+
+
+class Example(Section):
+    clean: str
+    correct: str
+    incorrect: str
+    corrupted: str | None = None
+    tokens: list[str]
+
+
+class TaskInfo(Section):
+    name: str
+    n_prompts: int
+    n_dropped: int = 0
+    dropped_reasons: list[str] = Field(default_factory=list)
+    examples: list[Example]
+
+
+class TopToken(Section):
+    token: str
+    id: int
+    logit: float
+    prob: float
+
+
+class LogitDiff(Section):
+    per_prompt: list[float]
+    mean: float
+
+
+class BaselineSection(Section):
+    """The model's own answers on the clean prompts (``Baseline.to_json``)."""
+
+    logit_diff: LogitDiff
+    accuracy: float
+    answer_logits: list[list[float]]
+    answer_probs: list[list[float]]
+    correct_rank: list[int]
+    top_k: list[list[TopToken]]
+
+
+class Series(Section):
+    labels: list[str]
+    values: list[float]
+
+
+class DLASection(Section):
+    """Direct logit attribution (``DLA.to_json``): means over prompts, heads as [layer][head]."""
+
+    final_resid: float
+    final_resid_per_prompt: list[float]
+    norm_bias: float = 0.0
+    unembed_bias: float
+    logit_diff: float
+    target: Literal["logit_diff", "pre_cap_logit_diff"]
+    closure_error: float
+    dtype: str = "float32"
+    rounding: float = 0.0
+    linear: bool = True
+    nonlinear: list[str] = Field(default_factory=list)
+    caveats: list[str] = Field(default_factory=list)
+    logit_lens: Series
+    layers: Series
+    heads: list[list[float]]
+    heads_per_prompt: list[list[list[float]]] | None = None
+
+
+class HeadValue(Section):
+    label: str
+    layer: int
+    head: int
+    value: float
+
+
+class TopHeads(Section):
+    positive: list[HeadValue]
+    negative: list[HeadValue]
+
+
+class Attention(Section):
+    """Attention patterns of some heads on one prompt: patterns[head][query][key]."""
+
+    example: int
+    tokens: list[str]
+    heads: list[str]
+    patterns: list[list[list[float]]]
+
+
+class Faithfulness(Section):
+    faithfulness: Num
+    kept_fraction: Num
+    circuit_metric: float
+    clean_metric: float
+    corrupted_metric: float
+    n_edges: int
+    total_edges: int
+    edge_fraction: float
+    ablation: str
+    per_example: list[Num]
+
+
+class Completeness(Section):
+    completeness: Num
+    complement: Faithfulness
+
+
+class RandomBaseline(Section):
+    circuit_faithfulness: Num
+    n_edges: int
+    random_mean: Num
+    random_std: Num
+    p_value: Num
+    random_faithfulness: list[Num]
+
+
+class Curve(Open):
+    """Faithfulness over circuit size. Open: a later metric (area under the curve …) may add fields."""
+
+    top: list[int]
+    n_edges: list[int]
+    faithfulness: list[Num]
+    kept_fraction: list[Num]
+    total_edges: int
+    method: str
+    ablation: str
+    random_mean: list[Num] | None = None
+    random_std: list[Num] | None = None
+
+
+class AgreementEdge(Section):
+    edge: str
+    attribution: Num
+    exact: Num
+
+
+class Agreement(Section):
+    method: str
+    direction: str
+    spearman: Num
+    pearson: Num
+    sign_agreement: Num
+    edges: list[AgreementEdge]
+
+
+class MIBCurve(Section):
+    """Faithfulness at each of MIB's edge budgets for one ranking (``evaluation.mib.MIBCurve``)."""
+
+    ranking: str
+    top: list[int]
+    n_edges: list[int]
+    circuit_metric: list[Num]
+    faithfulness: list[Num]
+    area_under: Num
+    area_from_1: Num
+
+
+class MIB(Open):
+    """MIB's circuit-track metrics (``evaluation.mib.MIBResult``): CPR, CMD and their curves."""
+
+    budgets: list[float]
+    total_edges: int
+    cpr: Num
+    cmd: Num
+    full_metric: Num
+    empty_metric: Num
+    method: str
+    metric: str
+    ablation: str
+    n_examples: int
+    curves: dict[str, MIBCurve]
+    conventions: dict[str, str] = Field(default_factory=dict)
+
+
+class Evaluation(Open):
+    """A circuit's evaluation (``CircuitEvaluation.to_json``). Open for metrics added later."""
+
+    faithfulness: Faithfulness
+    completeness: Completeness
+    random_baseline: RandomBaseline | None = None
+    curve: Curve | None = None
+    agreement: Agreement | None = None
+    mib: MIB | None = None
+
+
+class Selection(Open):
+    """How the circuit's edges were chosen. Open: each selection kind and method records its own fields."""
+
+    kind: str
+    by: str | None = None
+
+
+class TopEdge(Section):
+    sender: str
+    receiver: str
+    score: Num
+
+
+class CircuitSection(Section):
+    """The circuit of a run (the full circuit is in ``file``, circuit.json)."""
+
+    method: str
+    file: str
+    n_edges: int
+    total_edges: int
+    selection: Selection
+    scoring_seconds: float
+    evaluation: Evaluation
+    summary: list[str]
+    top_edges: list[TopEdge]
+    # Plotly figure JSON (``fig.to_json()``) of the circuit, curve and agreement, drawn as stored.
+    figures: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class RunResults(FileModel):
+    """A whole run: ``cw.load_results(path)`` returns one; ``run(...)`` fills one."""
+
+    FORMAT: ClassVar[str] = FORMAT
+    VERSION: ClassVar[int] = VERSION
+    FILENAME: ClassVar[str] = "results.json"
+    REMEDY: ClassVar[str] = "Re-create it with `circuitwise run TASK --out DIR`."
+
+    format: Literal["circuitwise.results"] = FORMAT
+    schema_version: int = VERSION
+    circuitwise_version: str
+    complete: bool = False
+    rerun: str
+    plan: Plan
+    notes: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    model: ModelInfo
+    task: TaskInfo
+    baseline: BaselineSection | None = None
+    dla: DLASection | None = None
+    top_heads: TopHeads | None = None
+    attention: Attention | None = None
+    patching: dict[str, RunSweep] | None = None
+    patching_attention: Attention | None = None
+    patching_skipped: str | None = None
+    circuit: CircuitSection | None = None
+
+    @classmethod
+    def legacy(cls, data: dict[str, Any]) -> str | None:
+        if "circuitwise_version" in data and "baseline" in data:
+            return f"circuitwise {data['circuitwise_version']}"
+        return None
+
+    @classmethod
+    def remedy_for(cls, data: dict[str, Any]) -> str:
+        cmd = data.get("rerun")
+        return f"Re-run it to write a current one: `{cmd}`." if isinstance(cmd, str) and cmd else cls.REMEDY
+
+    # ---- display: a line for the terminal, the report's sections in a notebook ---------------------
+
+    def headline(self) -> str:
+        """One line with the key numbers."""
+        parts = [f"{self.task.name} on {self.model.name}", f"{self.task.n_prompts} prompts"]
+        if self.baseline is not None:
+            parts.append(f"logit diff {self.baseline.logit_diff.mean:+.3f}, accuracy {self.baseline.accuracy:.0%}")
+        if self.top_heads is not None and self.top_heads.positive:
+            h = self.top_heads.positive[0]
+            parts.append(f"top head {h.label} {h.value:+.3f}")
+        if self.patching:
+            parts.append(f"patching {', '.join(self.patching)}")
+        if self.circuit is not None:
+            f = self.circuit.evaluation.faithfulness.faithfulness
+            parts.append(f"circuit {self.circuit.n_edges}/{self.circuit.total_edges} edges, faithfulness "
+                         + ("—" if f is None else f"{f:.2f}"))
+        if not self.complete:
+            parts.append("incomplete")
+        return "; ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"RunResults({self.headline()})"
+
+    def _repr_html_(self) -> str:
+        # Rendering lives in reports/, which reads this schema: imported when displayed, not at import.
+        from circuitwise.reports.display import run_html
+
+        return run_html(self)
+
+    def show(self) -> None:
+        """Display the whole study (the report's sections and figures) in the notebook."""
+        from circuitwise.reports.display import show
+
+        show(self._repr_html_(), "results")
+
+
+__all__ = [
+    "Agreement", "AgreementEdge", "Attention", "BaselineSection", "CircuitSection", "Completeness", "DLASection",
+    "Evaluation", "Example", "FORMAT", "MIB", "MIBCurve", "Faithfulness", "HeadValue", "LogitDiff", "ModelInfo", "Plan", "Processing",
+    "ProcessingStep", "RandomBaseline", "RunResults", "Selection", "Series", "TaskInfo", "TopEdge", "TopHeads",
+    "TopToken", "VERSION",
+]

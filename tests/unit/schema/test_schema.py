@@ -1,0 +1,133 @@
+"""One schema: the files a run writes validate against the exported JSON Schema and load typed;
+an old or foreign file gets a clear version error, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from typer.testing import CliRunner
+
+import circuitwise as cw
+from circuitwise.config import RunConfig
+from circuitwise.errors import CircuitwiseError, SchemaError
+from circuitwise.schema import FILES, CircuitFile, PatchingFile, RunResults, load_patching
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_committed_schemas_are_the_models(name):
+    """`make schema` was run after the last model change."""
+    committed = json.loads((ROOT / "schema" / f"{name}.schema.json").read_text())
+    assert committed == json.loads(json.dumps(FILES[name].json_schema())), (
+        f"schema/{name}.schema.json is stale: run `make schema`")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_model):
+    out = tmp_path_factory.mktemp("schema") / "run"
+    cfg = RunConfig(task="opposites-seed", model="tiny", out=out, top_k=2, patching=("heads", "resid_pre"))
+    outputs = cw.run(cfg, model=tiny_model)
+    return out, outputs
+
+
+def _validate(path: Path, name: str) -> dict:
+    data = json.loads(path.read_text())
+    jsonschema.validate(data, json.loads((ROOT / "schema" / f"{name}.schema.json").read_text()))
+    return data
+
+
+def test_a_runs_files_validate_against_the_exported_schema_and_load_typed(run_dir):
+    out, outputs = run_dir
+    data = _validate(out / "results.json", "results")
+    assert data["format"] == "circuitwise.results" and data["schema_version"] == 1 and data["complete"] is True
+    _validate(out / "circuit.json", "circuit")
+    loaded = cw.load_results(out)
+    assert isinstance(loaded, RunResults) and loaded == outputs.results
+    # The typed object is the file: same numbers by attribute as by key.
+    assert loaded.baseline.logit_diff.mean == data["baseline"]["logit_diff"]["mean"]
+    assert loaded.patching["heads"].values == data["patching"]["heads"]["values"]
+    assert CircuitFile.load(out / "circuit.json").n_edges == loaded.circuit.n_edges
+
+
+def test_patch_writes_a_patching_json_that_validates(tmp_path, tiny_ckpt):
+    from circuitwise.cli import _register, app
+
+    _register()
+    out = tmp_path / "p"
+    r = CliRunner().invoke(app, ["patch", "opposites-seed", "--model", str(tiny_ckpt), "--what", "heads",
+                                 "--method", "both", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    data = _validate(out / "patching.json", "patching")
+    p = load_patching(out)
+    assert isinstance(p, PatchingFile) and set(p.sweeps) == {"heads"}
+    assert p.sweeps["heads"].exact.values == data["sweeps"]["heads"]["exact"]["values"]
+    assert p.sweeps["heads"].correlation == pytest.approx(data["sweeps"]["heads"]["correlation"])
+
+
+def _write(tmp_path: Path, data) -> Path:
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_results_file_of_the_previous_release_gets_a_version_error(tmp_path, run_dir):
+    out, _ = run_dir
+    old = json.loads((out / "results.json").read_text())
+    del old["format"], old["schema_version"]  # what circuitwise 0.1.0 (before the schema) wrote
+    with pytest.raises(SchemaError) as info:
+        cw.load_results(_write(tmp_path, old))
+    msg = str(info.value)
+    assert "written by circuitwise 0.1.0" in msg and "no schema version" in msg
+    assert "reads circuitwise.results schema version 1" in msg
+    assert old["rerun"] in msg  # what to do: the run's own re-run command
+
+
+@pytest.mark.parametrize("data,match", [
+    ({"name": "my notes", "values": [1, 2]}, "is not a circuitwise results file"),
+    ({"format": "circuitwise.patching", "schema_version": 1}, "its \"format\" is 'circuitwise.patching'"),
+    ([1, 2, 3], "holds a JSON list, not an object"),
+    ({"format": "circuitwise.results", "schema_version": 99}, "schema version 99, newer than the version 1"),
+    ({"format": "circuitwise.results", "schema_version": "1"}, "must be a whole number"),
+])
+def test_foreign_or_future_files_are_named_clearly(tmp_path, data, match):
+    with pytest.raises(SchemaError, match=match):
+        cw.load_results(_write(tmp_path, data))
+
+
+def test_a_damaged_field_is_named(tmp_path, run_dir):
+    out, _ = run_dir
+    data = json.loads((out / "results.json").read_text())
+    data["baseline"]["accuracy"] = "high"
+    data["dla"]["bogus"] = 1
+    with pytest.raises(SchemaError) as info:
+        cw.load_results(_write(tmp_path, data))
+    assert "baseline.accuracy" in str(info.value) and "dla.bogus" in str(info.value)
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(SchemaError, match="does not exist"):
+        cw.load_results(tmp_path / "nothing")
+    (tmp_path / "results.json").write_text("{half")
+    with pytest.raises(SchemaError, match="not valid JSON"):
+        cw.load_results(tmp_path)
+    assert issubclass(SchemaError, CircuitwiseError) and SchemaError.exit_code == 2
+
+
+def test_an_earlier_patching_json_is_replaced_with_a_note_not_a_crash(tmp_path, tiny_ckpt):
+    from circuitwise.cli import _register, app
+
+    _register()
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / "patching.json").write_text(json.dumps({"task": "opposites-seed", "model": str(tiny_ckpt),
+                                                    "n_examples": 6, "sweeps": {"heads": {}}}))
+    with pytest.raises(SchemaError, match="no schema version"):
+        load_patching(out)
+    r = CliRunner().invoke(app, ["patch", "opposites-seed", "--model", str(tiny_ckpt), "--what", "resid_pre",
+                                 "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "cannot be reused" in r.output and set(load_patching(out).sweeps) == {"resid_pre"}
