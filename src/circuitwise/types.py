@@ -20,6 +20,23 @@ Tokens = Int[torch.Tensor, "batch pos"]
 AnswerIds = Int[torch.Tensor, "batch 2"]
 
 
+class Shows:
+    """``.show()`` for results with a ``_repr_html_``: in a notebook it displays, elsewhere it opens a browser.
+
+    The HTML itself is rendered in ``reports/`` (imported when shown, so importing a stage never
+    pulls in the report code).
+    """
+
+    def _repr_html_(self) -> str:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def show(self) -> None:
+        """Display this result with the report's figures (interactive, offline)."""
+        from circuitwise.reports.display import show
+
+        show(self._repr_html_(), type(self).__name__.lower())
+
+
 @dataclass(frozen=True)
 class Labelled:
     """A tensor with named axes and per-axis labels.
@@ -80,4 +97,4 @@ def nan_to_none(x: Any) -> Any:
     return x
 
 
-__all__ = ["AnswerIds", "Device", "Float", "Int", "Labelled", "MetricName", "Tokens", "nan_to_none"]
+__all__ = ["AnswerIds", "Device", "Float", "Int", "Labelled", "MetricName", "Shows", "Tokens", "nan_to_none"]

@@ -9,6 +9,7 @@ import torch
 
 from circuitwise.metrics import gather_last, logit_diff
 from circuitwise.tasks.tokenize import TokenizedTask
+from circuitwise.types import Shows
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,8 @@ class TopToken:
     prob: float
 
 
-@dataclass(frozen=True)
-class Baseline:
+@dataclass(frozen=True, repr=False)
+class Baseline(Shows):
     """Per-example answer logits and the top-k next tokens on the clean prompts."""
 
     answer_logits: torch.Tensor  # [batch, 2]
@@ -35,6 +36,16 @@ class Baseline:
     @property
     def accuracy(self) -> float:
         return float((self.logit_diff > 0).float().mean())
+
+    def __repr__(self) -> str:
+        return (f"Baseline({len(self.top_k)} prompts: mean logit diff {float(self.logit_diff.mean()):+.3f}, "
+                f"accuracy {self.accuracy:.0%})")
+
+    def _repr_html_(self) -> str:
+        from circuitwise.reports.display import baseline_section_html
+        from circuitwise.schema.results import BaselineSection
+
+        return baseline_section_html(BaselineSection.model_validate(self.to_json()))
 
     def to_json(self) -> dict[str, Any]:
         ld = self.logit_diff

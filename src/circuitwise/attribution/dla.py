@@ -18,13 +18,13 @@ import torch
 from circuitwise.attribution.readout import Nonlinearity, Readout, readout
 from circuitwise.metrics import answer_directions, gather_last
 from circuitwise.tasks.tokenize import TokenizedTask
-from circuitwise.types import Labelled
+from circuitwise.types import Labelled, Shows, nan_to_none
 
 Target = Literal["logit_diff", "pre_cap_logit_diff"]
 
 
-@dataclass(frozen=True)
-class DLA:
+@dataclass(frozen=True, repr=False)
+class DLA(Shows):
     """Direct logit attribution of one task on one model.
 
     ``final_resid`` [example]: the final residual through the frozen final norm, on the
@@ -64,6 +64,21 @@ class DLA:
     def closure_error(self) -> float:
         """Largest per-example gap between the decomposition and the model's own value."""
         return float((self.final_resid + self.norm_bias + self.unembed_bias - self.logit_diff).abs().max())
+
+    def __repr__(self) -> str:
+        L, H = self.heads.values.shape
+        flat = int(self.heads.values.abs().argmax())
+        top = head_label(*divmod(flat, H))
+        closes = "closes" if self.closure_error < 1e-4 else f"gap {self.closure_error:.2g}"
+        return (f"DLA({len(self.final_resid)} prompts, {L} layers × {H} heads: final resid "
+                f"{float(self.final_resid.mean()):+.3f} ({closes}); largest head {top} "
+                f"{float(self.heads.values.flatten()[flat]):+.3f})")
+
+    def _repr_html_(self) -> str:
+        from circuitwise.reports.display import dla_section_html
+        from circuitwise.schema.results import DLASection
+
+        return dla_section_html(DLASection.model_validate(nan_to_none(self.to_json())))
 
     def to_json(self) -> dict[str, Any]:
         return {

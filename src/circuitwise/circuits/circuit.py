@@ -21,6 +21,7 @@ from circuitwise.errors import ConfigError
 from circuitwise.models.processing import of as processing_of
 from circuitwise.models.weights import read_weights, supports
 from circuitwise.schema.circuit import FORMAT, VERSION, CircuitFile
+from circuitwise.types import Shows
 
 
 def model_info(model: Any) -> dict[str, Any]:
@@ -39,8 +40,8 @@ def model_info(model: Any) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True, eq=False)
-class Circuit:
+@dataclass(frozen=True, eq=False, repr=False)
+class Circuit(Shows):
     graph: Graph
     edges: torch.Tensor  # [edge] bool
     scores: torch.Tensor | None = None  # [edge] the method's scores, if known
@@ -57,6 +58,16 @@ class Circuit:
     @property
     def n_edges(self) -> int:
         return int(self.edges.sum())
+
+    def __repr__(self) -> str:
+        return (f"Circuit({self.method or 'circuit'} on {self.task or 'a task'}: {self.n_edges} of "
+                f"{self.graph.n_edges} edges ({self.edge_fraction:.1%}), {len(self.nodes())} nodes)")
+
+    def _repr_html_(self) -> str:
+        from circuitwise.circuits.draw import circuit_figure
+        from circuitwise.reports.display import circuit_output
+
+        return circuit_output(CircuitFile.model_validate(self.to_json()), circuit_figure(self))
 
     @property
     def edge_fraction(self) -> float:

@@ -11,14 +11,21 @@ from circuitwise.circuits.patch import Ablation
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress
 from circuitwise.circuits.select import Rank, select_circuit
 from circuitwise.tasks.tokenize import TokenizedTask
+from circuitwise.types import Shows
 
 
-@dataclass(frozen=True, eq=False)
-class Discovery:
+@dataclass(frozen=True, eq=False, repr=False)
+class Discovery(Shows):
     """The edge scores of the whole graph and the circuit chosen from them."""
 
     circuit: Circuit
     scores: EdgeScores
+
+    def __repr__(self) -> str:
+        return f"Discovery({self.circuit!r}, scored in {self.scores.seconds:.1f} s)"
+
+    def _repr_html_(self) -> str:
+        return self.circuit._repr_html_()
 
     def to_json(self) -> dict[str, Any]:
         return {"circuit": self.circuit.to_json(), "scores": self.scores.to_json(all_edges=False)}

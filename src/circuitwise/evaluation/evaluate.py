@@ -19,10 +19,11 @@ from circuitwise.evaluation.faithfulness import Completeness, Faithfulness, _che
 from circuitwise.evaluation.mib import MIBResult, mib_from_metrics, mib_masks
 from circuitwise.evaluation.figures import agreement_figure, faithfulness_curve_figure, mib_figure
 from circuitwise.tasks.tokenize import TokenizedTask
+from circuitwise.types import Shows
 
 
-@dataclass(frozen=True, eq=False)
-class CircuitEvaluation:
+@dataclass(frozen=True, eq=False, repr=False)
+class CircuitEvaluation(Shows):
     circuit: Circuit
     faithfulness: Faithfulness
     completeness: Completeness
@@ -30,6 +31,23 @@ class CircuitEvaluation:
     curve: FaithfulnessCurve | None = None
     agreement: Agreement | None = None
     mib: MIBResult | None = None
+
+    def __repr__(self) -> str:
+        f, c = self.faithfulness, self.completeness
+        parts = [f"{f.n_edges} of {f.total_edges} edges", f"faithfulness {f.faithfulness:.3f}",
+                 f"completeness {c.completeness:.3f}"]
+        if self.random is not None:
+            parts.append(f"random {self.random.mean:.3f} ± {self.random.std:.3f}")
+        if self.mib is not None:
+            parts.append(f"CPR {self.mib.cpr:.3f}, CMD {self.mib.cmd:.3f}")
+        return f"CircuitEvaluation({'; '.join(parts)})"
+
+    def _repr_html_(self) -> str:
+        from circuitwise.evaluation.outputs import summary_lines
+        from circuitwise.reports.display import figures_output
+
+        return figures_output(f"Circuit evaluation ({self.circuit.method or 'circuit'})", self.figures(),
+                              summary_lines(self))
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from circuitwise.types import Labelled, nan_to_none
+from circuitwise.types import Labelled, Shows, nan_to_none
 
 # |clean − corrupted| below this (in metric units, e.g. logits) has no recovery scale.
 MIN_GAP = 1e-3
@@ -25,8 +25,8 @@ class DegenerateNormalizationWarning(UserWarning):
     """The clean and corrupted metrics (nearly) coincide, so normalised values are NaN."""
 
 
-@dataclass(frozen=True)
-class PatchResult(Labelled):
+@dataclass(frozen=True, repr=False)
+class PatchResult(Labelled, Shows):
     """One sweep. ``values``: [layer, pos], [layer, head] or [layer, pos, head] (TL's order).
 
     ``raw`` [example, *axes]: the patched metric per example. ``clean``/``corrupted``
@@ -126,6 +126,24 @@ class PatchResult(Labelled):
     def _cell_name(self, axis: str, i: int) -> str:
         label = self.labels.get(axis, [str(i)])[i]
         return {"layer": f"L{label}", "head": f"H{label}"}.get(axis, repr(label))
+
+    def __repr__(self) -> str:
+        what = self.config.get("what", "sweep")
+        shape = " × ".join(f"{len(self.labels.get(a, []))} {a}" for a in self.axes)
+        unit = "restored" if self.normalized else self.metric
+        ends = ""
+        if self.clean is not None and self.corrupted is not None:
+            ends = f"; clean {float(self.clean.mean()):+.3f}, corrupted {float(self.corrupted.mean()):+.3f}"
+        top = ", ".join(f"{c} {v:+.2f}" for c, v in self.top(3) if v == v)
+        state = "degenerate gap" if self.degenerate else f"top ({unit}): {top}"
+        return f"PatchResult({what} [{shape}]{ends}; {state})"
+
+    def _repr_html_(self) -> str:
+        from circuitwise.reports.display import sweep_section_html
+        from circuitwise.schema.sweeps import Sweep
+
+        return sweep_section_html(str(self.config.get("what", "sweep")),
+                                  Sweep.model_validate(nan_to_none(self.to_json())))
 
     def to_json(self) -> dict[str, Any]:
         out = super().to_json()

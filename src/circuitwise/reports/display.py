@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 from circuitwise.reports.build import (attention_section_html, baseline_html, circuit_html, dla_html,
                                        patching_html, sections, sweep_html, top_heads_html)
 from circuitwise.reports.html import CSS, _circuitsvis_js, esc, figure_html, table, uses_circuitsvis
+from circuitwise.schema.circuit import CircuitFile
 from circuitwise.schema.patching import PatchingFile
 from circuitwise.schema.results import Attention, BaselineSection, DLASection, RunResults
 from circuitwise.schema.sweeps import Sweep
@@ -125,12 +126,28 @@ def figures_output(title: str, figures: dict[str, go.Figure], summary: Sequence[
     return fragment(title, parts)
 
 
+def circuit_output(c: CircuitFile, figure: go.Figure) -> str:
+    """A circuit: its drawing and its strongest edges."""
+    rows = [[esc(e.sender), esc(e.receiver), "—" if e.score is None else f"{e.score:+.4f}"] for e in c.edges[:20]]
+    total = f" of {c.total_edges}" if c.total_edges else ""
+    return figures_output(f"Circuit ({c.method or 'circuit'} on {c.task or 'a task'}): {len(c.edges)}{total} edges",
+                          {"circuit": figure}, (), rows, ["sender", "receiver", "score"])
+
+
 def top_heads_output(th, att) -> str:
     return fragment("Top heads and their attention", [("", top_heads_html(th, att, ids()))])
 
 
 def circuit_section_output(c) -> str:
     return fragment("Circuit", [("", circuit_html(c, ids()))])
+
+
+def compare_output(data: dict) -> str:
+    """A comparison (compare.json's data): the sections of compare.html."""
+    from circuitwise.reports.compare import build_compare_page
+
+    page = build_compare_page(data)
+    return fragment(page.title, [(h, b) for _, h, b in page.sections], page.subtitle)
 
 
 # ---- .show() ------------------------------------------------------------------------------------
@@ -153,6 +170,6 @@ def show(html: str, name: str = "circuitwise") -> Path | None:
     return path
 
 
-__all__ = ["attention_html_output", "baseline_section_html", "circuit_section_output", "dla_section_html",
+__all__ = ["attention_html_output", "baseline_section_html", "circuit_output", "circuit_section_output", "compare_output", "dla_section_html",
            "figures_output", "fragment", "patching_file_html", "run_html", "show", "sweep_section_html",
            "top_heads_output"]

@@ -52,7 +52,7 @@ def test_bad_files(tiny_model, circuit, tmp_path):
         Circuit.from_json(data, tiny_model)
     data = circuit.to_json()
     data["edges"][1] = {"sender": 3}
-    with pytest.raises(ConfigError, match="edge 1 needs string fields"):
+    with pytest.raises(ConfigError, match="edges.1.sender: Input should be a valid string"):  # the schema names it
         Circuit.from_json(data, tiny_model)
 
 
