@@ -19,7 +19,6 @@ a heatmap) p-values are adjusted by Benjamini–Hochberg, controlling the false 
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -174,10 +173,6 @@ def compare_sides(a: Side, b: Side, *, paired: bool, statistic: Statistic = "mea
     significant = (decide <= alpha) & (diff.abs() > min_difference)
     return Difference(stat_a, stat_b, diff, _quantiles(boot_a, confidence), _quantiles(boot_b, confidence),
                       _quantiles(boot_a - boot_b, confidence), p, q, significant, paired, test, statistic)
-
-
-def nan_safe(x: float) -> float | None:
-    return x if math.isfinite(x) else None
 
 
 __all__ = ["Difference", "Side", "Statistic", "apply", "benjamini_hochberg", "bootstrap_weights",

@@ -206,9 +206,11 @@ def _summary(page: Page, r: dict[str, Any]) -> None:
         sides += (f"<li><b>{key.upper()}</b>: <code>{esc(s['label'])}</code> — task <code>{esc(s['task'])}</code> on "
                   f"<code>{esc(s['model'])}</code> ({s['n_layers']} layers × {s['n_heads']} heads), "
                   f"{s['n_prompts']} prompts{drop}</li>")
+    warned = "".join(f"<li>{esc(w)}</li>" for w in r.get("warnings", []))
+    warned = f'<div class="warn"><b>Warnings while running:</b><ul>{warned}</ul></div>' if warned else ""
     page.add("summary", "Summary", (
         f'<ul class="summary">{items}</ul><ul class="note">{sides}</ul>'
-        f'<div class="warn"><b>How the two sides were compared:</b><ul>{notes}</ul></div>'
+        f'<div class="warn"><b>How the two sides were compared:</b><ul>{notes}</ul></div>{warned}'
         f'<p class="note">Re-run with <code>{esc(r.get("rerun", ""))}</code>.</p>'))
 
 
