@@ -50,3 +50,15 @@ def test_compare_json_is_strict_json_and_the_sweeps_resumable(forms_run):
     text = (out / "compare.json").read_text()
     json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))  # no NaN/Infinity
     assert r["patching"] is not None and any((out / ".patching").iterdir())  # checkpoints of both sides' sweeps
+
+
+def test_a_corruption_that_changes_nothing_is_noted_not_a_crash(tmp_path, two_route):
+    _, _, model = two_route
+    same = [cw.Task(t.name, tuple(cw.Example(e.clean, e.correct, e.incorrect, corrupted=e.clean, meta=e.meta)
+                                  for e in t.examples)) for t in (form_task("upper"), form_task("lower"))]
+    r = cw.compare(*same, model=model, out=tmp_path / "degenerate", pairing="paired").results
+    assert r.complete and r.patching is None and r.circuits is None
+    assert r.a.patching_degenerate and all(v is None for row in r.a.patching for v in row)  # empty, never clipped
+    assert any("almost the same logit difference" in n for n in r.notes)
+    assert any("Circuit discovery was skipped" in n for n in r.notes)
+    assert set(r.heads.flagged()) == {ROUTES["upper"], ROUTES["lower"]}  # the rest of the comparison stands
