@@ -94,6 +94,9 @@ def test_compare_json_validates_and_is_complete(forms_run):
     assert res.complete and res.format == "circuitwise.compare"
     assert (out / "compare.html").exists() and (out / "circuit_a.json").exists() and (out / "config.yaml").exists()
     assert any("L0H0" in s and "L0H1" in s for s in res.summary)
+    one = res.heads.cell(ROUTES["upper"])
+    assert one["significant"] and one["diff_low"] <= one["diff"] <= one["diff_high"] and one["q"] >= one["p"]
+    assert res.heads.flagged()[0] in PLANTED and set(res.heads.flagged()) == PLANTED
 
 
 def test_unpaired_statistics_also_find_the_routes(two_route):
