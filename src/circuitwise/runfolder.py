@@ -30,7 +30,8 @@ from circuitwise.types import nan_to_none
 # user's, and replacing it whole would take their files with it.
 OURS = frozenset({"report.html", "results.json", "config.yaml", "circuit.json", "scores.json",
                   "evaluation.json", "circuit.html", "patching.json", ".patching",
-                  "compare.html", "compare.json", "circuit_a.json", "circuit_b.json"})
+                  "compare.html", "compare.json", "circuit_a.json", "circuit_b.json",
+                  "benchmark.json", "benchmark.html"})
 CHECKPOINTS = ".patching"
 MAX_FOREIGN_FILES = 10
 # OSErrors that mean "cannot write here"; others inside a run are bugs and keep their traceback.

@@ -1,0 +1,80 @@
+"""`circuitwise benchmark`: every discovery method on one task, MIB's CPR/CMD side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.table import Table
+
+from circuitwise.cli import app, console, show_note
+from circuitwise.cli.circuit import _load, progress_bar
+from circuitwise.config import RunConfig
+
+F = RunConfig.model_fields
+
+
+def split_names(given: Optional[List[str]]) -> Optional[list[str]]:
+    """``--methods eap,exact`` and ``--methods eap --methods exact`` alike; None: every method."""
+    if not given:
+        return None
+    return [name.strip() for item in given for name in item.split(",") if name.strip()]
+
+
+def results_table(result: Any) -> Table:
+    from circuitwise.evaluation.benchmark import edges_cell, fmt
+
+    table = Table(title=f"{result.task}: {result.n_examples} prompts, {result.total_edges} edges, "
+                        f"{result.ablation} ablation", title_justify="left")
+    table.add_column("method")
+    table.add_column("CPR ↑", justify="right")
+    table.add_column("CMD ↓", justify="right")
+    table.add_column(f"edges at {result.target:g}", justify="right")
+    table.add_column("faithfulness", justify="right")
+    table.add_column("seconds", justify="right")
+    for r in result.rows():
+        table.add_row(r["method"], fmt(r["cpr"]), fmt(r["cmd"]), edges_cell(r["edges_at_target"], result.total_edges),
+                      fmt(r["faithfulness_at_target"]), f"{r['seconds']:.2f}")
+    return table
+
+
+@app.command()
+def benchmark(
+    task: str = typer.Argument(..., help=F["task"].description),
+    model: str = typer.Option(F["model"].default, "--model", "-m", help=F["model"].description),
+    methods: Optional[List[str]] = typer.Option(
+        None, "--methods", help="Methods to compare, comma-separated or repeated (default: every registered method)."),
+    target: float = typer.Option(0.9, "--target", help="Faithfulness for the 'edges at' column."),
+    ablation: str = typer.Option("corrupted", "--ablation", help="Edges outside a circuit read the corrupted run, or the mean over the task."),
+    out: Path = typer.Option(Path("runs/benchmark"), "--out", "-o", help="Folder for benchmark.json and benchmark.html."),
+    device: Optional[str] = typer.Option(None, "--device", help=F["device"].description),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward; default from the model size."),
+    n: Optional[int] = typer.Option(None, "--n", help=F["n"].description),
+    seed: Optional[int] = typer.Option(None, "--seed", help=F["seed"].description),
+    corruption: Optional[str] = typer.Option(None, "--corruption", help=F["corruption"].description),
+    split: Optional[str] = typer.Option(None, "--split", help=F["split"].description),
+    drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
+    processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=F["processing"].description),
+) -> None:
+    """Run every discovery method on the same prompts: CPR, CMD, edges at --target, seconds; benchmark.html + .json."""
+    from circuitwise.circuits.patch import check_ablation
+    from circuitwise.errors import ConfigError
+    from circuitwise.evaluation.benchmark import benchmark as run_benchmark
+    from circuitwise.evaluation.benchmark import benchmark_folder, check_methods, write_benchmark
+    from circuitwise.evaluation.outputs import prepare_dir
+
+    names = check_methods(split_names(methods))  # an unknown method fails before the model loads
+    check_ablation(ablation)
+    if not 0 < target <= 1:
+        raise ConfigError(f"--target must be in (0, 1], got {target} (0.9 is usual).")
+    prepare_dir(out)  # a file, or a folder of other files, fails before any work
+    with benchmark_folder(out) as folder:  # locked from the start: a second command here is refused
+        m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing)
+        with progress_bar() as update:
+            result = run_benchmark(m, tok, names, target=target, ablation=ablation,  # type: ignore[arg-type]
+                                   batch_size=batch_size, progress=update, notes=show_note)
+        paths = write_benchmark(folder, result)
+    console.print(results_table(result))
+    console.print(f"Results: {paths['json'].resolve()}", highlight=False, markup=False)
+    console.print(f"Figure: {paths['html'].resolve()}", highlight=False, markup=False)
