@@ -13,6 +13,7 @@ from circuitwise.cli.circuit import _load, progress_bar
 from circuitwise.config import RunConfig
 
 F = RunConfig.model_fields
+FILES = ("benchmark.json", "benchmark.html")
 
 
 def split_names(given: Optional[List[str]]) -> Optional[list[str]]:
@@ -23,20 +24,38 @@ def split_names(given: Optional[List[str]]) -> Optional[list[str]]:
 
 
 def results_table(result: Any) -> Table:
-    from circuitwise.evaluation.benchmark import edges_cell, fmt
-
+    headers, cells = result.table()
     table = Table(title=f"{result.task}: {result.n_examples} prompts, {result.total_edges} edges, "
                         f"{result.ablation} ablation", title_justify="left")
-    table.add_column("method")
-    table.add_column("CPR ↑", justify="right")
-    table.add_column("CMD ↓", justify="right")
-    table.add_column(f"edges at {result.target:g}", justify="right")
-    table.add_column("faithfulness", justify="right")
-    table.add_column("seconds", justify="right")
-    for r in result.rows():
-        table.add_row(r["method"], fmt(r["cpr"]), fmt(r["cmd"]), edges_cell(r["edges_at_target"], result.total_edges),
-                      fmt(r["faithfulness_at_target"]), f"{r['seconds']:.2f}")
+    for i, h in enumerate(headers):
+        table.add_column(h, justify="left" if i == 0 else "right")
+    for row in cells:
+        table.add_row(*row)
     return table
+
+
+def benchmark_folder(out: Path) -> Any:
+    """The staged, locked folder a benchmark is written to (entered before the work starts)."""
+    from circuitwise.runfolder import RunFolder
+
+    return RunFolder(out, replaces=FILES)
+
+
+def write_benchmark(folder: Any, result: Any) -> dict[str, Path]:
+    """benchmark.json and the self-contained benchmark.html (plotly inlined), then commit the folder."""
+    from circuitwise.reports.html import Page, esc, figure_html, table
+
+    folder.write_json("benchmark.json", result.to_json())
+    page = Page(f"Benchmark: {result.task}", f"model {result.model.get('name') or '?'}; "
+                f"{result.n_examples} prompts, {result.total_edges} edges, {result.ablation} ablation")
+    headers, cells = result.table()
+    notes = "".join(f'<p class="note">{esc(s.method)} skipped: {esc(s.reason)}.</p>' for s in result.skipped)
+    page.add("table", "Methods", table(headers, [[esc(c) for c in row] for row in cells],
+                                         numeric=range(1, len(headers))) + notes)
+    page.add("curves", "Faithfulness at MIB's edge budgets", figure_html(result.figure(), "benchmark-curves"))
+    folder.write_text("benchmark.html", page.render())
+    folder.commit()
+    return {"json": folder.out / "benchmark.json", "html": folder.out / "benchmark.html"}
 
 
 @app.command()
@@ -61,8 +80,8 @@ def benchmark(
     from circuitwise.circuits.patch import check_ablation
     from circuitwise.errors import ConfigError
     from circuitwise.evaluation.benchmark import benchmark as run_benchmark
-    from circuitwise.evaluation.benchmark import benchmark_folder, check_methods, write_benchmark
-    from circuitwise.evaluation.outputs import prepare_dir
+    from circuitwise.evaluation.benchmark import check_methods
+    from circuitwise.reports.study import prepare_dir
 
     names = check_methods(split_names(methods))  # an unknown method fails before the model loads
     check_ablation(ablation)

@@ -26,12 +26,9 @@ from circuitwise.circuits.scores import EdgeScores, Progress, no_progress
 from circuitwise.circuits.select import select_target
 from circuitwise.errors import ConfigError
 from circuitwise.evaluation.mib import MIBResult, mib_metrics
-from circuitwise.evaluation.outputs import figures_html
-from circuitwise.runfolder import RunFolder
 from circuitwise.tasks.tokenize import TokenizedTask
 
 FORMAT = "circuitwise.benchmark"
-FILES = ("benchmark.json", "benchmark.html")
 VERSION = 1
 Notes = Callable[[str], None]
 
@@ -146,6 +143,13 @@ class BenchmarkResult:
         fig.update_xaxes(type="log")
         return fig
 
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """The table as text cells (the console's and the page's), from :meth:`rows`."""
+        headers = ["method", "CPR ↑", "CMD ↓", f"edges at {self.target:g}", "faithfulness", "seconds"]
+        cells = [[r["method"], fmt(r["cpr"]), fmt(r["cmd"]), edges_cell(r["edges_at_target"], self.total_edges),
+                  fmt(r["faithfulness_at_target"]), f"{r['seconds']:.2f}"] for r in self.rows()]
+        return headers, cells
+
     def summary(self) -> list[str]:
         lines = [f"{self.task}: {self.n_examples} prompts, {self.total_edges} edges, {self.ablation} ablation"]
         for r in self.rows():
@@ -154,18 +158,6 @@ class BenchmarkResult:
                          f"{self.target:g}, {r['seconds']:.2f} s scoring")
         lines += [f"{s.method} skipped: {s.reason}" for s in self.skipped]
         return lines
-
-    def table_figure(self) -> go.Figure:
-        """The table as a plotly table (the page's copy of the console table)."""
-        rows = self.rows()
-        cells = [[r["method"] for r in rows], [fmt(r["cpr"]) for r in rows], [fmt(r["cmd"]) for r in rows],
-                 [edges_cell(r["edges_at_target"], self.total_edges) for r in rows],
-                 [fmt(r["faithfulness_at_target"]) for r in rows], [f"{r['seconds']:.2f}" for r in rows]]
-        headers = ["method", "CPR (higher is better)", "CMD (lower is better)", f"edges at faithfulness {self.target:g}",
-                   "faithfulness there", "seconds (scoring)"]
-        fig = go.Figure(go.Table(header=dict(values=headers, align="left"), cells=dict(values=cells, align="left")))
-        fig.update_layout(height=80 + 30 * len(rows), margin=dict(l=10, r=10, t=10, b=10))
-        return fig
 
 
 def fmt(x: float | None) -> str:
@@ -262,20 +254,5 @@ def benchmark(
                            results=tuple(results), skipped=plan.skipped)
 
 
-def benchmark_folder(out: Any) -> RunFolder:
-    """The staged, locked folder a benchmark is written to (enter it before the work starts)."""
-    return RunFolder(out, replaces=FILES)
-
-
-def write_benchmark(folder: RunFolder, result: BenchmarkResult) -> dict[str, Any]:
-    """benchmark.json and the self-contained benchmark.html (plotly inlined), then commit the folder."""
-    folder.write_json("benchmark.json", result.to_json())
-    page = figures_html({"curves": result.figure(), "table": result.table_figure()},
-                        f"Benchmark: {result.task} on {result.model.get('name') or 'the model'}", result.summary())
-    folder.write_text("benchmark.html", page)
-    folder.commit()
-    return {"json": folder.out / "benchmark.json", "html": folder.out / "benchmark.html"}
-
-
-__all__ = ["BenchmarkPlan", "BenchmarkResult", "FILES", "FORMAT", "MethodResult", "Skipped", "VERSION", "benchmark",
-           "benchmark_folder", "cannot_run", "check_methods", "edges_cell", "fmt", "plan_benchmark", "write_benchmark"]
+__all__ = ["BenchmarkPlan", "BenchmarkResult", "FORMAT", "MethodResult", "Skipped", "VERSION", "benchmark",
+           "cannot_run", "check_methods", "edges_cell", "fmt", "plan_benchmark"]

@@ -59,15 +59,16 @@ def test_json_is_strict_and_carries_the_rows(result):
         assert m["mib"]["cpr"] == r.cpr
 
 
-def test_the_figure_has_both_curves_of_every_method_and_the_table_its_rows(result):
+def test_the_figure_has_both_curves_of_every_method_and_the_table_the_rows(result):
     fig = result.figure()
     assert len(fig.data) == 2 * len(result.results)
     for r in result.results:
         (ab,) = [t for t in fig.data if t.name == f"{r.method}, absolute (CMD)"]
         assert list(ab.y) == r.mib.absolute.faithfulness
-    cells = result.table_figure().data[0].cells.values
-    assert list(cells[0]) == [r.method for r in result.results]
-    assert list(cells[1]) == [bm.fmt(r.cpr) for r in result.results]
+    headers, cells = result.table()
+    assert len(headers) == 6 and [c[0] for c in cells] == [r.method for r in result.results]
+    assert [(c[1], c[2]) for c in cells] == [(bm.fmt(r.cpr), bm.fmt(r.cmd)) for r in result.results]
+    assert [c[3] for c in cells] == [bm.edges_cell(r.edges_at_target, result.total_edges) for r in result.results]
 
 
 def test_unknown_or_no_methods_are_errors_naming_the_registered_ones(known_model):
