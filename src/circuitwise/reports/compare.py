@@ -267,6 +267,9 @@ def _dla(page: Page, r: dict[str, Any]) -> None:
         body += figure_html(_grouped(r["layers"], la, lb, "Per-layer decomposition (bars: each side and A − B; "
                                      "* = the difference is significant)"), "fig-cmp-layers")
         body += f'<p class="note">{esc(_test_text(r["layers"]))}</p>'
+    else:
+        body += _pair(*(figure_html(figures.bars(r[k]["layers"], r[k]["layer_labels"], f"Per-layer decomposition, side "
+                                                 f"{k.upper()}"), f"fig-cmp-layers-{k}") for k in ("a", "b")))
     c = r.get("heads")
     shape = [r["a"]["n_layers"], r["a"]["n_heads"]]
     same = _bound(r["a"]["heads_dla"], r["b"]["heads_dla"]) if c else None

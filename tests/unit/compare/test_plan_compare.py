@@ -33,7 +33,8 @@ def test_models_of_other_shapes_are_shown_side_by_side_without_a_difference(tmp_
     assert len(r.b.heads_dla) == 4 and len(r.a.heads_dla) == 2
     assert any("different layers × heads" in n for n in r.notes)
     html = build_compare_page(r.model_dump(mode="json")).render()
-    assert "fig-cmp-lens-a" in html and "fig-cmp-heads-b" in html and "fig-cmp-heads-diff" not in html
+    assert "fig-cmp-lens-a" in html and "fig-cmp-layers-b" in html and "fig-cmp-heads-b" in html
+    assert "fig-cmp-heads-diff" not in html
 
 
 def test_a_folder_another_command_is_writing_is_exit_4_and_left_alone(tmp_path, two_route):
