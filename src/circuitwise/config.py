@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from circuitwise.errors import ConfigError
 
@@ -50,18 +50,48 @@ class RunConfig(BaseModel):
     attribution: bool = Field(True, description="Also run attribution patching and show its agreement with the exact sweeps.")
     circuit: str | None = Field(
         "eap-ig", description="Circuit discovery method when the task has corrupted prompts: eap-ig, eap, "
-        "exact (small models only), or none to skip."
+        "eap-ig-activations, exact (small models only), or none to skip."
+    )
+    circuit_options: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the circuit method, defaults from its options dataclass "
+        "(README, 'Edge-score conventions'): eap {gradient: clean|corrupted}; eap-ig and eap-ig-activations "
+        "{steps: N, quadrature: right|left|midpoint|trapezoid}; exact {direction: noise|denoise}."
     )
     circuit_target: float = Field(
         0.9, gt=0, le=1.5, description="Grow the circuit until it reaches this faithfulness (share of the "
         "clean–corrupted logit-difference gap it restores)."
     )
-    ig_steps: int = Field(5, ge=1, le=100, description="Integration steps of EAP-IG.")
+    ig_steps: int | None = Field(None, ge=1, le=100, description="Integration steps of EAP-IG and EAP-IG-activations "
+                                 "(default 5; the same as circuit_options steps).")
     drop_invalid: bool | None = Field(
         None,
         description="Drop (and count) examples unusable with this tokenizer instead of stopping. "
         "Default: on for built-in tasks, off for task files.",
     )
+
+    @model_validator(mode="after")
+    def _circuit_options_apply(self) -> "RunConfig":
+        self.method_options()  # an option the method does not have fails here, before any work
+        return self
+
+    def method_options(self) -> Any:
+        """The circuit method's options object (None without a circuit stage)."""
+        from circuitwise.circuits.methods import get_method
+
+        extra = {} if self.ig_steps is None else {"steps": self.ig_steps}
+        if not self.circuit:
+            if self.circuit_options or extra:
+                raise ConfigError("circuit_options / ig_steps are set but no circuit method is; name one "
+                                  "(circuit: eap-ig) or drop them.")
+            return None
+        if extra and "steps" in self.circuit_options and self.circuit_options["steps"] != self.ig_steps:
+            raise ConfigError(f"ig_steps ({self.ig_steps}) and circuit_options steps ({self.circuit_options['steps']}) "
+                              "disagree; give one of them.")
+        method = get_method(self.circuit)
+        if extra and "steps" not in method.option_names:
+            raise ConfigError(f"ig_steps applies to the integrated-gradient methods, not {self.circuit}; drop it "
+                              "(a config.yaml from circuitwise 0.1 carries ig_steps: 5 — delete that line).")
+        return method.options(self.circuit_options, **extra)
 
     def task_options(self, builtin: bool) -> dict[str, Any]:
         opts: dict[str, Any] = {"seed": self.seed}

@@ -252,7 +252,7 @@ def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, f
         step(what, done, total)
 
     say(f"circuit discovery: {config.circuit}")
-    found = find_circuit(model, tok, method=config.circuit, steps=config.ig_steps, target=config.circuit_target,
+    found = find_circuit(model, tok, method=config.circuit, options=config.method_options(), target=config.circuit_target,
                          batch_size=bs, progress=progress)
     ev = evaluate_circuit(model, tok, found.circuit, scores=found.scores, random_samples=10, shortlist=20,
                           batch_size=bs, progress=progress)

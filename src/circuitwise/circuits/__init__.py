@@ -1,4 +1,4 @@
-"""Stage 7: circuits — the model's edge graph, edge scores (EAP, EAP-IG, exact), circuit selection.
+"""Stage 7: circuits — the model's edge graph, edge and node scores (EAP, EAP-IG, exact), circuit selection.
 
 ``find_circuit(model, tok, method="eap-ig")`` scores every edge and picks a circuit; the pieces
 (:func:`score_edges`, :func:`select_circuit`, :func:`prune_dangling`) are public too.
@@ -9,15 +9,17 @@ from circuitwise.circuits.discover import Discovery, find_circuit
 from circuitwise.circuits.draw import circuit_figure
 from circuitwise.circuits.eap import eap
 from circuitwise.circuits.eap_ig import eap_ig
+from circuitwise.circuits.eap_ig_activations import eap_ig_activations
 from circuitwise.circuits.exact import exact_edge_scores
 from circuitwise.circuits.graph import Graph, Receiver, Sender, graph_of
-from circuitwise.circuits.methods import METHODS, DiscoveryMethod, get_method, score_edges
+from circuitwise.circuits.methods import METHODS, DiscoveryMethod, MethodName, get_method, score_edges, score_nodes
 from circuitwise.circuits.prune import prune_dangling
-from circuitwise.circuits.scores import EdgeScores
+from circuitwise.circuits.scores import EdgeScores, NodeScores, eap_ig_sign
 from circuitwise.circuits.select import SELECTIONS, select_circuit
 
 __all__ = [
-    "METHODS", "SELECTIONS", "Circuit", "Discovery", "DiscoveryMethod", "EdgeScores", "Graph", "Receiver",
-    "Sender", "circuit_figure", "eap", "eap_ig", "exact_edge_scores", "find_circuit", "get_method", "graph_of",
-    "prune_dangling", "score_edges", "select_circuit",
+    "METHODS", "SELECTIONS", "Circuit", "Discovery", "DiscoveryMethod", "EdgeScores", "Graph", "MethodName",
+    "NodeScores", "Receiver", "Sender", "circuit_figure", "eap", "eap_ig", "eap_ig_activations", "eap_ig_sign",
+    "exact_edge_scores", "find_circuit", "get_method", "graph_of", "prune_dangling", "score_edges", "score_nodes",
+    "select_circuit",
 ]

@@ -36,6 +36,7 @@ def find_circuit(
     tok: TokenizedTask,
     *,
     method: str = "eap-ig",
+    options: Any = None,
     steps: int | None = None,
     direction: str | None = None,
     selection: str = "target",
@@ -51,16 +52,16 @@ def find_circuit(
 ) -> Discovery:
     """Discover a circuit: ``method`` scores the edges, ``selection`` picks them.
 
-    ``steps`` is EAP-IG's number of integration steps, ``direction`` exact patching's; ``n``,
-    ``threshold`` and ``target`` belong to the ``top-n``, ``threshold`` and ``target`` selections.
+    ``options`` are the method's (an options object or mapping: ``{"gradient": "corrupted"}`` for
+    eap, ``{"steps": 10, "quadrature": "midpoint"}`` for eap-ig …); ``steps`` and ``direction`` are
+    shortcuts for the eap-ig / exact options of those names. An option the method does not have is
+    an error, before any work. ``n``, ``threshold`` and ``target`` belong to the ``top-n``,
+    ``threshold`` and ``target`` selections.
     """
     m = get_method(method)
-    opts: dict[str, Any] = {}
-    if steps is not None and "steps" in m.options:
-        opts["steps"] = steps
-    if direction is not None and "direction" in m.options:
-        opts["direction"] = direction
-    scores = score_edges(model, tok, method, batch_size=batch_size, metric=metric, progress=progress, **opts)
+    shortcuts = {k: v for k, v in (("steps", steps), ("direction", direction)) if v is not None}
+    opts = m.options(options, **shortcuts)
+    scores = score_edges(model, tok, method, opts, batch_size=batch_size, metric=metric, progress=progress)
     circuit = select_circuit(scores, selection, model=model, tok=tok, n=n, threshold=threshold, target=target,
                              by=by, prune=prune, ablation=ablation, batch_size=batch_size, progress=progress,
                              check=False)

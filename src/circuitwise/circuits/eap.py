@@ -1,30 +1,59 @@
-"""EAP: edge attribution patching — one gradient at the corrupted run (Syed et al., 2023).
+"""EAP: edge attribution patching — one gradient per edge (Syed et al., 2023).
 
-Equal to TransformerLens's ``attribution_patch(granularity="edge")`` summed over positions and
-averaged over examples (tested), computed for all edges and a whole batch in one backward.
+``score(s → r) = (clean_s − corrupted_s) · ∂metric/∂input_r``, the gradient taken at the clean run
+(``gradient="clean"``, noising: the EAP-IG / MIB / auto-circuit convention, ≈ what corrupting the
+edge alone in the clean run costs) or at the corrupted run (``gradient="corrupted"``, denoising:
+TransformerLens's ``attribution_patch(granularity="edge")`` summed over positions, ≈ what restoring
+the edge alone in the corrupted run gains). Computed for all edges and a batch in one backward.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from circuitwise.circuits.gradients import gradient_edge_scores
+from circuitwise.circuits.registry import DiscoveryMethod, Gradient, check_choice, options_config
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
 from circuitwise.tasks.tokenize import TokenizedTask
+
+
+@dataclass(frozen=True)
+class EAPOptions:
+    """``gradient``: the run the gradient is taken at (see the module docstring)."""
+
+    gradient: Gradient = "clean"
+
+    def __post_init__(self) -> None:
+        check_choice("eap", "gradient", self.gradient, Gradient)
+
+
+def score_eap(model: Any, tok: TokenizedTask, options: EAPOptions, *, batch_size: int | None = None,
+              metric: str = "logit_diff", progress: Progress = no_progress, check: bool = True) -> EdgeScores:
+    prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
+    alpha = 1.0 if options.gradient == "clean" else 0.0
+    return gradient_edge_scores(prep, [alpha], [1.0], batch_size=prep.batch_size, method="eap",
+                                config=options_config(options), progress=progress)
 
 
 def eap(
     model: Any,
     tok: TokenizedTask,
     *,
+    gradient: Gradient = EAPOptions.gradient,
     batch_size: int | None = None,
     metric: str = "logit_diff",
     progress: Progress = no_progress,
     check: bool = True,
 ) -> EdgeScores:
-    """Score every edge by ``(clean_s − corrupted_s) · ∂metric/∂input_r`` at the corrupted run."""
-    prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
-    return gradient_edge_scores(prep, [0.0], batch_size=prep.batch_size, method="eap", config={}, progress=progress)
+    """Score every edge by ``(clean_s − corrupted_s) · ∂metric/∂input_r`` at the ``gradient`` run."""
+    return score_eap(model, tok, EAPOptions(gradient), batch_size=batch_size, metric=metric,
+                     progress=progress, check=check)
 
 
-__all__ = ["eap"]
+METHOD = DiscoveryMethod(
+    "eap", "Edge attribution patching: one gradient, at the clean run (or --gradient corrupted).",
+    EAPOptions, score_eap,
+)
+
+__all__ = ["METHOD", "EAPOptions", "eap", "score_eap"]

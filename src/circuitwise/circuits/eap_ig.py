@@ -1,47 +1,78 @@
 """EAP-IG: edge attribution with integrated gradients on the input embedding (Hanna et al., 2024).
 
-The gradient of the metric with respect to every receiver's input is averaged over ``steps``
-points on the straight line from the corrupted to the clean input embedding (token + position),
-at the midpoints ``α = (k + ½) / steps`` (the midpoint rule, the most accurate Riemann sum for a
-given number of forwards), and dotted with each sender's clean − corrupted output difference.
-EAP's single gradient at α = 0 saturates where the model is far from linear; integrating along
-the path repairs much of that.
+``score(s → r) = (clean_s − corrupted_s) · Σ_k w_k ∂metric/∂input_r(x(α_k))`` with the input
+embedding (token + position) on the straight line ``x(α) = e_corr + α (e_clean − e_corr)`` and the
+rest of the model running freely from it. The points α_k and weights w_k are the ``quadrature``
+(:data:`~circuitwise.circuits.registry.Quadrature`): ``right`` (α = k/n, k = 1…n; circuitkit's
+EAP-IG-inputs and EAP-IG's node-level methods), ``left`` (α = k/n, k = 0…n−1; the edge-level
+``get_scores_eap_ig`` of hannamw/EAP-IG that MIB runs), ``midpoint`` (circuitwise before 0.2),
+``trapezoid``. EAP's single gradient saturates where the model is far from linear; integrating
+along the path repairs much of that. With one step, ``right`` is EAP at the clean run and ``left``
+EAP at the corrupted run.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from circuitwise.circuits.gradients import gradient_edge_scores
+from circuitwise.circuits.gradients import gradient_edge_scores, quadrature_points
+from circuitwise.circuits.registry import DiscoveryMethod, Quadrature, check_choice, check_steps, options_config
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
-from circuitwise.errors import ConfigError
 from circuitwise.tasks.tokenize import TokenizedTask
 
-DEFAULT_STEPS = 5
+
+@dataclass(frozen=True)
+class EAPIGOptions:
+    """``steps``: integration steps (gradients: steps, or steps + 1 for the trapezoid rule);
+    ``quadrature``: where along the corrupted → clean path they are taken."""
+
+    steps: int = 5
+    quadrature: Quadrature = "right"
+
+    def __post_init__(self) -> None:
+        check_steps("EAP-IG", self.steps)
+        check_choice("eap-ig", "quadrature", self.quadrature, Quadrature)
 
 
-def ig_alphas(steps: int) -> list[float]:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ConfigError(f"EAP-IG needs a positive whole number of steps, got {steps!r} (5 to 20 is usual).")
-    return [(k + 0.5) / steps for k in range(steps)]
+#: Kept for callers of circuitwise 0.1.
+DEFAULT_STEPS = EAPIGOptions.steps
+
+
+def ig_alphas(steps: int, quadrature: Quadrature = EAPIGOptions.quadrature) -> list[float]:
+    """The integration points α (0 = corrupted, 1 = clean) of ``quadrature`` with ``steps`` steps."""
+    opts = EAPIGOptions(steps, quadrature)
+    return quadrature_points(opts.quadrature, opts.steps)[0]
+
+
+def score_eap_ig(model: Any, tok: TokenizedTask, options: EAPIGOptions, *, batch_size: int | None = None,
+                 metric: str = "logit_diff", progress: Progress = no_progress, check: bool = True) -> EdgeScores:
+    alphas, weights = quadrature_points(options.quadrature, options.steps)
+    prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
+    return gradient_edge_scores(prep, alphas, weights, batch_size=prep.batch_size, method="eap-ig",
+                                config={**options_config(options), "interpolation": "input-embedding"},
+                                progress=progress)
 
 
 def eap_ig(
     model: Any,
     tok: TokenizedTask,
     *,
-    steps: int = DEFAULT_STEPS,
+    steps: int = EAPIGOptions.steps,
+    quadrature: Quadrature = EAPIGOptions.quadrature,
     batch_size: int | None = None,
     metric: str = "logit_diff",
     progress: Progress = no_progress,
     check: bool = True,
 ) -> EdgeScores:
-    """Score every edge by ``(clean_s − corrupted_s) · mean_α ∂metric/∂input_r(x(α))``."""
-    alphas = ig_alphas(steps)
-    prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
-    return gradient_edge_scores(prep, alphas, batch_size=prep.batch_size, method="eap-ig",
-                                config={"steps": steps, "interpolation": "input-embedding", "rule": "midpoint"},
-                                progress=progress)
+    """Score every edge by ``(clean_s − corrupted_s) · Σ_k w_k ∂metric/∂input_r(x(α_k))``."""
+    return score_eap_ig(model, tok, EAPIGOptions(steps, quadrature), batch_size=batch_size, metric=metric,
+                        progress=progress, check=check)
 
 
-__all__ = ["DEFAULT_STEPS", "eap_ig", "ig_alphas"]
+METHOD = DiscoveryMethod(
+    "eap-ig", "EAP with integrated gradients on the input embedding (right endpoints by default).",
+    EAPIGOptions, score_eap_ig,
+)
+
+__all__ = ["DEFAULT_STEPS", "METHOD", "EAPIGOptions", "eap_ig", "ig_alphas", "score_eap_ig"]

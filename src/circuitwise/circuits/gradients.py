@@ -1,32 +1,87 @@
 """Edge attribution from gradients: ``(clean_s − corrupted_s) · ∂metric/∂input_r``, all edges at once.
 
-For each batch: one forward records every sender's clean output, one records the corrupted
-outputs, and forwards with gradients give ∂metric/∂input_r for every receiver ``r`` (its own
-input tensor, so a head's q, k and v get separate gradients). Backward hooks on the receiver
-inputs contract each layer's gradients with the sender differences as they arrive, so the
-per-receiver gradients never all live in memory together. Scores are summed over positions and
-averaged over examples (and over integration points).
+For each batch: a forward records every sender's clean output, one its corrupted output, and
+forwards with gradients give ∂metric/∂input_r for every receiver ``r`` (its own input tensor, so a
+head's q, k and v get separate gradients). Backward hooks on the receiver inputs contract each
+layer's gradients with the sender differences as they arrive, so the per-receiver gradients never
+all live in memory together. Scores are summed over positions, averaged over examples, and
+weighted over the integration points (weights summing to one).
 
-The gradients are taken at inputs ``x(α) = e_corr + α · (e_clean − e_corr)``, where ``e`` is the
-input embedding (token + position): α = 0 alone is EAP, exactly TransformerLens's
-``attribution_patch(granularity="edge")`` summed over positions; several α is EAP-IG with
-integrated gradients on the input embedding (Hanna et al., 2024).
+:func:`gradient_edge_scores` takes the gradients at input embeddings
+``x(α) = e_corr + α · (e_clean − e_corr)``: α = 1 alone is EAP at the clean run, α = 0 alone EAP at
+the corrupted run (TransformerLens's ``attribution_patch(granularity="edge")`` summed over
+positions), several α EAP-IG with integrated gradients on the input embedding (Hanna et al., 2024).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
-from circuitwise.circuits.forward import run_graph
+from circuitwise.circuits.forward import GraphModel, ReceiverGrad, run_graph
+from circuitwise.circuits.graph import Graph
+from circuitwise.circuits.registry import Quadrature
 from circuitwise.circuits.scores import EdgeScores, Prepared, Progress, no_progress, sender_outputs
+
+
+def quadrature_points(rule: Quadrature, steps: int) -> tuple[list[float], list[float]]:
+    """Integration points α on [0, 1] (0 = corrupted, 1 = clean) and their weights (sum 1)."""
+    n = steps
+    if rule == "right":
+        return [k / n for k in range(1, n + 1)], [1 / n] * n
+    if rule == "left":
+        return [k / n for k in range(n)], [1 / n] * n
+    if rule == "midpoint":
+        return [(k + 0.5) / n for k in range(n)], [1 / n] * n
+    if rule == "trapezoid":
+        return [k / n for k in range(n + 1)], [0.5 / n] + [1 / n] * (n - 1) + [0.5 / n]
+    raise ValueError(rule)
+
+
+def contraction_hook(g: Graph, scores: torch.Tensor, delta: Callable[[], torch.Tensor], last: torch.Tensor,
+                     weights: torch.Tensor, Nb: int) -> ReceiverGrad:
+    """A ``receiver_grad`` that adds ``Σ_c w_c · delta_s · grad_r`` into ``scores[s, r]``.
+
+    The batch of the run is ``c`` integration points × ``Nb`` examples; ``delta()`` is the senders'
+    clean − corrupted outputs ``[S, Nb, P, d]``.
+    """
+    rows = torch.arange(Nb, device=scores.device)
+    c = int(weights.numel())
+    uniform = bool((weights == weights[0]).all())
+
+    def on_grad(rs: slice | int, grad: torch.Tensor) -> None:
+        # grad: [R, c·Nb, …]; the integration points are combined before contracting.
+        g5 = grad.reshape(grad.shape[0], c, Nb, *grad.shape[2:])
+        if uniform:
+            gsum = g5.sum(1) * weights[0]
+        else:
+            gsum = torch.einsum("rc...,c->r...", g5, weights.to(grad.dtype))
+        d = delta()
+        if rs == g.logits_receiver:  # gsum [1, Nb, d] at each example's last position
+            scores[:, rs] += torch.einsum("snd,nd->s", d[:, rows, last], gsum[0])
+            return
+        n_send = g.senders_before(rs.start if isinstance(rs, slice) else rs)
+        part = d[:n_send].reshape(n_send, -1) @ gsum.reshape(gsum.shape[0], -1).T
+        scores[:n_send, rs] += part if isinstance(rs, slice) else part[:, 0]
+
+    return on_grad
+
+
+def score_dtype(gm: GraphModel) -> torch.dtype:
+    return torch.float64 if gm.dtype == torch.float64 else torch.float32
+
+
+def chunks(alphas: Sequence[float], weights: Sequence[float], per_fwd: int):
+    for start in range(0, len(alphas), per_fwd):
+        yield list(alphas[start : start + per_fwd]), list(weights[start : start + per_fwd])
 
 
 def gradient_edge_scores(
     prep: Prepared,
     alphas: Sequence[float],
+    weights: Sequence[float],
     *,
     batch_size: int,
     method: str,
@@ -36,63 +91,59 @@ def gradient_edge_scores(
     t0 = time.perf_counter()
     gm, tok, metric = prep.gm, prep.tok, prep.metric
     g = gm.graph
-    S, R = len(g.senders), len(g.receivers)
-    scores = torch.zeros(S, R, dtype=torch.float64 if gm.dtype == torch.float64 else torch.float32,
-                         device=gm.device)
-    eap_only = list(alphas) == [0.0]
+    scores = torch.zeros(len(g.senders), len(g.receivers), dtype=score_dtype(gm), device=gm.device)
+    # A single gradient at an end point records that run's sender outputs on the way: one forward fewer.
+    at_end = alphas[0] if len(alphas) == 1 and alphas[0] in (0.0, 1.0) else None
     n = len(tok)
     sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
-    total = sum(1 + -(-len(alphas) // max(1, batch_size // nb)) for nb in sizes)
+    total = sum(1 + int(at_end is None) + -(-len(alphas) // max(1, batch_size // nb)) for nb in sizes)
     done = 0
     clean_sum = corr_sum = 0.0
     for b in tok.batches(batch_size):
         assert b.corrupted is not None
         Nb = len(b)
-        out_c, al_c = sender_outputs(gm, b.clean, b.last, b.answers)
-        clean_sum += float(metric(al_c).sum())
         state: dict[str, torch.Tensor] = {}
-        if not eap_only:
-            out_k, al_k = sender_outputs(gm, b.corrupted, b.last, b.answers)
-            corr_sum += float(metric(al_k).sum())
-            state["delta"] = out_c - out_k
-            del out_k
-        done += 1
-        progress(done, total, method)
+        outs: dict[float, torch.Tensor] = {}
+        for a, tokens in ((1.0, b.clean), (0.0, b.corrupted)):
+            if a == at_end:
+                continue
+            outs[a], al = sender_outputs(gm, tokens, b.last, b.answers)
+            if a == 1.0:
+                clean_sum += float(metric(al).sum())
+            else:
+                corr_sum += float(metric(al).sum())
+            done += 1
+            progress(done, total, method)
+        if at_end is None:
+            state["delta"] = outs.pop(1.0) - outs.pop(0.0)
         e_c, e_k = gm.embed(b.clean), gm.embed(b.corrupted)
         # Integration points per forward: keep about batch_size rows per forward.
         per_fwd = max(1, batch_size // Nb)
-        rows = torch.arange(Nb, device=gm.device)
-        for start in range(0, len(alphas), per_fwd):
-            chunk = list(alphas[start : start + per_fwd])
+        for chunk, w in chunks(alphas, weights, per_fwd):
             c = len(chunk)
-
-            def on_grad(rs: slice | int, grad: torch.Tensor, c: int = c) -> None:
-                # grad: [R, c·Nb, …]; integration points are summed before contracting.
-                gsum = grad if c == 1 else grad.reshape(grad.shape[0], c, Nb, *grad.shape[2:]).sum(1)
-                delta = state["delta"]  # [S, Nb, P, d]
-                if rs == g.logits_receiver:  # gsum [1, Nb, d] at each example's last position
-                    d_last = delta[:, rows, b.last]  # [S, Nb, d]
-                    scores[:, rs] += torch.einsum("snd,nd->s", d_last, gsum[0])
-                    return
-                n_send = g.senders_before(rs.start if isinstance(rs, slice) else rs)
-                part = delta[:n_send].reshape(n_send, -1) @ gsum.reshape(gsum.shape[0], -1).T
-                scores[:n_send, rs] += part if isinstance(rs, slice) else part[:, 0]
-
+            on_grad = contraction_hook(g, scores, lambda: state["delta"], b.last,
+                                       torch.tensor(w, dtype=gm.dtype, device=gm.device), Nb)
             alpha = torch.tensor(chunk, dtype=gm.dtype, device=gm.device).view(c, 1, 1, 1)
             x0 = (e_k.unsqueeze(0) + alpha * (e_c - e_k).unsqueeze(0)).reshape(c * Nb, *e_c.shape[1:])
             x0 = x0.detach().requires_grad_(True)
             with torch.enable_grad():
-                run = run_graph(gm, x0, b.last.repeat(c), b.answers.repeat(c, 1), record=eap_only,
+                run = run_graph(gm, x0, b.last.repeat(c), b.answers.repeat(c, 1), record=at_end is not None,
                                 receiver_grad=on_grad)
-                if eap_only:
+                if at_end is not None:
                     assert run.outputs is not None
-                    corr_sum += float(metric(run.answer_logits[0].detach()).sum())
-                    state["delta"] = out_c - run.outputs
+                    m_here = float(metric(run.answer_logits[0].detach()).sum())
+                    (other,) = outs.values()
+                    if at_end == 1.0:
+                        clean_sum += m_here
+                        state["delta"] = run.outputs - other
+                    else:
+                        corr_sum += m_here
+                        state["delta"] = other - run.outputs
                 torch.autograd.grad(metric(run.answer_logits[0]).sum(), x0)
             done += 1
             progress(done, total, method)
-        del state, out_c
-    scores /= n * len(alphas)
+        del state, outs
+    scores /= n
     return EdgeScores(
         graph=g,
         scores=g.from_dense(scores).float().cpu(),
@@ -106,4 +157,4 @@ def gradient_edge_scores(
     )
 
 
-__all__ = ["gradient_edge_scores"]
+__all__ = ["chunks", "contraction_hook", "gradient_edge_scores", "quadrature_points", "score_dtype"]

@@ -1,43 +1,32 @@
-"""The discovery-method registry: a frozen entry per method, all with one signature.
+"""The discovery-method registry: one frozen entry per method module, all with one signature.
 
-Every method is called as ``method.run(model, tok, *, batch_size, metric, progress, check,
-**options)`` and returns :class:`~circuitwise.circuits.scores.EdgeScores`.
+Adding a method is one module defining its options dataclass and ``METHOD`` entry
+(:class:`~circuitwise.circuits.registry.DiscoveryMethod`), plus its name here in ``MethodName``
+and ``_ENTRIES`` (a test checks the two agree).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal, Mapping, get_args
 
-from circuitwise.circuits.eap import eap
-from circuitwise.circuits.eap_ig import DEFAULT_STEPS, eap_ig
-from circuitwise.circuits.exact import exact_edge_scores
-from circuitwise.circuits.scores import EdgeScores
+from circuitwise.circuits.eap import METHOD as EAP
+from circuitwise.circuits.eap_ig import METHOD as EAP_IG
+from circuitwise.circuits.eap_ig_activations import METHOD as EAP_IG_ACTIVATIONS
+from circuitwise.circuits.exact import METHOD as EXACT
+from circuitwise.circuits.registry import COMMON, DiscoveryMethod
+from circuitwise.circuits.scores import EdgeScores, NodeScores
 from circuitwise.errors import ConfigError
 from circuitwise.tasks.tokenize import TokenizedTask
 
-MethodName = Literal["eap", "eap-ig", "exact"]
+MethodName = Literal["eap", "eap-ig", "eap-ig-activations", "exact"]
 
+_ENTRIES: tuple[DiscoveryMethod, ...] = (EAP, EAP_IG, EAP_IG_ACTIVATIONS, EXACT)
 
-@dataclass(frozen=True)
-class DiscoveryMethod:
-    name: str
-    description: str
-    run: Callable[..., EdgeScores]
-    options: Mapping[str, Any]  # method-specific keyword options and their defaults
+METHODS: Mapping[str, DiscoveryMethod] = MappingProxyType({m.name: m for m in _ENTRIES})
 
-
-METHODS: Mapping[str, DiscoveryMethod] = MappingProxyType({
-    m.name: m
-    for m in (
-        DiscoveryMethod("eap", "Edge attribution patching: one gradient at the corrupted run.", eap, {}),
-        DiscoveryMethod("eap-ig", "EAP with integrated gradients on the input embedding.", eap_ig,
-                        {"steps": DEFAULT_STEPS}),
-        DiscoveryMethod("exact", "Exact patching of every edge, one forward each (small graphs).",
-                        exact_edge_scores, {"direction": "noise"}),
-    )
-})
+if tuple(METHODS) != get_args(MethodName):  # a programming error, caught at import and by a test
+    raise RuntimeError(f"MethodName {get_args(MethodName)} and the registry {tuple(METHODS)} disagree")
 
 
 def get_method(name: str) -> DiscoveryMethod:
@@ -46,17 +35,36 @@ def get_method(name: str) -> DiscoveryMethod:
     return METHODS[name]
 
 
-def score_edges(model: Any, tok: TokenizedTask, method: str = "eap-ig", **kwargs: Any) -> EdgeScores:
-    """Score every edge with a registered method; method options (``steps=``…) pass through."""
+def _split(m: DiscoveryMethod, kwargs: dict[str, Any], options: Any) -> tuple[Any, dict[str, Any]]:
+    common = {k: kwargs.pop(k) for k in COMMON if k in kwargs}
+    return m.options(options, **kwargs), common
+
+
+def score_edges(model: Any, tok: TokenizedTask, method: str = "eap-ig", options: Any = None,
+                **kwargs: Any) -> EdgeScores:
+    """Score every edge with a registered method.
+
+    Method options come as an options object or mapping (``options=``) or as keywords
+    (``steps=``, ``quadrature=``, ``gradient=``, ``direction=`` …); an option the method does not
+    have is an error. ``batch_size``, ``metric``, ``progress`` and ``check`` go to every method.
+    """
     m = get_method(method)
-    common = {"batch_size", "metric", "progress", "check"}
-    unknown = set(kwargs) - common - set(m.options)
-    if unknown:
-        raise ConfigError(
-            f"Method {method!r} has no option {sorted(unknown)[0]!r}; its options are "
-            f"{sorted(m.options) or 'none'} (plus batch_size, metric)."
-        )
-    return m.run(model, tok, **kwargs)
+    opts, common = _split(m, dict(kwargs), options)
+    return m.score(model, tok, opts, **common)
 
 
-__all__ = ["METHODS", "DiscoveryMethod", "MethodName", "get_method", "score_edges"]
+def score_nodes(model: Any, tok: TokenizedTask, method: str = "eap-ig", options: Any = None,
+                **kwargs: Any) -> NodeScores:
+    """One score per node (sender: input, head, MLP), the node's effect under ``method``.
+
+    Methods with a cheaper node scorer use it (``exact``: one patched forward per sender); the
+    others sum each sender's edge scores, for gradient methods exactly its own attribution.
+    """
+    m = get_method(method)
+    opts, common = _split(m, dict(kwargs), options)
+    if m.nodes is not None:
+        return m.nodes(model, tok, opts, **common)
+    return m.score(model, tok, opts, **common).node_scores()
+
+
+__all__ = ["METHODS", "DiscoveryMethod", "MethodName", "get_method", "score_edges", "score_nodes"]

@@ -1,9 +1,27 @@
-"""Edge scores: the labelled result every discovery method returns, and shared plumbing."""
+"""Edge scores: the labelled result every discovery method returns, and shared plumbing.
+
+Signs. Every circuitwise score is signed so that **positive means the edge (or node) carrying its
+clean value helps the metric** (logit difference, correct − incorrect), under every convention:
+
+- EAP at the clean run (``gradient="clean"``, noising): ``(clean_s − corr_s) · ∂m/∂in_r |clean``
+  ≈ m(clean) − m(clean with the edge corrupted): positive = corrupting the edge hurts.
+- EAP at the corrupted run (``gradient="corrupted"``, denoising): ``(clean_s − corr_s) · ∂m/∂in_r
+  |corrupted`` ≈ m(corrupted with the edge restored) − m(corrupted): positive = restoring it helps.
+- EAP-IG (either interpolation): ``(clean_s − corr_s) · Σ_k w_k ∂m/∂in_r |α_k``, a path integral
+  between those two; exact ``noise`` / ``denoise`` are the finite differences above.
+
+hannamw/EAP-IG (and MIB, which runs it) multiplies the *other* difference, ``corrupted − clean``,
+and is run with MIB's loss metric, ``−(logit difference)`` (``logit_diff(..., loss=True)``): the two
+sign flips cancel, so an EAP-IG / MIB graph's score has the same sign and meaning as ours (an
+edge's EAP-IG ``exact`` score, ``loss(edge corrupted) − loss(clean)``, is our ``noise`` score). Only
+a run of EAP-IG with the raw metric (``loss=False``) has the opposite sign. Export and import go
+through :func:`eap_ig_sign`, the one place this is decided.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal, Mapping
 
 import torch
 
@@ -26,8 +44,8 @@ def no_progress(done: int, total: int, what: str) -> None:
 class EdgeScores:
     """One score per edge of ``graph`` (NaN where a method did not score an edge).
 
-    Sign convention (TransformerLens's, denoising): a positive score means moving the edge from
-    its corrupted to its clean value raises the metric.
+    Sign (module docstring): positive means the edge's clean value helps the metric, whatever the
+    method's convention (``config`` records which one: ``gradient``, ``quadrature``, ``steps``, …).
     """
 
     graph: Graph
@@ -73,6 +91,72 @@ class EdgeScores:
             out["edges"] = self.graph.edge_names
             out["scores"] = nan_to_none(self.scores.tolist())
         return out
+
+    def node_scores(self) -> "NodeScores":
+        """One score per sender: the sum of its outgoing edges' scores.
+
+        For gradient methods this is exactly the node's own attribution,
+        ``(clean_s − corr_s) · ∂m/∂out_s``, since a sender's output enters every later receiver's
+        input additively (``∂m/∂out_s = Σ_r ∂m/∂in_r``).
+        """
+        dense = self.graph.to_dense(self.scores, fill=0.0)
+        return NodeScores(graph=self.graph, scores=dense.sum(-1), method=self.method, metric=self.metric,
+                          config={**self.config, "granularity": "node"}, clean_metric=self.clean_metric,
+                          corrupted_metric=self.corrupted_metric, n_examples=self.n_examples,
+                          seconds=self.seconds)
+
+
+@dataclass(frozen=True, eq=False)
+class NodeScores:
+    """One score per sender (``input``, each head ``L{l}H{h}``, each ``MLP{l}``), signed like edges."""
+
+    graph: Graph
+    scores: torch.Tensor  # [sender], float32, cpu
+    method: str
+    metric: str = "logit_diff"
+    config: dict[str, Any] = field(default_factory=dict)
+    clean_metric: float = float("nan")
+    corrupted_metric: float = float("nan")
+    n_examples: int = 0
+    seconds: float = float("nan")
+
+    def __post_init__(self) -> None:
+        if self.scores.shape != (len(self.graph.senders),):
+            raise ValueError(f"scores has shape {tuple(self.scores.shape)}, the graph {len(self.graph.senders)} senders")
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.graph.senders]
+
+    def labelled(self) -> Labelled:
+        return Labelled(self.scores, ("node",), {"node": self.names}, self.metric,
+                        {"method": self.method, **self.config})
+
+    def top(self, k: int, by: str = "abs") -> list[tuple[str, float]]:
+        key = torch.nan_to_num(self.scores.abs() if by == "abs" else self.scores, nan=-float("inf"))
+        idx = torch.argsort(key, descending=True, stable=True)[:k]
+        return [(self.names[i], float(self.scores[i])) for i in idx.tolist()]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "metric": self.metric, "config": self.config,
+                "clean_metric": self.clean_metric, "corrupted_metric": self.corrupted_metric,
+                "n_examples": self.n_examples, "seconds": self.seconds, "graph": self.graph.describe(),
+                "nodes": self.names, "scores": nan_to_none(self.scores.tolist())}
+
+
+#: The sign of an EAP-IG / MIB graph file's score relative to ours, when EAP-IG ran with MIB's loss
+#: metric (``−logit difference``): its ``(corrupted − clean)`` difference and the loss's minus cancel.
+EAP_IG_SIGN: Literal[1] = 1
+
+
+def eap_ig_sign(config: Mapping[str, Any] | None = None, *, loss_metric: bool = True) -> Literal[1, -1]:
+    """Multiply our scores by this to get hannamw/EAP-IG's (and back: it is its own inverse).
+
+    The sign does not depend on our convention (``config``: gradient point, quadrature, method —
+    accepted so callers pass what they have); only on EAP-IG's metric: ``loss_metric=True`` is MIB's
+    ``logit_diff(..., loss=True)``, +1; an EAP-IG run with the raw metric (``loss=False``) is −1.
+    """
+    return EAP_IG_SIGN if loss_metric else -1
 
 
 @dataclass(frozen=True)
@@ -140,5 +224,5 @@ def sender_outputs(gm: GraphModel, tokens: torch.Tensor, last: torch.Tensor, ans
     return run.outputs, run.answer_logits[0]
 
 
-__all__ = ["EdgeScores", "Prepared", "Progress", "batches", "check_batch_size", "no_progress", "prepare",
+__all__ = ["EAP_IG_SIGN", "EdgeScores", "NodeScores", "Prepared", "eap_ig_sign", "Progress", "batches", "check_batch_size", "no_progress", "prepare",
            "sender_outputs", "stack_budget"]

@@ -5,17 +5,39 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, List, Optional
 
 import typer
 
 from circuitwise.cli import app, console, err_console, show_note
 from circuitwise.cli.progress import Bars
+from circuitwise.circuits.eap import EAPOptions
+from circuitwise.circuits.eap_ig import EAPIGOptions
+from circuitwise.circuits.exact import ExactOptions
 from circuitwise.config import RunConfig
 
 F = RunConfig.model_fields
-METHOD_HELP = "Edge scoring: eap-ig (integrated gradients), eap (one gradient), exact (one forward per edge; small models)."
+METHOD_HELP = ("Edge scoring: eap-ig (integrated gradients on the input), eap (one gradient), eap-ig-activations "
+               "(integrated gradients on each layer's activations), exact (one forward per edge; small models).")
 SELECTION_HELP = "target: fewest top edges reaching --target faithfulness; top-n: the --edges best; threshold: |score| ≥ --threshold."
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs, each value read as YAML (``10`` an int, ``0.5`` a float, ``true`` a bool)."""
+    import yaml
+
+    from circuitwise.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--option {pair!r} is not KEY=VALUE; write e.g. --option steps=10.")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
 
 
 @contextmanager
@@ -53,8 +75,11 @@ def circuit(
     task: str = typer.Argument(..., help=F["task"].description),
     model: str = typer.Option(F["model"].default, "--model", "-m", help=F["model"].description),
     method: str = typer.Option("eap-ig", "--method", help=METHOD_HELP),
-    steps: int = typer.Option(5, "--steps", min=1, help="EAP-IG integration steps."),
-    direction: str = typer.Option("noise", "--direction", help="Exact patching: noise (clean run, one edge corrupted) or denoise."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help=f"eap-ig / eap-ig-activations: integration steps (default {EAPIGOptions.steps})."),
+    quadrature: Optional[str] = typer.Option(None, "--quadrature", help=f"eap-ig / eap-ig-activations: integration points between corrupted (0) and clean (1): right (k/n, k=1..n, default; circuitkit, EAP-IG's node methods), left (k=0..n-1; EAP-IG's edge-level EAP-IG-inputs), midpoint (circuitwise 0.1), trapezoid."),
+    gradient: Optional[str] = typer.Option(None, "--gradient", help=f"eap: the run the gradient is taken at: clean (noising; EAP-IG/MIB, default {EAPOptions.gradient!r}) or corrupted (denoising; TransformerLens, circuitwise 0.1)."),
+    direction: Optional[str] = typer.Option(None, "--direction", help=f"exact: noise (clean run, one edge corrupted; default {ExactOptions.direction!r}) or denoise."),
+    option: Optional[List[str]] = typer.Option(None, "--option", "-O", help="Any option of the method as KEY=VALUE (repeat for several), e.g. -O steps=10."),
     selection: str = typer.Option("target", "--selection", help=SELECTION_HELP),
     target: float = typer.Option(0.9, "--target", help="Target faithfulness for --selection target."),
     edges: Optional[int] = typer.Option(None, "--edges", min=1, help="Number of edges for --selection top-n."),
@@ -81,7 +106,10 @@ def circuit(
     from circuitwise.evaluation import evaluate_circuit
     from circuitwise.reports.study import prepare_dir, study_folder, write_outputs
 
-    get_method(method)  # reject a bad method before loading anything
+    given = {k: v for k, v in dict(steps=steps, quadrature=quadrature, gradient=gradient, direction=direction).items()
+             if v is not None}
+    given.update(parse_options(option or []))
+    options = get_method(method).options(**given)  # a bad method or option fails before loading anything
     if selection == "top-n" and edges is None:
         raise ConfigError("--selection top-n needs --edges N (how many edges to keep).")
     if selection == "threshold" and threshold is None:
@@ -99,7 +127,7 @@ def circuit(
 
             check_exportable(graph_of(m))  # an attention-only model has no EAP-IG graph: say so before the work
         with progress_bar() as update:
-            found = find_circuit(m, tok, method=method, steps=steps, direction=direction, selection=selection,
+            found = find_circuit(m, tok, method=method, options=options, selection=selection,
                                  n=edges, threshold=threshold, target=target, by=by, prune=prune,  # type: ignore[arg-type]
                                  ablation=ablation, batch_size=batch_size, progress=update)  # type: ignore[arg-type]
             ev = evaluate_circuit(m, tok, found.circuit, scores=found.scores, ablation=ablation,  # type: ignore[arg-type]

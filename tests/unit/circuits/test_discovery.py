@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 import torch
 
-from circuitwise.circuits import METHODS, eap, eap_ig, exact_edge_scores, score_edges
+from circuitwise.circuits import METHODS, MethodName, eap, eap_ig, exact_edge_scores, score_edges
 from circuitwise.errors import ConfigError, DegenerateMetricError, TaskError
 from circuitwise.evaluation import spearman
 from circuitwise.evaluation.faithfulness import faithfulness_of_masks
@@ -22,10 +24,11 @@ def test_eap_ig_correlates_with_exact_edge_patching(small_model, small_tok, exac
     assert rho >= 0.9, rho
 
 
-def test_eap_matches_denoising_exact_patching_to_first_order(small_model, small_tok):
-    e = eap(small_model, small_tok)
+def test_eap_matches_exact_patching_in_its_direction_to_first_order(small_model, small_tok, exact_small):
+    # at the clean run EAP linearises noising, at the corrupted run denoising
+    assert spearman(eap(small_model, small_tok, gradient="clean").scores, exact_small.scores) >= 0.9
     den = exact_edge_scores(small_model, small_tok, direction="denoise")
-    assert spearman(e.scores, den.scores) >= 0.9
+    assert spearman(eap(small_model, small_tok, gradient="corrupted").scores, den.scores) >= 0.9
 
 
 def test_exact_scores_are_single_edge_patches(small_model, small_tok, exact_small):
@@ -56,15 +59,23 @@ def test_scores_are_labelled_and_serialisable(tiny_model, tiny_tok):
     assert lab.axes == ("edge",) and len(lab.labels["edge"]) == s.graph.n_edges
     j = s.to_json()
     assert j["method"] == "eap-ig" and j["config"]["steps"] == 2 and len(j["scores"]) == s.graph.n_edges
+    assert j["config"]["quadrature"] == "right"  # the convention lands in scores.json / circuit.json
     assert s.dense().shape == (len(s.graph.senders), len(s.graph.receivers))
 
 
 def test_registry_and_bad_options(tiny_model, tiny_tok):
-    assert set(METHODS) == {"eap", "eap-ig", "exact"}
+    assert get_args(MethodName) == tuple(METHODS)
+    assert {"eap", "eap-ig", "eap-ig-activations", "exact"} <= set(METHODS)
     with pytest.raises(ConfigError, match="Choose one of"):
         score_edges(tiny_model, tiny_tok, "acdc")
-    with pytest.raises(ConfigError, match="no option 'steps'"):
+    with pytest.raises(ConfigError, match="no option 'steps'.*gradient"):
         score_edges(tiny_model, tiny_tok, "eap", steps=3)
+    with pytest.raises(ConfigError, match="no option 'gradient'.*steps, quadrature"):
+        score_edges(tiny_model, tiny_tok, "eap-ig", gradient="clean")
+    with pytest.raises(ConfigError, match="quadrature"):
+        score_edges(tiny_model, tiny_tok, "eap-ig-activations", quadrature="simpson")
+    with pytest.raises(ConfigError, match="gradient"):
+        eap(tiny_model, tiny_tok, gradient="both")
     for bad in (0, -2, 2.5, True):
         with pytest.raises(ConfigError, match="steps"):
             eap_ig(tiny_model, tiny_tok, steps=bad)

@@ -69,7 +69,7 @@ def test_eap_equals_transformerlens_edge_attribution(family_ckpt, family_model, 
             for (w, r), v in res.edge_scores.items():
                 ref[g.edge_id(sender_name(w), receiver_name(r))] += v
     ref /= len(tok)
-    ours = eap(family_model, tok, batch_size=2)  # two batches: 2 + 1
+    ours = eap(family_model, tok, gradient="corrupted", batch_size=2)  # TL: the corrupted run; 2 + 1
     torch.testing.assert_close(ours.scores.double(), ref, atol=1e-5, rtol=1e-3)
     assert ours.scores.abs().max() > 1e-4  # not trivially zero
 
@@ -96,23 +96,26 @@ def test_faithfulness_equals_transformerlens(family_ckpt, family_model, family_t
         assert float(ours.per_example[i]) == pytest.approx(tl_metric, abs=1e-4)
 
 
-def test_eap_is_the_derivative_of_the_patched_forward_in_each_edges_mask(family_model, family_tok):
+@pytest.mark.parametrize("gradient", ["corrupted", "clean"])
+def test_eap_is_the_derivative_of_the_patched_forward_in_each_edges_mask(family_model, family_tok, gradient):
     """An independent route on every family (TransformerLens's edge attribution runs on GPT-2-style
-    and NeoX blocks only): with the corrupted run as base and clean senders as replacement, the
-    receiver reads ``live − (1 − keep)·(live − clean)``, so the metric's derivative in edge e's
-    keep-mask at "keep every edge" is (corrupted − clean) · ∂m/∂input: minus EAP's score — here
-    through autograd of the per-receiver forward, not EAP's gradient hooks."""
+    and NeoX blocks only): run the ``gradient`` prompts with the other run's senders as
+    replacement, so the receiver reads ``live − (1 − keep)·(live − other)``; the metric's
+    derivative in edge e's keep-mask at "keep every edge" is (live − other) · ∂m/∂input: EAP's
+    score at the corrupted run with a minus, at the clean run as is — here through autograd of
+    the per-receiver forward, not EAP's gradient hooks."""
     tok = family_tok
-    ours = eap(family_model, tok, batch_size=2)
+    ours = eap(family_model, tok, gradient=gradient, batch_size=2)
     gm = graph_model(family_model)
     g = gm.graph
-    clean = run_graph(gm, gm.embed(tok.clean), tok.last, tok.answers, record=True).outputs
+    base, other = (tok.corrupted, tok.clean) if gradient == "corrupted" else (tok.clean, tok.corrupted)
+    rep = run_graph(gm, gm.embed(other), tok.last, tok.answers, record=True).outputs
     keep = torch.ones(1, len(g.senders), len(g.receivers), dtype=gm.dtype, requires_grad=True)
     with torch.enable_grad():
-        run = run_graph(gm, gm.embed(tok.corrupted), tok.last, tok.answers, keep=keep, replacement=clean)
+        run = run_graph(gm, gm.embed(base), tok.last, tok.answers, keep=keep, replacement=rep)
         ld = run.answer_logits[0, :, 0] - run.answer_logits[0, :, 1]
         (grad,) = torch.autograd.grad(ld.mean(), keep)
-    ref = -g.from_dense(grad[0]).float()
+    ref = (-1 if gradient == "corrupted" else 1) * g.from_dense(grad[0]).float()
     torch.testing.assert_close(ours.scores, ref, atol=1e-5, rtol=1e-3)
     assert ours.scores.abs().max() > 1e-4
 

@@ -21,7 +21,7 @@ from tests.unit.circuits.tl_reference import answer_metric, params_require_grad,
 
 
 def test_eap_equals_transformerlens_edge_attribution(tiny_model, tiny_tok):
-    ours = eap(tiny_model, tiny_tok, batch_size=4)  # two batches: 4 + 2
+    ours = eap(tiny_model, tiny_tok, gradient="corrupted", batch_size=4)  # TL: the corrupted run; 4 + 2
     g = ours.graph
     ref = torch.zeros(g.n_edges, dtype=torch.float64)
     with params_require_grad(tiny_model):
