@@ -23,6 +23,8 @@ from circuitwise.circuits import METHODS, score_edges
 # recall). Measured; each is a limitation of the method, not of the construction (exact edge
 # patching recovers all of them).
 SHORTFALLS: dict[tuple[str, str], tuple[frozenset[tuple[str, str]], float]] = {
+    # Measured with EAP's default gradient, at the clean run; the corrupted run (TransformerLens's
+    # convention) misses the same edges with the mechanisms described, except where noted.
     # EAP's one gradient at the corrupted run sees MLP1's unit for the *clean* letter below its
     # threshold (GELU's slope there is about -0.1), so the MLP path is underrated (L0H0 -> MLP1:
     # 6.5 against 28 by exact patching) while L0H0's norm-only effects are linearised at full
@@ -35,8 +37,15 @@ SHORTFALLS: dict[tuple[str, str], tuple[frozenset[tuple[str, str]], float]] = {
     # those keys, -0.5 against 5.7 (the norm-only effects outweigh it). Ranked 4th and 5th.
     ("k-composition", "eap"): (frozenset({("L0H1", "L1H0.k"), ("input", "L0H1.v")}), 0.6),
     # The same saturation on the query side: L0H2 -> L1H1.q scores 0.5 against 5.2 exactly, and
-    # input -> L0H2.v, which acts only through that query, -0.9 (still in the top 3 by magnitude).
-    ("q-composition", "eap"): (frozenset({("L0H2", "L1H1.q")}), 0.4),
+    # input -> L0H2.v, which acts only through that query, -0.7 at the clean run (-0.9 at the
+    # corrupted run, still 3rd by magnitude there; 5th at the clean run, behind L0H2 -> L1H1.v).
+    ("q-composition", "eap"): (frozenset({("L0H2", "L1H1.q"), ("input", "L0H2.v")}), 0.4),
+    # EAP-IG-activations averages over its five layer nodes' runs, and in the two where attention
+    # layer 0 or 1 is the interpolated (constant) node, the path input -> L0Hx.v -> L1 key/query
+    # is cut: that first-hop edge scores 0.9 (k) / 0.7 (q) against 5.7 / 5.3 exactly, ranked 4th
+    # behind the second hop's value edge (-0.9 / -0.8). The second hop itself is found.
+    ("k-composition", "eap-ig-activations"): (frozenset({("input", "L0H1.v")}), 0.75),
+    ("q-composition", "eap-ig-activations"): (frozenset({("input", "L0H2.v")}), 0.75),
 }
 
 _scores: dict[tuple[str, str], object] = {}
