@@ -57,6 +57,13 @@ def mean_outputs(gm: GraphModel, tok: TokenizedTask, batch_size: int) -> torch.T
     return total / count.clamp_min(1)[None, None, :, None]
 
 
+#: Bytes of sender activations one stacked forward holds. The patched forward is memory-bound
+#: (each receiver's input is a copy of the residual), so a stack that stays near the CPU caches
+#: runs ~2x faster than one of hundreds of MB (bench/evaluation.py); large models, whose
+#: forwards are FLOP-bound, then simply stack one variant at a time.
+STACK_BYTES = 16e6
+
+
 @torch.no_grad()
 def patched_metrics(
     prep: Prepared,
@@ -73,6 +80,10 @@ def patched_metrics(
     ``base="clean"`` runs the clean prompts with dropped edges from the corrupted run (or the
     mean); ``base="corrupted"`` runs the corrupted prompts with dropped edges from the clean run
     (denoising), used for exact single-edge scores.
+
+    Each distinct edge set runs once (a curve's budgets, MIB's two rankings and the random
+    circuits often repeat one), and the sets whose result is the base or the replacement run by
+    definition — every edge kept, or, with run replacements, none — are those runs' metrics.
     """
     check_ablation(ablation)
     gm, tok, metric = prep.gm, prep.tok, prep.metric
@@ -82,15 +93,18 @@ def patched_metrics(
         keep_edges = keep_edges[None]
     if keep_edges.shape[-1] != g.n_edges:
         raise ConfigError(f"An edge set has {keep_edges.shape[-1]} entries but the graph has {g.n_edges} edges.")
-    keep_edges = keep_edges.to(gm.device)
-    K = keep_edges.shape[0]
+    uniq, inverse = torch.unique(keep_edges.bool().cpu(), dim=0, return_inverse=True)
+    full = uniq.all(1)
+    empty = ~uniq.any(1) & (ablation == "corrupted")  # a mean-ablated empty circuit is no run of ours
+    run_rows = (~full & ~empty).nonzero().flatten()
+    todo = uniq[run_rows].to(gm.device)
     means = mean_outputs(gm, tok, batch_size) if ablation == "mean" else None
-    patched = torch.empty(K, len(tok), dtype=torch.float32)
+    patched_u = torch.empty(uniq.shape[0], len(tok), dtype=torch.float32)
     clean = torch.empty(len(tok))
     corr = torch.empty(len(tok))
     n_batches = -(-len(tok) // batch_size)
-    chunk = stack_budget(gm, min(batch_size, len(tok)), tok.clean.shape[1])
-    total = n_batches * -(-K // chunk)
+    chunk = stack_budget(gm, min(batch_size, len(tok)), tok.clean.shape[1], budget_bytes=STACK_BYTES)
+    total = n_batches * max(1, -(-todo.shape[0] // chunk))
     done = 0
     start = 0
     for b in tok.batches(batch_size):
@@ -108,14 +122,21 @@ def patched_metrics(
         else:
             x0, rep = x_k, run_c.outputs
         del run_c, run_k
-        for k0 in range(0, K, chunk):
-            keep = g.to_dense(keep_edges[k0 : k0 + chunk].to(gm.dtype), fill=1.0)
+        # Every edge kept is the base run itself; none kept (run replacements) the other run.
+        base_m, other_m = (clean, corr) if base == "clean" else (corr, clean)
+        patched_u[full, start : start + Nb] = base_m[start : start + Nb]
+        patched_u[empty, start : start + Nb] = other_m[start : start + Nb]
+        for k0 in range(0, todo.shape[0], chunk):
+            keep = g.to_dense(todo[k0 : k0 + chunk].to(gm.dtype), fill=1.0)
             run = run_graph(gm, x0, b.last, b.answers, keep=keep, replacement=rep)
-            patched[k0 : k0 + keep.shape[0], start : start + Nb] = metric(run.answer_logits).float().cpu()
+            patched_u[run_rows[k0 : k0 + keep.shape[0]], start : start + Nb] = metric(run.answer_logits).float().cpu()
+            done += 1
+            progress(done, total, what)
+        if todo.shape[0] == 0:
             done += 1
             progress(done, total, what)
         start += Nb
-    return PatchedMetrics(patched, clean, corr)
+    return PatchedMetrics(patched_u[inverse], clean, corr)
 
 
 def normalise(patched: torch.Tensor | float, clean: float, corrupted: float) -> torch.Tensor:
@@ -130,4 +151,4 @@ def normalise(patched: torch.Tensor | float, clean: float, corrupted: float) -> 
     return (torch.as_tensor(patched, dtype=torch.float64) - corrupted) / gap
 
 
-__all__ = ["Ablation", "PatchedMetrics", "check_ablation", "mean_outputs", "normalise", "patched_metrics"]
+__all__ = ["Ablation", "PatchedMetrics", "STACK_BYTES", "check_ablation", "mean_outputs", "normalise", "patched_metrics"]

@@ -57,3 +57,31 @@ def test_mib_is_left_out_without_a_full_ranking(tiny_model, tiny_tok, circuit):
     bare = Circuit(circuit.graph, circuit.edges, own, circuit.method)
     ev = evaluate_circuit(tiny_model, tiny_tok, bare, random_samples=0, curve=False)
     assert ev.mib is None and ev.to_json()["mib"] is None
+
+
+def test_patched_metrics_stacks_dedupes_and_knows_the_endpoints(tiny_model, tiny_tok, monkeypatch):
+    import circuitwise.circuits.patch as patch
+    from circuitwise.circuits.forward import run_graph
+    from circuitwise.circuits.scores import prepare
+
+    prep = prepare(tiny_model, tiny_tok, batch_size=4)  # two batches of the six prompts
+    E = prep.gm.graph.n_edges
+    rnd = torch.rand(6, E, generator=torch.Generator().manual_seed(3)) < 0.5
+    masks = torch.cat([rnd, torch.ones(1, E, dtype=torch.bool), torch.zeros(1, E, dtype=torch.bool), rnd[:1]])
+    pm = patch.patched_metrics(prep, masks)
+    assert torch.equal(pm.patched[6], pm.clean) and torch.equal(pm.patched[7], pm.corrupted)
+    assert torch.equal(pm.patched[8], pm.patched[0])
+    # the endpoints really are those runs: through the engine with every edge patched / kept
+    b = prep.tok
+    x_c, x_k = prep.gm.embed(b.clean), prep.gm.embed(b.corrupted)
+    rep = run_graph(prep.gm, x_k, b.last, b.answers, record=True).outputs
+    for keep, want in ((0.0, pm.corrupted), (1.0, pm.clean)):
+        dense = torch.full((1, len(prep.gm.graph.senders), len(prep.gm.graph.receivers)), keep)
+        got = prep.metric(run_graph(prep.gm, x_c, b.last, b.answers, keep=dense, replacement=rep).answer_logits[0])
+        torch.testing.assert_close(got.float(), want, atol=1e-5, rtol=0)
+    # one stack of everything, and one variant at a time, give the same numbers
+    for budget in (1e12, 1.0):
+        monkeypatch.setattr(patch, "STACK_BYTES", budget)
+        torch.testing.assert_close(patch.patched_metrics(prep, masks).patched, pm.patched, atol=1e-5, rtol=0)
+    mean = patch.patched_metrics(prep, masks, ablation="mean")  # a mean-ablated empty circuit is run, not assumed
+    assert not torch.equal(mean.patched[7], mean.corrupted)
