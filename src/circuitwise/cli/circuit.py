@@ -177,6 +177,7 @@ def evaluate(
     random circuits of the same size, and MIB's CPR/CMD where the file scores every edge."""
     from circuitwise.circuits import Circuit
     from circuitwise.circuits.interop import circuit_from_eap_ig, read_graph_file
+    from circuitwise.errors import ConfigError
     from circuitwise.evaluation import evaluate_circuit
     from circuitwise.reports.study import prepare_dir, study_folder, write_outputs
 
@@ -186,7 +187,12 @@ def evaluate(
     kind, raw = read_graph_file(circuit_file)
     named = (raw.get("model") or {}).get("name") if kind == "circuitwise" else None  # EAP-IG files name none
     name = model or named or F["model"].default
-    with study_folder(out, circuit_file) if out is not None else nullcontext() as folder:
+    # An EAP-IG file is converted: `out` gets a circuitwise circuit.json of it (never the file itself).
+    source = circuit_file if kind == "circuitwise" else None
+    if source is None and out is not None and (out / "circuit.json").resolve() == circuit_file.resolve():
+        raise ConfigError(f"{circuit_file} is an EAP-IG graph named circuit.json inside --out, where the converted "
+                          "circuit.json would replace it. Choose another --out, or rename the file.")
+    with study_folder(out, source) if out is not None else nullcontext() as folder:
         m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid, processing)
         if kind == "circuitwise":
             circ = Circuit.from_json(raw, m, source=str(circuit_file))
@@ -196,7 +202,7 @@ def evaluate(
             ev = evaluate_circuit(m, tok, circ, ablation=ablation, random_samples=random_samples,  # type: ignore[arg-type]
                                   shortlist=shortlist, curve=out is not None, batch_size=batch_size, progress=update)
         if out is not None:
-            write_outputs(out, circ, ev, source=circuit_file, folder=folder)
+            write_outputs(out, circ, ev, source=source, folder=folder)
     if as_json:
         typer.echo(json.dumps(ev.to_json()))
         return

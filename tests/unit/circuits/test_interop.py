@@ -175,9 +175,11 @@ def test_cli_exports_and_evaluates_the_file(known_ckpt, known_model, tmp_path):
     pt = load(tmp_path / "graph.pt", known_model)
     assert torch.equal(pt.edges, saved.edges)
     r = runner.invoke(app, ["evaluate", str(tmp_path / "graph.pt"), str(task), "--model", str(known_ckpt), "--json",
-                            "--random-samples", "0"], catch_exceptions=False)
+                            "--random-samples", "0", "--out", str(tmp_path / "ev")], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     ev = json.loads(r.stdout)
     study = json.loads((tmp_path / "s" / "evaluation.json").read_text())
     assert ev["faithfulness"]["faithfulness"] == pytest.approx(study["faithfulness"]["faithfulness"], abs=1e-6)
     assert ev["mib"]["cpr"] == pytest.approx(study["mib"]["cpr"], abs=1e-6)  # the file scores every edge
+    converted = Circuit.load(tmp_path / "ev" / "circuit.json", known_model)  # --out gets a circuit.json of it
+    assert torch.equal(converted.edges, saved.edges) and converted.selection["format"] == "eap-ig-pt"
