@@ -58,18 +58,10 @@ class CompareOutputs:
         return self.out / "compare.html"
 
     def __repr__(self) -> str:
-        r = self.results
-        ld = r.logit_diff
-        diff = ""
-        if ld is not None and ld.diff:
-            diff = f"; logit diff A − B {ld.diff[0]:+.3f}" if ld.diff[0] is not None else ""
-        return (f"CompareOutputs({r.a.label} vs {r.b.label}, {'paired' if r.pairing.paired else 'unpaired'}"
-                f"{diff}: {self.out})")
+        return f"CompareOutputs({self.out}: {self.results!r})"
 
     def _repr_html_(self) -> str:
-        from circuitwise.reports.display import compare_output
-
-        return compare_output(self.results.model_dump(mode="json"))
+        return self.results._repr_html_()
 
     def show(self) -> None:
         """Display the comparison (compare.html's sections and figures) in the notebook."""

@@ -65,7 +65,7 @@ def fragment(title: str, parts: Sequence[tuple[str, str]], subtitle: str = "") -
     body = "".join((f"<h3>{esc(h)}</h3>" if h else "") + b for h, b in parts)
     libs = (_plotly_loader() if "Plotly.newPlot" in body else "") + (_circuitsvis_loader() if uses_circuitsvis(body) else "")
     sub = f'<p class="note">{esc(subtitle)}</p>' if subtitle else ""
-    return (f"<style>{_scoped(CSS)}.{SCOPE}{{background:#fff;padding:4px 8px}}.{SCOPE} h2{{margin-top:6px}}</style>"
+    return (f"<style>{_scoped(CSS)}.{SCOPE}{{background:#fff;padding:4px 8px;font-size:14px}}.{SCOPE} h2{{margin-top:6px}}</style>"
             f'{libs}<div class="{SCOPE}"><h2>{esc(title)}</h2>{sub}{body}</div>')
 
 

@@ -1,7 +1,7 @@
 """One schema for every file circuitwise writes: typed models, versioned, validated on write and read.
 
 ``results.json`` (:class:`RunResults`), ``patching.json`` (:class:`PatchingFile`) and
-``circuit.json`` (:class:`CircuitFile`). The stages fill them, the report, the notebook display and
+``circuit.json`` (:class:`CircuitFile`) and ``compare.json`` (:class:`CompareResults`). The stages fill them, the report, the notebook display and
 ``compare`` read only them; their JSON Schemas are exported to ``schema/`` in the repository
 (``make schema``). This package sits below the stages (it imports only ``errors`` and ``types``), so
 any stage may build a section and the CLI, the pipeline and the reports may read one.
@@ -13,12 +13,14 @@ from pathlib import Path
 
 from circuitwise.schema.base import FileModel, Open, Section
 from circuitwise.schema.circuit import CircuitFile
+from circuitwise.schema.compare import CompareResults
 from circuitwise.schema.patching import PatchEntry, PatchingFile
 from circuitwise.schema.results import RunResults
 from circuitwise.schema.sweeps import RunSweep, Sweep
 
 # Every file model, by the name of the schema file exported for it.
-FILES: dict[str, type[FileModel]] = {"results": RunResults, "patching": PatchingFile, "circuit": CircuitFile}
+FILES: dict[str, type[FileModel]] = {"results": RunResults, "patching": PatchingFile, "circuit": CircuitFile,
+                                     "compare": CompareResults}
 
 
 def load_results(path: str | Path) -> RunResults:
@@ -36,10 +38,15 @@ def load_patching(path: str | Path) -> PatchingFile:
     return PatchingFile.load(path)
 
 
+def load_compare(path: str | Path) -> CompareResults:
+    """``compare.json`` of `circuitwise compare` (or its folder), validated."""
+    return CompareResults.load(path)
+
+
 def load_circuit_file(path: str | Path) -> CircuitFile:
     """``circuit.json`` (or its folder), validated — the file alone; ``Circuit.load`` rebuilds it on a model."""
     return CircuitFile.load(path)
 
 
-__all__ = ["CircuitFile", "FILES", "FileModel", "Open", "PatchEntry", "PatchingFile", "RunResults", "RunSweep",
-           "Section", "Sweep", "load_circuit_file", "load_patching", "load_results"]
+__all__ = ["CircuitFile", "CompareResults", "FILES", "FileModel", "Open", "PatchEntry", "PatchingFile", "RunResults",
+           "RunSweep", "Section", "Sweep", "load_circuit_file", "load_compare", "load_patching", "load_results"]
