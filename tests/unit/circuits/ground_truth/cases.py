@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tests.unit.circuits import known_circuit, known_circuit_llama
-from tests.unit.circuits.ground_truth import k_composition, mlp_hop, q_composition, single_head
+from tests.unit.circuits.ground_truth import k_composition, llama_swiglu, mlp_hop, q_composition, single_head
 
 Hook = tuple[str, "int | None"]
 
@@ -68,6 +68,9 @@ CASES: tuple[Case, ...] = (
          frozenset(known_circuit_llama.PLANTED),
          carriers=(z(0, 0), z(1, 2), qkv("v", 1, 1)), inert=(qkv("q", 1, 2), qkv("k", 1, 1)),
          planted_nodes=(z(0, 0), z(1, 2))),
+    # Llama again, the path through a SwiGLU MLP (L0H0 shares its key/value head with L0H1).
+    Case("llama-swiglu", llama_swiglu.build, llama_swiglu.task, llama_swiglu.PLANTED,
+         carriers=(z(0, 0), qkv("v", 0, 0), mlp(1)), inert=(qkv("q", 0, 0),), planted_nodes=(z(0, 0), mlp(1))),
 )
 
 BY_NAME = {c.name: c for c in CASES}
