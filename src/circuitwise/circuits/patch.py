@@ -8,7 +8,7 @@ in one forward. Circuit selection, faithfulness and exact edge scores are all bu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Iterator, Literal, get_args
 
 import torch
 
@@ -97,6 +97,7 @@ def patched_metrics(
     full = uniq.all(1)
     empty = ~uniq.any(1) & (ablation == "corrupted")  # a mean-ablated empty circuit is no run of ours
     run_rows = (~full & ~empty).nonzero().flatten()
+    full_rows, empty_rows = full.nonzero().flatten(), empty.nonzero().flatten()
     todo = uniq[run_rows].to(gm.device)
     means = mean_outputs(gm, tok, batch_size) if ablation == "mean" else None
     patched_u = torch.empty(uniq.shape[0], len(tok), dtype=torch.float32)
@@ -106,17 +107,14 @@ def patched_metrics(
     chunk = stack_budget(gm, min(batch_size, len(tok)), tok.clean.shape[1], budget_bytes=STACK_BYTES)
     total = n_batches * max(1, -(-todo.shape[0] // chunk))
     done = 0
-    start = 0
-    for b in tok.batches(batch_size):
-        assert b.corrupted is not None
-        Nb = len(b)
+    for rows, b in _batches_by_length(tok, batch_size):
         # Only the replacement run's sender outputs are needed; the other run gives its metric.
         x_c, x_k = gm.embed(b.clean), gm.embed(b.corrupted)
         need_k = base == "clean" and means is None
         run_c = run_graph(gm, x_c, b.last, b.answers, record=base == "corrupted")
         run_k = run_graph(gm, x_k, b.last, b.answers, record=need_k)
-        clean[start : start + Nb] = metric(run_c.answer_logits[0]).float().cpu()
-        corr[start : start + Nb] = metric(run_k.answer_logits[0]).float().cpu()
+        clean[rows] = metric(run_c.answer_logits[0]).float().cpu()
+        corr[rows] = metric(run_k.answer_logits[0]).float().cpu()
         if base == "clean":
             x0, rep = x_c, run_k.outputs if means is None else means[:, :, : b.clean.shape[1]]
         else:
@@ -124,19 +122,41 @@ def patched_metrics(
         del run_c, run_k
         # Every edge kept is the base run itself; none kept (run replacements) the other run.
         base_m, other_m = (clean, corr) if base == "clean" else (corr, clean)
-        patched_u[full, start : start + Nb] = base_m[start : start + Nb]
-        patched_u[empty, start : start + Nb] = other_m[start : start + Nb]
+        patched_u[full_rows[:, None], rows[None]] = base_m[rows][None]
+        patched_u[empty_rows[:, None], rows[None]] = other_m[rows][None]
         for k0 in range(0, todo.shape[0], chunk):
             keep = g.to_dense(todo[k0 : k0 + chunk].to(gm.dtype), fill=1.0)
             run = run_graph(gm, x0, b.last, b.answers, keep=keep, replacement=rep)
-            patched_u[run_rows[k0 : k0 + keep.shape[0]], start : start + Nb] = metric(run.answer_logits).float().cpu()
+            patched_u[run_rows[k0 : k0 + keep.shape[0], None], rows[None]] = metric(run.answer_logits).float().cpu()
             done += 1
             progress(done, total, what)
         if todo.shape[0] == 0:
             done += 1
             progress(done, total, what)
-        start += Nb
     return PatchedMetrics(patched_u[inverse], clean, corr)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    clean: torch.Tensor
+    corrupted: torch.Tensor
+    last: torch.Tensor
+    answers: torch.Tensor
+
+
+def _batches_by_length(tok: TokenizedTask, batch_size: int) -> Iterator[tuple[torch.Tensor, _Batch]]:
+    """Batches of examples of similar length (each trimmed to its longest), with their row indices.
+
+    Every example's metric depends on its own row only, so grouping by length changes no number
+    and pads ~20% fewer positions on tasks of mixed templates.
+    """
+    assert tok.corrupted is not None
+    order = torch.sort(tok.last.cpu(), stable=True).indices
+    for i in range(0, len(order), batch_size):
+        rows = order[i : i + batch_size]
+        at = rows.to(tok.clean.device)
+        width = int(tok.last[at].max()) + 1
+        yield rows, _Batch(tok.clean[at, :width], tok.corrupted[at, :width], tok.last[at], tok.answers[at])
 
 
 def normalise(patched: torch.Tensor | float, clean: float, corrupted: float) -> torch.Tensor:

@@ -85,3 +85,22 @@ def test_patched_metrics_stacks_dedupes_and_knows_the_endpoints(tiny_model, tiny
         torch.testing.assert_close(patch.patched_metrics(prep, masks).patched, pm.patched, atol=1e-5, rtol=0)
     mean = patch.patched_metrics(prep, masks, ablation="mean")  # a mean-ablated empty circuit is run, not assumed
     assert not torch.equal(mean.patched[7], mean.corrupted)
+
+
+def test_batches_by_length_keep_each_examples_row(tiny_model):
+    """Prompts of mixed lengths run grouped by length; every number stays on its own example."""
+    import circuitwise as cw
+    from circuitwise.attribution import baseline
+    from circuitwise.circuits.patch import patched_metrics
+    from circuitwise.circuits.scores import prepare
+
+    tok = cw.tokenize_task(tiny_model, cw.get_task("opposites", n=10, seed=3), need_corrupted=True)[0]
+    assert len(set(tok.last.tolist())) > 1  # mixed lengths, in no sorted order
+    E = prepare(tiny_model, tok, check=False).gm.graph.n_edges
+    masks = torch.rand(3, E, generator=torch.Generator().manual_seed(0)) < 0.5
+    pm = patched_metrics(prepare(tiny_model, tok, batch_size=4), masks)
+    torch.testing.assert_close(pm.clean, baseline(tiny_model, tok).logit_diff.float(), atol=1e-4, rtol=0)
+    for i in range(len(tok)):
+        one = patched_metrics(prepare(tiny_model, tok.slice(i, i + 1), check=False), masks)
+        torch.testing.assert_close(pm.patched[:, i], one.patched[:, 0], atol=1e-5, rtol=0)
+        assert float(pm.corrupted[i]) == pytest.approx(float(one.corrupted[0]), abs=1e-5)
