@@ -10,6 +10,11 @@ Placeholders: ``{k}`` is the number the prompt states; ``{k1}``, ``{k2}`` the ne
 sequence templates (or the previous ones counting down); ``{name}``/``{pron}``/``{objs}`` a
 person, their pronoun and a plural object. Roles: ``NUM`` (the first number) and ``END``, in
 every template. Corruption ``flip`` states a different number, so the answer changes.
+
+Splits (``split=``): :data:`HELDOUT_TEMPLATES` are one story ("… years old. Next year …") and
+one sequence ("Counting down: …"); ``train`` is the others, ``heldout-template`` those two, ``None``/``"all"`` every
+template (the default). Both twins filter the same list the same way, so example *i* of
+``numbers-digits`` with a split is still example *i* of ``numbers-words`` with that split.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from circuitwise.tasks.task import Example, Task
 
 Form = Literal["digits", "words"]
 Corruption = Literal["flip"]
+Split = Literal["all", "train", "heldout-template"]
 LO, HI = 1, 20
 
 
@@ -50,6 +56,12 @@ TEMPLATES: tuple[NumberTemplate, ...] = (
     NumberTemplate("Counting down: {k}, {k1}, {k2},", -3, -2, seq=-1),
 )
 
+HELDOUT_TEMPLATE_INDICES: tuple[int, ...] = (2, 5)
+HELDOUT_TEMPLATES: tuple[NumberTemplate, ...] = tuple(TEMPLATES[i] for i in HELDOUT_TEMPLATE_INDICES)
+TRAIN_TEMPLATES: tuple[NumberTemplate, ...] = tuple(
+    t for i, t in enumerate(TEMPLATES) if i not in HELDOUT_TEMPLATE_INDICES
+)
+
 OBJECTS: tuple[str, ...] = ("apples", "coins", "books", "eggs", "stamps", "cards", "cookies", "toys")
 
 
@@ -66,10 +78,19 @@ def _valid(t: NumberTemplate, k: int) -> bool:
     return all(LO <= v <= HI for v in used)
 
 
-def combinations() -> list[tuple[int, int, str, str, str]]:
-    """Every (template index, k, name, pronoun, objects), each prompt once, in a fixed order."""
+def _template_indices(split: str) -> list[int]:
+    if split == "train":
+        return [i for i in range(len(TEMPLATES)) if i not in HELDOUT_TEMPLATE_INDICES]
+    if split == "heldout-template":
+        return list(HELDOUT_TEMPLATE_INDICES)
+    return list(range(len(TEMPLATES)))
+
+
+def combinations(split: str = "all") -> list[tuple[int, int, str, str, str]]:
+    """Every (template index, k, name, pronoun, objects) of ``split``, each prompt once, in a fixed order."""
     out = []
-    for ti, t in enumerate(TEMPLATES):
+    for ti in _template_indices(split):
+        t = TEMPLATES[ti]
         fields = {f for _, f, _, _ in string.Formatter().parse(t.text) if f}
         people = PEOPLE if "name" in fields else (("", ""),)
         objects = OBJECTS if "objs" in fields else ("",)
@@ -88,10 +109,11 @@ def _prompt(t: NumberTemplate, k: int, form: str, name: str, pron: str, objs: st
 
 
 def build_numbers(form: Form, n: int | None = None, seed: int = 0, corruption: str | None = None,
-                  **_: Any) -> Task:
+                  split: str | None = None, **_: Any) -> Task:
     corruption = check_choice(f"numbers-{form}", "corruption", corruption, get_args(Corruption), "flip")
+    split = check_choice(f"numbers-{form}", "split", split, get_args(Split), "all")
     examples = []
-    for ti, k, name, pron, objs in sample(combinations(), check_n(n), seed):
+    for ti, k, name, pron, objs in sample(combinations(split), check_n(n), seed):
         t = TEMPLATES[ti]
         clean, offsets = _prompt(t, k, form, name, pron, objs)
         # The same roles in every example: aligning prompts by role needs them all.
@@ -109,10 +131,16 @@ def build_numbers(form: Form, n: int | None = None, seed: int = 0, corruption: s
             meta={"form": form, "template": ti, "k": k, "corrupted_k": k2, "corruption": corruption,
                   "corrupted_answer": " " + spell(k2 + t.answer_step, form)},
         ))
-    return Task(f"numbers-{form}", tuple(examples),
+    # The unsplit task keeps its original name and options (runs and twins made before splits).
+    name = f"numbers-{form}" if split == "all" else f"numbers-{form}[{split}]"
+    options = {"form": form, "seed": seed, "corruption": corruption}
+    if split != "all":
+        options["split"] = split
+    return Task(name, tuple(examples),
                 f"Number prompts with numbers written as {form} (twin of numbers-"
-                f"{'words' if form == 'digits' else 'digits'}; seed {seed}).",
-                {"form": form, "seed": seed, "corruption": corruption})
+                f"{'words' if form == 'digits' else 'digits'}; seed {seed}"
+                + (f", split {split}" if split != "all" else "") + ").",
+                options)
 
 
 def build_digits(**options: Any) -> Task:
@@ -125,7 +153,7 @@ def build_words(**options: Any) -> Task:
 
 register(TaskSpec("numbers-digits", "Counting and arithmetic prompts with numbers as digits "
                   "('Counting up: 3, 4, 5,' -> ' 6'); twin of numbers-words.", build_digits,
-                  corruptions=get_args(Corruption)))
+                  corruptions=get_args(Corruption), splits=get_args(Split)))
 register(TaskSpec("numbers-words", "The same prompts as numbers-digits with numbers as words "
                   "('Counting up: three, four, five,' -> ' six').", build_words,
-                  corruptions=get_args(Corruption)))
+                  corruptions=get_args(Corruption), splits=get_args(Split)))

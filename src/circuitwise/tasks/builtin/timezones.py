@@ -8,6 +8,10 @@ central Europe; the few weeks where US and European clocks change on different d
 Placeholders: ``{c1}``/``{c2}`` the cities, ``{t}`` the stated time. Roles: ``CITY1``, ``TIME``
 (the hour), ``CITY2``, ``END``. Splits: ``digits`` ("8:00 PM"), ``words`` ("eight PM"), or both
 (the default). Corruption ``flip`` states a different hour, so the answer changes.
+Held-out splits: :data:`HELDOUT_TEMPLATES` is the last template; ``train`` / ``heldout-template``
+are both forms on the other templates / on it, and ``digits-train``, ``digits-heldout-template``,
+``words-train``, ``words-heldout-template`` one form. The digits and words variants of a split
+list the same combinations in the same order, so they stay twins example by example.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from circuitwise.tasks.templating import fill
 from circuitwise.tasks.task import Example, Task
 
 Corruption = Literal["flip"]
-Split = Literal["all", "digits", "words"]
+Split = Literal["all", "digits", "words", "train", "heldout-template", "digits-train",
+                "digits-heldout-template", "words-train", "words-heldout-template"]
 
 # Standard-time offsets from UTC, in hours.
 CITIES: tuple[tuple[str, int], ...] = (
@@ -40,6 +45,11 @@ TEMPLATES: tuple[str, ...] = (
 )
 
 
+HELDOUT_TEMPLATE_INDICES: tuple[int, ...] = (len(TEMPLATES) - 1,)
+HELDOUT_TEMPLATES: tuple[str, ...] = tuple(TEMPLATES[i] for i in HELDOUT_TEMPLATE_INDICES)
+TRAIN_TEMPLATES: tuple[str, ...] = tuple(t for i, t in enumerate(TEMPLATES) if i not in HELDOUT_TEMPLATE_INDICES)
+
+
 def clock(hour: int, half: str, form: str) -> str:
     return f"{hour}:00 {half}" if form == "digits" else f"{NUMBER_WORDS[hour]} {half}"
 
@@ -54,10 +64,23 @@ def shift(hour: int, delta: int) -> int:
 
 
 def combinations(split: str) -> list[tuple[int, int, int, int, str, str]]:
-    forms = ("digits", "words") if split == "all" else (split,)
+    if split in ("train", "heldout-template"):
+        form_part, template_part = "all", split
+    elif split.endswith("-train"):
+        form_part, template_part = split[: -len("-train")], "train"
+    elif split.endswith("-heldout-template"):
+        form_part, template_part = split[: -len("-heldout-template")], "heldout-template"
+    else:
+        form_part, template_part = split, "all"
+    forms = ("digits", "words") if form_part == "all" else (form_part,)
+    templates = {
+        "all": range(len(TEMPLATES)),
+        "train": [i for i in range(len(TEMPLATES)) if i not in HELDOUT_TEMPLATE_INDICES],
+        "heldout-template": HELDOUT_TEMPLATE_INDICES,
+    }[template_part]
     out = []
     for form in forms:
-        for ti in range(len(TEMPLATES)):
+        for ti in templates:
             for i, (_, o1) in enumerate(CITIES):
                 for j, (_, o2) in enumerate(CITIES):
                     if (o2 - o1) % 12 == 0:  # same hour (or twelve hours apart): nothing to compute
