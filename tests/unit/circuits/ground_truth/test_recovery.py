@@ -23,22 +23,28 @@ from circuitwise.circuits import METHODS, score_edges
 # recall). Measured; each is a limitation of the method, not of the construction (exact edge
 # patching recovers all of them).
 SHORTFALLS: dict[tuple[str, str], tuple[frozenset[tuple[str, str]], float]] = {
-    # Measured with EAP's default gradient, at the clean run; the corrupted run (TransformerLens's
-    # convention) misses the same edges with the mechanisms described, except where noted.
-    # EAP's one gradient at the corrupted run sees MLP1's unit for the *clean* letter below its
-    # threshold (GELU's slope there is about -0.1), so the MLP path is underrated (L0H0 -> MLP1:
-    # 6.5 against 28 by exact patching) while L0H0's norm-only effects are linearised at full
-    # weight (L0H0 -> logits -4.6, L0H0 -> MLP0 -2.9, through the norms' scale). input -> L0H0.v
-    # is the sum of all of them through L0H0: -0.5 against 27 exactly, ranked 14th.
-    ("mlp-two-hop", "eap"): (frozenset({("input", "L0H0.v")}), 0.2),
-    # The induction head's attention is saturated at the corrupted run (softmax weight ~1 on the
-    # corrupted match), so EAP's gradient through its keys is about zero: the k-composition edge
-    # L0H1 -> L1H0.k scores 0.4 against 5.6 exactly, and input -> L0H1.v, which acts only through
-    # those keys, -0.5 against 5.7 (the norm-only effects outweigh it). Ranked 4th and 5th.
+    # Numbers below: scores at each method's defaults (EAP's gradient at the clean run), against
+    # exact patching's. EAP at the corrupted run (TransformerLens's convention) misses the same
+    # edges by the same mechanisms, with similar numbers.
+    #
+    # A gated unit is invisible to one gradient taken where it is off. At the clean run MLP1's
+    # unit for the corrupted letter is below its threshold (GELU's slope there is about -0.1), so
+    # EAP sees only half of the MLP path (L0H0 -> MLP1: 6.3 against 27.7) while L0H0's norm-only
+    # effects count at full weight (L0H0 -> logits -4.9, MLP0 -> MLP1 -3.7, through the norms'
+    # scale). input -> L0H0.v, the sum of all of them through L0H0, comes out -0.4 against 27.1.
+    ("mlp-two-hop", "eap"): (frozenset({("input", "L0H0.v")}), 0.25),
+    # The same in the Llama: silu(gate·a)·(up·a) is exactly flat at a = 0, where the corrupted
+    # letter's unit sits at the clean run; input -> L0H0.v scores 2.0 against 11.1, 4th behind a
+    # norm-only edge (MLP0 -> MLP1, -2.5).
+    ("llama-swiglu", "eap"): (frozenset({("input", "L0H0.v")}), 0.75),
+    # The induction head's attention is saturated (softmax weight ~1 on the match), so EAP's
+    # gradient through its keys is about zero: the k-composition edge L0H1 -> L1H0.k scores 0.4
+    # against 5.6, and input -> L0H1.v, which acts only through those keys, -0.4 against 5.7 (the
+    # norm-only effects outweigh it). Ranked 4th and 5th, behind L0H1 -> L1H0.v (-1.5).
     ("k-composition", "eap"): (frozenset({("L0H1", "L1H0.k"), ("input", "L0H1.v")}), 0.6),
-    # The same saturation on the query side: L0H2 -> L1H1.q scores 0.5 against 5.2 exactly, and
-    # input -> L0H2.v, which acts only through that query, -0.7 at the clean run (-0.9 at the
-    # corrupted run, still 3rd by magnitude there; 5th at the clean run, behind L0H2 -> L1H1.v).
+    # The same saturation on the query side: L0H2 -> L1H1.q scores 0.5 against 5.2, and
+    # input -> L0H2.v, which acts only through that query, -0.7 against 5.3 (5th; at the
+    # corrupted run -0.9, 3rd by magnitude, so only the query edge is missing there).
     ("q-composition", "eap"): (frozenset({("L0H2", "L1H1.q"), ("input", "L0H2.v")}), 0.4),
     # EAP-IG-activations averages over its five layer nodes' runs, and in the two where attention
     # layer 0 or 1 is the interpolated (constant) node, the path input -> L0Hx.v -> L1 key/query
