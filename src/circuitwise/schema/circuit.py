@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from circuitwise.schema.base import FileModel, Num, Open
-from circuitwise.schema.results import MIB, Processing
+from circuitwise.schema.results import MIB, MethodConfig, Processing
 
 FORMAT = "circuitwise.circuit"
 VERSION = 1
@@ -41,7 +41,7 @@ class CircuitSelection(Open):
     """How the edges were chosen; ``method_config`` holds the scoring method's options (open)."""
 
     kind: str | None = None
-    method_config: dict[str, Any] | None = None
+    method_config: MethodConfig | None = None
 
 
 class Edge(Open):

@@ -235,11 +235,24 @@ class Evaluation(Open):
     mib: MIB | None = None
 
 
+class MethodConfig(Open):
+    """The scoring method and the options it ran with (``circuits.registry``'s options, plus what the
+    method records: ``interpolation``, ``n_scored`` …). Open: a method added later records its own."""
+
+    method: str
+    steps: int | None = None
+    quadrature: str | None = None
+    gradient: str | None = None
+    direction: str | None = None
+    interpolation: str | None = None
+
+
 class Selection(Open):
     """How the circuit's edges were chosen. Open: each selection kind and method records its own fields."""
 
     kind: str
     by: str | None = None
+    method_config: MethodConfig | None = None
 
 
 class TopEdge(Section):
@@ -340,7 +353,7 @@ class RunResults(FileModel):
 
 __all__ = [
     "Agreement", "AgreementEdge", "Attention", "BaselineSection", "CircuitSection", "Completeness", "DLASection",
-    "Evaluation", "Example", "FORMAT", "MIB", "MIBCurve", "Faithfulness", "HeadValue", "LogitDiff", "ModelInfo", "Plan", "Processing",
+    "Evaluation", "Example", "FORMAT", "MIB", "MIBCurve", "MethodConfig", "Faithfulness", "HeadValue", "LogitDiff", "ModelInfo", "Plan", "Processing",
     "ProcessingStep", "RandomBaseline", "RunResults", "Selection", "Series", "TaskInfo", "TopEdge", "TopHeads",
     "TopToken", "VERSION",
 ]
