@@ -117,6 +117,10 @@ class FileModel(Section):
             raise SchemaError(f"{path} is not valid JSON ({e}). {cls.REMEDY}") from None
         return cls.validate_data(data, str(path))
 
+    def __str__(self) -> str:
+        # A file's fields can be megabytes; print() shows the same short line as repr().
+        return repr(self)
+
     def to_json(self) -> dict[str, Any]:
         """Plain JSON; a top-level section that was not computed (None by default) is left out."""
         data = super().to_json()
