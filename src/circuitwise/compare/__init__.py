@@ -7,10 +7,10 @@ Benjamini–Hochberg over the cells of a map). It writes compare.html, compare.j
 """
 
 from circuitwise.compare.config import CompareConfig
-from circuitwise.compare.pairing import TWINS, PairingDecision, decide_pairing
+from circuitwise.compare.pairing import PairingDecision, are_twins, decide_pairing
 from circuitwise.compare.run import CompareOutputs, compare
 from circuitwise.compare.schema import CompareResults, Comparison
 from circuitwise.compare.stats import benjamini_hochberg, compare_sides
 
-__all__ = ["TWINS", "CompareConfig", "CompareOutputs", "CompareResults", "Comparison", "PairingDecision",
-           "benjamini_hochberg", "compare", "compare_sides", "decide_pairing"]
+__all__ = ["CompareConfig", "CompareOutputs", "CompareResults", "Comparison", "PairingDecision",
+           "are_twins", "benjamini_hochberg", "compare", "compare_sides", "decide_pairing"]

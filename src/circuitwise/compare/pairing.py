@@ -24,11 +24,31 @@ from circuitwise.tasks.task import Example, Task
 
 Pairing = Literal["auto", "paired", "unpaired"]
 
-# Built-in tasks that are each other's twin (same examples, another form of every number).
-TWINS: frozenset[frozenset[str]] = frozenset({
-    frozenset({"numbers-digits", "numbers-words"}),
-    frozenset({"timezones[digits]", "timezones[words]"}),
-})
+# Built-in tasks built to be each other's twin: the same examples, another form of every number.
+# A twin is named by its form-free key and its form; twins share the key (and so the split).
+TWIN_TASKS = ("numbers-digits / numbers-words (each split)",
+              "timezones digits / words (the splits digits, words, digits-S / words-S)")
+
+
+def twin_form(name: str) -> tuple[str, str] | None:
+    """(form-free key, form) of a built-in twin task's name ("numbers-words[train]"), else None."""
+    base, _, rest = name.partition("[")
+    split = rest[:-1] if rest.endswith("]") else None
+    if base in ("numbers-digits", "numbers-words"):
+        return f"numbers[{split or 'all'}]", base.removeprefix("numbers-")
+    if base == "timezones" and split:
+        for form in ("digits", "words"):
+            if split == form or split.startswith(form + "-"):
+                return f"timezones[{split[len(form):].lstrip('-') or 'all'}]", form
+    return None
+
+
+def are_twins(a: str, b: str) -> bool:
+    """Whether tasks named ``a`` and ``b`` are twins: the same form-free examples in two forms."""
+    fa, fb = twin_form(a), twin_form(b)
+    return fa is not None and fb is not None and fa[0] == fb[0] and fa[1] != fb[1]
+
+
 # Provenance keys that name the form itself (or depend on it) and so differ between twins.
 FORM_KEYS = frozenset({"form", "corrupted_answer"})
 
@@ -93,4 +113,4 @@ def decide_pairing(a: Task, b: Task, pairing: Pairing, *, twins: bool) -> Pairin
                            "twins); pass --pairing paired if example i of A is example i of B")
 
 
-__all__ = ["FORM_KEYS", "TWINS", "Pairing", "PairingDecision", "decide_pairing"]
+__all__ = ["FORM_KEYS", "TWIN_TASKS", "Pairing", "PairingDecision", "are_twins", "decide_pairing", "twin_form"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from circuitwise.compare.config import CompareConfig
-from circuitwise.compare.pairing import TWINS, PairingDecision, decide_pairing
+from circuitwise.compare.pairing import PairingDecision, are_twins, decide_pairing
 from circuitwise.config import RunConfig
 from circuitwise.errors import ConfigError, TaskError
 from circuitwise.models import load_model
@@ -72,7 +72,7 @@ def load_sides(config: CompareConfig, *, tasks: tuple[Task, Task] | None = None,
     """Both sides' tasks, the pairing (decided and verified), the models, and the tokenized tasks."""
     ra, rb = config.side("a"), config.side("b")
     ta, tb = tasks if tasks is not None else (_task(ra, "a"), _task(rb, "b"))
-    decision = decide_pairing(ta, tb, config.pairing, twins=frozenset({ta.name, tb.name}) in TWINS)
+    decision = decide_pairing(ta, tb, config.pairing, twins=are_twins(ta.name, tb.name))
     if models is not None:
         ma, mb = models
     else:

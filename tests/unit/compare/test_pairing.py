@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from circuitwise.compare.pairing import TWINS, decide_pairing
+from circuitwise.compare.pairing import are_twins, decide_pairing
 from circuitwise.errors import ConfigError
 from circuitwise.tasks import get_task
 from tests.unit.compare.known_forms import form_task
@@ -12,7 +12,7 @@ from tests.unit.compare.known_forms import form_task
 
 def test_number_twins_pair_example_by_example():
     a, b = get_task("numbers-digits", n=60, seed=3), get_task("numbers-words", n=60, seed=3)
-    d = decide_pairing(a, b, "auto", twins=frozenset({a.name, b.name}) in TWINS)
+    d = decide_pairing(a, b, "auto", twins=are_twins(a.name, b.name))
     assert d.paired and d.kind == "twins"
     for x, y in zip(a, b):  # what the decision checked, seen directly: same template, numbers and slots
         assert {k: v for k, v in x.meta.items() if k not in ("form", "corrupted_answer")} == \
@@ -22,13 +22,27 @@ def test_number_twins_pair_example_by_example():
 
 def test_timezone_forms_are_twins_with_the_same_corruption():
     a, b = get_task("timezones", split="digits", n=40), get_task("timezones", split="words", n=40)
-    assert decide_pairing(a, b, "auto", twins=frozenset({a.name, b.name}) in TWINS).paired
+    assert decide_pairing(a, b, "auto", twins=are_twins(a.name, b.name)).paired
     assert all(x.meta["corrupted_hour"] == y.meta["corrupted_hour"] for x, y in zip(a, b))
+
+
+def test_twins_are_named_by_task_form_and_split():
+    assert are_twins("numbers-digits", "numbers-words") and are_twins("numbers-words[train]", "numbers-digits[train]")
+    assert not are_twins("numbers-digits[train]", "numbers-words[heldout-template]")
+    assert not are_twins("numbers-digits", "numbers-digits") and not are_twins("opposites", "numbers-words")
+    assert are_twins("timezones[digits]", "timezones[words]")
+    assert are_twins("timezones[digits-heldout-template]", "timezones[words-heldout-template]")
+    assert not are_twins("timezones[digits-train]", "timezones[words]") and not are_twins("timezones", "timezones")
+    for split in ("train", "heldout-template"):
+        a, b = get_task("numbers-digits", n=30, split=split), get_task("numbers-words", n=30, split=split)
+        assert decide_pairing(a, b, "auto", twins=are_twins(a.name, b.name)).kind == "twins"
+    a, b = get_task("timezones", split="digits-train", n=30), get_task("timezones", split="words-train", n=30)
+    assert decide_pairing(a, b, "auto", twins=are_twins(a.name, b.name)).kind == "twins"
 
 
 def test_twins_of_another_size_or_seed_do_not_pair():
     a, b = get_task("numbers-digits", n=30), get_task("numbers-words", n=30, seed=1)
-    twins = frozenset({a.name, b.name}) in TWINS
+    twins = are_twins(a.name, b.name)
     d = decide_pairing(a, b, "auto", twins=twins)
     assert not d.paired and "do not pair" in d.reason
     with pytest.raises(ConfigError, match="same --n and --seed"):
