@@ -21,8 +21,8 @@ from typing import Sequence
 
 import plotly.graph_objects as go
 
-from circuitwise.reports.build import (attention_section_html, baseline_html, circuit_html, dla_html,
-                                       patching_html, sections, sweep_html, top_heads_html)
+from circuitwise.reports.build import (attention_section_html, baseline_html, circuit_html, dla_html, sections,
+                                       sweep_html, top_heads_html)
 from circuitwise.reports.html import CSS, _circuitsvis_js, esc, figure_html, table, uses_circuitsvis
 from circuitwise.schema.circuit import CircuitFile
 from circuitwise.schema.patching import PatchingFile
