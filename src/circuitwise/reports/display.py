@@ -21,8 +21,8 @@ from typing import Sequence
 
 import plotly.graph_objects as go
 
-from circuitwise.reports.build import (attention_section_html, baseline_html, circuit_html, dla_html, sections,
-                                       sweep_html, top_heads_html)
+from circuitwise.reports.build import (attention_section_html, baseline_html, dla_html, sections,
+                                       sweep_html)
 from circuitwise.reports.html import CSS, _circuitsvis_js, esc, figure_html, table, uses_circuitsvis
 from circuitwise.schema.circuit import CircuitFile
 from circuitwise.schema.patching import PatchingFile
@@ -134,14 +134,6 @@ def circuit_output(c: CircuitFile, figure: go.Figure) -> str:
                           {"circuit": figure}, (), rows, ["sender", "receiver", "score"])
 
 
-def top_heads_output(th, att) -> str:
-    return fragment("Top heads and their attention", [("", top_heads_html(th, att, ids()))])
-
-
-def circuit_section_output(c) -> str:
-    return fragment("Circuit", [("", circuit_html(c, ids()))])
-
-
 def compare_output(data: dict) -> str:
     """A comparison (compare.json's data): the sections of compare.html."""
     from circuitwise.reports.compare import build_compare_page
@@ -170,6 +162,5 @@ def show(html: str, name: str = "circuitwise") -> Path | None:
     return path
 
 
-__all__ = ["attention_html_output", "baseline_section_html", "circuit_output", "circuit_section_output", "compare_output", "dla_section_html",
-           "figures_output", "fragment", "patching_file_html", "run_html", "show", "sweep_section_html",
-           "top_heads_output"]
+__all__ = ["attention_html_output", "baseline_section_html", "circuit_output", "compare_output", "dla_section_html",
+           "figures_output", "fragment", "patching_file_html", "run_html", "show", "sweep_section_html"]

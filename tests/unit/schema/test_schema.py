@@ -66,6 +66,8 @@ def test_patch_writes_a_patching_json_that_validates(tmp_path, tiny_ckpt):
     assert isinstance(p, PatchingFile) and set(p.sweeps) == {"heads"}
     assert p.sweeps["heads"].exact.values == data["sweeps"]["heads"]["exact"]["values"]
     assert p.sweeps["heads"].correlation == pytest.approx(data["sweeps"]["heads"]["correlation"])
+    assert p._repr_html_().count("Plotly.newPlot(") == 2  # exact and attribution heatmaps
+    assert str(p) == repr(p) == f"PatchingFile(opposites-seed on {tiny_ckpt}, 6 examples; sweeps heads)"
 
 
 def _write(tmp_path: Path, data) -> Path:
