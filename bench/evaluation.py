@@ -11,7 +11,7 @@ curves). Two ways, compared number for number:
 - default (this code): the same growth, then `evaluate_circuit` — every edge set in one
   stacked call, distinct sets once, cache-sized stacks; ``--compare before.json`` asserts the
   same numbers (to 1e-5: a stack of one variant and of several round differently) and prints
-  the ratios. ``--separate`` also times today's separate functions.
+  the ratios. It ranks by the before run's saved EAP-IG scores, so both measure the same edges. ``--separate`` also times today's separate functions.
 
 Wall time and process CPU time per stage (2 threads use up to 2 s of CPU per second); the load
 average is printed, since the machine is shared.
@@ -86,11 +86,17 @@ def bench(a: argparse.Namespace) -> None:
     bs = default_batch_size(model)
     print(f"{len(tok)} prompts x {tok.clean.shape[1]} tokens, {a.threads} thread(s), batch {bs}, "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
-    with timed("EAP-IG scores (5 steps)"):
-        scores = eap_ig(model, tok, steps=5, batch_size=bs)
+    if a.compare:  # the before run's scores: both runs rank, grow and evaluate the very same edges
+        from circuitwise.circuits.graph import graph_of
+        from circuitwise.circuits.scores import EdgeScores
+
+        scores = EdgeScores(graph_of(model), torch.tensor(json.loads(open(a.compare).read())["scores"]), "eap-ig")
+    else:
+        with timed("EAP-IG scores (5 steps)"):
+            scores = eap_ig(model, tok, steps=5, batch_size=bs)
     with timed("growing the circuit (target 0.9)"):
         circuit = select_circuit(scores, "target", model=model, tok=tok, target=0.9, batch_size=bs, check=False)
-    out: dict[str, Any] = {"circuit_edges": circuit.edges.nonzero().flatten().tolist(),
+    out: dict[str, Any] = {"scores": scores.scores.tolist(), "circuit_edges": circuit.edges.nonzero().flatten().tolist(),
                            "trace": [s["faithfulness"] for s in circuit.selection["trace"]]}
     if a.before or a.separate:
         out.update(separate(model, tok, scores, circuit, bs))

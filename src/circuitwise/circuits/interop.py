@@ -34,15 +34,14 @@ import torch
 from circuitwise.circuits.circuit import Circuit, model_info
 from circuitwise.circuits.graph import Graph, Receiver, Sender, graph_of
 from circuitwise.circuits.prune import receiver_nodes
+from circuitwise.circuits.scores import eap_ig_sign
 from circuitwise.errors import ConfigError
 
 EAPIGFormat = Literal["json", "pt"]
 
-#: An EAP-IG score is ``EAP_IG_SIGN ×`` ours. Ours is positive where the edge's clean value raises
-#: the metric. EAP-IG scores ``(corrupted − clean) · ∂L/∂input`` and MIB runs it on the loss
-#: ``L = −logit diff``, which is our sign; so MIB's files and ours agree (+1). The one place to
-#: switch should a file come from EAP-IG run on the metric itself (then −1).
-EAP_IG_SIGN = 1.0
+#: An EAP-IG score is ``EAP_IG_SIGN ×`` ours: MIB runs EAP-IG on the loss ``−logit diff``, which
+#: gives our sign (+1); decided once, in :func:`circuitwise.circuits.scores.eap_ig_sign`.
+EAP_IG_SIGN = float(eap_ig_sign())
 
 FIX = "Give an EAP-IG graph file (Graph.to_json / Graph.to_pt) or a circuitwise circuit.json"
 
