@@ -83,7 +83,7 @@ class EdgePruningOptions:
     kept: int | None = None
     warmup: float = 0.5
     lr: float = 0.1
-    lambda_lr: float = 0.02
+    lambda_lr: float = 0.01
     init_log_alpha: float = 3.0
     temperature: float = 2 / 3
     stretch: tuple[float, float] = (-0.1, 1.1)

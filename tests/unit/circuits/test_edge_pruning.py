@@ -177,3 +177,26 @@ def test_edge_pruning_runs_on_other_families_with_the_same_endpoints(family_mode
         _endpoints(model, tok, granularity)
     s = edge_pruning(model, tok, EdgePruningOptions(steps=4, granularity="node"), batch_size=2)
     assert s.config["steps_done"] == 4 and torch.isfinite(s.scores).all()
+
+
+@pytest.mark.integration
+def test_on_the_bundled_model_edge_pruning_is_faithful_with_no_more_edges_than_eap_ig():
+    """Issue 13's check: at EAP-IG's circuit size (the fewest top EAP-IG edges reaching
+    faithfulness 0.9), edge pruning's own circuit reaches 0.9 too."""
+    from circuitwise.circuits import score_edges
+    from circuitwise.models.bundled import BUNDLED_DIR
+
+    if not (BUNDLED_DIR / "config.json").exists():
+        pytest.skip(f"the bundled model is not in {BUNDLED_DIR}")
+    model = cw.load_model("bundled", device="cpu")
+    tok, _ = cw.tokenize_task(model, cw.get_task("opposites", n=64, corruption="flip", seed=0),
+                              need_corrupted=True, on_invalid="drop")
+    ig = select_circuit(score_edges(model, tok, "eap-ig"), "target", model=model, tok=tok, target=0.9)
+    assert ig.selection["reached"]
+    scores = edge_pruning(model, tok, EdgePruningOptions(kept=ig.n_edges, steps=200))
+    ours = prune_dangling(scores.graph, learned_circuit(scores))
+    f = faithfulness_of_masks(model, tok, ours)[0]
+    print(f"bundled opposites, {len(tok)} prompts: EAP-IG {ig.n_edges} edges (f {ig.selection['faithfulness']:.3f}); "
+          f"edge pruning {int(ours.sum())} edges (f {f.faithfulness:.3f}, {scores.seconds:.1f} s)")
+    assert 0 < int(ours.sum()) <= ig.n_edges
+    assert f.faithfulness >= 0.9
