@@ -26,6 +26,7 @@ its sender's mask, and the sparsity counts senders.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -35,7 +36,8 @@ import torch
 
 from circuitwise.circuits.forward import GraphModel, run_graph
 from circuitwise.circuits.patch import Ablation, check_ablation, mean_outputs, normalise
-from circuitwise.circuits.scores import EdgeScores, Prepared, Progress, no_progress, prepare
+from circuitwise.circuits.registry import DiscoveryMethod
+from circuitwise.circuits.scores import EdgeScores, NodeScores, Prepared, Progress, no_progress, prepare
 from circuitwise.errors import ConfigError
 from circuitwise.tasks.tokenize import TokenizedTask
 
@@ -119,6 +121,9 @@ class EdgePruningOptions:
             real(name, v, _num(v) and v > 0, "a positive number")
         real("init_log_alpha", self.init_log_alpha, True, "a finite number")
         st = self.stretch
+        if isinstance(st, list):  # as YAML and --option give it
+            st = tuple(st)
+            object.__setattr__(self, "stretch", st)
         if not (isinstance(st, tuple) and len(st) == 2 and all(_num(x) and math.isfinite(x) for x in st)
                 and st[0] < 0 and st[1] > 1):
             raise ConfigError(f"Edge pruning's stretch must be a pair (l, r) with l < 0 < 1 < r, got {st!r} "
@@ -363,6 +368,20 @@ def edge_pruning(
     )
 
 
+def edge_pruning_nodes(model: Any, tok: TokenizedTask, options: EdgePruningOptions | None = None, *,
+                       batch_size: int | None = None, metric: str = "logit_diff", progress: Progress = no_progress,
+                       check: bool = True) -> NodeScores:
+    """Node scores from masks on the senders (``granularity="node"`` whatever ``options`` says):
+    each node's ``P(z ≠ 0)``; ``config["circuit"]`` names the kept nodes."""
+    options = dataclasses.replace(options or EdgePruningOptions(), granularity="node")
+    s = edge_pruning(model, tok, options, batch_size=batch_size, metric=metric, progress=progress, check=check)
+    g = s.graph
+    to_logits = torch.tensor([g.edge_id(n.name, "logits") for n in g.senders])  # every sender has this edge
+    return NodeScores(graph=g, scores=s.scores[to_logits], method=s.method, metric=s.metric, config=s.config,
+                      clean_metric=s.clean_metric, corrupted_metric=s.corrupted_metric, n_examples=s.n_examples,
+                      seconds=s.seconds)
+
+
 def learned_circuit(scores: EdgeScores) -> torch.Tensor:
     """Edge pruning's own circuit (``config["circuit"]``) as a bool ``[edge]`` mask.
 
@@ -383,5 +402,10 @@ def learned_circuit(scores: EdgeScores) -> torch.Tensor:
     return keep
 
 
-__all__ = ["DEFAULT_SPARSITY", "EdgePruningOptions", "Granularity", "HardConcrete", "Objective", "PruningResult",
+METHOD = DiscoveryMethod(
+    "edge-pruning", "Edge pruning: hard-concrete masks on the edges, trained to a target sparsity (Bhaskar et al.).",
+    EdgePruningOptions, edge_pruning, nodes=edge_pruning_nodes,
+)
+
+__all__ = ["METHOD", "edge_pruning_nodes", "DEFAULT_SPARSITY", "EdgePruningOptions", "Granularity", "HardConcrete", "Objective", "PruningResult",
            "PruningSetup", "edge_pruning", "learned_circuit", "setup_pruning", "task_loss", "train_masks"]

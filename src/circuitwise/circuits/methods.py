@@ -13,15 +13,16 @@ from typing import Any, Literal, Mapping, get_args
 from circuitwise.circuits.eap import METHOD as EAP
 from circuitwise.circuits.eap_ig import METHOD as EAP_IG
 from circuitwise.circuits.eap_ig_activations import METHOD as EAP_IG_ACTIVATIONS
+from circuitwise.circuits.edge_pruning import METHOD as EDGE_PRUNING
 from circuitwise.circuits.exact import METHOD as EXACT
 from circuitwise.circuits.registry import COMMON, DiscoveryMethod
 from circuitwise.circuits.scores import EdgeScores, NodeScores
 from circuitwise.errors import ConfigError
 from circuitwise.tasks.tokenize import TokenizedTask
 
-MethodName = Literal["eap", "eap-ig", "eap-ig-activations", "exact"]
+MethodName = Literal["eap", "eap-ig", "eap-ig-activations", "exact", "edge-pruning"]
 
-_ENTRIES: tuple[DiscoveryMethod, ...] = (EAP, EAP_IG, EAP_IG_ACTIVATIONS, EXACT)
+_ENTRIES: tuple[DiscoveryMethod, ...] = (EAP, EAP_IG, EAP_IG_ACTIVATIONS, EXACT, EDGE_PRUNING)
 
 METHODS: Mapping[str, DiscoveryMethod] = MappingProxyType({m.name: m for m in _ENTRIES})
 

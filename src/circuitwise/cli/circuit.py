@@ -18,7 +18,8 @@ from circuitwise.config import RunConfig
 
 F = RunConfig.model_fields
 METHOD_HELP = ("Edge scoring: eap-ig (integrated gradients on the input), eap (one gradient), eap-ig-activations "
-               "(integrated gradients on each layer's activations), exact (one forward per edge; small models).")
+               "(integrated gradients on each layer's activations), exact (one forward per edge; small models), "
+               "edge-pruning (learned edge masks at a target sparsity: -O kept=N or -O sparsity=0.95).")
 SELECTION_HELP = "target: fewest top edges reaching --target faithfulness; top-n: the --edges best; threshold: |score| ≥ --threshold."
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 import torch
 
 import circuitwise as cw
-from circuitwise.circuits import select_circuit
+from circuitwise.circuits import METHODS, score_edges, score_nodes, select_circuit
+from circuitwise.circuits.methods import MethodName
 from circuitwise.circuits.edge_pruning import (
     EdgePruningOptions, HardConcrete, edge_pruning, learned_circuit, setup_pruning, task_loss,
 )
 from circuitwise.circuits.patch import patched_metrics
 from circuitwise.circuits.prune import prune_dangling
-from circuitwise.circuits.scores import prepare
+from circuitwise.circuits.scores import EdgeScores, prepare
 from circuitwise.errors import ConfigError
 from circuitwise.evaluation import faithfulness
 from circuitwise.evaluation.faithfulness import faithfulness_of_masks
@@ -113,13 +116,23 @@ def test_edge_pruning_recovers_the_planted_llama_circuit(tmp_path_factory):
     _recovers(model, tok, known_circuit_llama.PLANTED, steps=300)
 
 
-def test_node_granularity_keeps_the_planted_heads(known_model, known_tok):
-    scores = edge_pruning(known_model, known_tok, EdgePruningOptions(granularity="node", kept=3, steps=300))
-    assert len(scores.config["circuit"]) == 3
-    c = prune_dangling(scores.graph, learned_circuit(scores))
-    nodes = {n for e in _edges(scores.graph, c) for n in (e[0], e[1].split(".")[0])}
-    assert nodes == {"input", "L0H0", "L1H0", "logits"}
+def test_node_granularity_keeps_the_planted_heads_through_the_registry(known_model, known_tok):
+    nodes = score_nodes(known_model, known_tok, "edge-pruning", kept=3, steps=300)
+    assert nodes.method == "edge-pruning" and nodes.config["granularity"] == "node"
+    assert {n for n, _ in nodes.top(3)} == set(nodes.config["circuit"]) == {"input", "L0H0", "L1H0"}
+    edges = EdgeScores(nodes.graph, nodes.scores[nodes.graph.edge_index[0]], "edge-pruning", config=nodes.config)
+    c = prune_dangling(nodes.graph, learned_circuit(edges))
+    kept = {n for e in _edges(nodes.graph, c) for n in (e[0], e[1].split(".")[0])}
+    assert kept == {"input", "L0H0", "L1H0", "logits"}
     assert faithfulness_of_masks(known_model, known_tok, c)[0].faithfulness >= 0.9
+
+
+def test_the_registry_entry_passes_options_and_rejects_unknown_ones(known_model, known_tok):
+    assert "edge-pruning" in METHODS and "edge-pruning" in get_args(MethodName)
+    s = score_edges(known_model, known_tok, "edge-pruning", steps=3, stretch=[-0.2, 1.2])
+    assert s.config["steps_done"] == 3 and s.config["stretch"] == [-0.2, 1.2]
+    with pytest.raises(ConfigError, match="no option 'beta'"):
+        score_edges(known_model, known_tok, "edge-pruning", beta=0.5)
 
 
 def test_a_seeded_rerun_gives_identical_masks_and_another_seed_other_ones(known_model, known_tok):
@@ -151,7 +164,7 @@ def test_the_kl_objective_runs_and_scores_are_probabilities(known_model, known_t
 @pytest.mark.parametrize("bad", [
     {"steps": 0}, {"steps": 2.5}, {"seed": -1}, {"sparsity": 1.0}, {"sparsity": -0.1}, {"kept": 0},
     {"sparsity": 0.9, "kept": 3}, {"warmup": 1.5}, {"lr": 0.0}, {"lambda_lr": -1.0}, {"temperature": 0},
-    {"stretch": (0.0, 1.1)}, {"stretch": (-0.1, 1.0)}, {"stretch": [-0.1, 1.1]}, {"objective": "mse"},
+    {"stretch": (0.0, 1.1)}, {"stretch": (-0.1, 1.0)}, {"stretch": (-0.1,)}, {"stretch": "wide"}, {"objective": "mse"},
     {"granularity": "head"}, {"ablation": "zero"}, {"max_seconds": 0}, {"init_log_alpha": float("nan")},
 ])
 def test_bad_options_are_config_errors(bad):
