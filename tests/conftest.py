@@ -16,6 +16,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from tests.helpers import make_gpt2_checkpoint  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """The test models are tiny: one thread beats OpenMP's hand-offs, most of all on a busy machine
+    (edge pruning's 400 small steps: 1 s of CPU on one thread, 15 s on two under load)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory):
     """2 layers, 4 heads, d_model 64, GPT-2's real 50257-token vocabulary."""

@@ -22,16 +22,6 @@ from circuitwise.evaluation.faithfulness import faithfulness_of_masks
 from tests.unit.circuits import known_circuit, known_circuit_llama
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Hundreds of small forward/backward steps: with two threads on a shared machine the
-    threads' spin-waits cost far more than they save."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _edges(graph, mask) -> set[tuple[str, str]]:
     return {tuple(graph.edge_names[i].split("->")) for i in mask.nonzero().flatten().tolist()}
 
