@@ -407,5 +407,6 @@ METHOD = DiscoveryMethod(
     EdgePruningOptions, edge_pruning, nodes=edge_pruning_nodes,
 )
 
-__all__ = ["METHOD", "edge_pruning_nodes", "DEFAULT_SPARSITY", "EdgePruningOptions", "Granularity", "HardConcrete", "Objective", "PruningResult",
-           "PruningSetup", "edge_pruning", "learned_circuit", "setup_pruning", "task_loss", "train_masks"]
+__all__ = ["DEFAULT_SPARSITY", "METHOD", "EdgePruningOptions", "Granularity", "HardConcrete", "Objective",
+           "PruningResult", "PruningSetup", "edge_pruning", "edge_pruning_nodes", "learned_circuit", "setup_pruning",
+           "task_loss", "train_masks"]

@@ -65,7 +65,8 @@ def test_the_mask_gradient_is_the_derivative_of_the_masked_metric(known_model, k
         up[e] += h
         down[e] -= h
         with torch.no_grad():
-            fd = (prep.metric(setup.answer_logits(0, up)).mean() - prep.metric(setup.answer_logits(0, down)).mean()) / (2 * h)
+            m_up, m_down = (prep.metric(setup.answer_logits(0, v)).mean() for v in (up, down))
+        fd = (m_up - m_down) / (2 * h)
         assert float(grad[e]) == pytest.approx(float(fd), rel=2e-2, abs=1e-3)
         assert abs(float(grad[e])) > 0.1
 
@@ -203,3 +204,13 @@ def test_on_the_bundled_model_edge_pruning_is_faithful_with_no_more_edges_than_e
           f"edge pruning {int(ours.sum())} edges (f {f.faithfulness:.3f}, {scores.seconds:.1f} s)")
     assert 0 < int(ours.sum()) <= ig.n_edges
     assert f.faithfulness >= 0.9
+
+
+def test_replacements_recomputed_each_step_give_the_cached_result(known_model, known_tok, monkeypatch):
+    import circuitwise.circuits.edge_pruning as ep
+
+    cached = edge_pruning(known_model, known_tok, EdgePruningOptions(steps=6), batch_size=5)
+    monkeypatch.setattr(ep, "_CACHE_BYTES", 0)
+    assert setup_pruning(prepare(known_model, known_tok, batch_size=5)).batches[0].rep is None
+    again = edge_pruning(known_model, known_tok, EdgePruningOptions(steps=6), batch_size=5)
+    torch.testing.assert_close(again.scores, cached.scores, atol=1e-6, rtol=0)
