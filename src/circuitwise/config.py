@@ -88,7 +88,7 @@ class RunConfig(BaseModel):
             raise ConfigError(f"ig_steps ({self.ig_steps}) and circuit_options steps ({self.circuit_options['steps']}) "
                               "disagree; give one of them.")
         method = get_method(self.circuit)
-        if extra and "steps" not in method.option_names:
+        if extra and method.name not in ("eap-ig", "eap-ig-activations"):  # edge pruning's steps are training
             raise ConfigError(f"ig_steps applies to the integrated-gradient methods, not {self.circuit}; drop it "
                               "(a config.yaml from circuitwise 0.1 carries ig_steps: 5 — delete that line).")
         return method.options(self.circuit_options, **extra)

@@ -214,3 +214,12 @@ def test_replacements_recomputed_each_step_give_the_cached_result(known_model, k
     assert setup_pruning(prepare(known_model, known_tok, batch_size=5)).batches[0].rep is None
     again = edge_pruning(known_model, known_tok, EdgePruningOptions(steps=6), batch_size=5)
     torch.testing.assert_close(again.scores, cached.scores, atol=1e-6, rtol=0)
+
+
+def test_a_run_config_passes_edge_pruning_options_but_not_ig_steps():
+    from circuitwise.config import RunConfig
+
+    opts = RunConfig(task="opposites", circuit="edge-pruning", circuit_options={"kept": 4, "steps": 50}).method_options()
+    assert isinstance(opts, EdgePruningOptions) and (opts.kept, opts.steps) == (4, 50)
+    with pytest.raises(ConfigError, match="integrated-gradient"):  # 0.1's ig_steps: 5 must not train 5 steps
+        RunConfig(task="opposites", circuit="edge-pruning", ig_steps=5)
