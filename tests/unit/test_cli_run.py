@@ -164,3 +164,21 @@ def test_run_patching_section_obeys_the_invariants(tmp_path, tiny_ckpt):
         checked += 1
     assert checked >= 4
     assert -1.0 <= sweep["attribution"]["correlation"] <= 1.0
+
+
+def test_circuit_options_reach_the_config_and_options_that_do_not_apply_fail_first(tmp_path, tiny_ckpt):
+    from circuitwise.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no option 'steps'.*gradient"):
+        invoke("run", "opposites-seed", "--model", str(tiny_ckpt), "--out", str(tmp_path / "o"), "--circuit", "eap",
+               "--circuit-option", "steps=3")
+    with pytest.raises(ConfigError, match="ig_steps applies to the integrated-gradient methods"):
+        invoke("run", "opposites-seed", "--model", str(tiny_ckpt), "--out", str(tmp_path / "o"), "--circuit", "exact",
+               "--ig-steps", "3")
+    assert not (tmp_path / "o").exists()
+    from circuitwise.config import RunConfig
+
+    cfg = RunConfig.build(task="opposites-seed", circuit="eap", circuit_options={"gradient": "corrupted"})
+    assert cfg.method_options().gradient == "corrupted"
+    (tmp_path / "c.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+    assert RunConfig.from_yaml(tmp_path / "c.yaml").method_options() == cfg.method_options()

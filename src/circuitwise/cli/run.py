@@ -41,9 +41,12 @@ def run(
     circuit: Optional[str] = _opt("circuit", "--circuit"),
     circuit_target: Optional[float] = _opt("circuit_target", "--circuit-target"),
     ig_steps: Optional[int] = _opt("ig_steps", "--ig-steps"),
+    circuit_option: Optional[List[str]] = typer.Option(
+        None, "--circuit-option", help=f"{F['circuit_options'].description} As KEY=VALUE; repeat for several."),
     config: Optional[Path] = typer.Option(None, "--config", help="Re-run from a config.yaml written by an earlier run; other options override it."),
 ) -> None:
     """Baseline, direct logit attribution, logit lens, top heads and their attention: report.html + results.json."""
+    from circuitwise.cli.circuit import parse_options
     from circuitwise.errors import ConfigError
     from circuitwise.pipeline import run as run_pipeline
 
@@ -53,6 +56,7 @@ def run(
                                    patching=None if patch is None else tuple(w for w in patch if w != "none"),
                                    circuit=None if circuit is None else ("" if circuit == "none" else circuit),
                                    circuit_target=circuit_target, ig_steps=ig_steps,
+                                   circuit_options=None if circuit_option is None else parse_options(circuit_option),
                                    ).items() if v is not None}
     base = RunConfig.from_yaml(config).model_dump() if config else {}
     if "task" not in given and "task" not in base:
