@@ -16,6 +16,11 @@ sign flips cancel, so an EAP-IG / MIB graph's score has the same sign and meanin
 edge's EAP-IG ``exact`` score, ``loss(edge corrupted) − loss(clean)``, is our ``noise`` score). Only
 a run of EAP-IG with the raw metric (``loss=False``) has the opposite sign. Export and import go
 through :func:`eap_ig_sign`, the one place this is decided.
+
+Scale: EAP-IG divides its summed scores by the number of examples, and MIB's metric is already a
+batch mean (``mean=True``), so MIB's files hold our scores divided by the batch size (rankings,
+signs and thresholds by rank unaffected). ``bench/crosscheck.py`` measures the match with a summed
+metric: equal to about 1e-7.
 """
 
 from __future__ import annotations
