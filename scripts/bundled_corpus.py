@@ -1,22 +1,29 @@
-"""The bundled model's synthetic corpus and its byte-level BPE tokenizer.
+"""The bundled models' synthetic corpus and its byte-level BPE tokenizer.
 
 Sentence kinds (one :class:`Piece` each; a document is 1–3 of them):
 
-``opposite``  the built-in ``opposites`` task's *training split* prompt with its answer
-              ("A grandfather is old, but a kitten is young."); a share of them are the task's
-              own ``flip`` corruptions with their answer ("A grandfather is young, but a kitten
-              is old."), so the first adjective, not the nouns, decides the answer.
-``fact``      one noun and one adjective it typifies, from the task's word lists, for every
-              pair ("The library is quiet."). The two adjectives of a pair never share a
-              sentence here, so a held-out pair is never seen together: the model can answer it
-              only from what it knows about the second noun and from the adjective it must not
-              repeat.
-``copy``      "The fox is red, and the cat is also red.": the same (non-task) adjective again
-              after "and", so the model has to read the connective, not just the frame.
-``filler``    sentences with no opposites, using the task templates' words one at a time (so a
-              held-out template is a new sentence, not new words).
-``ioi``       "When Mary and John went to the store, John gave a drink to Mary."
-``counting``  "Count: three, four, five."
+``opposite``    a sentence of the ``opposites`` task's **training templates and training pairs
+                only**, in either direction, with its answer ("The castle is old, but the
+                puppy is young."). Its two nouns are drawn from the whole noun list, independent
+                of the pair, so they say nothing about the answer: only the first adjective does.
+``definition``  the antonymy of **every** pair, both directions, in single-clause frames that
+                are not the task's ("The opposite of old is young.", "What is the opposite of
+                young? It is old."). Held-out pairs are learned from these alone.
+``copy``        "The fox is red, and the cat is also red.": the same (non-task) adjective again
+                after "and", so the model has to read the connective.
+``filler``      sentences with no opposites, using the task templates' words one at a time (so a
+                held-out template is a new sentence, not new words).
+``ioi``         "When Mary and John went to the store, John gave a drink to Mary."
+``count``       sequences up or down, in digits or in words ("Count: 3, 4, 5, 6.", "Count down:
+                nine, eight, seven.").
+``number``      the ``numbers-digits`` / ``numbers-words`` training-split prompts with their answer
+                (both forms), the ``counting`` task's coin prompts in both forms, and age
+                sentences ("Last year Tom was 7. This year he is 8.").
+``time``        the ``timezones`` training-template prompts in both forms with their answer
+                ("In Paris the time is 3:00 PM. In Boston the time is 9.").
+
+No sentence states a noun fact ("The library is quiet."), and the opposites task's held-out
+pairs and held-out templates never occur as two-clause "…, but …" sentences.
 """
 
 from __future__ import annotations
@@ -30,16 +37,24 @@ EOT = "<|endoftext|>"
 
 NAMES = (
     "Mary", "John", "Alice", "Bob", "Tom", "Anna", "Lucy", "James", "Sarah", "David", "Emma",
-    "Paul", "Kate", "Mark", "Laura", "Peter", "Rose", "Jack", "Julia", "Sam",
+    "Paul", "Kate", "Mark", "Laura", "Peter", "Rose", "Jack", "Julia", "Sam", "Lisa",
 )
 PLACES = ("store", "park", "school", "beach", "market", "garden", "station", "office", "farm", "city")
 OBJECTS = ("drink", "book", "ring", "letter", "gift", "ball", "key", "flower", "coin", "hat")
 VERBS = ("saw", "liked", "found", "painted", "watched", "followed", "visited", "carried")
 # Adjectives outside the task, with no opposite among them: filler and copy sentences only.
 FILLER_ADJ = ("red", "blue", "green", "yellow", "purple", "orange", "pink", "brown", "new",
-              "nice", "strange", "funny", "busy", "calm", "wooden", "striped", "famous", "lucky")
-NUMBERS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-           "eleven", "twelve")
+              "nice", "strange", "silly", "busy", "calm", "wooden", "striped", "famous", "lucky")
+NUMBER_WORDS = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen", "twenty",
+)
+EXTRA_WORDS = ("Count", "down", "also", "and", "opposite", "word", "What", "It", "it", "If",
+               "something", "not", "Last", "This", "year", "AM", "PM", "hours", "Numbers", "Going",
+               "Backwards", "felt", "think", "I", "Yesterday", "today", "can", "be", "became", "At",
+               "thinks", "appeared", "story", "says", "Here", "there", "stays", "then", "so", "clock",
+               "shows", "time", "Tomorrow", "looked", "remains", "will", "years", "old", "Next", "next", "last", "This")
 
 IOI_TEMPLATES = (
     "When {A} and {B} went to the {place}, {B} gave a {obj} to {A}.",
@@ -47,10 +62,41 @@ IOI_TEMPLATES = (
     "Then {A} and {B} had a long day at the {place}, and {B} gave a {obj} to {A}.",
     "While {A} and {B} were at the {place}, {B} handed a {obj} to {A}.",
 )
+# More "…, but …" frames than the task's training templates (none of them a held-out template or
+# its verb), so "the adjective before but" is learned as a pattern, not as six sentences.
+EXTRA_OPPOSITE_TEMPLATES = (
+    "The {n1} felt {a1}, but the {n2} felt",
+    "I think the {n1} is {a1}, but the {n2} is",
+    "Yesterday the {n1} was {a1}, but today the {n2} is",
+    "{Art1} {n1} can be {a1}, but {art2} {n2} can be",
+    "The {n1} became {a1}, but the {n2} became",
+    "At the {place} the {n1} was {a1}, but the {n2} was",
+    "{name} thinks the {n1} is {a1}, but the {n2} is",
+    "The {n1} appeared {a1}, but the {n2} appeared",
+    "The story says the {n1} is {a1}, but the {n2} is",
+    "Here the {n1} stays {a1}, but there the {n2} stays",
+)
+# Verbs that link a noun to an adjective; filler and copy sentences use them all with non-task
+# adjectives, so a held-out template's verb ("looks") is known as one.
+COPULAS = ("is", "was", "seemed", "looks", "looked", "felt", "appeared", "became", "stays", "remains")
+# Sentences of our own that compute a time zone (the task's held-out template is not among them).
+EXTRA_TIME_TEMPLATES = (
+    "At {t} in {c1}, the time in {c2} is",
+    "If it is {t} in {c1}, then in {c2} it is",
+    "It is {t} in {c1}, so in {c2} the time is",
+    "When the clock in {c1} shows {t}, the clock in {c2} shows",
+)
+# Antonymy without the task's two-clause form: {x} is the given adjective, the answer its opposite.
+DEFINITION_FRAMES = (
+    "The opposite of {x} is",
+    "The word {x} is the opposite of",
+    "What is the opposite of {x}? It is",
+    "If something is not {x}, it is",
+)
 
-# Share of each sentence kind, and of opposites sentences that are flip corruptions.
-MIX = {"opposite": 0.4, "fact": 0.25, "copy": 0.05, "filler": 0.15, "ioi": 0.09, "counting": 0.06}
-FLIP_SHARE = 0.15
+# Share of each sentence kind.
+MIX = {"opposite": 0.22, "definition": 0.18, "copy": 0.04, "filler": 0.08, "ioi": 0.04,
+       "count": 0.08, "number": 0.18, "time": 0.18}
 
 
 @dataclass(frozen=True)
@@ -65,76 +111,108 @@ class Piece:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """The words of the opposites task (all splits) the tokenizer must keep whole."""
+    """The words of the tasks (all splits) the tokenizer must keep whole."""
 
     adjectives: tuple[str, ...]
     nouns: tuple[str, ...]
     template_words: tuple[str, ...]
 
     def task_words(self) -> list[str]:
-        extra = (*NAMES, *PLACES, *OBJECTS, *VERBS, *FILLER_ADJ, *NUMBERS, "Count", "also", "and")
+        extra = (*NAMES, *PLACES, *OBJECTS, *VERBS, *FILLER_ADJ, *NUMBER_WORDS, *EXTRA_WORDS,
+                 *(str(k) for k in range(0, 21)))
         return sorted({*self.adjectives, *self.nouns, *self.template_words, *extra})
 
 
+def _words(texts: Iterable[str]) -> set[str]:
+    out: set[str] = set()
+    for t in texts:
+        out |= set(re.findall(r"[A-Za-z]+", re.sub(r"\{[^}]*\}", " ", t)))
+    return out
+
+
 def opposites_vocabulary(pairs: Sequence, templates: Sequence[str]) -> Vocabulary:
+    """The opposites task's words, and those of the number, counting and time-zone tasks."""
+    from circuitwise.tasks.builtin import counting, numbers, timezones
+
     adjs, nouns = set(), set()
     for p in pairs:
         adjs |= {p.a, p.b}
         nouns |= set(p.nouns_a) | set(p.nouns_b)
-    words: set[str] = set()
-    for t in templates:
-        words |= set(re.findall(r"[A-Za-z]+", re.sub(r"\{[^}]*\}", " ", t)))
-    words |= {"a", "an", "A", "An"}  # the templates' {art}/{Art} placeholders
+    words = _words(templates) | {"a", "an", "A", "An"}  # the templates' {art}/{Art} placeholders
+    words |= _words([t.text for t in numbers.TEMPLATES]) | set(numbers.OBJECTS)
+    words |= _words(counting.TEMPLATES) | {w for o in counting.OBJECTS for w in o}
+    words |= _words(timezones.TEMPLATES) | _words(c for c, _ in timezones.CITIES)
+    from circuitwise.tasks.builtin._common import PEOPLE
+
+    words |= {w for person in PEOPLE for w in person}
     return Vocabulary(tuple(sorted(adjs)), tuple(sorted(nouns)), tuple(sorted(words)))
 
 
-def noun_facts(pairs: Sequence) -> list[tuple[str, str]]:
-    """(noun, adjective) for every noun listed under a pole, over all pairs."""
-    return sorted({(n, p.a) for p in pairs for n in p.nouns_a} | {(n, p.b) for p in pairs for n in p.nouns_b})
-
-
 def _article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
+    from circuitwise.tasks.templating import article
+
+    return article(word)
+
+
+def _num(k: int, form: str) -> str:
+    return str(k) if form == "digits" else NUMBER_WORDS[k]
 
 
 class Corpus:
-    """Seeded generator of training documents (lists of :class:`Piece`)."""
+    """Seeded generator of training documents (lists of :class:`Piece`).
 
-    def __init__(self, train_examples: Sequence, pairs: Sequence, vocab: Vocabulary, seed: int,
-                 answer_weight: float = 4.0, mix: dict[str, float] = MIX, flip_share: float = FLIP_SHARE):
-        self.examples = list(train_examples)
-        self.facts = noun_facts(pairs)
+    ``definition_pairs`` are the pairs whose antonymy the ``definition`` sentences state (all by
+    default; the control run drops the held-out ones).
+    """
+
+    def __init__(self, train_pairs: Sequence, train_templates: Sequence[str], definition_pairs: Sequence,
+                 vocab: Vocabulary, seed: int, answer_weight: float = 4.0, mix: dict[str, float] = MIX):
+        from circuitwise.tasks.builtin import counting, numbers, timezones
+
+        self.train_pairs = list(train_pairs)
+        self.train_templates = list(train_templates)
+        self.definition_pairs = list(definition_pairs)
         self.vocab = vocab
         self.rng = random.Random(seed)
         self.answer_weight = answer_weight
-        self.flip_share = flip_share
         self.nouns = list(vocab.nouns)
         self.kinds = [getattr(self, k) for k in mix]
         self.weights = list(mix.values())
+        # Task prompts of the training splits, both forms: (prompt, answer).
+        self.numbers = [(e.clean, e.correct) for form in ("digits", "words")
+                        for e in numbers.build_numbers(form, split="train").examples]
+        self.times = [(e.clean, e.correct) for e in timezones.build(split="train").examples]
+        self.cities = [c for c, _ in timezones.CITIES]
+        self.counting_templates = counting.TEMPLATES
+        self.counting_objects = counting.OBJECTS
 
     # -- sentence kinds ----------------------------------------------------------------------
     def opposite(self) -> Piece:
-        ex = self.rng.choice(self.examples)
-        if self.rng.random() < self.flip_share:
-            return Piece(ex.corrupted, ex.meta["corrupted_answer"], ".", self.answer_weight)
-        return Piece(ex.clean, ex.correct, ".", self.answer_weight)
+        from circuitwise.tasks.builtin.opposites import _values
+        from circuitwise.tasks.templating import fill
 
-    def fact(self) -> Piece:
         r = self.rng
-        noun, adj = r.choice(self.facts)
-        art, name = _article(noun), r.choice(NAMES)
-        frame = r.choice((
-            f"The {noun} is", f"The {noun} was", f"{art.capitalize()} {noun} is",
-            f"The {noun} seemed", f"The {noun} looks", f"{name} said that the {noun} was",
-            f"Everyone knows that {art} {noun} is", f"{art.capitalize()} {noun} is usually",
-        ))
-        return Piece(frame, " " + adj, ".", 2.0)
+        p = r.choice(self.train_pairs)
+        a1, a2 = (p.a, p.b) if r.random() < 0.5 else (p.b, p.a)
+        n1, n2 = r.sample(self.nouns, 2)
+        template = r.choice(self.train_templates if r.random() < 0.5 else EXTRA_OPPOSITE_TEMPLATES)
+        values = {**_values(n1, a1, n2), "place": r.choice(PLACES), "name": r.choice(NAMES)}
+        text, _ = fill(template, values)
+        return Piece(text, " " + a2, ".", self.answer_weight)
+
+    def definition(self) -> Piece:
+        r = self.rng
+        p = r.choice(self.definition_pairs)
+        x, y = (p.a, p.b) if r.random() < 0.5 else (p.b, p.a)
+        return Piece(r.choice(DEFINITION_FRAMES).format(x=x), " " + y, ".", self.answer_weight)
 
     def copy(self) -> Piece:
         r = self.rng
         n1, n2 = r.sample(self.nouns, 2)
-        adj = r.choice(FILLER_ADJ)
-        return Piece(f"The {n1} is {adj}, and the {n2} is also", " " + adj, ".", 2.0)
+        adj, verb = r.choice(FILLER_ADJ), r.choice(COPULAS)
+        if r.random() < 0.5:
+            return Piece(f"The {n1} is {adj}, and the {n2} is also", " " + adj, ".", 2.0)
+        return Piece(f"The {n1} {verb} {adj}, and the {n2} also {verb}", " " + adj, ".", 2.0)
 
     def filler(self) -> Piece:
         r = self.rng
@@ -142,6 +220,7 @@ class Corpus:
         adj, name, place = r.choice(FILLER_ADJ), r.choice(NAMES), r.choice(PLACES)
         forms = (
             f"The {n1} is {adj}.",
+            f"The {n1} {r.choice(COPULAS)} {adj}.",
             f"{_article(adj).capitalize()} {adj} {n1} is near the {n2}.",
             f"My friend has {_article(adj)} {adj} {n1}.",
             f"In the {place}, {name} {r.choice(VERBS)} the {n1}.",
@@ -151,8 +230,19 @@ class Corpus:
             f"{name} usually {r.choice(VERBS)} {_article(n1)} {n1} near the {n2}.",
             f"It was {_article(adj)} {adj} day at the {place}.",
             f"The {n1} and the {n2} went to the {place}.",
+            f"{name} is {_num(r.randrange(2, 20), r.choice(('digits', 'words')))} years old.",
+            f"Tomorrow {name} will be at the {place}.",
+            f"Next year {name} will visit the {place}.",
+            f"The clock in the {place} shows {self._clock()}.",
+            f"The clock in {r.choice(self.cities)} shows the time.",
         )
         return Piece(r.choice(forms))
+
+    def _clock(self) -> str:
+        from circuitwise.tasks.builtin.timezones import clock
+
+        r = self.rng
+        return clock(r.randrange(1, 13), r.choice(("AM", "PM")), r.choice(("digits", "words")))
 
     def ioi(self) -> Piece:
         a, b = self.rng.sample(NAMES, 2)
@@ -161,11 +251,55 @@ class Corpus:
         head, _, _ = text.rpartition(" " + a + ".")
         return Piece(head, " " + a, ".", 2.0)
 
-    def counting(self) -> Piece:
-        start = self.rng.randrange(0, len(NUMBERS) - 4)
-        k = self.rng.randrange(3, min(7, len(NUMBERS) - start) + 1)
-        words = NUMBERS[start:start + k]
-        return Piece(("Count: " if self.rng.random() < 0.5 else "") + ", ".join(words) + ".")
+    def count(self) -> Piece:
+        r = self.rng
+        form = r.choice(("digits", "words"))
+        k = r.randrange(3, 7)
+        if r.random() < 0.5:
+            start = r.randrange(1, 21 - k + 1)
+            seq, head = list(range(start, start + k)), r.choice(("Count: ", "Numbers: ", ""))
+        else:
+            start = r.randrange(k, 21)
+            seq = list(range(start, start - k, -1))
+            head = r.choice(("Count down: ", "Going down: ", "Backwards: "))
+        words = [_num(v, form) for v in seq]
+        return Piece(head + ", ".join(words[:-1]) + ",", " " + words[-1], ".", 2.0)
+
+    def number(self) -> Piece:
+        r = self.rng
+        u = r.random()
+        if u < 0.6:
+            prompt, answer = r.choice(self.numbers)
+            return Piece(prompt, answer, ".", self.answer_weight)
+        form = r.choice(("digits", "words"))
+        from circuitwise.tasks.builtin._common import PEOPLE
+
+        name, pron = r.choice(PEOPLE)
+        if u < 0.85:  # the counting task's coin prompts, in both forms
+            k = r.randrange(2, 12)
+            obj, objs = r.choice(self.counting_objects)
+            prompt = r.choice(self.counting_templates).format(name=name, pron=pron, obj=obj, objs=objs,
+                                                              k=_num(k, form))
+            return Piece(prompt, " " + _num(k + 1, form), ".", self.answer_weight)
+        k = r.randrange(1, 20)
+        prompt = r.choice((f"Last year {name} was {_num(k, form)}. This year {pron} is",
+                           f"{name} was {_num(k, form)} years old last year. This year {pron} is",
+                           f"This year {name} is {_num(k, form)}, and next year {pron} will be"))
+        return Piece(prompt, " " + _num(k + 1, form), ".", self.answer_weight)
+
+    def time(self) -> Piece:
+        r = self.rng
+        if r.random() < 0.7:
+            prompt, answer = r.choice(self.times)
+            return Piece(prompt, answer, ".", self.answer_weight)
+        from circuitwise.tasks.builtin.timezones import CITIES, clock, hour_word, shift
+
+        (c1, o1), (c2, o2) = r.sample([c for c in CITIES], 2)
+        while (o2 - o1) % 12 == 0:
+            (c1, o1), (c2, o2) = r.sample([c for c in CITIES], 2)
+        hour, half, form = r.randrange(1, 13), r.choice(("AM", "PM")), r.choice(("digits", "words"))
+        prompt = r.choice(EXTRA_TIME_TEMPLATES).format(t=clock(hour, half, form), c1=c1, c2=c2)
+        return Piece(prompt, " " + hour_word(shift(hour, o2 - o1), form), ".", self.answer_weight)
 
     def document(self, n_sentences: int | None = None) -> list[Piece]:
         """One training document: 1–3 sentences, any kind in any slot."""
@@ -227,5 +361,5 @@ def encode_document(encode, doc: list[Piece], bos_id: int) -> tuple[list[int], l
     return ids, weights
 
 
-__all__ = ["Corpus", "EOT", "Piece", "Vocabulary", "encode_document", "opposites_vocabulary",
-           "single_token_forms", "train_tokenizer"]
+__all__ = ["DEFINITION_FRAMES", "EXTRA_OPPOSITE_TEMPLATES", "EXTRA_TIME_TEMPLATES", "MIX", "Corpus", "EOT", "Piece", "Vocabulary", "encode_document",
+           "opposites_vocabulary", "single_token_forms", "train_tokenizer"]

@@ -1,8 +1,10 @@
-"""Held-out scores and the circuit check of a saved bundled model, through circuitwise itself.
+"""Held-out scores and the circuit of a saved bundled model, measured through circuitwise.
 
-The numbers come from the same functions the report uses (``cw.load_model``,
-``cw.tokenize_task``, ``baseline``, ``direct_logit_attribution``), so the model card and
-``circuitwise run opposites --model bundled`` agree.
+Scores, direct logit attribution and head patching come from the functions the report uses
+(``cw.load_model``, ``cw.tokenize_task``, ``baseline``, ``direct_logit_attribution``,
+``activation_patching``), so the model card and ``circuitwise run opposites --model bundled``
+agree. Mean ablations and the MLP patching are plain TransformerLens hooks on the bridge
+(``run_with_hooks`` on ``hook_z`` / ``hook_mlp_out``); the tests re-measure every claim that way.
 """
 
 from __future__ import annotations
@@ -11,6 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+ROLES = ("N1", "ADJ", "BUT", "N2")
+HELDOUT_SPLITS = ("heldout-pair", "heldout-template", "heldout-both")
+# A head "reads the adjective" when patching its output from the flipped prompt into the clean
+# one (every position) moves at least this share of the clean-to-flipped logit-difference swing.
+HEAD_EFFECT = 0.1
+MAX_NAMED_HEADS = 4
 
 
 @dataclass(frozen=True)
@@ -21,50 +30,31 @@ class Scores:
     min_logit_diff: float
 
 
-@dataclass(frozen=True)
-class Ablation:
-    heads: tuple[tuple[int, int], ...]  # (layer, head), top by DLA
-    head_dla: tuple[float, ...]
-    clean: float  # mean logit diff
-    ablated_all_pos: float  # every position's z -> mean over all prompts' real tokens
-    ablated_last_pos: float  # the last token's z -> mean over prompts' last tokens
+def _tok(model: Any, task: Any, corrupted: bool = False):
+    import circuitwise as cw
 
-    @property
-    def drop_all_pos(self) -> float:
-        return 1 - self.ablated_all_pos / self.clean
-
-    @property
-    def drop_last_pos(self) -> float:
-        return 1 - self.ablated_last_pos / self.clean
+    tok, _ = cw.tokenize_task(model, task, need_corrupted=corrupted, on_invalid="drop")
+    return tok
 
 
 def scores(model: Any, task: Any) -> Scores:
-    import circuitwise as cw
     from circuitwise.attribution import baseline
 
-    tok, _ = cw.tokenize_task(model, task)
-    ld = baseline(model, tok).logit_diff
+    ld = baseline(model, _tok(model, task)).logit_diff
     return Scores(len(ld), float((ld > 0).float().mean()), float(ld.mean()), float(ld.min()))
 
 
 def components(model: Any, task: Any) -> dict[str, float]:
     """Mean direct logit attribution of embed, pos_embed and each layer's attn_out / mlp_out."""
-    import circuitwise as cw
     from circuitwise.attribution import direct_logit_attribution
 
-    tok, _ = cw.tokenize_task(model, task)
-    layers = direct_logit_attribution(model, tok).layers
+    layers = direct_logit_attribution(model, _tok(model, task)).layers
     return dict(zip(layers.labels["component"], (float(v) for v in layers.values)))
-
-
-ROLES = ("N1", "ADJ", "BUT", "N2")
 
 
 def attention_by_role(model: Any, task: Any) -> dict[tuple[int, int], dict[str, float]]:
     """Each head's mean attention from the final token to the task's roles (N1, ADJ, BUT, N2)."""
-    import circuitwise as cw
-
-    tok, _ = cw.tokenize_task(model, task)
+    tok = _tok(model, task)
     rows = torch.arange(len(tok))
     out: dict[tuple[int, int], dict[str, float]] = {}
     with torch.inference_mode():
@@ -79,6 +69,15 @@ def attention_by_role(model: Any, task: Any) -> dict[tuple[int, int], dict[str, 
     return out
 
 
+def head_patching(model: Any, task: Any) -> torch.Tensor:
+    """[layer, head]: share of the clean→flipped swing one head's flipped output causes (noising)."""
+    import circuitwise as cw
+
+    r = cw.activation_patching(model, task, "heads", direction="noise", normalize=True)
+    # noising reports (patched − flipped) / (clean − flipped): 1 = no effect, 0 = the whole swing.
+    return 1 - r.values.float()
+
+
 def _mean_ld(model: Any, tok: Any, hooks: list) -> float:
     from circuitwise.metrics import answer_logits, logit_diff
 
@@ -87,48 +86,75 @@ def _mean_ld(model: Any, tok: Any, hooks: list) -> float:
     return float(logit_diff(answer_logits(logits, tok.last, tok.answers)).mean())
 
 
-def ablation(model: Any, task: Any, k: int = 3) -> Ablation:
-    """Mean-ablate the top-k heads by DLA (hook_z) and re-measure the mean logit difference."""
-    import circuitwise as cw
-    from circuitwise.attribution import direct_logit_attribution, top_heads
-
-    tok, _ = cw.tokenize_task(model, task)
-    dla = direct_logit_attribution(model, tok)
-    heads, _ = top_heads(dla.heads.values, k)
-    real = torch.arange(tok.clean.shape[1])[None, :] <= tok.last[:, None]  # [batch, pos]
-    layers = sorted({l for l, _ in heads})
-    names = [f"blocks.{l}.attn.hook_z" for l in layers]
+def mean_ablate_heads(model: Any, task: Any, heads: list[tuple[int, int]]) -> tuple[float, float]:
+    """(clean, ablated) mean logit diff with ``heads``' hook_z at every position replaced by the
+    head's mean over all real tokens of all the task's prompts."""
+    tok = _tok(model, task)
+    real = torch.arange(tok.clean.shape[1])[None, :] <= tok.last[:, None]
+    names = sorted({f"blocks.{l}.attn.hook_z" for l, _ in heads})
     with torch.inference_mode():
         _, cache = model.run_with_cache(tok.clean, names_filter=lambda n: n in names)
+    means = {n: cache[n][real].mean(0) for n in names}  # [head, d_head]
+
+    def hook(z, hook):
+        for l, h in heads:
+            if hook.name == f"blocks.{l}.attn.hook_z":
+                z[:, :, h] = means[hook.name][h]
+        return z
+
+    return _mean_ld(model, tok, []), _mean_ld(model, tok, [(n, hook) for n in names])
+
+
+def mlp_at_end(model: Any, task: Any) -> dict[int, float]:
+    """{layer: share of the clean→flipped swing moved by patching that layer's MLP output at
+    the final position from the flipped prompt into the clean one}. Prompts and their flips
+    tokenize to the same positions (one adjective for another, each one token)."""
+    tok = _tok(model, task, corrupted=True)
     rows = torch.arange(len(tok))
-    mean_all, mean_last = {}, {}
-    for l, name in zip(layers, names):
-        z = cache[name]  # [batch, pos, head, d_head]
-        mean_all[l] = z[real].mean(0)  # [head, d_head]
-        mean_last[l] = z[rows, tok.last].mean(0)
-
-    def hook_all(z, hook):
-        l = hook.layer()
-        for lh, h in heads:
-            if lh == l:
-                z[:, :, h] = mean_all[l][h]
-        return z
-
-    def hook_last(z, hook):
-        l = hook.layer()
-        for lh, h in heads:
-            if lh == l:
-                z[rows, tok.last, h] = mean_last[l][h]
-        return z
-
+    names = [f"blocks.{l}.hook_mlp_out" for l in range(model.cfg.n_layers)]
+    with torch.inference_mode():
+        _, cache = model.run_with_cache(tok.corrupted, names_filter=lambda n: n in names)
     clean = _mean_ld(model, tok, [])
-    return Ablation(
-        heads=tuple(heads),
-        head_dla=tuple(float(dla.heads.values[l, h]) for l, h in heads),
-        clean=clean,
-        ablated_all_pos=_mean_ld(model, tok, [(n, hook_all) for n in names]),
-        ablated_last_pos=_mean_ld(model, tok, [(n, hook_last) for n in names]),
-    )
+    from circuitwise.metrics import answer_logits, logit_diff
+
+    with torch.inference_mode():
+        corr = float(logit_diff(answer_logits(model(tok.corrupted), tok.last, tok.answers)).mean())
+    out = {}
+    for l, n in enumerate(names):
+        def hook(act, hook, n=n):
+            act[rows, tok.last] = cache[n][rows, tok.last]
+            return act
+
+        out[l] = (clean - _mean_ld(model, tok, [(n, hook)])) / (clean - corr)
+    return out
 
 
-__all__ = ["ROLES", "Ablation", "Scores", "ablation", "attention_by_role", "components", "scores"]
+def name_heads(patch: dict[str, torch.Tensor]) -> list[tuple[int, int]]:
+    """The heads whose mean effect over the held-out splits reaches HEAD_EFFECT, largest first."""
+    mean = torch.stack([patch[s] for s in HELDOUT_SPLITS]).mean(0)
+    order = sorted(((float(mean[l, h]), (l, h)) for l in range(mean.shape[0]) for h in range(mean.shape[1])),
+                   reverse=True)
+    return [lh for v, lh in order[:MAX_NAMED_HEADS] if v >= HEAD_EFFECT]
+
+
+def evaluate(model: Any, probes: dict, seed: int, n: int) -> dict:
+    """Everything the card reports, on the saved folder loaded as a bridge."""
+    import circuitwise as cw
+
+    res: dict[str, Any] = {}
+    studied = {**probes, "all": cw.get_task("opposites", n=n, seed=seed)}
+    res["scores"] = {name: scores(model, task) for name, task in studied.items()}
+    flip_tasks = {s: cw.get_task("opposites", n=n, seed=seed, split=s, corruption="flip") for s in HELDOUT_SPLITS}
+    res["components"] = {s: components(model, probes[s]) for s in HELDOUT_SPLITS}
+    res["attention"] = {s: attention_by_role(model, probes[s]) for s in ("heldout-pair", "heldout-template")}
+    res["head_patching"] = {s: head_patching(model, t) for s, t in flip_tasks.items()}
+    heads = name_heads(res["head_patching"])
+    res["named_heads"] = heads
+    res["ablation"] = {s: mean_ablate_heads(model, probes[s], heads)
+                       for s in (*HELDOUT_SPLITS, *(f"flipped-{x}" for x in HELDOUT_SPLITS))}
+    res["mlp_at_end"] = {s: mlp_at_end(model, t) for s, t in flip_tasks.items()}
+    return res
+
+
+__all__ = ["HEAD_EFFECT", "HELDOUT_SPLITS", "ROLES", "Scores", "attention_by_role", "components", "evaluate",
+           "head_patching", "mean_ablate_heads", "mlp_at_end", "name_heads", "scores"]

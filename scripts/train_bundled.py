@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import math
+import os
 import platform
 import random
 import shutil
@@ -39,14 +41,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bundled_corpus import EOT, Corpus, encode_document, opposites_vocabulary, train_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "src" / "circuitwise" / "models" / "bundled"
-MAX_BYTES = 8 * 1024 * 1024
+MODELS = ROOT / "src" / "circuitwise" / "models"
+DEFAULT_OUT = {"gpt2": MODELS / "bundled", "llama": MODELS / "bundled_llama"}
+MAX_BYTES = 6 * 1024 * 1024  # each; the two bundled models together stay within 12 MB
 HELDOUT_SPLITS = ("heldout-pair", "heldout-template", "heldout-both")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--out", type=Path, default=None, help="default: the package's folder for --arch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch-size", type=int, default=64)
@@ -57,8 +60,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--n-positions", type=int, default=64)
     p.add_argument("--vocab-size", type=int, default=2048, help="upper bound; BPE stops when out of merges")
-    p.add_argument("--mlp-free-last", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--arch", choices=("gpt2", "llama"), default="gpt2",
+                   help="GPT2LMHeadModel (writes models/bundled) or LlamaForCausalLM (models/bundled_llama)")
+    p.add_argument("--kv-heads", type=int, default=2, help="llama only: key/value heads (grouped-query)")
+    p.add_argument("--d-mlp", type=int, default=None, help="MLP width (default 4 d_model; llama 3 d_model)")
+    p.add_argument("--definitions", choices=("all", "train"), default="all",
+                   help="pairs the definition sentences cover; 'train' is the control run without "
+                        "the held-out pairs' antonymy")
+    p.add_argument("--mlp-free-last", action=argparse.BooleanOptionalAction, default=False,
                    help="zero and freeze the last layer's MLP, so attention heads write the answer")
+    p.add_argument("--control", type=Path, default=None,
+                   help="training_log.json of the --definitions train control run, quoted in the card")
+    p.add_argument("--eval-only", action="store_true",
+                   help="skip training: measure the folder --out already holds (its training_log.json "
+                        "gives the curve) and write its card")
+    p.add_argument("--final-eval", action=argparse.BooleanOptionalAction, default=True,
+                   help="measure the saved folder through circuitwise and write MODEL_CARD.md")
     p.add_argument("--answer-weight", type=float, default=4.0)
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
@@ -68,15 +85,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # -- the task ---------------------------------------------------------------------------------
 
-def task_splits(seed: int, n_heldout: int):
-    """(pairs, templates, training examples, {held-out split: Task}) from the task library."""
-    from circuitwise.tasks.builtin import opposites
+def flipped(task):
+    """The flip corruption with its answers swapped: right only if the first adjective decides
+    (and the nouns, which typify the clean prompt's adjectives, point to the wrong answer)."""
+    from circuitwise.tasks.task import Example, Task
 
-    # Every prompt of the training split (training pairs on training templates, both directions,
-    # every noun pairing); held-out pairs and templates stay out of the opposites sentences.
-    train = list(opposites.build(split="train", seed=seed).examples)
-    heldout = {s: opposites.build(n=n_heldout, seed=seed, split=s) for s in HELDOUT_SPLITS}
-    return opposites.PAIRS, opposites.TEMPLATES, train, heldout
+    return Task(f"flipped-{task.name}",
+                tuple(Example(e.corrupted, e.incorrect, e.correct) for e in task.examples))
+
+
+def probe_tasks(seed: int, n: int) -> dict:
+    """Every split the card reports: opposites held out (as is and flipped), numbers, time zones."""
+    import circuitwise as cw
+
+    out = {"train": cw.get_task("opposites", n=200, seed=seed, split="train")}
+    out["timezones[train]"] = cw.get_task("timezones", n=200, seed=seed, split="train")
+    for s in HELDOUT_SPLITS:
+        out[s] = cw.get_task("opposites", n=n, seed=seed, split=s)
+    for s in HELDOUT_SPLITS:
+        out[f"flipped-{s}"] = flipped(out[s])
+    for t in ("numbers-digits", "numbers-words"):
+        out[f"{t}[heldout-template]"] = cw.get_task(t, n=n, seed=seed, split="heldout-template")
+    for form in ("digits", "words"):
+        out[f"timezones[{form}-heldout-template]"] = cw.get_task(
+            "timezones", n=n, seed=seed, split=f"{form}-heldout-template")
+    return out
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -110,17 +143,32 @@ def quick_scores(model, tok, task) -> tuple[float, float]:
     return float((ld > 0).float().mean()), float(ld.mean())
 
 
-def train(args, corpus: Corpus, tok, probes: dict) -> tuple[object, list[dict]]:
+def build_model(args, vocab_size: int, bos: int):
+    if args.arch == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        cfg = LlamaConfig(
+            vocab_size=vocab_size, hidden_size=args.d_model, intermediate_size=args.d_mlp or 3 * args.d_model,
+            num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
+            max_position_embeddings=args.n_positions, rms_norm_eps=1e-5, rope_theta=10000.0,
+            hidden_act="silu", attention_bias=False, mlp_bias=False, tie_word_embeddings=True,
+            bos_token_id=bos, eos_token_id=bos, attention_dropout=0.0,
+        )
+        return LlamaForCausalLM(cfg)
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    bos = tok.convert_tokens_to_ids(EOT)
     cfg = GPT2Config(
-        vocab_size=len(tok), n_positions=args.n_positions, n_embd=args.d_model,
-        n_layer=args.layers, n_head=args.heads, bos_token_id=bos, eos_token_id=bos,
+        vocab_size=vocab_size, n_positions=args.n_positions, n_embd=args.d_model,
+        n_layer=args.layers, n_head=args.heads, n_inner=args.d_mlp, bos_token_id=bos, eos_token_id=bos,
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True,
     )
+    return GPT2LMHeadModel(cfg)
+
+
+def train(args, corpus: Corpus, tok, probes: dict) -> tuple[object, list[dict]]:
+    bos = tok.convert_tokens_to_ids(EOT)
     torch.manual_seed(args.seed)
-    model = GPT2LMHeadModel(cfg)
+    model = build_model(args, len(tok), bos)
     frozen = set()
     if args.mlp_free_last:
         # The architecture stays GPT-2 (so every loader takes it); the last MLP just writes zero.
@@ -188,66 +236,79 @@ def save(model, tok, out: Path) -> int:
         raise RuntimeError("pickled weights were written; the bundled model must be safetensors only")
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     if size > MAX_BYTES:
-        raise RuntimeError(f"bundled model is {size / 2**20:.2f} MiB, over the 8 MiB limit")
+        raise RuntimeError(f"bundled model is {size / 2**20:.2f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB limit")
     return size
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    random.seed(args.seed)
-    t_start = time.time()
-
-    pairs, templates, train_examples, heldout = task_splits(args.seed, args.n_heldout)
-    vocab = opposites_vocabulary(pairs, templates)
-    tok = train_tokenizer(Corpus(train_examples, pairs, vocab, args.seed + 1), args.vocab_size)
-    corpus = Corpus(train_examples, pairs, vocab, args.seed, answer_weight=args.answer_weight)
-    probe = random.Random(args.seed).sample(train_examples, min(200, len(train_examples)))
-    from circuitwise.tasks.task import Example, Task
-
-    # The flip corruption with its answers swapped: right only if the first adjective decides.
-    def flipped(task):
-        return Task("flipped", tuple(Example(e.corrupted, e.incorrect, e.correct) for e in task.examples))
-
-    flips = flipped(heldout["heldout-template"])
-    probes = {"train": Task("train-probe", tuple(probe)), **heldout, "flipped-heldout-template": flips}
-    model, curve = train(args, corpus, tok, probes)
-    train_minutes = (time.time() - t_start) / 60
-    size = save(model, tok, args.out)
-
-    import circuitwise as cw
-    from bundled_card import write_card
-    from bundled_eval import ablation, attention_by_role, components, scores
-
-    bridge = cw.load_model(str(args.out), device="cpu")
+def train_and_save(args, pairs, vocab, corpus, probes, t_start) -> tuple[dict, list[dict]]:
     from circuitwise.tasks.builtin import opposites
 
-    studied = {**heldout, "all": opposites.build(n=args.n_heldout, seed=args.seed)}
-    results = {name: scores(bridge, task) for name, task in studied.items()}
-    results["flipped-train"] = scores(bridge, flipped(probes["train"]))
-    results["flipped-heldout-template"] = scores(bridge, flips)
-    abl = {name: ablation(bridge, task) for name, task in studied.items()}
-    comps = {name: components(bridge, task) for name, task in studied.items()}
-    attn = {name: attention_by_role(bridge, studied[name]) for name in ("all", "heldout-template")}
+    # The tokenizer sees every pair's definitions whatever the run, so the control run differs
+    # from the main one only in its training sentences.
+    tok = train_tokenizer(Corpus(opposites.TRAIN_PAIRS, opposites.TRAIN_TEMPLATES, pairs, vocab, args.seed + 1),
+                          args.vocab_size)
+    model, curve = train(args, corpus(args.seed), tok, probes)
+    train_minutes = (time.time() - t_start) / 60
+    size = save(model, tok, args.out)
     stats = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "n_params": sum(p.numel() for p in model.parameters()),
         "size_bytes": size,
         "train_minutes": round(train_minutes, 2),
-        "total_minutes": round((time.time() - t_start) / 60, 2),
-        "n_train_examples": len({e.clean for e in train_examples}),
-        "n_heldout": args.n_heldout,
         "n_train_pairs": len(opposites.TRAIN_PAIRS),
         "n_train_templates": len(opposites.TRAIN_TEMPLATES),
         "vocab_size": len(tok),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "load_at_start": os.getloadavg()[0],
     }
-    write_card(args.out / "MODEL_CARD.md", stats, curve, results, abl, comps, attn, pairs, templates)
-    print(json.dumps({"scores": {k: v.__dict__ for k, v in results.items()},
-                      "ablation": {k: {"heads": v.heads, "clean": v.clean, "drop_all_pos": v.drop_all_pos,
-                                       "drop_last_pos": v.drop_last_pos} for k, v in abl.items()},
-                      **stats}, indent=1))
+    (args.out / "training_log.json").write_text(json.dumps({"stats": stats, "curve": curve}, indent=1))
+    return stats, curve
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    args.out = args.out or DEFAULT_OUT[args.arch]
+    torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    t_start = time.time()
+    from circuitwise.tasks.builtin import opposites
+
+    pairs, templates = opposites.PAIRS, opposites.TEMPLATES
+    definition_pairs = pairs if args.definitions == "all" else opposites.TRAIN_PAIRS
+    vocab = opposites_vocabulary(pairs, templates)
+
+    def corpus(seed: int) -> Corpus:
+        return Corpus(opposites.TRAIN_PAIRS, opposites.TRAIN_TEMPLATES, definition_pairs, vocab, seed,
+                      answer_weight=args.answer_weight)
+
+    probes = probe_tasks(args.seed, args.n_heldout)
+    if args.eval_only:
+        logged = json.loads((args.out / "training_log.json").read_text())
+        stats, curve = logged["stats"], logged["curve"]
+    else:
+        stats, curve = train_and_save(args, pairs, vocab, corpus, probes, t_start)
+    if not args.final_eval:
+        return
+    import circuitwise as cw
+    from bundled_card import facts, write_card
+    from bundled_eval import evaluate
+
+    t_eval = time.time()
+    bridge = cw.load_model(str(args.out), device="cpu")
+    measured = evaluate(bridge, probes, args.seed, args.n_heldout)
+    stats["eval_minutes"] = round((time.time() - t_eval) / 60, 2)
+    stats["total_minutes"] = round(stats["train_minutes"] + (time.time() - t_eval) / 60, 2)
+    stats["load_at_end"] = os.getloadavg()[0]
+    stats["sha256"] = hashlib.sha256((args.out / "model.safetensors").read_bytes()).hexdigest()
+    control = json.loads(args.control.read_text()) if args.control else None
+    (args.out / "training_log.json").write_text(json.dumps({"stats": stats, "curve": curve}, indent=1))
+    (args.out / "card_facts.json").write_text(json.dumps(
+        {"seed": args.seed, "n": args.n_heldout, **facts(measured),
+         "control": control["curve"][-1] if control else None}, indent=1))
+    write_card(args.out / "MODEL_CARD.md", stats, curve, measured, control, pairs, templates)
+    print(json.dumps({"stats": stats, "scores": {k: v.__dict__ for k, v in measured["scores"].items()},
+                      "named_heads": measured["named_heads"]}, indent=1))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Everything here is measured with plain TransformerLens calls (``to_tokens``, ``r
 ``stack_head_results``, ``run_with_hooks`` on ``blocks.{l}.attn.hook_z``), prompts grouped by
 token length so nothing is padded: an independent re-measure of what the model card and the
 report (through circuitwise's own pipeline) claim. The top-3 heads are also checked to be the
-ones circuitwise's ``direct_logit_attribution`` names.
+ones circuitwise's ``direct_logit_attribution`` names. The flipped held-out splits and the model
+card's own claims are re-measured in ``test_bundled_models.py`` (both bundled models).
 """
 
 from __future__ import annotations
@@ -51,15 +52,6 @@ def heldout(model):
     return {s: _groups(model, _task(s)) for s in (*SPLITS, "all")}
 
 
-@pytest.mark.parametrize("split", SPLITS)
-def test_held_out_accuracy_and_logit_diff(model, heldout, split):
-    with torch.inference_mode():
-        ld = torch.cat([_logit_diff(model(toks), ans) for toks, ans in heldout[split]])
-    assert len(ld) == N
-    assert float((ld > 0).float().mean()) >= 0.95, split
-    assert float(ld.mean()) >= 2.0, split
-
-
 def _flip_groups(model, split):
     """The flip corruption (the first adjective swapped for its opposite), answers swapped too."""
     task = cw.get_task("opposites", n=N, seed=2, split=split, corruption="flip")
@@ -75,15 +67,6 @@ def test_the_first_adjective_decides_on_training_templates(model):
         ld = torch.cat([_logit_diff(model(t), a) for t, a in flipped])
     assert float((ld > 0).float().mean()) >= 0.95
     assert float(ld.mean()) >= 2.0
-
-
-def test_the_first_adjective_moves_the_answer_on_held_out_templates(model):
-    """On new templates the nouns weigh more, but flipping the adjective still moves the answer."""
-    clean, flipped = _flip_groups(model, "heldout-template")
-    with torch.inference_mode():
-        before = torch.cat([_logit_diff(model(t), a) for t, a in clean])
-        after = -torch.cat([_logit_diff(model(t), a) for t, a in flipped])  # back in the clean answers
-    assert float((before - after).mean()) >= 2.0
 
 
 def _head_dla(model, groups):
