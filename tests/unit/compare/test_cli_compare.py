@@ -50,7 +50,7 @@ def test_rerun_from_saved_config_gives_the_same_numbers(tmp_path, forms_run):
 
 def test_a_split_the_task_does_not_have_is_exit_2(tmp_path, two_route):
     root, ckpt, _ = two_route
-    r = invoke("compare", "numbers-digits", "--split-a", "train", "--model", ckpt, "--out", tmp_path / "o")
+    r = invoke("compare", "counting", "--split-a", "train", "--model", ckpt, "--out", tmp_path / "o")
     assert r.exit_code == 2 and "has no splits" in r.output
     r = invoke("compare", "opposites", "--split-b", "heldout-nothing", "--model", ckpt, "--out", tmp_path / "o")
     assert r.exit_code == 2 and "heldout-template" in r.output
