@@ -30,7 +30,7 @@ OTHER = ("numbers-digits[heldout-template]", "numbers-words[heldout-template]",
 SHORT_OF_BAR: dict[str, set[str]] = {
     "bundled": {"heldout-template", "heldout-both", "flipped-heldout-both",
                 "timezones[digits-heldout-template]", "timezones[words-heldout-template]"},
-    "bundled-llama": set(),
+    "bundled-llama": {"timezones[words-heldout-template]"},
 }
 
 
