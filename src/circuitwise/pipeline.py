@@ -35,6 +35,7 @@ from circuitwise.patching.resume import CheckpointWarning
 from circuitwise.patching.sweeps import get_sweep
 from circuitwise.plan import corrupted_view, plan_run
 from circuitwise.reports import write_report
+from circuitwise.reports.study import circuit_file
 from circuitwise.runfolder import RunFolder
 from circuitwise.schema import RunResults, RunSweep
 from circuitwise.tasks import get_task, tokenize_task
@@ -256,7 +257,7 @@ def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, f
                          batch_size=bs, progress=progress)
     ev = evaluate_circuit(model, tok, found.circuit, scores=found.scores, random_samples=10, shortlist=20,
                           batch_size=bs, progress=progress)
-    folder.write_json("circuit.json", found.circuit.to_json())
+    folder.write_json("circuit.json", circuit_file(found.circuit, ev))
     sel = found.circuit.selection
     return {
         "method": config.circuit,

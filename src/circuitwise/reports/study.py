@@ -49,6 +49,14 @@ def study_folder(out: Path, source: Path | None = None) -> RunFolder:
     return RunFolder(out, replaces=names)
 
 
+def circuit_file(circuit: Circuit, evaluation: CircuitEvaluation) -> dict[str, Any]:
+    """circuit.json's content, validated: the circuit, and MIB's metrics of the scores that chose it."""
+    mib = {"mib": evaluation.mib.to_json()} if evaluation.mib is not None else {}
+    data = {**circuit.to_json(), **mib}
+    CircuitFile.model_validate(data)
+    return data
+
+
 def write_outputs(out: Path, circuit: Circuit, evaluation: CircuitEvaluation, scores: EdgeScores | None = None,
                   extra: dict[str, Any] | None = None, *, source: Path | None = None,
                   folder: RunFolder | None = None) -> dict[str, Path]:
@@ -63,11 +71,7 @@ def write_outputs(out: Path, circuit: Circuit, evaluation: CircuitEvaluation, sc
         with study_folder(out, source) as own:
             return write_outputs(out, circuit, evaluation, scores, extra, source=source, folder=own)
     if source is None:
-        # MIB's metrics of the scores that chose the circuit belong with it.
-        mib = {"mib": evaluation.mib.to_json()} if evaluation.mib is not None else {}
-        data = {**circuit.to_json(), **mib}
-        CircuitFile.model_validate(data)  # validated on write
-        folder.write_json("circuit.json", data)
+        folder.write_json("circuit.json", circuit_file(circuit, evaluation))
     elif "circuit.json" in folder.replaces:
         folder.write_text("circuit.json", Path(source).read_bytes())
     if scores is not None:

@@ -44,7 +44,9 @@ def test_a_runs_files_validate_against_the_exported_schema_and_load_typed(run_di
     out, outputs = run_dir
     data = _validate(out / "results.json", "results")
     assert data["format"] == "circuitwise.results" and data["schema_version"] == 1 and data["complete"] is True
-    _validate(out / "circuit.json", "circuit")
+    circuit = _validate(out / "circuit.json", "circuit")
+    # run's circuit.json carries MIB's metrics as `circuitwise circuit`'s does, the same as results.json's.
+    assert circuit["mib"] == data["circuit"]["evaluation"]["mib"]
     loaded = cw.load_results(out)
     assert isinstance(loaded, RunResults) and loaded == outputs.results
     # The typed object is the file: same numbers by attribute as by key.
