@@ -44,8 +44,11 @@ def benchmark_folder(out: Path) -> Any:
 def write_benchmark(folder: Any, result: Any) -> dict[str, Path]:
     """benchmark.json and the self-contained benchmark.html (plotly inlined), then commit the folder."""
     from circuitwise.reports.html import Page, esc, figure_html, table
+    from circuitwise.schema.benchmark import BenchmarkFile
 
-    folder.write_json("benchmark.json", result.to_json())
+    data = result.to_json()
+    BenchmarkFile.model_validate(data)  # a file that does not fit its schema is circuitwise's bug: traceback
+    folder.write_json("benchmark.json", data)
     page = Page(f"Benchmark: {result.task}", f"model {result.model.get('name') or '?'}; "
                 f"{result.n_examples} prompts, {result.total_edges} edges, {result.ablation} ablation")
     headers, cells = result.table()

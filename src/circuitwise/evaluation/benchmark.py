@@ -26,10 +26,9 @@ from circuitwise.circuits.scores import EdgeScores, Progress, no_progress
 from circuitwise.circuits.select import select_target
 from circuitwise.errors import ConfigError
 from circuitwise.evaluation.mib import MIBResult, mib_metrics
+from circuitwise.schema.benchmark import FORMAT, VERSION
 from circuitwise.tasks.tokenize import TokenizedTask
 
-FORMAT = "circuitwise.benchmark"
-VERSION = 1
 Notes = Callable[[str], None]
 
 

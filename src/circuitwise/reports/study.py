@@ -20,6 +20,7 @@ from circuitwise.evaluation.evaluate import CircuitEvaluation
 from circuitwise.evaluation.outputs import summary_lines
 from circuitwise.runfolder import RunFolder
 from circuitwise.schema.circuit import CircuitFile
+from circuitwise.schema.study import EvaluationFile, ScoresFile
 
 
 def prepare_dir(out: Path) -> Path:
@@ -57,6 +58,21 @@ def circuit_file(circuit: Circuit, evaluation: CircuitEvaluation) -> dict[str, A
     return data
 
 
+def scores_file(scores: EdgeScores) -> dict[str, Any]:
+    """scores.json's content, validated: the header, then every edge's score and the method's options."""
+    data = {"format": ScoresFile.FORMAT, "schema_version": ScoresFile.VERSION, **scores.to_json()}
+    ScoresFile.model_validate(data)
+    return data
+
+
+def evaluation_file(evaluation: CircuitEvaluation, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """evaluation.json's content, validated: the header, the evaluation, and what the command adds."""
+    data = {"format": EvaluationFile.FORMAT, "schema_version": EvaluationFile.VERSION, **evaluation.to_json(),
+            **(extra or {})}
+    EvaluationFile.model_validate(data)
+    return data
+
+
 def write_outputs(out: Path, circuit: Circuit, evaluation: CircuitEvaluation, scores: EdgeScores | None = None,
                   extra: dict[str, Any] | None = None, *, source: Path | None = None,
                   folder: RunFolder | None = None) -> dict[str, Path]:
@@ -75,8 +91,8 @@ def write_outputs(out: Path, circuit: Circuit, evaluation: CircuitEvaluation, sc
     elif "circuit.json" in folder.replaces:
         folder.write_text("circuit.json", Path(source).read_bytes())
     if scores is not None:
-        folder.write_json("scores.json", scores.to_json())
-    folder.write_json("evaluation.json", {**evaluation.to_json(), **(extra or {})})
+        folder.write_json("scores.json", scores_file(scores))
+    folder.write_json("evaluation.json", evaluation_file(evaluation, extra))
     title = f"Circuit for {circuit.task or 'task'} ({circuit.method or 'circuit'})"
     folder.write_text("circuit.html", figures_html(evaluation.figures(), title, summary_lines(evaluation)))
     folder.commit()
@@ -93,4 +109,4 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-__all__ = ["figures_html", "prepare_dir", "study_folder", "write_outputs"]
+__all__ = ["evaluation_file", "figures_html", "prepare_dir", "scores_file", "study_folder", "write_outputs"]

@@ -1,7 +1,8 @@
 """One schema for every file circuitwise writes: typed models, versioned, validated on write and read.
 
-``results.json`` (:class:`RunResults`), ``patching.json`` (:class:`PatchingFile`) and
-``circuit.json`` (:class:`CircuitFile`) and ``compare.json`` (:class:`CompareResults`). The stages fill them, the report, the notebook display and
+``results.json`` (:class:`RunResults`), ``patching.json`` (:class:`PatchingFile`),
+``circuit.json`` (:class:`CircuitFile`), ``compare.json`` (:class:`CompareResults`), ``evaluation.json``
+(:class:`EvaluationFile`), ``scores.json`` (:class:`ScoresFile`) and ``benchmark.json`` (:class:`BenchmarkFile`). The stages fill them, the report, the notebook display and
 ``compare`` read only them; their JSON Schemas are exported to ``schema/`` in the repository
 (``make schema``). This package sits below the stages (it imports only ``errors`` and ``types``), so
 any stage may build a section and the CLI, the pipeline and the reports may read one.
@@ -12,15 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from circuitwise.schema.base import FileModel, Open, Section
+from circuitwise.schema.benchmark import BenchmarkFile
 from circuitwise.schema.circuit import CircuitFile
 from circuitwise.schema.compare import CompareResults
 from circuitwise.schema.patching import PatchEntry, PatchingFile
 from circuitwise.schema.results import RunResults
+from circuitwise.schema.study import EvaluationFile, ScoresFile
 from circuitwise.schema.sweeps import RunSweep, Sweep
 
 # Every file model, by the name of the schema file exported for it.
 FILES: dict[str, type[FileModel]] = {"results": RunResults, "patching": PatchingFile, "circuit": CircuitFile,
-                                     "compare": CompareResults}
+                                     "compare": CompareResults, "evaluation": EvaluationFile, "scores": ScoresFile,
+                                     "benchmark": BenchmarkFile}
 
 
 def load_results(path: str | Path) -> RunResults:
@@ -48,5 +52,5 @@ def load_circuit_file(path: str | Path) -> CircuitFile:
     return CircuitFile.load(path)
 
 
-__all__ = ["CircuitFile", "CompareResults", "FILES", "FileModel", "Open", "PatchEntry", "PatchingFile", "RunResults",
-           "RunSweep", "Section", "Sweep", "load_circuit_file", "load_compare", "load_patching", "load_results"]
+__all__ = ["BenchmarkFile", "CircuitFile", "CompareResults", "EvaluationFile", "FILES", "FileModel", "Open", "PatchEntry", "PatchingFile", "RunResults",
+           "RunSweep", "ScoresFile", "Section", "Sweep", "load_circuit_file", "load_compare", "load_patching", "load_results"]
