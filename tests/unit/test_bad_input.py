@@ -116,6 +116,19 @@ def test_unknown_task_name_lists_the_builtins(tmp_path, tiny_ckpt):
     assert "opposites-seed" in msg
 
 
+def test_a_split_the_task_does_not_have_is_refused_before_any_work(tmp_path, tiny_ckpt):
+    # counting's builder takes no split: without the check it would quietly run the whole task.
+    msg = cli_error("run", "counting", "--split", "train", "--model", str(tiny_ckpt), "--out", str(tmp_path / "o"))
+    assert "has no splits" in msg and "leave --split unset" in msg
+    msg = cli_error("run", "opposites", "--split", "heldout-nothing", "--model", str(tiny_ckpt), "--out", str(tmp_path / "o"))
+    assert "heldout-template" in msg
+    f = jsonl(tmp_path / "t.jsonl", GOOD)
+    msg = cli_error("run", str(f), "--split", "train", "--model", str(tiny_ckpt), "--out", str(tmp_path / "o"))
+    assert "task file" in msg
+    assert not (tmp_path / "o").exists()
+    assert cw.get_task("opposites", split="heldout-template", n=4).name  # a split the task has still works
+
+
 def test_missing_model_folder(tmp_path):
     with pytest.raises(ModelLoadError, match="No such model folder"):
         cw.load_model(str(tmp_path / "nope"))

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from circuitwise.compare.config import CompareConfig
 from circuitwise.compare.pairing import PairingDecision, are_twins, decide_pairing
 from circuitwise.config import RunConfig
-from circuitwise.errors import ConfigError, TaskError
+from circuitwise.errors import TaskError
 from circuitwise.models import load_model
 from circuitwise.models.processing import notes_of as processing_notes
 from circuitwise.tasks import get_task, tokenize_task
@@ -45,14 +45,7 @@ def _builtin(name: str) -> bool:
     return name in {s.name for s in specs()}
 
 
-def _task(cfg: RunConfig, which: str) -> Task:
-    if cfg.split is not None:
-        # A split the task does not have would be ignored by some builders (and by task files): refuse it.
-        spec = next((s for s in specs() if s.name == cfg.task), None)
-        if spec is None or cfg.split not in spec.splits:
-            have = f"its splits: {', '.join(spec.splits)}" if spec is not None and spec.splits else "it has no splits"
-            raise ConfigError(f"--split-{which} {cfg.split!r} does not apply to task {cfg.task!r} ({have}). "
-                              "Splits belong to built-in tasks (see `circuitwise tasks`).")
+def _task(cfg: RunConfig) -> Task:
     return get_task(cfg.task, **cfg.task_options(_builtin(cfg.task)))
 
 
@@ -71,7 +64,7 @@ def load_sides(config: CompareConfig, *, tasks: tuple[Task, Task] | None = None,
                need_corrupted: bool) -> tuple[Loaded, Loaded, PairingDecision]:
     """Both sides' tasks, the pairing (decided and verified), the models, and the tokenized tasks."""
     ra, rb = config.side("a"), config.side("b")
-    ta, tb = tasks if tasks is not None else (_task(ra, "a"), _task(rb, "b"))
+    ta, tb = tasks if tasks is not None else (_task(ra), _task(rb))
     decision = decide_pairing(ta, tb, config.pairing, twins=are_twins(ta.name, tb.name))
     if models is not None:
         ma, mb = models

@@ -42,10 +42,19 @@ def get_task(name_or_path: str | Path, **options: Any) -> Task:
     if not isinstance(name_or_path, (str, Path)):
         raise TaskError(f"A task is named by a string or a path, got {type(name_or_path).__name__}.")
     key = str(name_or_path)
+    split = options.get("split")
     if key in REGISTRY:
-        return REGISTRY[key].build(**options)
+        spec = REGISTRY[key]
+        # Some builders take no split and would silently build the whole task: refuse it here, for all.
+        if split is not None and split not in spec.splits:
+            have = f"Its splits: {', '.join(spec.splits)}" if spec.splits else "It has no splits; leave --split unset"
+            raise TaskError(f"Task {key!r} has no split {split!r}. {have} (see `circuitwise tasks`).")
+        return spec.build(**options)
     path = Path(key)
     if path.suffix.lower() in (".jsonl", ".csv", ".yaml", ".yml") or path.exists():
+        if split is not None:
+            raise TaskError(f"--split {split!r} does not apply to the task file {key}: splits belong to built-in "
+                            "tasks (see `circuitwise tasks`). Leave --split unset, or write the split as its own file.")
         task = Task.from_file(path)
         n = options.get("n")
         # Files are used in their own order; --n takes the first n (seed and the rest do not apply).
