@@ -179,7 +179,7 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
                             "corrupted": e.corrupted, "tokens": list(tok.str_tokens[i])}
                            for i, e in enumerate(tok.task.examples)]},
     )
-    save = lambda: folder.write_json("results.json", results.dump())  # noqa: E731
+    save = lambda: folder.write_text("results.json", results.dump_text())  # noqa: E731
     save()
 
     results.baseline = bl.to_json()

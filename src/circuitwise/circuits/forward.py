@@ -148,6 +148,40 @@ class GraphRun:
     outputs: torch.Tensor | None  # [sender, K*N, pos, d] when recorded
 
 
+@dataclass(frozen=True)
+class Prefix:
+    """A batch's first ``start`` positions, which every patched run of it shares.
+
+    Attention is causal, so before the first token where the clean and corrupted prompts differ
+    every sender writes the same in both runs: ``live − replacement`` is zero there and no edge
+    patch changes anything. A patched run then computes positions ``start:`` only, its queries
+    also reading these keys and values (:func:`shared_prefix`).
+    """
+
+    start: int
+    kv: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer: prepared keys, values [N, H, start, d_head]
+
+
+def first_difference(clean: torch.Tensor, corrupted: torch.Tensor, last: torch.Tensor) -> int:
+    """The first position where any row's two prompts differ, and at most the earliest last position
+    (so every row's last position is computed)."""
+    differs = (clean != corrupted).any(0).nonzero()
+    first = int(differs[0]) if differs.numel() else clean.shape[1]
+    return min(first, int(last.min()))
+
+
+@torch.no_grad()
+def shared_prefix(gm: GraphModel, x0: torch.Tensor, start: int) -> Prefix | None:
+    """The keys and values of ``x0``'s first ``start`` positions (None when there are none)."""
+    if start <= 0:
+        return None
+    N = x0.shape[0]
+    kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+    run_graph(gm, x0[:, :start], torch.full((N,), start - 1, dtype=torch.long, device=x0.device),
+              torch.zeros(N, 2, dtype=torch.long, device=x0.device), _kv=kv)
+    return Prefix(start, tuple(kv))
+
+
 def run_graph(
     gm: GraphModel,
     x0: torch.Tensor,
@@ -158,6 +192,8 @@ def run_graph(
     replacement: torch.Tensor | None = None,
     record: bool = False,
     receiver_grad: ReceiverGrad | None = None,
+    prefix: Prefix | None = None,
+    _kv: list | None = None,
 ) -> GraphRun:
     """Run the model from input embeddings ``x0`` ``[N, pos, d]``.
 
@@ -174,39 +210,58 @@ def run_graph(
             logits ``[1, K*N, d]`` (each example's last position). Unpatched, the q/k/v gradients
             come from the fused projection's gradient through an explicit LayerNorm backward,
             so no per-receiver copy of the residual is normalised in the forward.
+        prefix: the batch's shared first positions (:func:`shared_prefix`); ``x0`` and
+            ``replacement`` then hold positions ``prefix.start:`` only, ``last`` stays absolute.
+
+    Without ``record`` or ``receiver_grad`` nothing reads the last layer's queries, MLP or the
+    final residual except at each example's last position, so they are computed there only.
     """
-    g = gm.graph
+    g, w = gm.graph, gm.w
     N, P, d = x0.shape
+    p0 = 0 if prefix is None else prefix.start
+    last_only = not record and receiver_grad is None
+    if prefix is not None and not last_only:
+        raise ValueError("a shared prefix is for runs that neither record nor take gradients")
     K = 1 if keep is None else int(keep.shape[0])
-    H, S = g.n_heads, len(g.senders)
+    H, S, L = g.n_heads, len(g.senders), g.n_layers
     x = x0 if K == 1 else x0.repeat(K, 1, 1)
     KN = K * N
-    drop = D = None
+    last = last.to(x.device)
+    at = last - p0  # each example's last position among this run's positions
+    rows = torch.arange(KN, device=x.device)
+    drop = D = rep_last = None
     if keep is not None:
         if replacement is None:
             raise ValueError("keep needs a replacement")
         drop = (1 - keep.to(x.dtype)) * g.adjacency.to(x.device)
         D = x.new_zeros(K, S, N, P, d)  # live − replacement, per sender
     differentiable = keep is not None and keep.requires_grad
+    # Every edge either kept or dropped (not a mask being trained): the first layer's shortcut.
+    binary = (last_only and drop is not None and not differentiable and L > 1
+              and bool(((drop == 0) | (drop == 1)).all()))
     outs = x.new_empty(S, KN, P, d) if record else None
     rep = replacement
 
-    def put(sl: slice | int, live: torch.Tensor) -> None:
-        """Store a sender's live output: ``[KN, P, d]``, or ``[H, KN, P, d]`` for a layer's heads."""
-        nonlocal D
+    def store(Dt: torch.Tensor | None, rp: torch.Tensor | None, sl: slice | int, live: torch.Tensor
+              ) -> torch.Tensor | None:
+        """``Dt`` with sender(s) ``sl``'s live − replacement written: ``live`` ``[KN, Pq, d]``, or
+        ``[H, KN, Pq, d]`` for a layer's heads."""
         if outs is not None:
             outs[sl] = live.detach()
-        if D is not None:
-            assert rep is not None
-            if differentiable:  # earlier layers' reads of D must survive for the backward pass
-                D = D.clone()
-            if isinstance(sl, int):
-                D[:, sl] = live.view(K, N, P, d) - rep[sl]
-            else:
-                D[:, sl] = live.view(-1, K, N, P, d).transpose(0, 1) - rep[sl]
+        if Dt is None:
+            return None
+        assert rp is not None
+        if differentiable:  # earlier layers' reads of D must survive for the backward pass
+            Dt = Dt.clone()
+        Pq = Dt.shape[3]
+        if isinstance(sl, int):
+            Dt[:, sl] = live.view(K, N, Pq, d) - rp[sl]
+        else:
+            Dt[:, sl] = live.view(-1, K, N, Pq, d).transpose(0, 1) - rp[sl]
+        return Dt
 
-    def patched(resid: torch.Tensor, n_send: int, rs: slice | int) -> torch.Tensor | None:
-        """Receiver inputs ``[R, KN, P, d]`` with dropped edges replaced, or None if none dropped."""
+    def patched(resid: torch.Tensor, Dt: torch.Tensor | None, n_send: int, rs: slice | int) -> torch.Tensor | None:
+        """Receiver inputs ``[R, KN, Pq, d]`` with dropped edges replaced, or None if none dropped."""
         if drop is None:
             return None
         dr = drop[:, :n_send, rs]
@@ -214,57 +269,96 @@ def run_graph(
             dr = dr.unsqueeze(-1)
         if not bool(dr.any()) and not dr.requires_grad:  # a mask being differentiated always patches
             return None
-        assert D is not None
-        R = dr.shape[-1]
-        Dn = D[:, :n_send].reshape(K, n_send, N * P * d)
+        assert Dt is not None
+        R, Pq = dr.shape[-1], Dt.shape[3]
+        Dn = Dt[:, :n_send].reshape(K, n_send, N * Pq * d)
         if K == 1:
-            delta = (dr[0].T @ Dn[0]).view(R, KN, P, d)
+            delta = (dr[0].T @ Dn[0]).view(R, KN, Pq, d)
         else:
-            delta = torch.bmm(dr.transpose(1, 2), Dn).transpose(0, 1).reshape(R, KN, P, d)
+            delta = torch.bmm(dr.transpose(1, 2), Dn).transpose(0, 1).reshape(R, KN, Pq, d)
         return resid.unsqueeze(0) - delta
 
-    w = gm.w
-    put(0, x)
+    D = store(D, rep, 0, x)
     resid = x
-    q_pos = torch.arange(P, device=x.device)
-    rot_all = w.rotary(P) if w.rot_dim else None
-    for l in range(g.n_layers):
+    rot_all = w.rotary(p0 + P) if w.rot_dim else None
+    for l in range(L):
         lw = w.layers[l]
-        rot = None if rot_all is None else rot_all[l]
+        rot = None if rot_all is None else (rot_all[l][0][p0:], rot_all[l][1][p0:])
         # A query/key norm over all heads couples the heads (OLMo 2): each receiver then runs the
         # whole projection from its own input, which only the per-receiver path does.
         coupled = (lw.q_norm is not None or lw.k_norm is not None) and not lw.qk_norm_per_head
         rs = g.qkv_receivers(l)
-        inp = patched(resid, g.senders_before_attn(l), rs)
-        if inp is None and coupled and receiver_grad is not None:
-            inp = resid.unsqueeze(0).expand(3 * H, *resid.shape)
-        if inp is not None:
-            if receiver_grad is not None:
+        n_attn = g.senders_before_attn(l)
+        final = last_only and l == L - 1
+        if final:
+            # From the last layer's queries on, only each example's last position is read.
+            resid_q = resid[rows, at.repeat(K)].unsqueeze(1)  # [KN, 1, d]
+            if D is not None:
+                assert rep is not None
+                D_last = D[:, :, torch.arange(N, device=x.device), at].unsqueeze(3)  # [K, S, N, 1, d]
+                r_rows = torch.arange(N, device=x.device) if rep.shape[1] == N else torch.zeros_like(at)
+                rep_last = rep[:, r_rows, at].unsqueeze(2)  # [S, N, 1, d]
+            else:
+                D_last = None
+            q_in = patched(resid_q, D_last, n_attn, slice(rs.start, rs.start + H))
+            kv_in = patched(resid, D, n_attn, slice(rs.start + H, rs.stop))
+            qh = _project(gm, l, 0, H, resid_q, q_in, coupled)
+            kvh = _project(gm, l, H, 3 * H, resid, kv_in, coupled)
+            if gm.b_QKV[l] is not None and not coupled:
+                qh, kvh = qh + gm.b_QKV[l][:H, None, None, :], kvh + gm.b_QKV[l][H:, None, None, :]
+            kh, vh = kvh[:H], kvh[H:]
+            q_pos = last.repeat(K)[:, None]  # [KN, 1], absolute
+            rot_q = None if rot is None else (rot_all[l][0][q_pos][:, None], rot_all[l][1][q_pos][:, None])
+        elif l == 0 and binary:
+            # The first layer's q/k/v read the input alone, so each receiver reads one of two
+            # tensors (the live embedding or its replacement): project both once and pick.
+            assert rep is not None
+            live = _project(gm, 0, 0, 3 * H, x0, None, coupled)  # [3H, N, P, dh]
+            other = _project(gm, 0, 0, 3 * H, rep[0].expand(N, P, d), None, coupled)
+            dropped = drop[:, 0, rs].T.bool()[:, :, None, None, None]  # [3H, K, 1, 1, 1]
+            qkv = torch.where(dropped, other[:, None], live[:, None]).flatten(1, 2)  # [3H, KN, P, dh]
+            if gm.b_QKV[l] is not None and not coupled:
+                qkv = qkv + gm.b_QKV[l][:, None, None, :]
+            qh, kh, vh = qkv[:H], qkv[H:2 * H], qkv[2 * H:]
+            q_pos = torch.arange(p0, p0 + P, device=x.device)
+            rot_q = rot
+        else:
+            inp = patched(resid, D, n_attn, rs)
+            if inp is None and coupled and receiver_grad is not None:
+                inp = resid.unsqueeze(0).expand(3 * H, *resid.shape)
+            if inp is not None and receiver_grad is not None:
                 _on_grad(inp, rs, receiver_grad)
-            normed = kernels.attn_in(w, l, inp)
-            qkv = _coupled_qkv(gm, l, normed) if coupled else \
-                torch.bmm(normed.reshape(3 * H, KN * P, d), gm.W_QKV[l]).view(3 * H, KN, P, -1)
-        else:  # every head reads the same residual: one matmul
-            Wf = gm.W_QKV[l].permute(1, 0, 2).reshape(d, -1)
-            qkv = (kernels.attn_in(w, l, resid) @ Wf).view(KN, P, 3 * H, -1).permute(2, 0, 1, 3)
-            if coupled:
-                qkv = _coupled_norms(gm, l, qkv)
-            if receiver_grad is not None:
+            qkv = _project(gm, l, 0, 3 * H, resid, inp, coupled)
+            if inp is None and receiver_grad is not None:
                 _on_qkv_grad(gm, l, qkv, resid.detach(), rs, receiver_grad)
-        if gm.b_QKV[l] is not None and not coupled:
-            qkv = qkv + gm.b_QKV[l][:, None, None, :]
+            if gm.b_QKV[l] is not None and not coupled:
+                qkv = qkv + gm.b_QKV[l][:, None, None, :]
+            qh, kh, vh = qkv[:H], qkv[H:2 * H], qkv[2 * H:]
+            q_pos = torch.arange(p0, p0 + P, device=x.device)
+            rot_q = rot
         lay = lambda t: t.permute(1, 2, 0, 3)  # noqa: E731  [H, KN, P, dh] -> [KN, P, H, dh]
-        q = kernels.prep_q(w, l, lay(qkv[:H]), rot, norm=not coupled)
-        k = kernels.prep_k(w, l, lay(qkv[H:2 * H]), rot, norm=not coupled)
-        z = kernels.mix(w, kernels.pattern(w, l, q, k, q_pos, group=1), qkv[2 * H:].transpose(0, 1), group=1)
-        heads = torch.bmm(z.transpose(0, 1).reshape(H, KN * P, -1), gm.W_O[l]).view(H, KN, P, d)
+        q = kernels.prep_q(w, l, lay(qh), rot_q, norm=not coupled)
+        k = kernels.prep_k(w, l, lay(kh), rot, norm=not coupled)
+        v = vh.transpose(0, 1)
+        if prefix is not None:
+            pk, pv = prefix.kv[l]
+            k, v = torch.cat([pk.repeat(K, 1, 1, 1), k], 2), torch.cat([pv.repeat(K, 1, 1, 1), v], 2)
+        if _kv is not None:
+            _kv.append((k, v))
+        z = kernels.mix(w, kernels.pattern(w, l, q, k, q_pos, group=1), v, group=1)
+        Pq = z.shape[2]
+        heads = torch.bmm(z.transpose(0, 1).reshape(H, KN * Pq, -1), gm.W_O[l]).view(H, KN, Pq, d)
         heads, rest = _post_attn(lw, heads)
-        put(g.head_senders(l), heads)
-        resid_mid = resid + heads.sum(0) + rest
+        pre = resid_q if final else resid
+        if final:
+            D_last = store(D_last, rep_last, g.head_senders(l), heads)
+        else:
+            D = store(D, rep, g.head_senders(l), heads)
+        resid_mid = pre + heads.sum(0) + rest
         if g.has_mlp:
             mr = g.mlp_receiver(l)
-            src = resid if lw.parallel else resid_mid
-            m_in = patched(src, g.senders_before_mlp(l), mr)
+            src = pre if lw.parallel else resid_mid
+            m_in = patched(src, D_last if final else D, g.senders_before_mlp(l), mr)
             if m_in is None and receiver_grad is not None:
                 m_in = src.unsqueeze(0)
             if m_in is not None:
@@ -275,27 +369,47 @@ def run_graph(
                 m_in = src
             norm = lw.ln1 if lw.mlp_reads_ln1 else lw.ln2
             mlp_out = kernels.mlp_write(w, l, m_in if norm is None else norm(m_in))
-            put(g.mlp_sender(l), mlp_out)
+            if final:
+                D_last = store(D_last, rep_last, g.mlp_sender(l), mlp_out)
+            else:
+                D = store(D, rep, g.mlp_sender(l), mlp_out)
             resid = resid_mid + mlp_out
         else:
             resid = resid_mid
     # The logits receiver: only each example's last position is read.
-    last = last.to(x.device)
-    final = resid[torch.arange(KN, device=x.device), last.repeat(K)]  # [KN, d]
+    final_resid = resid[:, 0] if last_only else resid[rows, at.repeat(K)]  # [KN, d]
     if drop is not None:
         dr = drop[:, :, g.logits_receiver]  # [K, S]
         if bool(dr.any()) or dr.requires_grad:
-            assert D is not None
-            D_last = D[:, :, torch.arange(N, device=x.device), last]  # [K, S, N, d]
-            final = final - torch.einsum("ksnd,ks->knd", D_last, dr).reshape(KN, d)
+            D_fin = D_last[:, :, :, 0] if last_only else D[:, :, torch.arange(N, device=x.device), at]
+            final_resid = final_resid - torch.einsum("ksnd,ks->knd", D_fin, dr).reshape(KN, d)
     if receiver_grad is not None:
-        final = final.unsqueeze(0)
-        _on_grad(final, g.logits_receiver, receiver_grad)
-        final = final[0]
+        final_resid = final_resid.unsqueeze(0)
+        _on_grad(final_resid, g.logits_receiver, receiver_grad)
+        final_resid = final_resid[0]
     ans = answers.to(x.device).repeat(K, 1)  # [KN, 2]
     bU = None if w.b_U is None else w.b_U[ans]
-    logits = kernels.answer_logits(w, final, w.W_U.T[ans], bU)
+    logits = kernels.answer_logits(w, final_resid, w.W_U.T[ans], bU)
     return GraphRun(answer_logits=logits.view(K, N, 2), outputs=outs)
+
+
+def _project(gm: GraphModel, l: int, lo: int, hi: int, resid: torch.Tensor, inp: torch.Tensor | None,
+             coupled: bool) -> torch.Tensor:
+    """Receivers ``lo:hi`` (of the layer's q, k, v blocks) projected ``[hi−lo, KN, Pq, d_head]``.
+
+    From their own inputs ``inp`` ``[hi−lo, KN, Pq, d]`` when patched, else from the shared
+    ``resid`` in one matmul. Biases are left to the caller unless the heads are coupled.
+    """
+    d, n = gm.d_model, hi - lo
+    if inp is not None:
+        normed = kernels.attn_in(gm.w, l, inp)
+        if coupled:
+            return _coupled_qkv(gm, l, normed, lo)
+        return torch.bmm(normed.reshape(n, -1, d), gm.W_QKV[l][lo:hi]).view(n, *inp.shape[1:3], -1)
+    Wf = gm.W_QKV[l][lo:hi].permute(1, 0, 2).reshape(d, -1)
+    KN, Pq = resid.shape[:2]
+    qkv = (kernels.attn_in(gm.w, l, resid) @ Wf).view(KN, Pq, n, -1).permute(2, 0, 1, 3)
+    return _coupled_norms(gm, l, qkv, lo) if coupled else qkv
 
 
 def _post_attn(lw: Any, heads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
@@ -318,17 +432,26 @@ def _post_attn(lw: Any, heads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return center(heads) * inv * w, rest
 
 
-def _coupled_qkv(gm: GraphModel, l: int, normed: torch.Tensor) -> torch.Tensor:
-    """Per-receiver q/k/v ``[3H, KN, P, d_head]`` when a query/key norm spans all heads.
+def _blocks(gm: GraphModel, lo: int, n: int) -> list[tuple[str, int]]:
+    """Which of the layer's q, k, v receiver blocks rows ``lo:lo+n`` hold, with each one's first row."""
+    H = gm.w.n_heads
+    return [(name, i * H - lo) for i, name in enumerate("qkv") if lo <= i * H < lo + n]
+
+
+def _coupled_qkv(gm: GraphModel, l: int, normed: torch.Tensor, lo: int = 0) -> torch.Tensor:
+    """Per-receiver q/k/v ``[n, KN, P, d_head]`` when a query/key norm spans all heads.
 
     Receiver h runs the whole projection (and its norm) from its own input and keeps head h's
     slice (its key/value head's, for keys and values); biases are included, norms applied.
+    ``normed`` holds whole q, k or v blocks, starting at receiver row ``lo``.
     """
     w = gm.w
     lw = w.layers[l]
     H, dh = w.n_heads, w.d_head
     idx = torch.arange(H, device=normed.device)
     kv = idx // w.group
+    parts = {"q": (lw.w_q, lw.b_q, lw.q_norm, idx), "k": (lw.w_k, lw.b_k, lw.k_norm, kv),
+             "v": (lw.w_v, lw.b_v, None, kv)}
 
     def run(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, norm: Any, pick: torch.Tensor):
         full = kernels.linear(x, weight, bias)  # [H, KN, P, n·dh]
@@ -337,26 +460,29 @@ def _coupled_qkv(gm: GraphModel, l: int, normed: torch.Tensor) -> torch.Tensor:
         full = full.view(*full.shape[:-1], -1, dh)  # [H, KN, P, n, dh]
         return full[idx, :, :, pick]  # [H, KN, P, dh]
 
-    return torch.cat([run(normed[:H], lw.w_q, lw.b_q, lw.q_norm, idx),
-                      run(normed[H:2 * H], lw.w_k, lw.b_k, lw.k_norm, kv),
-                      run(normed[2 * H:], lw.w_v, lw.b_v, None, kv)])
+    return torch.cat([run(normed[at:at + H], *parts[name]) for name, at in _blocks(gm, lo, normed.shape[0])])
 
 
-def _coupled_norms(gm: GraphModel, l: int, qkv: torch.Tensor) -> torch.Tensor:
-    """The unpatched path's q/k/v (one shared input) with biases and all-head norms applied."""
+def _coupled_norms(gm: GraphModel, l: int, qkv: torch.Tensor, lo: int = 0) -> torch.Tensor:
+    """The unpatched path's q/k/v blocks (one shared input, rows from ``lo``) with biases and
+    all-head norms applied."""
     w = gm.w
     lw = w.layers[l]
     H, g = w.n_heads, w.group
     if gm.b_QKV[l] is not None:
-        qkv = qkv + gm.b_QKV[l][:, None, None, :]
+        qkv = qkv + gm.b_QKV[l][lo:lo + qkv.shape[0], None, None, :]
     flat = lambda t: t.permute(1, 2, 0, 3).flatten(-2)  # noqa: E731  [n, KN, P, dh] -> [KN, P, n·dh]
     back = lambda t, n: t.view(*t.shape[:-1], n, -1).permute(2, 0, 1, 3)  # noqa: E731
-    q, k = qkv[:H], qkv[H:2 * H:g]  # the distinct key heads
-    if lw.q_norm is not None:
-        q = back(lw.q_norm(flat(q)), H)
-    if lw.k_norm is not None:
-        k = back(lw.k_norm(flat(k)), w.n_kv_heads)
-    return torch.cat([q, k.repeat_interleave(g, 0), qkv[2 * H:]])
+    out = []
+    for name, at in _blocks(gm, lo, qkv.shape[0]):
+        t = qkv[at:at + H]
+        if name == "q" and lw.q_norm is not None:
+            t = back(lw.q_norm(flat(t)), H)
+        elif name == "k" and lw.k_norm is not None:
+            k = back(lw.k_norm(flat(t[::g])), w.n_kv_heads)  # the distinct key heads
+            t = k.repeat_interleave(g, 0)
+        out.append(t)
+    return torch.cat(out)
 
 
 def _on_grad(t: torch.Tensor, rs: slice | int, receiver_grad: ReceiverGrad) -> None:

@@ -12,7 +12,7 @@ from typing import Iterator, Literal, get_args
 
 import torch
 
-from circuitwise.circuits.forward import GraphModel, run_graph
+from circuitwise.circuits.forward import GraphModel, first_difference, run_graph, shared_prefix
 from circuitwise.circuits.scores import Prepared, Progress, no_progress, sender_outputs, stack_budget
 from circuitwise.errors import ConfigError, DegenerateMetricError
 from circuitwise.tasks.tokenize import TokenizedTask
@@ -120,13 +120,18 @@ def patched_metrics(
         else:
             x0, rep = x_k, run_c.outputs
         del run_c, run_k
+        # Positions before the prompts' first difference are the same in every patched run
+        # (the replacement equals the live output there), so they are computed once.
+        start = first_difference(b.clean, b.corrupted, b.last) if means is None else 0
+        prefix = shared_prefix(gm, x0, start)
+        x0, rep = x0[:, start:], rep[:, :, start:]
         # Every edge kept is the base run itself; none kept (run replacements) the other run.
         base_m, other_m = (clean, corr) if base == "clean" else (corr, clean)
         patched_u[full_rows[:, None], rows[None]] = base_m[rows][None]
         patched_u[empty_rows[:, None], rows[None]] = other_m[rows][None]
         for k0 in range(0, todo.shape[0], chunk):
             keep = g.to_dense(todo[k0 : k0 + chunk].to(gm.dtype), fill=1.0)
-            run = run_graph(gm, x0, b.last, b.answers, keep=keep, replacement=rep)
+            run = run_graph(gm, x0, b.last, b.answers, keep=keep, replacement=rep, prefix=prefix)
             patched_u[run_rows[k0 : k0 + keep.shape[0], None], rows[None]] = metric(run.answer_logits).float().cpu()
             done += 1
             progress(done, total, what)

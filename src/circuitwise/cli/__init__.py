@@ -48,6 +48,9 @@ def _register() -> None:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _register()
+    from circuitwise.cli.threads import choose_threads
+
+    choose_threads()
     try:
         app()
     except SystemExit as e:

@@ -88,7 +88,7 @@ def patch(
             # Validated as it is assigned, and the whole file again as it is written.
             results.sweeps = {**results.sweeps, w: PatchEntry.model_validate(
                 nan_to_none(_one_sweep(w, method, the_model, tok, folder.path, opts)))}
-            folder.write_json("patching.json", results.dump())
+            folder.write_text("patching.json", results.dump_text())
         folder.commit()
     console.print(f"Results: {(out / 'patching.json').resolve()}", highlight=False, markup=False)
 

@@ -134,6 +134,16 @@ class FileModel(Section):
         type(self).model_validate(data)
         return data
 
+    def dump_text(self, indent: int | None = 1) -> str:
+        """:meth:`dump` as JSON text (NaN → null), serialised and re-validated by pydantic's own
+        JSON code: for a run's results.json, rewritten after every stage, 3x less time than
+        ``json.dumps`` of :meth:`dump`."""
+        fields = type(self).model_fields
+        unset = {k for k, f in fields.items() if f.default is None and getattr(self, k) is None}
+        text = self.model_dump_json(by_alias=True, indent=indent, exclude=unset)
+        type(self).model_validate_json(text)  # a failure is circuitwise's bug: keeps its traceback
+        return text
+
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
         """The JSON Schema of this file (what a reader accepts), as exported to ``schema/`` in the repository."""

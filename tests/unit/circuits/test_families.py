@@ -136,3 +136,32 @@ def test_eap_ig_discovery_runs_round_trips_and_records_the_architecture(family_m
     cfg = family_model.cfg
     assert arch["n_key_value_heads"] == (getattr(cfg, "n_key_value_heads", None) or cfg.n_heads)
     assert arch["parallel_attn_mlp"] == bool(cfg.parallel_attn_mlp)
+
+
+def test_shared_prefix_and_last_position_shortcut_change_no_number(family_model, family_tok):
+    """The fast path (positions before the first clean/corrupted difference computed once, the last
+    layer's queries and MLP at the last position only) equals the full per-position forward."""
+    from circuitwise.circuits.forward import first_difference, shared_prefix
+
+    tok = family_tok
+    gm = graph_model(family_model)
+    g = gm.graph
+    x_c, x_k = gm.embed(tok.clean), gm.embed(tok.corrupted)
+    corrupted = run_graph(gm, x_k, tok.last, tok.answers, record=True)
+    clean = run_graph(gm, x_c, tok.last, tok.answers, record=True)
+    start = first_difference(tok.clean, tok.corrupted, tok.last)
+    assert 0 < start <= int(tok.last.min())
+    # The premise: before the first difference every sender writes the same in both runs.
+    torch.testing.assert_close(clean.outputs[:, :, :start], corrupted.outputs[:, :, :start], atol=1e-6, rtol=0)
+    gen = torch.Generator().manual_seed(1)
+    keep = (torch.rand(4, len(g.senders), len(g.receivers), generator=gen) > 0.4).float()
+    full = run_graph(gm, x_c, tok.last, tok.answers, keep=keep, replacement=corrupted.outputs, record=True)
+    short = run_graph(gm, x_c, tok.last, tok.answers, keep=keep, replacement=corrupted.outputs)
+    prefix = shared_prefix(gm, x_c, start)
+    shared = run_graph(gm, x_c[:, start:], tok.last, tok.answers, keep=keep,
+                       replacement=corrupted.outputs[:, :, start:], prefix=prefix)
+    torch.testing.assert_close(short.answer_logits, full.answer_logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(shared.answer_logits, full.answer_logits, atol=1e-5, rtol=0)
+    unpatched = run_graph(gm, x_c, tok.last, tok.answers)
+    torch.testing.assert_close(unpatched.answer_logits, clean.answer_logits, atol=1e-5, rtol=0)
+    assert (full.answer_logits[:, :, 0] - full.answer_logits[:, :, 1]).std(0).max() > 1e-3  # masks differ

@@ -55,6 +55,19 @@ def test_a_runs_files_validate_against_the_exported_schema_and_load_typed(run_di
     assert CircuitFile.load(out / "circuit.json").n_edges == loaded.circuit.n_edges
 
 
+def test_the_files_text_is_its_dump_with_nan_as_null(run_dir):
+    """results.json is written by pydantic's JSON serialiser (fast): the same JSON as ``dump()``,
+    NaN written as null, sections never computed left out."""
+    _, outputs = run_dir
+    res = outputs.results.model_copy(deep=True)
+    res.patching_skipped = None
+    res.patching["heads"].values[0][0] = float("nan")  # a missing cell
+    text = res.dump_text()
+    assert json.loads(text) == json.loads(json.dumps(res.dump(), allow_nan=False))
+    assert json.loads(text)["patching"]["heads"]["values"][0][0] is None
+    assert "NaN" not in text and "patching_skipped" not in text
+
+
 def test_patch_writes_a_patching_json_that_validates(tmp_path, tiny_ckpt):
     from circuitwise.cli import _register, app
 
