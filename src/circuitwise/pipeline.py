@@ -28,8 +28,9 @@ from circuitwise.evaluation.outputs import summary_lines
 from circuitwise.models import load_model
 from circuitwise.models.processing import notes_of as processing_notes
 from circuitwise.models.processing import of as processing_of
-from circuitwise.patching import activation_patching, attribution_patching
+from circuitwise.patching import activation_patching
 from circuitwise.patching.activation import CheckFailedWarning
+from circuitwise.patching.attribution import attribution_sweeps
 from circuitwise.patching.result import DegenerateNormalizationWarning
 from circuitwise.patching.resume import CheckpointWarning
 from circuitwise.patching.sweeps import get_sweep
@@ -200,6 +201,12 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
 
     if plan.sweeps:
         sweeps: dict[str, RunSweep] = {}
+        estimates = {}
+        if plan.attribution:
+            # One forward and backward per batch serve every sweep's estimate.
+            say(f"attribution patching: {', '.join(plan.sweeps)}")
+            estimates = attribution_sweeps(model, tok, plan.sweeps, batch_size=bs, align=config.align,
+                                           progress=partial(step, "attribution patching"))
         for what in plan.sweeps:
             say(f"activation patching: {what}")
             with warnings.catch_warnings(record=True) as caught:
@@ -209,8 +216,7 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
                 entry = exact.to_json()
                 entry["top"] = [{"cell": c, "value": v} for c, v in exact.top(10) if v == v]
                 if plan.attribution:
-                    say(f"attribution patching: {what}")
-                    approx = attribution_patching(model, tok, what, batch_size=bs, align=config.align)
+                    approx = estimates[what]
                     entry["attribution"] = {"values": approx.to_json()["values"],
                                             "correlation": exact.correlation(approx)}
             for w in caught:

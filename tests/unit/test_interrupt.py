@@ -81,8 +81,9 @@ def test_sigkill_then_rerun_resumes_into_a_whole_folder(tmp_path):
 def test_a_second_process_on_the_same_folder_is_refused(tmp_path):
     out = tmp_path / "run"
     before = _previous_run(out)
-    # A task big enough that the first run is still patching while the second one starts.
-    first = _start_and_wait_for_patching(out, n=150)
+    # A task big enough that the first run is still at work while the second one starts (it is
+    # interrupted as soon as the second has answered, so its size costs no test time).
+    first = _start_and_wait_for_patching(out, n=1000)
     try:
         second = subprocess.run([*CMD, "--out", str(out)], capture_output=True, timeout=120)
     finally:

@@ -220,8 +220,8 @@ def run_graph(
     N, P, d = x0.shape
     p0 = 0 if prefix is None else prefix.start
     last_only = not record and receiver_grad is None
-    if prefix is not None and not last_only:
-        raise ValueError("a shared prefix is for runs that neither record nor take gradients")
+    if prefix is not None and record:
+        raise ValueError("a run over a shared prefix cannot record every position's outputs")
     K = 1 if keep is None else int(keep.shape[0])
     H, S, L = g.n_heads, len(g.senders), g.n_layers
     x = x0 if K == 1 else x0.repeat(K, 1, 1)

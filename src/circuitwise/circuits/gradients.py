@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from circuitwise.circuits.forward import GraphModel, ReceiverGrad, run_graph
+from circuitwise.circuits.forward import GraphModel, Prefix, ReceiverGrad, first_difference, run_graph, shared_prefix
 from circuitwise.circuits.graph import Graph
 from circuitwise.circuits.registry import Quadrature
 from circuitwise.circuits.scores import EdgeScores, Prepared, Progress, no_progress, sender_outputs
@@ -114,21 +114,28 @@ def gradient_edge_scores(
                 corr_sum += float(metric(al).sum())
             done += 1
             progress(done, total, method)
-        if at_end is None:
-            state["delta"] = outs.pop(1.0) - outs.pop(0.0)
         e_c, e_k = gm.embed(b.clean), gm.embed(b.corrupted)
+        # Before the prompts' first difference every interpolated input is the same and every
+        # sender's clean − corrupted difference is zero, so those positions add nothing to any
+        # score: they are run once, and the gradient runs start after them.
+        start = 0 if at_end is not None else first_difference(b.clean, b.corrupted, b.last)
+        prefix = shared_prefix(gm, e_c, start)
+        if at_end is None:
+            state["delta"] = (outs.pop(1.0) - outs.pop(0.0))[:, :, start:].contiguous()
         # Integration points per forward: keep about batch_size rows per forward.
         per_fwd = max(1, batch_size // Nb)
         for chunk, w in chunks(alphas, weights, per_fwd):
             c = len(chunk)
-            on_grad = contraction_hook(g, scores, lambda: state["delta"], b.last,
+            on_grad = contraction_hook(g, scores, lambda: state["delta"], b.last - start,
                                        torch.tensor(w, dtype=gm.dtype, device=gm.device), Nb)
             alpha = torch.tensor(chunk, dtype=gm.dtype, device=gm.device).view(c, 1, 1, 1)
-            x0 = (e_k.unsqueeze(0) + alpha * (e_c - e_k).unsqueeze(0)).reshape(c * Nb, *e_c.shape[1:])
+            x0 = (e_k.unsqueeze(0) + alpha * (e_c - e_k).unsqueeze(0))[:, :, start:].reshape(c * Nb, -1, e_c.shape[-1])
             x0 = x0.detach().requires_grad_(True)
+            pre = None if prefix is None else Prefix(start, tuple((k.repeat(c, 1, 1, 1), v.repeat(c, 1, 1, 1))
+                                                                  for k, v in prefix.kv))
             with torch.enable_grad():
                 run = run_graph(gm, x0, b.last.repeat(c), b.answers.repeat(c, 1), record=at_end is not None,
-                                receiver_grad=on_grad)
+                                receiver_grad=on_grad, prefix=pre)
                 if at_end is not None:
                     assert run.outputs is not None
                     m_here = float(metric(run.answer_logits[0].detach()).sum())

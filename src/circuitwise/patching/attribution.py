@@ -10,7 +10,7 @@ Exact where the metric is linear in the patched activation, a guide elsewhere �
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -45,49 +45,83 @@ def attribution_patching(
     Same arguments and result layout as :func:`activation_patching`; ``raw`` holds the estimated
     patched metric (unpatched metric + first-order change) per example.
     """
-    sweep = get_sweep(what)
+    return attribution_sweeps(model, task, [what], metric=metric, normalize=normalize, direction=direction,
+                              batch_size=batch_size, align=align, progress=progress, min_gap=min_gap)[what]
+
+
+def attribution_sweeps(
+    model: Any,
+    task: Task | TokenizedTask,
+    whats: Sequence[str],
+    *,
+    metric: str = "logit_diff",
+    normalize: bool = True,
+    direction: str = "denoise",
+    batch_size: int | None = None,
+    align: str = "auto",
+    progress: Progress | None = None,
+    min_gap: float = MIN_GAP,
+) -> dict[str, PatchResult]:
+    """:func:`attribution_patching` for several sweeps (by the names given) from one forward and
+    one backward per batch: a run's sweeps read the same two runs' activations and gradients."""
+    sweeps = [get_sweep(w) for w in whats]
     direction = check_direction(direction)
     metric_obj = get_metric(metric)
     tok = tokenized(model, task)
-    positions, labels = sweep_axes(model, sweep, tok, align)
+    axes = [sweep_axes(model, sw, tok, align) for sw in sweeps]
     bs = batch_size or auto_batch_size(model, tok)
-    names = [sweep.hook_name(l) for l in range(model.cfg.n_layers)]
+    L = model.cfg.n_layers
     # A pattern's only consumer is z = pattern @ v, so ∂m/∂pattern = ∂m/∂z · vᵀ exactly. Read it
     # that way everywhere: on OPT, GPT-Neo and GPT-J, TL 4.3 fires hook_pattern after Hugging
     # Face's attention has used the pattern, so its gradient there would be silently zero.
-    via_z = sweep.act == "pattern"
-    z_names = [n.replace("hook_pattern", "hook_z") for n in names] if via_z else names
-    v_names = [n.replace("hook_pattern", "hook_v") for n in names] if via_z else []
-    raws, cleans, corrupteds = [], [], []
+    names = [[sw.hook_name(l) for l in range(L)] for sw in sweeps]
+    act_names, grad_names = [], []
+    for sw, ns in zip(sweeps, names):
+        act_names += ns
+        if sw.act == "pattern":
+            act_names += [n.replace("hook_pattern", "hook_v") for n in ns]
+            grad_names += [n.replace("hook_pattern", "hook_z") for n in ns]
+        else:
+            grad_names += ns
+    act_names, grad_names = list(dict.fromkeys(act_names)), list(dict.fromkeys(grad_names))
+    raws: list[list[torch.Tensor]] = [[] for _ in sweeps]
+    cleans, corrupteds = [], []
     n_batches = (len(tok) + bs - 1) // bs
     for bi, batch in enumerate(tok.batches(bs)):
         start = bi * bs
-        pos = None if positions is None else positions.slice(start, start + len(batch)).index.to(batch.last.device)
         assert batch.corrupted is not None
         base_tokens, src_tokens = (
             (batch.corrupted, batch.clean) if direction == "denoise" else (batch.clean, batch.corrupted))
-        src, src_metric = _forward(model, src_tokens, batch, names, metric_obj.fn, grad=False)
-        extra = v_names + z_names if via_z else []
-        base, grads, base_metric = _forward(model, base_tokens, batch, names + extra, metric_obj.fn,
-                                            grad=True, grad_names=z_names)
-        if via_z:
-            grads = {n: _pattern_grad(grads[z], base[v]) for n, z, v in zip(names, z_names, v_names)}
-        cells = [_cells(sweep, (src[n] - base[n]) * grads[n], pos) for n in names]
-        raws.append((base_metric[:, None, *([None] * (cells[0].dim() - 1))] + torch.stack(cells, 1)).cpu())
+        src_names = list(dict.fromkeys(n for ns in names for n in ns))
+        src, src_metric = _forward(model, src_tokens, batch, src_names, metric_obj.fn, grad=False)
+        base, grads, base_metric = _forward(model, base_tokens, batch, list(dict.fromkeys(act_names + grad_names)), metric_obj.fn,
+                                            grad=True, grad_names=grad_names)
+        for i, (sw, ns, (positions, _)) in enumerate(zip(sweeps, names, axes)):
+            pos = None if positions is None else positions.slice(start, start + len(batch)).index.to(batch.last.device)
+            if sw.act == "pattern":
+                g = {n: _pattern_grad(grads[n.replace("hook_pattern", "hook_z")], base[n.replace("hook_pattern", "hook_v")])
+                     for n in ns}
+            else:
+                g = grads
+            cells = [_cells(sw, (src[n] - base[n]) * g[n], pos) for n in ns]
+            raws[i].append((base_metric[:, None, *([None] * (cells[0].dim() - 1))] + torch.stack(cells, 1)).cpu())
         clean, corr = (src_metric, base_metric) if direction == "denoise" else (base_metric, src_metric)
         cleans.append(clean.cpu())
         corrupteds.append(corr.cpu())
         if progress is not None:
             progress(bi + 1, n_batches)
-    config = {
-        "what": sweep.name, "direction": direction, "metric": metric_obj.name, "normalize": normalize,
-        "method": "attribution", "align": None if positions is None else positions.mode, "batch_size": bs,
-        "n_examples": len(tok), "task": tok.task.name, "model": str(getattr(model, "circuitwise_name", "?")),
-        "pos_tokens": [list(t) for t in tok.str_tokens] if positions is not None else None,
-    }
-    return PatchResult.build(torch.cat(raws), torch.cat(cleans), torch.cat(corrupteds), axes=sweep.axes,
-                             labels=labels, metric=metric_obj.name, normalize=normalize, config=config,
-                             min_gap=min_gap)
+    out = {}
+    for what, sw, (positions, labels), raw in zip(whats, sweeps, axes, raws):
+        config = {
+            "what": sw.name, "direction": direction, "metric": metric_obj.name, "normalize": normalize,
+            "method": "attribution", "align": None if positions is None else positions.mode, "batch_size": bs,
+            "n_examples": len(tok), "task": tok.task.name, "model": str(getattr(model, "circuitwise_name", "?")),
+            "pos_tokens": [list(t) for t in tok.str_tokens] if positions is not None else None,
+        }
+        out[what] = PatchResult.build(torch.cat(raw), torch.cat(cleans), torch.cat(corrupteds), axes=sw.axes,
+                                      labels=labels, metric=metric_obj.name, normalize=normalize, config=config,
+                                      min_gap=min_gap)
+    return out
 
 
 def _cells(sweep: Sweep, contrib: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
@@ -153,4 +187,4 @@ def _forward(model: Any, tokens: torch.Tensor, batch: TokenizedTask, names: list
     return acts, grads, m.detach()
 
 
-__all__ = ["attribution_patching"]
+__all__ = ["attribution_patching", "attribution_sweeps"]
