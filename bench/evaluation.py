@@ -36,10 +36,23 @@ circuits, the curve and its random means, the shortlist's exact effects. Where i
 the patched forward is memory-bound (each receiver's input is a copy of the residual), so
 cache-sized stacks (16 MB instead of 384 MB) about halve it; distinct edge sets run once and
 every-edge-kept / no-edge sets are the clean / corrupted runs; batches group prompts of similar
-length (20% fewer padded positions); one call instead of four saves little here. Still ~1.6x
-from the issue's one-minute target on this machine: what remains is the forward itself — about
-half of each prompt's positions come before the first clean/corrupted difference (identical in
-every patched run) and the last layer only needs the last position; neither is used yet.
+length (20% fewer padded positions); one call instead of four saves little here. That left the forward
+itself, ~1.6x from the issue's one-minute target.
+
+Then (2026-12-01 23:20 UTC, issue 13 item 5, `--compare` against a save of the code at 0eb433a, one
+thread, the other core busy with a training run): the patched forward computes the positions
+before the prompts' first clean/corrupted difference once (every patched run shares them), the
+last layer's queries and MLP at the last position only, and the first layer's q/k/v from two
+projections (the input or its replacement) instead of one per receiver:
+
+    stage                                        0eb433a        now
+    growing the circuit (target 0.9)             23.8 (28.0)    7.2 (14.0)
+    evaluate_circuit (one stack, with MIB)       93.2 (181.9)  25.9 (51.4)
+    growing + evaluation                        117.0 (209.9)  33.1 (65.3): 3.53x cpu, 3.21x wall
+
+with every number the same to 2e-6 (the shortlist's exact effects; the rest to 1e-7). Stacks of
+8, 16 and 32 MB measured again at one thread: 16 MB is still the fastest (11.3, 11.1, 12.0 s cpu).
+The whole run is timed by `bench/run.py`.
 """
 
 from __future__ import annotations
