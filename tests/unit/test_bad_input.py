@@ -129,6 +129,17 @@ def test_a_split_the_task_does_not_have_is_refused_before_any_work(tmp_path, tin
     assert cw.get_task("opposites", split="heldout-template", n=4).name  # a split the task has still works
 
 
+
+def test_a_corruption_for_a_task_file_is_refused_before_any_work(tmp_path, tiny_ckpt):
+    # A file's corrupted prompts are its own: --corruption used to be dropped without a word.
+    f = tmp_path / "t.jsonl"
+    f.write_text('{"clean": "A tortoise is old, but a kitten is", "correct": " young", "incorrect": " old", '
+                 '"corrupted": "A tortoise is young, but a kitten is"}\n')
+    out = tmp_path / "o"
+    msg = cli_error("run", str(f), "--corruption", "flip", "--model", str(tiny_ckpt), "--out", str(out))
+    assert "does not apply to the task file" in msg and "Leave --corruption unset" in msg
+    assert not out.exists()
+
 def test_missing_model_folder(tmp_path):
     with pytest.raises(ModelLoadError, match="No such model folder"):
         cw.load_model(str(tmp_path / "nope"))

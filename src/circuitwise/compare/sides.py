@@ -46,7 +46,11 @@ def _builtin(name: str) -> bool:
 
 
 def _task(cfg: RunConfig) -> Task:
-    return get_task(cfg.task, **cfg.task_options(_builtin(cfg.task)))
+    builtin = _builtin(cfg.task)
+    opts = cfg.task_options(builtin)
+    if not builtin:  # compare's --corruption is the built-in side's; a file brings its own
+        opts.pop("corruption", None)
+    return get_task(cfg.task, **opts)
 
 
 def _labels(config: CompareConfig, a: Task, b: Task) -> tuple[str, str]:

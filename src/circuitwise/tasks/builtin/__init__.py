@@ -55,6 +55,10 @@ def get_task(name_or_path: str | Path, **options: Any) -> Task:
         if split is not None:
             raise TaskError(f"--split {split!r} does not apply to the task file {key}: splits belong to built-in "
                             "tasks (see `circuitwise tasks`). Leave --split unset, or write the split as its own file.")
+        if options.get("corruption") is not None:
+            raise TaskError(f"--corruption {options['corruption']!r} does not apply to the task file {key}: its "
+                            "corrupted prompts are its own 'corrupted' fields. Leave --corruption unset, or "
+                            "write the corrupted prompts into the file.")
         task = Task.from_file(path)
         n = options.get("n")
         # Files are used in their own order; --n takes the first n (seed and the rest do not apply).
