@@ -10,6 +10,7 @@ from rich.table import Table
 
 from circuitwise.cli import app, console, show_note
 from circuitwise.cli.circuit import _load, progress_bar
+from circuitwise.cli import options as opts
 from circuitwise.config import RunConfig
 
 F = RunConfig.model_fields
@@ -70,14 +71,14 @@ def benchmark(
     target: float = typer.Option(0.9, "--target", help="Faithfulness for the 'edges at' column."),
     ablation: str = typer.Option("corrupted", "--ablation", help="Edges outside a circuit read the corrupted run, or the mean over the task."),
     out: Path = typer.Option(Path("runs/benchmark"), "--out", "-o", help="Folder for benchmark.json and benchmark.html."),
-    device: Optional[str] = typer.Option(None, "--device", help=F["device"].description),
+    device: Optional[str] = opts.DEVICE,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward; default from the model size."),
-    n: Optional[int] = typer.Option(None, "--n", help=F["n"].description),
-    seed: Optional[int] = typer.Option(None, "--seed", help=F["seed"].description),
-    corruption: Optional[str] = typer.Option(None, "--corruption", help=F["corruption"].description),
-    split: Optional[str] = typer.Option(None, "--split", help=F["split"].description),
-    drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
-    processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=F["processing"].description),
+    n: Optional[int] = opts.N,
+    seed: Optional[int] = opts.SEED,
+    corruption: Optional[str] = opts.CORRUPTION,
+    split: Optional[str] = opts.SPLIT,
+    drop_invalid: Optional[bool] = opts.DROP_INVALID,
+    processing: Optional[bool] = opts.PROCESSING,
 ) -> None:
     """Run every discovery method on the same prompts: CPR, CMD, edges at --target, seconds; benchmark.html + .json."""
     from circuitwise.circuits.patch import check_ablation

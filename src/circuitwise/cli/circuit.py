@@ -14,6 +14,7 @@ from circuitwise.cli.progress import Bars
 from circuitwise.circuits.eap import EAPOptions
 from circuitwise.circuits.eap_ig import EAPIGOptions
 from circuitwise.circuits.exact import ExactOptions
+from circuitwise.cli import options as opts
 from circuitwise.config import RunConfig
 
 F = RunConfig.model_fields
@@ -91,14 +92,14 @@ def circuit(
     out: Path = typer.Option(Path("runs/circuit"), "--out", "-o", help="Folder for circuit.json, scores.json, evaluation.json, circuit.html."),
     random_samples: int = typer.Option(20, "--random-samples", min=0, help="Random circuits of the same size to compare with."),
     shortlist: int = typer.Option(50, "--shortlist", min=0, help="Top edges to confirm by exact patching (0: skip)."),
-    device: Optional[str] = typer.Option(None, "--device", help=F["device"].description),
+    device: Optional[str] = opts.DEVICE,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward; default from the model size."),
-    n: Optional[int] = typer.Option(None, "--n", help=F["n"].description),
-    seed: Optional[int] = typer.Option(None, "--seed", help=F["seed"].description),
-    corruption: Optional[str] = typer.Option(None, "--corruption", help=F["corruption"].description),
-    split: Optional[str] = typer.Option(None, "--split", help=F["split"].description),
-    drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
-    processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=F["processing"].description),
+    n: Optional[int] = opts.N,
+    seed: Optional[int] = opts.SEED,
+    corruption: Optional[str] = opts.CORRUPTION,
+    split: Optional[str] = opts.SPLIT,
+    drop_invalid: Optional[bool] = opts.DROP_INVALID,
+    processing: Optional[bool] = opts.PROCESSING,
     export_eap_ig: Optional[Path] = typer.Option(None, "--export-eap-ig", help="Also write the scores and circuit as an EAP-IG graph (MIB's submission format): FILE.json or FILE.pt."),
 ) -> None:
     """Find the circuit behind the task's answer (EAP / EAP-IG / exact), check it, and write it out."""
@@ -165,14 +166,14 @@ def evaluate(
     shortlist: int = typer.Option(0, "--shortlist", min=0, help="Circuit edges to confirm by exact patching (0: skip)."),
     as_json: bool = typer.Option(False, "--json", help="Print the evaluation as one JSON object."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write evaluation.json and circuit.html here."),
-    device: Optional[str] = typer.Option(None, "--device", help=F["device"].description),
+    device: Optional[str] = opts.DEVICE,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward."),
-    n: Optional[int] = typer.Option(None, "--n", help=F["n"].description),
-    seed: Optional[int] = typer.Option(None, "--seed", help=F["seed"].description),
-    corruption: Optional[str] = typer.Option(None, "--corruption", help=F["corruption"].description),
-    split: Optional[str] = typer.Option(None, "--split", help=F["split"].description),
-    drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
-    processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=F["processing"].description),
+    n: Optional[int] = opts.N,
+    seed: Optional[int] = opts.SEED,
+    corruption: Optional[str] = opts.CORRUPTION,
+    split: Optional[str] = opts.SPLIT,
+    drop_invalid: Optional[bool] = opts.DROP_INVALID,
+    processing: Optional[bool] = opts.PROCESSING,
 ) -> None:
     """Re-check a circuit (circuit.json or an EAP-IG graph file) on a task: faithfulness, completeness,
     random circuits of the same size, and MIB's CPR/CMD where the file scores every edge."""

@@ -17,6 +17,7 @@ import typer
 
 from circuitwise.cli import app, console, err_console, show_note
 from circuitwise.cli.progress import Bars
+from circuitwise.cli import options as opts
 from circuitwise.config import RunConfig
 
 F = RunConfig.model_fields
@@ -45,7 +46,7 @@ def patch(
     out: Path = typer.Option(Path("runs/patch"), "--out", "-o",
                              help="Output folder for patching.json and resumable checkpoints."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help=F["model"].description),
-    device: Optional[str] = typer.Option(None, "--device", help=F["device"].description),
+    device: Optional[str] = opts.DEVICE,
     method: str = typer.Option("exact", "--method",
                                help="exact (activation patching), attribution (gradient estimate), or both."),
     direction: str = typer.Option("denoise", "--direction",
@@ -56,12 +57,12 @@ def patch(
     batch_size: Optional[int] = typer.Option(None, "--batch-size",
                                              help="Examples per batch; default: chosen from model and prompt size."),
     align: str = typer.Option("auto", "--align", help="Position axis of sweeps by position: token, role, end (counted from each prompt's last token), or auto."),
-    processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=F["processing"].description),
-    n: Optional[int] = typer.Option(None, "--n", help=F["n"].description),
-    seed: Optional[int] = typer.Option(None, "--seed", help=F["seed"].description),
-    corruption: Optional[str] = typer.Option(None, "--corruption", help=F["corruption"].description),
-    split: Optional[str] = typer.Option(None, "--split", help=F["split"].description),
-    drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
+    processing: Optional[bool] = opts.PROCESSING,
+    n: Optional[int] = opts.N,
+    seed: Optional[int] = opts.SEED,
+    corruption: Optional[str] = opts.CORRUPTION,
+    split: Optional[str] = opts.SPLIT,
+    drop_invalid: Optional[bool] = opts.DROP_INVALID,
 ) -> None:
     """Activation patching sweeps (exact, fast) and attribution patching, resumable: OUT/patching.json."""
     from circuitwise import __version__

@@ -9,6 +9,7 @@ import typer
 
 from circuitwise.cli import app, console, show_note
 from circuitwise.cli.progress import Bars
+from circuitwise.cli import options as opts
 from circuitwise.config import RunConfig
 
 F = RunConfig.model_fields
@@ -31,8 +32,8 @@ def run(
     seed: Optional[int] = _opt("seed", "--seed"),
     corruption: Optional[str] = _opt("corruption", "--corruption"),
     split: Optional[str] = _opt("split", "--split"),
-    processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=F["processing"].description),
-    drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
+    processing: Optional[bool] = opts.PROCESSING,
+    drop_invalid: Optional[bool] = opts.DROP_INVALID,
     patch: Optional[List[str]] = typer.Option(
         None, "--patch", help=f"{F['patching'].description} Repeat for several; 'none' skips. "
         f"[default: {', '.join(F['patching'].default)}]"),

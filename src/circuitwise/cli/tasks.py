@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from circuitwise.cli import app, console
+from circuitwise.cli import options as opts
 from circuitwise.config import RunConfig
 from circuitwise.errors import CircuitwiseError
 
@@ -28,10 +29,6 @@ def _options(n: Optional[int], seed: Optional[int], corruption: Optional[str], s
     return {k: v for k, v in given.items() if v is not None}
 
 
-N_OPT = typer.Option(None, "--n", help=F["n"].description)
-SEED_OPT = typer.Option(None, "--seed", help=F["seed"].description)
-CORRUPTION_OPT = typer.Option(None, "--corruption", help=F["corruption"].description)
-SPLIT_OPT = typer.Option(None, "--split", help=F["split"].description)
 
 
 @tasks_app.callback()
@@ -62,9 +59,9 @@ def list_tasks(ctx: typer.Context) -> None:
 def show(
     name: str = typer.Argument(..., help="Built-in task name or task file."),
     n: int = typer.Option(5, "--n", help="How many examples to show."),
-    seed: Optional[int] = SEED_OPT,
-    corruption: Optional[str] = CORRUPTION_OPT,
-    split: Optional[str] = SPLIT_OPT,
+    seed: Optional[int] = opts.SEED,
+    corruption: Optional[str] = opts.CORRUPTION,
+    split: Optional[str] = opts.SPLIT,
     model: Optional[str] = typer.Option(
         None, "--model", "-m",
         help=f"Whose tokenizer to show tokens with (only the tokenizer is loaded) [default: {F['model'].default}]."),
@@ -128,10 +125,10 @@ def _print_text_example(i: int, ex: Any) -> None:
 def export(
     name: str = typer.Argument(..., help="Built-in task name or task file."),
     file: Path = typer.Argument(..., help="JSONL file to write (read back with Task.from_file)."),
-    n: Optional[int] = N_OPT,
-    seed: Optional[int] = SEED_OPT,
-    corruption: Optional[str] = CORRUPTION_OPT,
-    split: Optional[str] = SPLIT_OPT,
+    n: Optional[int] = opts.N,
+    seed: Optional[int] = opts.SEED,
+    corruption: Optional[str] = opts.CORRUPTION,
+    split: Optional[str] = opts.SPLIT,
 ) -> None:
     """Write a task as JSONL (a header line, then one example a line)."""
     from circuitwise.errors import ConfigError
