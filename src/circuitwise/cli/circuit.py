@@ -13,6 +13,7 @@ from circuitwise.cli import app, console, err_console, show_note
 from circuitwise.cli.progress import Bars
 from circuitwise.circuits.eap import EAPOptions
 from circuitwise.circuits.eap_ig import EAPIGOptions
+from circuitwise.circuits.edge_pruning import EdgePruningOptions
 from circuitwise.circuits.exact import ExactOptions
 from circuitwise.cli import options as opts
 from circuitwise.config import RunConfig
@@ -77,7 +78,8 @@ def circuit(
     task: str = typer.Argument(..., help=F["task"].description),
     model: str = typer.Option(F["model"].default, "--model", "-m", help=F["model"].description),
     method: str = typer.Option("eap-ig", "--method", help=METHOD_HELP),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help=f"eap-ig / eap-ig-activations: integration steps (default {EAPIGOptions.steps})."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help=f"eap-ig / eap-ig-activations: integration steps (default {EAPIGOptions.steps}); "
+                                       f"edge-pruning: optimisation steps (default {EdgePruningOptions.steps})."),
     quadrature: Optional[str] = typer.Option(None, "--quadrature", help=f"eap-ig / eap-ig-activations: integration points between corrupted (0) and clean (1): right (k/n, k=1..n, default; circuitkit, EAP-IG's node methods), left (k=0..n-1; EAP-IG's edge-level EAP-IG-inputs), midpoint (circuitwise 0.1), trapezoid."),
     gradient: Optional[str] = typer.Option(None, "--gradient", help=f"eap: the run the gradient is taken at: clean (noising; EAP-IG/MIB, default {EAPOptions.gradient!r}) or corrupted (denoising; TransformerLens, circuitwise 0.1)."),
     direction: Optional[str] = typer.Option(None, "--direction", help=f"exact: noise (clean run, one edge corrupted; default {ExactOptions.direction!r}) or denoise."),
