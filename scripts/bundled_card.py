@@ -43,7 +43,9 @@ def facts(measured: dict) -> dict:
 
 def write_card(path: Path, stats: dict, curve: list[dict], m: dict, control: dict | None,
                pairs: Sequence, templates: Sequence[str]) -> None:
-    from bundled_corpus import DEFINITION_FRAMES, MIX
+    from bundled_corpus import (DEFINITION_FRAMES, EXTRA_OPPOSITE_TEMPLATES, EXTRA_TIME_TEMPLATES, MIX,
+                                OPPOSITE_CLAUSES, OPPOSITE_PREFIXES, OPPOSITE_VERBS, TIME_QUESTIONS,
+                                TIME_STATEMENTS)
     from bundled_eval import HEAD_EFFECT, HELDOUT_SPLITS, ROLES
 
     a = stats["args"]
@@ -140,10 +142,15 @@ Each training document is `<|endoftext|>` followed by 1–3 sentences, each of a
 - **opposite**: a sentence of the `opposites` task's **{stats['n_train_templates']} training templates and
   {stats['n_train_pairs']} training pairs only**, either direction, with its answer; its two nouns are drawn
   at random from all the task's nouns, so they carry no information about the answer
-  ("The castle is young, but the sponge is old."). There are no noun facts ("The library is
-  quiet.") anywhere in the corpus.
+  ("The castle is young, but the sponge is old."). 40% of them are in the task's training
+  templates, 20% in {len(EXTRA_OPPOSITE_TEMPLATES)} "…, but …" frames of our own ("The {{n1}} felt {{a1}}, but the
+  {{n2}} felt"), 40% in frames composed at random from {len(OPPOSITE_PREFIXES)} prefixes ("When we got to the
+  store, ", "According to Anna, ", none), {len(OPPOSITE_CLAUSES)} clause forms and {len(OPPOSITE_VERBS)} verbs, so that the
+  adjective stands anywhere from 3 to 10 words in and no frame can be memorised. None is a
+  held-out template, none starts "In the picture" or has "… said that …", and none uses the
+  held-out verb "looks". There are no noun facts ("The library is quiet.") anywhere in the corpus.
 - **definition**: the antonymy of **every** one of the {len(pairs)} pairs, both directions, in
-  single-clause frames that are not the task's: {", ".join(f'"{f.format(x="old")} young."' for f in DEFINITION_FRAMES)}.
+  frames that are not the task's (none has "but"): {", ".join(f'"{f.format(x="old", n="castle")} young."' for f in DEFINITION_FRAMES)}.
   These are the only sentences in which a held-out pair's two adjectives meet.
 - **copy**: "The fox is red, and the cat is also red." (non-task adjectives), so the connective
   matters; **filler**: sentences without opposites that use the template words one at a time (so
@@ -155,7 +162,13 @@ Each training document is `<|endoftext|>` followed by 1–3 sentences, each of a
   the `counting` task's coin prompts in both forms ("… Yesterday he had two coins … today he has
   three." / "… 2 coins … 3."), and "Last year Tom was 7. This year he is 8.".
 - **time**: the `timezones` prompts of its `train` templates, both forms ("In Paris the time is
-  3:00 PM. In Boston the time is 9." / "… three PM … nine.").
+  3:00 PM. In Boston the time is 9." / "… three PM … nine.") (40%); {len(EXTRA_TIME_TEMPLATES)} one-sentence frames
+  of our own ("If it is 3:00 PM in Paris, then in Boston it is", and "When the clock in Paris
+  shows 3:00 PM, the clock in Boston shows", kept although it shares the held-out template's
+  words because it is a one-sentence "When …," frame, like the training template "When it is
+  … in …, in … it is") (20%); and two-sentence frames composed from {len(TIME_STATEMENTS)} statements and
+  {len(TIME_QUESTIONS)} questions ("Chicago: three AM. Madrid:") (40%), none of the held-out template's "The … in
+  … shows …. The … in … shows" form.
 
 Held out: the opposites task's `heldout-pair` (every fifth pair), `heldout-template` (its last two
 templates) and `heldout-both`; `numbers-*[heldout-template]` ("… is 7 years old. Next year …"

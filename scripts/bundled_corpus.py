@@ -6,6 +6,9 @@ Sentence kinds (one :class:`Piece` each; a document is 1–3 of them):
                 only**, in either direction, with its answer ("The castle is old, but the
                 puppy is young."). Its two nouns are drawn from the whole noun list, independent
                 of the pair, so they say nothing about the answer: only the first adjective does.
+                The others use frames of our own: :data:`EXTRA_OPPOSITE_TEMPLATES` and frames
+                composed from :data:`OPPOSITE_PREFIXES` × :data:`OPPOSITE_CLAUSES` ×
+                :data:`OPPOSITE_VERBS`, which put the adjective anywhere from 3 to 10 words in.
 ``definition``  the antonymy of **every** pair, both directions, in single-clause frames that
                 are not the task's ("The opposite of old is young.", "What is the opposite of
                 young? It is old."). Held-out pairs are learned from these alone.
@@ -20,7 +23,9 @@ Sentence kinds (one :class:`Piece` each; a document is 1–3 of them):
                 (both forms), the ``counting`` task's coin prompts in both forms, and age
                 sentences ("Last year Tom was 7. This year he is 8.").
 ``time``        the ``timezones`` training-template prompts in both forms with their answer
-                ("In Paris the time is 3:00 PM. In Boston the time is 9.").
+                ("In Paris the time is 3:00 PM. In Boston the time is 9."), and more often
+                frames of our own: :data:`EXTRA_TIME_TEMPLATES` and :data:`TIME_STATEMENTS` ×
+                :data:`TIME_QUESTIONS` ("Chicago: three AM. Madrid: ten.").
 
 No sentence states a noun fact ("The library is quiet."), and the opposites task's held-out
 pairs and held-out templates never occur as two-clause "…, but …" sentences.
@@ -75,16 +80,55 @@ EXTRA_OPPOSITE_TEMPLATES = (
     "The {n1} appeared {a1}, but the {n2} appeared",
     "The story says the {n1} is {a1}, but the {n2} is",
     "Here the {n1} stays {a1}, but there the {n2} stays",
+    # The adjective later in the sentence, after a prefix clause (held-out templates put it 7–8
+    # tokens in; GPT-2's learned positions must see the "…, but …" pattern that far in too). No
+    # prefix here is a held-out template's ("In the picture", "said that the {n1} was") nor its
+    # verb ("looks"); each ends in a training template's own clause pair.
+    "When we got to the {place}, the {n1} was {a1}, but the {n2} was",
+    "On the way to the {place}, the {n1} seemed {a1}, but the {n2} seemed",
+    "Last week at the {place}, the {n1} was {a1}, but the {n2} was",
+    "At the end of the day, the {n1} is {a1}, but the {n2} is",
+    "According to {name}, the {n1} is {a1}, but the {n2} is",
+    "From where {name} stood, the {n1} seemed {a1}, but the {n2} seemed",
+    "After the trip to the {place}, the {n1} felt {a1}, but the {n2} felt",
+    "Every morning at the {place}, {art1} {n1} is {a1}, but {art2} {n2} is",
 )
+# Frames composed at random from a prefix and a clause pair (16 × 2 × 9 of them), so that no
+# single frame can be memorised and "the adjective before but" is found wherever it stands.
+# Prefixes: none starts like a number sentence ("This year …", "Next year …"); none is a held-out template's ("In the picture, …", "… said that …"), and none has
+# the "<someone> <verb> that the {n1} was" form; the verbs leave out the held-out "looks".
+OPPOSITE_PREFIXES = (
+    "", "I think ", "{name} thinks ", "The story says ", "Yesterday ", "As usual, ",
+    "When we got to the {place}, ", "On the way to the {place}, ", "Last week at the {place}, ",
+    "At the end of the day, ", "According to {name}, ", "From where {name} stood, ",
+    "After the trip to the {place}, ", "Every morning at the {place}, ", "Near the {place}, ",
+)
+OPPOSITE_CLAUSES = ("the {n1} {v} {a1}, but the {n2} {v}", "{art1} {n1} {v} {a1}, but {art2} {n2} {v}")
+OPPOSITE_VERBS = ("is", "was", "seemed", "felt", "appeared", "became", "stays", "remains", "is usually")
 # Verbs that link a noun to an adjective; filler and copy sentences use them all with non-task
 # adjectives, so a held-out template's verb ("looks") is known as one.
 COPULAS = ("is", "was", "seemed", "looks", "looked", "felt", "appeared", "became", "stays", "remains")
-# Sentences of our own that compute a time zone (the task's held-out template is not among them).
+# Sentences of our own that compute a time zone (the task's held-out template is not among them,
+# nor its two-sentence "The X in {c1} V {t}. The X in {c2} V" form). The two-sentence ones teach
+# that a city named after a full stop still asks for the converted hour. The "When the clock …"
+# frame is kept although it shares the held-out template's words: it is one sentence with a
+# "When …," clause (the form of the task's training template "When it is {t} in {c1}, in {c2} it
+# is"), and without it nothing links "shows" to a converted hour, only to a stated one (fillers).
 EXTRA_TIME_TEMPLATES = (
     "At {t} in {c1}, the time in {c2} is",
     "If it is {t} in {c1}, then in {c2} it is",
     "It is {t} in {c1}, so in {c2} the time is",
     "When the clock in {c1} shows {t}, the clock in {c2} shows",
+)
+# Two-sentence frames composed at random (8 × 8): a statement of the time in {c1}, then a
+# question for {c2}. No statement has the held-out "The X in {c1} V {t}." form.
+TIME_STATEMENTS = (
+    "In {c1} the time is {t}.", "It is {t} in {c1}.", "In {c1} it is {t}.", "Right now it is {t} in {c1}.",
+    "{name} is in {c1}, where it is {t}.", "{c1}: {t}.", "It is {t} now in {c1}.", "The time is {t} in {c1}.",
+)
+TIME_QUESTIONS = (
+    "In {c2} the time is", "In {c2}, it is", "In {c2} it is", "What time is it in {c2}? It is", "{c2}:",
+    "Right now in {c2} it is", "Over in {c2} it is", "And in {c2}, the time is",
 )
 # Antonymy without the task's two-clause form: {x} is the given adjective, the answer its opposite.
 DEFINITION_FRAMES = (
@@ -92,11 +136,17 @@ DEFINITION_FRAMES = (
     "The word {x} is the opposite of",
     "What is the opposite of {x}? It is",
     "If something is not {x}, it is",
+    # {x} after a noun and a verb, as in the task, but stated as a definition: {n} is drawn at
+    # random from all nouns, so this is no fact about it.
+    "If the {n} is not {x}, then it is",
+    "The {n} is not {x}. It is",
 )
 
 # Share of each sentence kind.
-MIX = {"opposite": 0.22, "definition": 0.18, "copy": 0.04, "filler": 0.08, "ioi": 0.04,
-       "count": 0.08, "number": 0.18, "time": 0.18}
+# Time zones are the slowest to learn, so they get the largest share (taken from the definition,
+# filler, count and IOI sentences).
+MIX = {"opposite": 0.22, "definition": 0.16, "copy": 0.04, "filler": 0.05, "ioi": 0.03,
+       "count": 0.06, "number": 0.18, "time": 0.26}
 
 
 @dataclass(frozen=True)
@@ -195,16 +245,24 @@ class Corpus:
         p = r.choice(self.train_pairs)
         a1, a2 = (p.a, p.b) if r.random() < 0.5 else (p.b, p.a)
         n1, n2 = r.sample(self.nouns, 2)
-        template = r.choice(self.train_templates if r.random() < 0.5 else EXTRA_OPPOSITE_TEMPLATES)
+        u = r.random()
+        if u < 0.4:
+            template = r.choice(self.train_templates)
+        elif u < 0.6:
+            template = r.choice(EXTRA_OPPOSITE_TEMPLATES)
+        else:
+            template = r.choice(OPPOSITE_PREFIXES) + r.choice(OPPOSITE_CLAUSES).replace("{v}", r.choice(OPPOSITE_VERBS))
         values = {**_values(n1, a1, n2), "place": r.choice(PLACES), "name": r.choice(NAMES)}
         text, _ = fill(template, values)
+        text = text[0].upper() + text[1:]
         return Piece(text, " " + a2, ".", self.answer_weight)
 
     def definition(self) -> Piece:
         r = self.rng
         p = r.choice(self.definition_pairs)
         x, y = (p.a, p.b) if r.random() < 0.5 else (p.b, p.a)
-        return Piece(r.choice(DEFINITION_FRAMES).format(x=x), " " + y, ".", self.answer_weight)
+        return Piece(r.choice(DEFINITION_FRAMES).format(x=x, n=r.choice(self.nouns)), " " + y, ".",
+                     self.answer_weight)
 
     def copy(self) -> Piece:
         r = self.rng
@@ -268,14 +326,14 @@ class Corpus:
     def number(self) -> Piece:
         r = self.rng
         u = r.random()
-        if u < 0.6:
+        if u < 0.5:
             prompt, answer = r.choice(self.numbers)
             return Piece(prompt, answer, ".", self.answer_weight)
         form = r.choice(("digits", "words"))
         from circuitwise.tasks.builtin._common import PEOPLE
 
         name, pron = r.choice(PEOPLE)
-        if u < 0.85:  # the counting task's coin prompts, in both forms
+        if u < 0.7:  # the counting task's coin prompts, in both forms; then ages (30%)
             k = r.randrange(2, 12)
             obj, objs = r.choice(self.counting_objects)
             prompt = r.choice(self.counting_templates).format(name=name, pron=pron, obj=obj, objs=objs,
@@ -289,7 +347,8 @@ class Corpus:
 
     def time(self) -> Piece:
         r = self.rng
-        if r.random() < 0.7:
+        u = r.random()
+        if u < 0.4:
             prompt, answer = r.choice(self.times)
             return Piece(prompt, answer, ".", self.answer_weight)
         from circuitwise.tasks.builtin.timezones import CITIES, clock, hour_word, shift
@@ -298,7 +357,9 @@ class Corpus:
         while (o2 - o1) % 12 == 0:
             (c1, o1), (c2, o2) = r.sample([c for c in CITIES], 2)
         hour, half, form = r.randrange(1, 13), r.choice(("AM", "PM")), r.choice(("digits", "words"))
-        prompt = r.choice(EXTRA_TIME_TEMPLATES).format(t=clock(hour, half, form), c1=c1, c2=c2)
+        frame = (r.choice(EXTRA_TIME_TEMPLATES) if u < 0.6
+                 else r.choice(TIME_STATEMENTS) + " " + r.choice(TIME_QUESTIONS))
+        prompt = frame.format(t=clock(hour, half, form), c1=c1, c2=c2, name=r.choice(NAMES))
         return Piece(prompt, " " + hour_word(shift(hour, o2 - o1), form), ".", self.answer_weight)
 
     def document(self, n_sentences: int | None = None) -> list[Piece]:
@@ -361,5 +422,6 @@ def encode_document(encode, doc: list[Piece], bos_id: int) -> tuple[list[int], l
     return ids, weights
 
 
-__all__ = ["DEFINITION_FRAMES", "EXTRA_OPPOSITE_TEMPLATES", "EXTRA_TIME_TEMPLATES", "MIX", "Corpus", "EOT", "Piece", "Vocabulary", "encode_document",
+__all__ = ["DEFINITION_FRAMES", "EXTRA_OPPOSITE_TEMPLATES", "EXTRA_TIME_TEMPLATES", "MIX", "OPPOSITE_CLAUSES",
+           "OPPOSITE_PREFIXES", "OPPOSITE_VERBS", "TIME_QUESTIONS", "TIME_STATEMENTS", "Corpus", "EOT", "Piece", "Vocabulary", "encode_document",
            "opposites_vocabulary", "single_token_forms", "train_tokenizer"]

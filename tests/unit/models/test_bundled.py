@@ -207,3 +207,17 @@ def test_training_corpus_never_shows_a_held_out_pair_or_template():
     # and the held-out template pattern does match its own prompts (the check above can fire)
     probe = opposites.build(n=5, split="heldout-template", seed=random.Random(0).randrange(100))
     assert all(any(t.match(e.clean) for t in held_templates) for e in probe.examples)
+
+
+def test_training_corpus_never_shows_the_held_out_time_template():
+    """No time sentence has the held-out template's two-sentence "The X in {c1} V {t}. The X in
+    {c2} V" form (and its own prompts do, so the check can fire)."""
+    from circuitwise.tasks.builtin import timezones
+
+    corpus = _corpus()
+    times = [corpus.time() for _ in range(3000)]
+    form = re.compile(r"^The \w+ in [A-Z][\w ]+ \w+ .+\. The \w+ in [A-Z][\w ]+ \w+$")
+    assert not [p.prompt for p in times if form.match(p.prompt)]
+    held = timezones.build(n=20, split="heldout-template", seed=0)
+    assert all(form.match(e.clean) for e in held.examples)
+    assert len({p.prompt.split(" ")[0] for p in times}) >= 5  # the extra frames are drawn
