@@ -57,7 +57,8 @@ def write_card(path: Path, stats: dict, curve: list[dict], m: dict, control: dic
     kv = f", {a['kv_heads']} key/value heads (grouped-query)" if a["arch"] == "llama" else ""
     mix = ", ".join(f"{k} {v:.0%}" for k, v in MIX.items())
     retrain = (f"PYTHONPATH=src .venv/bin/python scripts/train_bundled.py --arch {a['arch']} --seed {a['seed']} "
-               f"--steps {a['steps']} --lr {a['lr']} --layers {L} --threads {a['threads']}")
+               f"--steps {a['steps']} --lr {a['lr']} --weight-decay {a['weight_decay']} --layers {L} "
+               f"--threads {a['threads']}")
     control_steps = control["stats"]["args"]["steps"] if control else 400
 
     acc_cols = [k for k in curve[-1] if k.endswith("_acc")]
