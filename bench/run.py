@@ -10,7 +10,24 @@ earlier run's (to 1e-4: stacked variants round differently) and prints the ratio
     python bench/run.py --threads 1 --out /tmp/new_run --compare /tmp/old.json
 
 One thread is the number to compare (the machine is shared: a second thread's time depends on
-what else runs); ``--threads 2`` on a quiet 2-core machine is the command's own setting.
+what else runs); ``--threads 2`` on a quiet 2-core machine is the command's own setting. Compare
+runs of one thread count: with another, near-tied logits of the baseline's top-k can swap.
+
+Measured 2026-12-02 00:02-00:10 UTC, quiet 2-core machine, the retrained bundled model in both
+trees (0eb433a's src with today's model folders copied in), seconds wall (CPU the same at one
+thread):
+
+    stage                                  0eb433a, 1 thread   now, 1 thread   now, 2 threads
+    loading the model, tokenizing               6.4                 7.8             6.2
+    baseline (+ corrupted), DLA                 5.5                 4.6             2.7
+    activation + attribution patching          27.6                16.3            10.0
+    EAP-IG, growing, evaluation, circuit.json 131.7                43.8            28.9
+    report                                      3.3                 1.1             1.4
+    total                                     174.6                73.8            49.3
+
+2.37x at one thread, all 339,454 numbers of results.json the same (largest relative difference
+4.6e-6). The command itself (`time circuitwise run opposites --model bundled --n 2000`, start-up
+included) took 50.2 s on the two idle cores.
 """
 
 from __future__ import annotations
