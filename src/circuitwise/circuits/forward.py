@@ -16,6 +16,12 @@ patching means and what TransformerLens's ``faithfulness`` does.
 
 Only the answer columns of the unembedding are computed (the design's speed note). Unpatched, the
 result equals the bridge's forward; :func:`check_against_bridge` tests that on the caller's data.
+
+Three more shortcuts, each exact, for runs that only need the answer logits (the evaluations' many
+stacked patched runs): positions before the prompts' first clean/corrupted difference are the same
+in every patched run, so they run once (:func:`shared_prefix`) and later queries read their keys
+and values; past the last layer's keys and values only each example's last position is read; and
+the first layer's q/k/v receivers read the input alone, so each is one of two projections.
 """
 
 from __future__ import annotations
@@ -212,6 +218,7 @@ def run_graph(
             so no per-receiver copy of the residual is normalised in the forward.
         prefix: the batch's shared first positions (:func:`shared_prefix`); ``x0`` and
             ``replacement`` then hold positions ``prefix.start:`` only, ``last`` stays absolute.
+        _kv: a list that receives each layer's prepared keys and values (for :func:`shared_prefix`).
 
     Without ``record`` or ``receiver_grad`` nothing reads the last layer's queries, MLP or the
     final residual except at each example's last position, so they are computed there only.
