@@ -536,5 +536,5 @@ def check_against_bridge(model: Any, gm: GraphModel, tokens: torch.Tensor, last:
     object.__setattr__(gm, "checked", True)
 
 
-__all__ = ["ACTIVATIONS", "GraphModel", "GraphRun", "ReceiverGrad", "check_against_bridge", "graph_model",
-           "run_graph"]
+__all__ = ["ACTIVATIONS", "GraphModel", "GraphRun", "Prefix", "ReceiverGrad", "check_against_bridge",
+           "first_difference", "graph_model", "run_graph", "shared_prefix"]
