@@ -205,8 +205,11 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
         if plan.attribution:
             # One forward and backward per batch serve every sweep's estimate.
             say(f"attribution patching: {', '.join(plan.sweeps)}")
-            estimates = attribution_sweeps(model, tok, plan.sweeps, batch_size=bs, align=config.align,
-                                           progress=partial(step, "attribution patching"))
+            with warnings.catch_warnings():
+                # A degenerate gap: the plan has said so once already, as for the exact sweeps below.
+                warnings.simplefilter("ignore", DegenerateNormalizationWarning)
+                estimates = attribution_sweeps(model, tok, plan.sweeps, batch_size=bs, align=config.align,
+                                               progress=partial(step, "attribution patching"))
         for what in plan.sweeps:
             say(f"activation patching: {what}")
             with warnings.catch_warnings(record=True) as caught:

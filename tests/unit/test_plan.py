@@ -105,9 +105,17 @@ def test_degenerate_corruption_gives_a_whole_report(tmp_path, tiny_ckpt):
     task.write_text(json.dumps({"clean": ROWS[0][0], "correct": " young", "incorrect": " old",
                                 "corrupted": ROWS[0][0]}) + "\n")
     out = tmp_path / "run"
-    r = runner.invoke(app, ["run", str(task), "--model", str(tiny_ckpt), "--out", str(out), "--patch", "heads"],
-                      catch_exceptions=False)
+    import warnings
+
+    from circuitwise.patching.result import DegenerateNormalizationWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = runner.invoke(app, ["run", str(task), "--model", str(tiny_ckpt), "--out", str(out), "--patch", "heads"],
+                          catch_exceptions=False)
     assert r.exit_code == 0, r.output
+    # The plan's note says it once; no stage repeats it as a Python warning.
+    assert not [w for w in caught if issubclass(w.category, DegenerateNormalizationWarning)]
     text = (out / "results.json").read_text()
     res = json.loads(text)  # strict JSON: no NaN
     assert "NaN" not in text and res["plan"]["degenerate"] and "circuit" not in res
