@@ -37,3 +37,16 @@ def test_attribution_tracks_the_exact_sweep(small_model, seed_tok):
     torch.testing.assert_close(attr.clean, exact.clean, atol=1e-4, rtol=0)
     torch.testing.assert_close(attr.corrupted, exact.corrupted, atol=1e-4, rtol=0)
     assert attr.correlation(exact) > 0.8
+
+
+def test_sweeps_sharing_one_forward_equal_each_sweep_alone(tiny_model, tiny_tok):
+    """The pipeline's attribution_sweeps (one forward and backward per batch for all sweeps,
+    a pattern sweep's extra hooks included) give each sweep's own attribution_patching result."""
+    from circuitwise.patching.attribution import attribution_sweeps
+
+    whats = ["resid_pre", "heads", "heads_by_pos", "head_pattern"]
+    together = attribution_sweeps(tiny_model, tiny_tok, whats, batch_size=4)
+    for what in whats:
+        alone = attribution_patching(tiny_model, tiny_tok, what, batch_size=4)
+        torch.testing.assert_close(together[what].raw, alone.raw, atol=1e-6, rtol=0)
+        assert together[what].raw.abs().max() > 0
