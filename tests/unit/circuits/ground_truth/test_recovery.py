@@ -52,12 +52,13 @@ SHORTFALLS: dict[tuple[str, str], tuple[frozenset[tuple[str, str]], float]] = {
     # behind the second hop's value edge (-0.9 / -0.8). The second hop itself is found.
     ("k-composition", "eap-ig-activations"): (frozenset({("input", "L0H1.v")}), 0.75),
     ("q-composition", "eap-ig-activations"): (frozenset({("input", "L0H2.v")}), 0.75),
-    # Edge pruning's default budget (5% of 110 edges, about 6) also keeps the RMSNorm-scale path
-    # L0H0 -> MLP0 -> L1H2.v (MLP0 writes only scratch, but moves the norm L1H2's value reads),
-    # which helps the masked model match the full one. Adam moves every kept mask's log α at about
-    # the same rate, so inside the kept set the order is not one of importance: L0H0 -> L1H2.v is
-    # 5th of the 5 kept. Asked for 3 edges (kept=3, test_edge_pruning.py) it keeps exactly the planted 3.
-    ("llama-gqa", "edge-pruning"): (frozenset({("L0H0", "L1H2.v")}), 0.6),
+    # Edge pruning's default budget (5% of the edges, about 6) also keeps the norm-scale path
+    # L0H0 -> MLP0 -> MLP1 (MLP0 writes only scratch, but moves the RMSNorm scale MLP1 reads),
+    # which helps the masked model match the full one. All five kept masks end at P(z ≠ 0)
+    # 0.998–0.9996, and Adam moves every kept log α at about the same rate, so inside the kept
+    # set the order is not one of importance: input -> L0H0.v is 5th, 2e-7 behind the 4th. Asked
+    # for 3 edges (kept=3, test_edge_pruning.py) it keeps exactly the planted 3.
+    ("llama-swiglu", "edge-pruning"): (frozenset({("input", "L0H0.v")}), 0.6),
 }
 
 _scores: dict[tuple[str, str], object] = {}
