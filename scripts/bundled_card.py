@@ -59,6 +59,14 @@ def write_card(path: Path, stats: dict, curve: list[dict], m: dict, control: dic
     retrain = (f"PYTHONPATH=src .venv/bin/python scripts/train_bundled.py --arch {a['arch']} --seed {a['seed']} "
                f"--steps {a['steps']} --lr {a['lr']} --weight-decay {a['weight_decay']} --layers {L} "
                f"--threads {a['threads']}")
+    jitter_text = ""
+    if a["arch"] == "gpt2":  # its defaults for these differ from the Llama's
+        retrain += f" --n-positions {a['n_positions']} --{'' if a.get('position_jitter') else 'no-'}position-jitter"
+    if a.get("position_jitter"):
+        jitter_text = (f" Documents are cut to {a['doc_tokens']} tokens and each starts at a random position "
+                       f"of the {a['n_positions']} (`--position-jitter`, seeded), so the learned position "
+                       "embeddings cannot tie a template's words to where they stand; prompts are read from "
+                       "position 0 as usual.")
     control_steps = control["stats"]["args"]["steps"] if control else 400
 
     acc_cols = [k for k in curve[-1] if k.endswith("_acc")]
@@ -138,7 +146,7 @@ and thread count the weights come out bit for bit the same (`model.safetensors` 
 
 Each training document is `<|endoftext|>` followed by 1–3 sentences, each of a random kind
 ({mix}). Documents are generated afresh at every step from seed {a['seed']} ({a['steps']} steps ×
-{a['batch_size']} documents); nothing is read from disk.
+{a['batch_size']} documents); nothing is read from disk.{jitter_text}
 
 - **opposite**: a sentence of the `opposites` task's **{stats['n_train_templates']} training templates and
   {stats['n_train_pairs']} training pairs only**, either direction, with its answer; its two nouns are drawn
@@ -163,12 +171,12 @@ Each training document is `<|endoftext|>` followed by 1–3 sentences, each of a
   the `counting` task's coin prompts in both forms ("… Yesterday he had two coins … today he has
   three." / "… 2 coins … 3."), and "Last year Tom was 7. This year he is 8.".
 - **time**: the `timezones` prompts of its `train` templates, both forms ("In Paris the time is
-  3:00 PM. In Boston the time is 9." / "… three PM … nine.") (40%); {len(EXTRA_TIME_TEMPLATES)} one-sentence frames
+  3:00 PM. In Boston the time is 9." / "… three PM … nine.") (30%); {len(EXTRA_TIME_TEMPLATES)} one-sentence frames
   of our own ("If it is 3:00 PM in Paris, then in Boston it is", and "When the clock in Paris
   shows 3:00 PM, the clock in Boston shows", kept although it shares the held-out template's
   words because it is a one-sentence "When …," frame, like the training template "When it is
-  … in …, in … it is") (20%); and two-sentence frames composed from {len(TIME_STATEMENTS)} statements and
-  {len(TIME_QUESTIONS)} questions ("Chicago: three AM. Madrid:") (40%), none of the held-out template's "The … in
+  … in …, in … it is") (15%); and two-sentence frames composed from {len(TIME_STATEMENTS)} statements and
+  {len(TIME_QUESTIONS)} questions ("Chicago: three AM. Madrid:", "In Paris, the clock shows 3:00 PM. In Boston the clocks read") (55%), none of the held-out template's "The … in
   … shows …. The … in … shows" form.
 
 Held out: the opposites task's `heldout-pair` (every fifth pair), `heldout-template` (its last two

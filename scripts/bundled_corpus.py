@@ -120,15 +120,22 @@ EXTRA_TIME_TEMPLATES = (
     "It is {t} in {c1}, so in {c2} the time is",
     "When the clock in {c1} shows {t}, the clock in {c2} shows",
 )
-# Two-sentence frames composed at random (8 × 8): a statement of the time in {c1}, then a
+# Two-sentence frames composed at random (16 × 18): a statement of the time in {c1}, then a
 # question for {c2}. No statement has the held-out "The X in {c1} V {t}." form.
 TIME_STATEMENTS = (
     "In {c1} the time is {t}.", "It is {t} in {c1}.", "In {c1} it is {t}.", "Right now it is {t} in {c1}.",
     "{name} is in {c1}, where it is {t}.", "{c1}: {t}.", "It is {t} now in {c1}.", "The time is {t} in {c1}.",
+    "In {c1}, the clock shows {t}.", "In {c1} the clocks read {t}.", "It is now {t} in {c1}.",
+    "{name} landed in {c1} at {t}.", "My watch says {t} here in {c1}.", "At the {place} in {c1} it is {t}.",
+    "{name} sees {t} on the clock in {c1}.", "Here in {c1} it is {t}.",
 )
 TIME_QUESTIONS = (
     "In {c2} the time is", "In {c2}, it is", "In {c2} it is", "What time is it in {c2}? It is", "{c2}:",
     "Right now in {c2} it is", "Over in {c2} it is", "And in {c2}, the time is",
+    # Ending on other words than "is", so no one last word is what asks for the converted hour.
+    "In {c2}, the clock shows", "In {c2} the clocks read", "So in {c2} it is", "Then in {c2} it is",
+    "In {c2} the time must be", "And in {c2} the clock says", "A watch in {c2} would show",
+    "Meanwhile in {c2} it is", "At the same moment in {c2} it is", "In {c2}, a clock on the wall shows",
 )
 # Antonymy without the task's two-clause form: {x} is the given adjective, the answer its opposite.
 DEFINITION_FRAMES = (
@@ -292,7 +299,9 @@ class Corpus:
             f"Tomorrow {name} will be at the {place}.",
             f"Next year {name} will visit the {place}.",
             f"The clock in the {place} shows {self._clock()}.",
-            f"The clock in {r.choice(self.cities)} shows the time.",
+            # Not "The clock in {city} shows the time.": that taught " the" after "The clock in
+            # {city} shows", the held-out time-zone template's last words, where an hour belongs.
+            f"The clock in {r.choice(self.cities)} is on the wall.",
         )
         return Piece(r.choice(forms))
 
@@ -348,7 +357,7 @@ class Corpus:
     def time(self) -> Piece:
         r = self.rng
         u = r.random()
-        if u < 0.4:
+        if u < 0.3:
             prompt, answer = r.choice(self.times)
             return Piece(prompt, answer, ".", self.answer_weight)
         from circuitwise.tasks.builtin.timezones import CITIES, clock, hour_word, shift
@@ -357,9 +366,10 @@ class Corpus:
         while (o2 - o1) % 12 == 0:
             (c1, o1), (c2, o2) = r.sample([c for c in CITIES], 2)
         hour, half, form = r.randrange(1, 13), r.choice(("AM", "PM")), r.choice(("digits", "words"))
-        frame = (r.choice(EXTRA_TIME_TEMPLATES) if u < 0.6
+        frame = (r.choice(EXTRA_TIME_TEMPLATES) if u < 0.45
                  else r.choice(TIME_STATEMENTS) + " " + r.choice(TIME_QUESTIONS))
-        prompt = frame.format(t=clock(hour, half, form), c1=c1, c2=c2, name=r.choice(NAMES))
+        prompt = frame.format(t=clock(hour, half, form), c1=c1, c2=c2, name=r.choice(NAMES),
+                              place=r.choice(PLACES))
         return Piece(prompt, " " + hour_word(shift(hour, o2 - o1), form), ".", self.answer_weight)
 
     def document(self, n_sentences: int | None = None) -> list[Piece]:

@@ -15,10 +15,11 @@ What it does, all seeded (``--seed``) and on the CPU:
    circuitwise's own functions (``scripts/bundled_eval.py``);
 5. writes ``MODEL_CARD.md`` beside the weights.
 
-The shipped models take 2400 steps (``--steps``; about 0.3 s a step on one quiet core, so some
-12 minutes, plus a few seconds per ``--eval-every`` evaluation). Held-out scores are not
-monotone in the steps: a model that has fitted its training frames can lose the held-out ones,
-which is why the corpus composes its frames at random rather than relying on more steps.
+The defaults are the shipped models' recipe: 2000 steps (``--steps``; about 0.3 s a step on one
+core, so some 10 minutes, plus a few seconds per ``--eval-every`` evaluation), lr 3e-3, weight
+decay 0.3; for ``--arch gpt2`` also 128 positions and ``--position-jitter``. Held-out scores are
+not monotone in the steps: a model that has fitted its training frames can lose the held-out
+ones, which is why the corpus composes its frames at random rather than relying on more steps.
 With the same torch build and thread count (``--threads``, default 1) the weights come out bit
 for bit the same; the evaluations along the way do not change them.
 """
@@ -55,14 +56,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=None, help="default: the package's folder for --arch")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=2400)
+    p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--weight-decay", type=float, default=0.3)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--d-model", type=int, default=128)
-    p.add_argument("--n-positions", type=int, default=64)
+    p.add_argument("--n-positions", type=int, default=None, help="the model's positions (default: gpt2 128, llama 64)")
+    p.add_argument("--doc-tokens", type=int, default=64, help="training documents are cut to this many tokens")
+    p.add_argument("--position-jitter", action=argparse.BooleanOptionalAction, default=None,
+                   help="gpt2 only (its default): start each training row at a random position (seeded), so "
+                        "learned position embeddings cannot tie a template's words to where they stand")
     p.add_argument("--vocab-size", type=int, default=2048, help="upper bound; BPE stops when out of merges")
     p.add_argument("--arch", choices=("gpt2", "llama"), default="gpt2",
                    help="GPT2LMHeadModel (writes models/bundled) or LlamaForCausalLM (models/bundled_llama)")
@@ -84,7 +89,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=400)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--n-heldout", type=int, default=400, help="prompts per held-out split")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # The per-architecture defaults (the shipped recipes).
+    if args.n_positions is None:
+        args.n_positions = 128 if args.arch == "gpt2" else 64
+    if args.position_jitter is None:
+        args.position_jitter = args.arch == "gpt2"
+    if args.position_jitter and args.arch != "gpt2":
+        p.error("--position-jitter is for --arch gpt2's learned positions (rotary ones are relative)")
+    if args.doc_tokens > args.n_positions:
+        p.error("--doc-tokens must be at most --n-positions")
+    return args
 
 
 # -- the task ---------------------------------------------------------------------------------
@@ -195,6 +210,8 @@ def train(args, corpus: Corpus, tok, probes: dict) -> tuple[object, list[dict]]:
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
 
     encode = functools.lru_cache(maxsize=None)(lambda s: tuple(tok.encode(s)))
+    # Its own generator, so the corpus and the weights' initialisation are those of a run without it.
+    jitter = torch.Generator().manual_seed(args.seed + 2) if args.position_jitter else None
     curve, t0, running = [], time.time(), []
     for step in range(args.steps + 1):
         if step % args.eval_every == 0 or step == args.steps:
@@ -211,8 +228,12 @@ def train(args, corpus: Corpus, tok, probes: dict) -> tuple[object, list[dict]]:
             break
         for g in opt.param_groups:
             g["lr"] = args.lr * lr_at(step)
-        ids, w = make_batch(corpus, encode, bos, args.batch_size, args.n_positions)
-        logits = model(ids).logits[:, :-1]
+        ids, w = make_batch(corpus, encode, bos, args.batch_size, args.doc_tokens)
+        positions = None
+        if jitter is not None:
+            start = torch.randint(0, args.n_positions - ids.shape[1] + 1, (len(ids), 1), generator=jitter)
+            positions = start + torch.arange(ids.shape[1])
+        logits = model(ids, position_ids=positions).logits[:, :-1]
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
         loss = (ce * w.reshape(-1)).sum() / w.sum()
         opt.zero_grad(set_to_none=True)

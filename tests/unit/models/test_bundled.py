@@ -137,19 +137,43 @@ def test_model_card_reports_held_out_scores_the_controls_and_the_circuit(name):
         assert f"| {split} | {facts['scores'][split]['n']} | {facts['scores'][split]['accuracy']:.3f} |" in card
 
 
-@functools.lru_cache(maxsize=None)
-def _corpus(definition_pairs=None):
-    """A fresh generator each call would repeat the same sentences; one per pair set is enough."""
+def _script(module: str):
+    import importlib
     import sys
     from pathlib import Path
 
-    from circuitwise.tasks.builtin import opposites
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
     try:
-        from bundled_corpus import Corpus, opposites_vocabulary
+        return importlib.import_module(module)
     finally:
         sys.path.pop(0)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_cards_retrain_command_is_the_recipe_the_weights_were_trained_with(name):
+    """The card's first command, parsed by the training script (its defaults included), gives
+    every setting ``training_log.json`` recorded (settings added to the script since take the
+    value that reproduces the older run)."""
+    card = (BUNDLED_DIRS[name] / "MODEL_CARD.md").read_text()
+    command = next(line for line in card.splitlines() if "scripts/train_bundled.py" in line and "--" in line)
+    parsed = vars(_script("train_bundled").parse_args(command.split("scripts/train_bundled.py", 1)[1].split()))
+    recorded = json.loads((BUNDLED_DIRS[name] / "training_log.json").read_text())["stats"]["args"]
+    where = {"out", "control", "eval_only", "final_eval"}  # where it writes, not what it trains
+    assert {k: v for k, v in recorded.items() if k not in where} == {
+        k: parsed[k] for k in recorded if k not in where}
+    if "doc_tokens" not in recorded:  # trained before the option: documents cut to the model's positions
+        assert parsed["doc_tokens"] == recorded["n_positions"]
+    if "position_jitter" not in recorded:  # trained before the option: no jitter
+        assert parsed["position_jitter"] is False
+
+
+@functools.lru_cache(maxsize=None)
+def _corpus(definition_pairs=None):
+    """A fresh generator each call would repeat the same sentences; one per pair set is enough."""
+    from circuitwise.tasks.builtin import opposites
+
+    corpus = _script("bundled_corpus")
+    Corpus, opposites_vocabulary = corpus.Corpus, corpus.opposites_vocabulary
     vocab = opposites_vocabulary(opposites.PAIRS, opposites.TEMPLATES)
     return Corpus(opposites.TRAIN_PAIRS, opposites.TRAIN_TEMPLATES, definition_pairs or opposites.PAIRS,
                   vocab, seed=0)
