@@ -96,6 +96,16 @@ def _recovers(model, tok, planted, **opts) -> None:
     assert faithfulness(model, tok, c).faithfulness >= 0.9
 
 
+@pytest.mark.parametrize("kept", [2, 5])
+def test_the_learned_circuit_is_the_target_number_of_largest_masks(known_model, known_tok, kept):
+    """Exactly ``kept`` masks, those with the largest scores, however many ended with log α > 0."""
+    s = edge_pruning(known_model, known_tok, EdgePruningOptions(kept=kept, steps=40))
+    inside = learned_circuit(s)
+    assert int(inside.sum()) == len(s.config["circuit"]) == kept
+    assert s.scores[inside].min() >= s.scores[~inside].max()
+    assert 0 <= s.config["positive_log_alpha"] <= s.graph.n_edges
+
+
 def test_edge_pruning_recovers_the_planted_gpt2_circuit(known_model, known_tok):
     _recovers(known_model, known_tok, known_circuit.PLANTED, steps=300)
 
@@ -197,7 +207,7 @@ def test_on_the_bundled_model_edge_pruning_is_faithful_with_no_more_edges_than_e
                               need_corrupted=True, on_invalid="drop")
     ig = select_circuit(score_edges(model, tok, "eap-ig"), "target", model=model, tok=tok, target=0.9)
     assert ig.selection["reached"]
-    scores = edge_pruning(model, tok, EdgePruningOptions(kept=ig.n_edges, steps=200))
+    scores = edge_pruning(model, tok, EdgePruningOptions(kept=ig.n_edges))  # the default steps
     ours = prune_dangling(scores.graph, learned_circuit(scores))
     f = faithfulness_of_masks(model, tok, ours)[0]
     print(f"bundled opposites, {len(tok)} prompts: EAP-IG {ig.n_edges} edges (f {ig.selection['faithfulness']:.3f}); "
