@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from circuitwise.errors import ConfigError
 
+DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
+
 # Generated built-in tasks hold thousands of examples; a run uses this many unless --n says otherwise.
 DEFAULT_BUILTIN_N = 200
 
@@ -24,6 +26,11 @@ class RunConfig(BaseModel):
     model: str = Field("bundled", description="Hub name (gpt2, EleutherAI/pythia-70m), local checkpoint folder, or 'bundled'.")
     out: Path = Field(Path("runs/latest"), description="Output folder for report.html, results.json and config.yaml.")
     device: str | None = Field(None, description="cpu, cuda[:N] or mps; default: cuda, then mps, then cpu.")
+    dtype: DtypeName = Field(
+        "auto", description="Precision of the weights and activations: auto (the checkpoint's dtype on a GPU, float32 "
+        "on a CPU), float32, bfloat16 or float16. Long sums (softmax, norm statistics, scores over prompts) "
+        "accumulate in float32 either way."
+    )
     batch_size: int | None = Field(None, ge=1, description="Prompts per forward pass; default: chosen from the model size.")
     processing: bool = Field(True, description="The seed's weight processing (fold norms, centre weights and unembedding, refactor QK/OV) as far as the architecture allows; the steps skipped are shown.")
     top_k: int = Field(3, ge=1, le=50, description="How many top positive and negative heads to show.")
@@ -155,4 +162,4 @@ def default_batch_size(model: Any) -> int:
     return max(1, min(64, int(2_000_000 / max(d, 1))))
 
 
-__all__ = ["DEFAULT_BUILTIN_N", "RunConfig", "default_batch_size", "read_yaml_mapping"]
+__all__ = ["DEFAULT_BUILTIN_N", "DtypeName", "RunConfig", "default_batch_size", "read_yaml_mapping"]

@@ -25,7 +25,7 @@ from circuitwise.config import RunConfig, default_batch_size
 from circuitwise.circuits import find_circuit, get_method
 from circuitwise.evaluation import evaluate_circuit
 from circuitwise.evaluation.outputs import summary_lines
-from circuitwise.models import load_model
+from circuitwise.models import dtype_of, load_model
 from circuitwise.models.processing import notes_of as processing_notes
 from circuitwise.models.processing import of as processing_of
 from circuitwise.patching import activation_patching
@@ -108,7 +108,7 @@ def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] =
         task.require_corrupted(purpose)
     if model is None:
         say(f"loading model {config.model}")
-        model = load_model(config.model, device=config.device, processing=config.processing)
+        model = load_model(config.model, device=config.device, processing=config.processing, dtype=config.dtype)
         for note in processing_notes(model):
             (notes or (lambda n: say(f"note: {n}")))(note)
     drop = config.drop_invalid if config.drop_invalid is not None else builtin
@@ -173,7 +173,7 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
         notes=list(plan.notes),
         model={"name": config.model, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads,
                "d_model": cfg.d_model, "n_ctx": cfg.n_ctx, "device": str(cfg.device),
-               "processing": processing_json(model, config.processing)},
+               "dtype": dtype_of(model), "processing": processing_json(model, config.processing)},
         task={"name": tok.task.name, "n_prompts": len(tok), "n_dropped": len(dropped),
               "dropped_reasons": [d.reason for d in dropped[:20]],
               "examples": [{"clean": e.clean, "correct": e.correct, "incorrect": e.incorrect,

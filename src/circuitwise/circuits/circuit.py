@@ -18,6 +18,7 @@ import torch
 
 from circuitwise.circuits.graph import Graph, graph_of
 from circuitwise.errors import ConfigError
+from circuitwise.models.loading import dtype_of
 from circuitwise.models.processing import of as processing_of
 from circuitwise.models.weights import read_weights, supports
 from circuitwise.schema.circuit import FORMAT, VERSION, CircuitFile
@@ -32,6 +33,7 @@ def model_info(model: Any) -> dict[str, Any]:
         "n_heads": int(cfg.n_heads),
         "d_model": int(cfg.d_model),
         "d_vocab": int(cfg.d_vocab),
+        "dtype": dtype_of(model),
         # The weights the scores were computed on (folded norms, centred weights), step by step.
         "processing": rec.to_json() if (rec := processing_of(model)) is not None else None,
         # What the edge graph depends on: grouped keys (receivers per query head), parallel

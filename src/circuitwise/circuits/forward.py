@@ -34,6 +34,7 @@ import torch
 
 from circuitwise.models import kernels
 from circuitwise.models.activations import ACTIVATIONS
+from circuitwise.models.precision import tolerance
 from circuitwise.models.weights import Weights, read_weights, supports
 
 from circuitwise.circuits.graph import Graph, graph_of
@@ -112,9 +113,9 @@ def graph_model(model: Any) -> GraphModel:
     why = supports(model)
     if why is not None:
         raise _unsupported(why)
-    # Half-precision models run in float32 here: edge scores are sums of many small products.
-    half = model.W_E.dtype in (torch.float16, torch.bfloat16)
-    w = read_weights(model, torch.float32 if half else None)
+    # The model's own dtype (a float32 copy of an 8B model would not fit beside it); the kernels take
+    # norm statistics and softmax in float32, and scores are summed into float32 buffers.
+    w = read_weights(model)
     try:
         hit = _CACHE.get(model)
     except TypeError:
@@ -517,8 +518,7 @@ def check_against_bridge(model: Any, gm: GraphModel, tokens: torch.Tensor, last:
     """
     if gm.checked:
         return
-    low_precision = any(p.dtype in (torch.float16, torch.bfloat16) for p in model.parameters())
-    atol = max(atol, 3e-2) if low_precision else atol
+    atol = tolerance(model.W_E.dtype, atol)
     with torch.no_grad():
         ours = run_graph(gm, gm.embed(tokens), last, answers).answer_logits[0]
         logits = model(tokens)

@@ -52,10 +52,10 @@ def progress_bar() -> Iterator[Any]:
 
 def _load(task: str, model: str, device: Optional[str], n: Optional[int], seed: Optional[int],
           corruption: Optional[str], split: Optional[str], drop_invalid: Optional[bool],
-          processing: Optional[bool] = None) -> tuple[Any, Any]:
+          processing: Optional[bool] = None, dtype: Optional[str] = None) -> tuple[Any, Any]:
     from circuitwise.pipeline import prepare
 
-    cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, n=n, seed=seed,
+    cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, dtype=dtype, n=n, seed=seed,
                                                    processing=processing,
                                                    corruption=corruption, split=split,
                                                    drop_invalid=drop_invalid).items() if v is not None})
@@ -95,6 +95,7 @@ def circuit(
     random_samples: int = typer.Option(20, "--random-samples", min=0, help="Random circuits of the same size to compare with."),
     shortlist: int = typer.Option(50, "--shortlist", min=0, help="Top edges to confirm by exact patching (0: skip)."),
     device: Optional[str] = opts.DEVICE,
+    dtype: Optional[str] = opts.DTYPE,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward; default from the model size."),
     n: Optional[int] = opts.N,
     seed: Optional[int] = opts.SEED,
@@ -124,7 +125,7 @@ def circuit(
         format_for(export_eap_ig)  # a wrong suffix fails before any work
     prepare_dir(out)  # a file, or a folder of other files, fails before any work
     with study_folder(out) as folder:  # locked from the start: a second command here is refused
-        m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing)
+        m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing, dtype)
         if export_eap_ig is not None:
             from circuitwise.circuits import graph_of
             from circuitwise.circuits.interop import check_exportable
@@ -169,6 +170,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the evaluation as one JSON object."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write evaluation.json and circuit.html here."),
     device: Optional[str] = opts.DEVICE,
+    dtype: Optional[str] = opts.DTYPE,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward."),
     n: Optional[int] = opts.N,
     seed: Optional[int] = opts.SEED,
@@ -197,7 +199,7 @@ def evaluate(
         raise ConfigError(f"{circuit_file} is an EAP-IG graph named circuit.json inside --out, where the converted "
                           "circuit.json would replace it. Choose another --out, or rename the file.")
     with study_folder(out, source) if out is not None else nullcontext() as folder:
-        m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid, processing)
+        m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid, processing, dtype)
         if kind == "circuitwise":
             circ = Circuit.from_json(raw, m, source=str(circuit_file))
         else:

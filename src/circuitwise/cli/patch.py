@@ -23,10 +23,10 @@ from circuitwise.config import RunConfig
 F = RunConfig.model_fields
 def _load(task: str, model: Optional[str], device: Optional[str], processing: Optional[bool],
           n: Optional[int], seed: Optional[int], corruption: Optional[str], split: Optional[str],
-          drop_invalid: Optional[bool]) -> tuple[Any, Any]:
+          drop_invalid: Optional[bool], dtype: Optional[str] = None) -> tuple[Any, Any]:
     from circuitwise.pipeline import prepare
 
-    cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, processing=processing,
+    cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, dtype=dtype, processing=processing,
                                                    n=n, seed=seed, corruption=corruption, split=split,
                                                    drop_invalid=drop_invalid).items() if v is not None})
     # Status goes to stderr, so `--json` output on stdout stays one clean JSON object.
@@ -47,6 +47,7 @@ def patch(
                              help="Output folder for patching.json and resumable checkpoints."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help=F["model"].description),
     device: Optional[str] = opts.DEVICE,
+    dtype: Optional[str] = opts.DTYPE,
     method: str = typer.Option("exact", "--method",
                                help="exact (activation patching), attribution (gradient estimate), or both."),
     direction: str = typer.Option("denoise", "--direction",
@@ -67,6 +68,7 @@ def patch(
     """Activation patching sweeps (exact, fast) and attribution patching, resumable: OUT/patching.json."""
     from circuitwise import __version__
     from circuitwise.errors import ConfigError
+    from circuitwise.models import dtype_of
     from circuitwise.patching.sweeps import check_direction, get_sweep
     from circuitwise.runfolder import RunFolder
     from circuitwise.schema import PatchEntry, PatchingFile
@@ -80,10 +82,11 @@ def patch(
     folder = RunFolder(out)
     folder.check()
     with folder:
-        the_model, tok = _load(task, model, device, processing, n, seed, corruption, split, drop_invalid)
+        the_model, tok = _load(task, model, device, processing, n, seed, corruption, split, drop_invalid, dtype)
         opts = dict(metric=metric, normalize=normalize, direction=direction, batch_size=batch_size, align=align)
         results = PatchingFile(circuitwise_version=__version__, task=tok.task.name,
-                               model=str(getattr(the_model, "circuitwise_name", model)), n_examples=len(tok))
+                               model=str(getattr(the_model, "circuitwise_name", model)), dtype=dtype_of(the_model),
+                               n_examples=len(tok))
         results.sweeps = _earlier_sweeps(folder.path / "patching.json", results)
         for w in dict.fromkeys(what):
             # Validated as it is assigned, and the whole file again as it is written.

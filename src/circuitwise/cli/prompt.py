@@ -67,6 +67,7 @@ def prompt(
     model: str = typer.Option(_model_default, "--model", "-m", help=RunConfig.model_fields["model"].description),
     top_k: int = typer.Option(10, "--top-k", "-k", min=1, help="How many of the most likely next tokens to show."),
     device: Optional[str] = typer.Option(None, help=RunConfig.model_fields["device"].description),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help=RunConfig.model_fields["dtype"].description + " [default: auto]"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     no_prepend_space: bool = typer.Option(False, "--no-prepend-space", help="Use the answer exactly as given."),
     processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=RunConfig.model_fields["processing"].description),
@@ -74,7 +75,7 @@ def prompt(
     """How the model answers one prompt: tokens, the answer's rank, logit and probability, the top-k."""
     if processing is None:
         processing = RunConfig.model_fields["processing"].default
-    m = load_model(model, device=device, processing=processing)
+    m = load_model(model, device=device, processing=processing, dtype=dtype)
     for note in processing_notes(m):
         show_note(note)
     res = test_prompt(m, text, answer, top_k=top_k, prepend_space=not no_prepend_space)

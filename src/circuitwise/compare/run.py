@@ -34,6 +34,7 @@ from circuitwise.patching import activation_patching
 from circuitwise.patching.activation import CheckFailedWarning
 from circuitwise.patching.result import DegenerateNormalizationWarning, PatchResult
 from circuitwise.patching.resume import CheckpointWarning
+from circuitwise.models import dtype_of
 from circuitwise.pipeline import processing_json
 from circuitwise.plan import corrupted_view
 from circuitwise.reports.compare import summarize_compare, write_compare_page
@@ -268,7 +269,7 @@ def _side_json(st: _Study) -> Side:
         label=s.label, task=tok.task.name, model=s.run.model, split=s.run.split, n_prompts=len(tok),
         n_dropped=len(s.dropped), dropped_reasons=[d.reason for d in s.dropped[:20]],
         model_info={"name": s.run.model, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads, "d_model": cfg.d_model,
-                    "device": str(cfg.device), "processing": processing_json(s.model, s.run.processing)},
+                    "device": str(cfg.device), "dtype": dtype_of(s.model), "processing": processing_json(s.model, s.run.processing)},
         examples=[Example(clean=e.clean, correct=e.correct, incorrect=e.incorrect, corrupted=e.corrupted,
                           tokens=list(tok.str_tokens[i])) for i, e in enumerate(tok.task.examples)],
         logit_diff=st.ld.tolist(), corrupted_logit_diff=None if st.corrupted_ld is None else st.corrupted_ld.tolist(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from circuitwise.models.precision import HALF
 from circuitwise.models.weights import Layer, Weights
 
 
@@ -96,7 +97,9 @@ def pattern(w: Weights, l: int, q: torch.Tensor, k: torch.Tensor, q_pos: torch.T
     ok = allowed(lw, q_pos, k.shape[-2])
     ok = ok[:, None, None] if ok.dim() == 3 else ok
     scores = scores.masked_fill(~ok, float("-inf"))
-    return scores.softmax(-1).view(B, H, Tq, -1)
+    # The softmax's normaliser is a sum over keys: float32 in half precision (as Hugging Face does).
+    probs = scores.softmax(-1, dtype=torch.float32).to(q.dtype) if q.dtype in HALF else scores.softmax(-1)
+    return probs.view(B, H, Tq, -1)
 
 
 def mix(w: Weights, p: torch.Tensor, v: torch.Tensor, group: int | None = None) -> torch.Tensor:

@@ -49,6 +49,48 @@ def pick_device(device: str | None = None) -> str:
     return "cpu"
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_CONFIG_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16",
+                  "torch.float32": "float32", "torch.bfloat16": "bfloat16", "torch.float16": "float16"}
+
+
+def pick_dtype(dtype: str | None, device: str, target: str, is_local: bool) -> torch.dtype:
+    """The compute dtype: the one asked for, or for ``auto`` the checkpoint's own on a GPU and float32
+    on a CPU (half-precision matrix products are slow there, and float32 is the reference)."""
+    if dtype in (None, "auto"):
+        if device.split(":")[0] == "cpu":
+            return torch.float32
+        return DTYPES[checkpoint_dtype(target, is_local) or "float32"]
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"Unknown --dtype {dtype!r}. Use auto, float32, bfloat16 or float16.")
+    return DTYPES[dtype]
+
+
+def checkpoint_dtype(target: str, is_local: bool) -> str | None:
+    """The dtype a checkpoint's config.json names (``torch_dtype``, or ``dtype`` in newer transformers)."""
+    try:
+        if is_local:
+            import json
+
+            cfg = json.loads((Path(target) / "config.json").read_text(encoding="utf-8"))
+        else:
+            from transformers import AutoConfig
+
+            cfg = AutoConfig.from_pretrained(target).to_dict()
+    except Exception:  # unreadable here means boot will say why; float32 is the safe answer
+        return None
+    for key in ("dtype", "torch_dtype"):
+        name = _CONFIG_DTYPES.get(str(cfg.get(key)))
+        if name:
+            return name
+    return None
+
+
+def dtype_of(model) -> str:
+    """The dtype a model computes in, as a name (``float32``, ``bfloat16``…): what every output records."""
+    return str(getattr(model, "circuitwise_dtype", None) or model.W_E.dtype).removeprefix("torch.")
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return False
@@ -139,6 +181,7 @@ def load_model(
     device: str | None = None,
     processing: bool = True,
     trust_remote_code: bool = False,
+    dtype: str | None = None,
 ):
     """Load a model as a TransformerLens ``TransformerBridge`` ready for analysis.
 
@@ -151,6 +194,9 @@ def load_model(
             what was applied, and why anything was skipped, is ``bridge.circuitwise_processing``
             (a :class:`Processing`). Turn off to analyse raw weights.
         trust_remote_code: forwarded to Hugging Face; off unless you ask.
+        dtype: ``auto`` (default: the checkpoint's dtype on a GPU, float32 on a CPU), ``float32``,
+            ``bfloat16`` or ``float16``. The weights are loaded and processed in it; the engines
+            compute in it and accumulate long sums in float32. ``dtype_of(model)`` names it.
 
     Raises:
         ModelLoadError: with the fix — an offline Hub, a bad folder, an unsupported architecture.
@@ -160,6 +206,7 @@ def load_model(
     target, is_local = resolve_name(name_or_path)
     _quiet_transformers()
     dev = pick_device(device)
+    torch_dtype = pick_dtype(dtype, dev, target, is_local)
     offline = False
     if not is_local and not _hub_reachable():
         if not _in_hub_cache(target):
@@ -169,7 +216,7 @@ def load_model(
         ctx = _hub_offline() if offline else _nullcontext()
         with ctx, torch.inference_mode(False):
             bridge = TransformerBridge.boot_transformers(
-                target, device=dev, trust_remote_code=trust_remote_code
+                target, device=dev, dtype=torch_dtype, trust_remote_code=trust_remote_code
             )
     except ModelLoadError:
         raise
@@ -182,11 +229,24 @@ def load_model(
         raise boot_error(name_or_path, e, device=dev) from e
     check_causal(bridge, name_or_path)
     bridge.circuitwise_processing = _process(bridge, name_or_path, processing, dev)  # type: ignore[attr-defined]
+    if torch_dtype != torch.float32:
+        failure = _half_precision_failure(bridge)
+        if failure is not None:
+            if dtype not in (None, "auto"):
+                raise ModelLoadError(
+                    f"TransformerLens cannot run {name_or_path!r} in {dtype} ({failure}). "
+                    "Use --dtype float32 (or --dtype auto, which falls back to float32 here)."
+                )
+            log.warning("%s: TransformerLens cannot run this model in %s (%s); loading it in float32 instead.",
+                        name_or_path, str(torch_dtype).removeprefix("torch."), failure)
+            return load_model(name_or_path, device=device, processing=processing,
+                              trust_remote_code=trust_remote_code, dtype="float32")
     bridge.eval()
     for p in bridge.parameters():
         p.requires_grad_(False)
     # Remembered so results and re-run configs can name what was loaded.
     bridge.circuitwise_name = name_or_path  # type: ignore[attr-defined]
+    bridge.circuitwise_dtype = str(torch_dtype).removeprefix("torch.")  # type: ignore[attr-defined]
     return bridge
 
 
@@ -209,6 +269,22 @@ def _process(bridge, name_or_path: str, processing: bool, device: str) -> Proces
     for note in rec.notes():
         log.info("%s: %s", name_or_path, note)
     return rec
+
+
+def _half_precision_failure(bridge) -> str | None:
+    """Why the bridge cannot run a forward in its half-precision dtype, or None when it can.
+
+    Some of TransformerLens 4.3's attention bridges mix a float32 pattern with half-precision
+    values (OLMo 2: "expected m1 and m2 to have the same dtype"); a two-token forward finds out
+    before any work, not half-way through a study.
+    """
+    tokens = torch.zeros(1, 2, dtype=torch.long, device=bridge.W_E.device)
+    try:
+        with torch.no_grad():
+            bridge(tokens)
+    except (RuntimeError, TypeError) as e:
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    return None
 
 
 def _processing_error(name_or_path: str, e: Exception, device: str, *, processing: bool) -> ModelLoadError:
@@ -255,4 +331,4 @@ def _nullcontext() -> Iterator[None]:
     yield
 
 
-__all__ = ["load_model", "pick_device", "resolve_name"]
+__all__ = ["DTYPES", "checkpoint_dtype", "dtype_of", "load_model", "pick_device", "pick_dtype", "resolve_name"]

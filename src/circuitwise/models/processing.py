@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import torch
 
+from circuitwise.models.precision import tolerance
+
 StepName = Literal[
     "fold_ln",
     "center_writing_weights",
@@ -234,9 +236,11 @@ def _fold_value_biases_truth(bridge) -> ProcessingStep:
 def _refactor_truth(bridge) -> ProcessingStep:
     # The refactor makes each head's W_O a rotation: orthonormal rows, W_O @ W_O.T = I.
     for block in bridge.blocks:
-        w_o = block.attn.W_O.detach().float()
+        w_o = block.attn.W_O.detach()
+        atol = tolerance(w_o.dtype, 1e-4)  # rows rounded to the model's dtype are orthonormal to its eps
+        w_o = w_o.float()
         gram = w_o @ w_o.transpose(-1, -2)
-        if not torch.allclose(gram, torch.eye(gram.shape[-1]).expand_as(gram), atol=1e-4):
+        if not torch.allclose(gram, torch.eye(gram.shape[-1]).expand_as(gram), atol=atol):
             return ProcessingStep(
                 "refactor_factored_attn_matrices", False,
                 "TransformerLens left W_O unrefactored (its rows are not orthonormal)",

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from circuitwise.models.activations import ACTIVATIONS
+from circuitwise.models.precision import HALF
 
 NormKind = Literal["LN", "RMS"]
 RotaryStyle = Literal["half", "pairs"]
@@ -53,6 +54,11 @@ class Norm:
     eps: float
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in HALF:
+            # Statistics over d_model are a long sum: taken in float32, the output rounded once.
+            w = None if self.weight is None else self.weight.float()
+            b = None if self.bias is None else self.bias.float()
+            return Norm(self.kind, w, b, self.eps)(x.float()).to(x.dtype)
         if self.kind == "LN":
             return F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
         y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -60,12 +66,16 @@ class Norm:
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
         """The per-row divisor (TransformerLens's ``hook_scale``), ``[..., 1]``."""
+        if x.dtype in HALF:
+            return self.scale(x.float()).to(x.dtype)
         if self.kind == "LN":
             x = x - x.mean(-1, keepdim=True)
         return (x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
 
     def backward(self, x: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
         """∂⟨dy, norm(x)⟩/∂x for every leading slice of ``dy`` (``x`` broadcast), in place on ``dy``."""
+        if dy.dtype in HALF:  # the sums over d_model in float32, as in the forward
+            return dy.copy_(self.backward(x.float(), dy.float()))
         g = dy if self.weight is None else dy.mul_(self.weight)
         if self.kind == "LN":
             x = x - x.mean(-1, keepdim=True)

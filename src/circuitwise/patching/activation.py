@@ -17,6 +17,7 @@ import torch
 
 from circuitwise.errors import ConfigError
 from circuitwise.metrics import get_metric
+from circuitwise.models.precision import tolerance
 from circuitwise.models.weights import read_weights, supports
 from circuitwise.patching import cone_sweeps, hooks
 from circuitwise.patching.common import Progress, auto_batch_size, sweep_axes, tokenized
@@ -169,7 +170,7 @@ def _sweeper(model: Any, pair: PairRun, metric: Any, engine: str, weights: Any) 
     if engine == "cone":
         sweeper = cone_sweeps.ConeSweeper(model, pair, metric, weights)
         gap = sweeper.self_check()
-        if gap <= SELF_CHECK_TOL:
+        if gap <= tolerance(model.W_E.dtype, SELF_CHECK_TOL):
             return sweeper, "cone"
         warnings.warn(CheckFailedWarning(
             f"The cone engine's unpatched metric differs from the model's by {gap:.2g} (relative); "

@@ -25,6 +25,7 @@ class CircuitModel(Open):
     n_heads: int | None = None
     d_model: int | None = None
     d_vocab: int | None = None
+    dtype: str | None = None
     processing: Processing | None = None
     architecture: dict[str, Any] | None = None
 

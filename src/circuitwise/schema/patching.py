@@ -30,6 +30,7 @@ class PatchingFile(FileModel):
     circuitwise_version: str | None = None
     task: str
     model: str
+    dtype: str = "float32"  # files written before --dtype existed computed in float32
     n_examples: int
     sweeps: dict[str, PatchEntry] = Field(default_factory=dict)
 

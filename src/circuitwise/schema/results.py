@@ -50,6 +50,7 @@ class ModelInfo(Section):
     d_model: int
     n_ctx: int
     device: str
+    dtype: str = "float32"  # files written before --dtype existed computed in float32
     processing: Processing
 
 

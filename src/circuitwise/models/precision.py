@@ -1,0 +1,45 @@
+"""What half precision may cost: the one home of the tolerances that depend on the compute dtype.
+
+Two implementations of the same forward (the fast engines and the bridge's own) round differently;
+in float32 they agree to ~1e-6, in bfloat16 (8 bits of mantissa, eps 2^-7) to about a percent of a
+logit difference. Checks that compare them scale with the dtype's eps, never with a magic number
+per call site. The bounds on results (bf16 against float32, per quantity) are in the README's
+"Precision" table and tested in tests/unit/models/test_precision.py.
+"""
+
+from __future__ import annotations
+
+import torch
+
+HALF = (torch.bfloat16, torch.float16)
+
+
+def is_half(dtype: torch.dtype) -> bool:
+    return dtype in HALF
+
+
+def tolerance(dtype: torch.dtype, float32_tol: float, eps_factor: float = 4.0) -> float:
+    """``float32_tol`` in float32 (and float64); in half precision at least ``eps_factor`` × the dtype's eps."""
+    if not is_half(dtype):
+        return float32_tol
+    return max(float32_tol, eps_factor * torch.finfo(dtype).eps)
+
+
+# Bounds on results in half precision against float32 (README, "Precision"; tested on every family).
+VALUE_EPS_FACTOR = 4.0  # values in logits: within 4 eps (1 + max |logit difference|); measured ≤ 0.8 eps
+TOP_EDGES_SHARED = 0.8  # of the top 10 edges by |score|, at least 8 shared; measured 9–10
+
+
+def value_bound(dtype: torch.dtype, scale: float) -> float:
+    """How far a value in logits (logit difference, DLA, patched metric) may move from float32 in ``dtype``."""
+    if not is_half(dtype):
+        return 1e-4 * (1.0 + scale)
+    return VALUE_EPS_FACTOR * torch.finfo(dtype).eps * (1.0 + scale)
+
+
+def model_dtype(model) -> torch.dtype:
+    """The dtype a bridge's weights are in (its embedding's)."""
+    return model.W_E.dtype
+
+
+__all__ = ["HALF", "TOP_EDGES_SHARED", "VALUE_EPS_FACTOR", "is_half", "model_dtype", "tolerance", "value_bound"]
