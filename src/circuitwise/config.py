@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from circuitwise.errors import ConfigError
+from circuitwise.models.memory import parse_size
 
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -32,6 +33,11 @@ class RunConfig(BaseModel):
         "accumulate in float32 either way."
     )
     batch_size: int | None = Field(None, ge=1, description="Prompts per forward pass; default: chosen from the model size.")
+    max_memory: str | None = Field(
+        None, description="Memory the run may use (8GB, 500MiB, …): batch sizes are chosen to fit it, and a run "
+        "that cannot fit one prompt is refused before any work. Default: the device's free memory (RAM on a CPU) "
+        "less 15%."
+    )
     processing: bool = Field(True, description="The seed's weight processing (fold norms, centre weights and unembedding, refactor QK/OV) as far as the architecture allows; the steps skipped are shown.")
     top_k: int = Field(3, ge=1, le=50, description="How many top positive and negative heads to show.")
     n: int | None = Field(
@@ -75,6 +81,17 @@ class RunConfig(BaseModel):
         description="Drop (and count) examples unusable with this tokenizer instead of stopping. "
         "Default: on for built-in tasks, off for task files.",
     )
+
+    @field_validator("max_memory")
+    @classmethod
+    def _a_size(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_size(v)  # ValueError → the option's name and the accepted forms
+        return v
+
+    @property
+    def max_memory_bytes(self) -> int | None:
+        return None if self.max_memory is None else parse_size(self.max_memory)
 
     @model_validator(mode="after")
     def _circuit_options_apply(self) -> "RunConfig":

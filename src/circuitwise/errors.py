@@ -54,6 +54,10 @@ class TaskFileError(TaskError):
         self.path, self.line, self.field = path, line, field
 
 
+class MemoryBudgetError(CircuitwiseError):
+    """The model, or one prompt of a stage, does not fit the memory budget: refused before any work."""
+
+
 class ConfigError(CircuitwiseError):
     """An option or argument is out of range or inconsistent with others."""
 

@@ -26,6 +26,7 @@ from circuitwise.circuits import find_circuit, get_method
 from circuitwise.evaluation import evaluate_circuit
 from circuitwise.evaluation.outputs import summary_lines
 from circuitwise.models import dtype_of, load_model
+from circuitwise.models.memory import Stage, refuse_unless_fits
 from circuitwise.models.processing import notes_of as processing_notes
 from circuitwise.models.processing import of as processing_of
 from circuitwise.patching import activation_patching
@@ -34,7 +35,7 @@ from circuitwise.patching.attribution import attribution_sweeps
 from circuitwise.patching.result import DegenerateNormalizationWarning
 from circuitwise.patching.resume import CheckpointWarning
 from circuitwise.patching.sweeps import get_sweep
-from circuitwise.plan import corrupted_view, plan_run
+from circuitwise.plan import corrupted_view, plan_resources, plan_run
 from circuitwise.reports import write_report
 from circuitwise.reports.study import circuit_file
 from circuitwise.runfolder import RunFolder
@@ -92,7 +93,7 @@ class Prepared:
 
 def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] = "if-present",
             progress: Progress | None = None, model: Any = None, purpose: str = "This analysis",
-            notes: Progress | None = None) -> Prepared:
+            notes: Progress | None = None, stages: tuple[Stage, ...] = ()) -> Prepared:
     """Stages 1–2 for every command: the task, the model, and the task tokenized for the model.
 
     ``need_corrupted=True`` requires corrupted prompts (patching, circuits); ``"if-present"``
@@ -100,6 +101,8 @@ def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] =
     counted (never silently); task files are strict unless ``drop_invalid`` says otherwise.
     The processing steps the model could not take are told once, through ``notes`` (default:
     ``progress``).
+    ``stages`` are those the command will run: one prompt of the longest length must fit each in
+    the memory budget, or the command is refused here, before any work.
     """
     say = progress or (lambda _msg: None)
     builtin = config.task in {spec.name for spec in specs()}
@@ -108,7 +111,8 @@ def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] =
         task.require_corrupted(purpose)
     if model is None:
         say(f"loading model {config.model}")
-        model = load_model(config.model, device=config.device, processing=config.processing, dtype=config.dtype)
+        model = load_model(config.model, device=config.device, processing=config.processing, dtype=config.dtype,
+                           max_memory=config.max_memory_bytes)
         for note in processing_notes(model):
             (notes or (lambda n: say(f"note: {n}")))(note)
     drop = config.drop_invalid if config.drop_invalid is not None else builtin
@@ -119,6 +123,8 @@ def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] =
         message = describe_dropped(dropped, len(task), task.name)
         log.warning(message)
         say(message)
+    if stages and len(tok):
+        refuse_unless_fits(stages, model, int(tok.clean.shape[1]), what=f"{purpose} on {len(tok)} prompts")
     return Prepared(model, tok, dropped, builtin)
 
 
@@ -148,7 +154,11 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
     prepared = prepare(config, need_corrupted="if-present" if config.patching or config.circuit else False,
                        progress=say, model=model, notes=notes)
     model, tok, dropped = prepared.model, prepared.tok, prepared.dropped
-    bs = config.batch_size or default_batch_size(model)
+    # Memory and time before any work: batch sizes that fit, or a refusal that names the fixes.
+    resources = plan_resources(config, tok, model, prefer=config.batch_size or default_batch_size(model))
+    for line in resources.lines():
+        say(line)
+    bs = resources.batch("baseline", 1)
     say(f"baseline on {len(tok)} prompts")
     bl = baseline(model, tok, batch_size=bs, progress=partial(step, "baseline"))
     gap, scale = None, 1.0
@@ -169,7 +179,7 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
     results = RunResults(
         circuitwise_version=_version(),
         rerun=rerun_command(config),
-        plan=plan.to_json(),
+        plan={**plan.to_json(), "resources": resources.to_json()},
         notes=list(plan.notes),
         model={"name": config.model, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads,
                "d_model": cfg.d_model, "n_ctx": cfg.n_ctx, "device": str(cfg.device),
@@ -187,7 +197,7 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
     save()
 
     say("direct logit attribution")
-    dla = direct_logit_attribution(model, tok, batch_size=bs)
+    dla = direct_logit_attribution(model, tok, batch_size=resources.batch("dla", bs))
     results.dla = dla.to_json()
     pos, neg = top_heads(dla.heads.values, config.top_k)
     results.top_heads = {
@@ -208,13 +218,15 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
             with warnings.catch_warnings():
                 # A degenerate gap: the plan has said so once already, as for the exact sweeps below.
                 warnings.simplefilter("ignore", DegenerateNormalizationWarning)
-                estimates = attribution_sweeps(model, tok, plan.sweeps, batch_size=bs, align=config.align,
+                estimates = attribution_sweeps(model, tok, plan.sweeps, batch_size=resources.batch("attribution", bs),
+                                               align=config.align,
                                                progress=partial(step, "attribution patching"))
         for what in plan.sweeps:
             say(f"activation patching: {what}")
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                exact = activation_patching(model, tok, what, batch_size=bs, out=out, align=config.align,
+                exact = activation_patching(model, tok, what, batch_size=resources.batch("patching", bs), out=out,
+                                            align=config.align,
                                             progress=partial(step, f"activation patching: {what}"))
                 entry = exact.to_json()
                 entry["top"] = [{"cell": c, "value": v} for c, v in exact.top(10) if v == v]
@@ -243,7 +255,8 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
                                     "scheme (--corruption) or add 'corrupted' fields to run patching")
 
     if plan.circuit:
-        results.circuit = nan_to_none(_circuit_stage(model, tok, config, bs, folder, say, step))
+        results.circuit = nan_to_none(_circuit_stage(model, tok, config, resources.batch("edges", bs),
+                                                     resources.batch("evaluation", bs), folder, say, step))
         save()
 
     say("writing report")
@@ -254,7 +267,7 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
     return results
 
 
-def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, folder: RunFolder,
+def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, eval_bs: int, folder: RunFolder,
                    say: Progress, step: Steps) -> dict[str, Any]:
     """Discover a circuit, check it against random circuits and exact patching, write circuit.json."""
 
@@ -265,7 +278,7 @@ def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, f
     found = find_circuit(model, tok, method=config.circuit, options=config.method_options(), target=config.circuit_target,
                          batch_size=bs, progress=progress)
     ev = evaluate_circuit(model, tok, found.circuit, scores=found.scores, random_samples=10, shortlist=20,
-                          batch_size=bs, progress=progress)
+                          batch_size=eval_bs, progress=progress)
     folder.write_json("circuit.json", circuit_file(found.circuit, ev))
     sel = found.circuit.selection
     return {

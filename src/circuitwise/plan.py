@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from circuitwise.errors import TaskError
+from circuitwise.models.cost import seconds
+from circuitwise.models.memory import Shapes, Stage, budget_of, estimate, fit_batch, human, refuse_unless_fits
 from circuitwise.models.weights import supports
 from circuitwise.patching.positions import sweep_positions
 from circuitwise.patching.result import MIN_GAP
@@ -19,6 +21,83 @@ from circuitwise.patching.sweeps import get_sweep
 from circuitwise.tasks.tokenize import TokenizedTask
 
 POSITION_FREE_FALLBACK = "heads"
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage's batch (examples per forward), its estimated peak memory (bytes, the loaded model
+    included) and time (seconds)."""
+
+    stage: str
+    batch: int
+    memory: int
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stage": self.stage, "batch": self.batch, "memory_bytes": self.memory,
+                "seconds": round(self.seconds, 3)}
+
+    def line(self) -> str:
+        return f"{self.stage}: batch {self.batch}, ≤ {human(self.memory)}, ≈ {_duration(self.seconds)}"
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    """Every stage's batch, memory and time, fitted to ``budget`` bytes on ``device`` before any work."""
+
+    stages: tuple[StagePlan, ...]
+    budget: int
+    budget_given: bool
+    device: str
+    dtype: str
+
+    def batch(self, stage: str, default: int) -> int:
+        return next((s.batch for s in self.stages if s.stage == stage), default)
+
+    def lines(self) -> list[str]:
+        head = (f"plan on {self.device} in {self.dtype}, memory budget {human(self.budget)} "
+                f"({'--max-memory' if self.budget_given else 'free memory'}):")
+        return [head, *(f"  {s.line()}" for s in self.stages)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"budget_bytes": self.budget, "budget_given": self.budget_given, "device": self.device,
+                "dtype": self.dtype, "stages": [s.to_json() for s in self.stages]}
+
+
+def plan_resources(config: Any, tok: TokenizedTask, model: Any, prefer: int) -> ResourcePlan:
+    """Batch sizes that fit the memory budget, per stage the run will take, and their costs.
+
+    Raises MemoryBudgetError, before any work, when a stage cannot fit even one prompt.
+    """
+    s = Shapes.from_model(model)
+    T = int(tok.clean.shape[1])
+    device = model.W_E.device
+    budget = budget_of(model)
+    corrupted = tok.corrupted is not None
+    wanted: list[Stage] = ["baseline", "dla"]
+    if corrupted and config.patching:
+        wanted += ["attribution"] if config.attribution else []
+        wanted += ["patching"]
+    if corrupted and config.circuit and supports(model) is None:
+        wanted += ["edges", "evaluation"]
+    refuse_unless_fits(wanted, model, T, what=f"This run of {len(tok)} prompts")
+    steps = getattr(config.method_options(), "steps", 5) if config.circuit else 5
+    out = []
+    for stage in wanted:
+        b = max(1, min(fit_batch(stage, s, T, budget, prefer, device), len(tok)))
+        secs = seconds(stage, s, T, len(tok), str(device), model.W_E.dtype, sweeps=tuple(config.patching),
+                       steps=int(steps or 5))
+        out.append(StagePlan(stage, b, estimate(stage, s, T, b, device), secs))
+    given = getattr(model, "circuitwise_max_memory", None) is not None
+    return ResourcePlan(tuple(out), budget, given, str(device), str(model.W_E.dtype).removeprefix("torch."))
+
+
+def _duration(secs: float) -> str:
+    if secs < 1:
+        return "<1 s"
+    if secs < 120:
+        return f"{secs:.0f} s"
+    return f"{secs / 60:.0f} min"
 CIRCUIT_REL_GAP = 1e-4
 
 
@@ -122,4 +201,4 @@ def corrupted_view(tok: TokenizedTask) -> TokenizedTask:
     return replace(tok, clean=tok.corrupted)
 
 
-__all__ = ["Plan", "corrupted_view", "plan_run"]
+__all__ = ["Plan", "ResourcePlan", "StagePlan", "corrupted_view", "plan_resources", "plan_run"]

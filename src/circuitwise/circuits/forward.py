@@ -91,7 +91,7 @@ class GraphModel:
             got.append(act.detach())
             raise _Stop
 
-        model = self.w._model
+        model = self.w.model
         with torch.no_grad(), model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", grab)]):
             try:
                 model(tokens.to(self.device))

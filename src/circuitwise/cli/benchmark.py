@@ -73,6 +73,7 @@ def benchmark(
     out: Path = typer.Option(Path("runs/benchmark"), "--out", "-o", help="Folder for benchmark.json and benchmark.html."),
     device: Optional[str] = opts.DEVICE,
     dtype: Optional[str] = opts.DTYPE,
+    max_memory: Optional[str] = opts.MAX_MEMORY,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward; default from the model size."),
     n: Optional[int] = opts.N,
     seed: Optional[int] = opts.SEED,
@@ -94,7 +95,7 @@ def benchmark(
         raise ConfigError(f"--target must be in (0, 1], got {target} (0.9 is usual).")
     prepare_dir(out)  # a file, or a folder of other files, fails before any work
     with benchmark_folder(out) as folder:  # locked from the start: a second command here is refused
-        m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing, dtype)
+        m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory)
         with progress_bar() as update:
             result = run_benchmark(m, tok, names, target=target, ablation=ablation,  # type: ignore[arg-type]
                                    batch_size=batch_size, progress=update, notes=show_note)

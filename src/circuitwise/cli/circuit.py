@@ -52,16 +52,17 @@ def progress_bar() -> Iterator[Any]:
 
 def _load(task: str, model: str, device: Optional[str], n: Optional[int], seed: Optional[int],
           corruption: Optional[str], split: Optional[str], drop_invalid: Optional[bool],
-          processing: Optional[bool] = None, dtype: Optional[str] = None) -> tuple[Any, Any]:
+          processing: Optional[bool] = None, dtype: Optional[str] = None, max_memory: Optional[str] = None,
+          stages: tuple[Any, ...] = ("edges", "evaluation")) -> tuple[Any, Any]:
     from circuitwise.pipeline import prepare
 
-    cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, dtype=dtype, n=n, seed=seed,
+    cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory, n=n, seed=seed,
                                                    processing=processing,
                                                    corruption=corruption, split=split,
                                                    drop_invalid=drop_invalid).items() if v is not None})
     # Status goes to stderr, so `--json` output on stdout stays one clean JSON object.
     with err_console.status(f"loading {cfg.task} and {cfg.model}…") as status:
-        prepared = prepare(cfg, need_corrupted=True, purpose="Circuit discovery", notes=show_note,
+        prepared = prepare(cfg, need_corrupted=True, purpose="Circuit discovery", notes=show_note, stages=stages,
                            progress=lambda msg: (err_console.log(msg), status.update(msg)))
     return prepared.model, prepared.tok
 
@@ -96,6 +97,7 @@ def circuit(
     shortlist: int = typer.Option(50, "--shortlist", min=0, help="Top edges to confirm by exact patching (0: skip)."),
     device: Optional[str] = opts.DEVICE,
     dtype: Optional[str] = opts.DTYPE,
+    max_memory: Optional[str] = opts.MAX_MEMORY,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward; default from the model size."),
     n: Optional[int] = opts.N,
     seed: Optional[int] = opts.SEED,
@@ -125,7 +127,7 @@ def circuit(
         format_for(export_eap_ig)  # a wrong suffix fails before any work
     prepare_dir(out)  # a file, or a folder of other files, fails before any work
     with study_folder(out) as folder:  # locked from the start: a second command here is refused
-        m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing, dtype)
+        m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory)
         if export_eap_ig is not None:
             from circuitwise.circuits import graph_of
             from circuitwise.circuits.interop import check_exportable
@@ -171,6 +173,7 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write evaluation.json and circuit.html here."),
     device: Optional[str] = opts.DEVICE,
     dtype: Optional[str] = opts.DTYPE,
+    max_memory: Optional[str] = opts.MAX_MEMORY,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward."),
     n: Optional[int] = opts.N,
     seed: Optional[int] = opts.SEED,
@@ -199,7 +202,8 @@ def evaluate(
         raise ConfigError(f"{circuit_file} is an EAP-IG graph named circuit.json inside --out, where the converted "
                           "circuit.json would replace it. Choose another --out, or rename the file.")
     with study_folder(out, source) if out is not None else nullcontext() as folder:
-        m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid, processing, dtype)
+        m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory,
+                      stages=("evaluation",))
         if kind == "circuitwise":
             circ = Circuit.from_json(raw, m, source=str(circuit_file))
         else:

@@ -13,6 +13,7 @@ from circuitwise.config import RunConfig
 F = RunConfig.model_fields
 
 DEVICE = typer.Option(None, "--device", help=F["device"].description)
+MAX_MEMORY = typer.Option(None, "--max-memory", help=F["max_memory"].description)
 DTYPE = typer.Option(None, "--dtype", help=f"{F['dtype'].description} [default: auto]")
 N = typer.Option(None, "--n", help=F["n"].description)
 SEED = typer.Option(None, "--seed", help=F["seed"].description)

@@ -23,15 +23,16 @@ from circuitwise.config import RunConfig
 F = RunConfig.model_fields
 def _load(task: str, model: Optional[str], device: Optional[str], processing: Optional[bool],
           n: Optional[int], seed: Optional[int], corruption: Optional[str], split: Optional[str],
-          drop_invalid: Optional[bool], dtype: Optional[str] = None) -> tuple[Any, Any]:
+          drop_invalid: Optional[bool], dtype: Optional[str] = None,
+          max_memory: Optional[str] = None) -> tuple[Any, Any]:
     from circuitwise.pipeline import prepare
 
-    cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, dtype=dtype, processing=processing,
+    cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory, processing=processing,
                                                    n=n, seed=seed, corruption=corruption, split=split,
                                                    drop_invalid=drop_invalid).items() if v is not None})
     # Status goes to stderr, so `--json` output on stdout stays one clean JSON object.
     with err_console.status(f"loading {cfg.task} and {cfg.model}…") as status:
-        prepared = prepare(cfg, need_corrupted=True, purpose="Patching", notes=show_note,
+        prepared = prepare(cfg, need_corrupted=True, purpose="Patching", notes=show_note, stages=("patching",),
                            progress=lambda msg: (err_console.log(msg), status.update(msg)))
     return prepared.model, prepared.tok
 
@@ -48,6 +49,7 @@ def patch(
     model: Optional[str] = typer.Option(None, "--model", "-m", help=F["model"].description),
     device: Optional[str] = opts.DEVICE,
     dtype: Optional[str] = opts.DTYPE,
+    max_memory: Optional[str] = opts.MAX_MEMORY,
     method: str = typer.Option("exact", "--method",
                                help="exact (activation patching), attribution (gradient estimate), or both."),
     direction: str = typer.Option("denoise", "--direction",
@@ -82,7 +84,7 @@ def patch(
     folder = RunFolder(out)
     folder.check()
     with folder:
-        the_model, tok = _load(task, model, device, processing, n, seed, corruption, split, drop_invalid, dtype)
+        the_model, tok = _load(task, model, device, processing, n, seed, corruption, split, drop_invalid, dtype, max_memory)
         opts = dict(metric=metric, normalize=normalize, direction=direction, batch_size=batch_size, align=align)
         results = PatchingFile(circuitwise_version=__version__, task=tok.task.name,
                                model=str(getattr(the_model, "circuitwise_name", model)), dtype=dtype_of(the_model),

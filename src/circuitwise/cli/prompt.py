@@ -19,6 +19,15 @@ _model_default = RunConfig.model_fields["model"].default
 
 
 @torch.inference_mode()
+def _size(text: str) -> int:
+    from circuitwise.models.memory import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise ConfigError(f"--max-memory: {e}.") from None
+
+
 def test_prompt(model: Any, prompt: str, answer: str, *, top_k: int = 10, prepend_space: bool = True) -> dict[str, Any]:
     """Tokens, the answer's rank/logit/prob at each of its tokens, and the top-k next tokens.
 
@@ -68,6 +77,7 @@ def prompt(
     top_k: int = typer.Option(10, "--top-k", "-k", min=1, help="How many of the most likely next tokens to show."),
     device: Optional[str] = typer.Option(None, help=RunConfig.model_fields["device"].description),
     dtype: Optional[str] = typer.Option(None, "--dtype", help=RunConfig.model_fields["dtype"].description + " [default: auto]"),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help=RunConfig.model_fields["max_memory"].description),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     no_prepend_space: bool = typer.Option(False, "--no-prepend-space", help="Use the answer exactly as given."),
     processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=RunConfig.model_fields["processing"].description),
@@ -75,7 +85,8 @@ def prompt(
     """How the model answers one prompt: tokens, the answer's rank, logit and probability, the top-k."""
     if processing is None:
         processing = RunConfig.model_fields["processing"].default
-    m = load_model(model, device=device, processing=processing, dtype=dtype)
+    m = load_model(model, device=device, processing=processing, dtype=dtype,
+                   max_memory=None if max_memory is None else _size(max_memory))
     for note in processing_notes(m):
         show_note(note)
     res = test_prompt(m, text, answer, top_k=top_k, prepend_space=not no_prepend_space)

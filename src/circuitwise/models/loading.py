@@ -182,6 +182,7 @@ def load_model(
     processing: bool = True,
     trust_remote_code: bool = False,
     dtype: str | None = None,
+    max_memory: int | None = None,
 ):
     """Load a model as a TransformerLens ``TransformerBridge`` ready for analysis.
 
@@ -197,6 +198,8 @@ def load_model(
         dtype: ``auto`` (default: the checkpoint's dtype on a GPU, float32 on a CPU), ``float32``,
             ``bfloat16`` or ``float16``. The weights are loaded and processed in it; the engines
             compute in it and accumulate long sums in float32. ``dtype_of(model)`` names it.
+        max_memory: bytes the model and its stages may use (``--max-memory``); default a share of
+            the device's free memory. A local checkpoint that cannot fit is refused before loading.
 
     Raises:
         ModelLoadError: with the fix — an offline Hub, a bad folder, an unsupported architecture.
@@ -207,6 +210,8 @@ def load_model(
     _quiet_transformers()
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev, target, is_local)
+    if is_local:
+        _check_fits(target, name_or_path, torch_dtype, dev, max_memory)
     offline = False
     if not is_local and not _hub_reachable():
         if not _in_hub_cache(target):
@@ -240,13 +245,14 @@ def load_model(
             log.warning("%s: TransformerLens cannot run this model in %s (%s); loading it in float32 instead.",
                         name_or_path, str(torch_dtype).removeprefix("torch."), failure)
             return load_model(name_or_path, device=device, processing=processing,
-                              trust_remote_code=trust_remote_code, dtype="float32")
+                              trust_remote_code=trust_remote_code, dtype="float32", max_memory=max_memory)
     bridge.eval()
     for p in bridge.parameters():
         p.requires_grad_(False)
     # Remembered so results and re-run configs can name what was loaded.
     bridge.circuitwise_name = name_or_path  # type: ignore[attr-defined]
     bridge.circuitwise_dtype = str(torch_dtype).removeprefix("torch.")  # type: ignore[attr-defined]
+    bridge.circuitwise_max_memory = max_memory  # type: ignore[attr-defined]  # models.memory.budget_of
     return bridge
 
 
@@ -269,6 +275,26 @@ def _process(bridge, name_or_path: str, processing: bool, device: str) -> Proces
     for note in rec.notes():
         log.info("%s: %s", name_or_path, note)
     return rec
+
+
+def _check_fits(folder: str, name: str, dtype: torch.dtype, device: str, max_memory: int | None) -> None:
+    """Refuse, before loading, a model that cannot sit in the budget; warn when loading may peak past it."""
+    from circuitwise.errors import MemoryBudgetError
+    from circuitwise.models.memory import Shapes, default_budget, fixes, human, load_peak, resident
+
+    s = Shapes.from_config(folder, dtype)
+    if s is None:
+        return
+    budget = max_memory or default_budget(device)
+    held = resident(s, device)
+    if held > budget:
+        raise MemoryBudgetError(
+            f"{name} in {str(dtype).removeprefix('torch.')} needs about {human(held)} once loaded "
+            f"({human(s.weight_bytes)} of weights), more than the {human(budget)} "
+            f"{'given by --max-memory' if max_memory else 'free now'}; nothing was loaded. {fixes(s)}")
+    if load_peak(s, device) > budget:
+        log.warning("%s: loading may peak at about %s, more than the %s budget.", name,
+                    human(load_peak(s, device)), human(budget))
 
 
 def _half_precision_failure(bridge) -> str | None:

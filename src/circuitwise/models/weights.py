@@ -156,8 +156,18 @@ class Weights:
     features: dict[str, Any]
     dtype: torch.dtype
     device: torch.device
-    _model: Any = field(repr=False, default=None)
+    # A weak reference: the caches keyed weakly by the model hold these, so a strong one would keep
+    # every model ever read (and its GPU memory) alive.
+    _model_ref: Any = field(repr=False, default=None)
     _rotary: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=dict, repr=False)
+
+    @property
+    def model(self) -> Any:
+        """The bridge these weights were read from (it must still be alive)."""
+        model = self._model_ref() if self._model_ref is not None else None
+        if model is None:
+            raise RuntimeError("the model these weights were read from has been freed")
+        return model
 
     @property
     def group(self) -> int:
@@ -234,6 +244,13 @@ def _check(model: Any) -> None:
 # Reading (stacking) a bridge's weights costs about a forward: one read per model and dtype,
 # redone when any parameter is replaced or changed in place (tensor version counters).
 _CACHE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def _ref(model: Any) -> Callable[[], Any]:
+    try:
+        return weakref.ref(model)
+    except TypeError:  # not weak-referenceable: no cache holds it either
+        return lambda: model
 
 
 def _fingerprint(model: Any) -> tuple[int, ...]:
@@ -373,7 +390,7 @@ def _read(model: Any, dtype: torch.dtype | None) -> Weights:
             W_U=det(model.W_U), b_U=det(_opt(lambda: model.b_U)),
             logit_softcap=float(cap) if cap > 0 else None,
             act=ACTIVATIONS[cfg.act_fn], rot_dim=rot_dim, rot_style="pairs" if gptj else "half",
-            features={}, dtype=dt, device=model.W_E.device, _model=model,
+            features={}, dtype=dt, device=model.W_E.device, _model_ref=_ref(model),
         )
         if rotary and not gptj:
             w.rot_dim = int(w.rotary(1)[0][0].shape[-1])
@@ -409,7 +426,7 @@ def describe(w: Weights) -> dict[str, Any]:
 
 
 def _rotary_tables(w: Weights, T: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    model = w._model
+    model = w.model
     if not w.rot_dim:
         return []
     table = _gptj_rotary(model) if w.rot_style == "pairs" else None

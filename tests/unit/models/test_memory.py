@@ -1,0 +1,153 @@
+"""The memory plan: estimates that bound the measured peak, batches that fit, refusals before any work."""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+import weakref
+from pathlib import Path
+
+import pytest
+import torch
+
+import circuitwise as cw
+from circuitwise.errors import CircuitwiseError, MemoryBudgetError
+from circuitwise.models.memory import (
+    STAGES, Shapes, batch_for, estimate, fit_batch, parse_size, per_example, resident,
+)
+from tests.families import FAMILIES
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize("text,expected", [("8GB", 8e9), ("500MiB", 500 << 20), ("1.5g", 1.5e9), ("2048", 2048),
+                                           (" 3 kib ", 3 << 10), (4096, 4096)])
+def test_sizes_parse(text, expected):
+    assert parse_size(text) == int(expected)
+
+
+@pytest.mark.parametrize("text", ["lots", "-1GB", "0", "5 parsecs", "nan", ""])
+def test_bad_sizes_say_the_accepted_forms(text):
+    with pytest.raises(ValueError, match="size"):
+        parse_size(text)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_shapes_from_the_checkpoint_before_loading_match_the_loaded_model(family, family_model_for, family_path_for):
+    loaded = Shapes.from_model(family_model_for(family))
+    read = Shapes.from_config(family_path_for(family), torch.float32)
+    assert read is not None
+    for field in ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_head", "d_vocab", "gated", "dtype_bytes"):
+        assert getattr(read, field) == getattr(loaded, field), field
+    assert abs(read.n_params / loaded.n_params - 1) < 0.02
+
+
+def test_a_batch_that_fits_fits_and_one_more_does_not():
+    s = Shapes(n_layers=12, d_model=768, n_heads=12, n_kv_heads=12, d_head=64, d_mlp=3072, d_vocab=50257,
+               gated=False, n_params=163_000_000, dtype_bytes=4)
+    for stage in STAGES:
+        budget = int(estimate(stage, s, 20, 10) + per_example(stage, s, 20) / 2)
+        b = fit_batch(stage, s, 20, budget, prefer=64)
+        assert b == 10, stage
+        assert estimate(stage, s, 20, b) <= budget < estimate(stage, s, 20, b + 1)
+        assert fit_batch(stage, s, 20, int(resident(s)) - 1, prefer=64) == 0
+    half = Shapes(**{**s.__dict__, "dtype_bytes": 2, "n_params": s.n_params})
+    assert all(estimate(st, half, 20, 8) < estimate(st, s, 20, 8) for st in STAGES)
+
+
+def test_measured_peak_stays_under_the_estimate_on_every_stage(tmp_path):
+    """Each stage's peak RSS (reset before it) against the plan's estimate, in a fresh process."""
+    out = tmp_path / "cal.json"
+    cmd = [sys.executable, str(ROOT / "bench" / "memory_calibration.py"), "--arch", "llama", "--heads", "8",
+           "--d-model", "128", "--layers", "2", "--batches", "1,8", "--n", "8", "--json", str(out)]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert {r["stage"] for r in rows} == set(STAGES)
+    over = [r for r in rows if r["measured"] > r["estimate"]]
+    assert not over, over
+
+
+def test_batches_shrink_to_the_budget_and_the_numbers_do_not_change(tmp_path, tiny_ckpt):
+    task = cw.get_task("opposites", n=12)
+    roomy = cw.load_model(str(tiny_ckpt), device="cpu")
+    tok, _ = cw.tokenize_task(roomy, task, need_corrupted=True)
+    T = int(tok.clean.shape[1])
+    s = Shapes.from_model(roomy)
+    tight_bytes = estimate("dla", s, T, 3)
+    tight = cw.load_model(str(tiny_ckpt), device="cpu", max_memory=tight_bytes)
+    assert batch_for("dla", tight, T, prefer=64) == 3
+    assert batch_for("dla", roomy, T, prefer=64) == 64
+    a = cw.direct_logit_attribution(roomy, tok, batch_size=64)
+    b = cw.direct_logit_attribution(tight, tok, batch_size=batch_for("dla", tight, T, prefer=64))
+    torch.testing.assert_close(a.heads.values, b.heads.values, atol=1e-5, rtol=0)
+
+
+def test_run_prints_the_plan_uses_its_batches_and_records_them(tmp_path):
+    from circuitwise.config import RunConfig
+
+    lines: list[str] = []
+    cfg = RunConfig.build(task="opposites", model="bundled", n=16, out=tmp_path / "r", patching=("heads",),
+                          max_memory="2GB")
+    res = cw.run(cfg, progress=lines.append).results
+    plan = res.plan.resources
+    assert plan is not None and plan.budget_given and plan.budget_bytes == 2_000_000_000
+    assert [s.stage for s in plan.stages] == ["baseline", "dla", "attribution", "patching", "edges", "evaluation"]
+    assert all(s.memory_bytes <= plan.budget_bytes and 1 <= s.batch <= 16 for s in plan.stages)
+    assert any(line.startswith("plan on cpu in float32, memory budget 2 GB") for line in lines)
+    assert any(line.strip().startswith("edges: batch") for line in lines)
+
+
+def test_a_run_that_cannot_fit_one_prompt_is_refused_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from circuitwise.cli import _register, app
+
+    _register()
+    runner = CliRunner()
+    keep = tmp_path / "earlier"
+    keep.mkdir()
+    (keep / "results.json").write_text("{}")
+    # 150 MB: the bundled model itself cannot sit in it (refused before loading); 230 MB: it can, but
+    # a stage cannot fit one prompt beside it (refused after tokenizing, before any stage runs).
+    for budget, where in (("150MB", "nothing was loaded"), ("230MB", "for one prompt")):
+        for command in (["run", "opposites"], ["patch", "opposites"], ["circuit", "opposites"],
+                        ["benchmark", "opposites"]):
+            out = tmp_path / command[0]
+            r = runner.invoke(app, [*command, "--model", "bundled", "--n", "4", "--max-memory", budget,
+                                    "--out", str(out)])
+            assert isinstance(r.exception, MemoryBudgetError), (command, budget, repr(r.exception), r.output)
+            msg = str(r.exception)
+            assert where in msg and "--dtype bfloat16" in msg and "--max-memory" in msg, msg
+            assert not out.exists(), f"{command[0]} wrote {list(out.iterdir())}"
+    r = runner.invoke(app, ["run", "opposites", "--model", "bundled", "--max-memory", "lots", "--out", str(keep)])
+    assert isinstance(r.exception, CircuitwiseError) and "8GB, 500MiB" in str(r.exception)
+    assert (keep / "results.json").read_text() == "{}"
+
+
+def test_a_model_that_cannot_sit_in_the_budget_is_refused_before_loading(tiny_ckpt, monkeypatch):
+    import circuitwise.models.loading as loading
+
+    def boom(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("transformer_lens.model_bridge.TransformerBridge.boot_transformers", boom, raising=False)
+    with pytest.raises(MemoryBudgetError, match="nothing was loaded"):
+        loading.load_model(str(tiny_ckpt), device="cpu", max_memory=10_000_000)
+
+
+def test_models_are_freed_after_the_engines_read_them():
+    from circuitwise.circuits.forward import graph_model
+    from circuitwise.models.weights import read_weights
+
+    refs = []
+    for _ in range(2):
+        m = cw.load_model("bundled", device="cpu")
+        read_weights(m)
+        graph_model(m)
+        refs.append(weakref.ref(m))
+        del m
+        gc.collect()
+    assert all(r() is None for r in refs), "a cache keeps the model (and its memory) alive"
