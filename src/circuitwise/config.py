@@ -14,6 +14,10 @@ from circuitwise.models.memory import parse_size
 
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
 
+# Exact patching a run may spend before it patches only the cells attribution ranks highest (at the
+# nominal rate of the device, models.cost.NOMINAL_FLOPS, so the choice does not depend on the load).
+EXACT_PATCHING_SECONDS = 40.0
+
 # Generated built-in tasks hold thousands of examples; a run uses this many unless --n says otherwise.
 DEFAULT_BUILTIN_N = 200
 
@@ -61,6 +65,11 @@ class RunConfig(BaseModel):
         "prompts have one length, else role; without roles, only the sweeps without positions run).",
     )
     attribution: bool = Field(True, description="Also run attribution patching and show its agreement with the exact sweeps.")
+    exhaustive: bool = Field(
+        False, description="Patch every cell exactly, however long it takes. Default: when every cell would take "
+        f"more than about {EXACT_PATCHING_SECONDS:.0f} s, every cell gets its attribution estimate and the cells "
+        "attribution ranks highest are patched exactly (the plan and the report say which)."
+    )
     circuit: str | None = Field(
         "eap-ig", description="Circuit discovery method when the task has corrupted prompts: eap-ig, eap, "
         "eap-ig-activations, exact (small models only), or none to skip."
@@ -179,4 +188,4 @@ def default_batch_size(model: Any) -> int:
     return max(1, min(64, int(2_000_000 / max(d, 1))))
 
 
-__all__ = ["DEFAULT_BUILTIN_N", "DtypeName", "RunConfig", "default_batch_size", "read_yaml_mapping"]
+__all__ = ["DEFAULT_BUILTIN_N", "EXACT_PATCHING_SECONDS", "DtypeName", "RunConfig", "default_batch_size", "read_yaml_mapping"]

@@ -29,13 +29,13 @@ from circuitwise.models import dtype_of, load_model
 from circuitwise.models.memory import Stage, refuse_unless_fits
 from circuitwise.models.processing import notes_of as processing_notes
 from circuitwise.models.processing import of as processing_of
-from circuitwise.patching import activation_patching
+from circuitwise.patching.activation import activation_sweeps
 from circuitwise.patching.activation import CheckFailedWarning
 from circuitwise.patching.attribution import attribution_sweeps
 from circuitwise.patching.result import DegenerateNormalizationWarning
 from circuitwise.patching.resume import CheckpointWarning
 from circuitwise.patching.sweeps import get_sweep
-from circuitwise.plan import corrupted_view, plan_resources, plan_run
+from circuitwise.plan import choose_exact_cells, corrupted_view, plan_resources, plan_run
 from circuitwise.reports import write_report
 from circuitwise.reports.study import circuit_file
 from circuitwise.runfolder import RunFolder
@@ -221,29 +221,36 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
                 estimates = attribution_sweeps(model, tok, plan.sweeps, batch_size=resources.batch("attribution", bs),
                                                align=config.align,
                                                progress=partial(step, "attribution patching"))
+        selection = choose_exact_cells(config, tok, model, plan.sweeps, estimates)
+        if (chosen := selection.note()) is not None:
+            log.info(chosen)
+            say(f"note: {chosen}")
+            results.notes = [*results.notes, chosen]
+        # Every sweep batch by batch: each batch's clean and corrupted runs are cached once for all.
+        say(f"activation patching: {', '.join(plan.sweeps)}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            exacts = activation_sweeps(model, tok, plan.sweeps, batch_size=resources.batch("patching", bs), out=out,
+                                       align=config.align, cells=selection.cells,
+                                       progress=partial(step, "activation patching"))
+        for w in caught:
+            # The plan already said it once; per-sweep repeats of the degenerate warning are noise.
+            if issubclass(w.category, (CheckpointWarning, CheckFailedWarning)):
+                results.warnings = [*results.warnings, str(w.message)]
+                say(f"warning: {w.message}")
+            elif not issubclass(w.category, DegenerateNormalizationWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         for what in plan.sweeps:
-            say(f"activation patching: {what}")
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                exact = activation_patching(model, tok, what, batch_size=resources.batch("patching", bs), out=out,
-                                            align=config.align,
-                                            progress=partial(step, f"activation patching: {what}"))
-                entry = exact.to_json()
-                entry["top"] = [{"cell": c, "value": v} for c, v in exact.top(10) if v == v]
-                if plan.attribution:
-                    approx = estimates[what]
-                    entry["attribution"] = {"values": approx.to_json()["values"],
-                                            "correlation": exact.correlation(approx)}
-            for w in caught:
-                # The plan already said it once; per-sweep repeats of the degenerate warning are noise.
-                if issubclass(w.category, (CheckpointWarning, CheckFailedWarning)):
-                    results.warnings = [*results.warnings, str(w.message)]
-                    say(f"warning: {w.message}")
-                elif not issubclass(w.category, DegenerateNormalizationWarning):
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            exact = exacts[what]
+            entry = exact.to_json()
+            entry["top"] = [{"cell": c, "value": v} for c, v in exact.top(10) if v == v]
+            if plan.attribution:
+                approx = estimates[what]
+                entry["attribution"] = {"values": approx.to_json()["values"],
+                                        "correlation": exact.correlation(approx)}
             sweeps[what] = RunSweep.model_validate(nan_to_none(entry))
-            results.patching = sweeps
-            save()
+        results.patching = sweeps
+        save()
         ranked = _heads_ranked_by_patching(sweeps, config.top_k)
         if ranked:
             pats = attention_patterns(model, tok, ranked, example=0)

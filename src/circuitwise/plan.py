@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from circuitwise.errors import TaskError
-from circuitwise.models.cost import seconds
+from circuitwise.errors import ConfigError, TaskError
+from circuitwise.patching.cells import Selection, cell_flops, select_cells
+from circuitwise.config import EXACT_PATCHING_SECONDS
+from circuitwise.models.cost import nominal_flops, seconds
 from circuitwise.models.memory import Shapes, Stage, budget_of, estimate, fit_batch, human, refuse_unless_fits
 from circuitwise.models.weights import supports
 from circuitwise.patching.positions import sweep_positions
@@ -82,14 +84,39 @@ def plan_resources(config: Any, tok: TokenizedTask, model: Any, prefer: int) -> 
         wanted += ["edges", "evaluation"]
     refuse_unless_fits(wanted, model, T, what=f"This run of {len(tok)} prompts")
     steps = getattr(config.method_options(), "steps", 5) if config.circuit else 5
+    exact = exact_patching_flops(config, tok, model) if "patching" in wanted else 0.0
+    if not config.exhaustive and config.attribution:
+        exact = min(exact, EXACT_PATCHING_SECONDS * nominal_flops(device))
     out = []
     for stage in wanted:
         b = max(1, min(fit_batch(stage, s, T, budget, prefer, device), len(tok)))
         secs = seconds(stage, s, T, len(tok), str(device), model.W_E.dtype, sweeps=tuple(config.patching),
-                       steps=int(steps or 5))
+                       steps=int(steps or 5), flops=exact if stage == "patching" else None)
         out.append(StagePlan(stage, b, estimate(stage, s, T, b, device), secs))
     given = getattr(model, "circuitwise_max_memory", None) is not None
     return ResourcePlan(tuple(out), budget, given, str(device), str(model.W_E.dtype).removeprefix("torch."))
+
+
+def exact_patching_flops(config: Any, tok: TokenizedTask, model: Any) -> float:
+    """FLOPs of every exact sweep the config asks for, over every cell (sweeps that cannot align: none)."""
+    total = 0.0
+    for what in dict.fromkeys(config.patching):
+        try:
+            total += float(cell_flops(what, model, tok, config.align).sum())
+        except (TaskError, ConfigError):  # the plan skips or adapts such a sweep (plan_run)
+            continue
+    return total
+
+
+def choose_exact_cells(config: Any, tok: TokenizedTask, model: Any, sweeps: tuple[str, ...],
+                       estimates: dict[str, Any]) -> Selection:
+    """Which cells to patch exactly: all of them under the time budget or with ``--exhaustive``, else
+    the cells attribution ranks highest, as many as the budget allows."""
+    if config.exhaustive or not estimates:
+        return Selection({w: None for w in sweeps}, 0.0, 0.0)
+    costs = {w: cell_flops(w, model, tok, config.align) for w in sweeps}
+    ranking = {w: estimates[w].values for w in sweeps}
+    return select_cells(costs, ranking, EXACT_PATCHING_SECONDS * nominal_flops(model.W_E.device))
 
 
 def _duration(secs: float) -> str:
@@ -201,4 +228,5 @@ def corrupted_view(tok: TokenizedTask) -> TokenizedTask:
     return replace(tok, clean=tok.corrupted)
 
 
-__all__ = ["Plan", "ResourcePlan", "StagePlan", "corrupted_view", "plan_resources", "plan_run"]
+__all__ = ["Plan", "ResourcePlan", "StagePlan", "choose_exact_cells", "corrupted_view", "exact_patching_flops",
+           "plan_resources", "plan_run"]

@@ -154,7 +154,7 @@ def test_run_failing_part_way_keeps_the_previous_run(good_run, tiny_ckpt, monkey
     def broken(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", str(out / "x"))
 
-    monkeypatch.setattr(pipeline, "activation_patching", broken)
+    monkeypatch.setattr(pipeline, "activation_sweeps", broken)
     r = _run(out, tiny_ckpt, "--top-k", "2")
     assert r.exit_code == 3 and "full" in r.output and "untouched" in r.output, r.output
     assert _files(out) == before

@@ -41,6 +41,7 @@ def run(
         f"[default: {', '.join(F['patching'].default)}]"),
     align: Optional[str] = _opt("align", "--align"),
     attribution: Optional[bool] = typer.Option(None, "--attribution/--no-attribution", help=F["attribution"].description),
+    exhaustive: Optional[bool] = typer.Option(None, "--exhaustive", help=F["exhaustive"].description),
     circuit: Optional[str] = _opt("circuit", "--circuit"),
     circuit_target: Optional[float] = _opt("circuit_target", "--circuit-target"),
     ig_steps: Optional[int] = _opt("ig_steps", "--ig-steps"),
@@ -55,7 +56,8 @@ def run(
 
     given = {k: v for k, v in dict(task=task, model=model, out=out, device=device, dtype=dtype, max_memory=max_memory, batch_size=batch_size,
                                    top_k=top_k, n=n, seed=seed, corruption=corruption, split=split,
-                                   processing=processing, drop_invalid=drop_invalid, attribution=attribution, align=align,
+                                   processing=processing, drop_invalid=drop_invalid, attribution=attribution, exhaustive=exhaustive,
+                                   align=align,
                                    patching=None if patch is None else tuple(w for w in patch if w != "none"),
                                    circuit=None if circuit is None else ("" if circuit == "none" else circuit),
                                    circuit_target=circuit_target, ig_steps=ig_steps,

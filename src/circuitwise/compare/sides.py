@@ -15,6 +15,7 @@ from circuitwise.compare.pairing import PairingDecision, are_twins, decide_pairi
 from circuitwise.config import RunConfig
 from circuitwise.errors import TaskError
 from circuitwise.models import load_model
+from circuitwise.models.memory import Stage, refuse_unless_fits
 from circuitwise.models.processing import notes_of as processing_notes
 from circuitwise.tasks import get_task, tokenize_task
 from circuitwise.tasks.builtin import specs
@@ -74,14 +75,16 @@ def load_sides(config: CompareConfig, *, tasks: tuple[Task, Task] | None = None,
         ma, mb = models
     else:
         say(f"loading model {ra.model}")
-        ma = load_model(ra.model, device=config.device, processing=config.processing)
+        ma = load_model(ra.model, device=config.device, processing=config.processing, dtype=ra.dtype,
+                        max_memory=ra.max_memory_bytes)
         for n in processing_notes(ma):
             notes(n)
         if rb.model == ra.model:
             mb = ma
         else:
             say(f"loading model {rb.model}")
-            mb = load_model(rb.model, device=config.device, processing=config.processing)
+            mb = load_model(rb.model, device=config.device, processing=config.processing, dtype=rb.dtype,
+                            max_memory=rb.max_memory_bytes)
             for n in processing_notes(mb):
                 notes(f"{rb.model}: {n}")
     builtin = (_builtin(ra.task) if tasks is None else False, _builtin(rb.task) if tasks is None else False)
@@ -98,6 +101,12 @@ def load_sides(config: CompareConfig, *, tasks: tuple[Task, Task] | None = None,
             message = describe_dropped(dropped, len(task), task.name)
             log.warning(message)
             say(message)
+    # One prompt of each side must fit beside its model in every stage the comparison runs.
+    stages: tuple[Stage, ...] = ("baseline", "dla") + (("patching",) if corrupted and config.patching else ()) \
+        + (("edges", "evaluation") if corrupted and config.circuit else ())
+    for side, model, tok in (("A", ma, tok_a), ("B", mb, tok_b)):
+        if len(tok):
+            refuse_unless_fits(stages, model, int(tok.clean.shape[1]), what=f"Side {side} of the comparison")
     la, lb = _labels(config, ta, tb)
     return (Loaded("a", la, ra, ma, tok_a, drop_a, builtin[0], len(ta)),
             Loaded("b", lb, rb, mb, tok_b, drop_b, builtin[1], len(tb)), decision)

@@ -3,7 +3,7 @@
 A stage's cost is counted in forward-pass equivalents of its prompts (a backward counts two) and
 converted to seconds with the rate of one float matrix product of the model's width, measured
 once per process on the model's device and dtype. The numbers are estimates for the plan's table
-(within about 3× on the stages measured, bench/scale.py); nothing depends on them being exact.
+(within about 2× on the stages of the default run at GPT-2-small shapes, bench/default_run.py); nothing depends on them being exact.
 """
 
 from __future__ import annotations
@@ -15,8 +15,18 @@ import torch
 
 from circuitwise.models.memory import Shapes
 
-# Real stages run at a fraction of a bare matrix product's rate (small operations, hooks, softmax).
-EFFICIENCY = 0.35
+# The stages' rate against the probe's (a 256-row product): measured at GPT-2-small shapes, 200
+# prompts, two cores — the forwards at about the probe's rate, the cone's many smaller products
+# at about half of it.
+EFFICIENCY = 1.0
+CONE_EFFICIENCY = 0.45
+# Rates the plan's choices use, so that they do not depend on how busy the machine is when it
+# plans: a laptop CPU's two cores, a GPU.
+NOMINAL_FLOPS = {"cpu": 100e9, "cuda": 20e12, "mps": 2e12}
+
+
+def nominal_flops(device: str | torch.device) -> float:
+    return NOMINAL_FLOPS.get(torch.device(device).type, NOMINAL_FLOPS["cpu"])
 
 
 def forward_flops(s: Shapes, T: int) -> float:
@@ -32,7 +42,7 @@ def forwards(stage: str, s: Shapes, T: int, *, sweeps: tuple[str, ...] = (), ste
     if stage == "dla":
         return 1.0
     if stage == "attribution":
-        return 6.0  # a forward and a backward of the clean and the corrupted prompts
+        return 2.5  # one forward and backward of the clean and corrupted prompts serves every sweep
     if stage == "patching":
         # Each cell recomputes its causal cone: on average a third of the layers × positions.
         cells = {"resid_pre": s.n_layers * T, "attn_out": s.n_layers * T, "mlp_out": s.n_layers * T,
@@ -41,9 +51,10 @@ def forwards(stage: str, s: Shapes, T: int, *, sweeps: tuple[str, ...] = (), ste
                  "head_v": s.n_layers * s.n_kv_heads, "head_pattern": s.n_layers * s.n_heads}
         return 2.0 + sum(cells.get(w, s.n_layers * s.n_heads) for w in sweeps) / 3.0
     if stage == "edges":
-        # Sender outputs of both runs, then a forward and a backward per integration point; the edge
-        # graph's per-head receiver inputs make its forward about twice a plain one.
-        return 2.0 + 2.0 * 3.0 * steps
+        # Sender outputs of both runs, then a forward and a backward per integration point, after the
+        # prompts' shared prefix and with the answer columns of the unembedding only (measured: about
+        # 6 forwards at 5 steps).
+        return 2.0 + 0.8 * steps
     # evaluation: the curve, random circuits and exact checks — about 60 patched runs at the last position.
     return 60.0 / 2.0
 
@@ -65,10 +76,15 @@ def flop_rate(device: str, dtype: torch.dtype, width: int) -> float:
     return 2.0 * 256 * width * width * reps / max(time.perf_counter() - t0, 1e-9)
 
 
-def seconds(stage: str, s: Shapes, T: int, n_prompts: int, device: str, dtype: torch.dtype, **kw) -> float:
-    """Estimated seconds of ``stage`` over ``n_prompts`` prompts of ``T`` tokens."""
-    rate = EFFICIENCY * flop_rate(str(device), dtype, min(s.d_model, 2048))
-    return forwards(stage, s, T, **kw) * forward_flops(s, T) * n_prompts / rate
+def seconds(stage: str, s: Shapes, T: int, n_prompts: int, device: str, dtype: torch.dtype, *,
+            flops: float | None = None, **kw) -> float:
+    """Estimated seconds of ``stage`` over ``n_prompts`` prompts of ``T`` tokens (or of ``flops``, counted
+    by the stage itself: exact patching's cells)."""
+    rate = flop_rate(str(device), dtype, min(s.d_model, 2048))
+    if flops is not None:
+        return flops / (CONE_EFFICIENCY * rate)
+    return forwards(stage, s, T, **kw) * forward_flops(s, T) * n_prompts / (EFFICIENCY * rate)
 
 
-__all__ = ["EFFICIENCY", "flop_rate", "forward_flops", "forwards", "seconds"]
+__all__ = ["CONE_EFFICIENCY", "EFFICIENCY", "NOMINAL_FLOPS", "flop_rate", "forward_flops", "forwards", "nominal_flops",
+           "seconds"]

@@ -7,6 +7,8 @@ saved to the checkpoint folder when one is given, and reported to ``progress``.
 
 from __future__ import annotations
 
+import hashlib
+
 import logging
 import warnings
 from dataclasses import dataclass
@@ -66,6 +68,7 @@ def activation_patching(
     out: str | Path | None = None,
     progress: Progress | None = None,
     min_gap: float = MIN_GAP,
+    cells: torch.Tensor | None = None,
 ) -> PatchResult:
     """Patch each activation of one kind, one at a time, and measure the metric.
 
@@ -88,65 +91,130 @@ def activation_patching(
         out: folder for checkpoints; a re-run with the same folder and settings resumes.
         progress: ``progress(done, total)`` after each finished unit.
         min_gap: clean–corrupted gaps below this make normalised values NaN (degenerate).
+        cells: a boolean mask in the result's shape (``[layer, *cells]``): patch only those cells
+            exactly, the others are NaN (the plan's choice when every cell would take too long;
+            :mod:`circuitwise.patching.cells`). Default: every cell.
 
     Returns:
         A :class:`PatchResult` with ``values`` in TransformerLens's axis order.
     """
-    sweep = get_sweep(what)
+    return activation_sweeps(model, task, (what,), metric=metric, normalize=normalize, direction=direction,
+                             batch_size=batch_size, align=align, engine=engine, out=out, progress=progress,
+                             min_gap=min_gap, cells=None if cells is None else {what: cells})[what]
+
+
+@dataclass
+class _SweepState:
+    sweep: Sweep
+    positions: Any
+    labels: dict[str, list[str]]
+    settings: dict[str, Any]
+    ckpt: Checkpoint
+    cells: torch.Tensor | None
+    raws: list[torch.Tensor]
+    cleans: list[torch.Tensor]
+    corrupteds: list[torch.Tensor]
+
+
+def activation_sweeps(
+    model: Any,
+    task: Task | TokenizedTask,
+    whats: tuple[str, ...] | list[str],
+    *,
+    metric: str = "logit_diff",
+    normalize: bool = True,
+    direction: str = "denoise",
+    batch_size: int | None = None,
+    align: str = "auto",
+    engine: EngineName = "auto",
+    out: str | Path | None = None,
+    progress: Progress | None = None,
+    min_gap: float = MIN_GAP,
+    cells: dict[str, torch.Tensor | None] | None = None,
+) -> dict[str, PatchResult]:
+    """Several sweeps at once, batch by batch: each batch's clean and corrupted runs are cached once
+    for every sweep (one pair of forwards per batch instead of one per sweep). Each sweep equals
+    :func:`activation_patching` of it alone, and is checkpointed (and resumed) on its own.
+    ``cells`` maps a sweep to its mask (see :func:`activation_patching`)."""
     direction = check_direction(direction)
     metric_obj = get_metric(metric)
     if engine not in ("auto", *ENGINES):
         raise ConfigError(f"Unknown patching engine {engine!r}. Use 'auto', 'cone' or 'hooks'.")
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, not {batch_size}.")
+    whats = tuple(dict.fromkeys(whats))
     tok = tokenized(model, task)
-    positions, labels = sweep_axes(model, sweep, tok, align)
     bs = batch_size or auto_batch_size(model, tok)
     chosen = _choose_engine(model, engine)
-    settings = {"what": sweep.name, "direction": direction, "metric": metric_obj.name,
-                "align": None if positions is None else positions.mode, "method": "exact"}
-    ckpt = Checkpoint(out, sweep_key(model, tok, settings), settings)
+    states: dict[str, _SweepState] = {}
+    for what in whats:
+        sweep = get_sweep(what)
+        positions, labels = sweep_axes(model, sweep, tok, align)
+        settings = {"what": sweep.name, "direction": direction, "metric": metric_obj.name,
+                    "align": None if positions is None else positions.mode, "method": "exact"}
+        mask = (cells or {}).get(what)
+        if mask is not None:
+            mask = _check_cells(mask, [len(v) for v in labels.values()])
+            # Part of the checkpoints' key: a resumed sweep never mixes cells patched under another mask.
+            settings["cells"] = hashlib.sha256(mask.numpy().tobytes()).hexdigest()[:12]
+        states[what] = _SweepState(sweep, positions, labels, settings,
+                                   Checkpoint(out, sweep_key(model, tok, settings), settings), mask, [], [], [])
     L = model.cfg.n_layers
     n_batches = (len(tok) + bs - 1) // bs
-    total, done = n_batches * L, 0
-    raws, cleans, corrupteds = [], [], []
+    total, done = n_batches * L * len(whats), 0
     weights = None
     with torch.inference_mode():
         for bi, batch in enumerate(tok.batches(bs)):
             start = bi * bs
             span = f"e{start:06d}-{start + len(batch):06d}"
-            pos = None if positions is None else positions.slice(start, start + len(batch)).index
-            base = ckpt.load(f"{span}-base")
-            layers: list[torch.Tensor | None] = [
-                (ckpt.load(f"{span}-l{l:03d}") or {}).get("values") for l in range(L)]
+            saved = {w: (st.ckpt.load(f"{span}-base"),
+                         [(st.ckpt.load(f"{span}-l{l:03d}") or {}).get("values") for l in range(L)])
+                     for w, st in states.items()}
+            todo = [w for w, (base, layers) in saved.items() if base is None or any(v is None for v in layers)]
             sweeper = None
-            if base is None or any(v is None for v in layers):
-                pair = _pair(model, batch, sweep, direction, metric_obj.fn, chosen)
-                base = {"clean": pair.clean_metric, "corrupted": pair.corrupted_metric}
-                ckpt.save(f"{span}-base", base)
+            if todo:
+                pair = _pair(model, batch, [states[w].sweep for w in todo], direction, metric_obj.fn, chosen)
                 if chosen == "cone" and weights is None:
                     weights = read_weights(model)
                 sweeper, chosen = _sweeper(model, pair, metric_obj.fn, chosen, weights)
-            for l in range(L):
-                if layers[l] is None:
-                    assert sweeper is not None
-                    layers[l] = sweeper.layer_values(sweep, l, pos)
-                    ckpt.save(f"{span}-l{l:03d}", {"values": layers[l]})
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-            raws.append(torch.stack([v.cpu() for v in layers], 1))  # type: ignore[misc]
-            cleans.append(base["clean"].cpu())
-            corrupteds.append(base["corrupted"].cpu())
-    raw = torch.cat(raws, 0).clone()
-    config = {
-        **settings, "normalize": normalize, "engine": chosen, "batch_size": bs, "n_examples": len(tok),
-        "task": tok.task.name, "model": str(getattr(model, "circuitwise_name", "?")),
-        "pos_tokens": [list(t) for t in tok.str_tokens] if positions is not None else None,
-    }
-    return PatchResult.build(raw, torch.cat(cleans).clone(), torch.cat(corrupteds).clone(),
-                             axes=sweep.axes, labels=labels, metric=metric_obj.name,
-                             normalize=normalize, config=config, min_gap=min_gap)
+                for w in todo:
+                    base = {"clean": pair.clean_metric, "corrupted": pair.corrupted_metric}
+                    states[w].ckpt.save(f"{span}-base", base)
+                    saved[w] = (base, saved[w][1])
+            for w, st in states.items():
+                base, layers = saved[w]
+                pos = None if st.positions is None else st.positions.slice(start, start + len(batch)).index
+                for l in range(L):
+                    if layers[l] is None:
+                        assert sweeper is not None
+                        layers[l] = sweeper.layer_values(st.sweep, l, pos, None if st.cells is None else st.cells[l])
+                        st.ckpt.save(f"{span}-l{l:03d}", {"values": layers[l]})
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+                st.raws.append(torch.stack([v.cpu() for v in layers], 1))  # type: ignore[misc]
+                st.cleans.append(base["clean"].cpu())
+                st.corrupteds.append(base["corrupted"].cpu())
+    results = {}
+    for w, st in states.items():
+        config = {
+            **st.settings, "exact_cells": None if st.cells is None else int(st.cells.sum()), "normalize": normalize,
+            "engine": chosen, "batch_size": bs, "n_examples": len(tok), "task": tok.task.name,
+            "model": str(getattr(model, "circuitwise_name", "?")),
+            "pos_tokens": [list(t) for t in tok.str_tokens] if st.positions is not None else None,
+        }
+        results[w] = PatchResult.build(torch.cat(st.raws, 0).clone(), torch.cat(st.cleans).clone(),
+                                       torch.cat(st.corrupteds).clone(), axes=st.sweep.axes, labels=st.labels,
+                                       metric=metric_obj.name, normalize=normalize, config=config, min_gap=min_gap)
+    return results
+
+
+def _check_cells(cells: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    cells = torch.as_tensor(cells).cpu()
+    if cells.dtype != torch.bool or list(cells.shape) != shape:
+        raise ConfigError(f"cells must be a boolean mask of the sweep's shape {shape}, not {cells.dtype} "
+                          f"{list(cells.shape)}.")
+    return cells
 
 
 def _choose_engine(model: Any, engine: str) -> str:
@@ -161,8 +229,13 @@ def _choose_engine(model: Any, engine: str) -> str:
     return "hooks"
 
 
-def _pair(model: Any, batch: TokenizedTask, sweep: Sweep, direction: str, metric: Any, engine: str) -> PairRun:
-    base_names, src_names = ENGINES[engine].needed_names(sweep, model.cfg.n_layers)
+def _pair(model: Any, batch: TokenizedTask, sweeps: list[Sweep], direction: str, metric: Any, engine: str) -> PairRun:
+    base_names: set[str] = set()
+    src_names: set[str] = set()
+    for sweep in sweeps:  # one cache of both runs serves every sweep
+        b, s_ = ENGINES[engine].needed_names(sweep, model.cfg.n_layers)
+        base_names |= b
+        src_names |= s_
     return cache_pair(model, batch, direction, metric, base_names, src_names)
 
 
@@ -178,4 +251,4 @@ def _sweeper(model: Any, pair: PairRun, metric: Any, engine: str, weights: Any) 
     return hooks.HookSweeper(model, pair, metric), "hooks"
 
 
-__all__ = ["ENGINES", "CheckFailedWarning", "Engine", "EngineName", "activation_patching"]
+__all__ = ["ENGINES", "CheckFailedWarning", "Engine", "EngineName", "activation_patching", "activation_sweeps"]

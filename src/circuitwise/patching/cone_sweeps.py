@@ -22,6 +22,7 @@ import torch
 
 from circuitwise.models import kernels as K
 from circuitwise.models.weights import Weights, read_weights
+from circuitwise.patching.cells import skipped_cells
 from circuitwise.patching.cone import MAX_ROWS, Cone
 from circuitwise.patching.runs import MetricFn, PairRun
 from circuitwise.patching.sweeps import Sweep
@@ -60,12 +61,16 @@ class ConeSweeper:
 
     # ---- dispatch -----------------------------------------------------------------------------
 
-    def layer_values(self, sweep: Sweep, l: int, pos_index: torch.Tensor | None) -> torch.Tensor:
-        """Patched metric per example for every cell of layer ``l``: ``[batch, *cells]``."""
+    def layer_values(self, sweep: Sweep, l: int, pos_index: torch.Tensor | None,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Patched metric per example for every cell of layer ``l``: ``[batch, *cells]``; only the
+        cells in ``mask`` (``[*cells]``, default all) are patched, the others are NaN."""
+        if mask is not None:
+            mask = mask.to(self.last.device)
         if sweep.site == "head":
-            return self._head_layer(sweep, l)
+            return skipped_cells(self._head_layer(sweep, l, mask), mask)
         assert pos_index is not None
-        return self._pos_layer(sweep, l, pos_index.to(self.last.device))
+        return skipped_cells(self._pos_layer(sweep, l, pos_index.to(self.last.device), mask), mask)
 
     def _from_rows(self, start: int, ex: torch.Tensor, pos: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Metric of variants whose residual entering block ``start`` differs at one row only."""
@@ -103,7 +108,7 @@ class ConeSweeper:
                 batch.append(piece)
                 rows += n
 
-    def _pos_layer(self, sweep: Sweep, l: int, pos_index: torch.Tensor) -> torch.Tensor:
+    def _pos_layer(self, sweep: Sweep, l: int, pos_index: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         pair, name = self.pair, sweep.hook_name(l)
         B, P = pos_index.shape
         rows_b = torch.arange(B, device=pos_index.device)[:, None].expand(B, P)
@@ -112,6 +117,8 @@ class ConeSweeper:
         in_prompt = pos_index <= self.last[:, None]
         changed &= in_prompt[..., None] if changed.dim() == 3 else in_prompt
         out = pair.base_metric.view(B, *[1] * (changed.dim() - 1)).expand(changed.shape).clone()
+        if mask is not None:
+            changed &= mask
         idx = changed.nonzero()
         if idx.shape[0] == 0:
             return out
@@ -182,7 +189,7 @@ class ConeSweeper:
             cells.append(z_of(mixed, get(pair.base, "k")) if sweep.act == "q" else z_of(get(pair.base, "q"), mixed))
         return torch.stack(cells, 1), differs
 
-    def _head_layer(self, sweep: Sweep, l: int) -> torch.Tensor:
+    def _head_layer(self, sweep: Sweep, l: int, mask: torch.Tensor | None) -> torch.Tensor:
         pair, w = self.pair, self.w
         z_new, differs = self._head_inputs(sweep, l)
         B, C, T = differs.shape
@@ -192,6 +199,8 @@ class ConeSweeper:
         any_diff = differs.any(-1)
         first = torch.where(any_diff, differs.int().argmax(-1), torch.full_like(any_diff, T, dtype=torch.long))
         live = any_diff & (first <= self.last[:, None])
+        if mask is not None:
+            live &= mask
         idx = live.nonzero()
         z_base = pair.base[f"blocks.{l}.attn.hook_z"]  # [b, pos, head, d_head]
         p_first = first[idx[:, 0], idx[:, 1]]

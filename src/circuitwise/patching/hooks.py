@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from circuitwise.patching.cells import skipped_cells
 from circuitwise.patching.cone import MAX_ROWS
 from circuitwise.patching.runs import MetricFn, PairRun, answer_logits_from_final
 from circuitwise.patching.sweeps import Sweep
@@ -36,7 +37,8 @@ class HookSweeper:
         self.model, self.pair, self.metric = model, pair, metric
         self.last = pair.tok.last
 
-    def layer_values(self, sweep: Sweep, l: int, pos_index: torch.Tensor | None) -> torch.Tensor:
+    def layer_values(self, sweep: Sweep, l: int, pos_index: torch.Tensor | None,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
         pair, name = self.pair, sweep.hook_name(l)
         src, base = pair.src[name], pair.base[name]
         B = src.shape[0]
@@ -56,11 +58,13 @@ class HookSweeper:
             changed &= in_prompt[..., None] if changed.dim() == 3 else in_prompt
             cell_pos = pos_index
         out = pair.base_metric.view(B, *[1] * (changed.dim() - 1)).expand(changed.shape).clone()
+        if mask is not None:
+            changed &= mask.to(changed.device)
         idx = changed.nonzero()
         per_chunk = max(1, MAX_ROWS // pair.base_tokens.shape[1])
         for part in idx.split(per_chunk):
             out[tuple(part.T)] = self._run(sweep, name, part, cell_pos)
-        return out
+        return skipped_cells(out, mask)
 
     def _run(self, sweep: Sweep, name: str, idx: torch.Tensor, cell_pos: torch.Tensor | None) -> torch.Tensor:
         pair = self.pair

@@ -22,6 +22,8 @@ class SweepConfig(Open):
     align: str | None = None
     method: str | None = None
     normalize: bool = True
+    # Cells patched exactly when the plan chose the ones attribution ranks highest (None: every cell).
+    exact_cells: int | None = None
 
 
 class Cell(Section):

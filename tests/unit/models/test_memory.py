@@ -114,7 +114,7 @@ def test_a_run_that_cannot_fit_one_prompt_is_refused_before_any_work(tmp_path):
     # a stage cannot fit one prompt beside it (refused after tokenizing, before any stage runs).
     for budget, where in (("150MB", "nothing was loaded"), ("230MB", "for one prompt")):
         for command in (["run", "opposites"], ["patch", "opposites"], ["circuit", "opposites"],
-                        ["benchmark", "opposites"]):
+                        ["benchmark", "opposites"], ["compare", "opposites", "--model-b", "bundled-llama"]):
             out = tmp_path / command[0]
             r = runner.invoke(app, [*command, "--model", "bundled", "--n", "4", "--max-memory", budget,
                                     "--out", str(out)])

@@ -146,6 +146,12 @@ def test_every_command_takes_dtype_and_every_output_records_it(tmp_path):
                             "--what", "heads", "--out", str(tmp_path / "patch")], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "patch" / "patching.json").read_text())["dtype"] == "bfloat16"
+    r = runner.invoke(app, ["compare", "numbers-digits", "numbers-words", "--model", "bundled", "--n", "6",
+                            "--dtype", "bfloat16", "--no-patching", "--circuit", "none", "--bootstrap", "100",
+                            "--permutations", "100", "--out", str(tmp_path / "cmp")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    sides = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert sides["a"]["model_info"]["dtype"] == sides["b"]["model_info"]["dtype"] == "bfloat16"
     for command in (["run", "opposites"], ["patch", "opposites"], ["circuit", "opposites"],
                     ["benchmark", "opposites"], ["compare", "opposites", "--model-b", "bundled-llama"],
                     ["prompt", "A tortoise is old, but a kitten is", "--answer", "young"]):

@@ -36,9 +36,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(small_model, seed_tok, tm
     computed = []
     original = cone_sweeps.ConeSweeper.layer_values
 
-    def counting(self, sweep, l, pos):
+    def counting(self, sweep, l, pos, mask=None):
         computed.append(l)
-        return original(self, sweep, l, pos)
+        return original(self, sweep, l, pos, mask)
 
     monkeypatch.setattr(cone_sweeps.ConeSweeper, "layer_values", counting)
     progress, calls = _stop_after(-1)
