@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from circuitwise.errors import ConfigError
-from circuitwise.models.memory import parse_size
+from circuitwise.sizes import parse_size
 
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
 

@@ -19,9 +19,10 @@ def is_half(dtype: torch.dtype) -> bool:
 
 
 # Two half-precision forwards of one model differ by their rounding, which grows with depth and
-# width (3 eps relative at 4 layers × 256 wide in bfloat16); an engine that computes something else
+# width (in bfloat16, relative to the logit difference: 3 eps at 4 layers × 256 wide, 1.2 eps at
+# GPT-2-small shapes, 7.5 eps at Qwen2.5-0.5B's 24 layers); an engine that computes something else
 # is off by far more. The engines' self-checks allow this many eps in half precision.
-CHECK_EPS_FACTOR = 16.0
+CHECK_EPS_FACTOR = 32.0
 
 
 def tolerance(dtype: torch.dtype, float32_tol: float, eps_factor: float = CHECK_EPS_FACTOR) -> float:
