@@ -37,6 +37,12 @@ class RunConfig(BaseModel):
         "accumulate in float32 either way."
     )
     batch_size: int | None = Field(None, ge=1, description="Prompts per forward pass; default: chosen from the model size.")
+    device_map: Literal["auto", "balanced", "sequential"] | None = Field(
+        None, description="Split the model over the visible devices (TransformerLens's device_map; instead of "
+        "--device). A split model is analysed through the bridge's hooks: exact patching uses the hook engine and "
+        "circuit discovery is skipped, with a note."
+    )
+    n_devices: int | None = Field(None, ge=1, description="Split the model over this many CUDA devices.")
     max_memory: str | None = Field(
         None, description="Memory the run may use (8GB, 500MiB, …): batch sizes are chosen to fit it, and a run "
         "that cannot fit one prompt is refused before any work. Default: the device's free memory (RAM on a CPU) "
@@ -101,6 +107,12 @@ class RunConfig(BaseModel):
     @property
     def max_memory_bytes(self) -> int | None:
         return None if self.max_memory is None else parse_size(self.max_memory)
+
+    @model_validator(mode="after")
+    def _one_placement(self) -> "RunConfig":
+        if self.device is not None and (self.device_map is not None or self.n_devices is not None):
+            raise ValueError("--device and --device-map/--n-devices exclude each other; give one")
+        return self
 
     @model_validator(mode="after")
     def _circuit_options_apply(self) -> "RunConfig":

@@ -112,7 +112,8 @@ def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] =
     if model is None:
         say(f"loading model {config.model}")
         model = load_model(config.model, device=config.device, processing=config.processing, dtype=config.dtype,
-                           max_memory=config.max_memory_bytes)
+                           max_memory=config.max_memory_bytes, device_map=config.device_map,
+                           n_devices=config.n_devices)
         for note in processing_notes(model):
             (notes or (lambda n: say(f"note: {n}")))(note)
     drop = config.drop_invalid if config.drop_invalid is not None else builtin

@@ -32,6 +32,7 @@ import torch
 
 from circuitwise.circuits.forward import GraphModel, check_against_bridge, graph_model, run_graph
 from circuitwise.circuits.graph import Graph
+from circuitwise.models.memory import batch_for
 from circuitwise.errors import ConfigError, TaskError
 from circuitwise.metrics import get_metric
 from circuitwise.tasks.tokenize import TokenizedTask
@@ -198,7 +199,7 @@ def prepare(model: Any, tok: TokenizedTask, metric: str = "logit_diff", *, check
         check_against_bridge(model, gm, first.clean, first.last, first.answers)
     if bs is None:
         per_example = tok.clean.shape[1] * len(gm.graph.senders) * gm.d_model * 4
-        bs = max(1, min(64, int(100e6 // per_example)))
+        bs = batch_for("edges", model, int(tok.clean.shape[1]), max(1, min(64, int(100e6 // per_example))))
     return Prepared(gm, tok, get_metric(metric).fn, metric, bs)
 
 

@@ -74,6 +74,8 @@ def benchmark(
     device: Optional[str] = opts.DEVICE,
     dtype: Optional[str] = opts.DTYPE,
     max_memory: Optional[str] = opts.MAX_MEMORY,
+    device_map: Optional[str] = opts.DEVICE_MAP,
+    n_devices: Optional[int] = opts.N_DEVICES,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward; default from the model size."),
     n: Optional[int] = opts.N,
     seed: Optional[int] = opts.SEED,
@@ -95,7 +97,8 @@ def benchmark(
         raise ConfigError(f"--target must be in (0, 1], got {target} (0.9 is usual).")
     prepare_dir(out)  # a file, or a folder of other files, fails before any work
     with benchmark_folder(out) as folder:  # locked from the start: a second command here is refused
-        m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory)
+        m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory,
+                       device_map, n_devices)
         with progress_bar() as update:
             result = run_benchmark(m, tok, names, target=target, ablation=ablation,  # type: ignore[arg-type]
                                    batch_size=batch_size, progress=update, notes=show_note)

@@ -53,10 +53,12 @@ def progress_bar() -> Iterator[Any]:
 def _load(task: str, model: str, device: Optional[str], n: Optional[int], seed: Optional[int],
           corruption: Optional[str], split: Optional[str], drop_invalid: Optional[bool],
           processing: Optional[bool] = None, dtype: Optional[str] = None, max_memory: Optional[str] = None,
+          device_map: Optional[str] = None, n_devices: Optional[int] = None,
           stages: tuple[Any, ...] = ("edges", "evaluation")) -> tuple[Any, Any]:
     from circuitwise.pipeline import prepare
 
-    cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory, n=n, seed=seed,
+    cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
+                                                   device_map=device_map, n_devices=n_devices, n=n, seed=seed,
                                                    processing=processing,
                                                    corruption=corruption, split=split,
                                                    drop_invalid=drop_invalid).items() if v is not None})
@@ -98,6 +100,8 @@ def circuit(
     device: Optional[str] = opts.DEVICE,
     dtype: Optional[str] = opts.DTYPE,
     max_memory: Optional[str] = opts.MAX_MEMORY,
+    device_map: Optional[str] = opts.DEVICE_MAP,
+    n_devices: Optional[int] = opts.N_DEVICES,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward; default from the model size."),
     n: Optional[int] = opts.N,
     seed: Optional[int] = opts.SEED,
@@ -127,7 +131,8 @@ def circuit(
         format_for(export_eap_ig)  # a wrong suffix fails before any work
     prepare_dir(out)  # a file, or a folder of other files, fails before any work
     with study_folder(out) as folder:  # locked from the start: a second command here is refused
-        m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory)
+        m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory,
+                       device_map, n_devices)
         if export_eap_ig is not None:
             from circuitwise.circuits import graph_of
             from circuitwise.circuits.interop import check_exportable
@@ -174,6 +179,8 @@ def evaluate(
     device: Optional[str] = opts.DEVICE,
     dtype: Optional[str] = opts.DTYPE,
     max_memory: Optional[str] = opts.MAX_MEMORY,
+    device_map: Optional[str] = opts.DEVICE_MAP,
+    n_devices: Optional[int] = opts.N_DEVICES,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts per forward."),
     n: Optional[int] = opts.N,
     seed: Optional[int] = opts.SEED,
@@ -203,7 +210,7 @@ def evaluate(
                           "circuit.json would replace it. Choose another --out, or rename the file.")
     with study_folder(out, source) if out is not None else nullcontext() as folder:
         m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory,
-                      stages=("evaluation",))
+                       device_map, n_devices, stages=("evaluation",))
         if kind == "circuitwise":
             circ = Circuit.from_json(raw, m, source=str(circuit_file))
         else:

@@ -31,6 +31,8 @@ def compare(
     device: Optional[str] = _opt("device", "--device"),
     dtype: Optional[str] = _opt("dtype", "--dtype"),
     max_memory: Optional[str] = _opt("max_memory", "--max-memory"),
+    device_map: Optional[str] = _opt("device_map", "--device-map"),
+    n_devices: Optional[int] = _opt("n_devices", "--n-devices"),
     batch_size: Optional[int] = _opt("batch_size", "--batch-size"),
     n: Optional[int] = _opt("n", "--n"),
     seed: Optional[int] = _opt("seed", "--seed"),
@@ -55,7 +57,7 @@ def compare(
     from circuitwise.errors import ConfigError
 
     given = {k: v for k, v in dict(
-        a=a, b=b, model=model, model_b=model_b, split_a=split_a, split_b=split_b, out=out, device=device, dtype=dtype, max_memory=max_memory,
+        a=a, b=b, model=model, model_b=model_b, split_a=split_a, split_b=split_b, out=out, device=device, dtype=dtype, max_memory=max_memory, device_map=device_map, n_devices=n_devices,
         batch_size=batch_size, n=n, seed=seed, corruption=corruption, processing=processing,
         drop_invalid=drop_invalid, pairing=pairing, alpha=alpha, confidence=confidence, bootstrap=bootstrap,
         permutations=permutations, top_k=top_k, patching=patching,

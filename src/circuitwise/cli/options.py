@@ -13,6 +13,8 @@ from circuitwise.config import RunConfig
 F = RunConfig.model_fields
 
 DEVICE = typer.Option(None, "--device", help=F["device"].description)
+DEVICE_MAP = typer.Option(None, "--device-map", help=F["device_map"].description)
+N_DEVICES = typer.Option(None, "--n-devices", help=F["n_devices"].description)
 MAX_MEMORY = typer.Option(None, "--max-memory", help=F["max_memory"].description)
 DTYPE = typer.Option(None, "--dtype", help=f"{F['dtype'].description} [default: auto]")
 N = typer.Option(None, "--n", help=F["n"].description)

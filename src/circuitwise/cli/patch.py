@@ -24,10 +24,12 @@ F = RunConfig.model_fields
 def _load(task: str, model: Optional[str], device: Optional[str], processing: Optional[bool],
           n: Optional[int], seed: Optional[int], corruption: Optional[str], split: Optional[str],
           drop_invalid: Optional[bool], dtype: Optional[str] = None,
-          max_memory: Optional[str] = None) -> tuple[Any, Any]:
+          max_memory: Optional[str] = None, device_map: Optional[str] = None,
+          n_devices: Optional[int] = None) -> tuple[Any, Any]:
     from circuitwise.pipeline import prepare
 
-    cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory, processing=processing,
+    cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
+                                                   device_map=device_map, n_devices=n_devices, processing=processing,
                                                    n=n, seed=seed, corruption=corruption, split=split,
                                                    drop_invalid=drop_invalid).items() if v is not None})
     # Status goes to stderr, so `--json` output on stdout stays one clean JSON object.
@@ -50,6 +52,8 @@ def patch(
     device: Optional[str] = opts.DEVICE,
     dtype: Optional[str] = opts.DTYPE,
     max_memory: Optional[str] = opts.MAX_MEMORY,
+    device_map: Optional[str] = opts.DEVICE_MAP,
+    n_devices: Optional[int] = opts.N_DEVICES,
     method: str = typer.Option("exact", "--method",
                                help="exact (activation patching), attribution (gradient estimate), or both."),
     direction: str = typer.Option("denoise", "--direction",
@@ -84,7 +88,8 @@ def patch(
     folder = RunFolder(out)
     folder.check()
     with folder:
-        the_model, tok = _load(task, model, device, processing, n, seed, corruption, split, drop_invalid, dtype, max_memory)
+        the_model, tok = _load(task, model, device, processing, n, seed, corruption, split, drop_invalid, dtype, max_memory,
+                               device_map, n_devices)
         opts = dict(metric=metric, normalize=normalize, direction=direction, batch_size=batch_size, align=align)
         results = PatchingFile(circuitwise_version=__version__, task=tok.task.name,
                                model=str(getattr(the_model, "circuitwise_name", model)), dtype=dtype_of(the_model),

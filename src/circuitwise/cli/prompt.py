@@ -78,6 +78,8 @@ def prompt(
     device: Optional[str] = typer.Option(None, help=RunConfig.model_fields["device"].description),
     dtype: Optional[str] = typer.Option(None, "--dtype", help=RunConfig.model_fields["dtype"].description + " [default: auto]"),
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help=RunConfig.model_fields["max_memory"].description),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help=RunConfig.model_fields["device_map"].description),
+    n_devices: Optional[int] = typer.Option(None, "--n-devices", help=RunConfig.model_fields["n_devices"].description),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     no_prepend_space: bool = typer.Option(False, "--no-prepend-space", help="Use the answer exactly as given."),
     processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=RunConfig.model_fields["processing"].description),
@@ -86,7 +88,8 @@ def prompt(
     if processing is None:
         processing = RunConfig.model_fields["processing"].default
     m = load_model(model, device=device, processing=processing, dtype=dtype,
-                   max_memory=None if max_memory is None else _size(max_memory))
+                   max_memory=None if max_memory is None else _size(max_memory), device_map=device_map,
+                   n_devices=n_devices)
     for note in processing_notes(m):
         show_note(note)
     res = test_prompt(m, text, answer, top_k=top_k, prepend_space=not no_prepend_space)

@@ -28,6 +28,8 @@ def run(
     device: Optional[str] = _opt("device", "--device"),
     dtype: Optional[str] = _opt("dtype", "--dtype"),
     max_memory: Optional[str] = opts.MAX_MEMORY,
+    device_map: Optional[str] = opts.DEVICE_MAP,
+    n_devices: Optional[int] = opts.N_DEVICES,
     batch_size: Optional[int] = _opt("batch_size", "--batch-size"),
     top_k: Optional[int] = _opt("top_k", "--top-k"),
     n: Optional[int] = _opt("n", "--n"),
@@ -54,7 +56,8 @@ def run(
     from circuitwise.errors import ConfigError
     from circuitwise.pipeline import run as run_pipeline
 
-    given = {k: v for k, v in dict(task=task, model=model, out=out, device=device, dtype=dtype, max_memory=max_memory, batch_size=batch_size,
+    given = {k: v for k, v in dict(task=task, model=model, out=out, device=device, dtype=dtype, max_memory=max_memory, device_map=device_map,
+                                   n_devices=n_devices, batch_size=batch_size,
                                    top_k=top_k, n=n, seed=seed, corruption=corruption, split=split,
                                    processing=processing, drop_invalid=drop_invalid, attribution=attribution, exhaustive=exhaustive,
                                    align=align,

@@ -31,6 +31,8 @@ class CompareConfig(BaseModel):
     device: str | None = Field(None, description="cpu, cuda[:N] or mps; default: cuda, then mps, then cpu.")
     dtype: DtypeName = Field("auto", description=RunConfig.model_fields["dtype"].description)
     max_memory: str | None = Field(None, description=RunConfig.model_fields["max_memory"].description)
+    device_map: Literal["auto", "balanced", "sequential"] | None = Field(None, description=RunConfig.model_fields["device_map"].description)
+    n_devices: int | None = Field(None, ge=1, description=RunConfig.model_fields["n_devices"].description)
     batch_size: int | None = Field(None, ge=1, description="Prompts per forward pass; default: chosen from the model size.")
     processing: bool = Field(True, description="The seed's weight processing, as far as the architecture allows (as `run`).")
     n: int | None = Field(None, ge=1, description=f"Examples per side: for generated built-in tasks (default {DEFAULT_BUILTIN_N}); for task files, the first n.")
@@ -60,7 +62,8 @@ class CompareConfig(BaseModel):
         """Side A's or B's task and model as a RunConfig (what `run` would study)."""
         task, model, split = ((self.a, self.model, self.split_a) if which == "a"
                               else (self.task_b, self.model_b or self.model, self.split_b))
-        return RunConfig.build(task=task, model=model, split=split, device=self.device, dtype=self.dtype, max_memory=self.max_memory, batch_size=self.batch_size,
+        return RunConfig.build(task=task, model=model, split=split, device=self.device, dtype=self.dtype, max_memory=self.max_memory,
+                               device_map=self.device_map, n_devices=self.n_devices, batch_size=self.batch_size,
                                processing=self.processing, n=self.n, seed=self.seed, corruption=self.corruption,
                                drop_invalid=self.drop_invalid, out=self.out)
 

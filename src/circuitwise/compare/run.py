@@ -35,6 +35,7 @@ from circuitwise.patching.activation import CheckFailedWarning
 from circuitwise.patching.result import DegenerateNormalizationWarning, PatchResult
 from circuitwise.patching.resume import CheckpointWarning
 from circuitwise.models import dtype_of
+from circuitwise.models.memory import batch_for
 from circuitwise.pipeline import processing_json
 from circuitwise.plan import corrupted_view
 from circuitwise.reports.compare import summarize_compare, write_compare_page
@@ -231,7 +232,10 @@ def _stages(config: CompareConfig, folder: RunFolder, tasks: Any, models: Any, s
 
 
 def _baselines(side: Loaded, config: CompareConfig, step: Steps, say: Progress) -> _Study:
-    bs = config.batch_size or default_batch_size(side.model)
+    # One batch size serves every stage of a side: the largest that each of them fits.
+    T = int(side.tok.clean.shape[1])
+    bs = config.batch_size or min(batch_for(st, side.model, T, default_batch_size(side.model))
+                                  for st in ("dla", "patching", "edges", "evaluation"))
     say(f"baseline: side {side.which.upper()} ({side.label}), {len(side.tok)} prompts")
     ld = baseline(side.model, side.tok, batch_size=bs, top_k=1,
                   progress=partial(step, f"baseline ({side.which.upper()})")).logit_diff

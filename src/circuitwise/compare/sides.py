@@ -76,7 +76,7 @@ def load_sides(config: CompareConfig, *, tasks: tuple[Task, Task] | None = None,
     else:
         say(f"loading model {ra.model}")
         ma = load_model(ra.model, device=config.device, processing=config.processing, dtype=ra.dtype,
-                        max_memory=ra.max_memory_bytes)
+                        max_memory=ra.max_memory_bytes, device_map=ra.device_map, n_devices=ra.n_devices)
         for n in processing_notes(ma):
             notes(n)
         if rb.model == ra.model:
@@ -84,7 +84,7 @@ def load_sides(config: CompareConfig, *, tasks: tuple[Task, Task] | None = None,
         else:
             say(f"loading model {rb.model}")
             mb = load_model(rb.model, device=config.device, processing=config.processing, dtype=rb.dtype,
-                            max_memory=rb.max_memory_bytes)
+                            max_memory=rb.max_memory_bytes, device_map=rb.device_map, n_devices=rb.n_devices)
             for n in processing_notes(mb):
                 notes(f"{rb.model}: {n}")
     builtin = (_builtin(ra.task) if tasks is None else False, _builtin(rb.task) if tasks is None else False)

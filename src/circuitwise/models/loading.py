@@ -49,6 +49,7 @@ def pick_device(device: str | None = None) -> str:
     return "cpu"
 
 
+DEVICE_MAPS = ("auto", "balanced", "sequential")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _CONFIG_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16",
                   "torch.float32": "float32", "torch.bfloat16": "bfloat16", "torch.float16": "float16"}
@@ -183,6 +184,8 @@ def load_model(
     trust_remote_code: bool = False,
     dtype: str | None = None,
     max_memory: int | None = None,
+    device_map: str | None = None,
+    n_devices: int | None = None,
 ):
     """Load a model as a TransformerLens ``TransformerBridge`` ready for analysis.
 
@@ -200,6 +203,10 @@ def load_model(
             compute in it and accumulate long sums in float32. ``dtype_of(model)`` names it.
         max_memory: bytes the model and its stages may use (``--max-memory``); default a share of
             the device's free memory. A local checkpoint that cannot fit is refused before loading.
+        device_map: ``auto``, ``balanced`` or ``sequential``: split the model over the visible
+            devices (TransformerLens's ``boot_transformers(device_map=…)``, accelerate), instead of
+            ``device``. ``n_devices``: split over this many CUDA devices. A model that ends up on
+            several devices is analysed through the bridge's hooks (the fast engines run on one).
 
     Raises:
         ModelLoadError: with the fix — an offline Hub, a bad folder, an unsupported architecture.
@@ -208,6 +215,15 @@ def load_model(
 
     target, is_local = resolve_name(name_or_path)
     _quiet_transformers()
+    if device_map is not None and device_map not in DEVICE_MAPS:
+        raise ModelLoadError(f"Unknown --device-map {device_map!r}. Use {', '.join(DEVICE_MAPS)}.")
+    if (device_map is not None or n_devices is not None) and device is not None:
+        raise ModelLoadError("--device and --device-map/--n-devices exclude each other: give --device for one "
+                             "device, or --device-map auto to let the model be split over every visible device.")
+    if n_devices is not None and (n_devices < 1 or n_devices > torch.cuda.device_count()):
+        raise ModelLoadError(f"--n-devices {n_devices} asks for more CUDA devices than the "
+                             f"{torch.cuda.device_count()} visible; use at most that many, or --device-map auto.")
+    split = device_map is not None or n_devices is not None
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev, target, is_local)
     if is_local:
@@ -220,8 +236,10 @@ def load_model(
     try:
         ctx = _hub_offline() if offline else _nullcontext()
         with ctx, torch.inference_mode(False):
+            where = {"device_map": device_map, "n_devices": n_devices} if split else {"device": dev}
             bridge = TransformerBridge.boot_transformers(
-                target, device=dev, dtype=torch_dtype, trust_remote_code=trust_remote_code
+                target, dtype=torch_dtype, trust_remote_code=trust_remote_code,
+                **{k: v for k, v in where.items() if v is not None},
             )
     except ModelLoadError:
         raise
@@ -245,7 +263,8 @@ def load_model(
             log.warning("%s: TransformerLens cannot run this model in %s (%s); loading it in float32 instead.",
                         name_or_path, str(torch_dtype).removeprefix("torch."), failure)
             return load_model(name_or_path, device=device, processing=processing,
-                              trust_remote_code=trust_remote_code, dtype="float32", max_memory=max_memory)
+                              trust_remote_code=trust_remote_code, dtype="float32", max_memory=max_memory,
+                              device_map=device_map, n_devices=n_devices)
     bridge.eval()
     for p in bridge.parameters():
         p.requires_grad_(False)

@@ -197,6 +197,11 @@ class _Unsupported(Exception):
 
 
 def _check(model: Any) -> None:
+    devices = {p.device for p in model.parameters()}
+    if len(devices) > 1:
+        # The engines run every layer on one device; split models go through the bridge's own hooks.
+        raise _Unsupported(f"the model is split over {len(devices)} devices "
+                           f"({', '.join(sorted(str(d) for d in devices))}); the fast engines run on one")
     cfg = model.cfg
     flags = [
         ("attn_only", "the model is attention-only"),

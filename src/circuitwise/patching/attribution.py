@@ -69,7 +69,7 @@ def attribution_sweeps(
     metric_obj = get_metric(metric)
     tok = tokenized(model, task)
     axes = [sweep_axes(model, sw, tok, align) for sw in sweeps]
-    bs = batch_size or auto_batch_size(model, tok)
+    bs = batch_size or auto_batch_size(model, tok, "attribution")
     L = model.cfg.n_layers
     # A pattern's only consumer is z = pattern @ v, so ∂m/∂pattern = ∂m/∂z · vᵀ exactly. Read it
     # that way everywhere: on OPT, GPT-Neo and GPT-J, TL 4.3 fires hook_pattern after Hugging

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from circuitwise.errors import TaskError
+from circuitwise.models.memory import Stage, batch_for
 from circuitwise.patching.positions import Positions, sweep_positions
 from circuitwise.patching.sweeps import Sweep
 from circuitwise.tasks.task import Task
@@ -50,13 +51,14 @@ def head_labels(model: Any, sweep: Sweep) -> list[str]:
     return [str(h) for h in range(model.cfg.n_heads)]
 
 
-def auto_batch_size(model: Any, tok: TokenizedTask) -> int:
-    """Examples per batch so that one batch's cached activations stay around 1 GiB (4 on a GPU)."""
+def auto_batch_size(model: Any, tok: TokenizedTask, stage: Stage = "patching") -> int:
+    """Examples per batch so that one batch's cached activations stay around 1 GiB (4 on a GPU), and
+    never more than the memory plan lets ``stage`` hold beside the model (``--max-memory``)."""
     cfg = model.cfg
     T = int(tok.clean.shape[1])
     per_example = 4 * T * cfg.n_layers * (12 * cfg.d_model + 2 * cfg.n_heads * T)
     budget = (4 << 30) if str(cfg.device).startswith("cuda") else (1 << 30)
-    return int(max(1, min(64, budget // max(per_example, 1))))
+    return batch_for(stage, model, T, int(max(1, min(64, budget // max(per_example, 1)))))
 
 
 __all__ = ["Progress", "auto_batch_size", "head_labels", "sweep_axes", "tokenized"]

@@ -1,0 +1,50 @@
+"""Several devices: TransformerLens's device_map passes through, and a split model is told, not broken."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import circuitwise as cw
+from circuitwise.config import RunConfig
+from circuitwise.errors import ConfigError, ModelLoadError
+from circuitwise.models.weights import supports
+
+
+def test_device_map_on_one_device_gives_the_same_numbers(tmp_path):
+    common = dict(task="opposites", model="bundled", n=12, patching=("heads",))
+    plain = cw.run(RunConfig.build(**common, out=tmp_path / "plain")).results
+    mapped = cw.run(RunConfig.build(**common, device_map="auto", out=tmp_path / "mapped")).results
+    assert mapped.baseline.logit_diff == pytest.approx(plain.baseline.logit_diff, abs=1e-5)
+    assert mapped.patching["heads"].config.engine == plain.patching["heads"].config.engine == "cone"
+    assert mapped.circuit is not None and mapped.circuit.n_edges == plain.circuit.n_edges
+
+
+def test_placement_options_exclude_each_other_before_any_work():
+    with pytest.raises(ConfigError, match="exclude each other"):
+        RunConfig.build(task="opposites", device="cpu", device_map="auto")
+    with pytest.raises(ConfigError, match="device_map"):
+        RunConfig.build(task="opposites", device_map="everywhere")
+    with pytest.raises(ModelLoadError, match="more CUDA devices"):
+        cw.load_model("bundled", n_devices=torch.cuda.device_count() + 1)
+
+
+class _Split:
+    """Stands in for a bridge whose blocks live on two devices (meta: no memory, no GPU needed)."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def parameters(self):
+        yield torch.zeros(1)
+        yield torch.zeros(1, device="meta")
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def test_a_model_split_over_devices_is_left_to_the_hook_engine_with_the_reason():
+    model = cw.load_model("bundled", device="cpu")
+    assert supports(model) is None
+    why = supports(_Split(model))
+    assert why is not None and "split over 2 devices" in why and "meta" in why
