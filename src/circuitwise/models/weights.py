@@ -197,7 +197,8 @@ class _Unsupported(Exception):
 
 
 def _check(model: Any) -> None:
-    devices = {p.device for p in model.parameters()}
+    params = getattr(model, "parameters", None)  # stand-ins that only carry a cfg have none
+    devices = {p.device for p in params()} if callable(params) else set()
     if len(devices) > 1:
         # The engines run every layer on one device; split models go through the bridge's own hooks.
         raise _Unsupported(f"the model is split over {len(devices)} devices "
