@@ -226,7 +226,7 @@ def load_model(
     split = device_map is not None or n_devices is not None
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev, target, is_local)
-    if is_local:
+    if is_local and not split:  # split over devices, one device's free memory says nothing
         _check_fits(target, name_or_path, torch_dtype, dev, max_memory)
     offline = False
     if not is_local and not _hub_reachable():
