@@ -104,8 +104,8 @@ def patched_metrics(
     clean = torch.empty(len(tok))
     corr = torch.empty(len(tok))
     n_batches = -(-len(tok) // batch_size)
-    chunk = stack_budget(gm, min(batch_size, len(tok)), tok.clean.shape[1], budget_bytes=STACK_BYTES)
-    total = n_batches * max(1, -(-todo.shape[0] // chunk))
+    # Progress counts patched variants; each batch stacks as many as fit after its shared prefix.
+    total = n_batches * max(1, todo.shape[0])
     done = 0
     for rows, b in _batches_by_length(tok, batch_size):
         # Only the replacement run's sender outputs are needed; the other run gives its metric.
@@ -129,11 +129,12 @@ def patched_metrics(
         base_m, other_m = (clean, corr) if base == "clean" else (corr, clean)
         patched_u[full_rows[:, None], rows[None]] = base_m[rows][None]
         patched_u[empty_rows[:, None], rows[None]] = other_m[rows][None]
-        for k0 in range(0, todo.shape[0], chunk):
-            keep = g.to_dense(todo[k0 : k0 + chunk].to(gm.dtype), fill=1.0)
+        here = stack_budget(gm, len(rows), x0.shape[1], budget_bytes=STACK_BYTES)  # positions after the prefix
+        for k0 in range(0, todo.shape[0], here):
+            keep = g.to_dense(todo[k0 : k0 + here].to(gm.dtype), fill=1.0)
             run = run_graph(gm, x0, b.last, b.answers, keep=keep, replacement=rep, prefix=prefix)
             patched_u[run_rows[k0 : k0 + keep.shape[0], None], rows[None]] = metric(run.answer_logits).float().cpu()
-            done += 1
+            done += keep.shape[0]
             progress(done, total, what)
         if todo.shape[0] == 0:
             done += 1
