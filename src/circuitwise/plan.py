@@ -11,18 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from circuitwise.errors import ConfigError, TaskError
-from circuitwise.patching.cells import Selection, cell_flops, select_cells
 from circuitwise.config import EXACT_PATCHING_SECONDS
+from circuitwise.errors import ConfigError, TaskError
 from circuitwise.models.cost import nominal_flops, seconds
 from circuitwise.models.memory import Shapes, Stage, budget_of, estimate, fit_batch, human, refuse_unless_fits
 from circuitwise.models.weights import supports
+from circuitwise.patching.cells import Selection, cell_flops, select_cells
 from circuitwise.patching.positions import sweep_positions
 from circuitwise.patching.result import MIN_GAP
 from circuitwise.patching.sweeps import get_sweep
 from circuitwise.tasks.tokenize import TokenizedTask
 
 POSITION_FREE_FALLBACK = "heads"
+CIRCUIT_REL_GAP = 1e-4
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,6 @@ def _duration(secs: float) -> str:
     if secs < 120:
         return f"{secs:.0f} s"
     return f"{secs / 60:.0f} min"
-CIRCUIT_REL_GAP = 1e-4
 
 
 @dataclass(frozen=True)
