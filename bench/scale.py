@@ -68,7 +68,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
-from _measure import MB, error_record, free_memory, measure, release  # noqa: E402
+from _measure import error_record, free_memory, measure, release  # noqa: E402
 
 
 @dataclass(frozen=True)

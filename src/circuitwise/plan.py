@@ -14,12 +14,13 @@ from typing import Any
 from circuitwise.config import EXACT_PATCHING_SECONDS
 from circuitwise.errors import ConfigError, TaskError
 from circuitwise.models.cost import nominal_flops, seconds
-from circuitwise.models.memory import Shapes, Stage, budget_of, estimate, fit_batch, human, refuse_unless_fits
+from circuitwise.models.memory import Shapes, Stage, budget_of, estimate, fit_batch, refuse_unless_fits
 from circuitwise.models.weights import supports
 from circuitwise.patching.cells import Selection, cell_flops, select_cells
 from circuitwise.patching.positions import sweep_positions
 from circuitwise.patching.result import MIN_GAP
 from circuitwise.patching.sweeps import get_sweep
+from circuitwise.sizes import human
 from circuitwise.tasks.tokenize import TokenizedTask
 
 POSITION_FREE_FALLBACK = "heads"
@@ -91,8 +92,8 @@ def plan_resources(config: Any, tok: TokenizedTask, model: Any, prefer: int) -> 
     out = []
     for stage in wanted:
         b = max(1, min(fit_batch(stage, s, T, budget, prefer, device), len(tok)))
-        secs = seconds(stage, s, T, len(tok), str(device), model.W_E.dtype, sweeps=tuple(config.patching),
-                       steps=int(steps or 5), flops=exact if stage == "patching" else None)
+        secs = seconds(stage, s, T, len(tok), str(device), model.W_E.dtype, steps=int(steps or 5),
+                       flops=exact if stage == "patching" else None)
         out.append(StagePlan(stage, b, estimate(stage, s, T, b, device), secs))
     given = getattr(model, "circuitwise_max_memory", None) is not None
     return ResourcePlan(tuple(out), budget, given, str(device), str(model.W_E.dtype).removeprefix("torch."))

@@ -15,6 +15,7 @@ import torch
 from circuitwise.circuits.forward import GraphModel, first_difference, run_graph, shared_prefix
 from circuitwise.circuits.scores import Prepared, Progress, no_progress, sender_outputs, stack_budget
 from circuitwise.errors import ConfigError, DegenerateMetricError
+from circuitwise.models.memory import STACK_BYTES
 from circuitwise.tasks.tokenize import TokenizedTask
 
 Ablation = Literal["corrupted", "mean"]
@@ -57,11 +58,8 @@ def mean_outputs(gm: GraphModel, tok: TokenizedTask, batch_size: int) -> torch.T
     return total / count.clamp_min(1)[None, None, :, None]
 
 
-#: Bytes of sender activations one stacked forward holds. The patched forward is memory-bound
-#: (each receiver's input is a copy of the residual), so a stack that stays near the CPU caches
-#: runs ~2x faster than one of hundreds of MB (bench/evaluation.py); large models, whose
-#: forwards are FLOP-bound, then simply stack one variant at a time.
-STACK_BYTES = 16e6
+# STACK_BYTES (bytes of sender activations one stacked forward holds) lives with the memory plan
+# that counts it (models.memory); this module's name is what tests set.
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ _model_default = RunConfig.model_fields["model"].default
 
 @torch.inference_mode()
 def _size(text: str) -> int:
-    from circuitwise.models.memory import parse_size
+    from circuitwise.sizes import parse_size
 
     try:
         return parse_size(text)

@@ -15,10 +15,8 @@ import torch
 
 from circuitwise.models.memory import Shapes
 
-# The stages' rate against the probe's (a 256-row product): measured at GPT-2-small shapes, 200
-# prompts, two cores — the forwards at about the probe's rate, the cone's many smaller products
-# at about half of it.
-EFFICIENCY = 1.0
+# Measured at GPT-2-small shapes, 200 prompts, two cores: the stages' forwards run at about the
+# probe's rate (a 256-row product), the cone engine's many smaller products at about half of it.
 CONE_EFFICIENCY = 0.45
 # Rates the plan's choices use, so that they do not depend on how busy the machine is when it
 # plans: a laptop CPU's two cores, a GPU.
@@ -35,21 +33,15 @@ def forward_flops(s: Shapes, T: int) -> float:
     return 2.0 * T * (max(body, 0) + s.d_vocab * s.d_model) + 4.0 * s.n_layers * T * T * s.d_model
 
 
-def forwards(stage: str, s: Shapes, T: int, *, sweeps: tuple[str, ...] = (), steps: int = 5) -> float:
-    """The stage's work per prompt, in forward passes of that prompt."""
+def forwards(stage: str, steps: int = 5) -> float:
+    """The stage's work per prompt, in forward passes of that prompt (exact patching counts its cells'
+    FLOPs instead: patching.cells)."""
     if stage == "baseline":
         return 2.0  # clean and corrupted
     if stage == "dla":
         return 1.0
     if stage == "attribution":
         return 2.5  # one forward and backward of the clean and corrupted prompts serves every sweep
-    if stage == "patching":
-        # Each cell recomputes its causal cone: on average a third of the layers × positions.
-        cells = {"resid_pre": s.n_layers * T, "attn_out": s.n_layers * T, "mlp_out": s.n_layers * T,
-                 "heads": s.n_layers * s.n_heads, "heads_by_pos": s.n_layers * s.n_heads * T,
-                 "head_q": s.n_layers * s.n_heads, "head_k": s.n_layers * s.n_kv_heads,
-                 "head_v": s.n_layers * s.n_kv_heads, "head_pattern": s.n_layers * s.n_heads}
-        return 2.0 + sum(cells.get(w, s.n_layers * s.n_heads) for w in sweeps) / 3.0
     if stage == "edges":
         # Sender outputs of both runs, then a forward and a backward per integration point, after the
         # prompts' shared prefix and with the answer columns of the unembedding only (measured: about
@@ -77,14 +69,14 @@ def flop_rate(device: str, dtype: torch.dtype, width: int) -> float:
 
 
 def seconds(stage: str, s: Shapes, T: int, n_prompts: int, device: str, dtype: torch.dtype, *,
-            flops: float | None = None, **kw) -> float:
-    """Estimated seconds of ``stage`` over ``n_prompts`` prompts of ``T`` tokens (or of ``flops``, counted
-    by the stage itself: exact patching's cells)."""
+            steps: int = 5, flops: float | None = None) -> float:
+    """Estimated seconds of ``stage`` over ``n_prompts`` prompts of ``T`` tokens (or of ``flops`` on the
+    cone engine, counted by the stage itself: exact patching's cells)."""
     rate = flop_rate(str(device), dtype, min(s.d_model, 2048))
     if flops is not None:
         return flops / (CONE_EFFICIENCY * rate)
-    return forwards(stage, s, T, **kw) * forward_flops(s, T) * n_prompts / (EFFICIENCY * rate)
+    return forwards(stage, steps) * forward_flops(s, T) * n_prompts / rate
 
 
-__all__ = ["CONE_EFFICIENCY", "EFFICIENCY", "NOMINAL_FLOPS", "flop_rate", "forward_flops", "forwards", "nominal_flops",
+__all__ = ["CONE_EFFICIENCY", "NOMINAL_FLOPS", "flop_rate", "forward_flops", "forwards", "nominal_flops",
            "seconds"]

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import torch
 
-from circuitwise.errors import ModelLoadError
+from circuitwise.errors import MemoryBudgetError, ModelLoadError
 from circuitwise.models.load_errors import boot_error, check_causal, check_local_folder
 from circuitwise.models.processing import Processing, not_requested, plan, record, snapshot
 
@@ -89,7 +89,7 @@ def checkpoint_dtype(target: str, is_local: bool) -> str | None:
 
 def dtype_of(model) -> str:
     """The dtype a model computes in, as a name (``float32``, ``bfloat16``…): what every output records."""
-    return str(getattr(model, "circuitwise_dtype", None) or model.W_E.dtype).removeprefix("torch.")
+    return str(model.W_E.dtype).removeprefix("torch.")
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -220,9 +220,9 @@ def load_model(
     if (device_map is not None or n_devices is not None) and device is not None:
         raise ModelLoadError("--device and --device-map/--n-devices exclude each other: give --device for one "
                              "device, or --device-map auto to let the model be split over every visible device.")
-    if n_devices is not None and (n_devices < 1 or n_devices > torch.cuda.device_count()):
-        raise ModelLoadError(f"--n-devices {n_devices} asks for more CUDA devices than the "
-                             f"{torch.cuda.device_count()} visible; use at most that many, or --device-map auto.")
+    if n_devices is not None and not 1 <= n_devices <= torch.cuda.device_count():
+        raise ModelLoadError(f"--n-devices {n_devices}: {torch.cuda.device_count()} CUDA devices are visible; "
+                             "give 1 to that many, or --device-map auto.")
     split = device_map is not None or n_devices is not None
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev, target, is_local)
@@ -270,7 +270,6 @@ def load_model(
         p.requires_grad_(False)
     # Remembered so results and re-run configs can name what was loaded.
     bridge.circuitwise_name = name_or_path  # type: ignore[attr-defined]
-    bridge.circuitwise_dtype = str(torch_dtype).removeprefix("torch.")  # type: ignore[attr-defined]
     bridge.circuitwise_max_memory = max_memory  # type: ignore[attr-defined]  # models.memory.budget_of
     return bridge
 
@@ -298,8 +297,8 @@ def _process(bridge, name_or_path: str, processing: bool, device: str) -> Proces
 
 def _check_fits(folder: str, name: str, dtype: torch.dtype, device: str, max_memory: int | None) -> None:
     """Refuse, before loading, a model that cannot sit in the budget; warn when loading may peak past it."""
-    from circuitwise.errors import MemoryBudgetError
-    from circuitwise.models.memory import Shapes, default_budget, fixes, human, load_peak, resident
+    from circuitwise.models.memory import Shapes, default_budget, fixes, load_peak, resident
+    from circuitwise.sizes import human
 
     s = Shapes.from_config(folder, dtype)
     if s is None:

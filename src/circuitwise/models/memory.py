@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from circuitwise.sizes import human, parse_size
+from circuitwise.errors import MemoryBudgetError
+from circuitwise.sizes import human
 
 Stage = Literal["baseline", "dla", "patching", "attribution", "edges", "evaluation"]
 STAGES: tuple[Stage, ...] = ("baseline", "dla", "patching", "attribution", "edges", "evaluation")
@@ -93,9 +94,8 @@ class Shapes:
         n_kv = get("num_key_value_heads", default=H) or H
         dh = get("head_dim", default=d // H) or d // H
         gated = get("model_type", default="") not in _PLAIN_MLP
-        tied = bool(get("tie_word_embeddings", default=True))
         per_layer = d * dh * (2 * H + 2 * n_kv) + d * m * (3 if gated else 2) + 4 * d
-        del tied  # processed, the unembedding is a matrix of its own either way
+        # Processed, the unembedding is a matrix of its own, tied in the checkpoint or not.
         n_params = L * per_layer + 2 * V * d + 2 * d
         return cls(L, d, H, n_kv, dh, m, V, gated, n_params, dtype.itemsize)
 
@@ -155,28 +155,27 @@ def _per_example(stage: Stage, s: Shapes, T: int) -> float:
 RUNTIME_BYTES = 200e6
 
 
+# The engines' stack sizes live here, beside what they cost. The cone engine stacks patched
+# variants up to MAX_ROWS residual rows per call (patching.cone); a patched edge-graph forward
+# stacks variants up to STACK_BYTES of sender activations: a stack that stays near the CPU caches
+# runs ~2x faster than one of hundreds of MB (bench/evaluation.py), and large models, whose
+# forwards are FLOP-bound, simply stack one variant at a time (circuits.patch).
+MAX_ROWS = 4096
+STACK_BYTES = 16e6
+
+
 def fixed(stage: Stage, s: Shapes, T: int) -> float:
     """Bytes a stage holds whatever the batch: the engines' copy of the processed weights (read once
     per model, cached), the cone's stacked rows, the evaluations' stacks, float32 read-outs."""
     a = s.dtype_bytes
-    base = 0.0
-    if stage == "patching":
-        base += s.weight_bytes  # models.weights.read_weights: stacked q|k|v
-    if stage in ("edges", "evaluation"):
-        base += 2 * s.weight_bytes  # read_weights, and the edge graph's per-query-head q/k/v layout
     if stage == "dla":
-        base += 4 * s.d_model * s.d_vocab  # the unembedding read out in float32
-    return base + _fixed(stage, s, T, a)
-
-
-def _fixed(stage: Stage, s: Shapes, T: int, a: int) -> float:
-    if stage == "patching":
-        from_rows = 4096 * (12 * s.d_model + 4 * s.mlp_width + 4 * s.n_heads * T)  # cone.MAX_ROWS rows
-        return a * from_rows
-    if stage == "evaluation":
-        return 4 * 16e6  # circuits.patch.STACK_BYTES of stacked variants, and their transients
-    if stage == "edges":
-        return 4.0 * s.n_senders * (3 * s.n_heads + 2) * s.n_layers  # float32 score matrix
+        return 4.0 * s.d_model * s.d_vocab  # the unembedding read out in float32
+    if stage == "patching":  # models.weights.read_weights (stacked q|k|v), and the cone's rows
+        return s.weight_bytes + a * MAX_ROWS * (12 * s.d_model + 4 * s.mlp_width + 4 * s.n_heads * T)
+    if stage == "edges":  # read_weights, the graph's per-query-head q/k/v layout, the float32 scores
+        return 2 * s.weight_bytes + 4.0 * s.n_senders * (3 * s.n_heads + 2) * s.n_layers
+    if stage == "evaluation":  # the same two copies, and the stacked variants with their transients
+        return 2 * s.weight_bytes + 4 * STACK_BYTES
     return 0.0
 
 
@@ -267,8 +266,6 @@ def batch_for(stage: Stage, model: Any, T: int, prefer: int) -> int:
 
 def refuse_unless_fits(stages: tuple[Stage, ...] | list[Stage], model: Any, T: int, *, what: str = "") -> None:
     """Raise MemoryBudgetError, naming the fixes, when one example of ``T`` tokens does not fit a stage."""
-    from circuitwise.errors import MemoryBudgetError
-
     s, budget, device = Shapes.from_model(model), budget_of(model), model.W_E.device
     for stage in stages:
         need = estimate(stage, s, T, 1, device)
@@ -277,7 +274,6 @@ def refuse_unless_fits(stages: tuple[Stage, ...] | list[Stage], model: Any, T: i
                 f"{what or 'This command'} does not fit in {human(budget)}: its {stage} stage needs about "
                 f"{human(need)} for one prompt of {T} tokens (the model holds {human(resident(s, device))}). "
                 + fixes(s))
-    return None
 
 
 def fixes(s: Shapes) -> str:
@@ -313,9 +309,6 @@ def peak_rss() -> int:
     return _rss_status("VmHWM")
 
 
-def with_dtype(s: Shapes, dtype: torch.dtype) -> Shapes:
-    return replace(s, dtype_bytes=dtype.itemsize)
-
-
-__all__ = ["FREE_SHARE", "LOAD_FACTOR", "LOAD_PEAK_FACTOR", "RUNTIME_BYTES", "batch_for", "budget_of", "fixes", "load_peak", "refuse_unless_fits", "resident", "STAGES", "Shapes", "Stage", "available_bytes", "default_budget", "estimate", "fit_batch",
-           "fixed", "human", "parse_size", "peak_rss", "per_example", "reset_peak", "with_dtype"]
+__all__ = ["FREE_SHARE", "LOAD_FACTOR", "LOAD_PEAK_FACTOR", "MAX_ROWS", "RUNTIME_BYTES", "STACK_BYTES", "STAGES", "Shapes",
+           "Stage", "available_bytes", "batch_for", "budget_of", "default_budget", "estimate", "fit_batch", "fixed",
+           "fixes", "load_peak", "peak_rss", "per_example", "refuse_unless_fits", "reset_peak", "resident"]

@@ -44,9 +44,4 @@ def value_bound(dtype: torch.dtype, scale: float) -> float:
     return VALUE_EPS_FACTOR * torch.finfo(dtype).eps * (1.0 + scale)
 
 
-def model_dtype(model) -> torch.dtype:
-    """The dtype a bridge's weights are in (its embedding's)."""
-    return model.W_E.dtype
-
-
-__all__ = ["CHECK_EPS_FACTOR", "HALF", "TOP_EDGES_SHARED", "VALUE_EPS_FACTOR", "is_half", "model_dtype", "tolerance", "value_bound"]
+__all__ = ["CHECK_EPS_FACTOR", "HALF", "TOP_EDGES_SHARED", "VALUE_EPS_FACTOR", "is_half", "tolerance", "value_bound"]

@@ -43,7 +43,6 @@ def cell_flops(what: str, model: Any, tok: TokenizedTask, align: str = "auto") -
     assert tok.corrupted is not None
     differs = (tok.clean != tok.corrupted).cpu()
     T = tok.clean.shape[1]
-    ar = torch.arange(T)
     p0 = torch.where(differs.any(-1), differs.int().argmax(-1), torch.full((len(tok),), T)).double()
     ends = tok.last.cpu().double() + 1  # tokens in each prompt
     per = layer_flops(s)

@@ -15,11 +15,11 @@ from __future__ import annotations
 import torch
 
 from circuitwise.models import kernels as K
+from circuitwise.models.memory import MAX_ROWS
 from circuitwise.models.weights import Weights
 from circuitwise.patching.runs import MetricFn
 
-# Bound the working set of one stacked call: rows of activations.
-MAX_ROWS = 4096
+# MAX_ROWS (models.memory) bounds the working set of one stacked call: rows of activations.
 
 
 class Cone:

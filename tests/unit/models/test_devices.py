@@ -25,7 +25,7 @@ def test_placement_options_exclude_each_other_before_any_work():
         RunConfig.build(task="opposites", device="cpu", device_map="auto")
     with pytest.raises(ConfigError, match="device_map"):
         RunConfig.build(task="opposites", device_map="everywhere")
-    with pytest.raises(ModelLoadError, match="more CUDA devices"):
+    with pytest.raises(ModelLoadError, match="CUDA devices are visible"):
         cw.load_model("bundled", n_devices=torch.cuda.device_count() + 1)
 
 

@@ -14,9 +14,8 @@ import torch
 
 import circuitwise as cw
 from circuitwise.errors import CircuitwiseError, MemoryBudgetError
-from circuitwise.models.memory import (
-    STAGES, Shapes, batch_for, estimate, fit_batch, parse_size, per_example, resident,
-)
+from circuitwise.models.memory import STAGES, Shapes, batch_for, estimate, fit_batch, per_example, resident
+from circuitwise.sizes import parse_size
 from tests.families import FAMILIES
 
 ROOT = Path(__file__).resolve().parents[3]
