@@ -13,6 +13,7 @@ from circuitwise.evaluation import evaluate_circuit
 from circuitwise.models import load_model
 from circuitwise.patching import activation_patching, attribution_patching
 from circuitwise.pipeline import run
+from circuitwise import reports as _reports  # noqa: F401 - imported to register every result's notebook renderer
 from circuitwise.schema import load_results
 from circuitwise.tasks import Example, Task, get_task, tokenize_task
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from jaxtyping import Float, Int
@@ -20,21 +20,47 @@ Tokens = Int[torch.Tensor, "batch pos"]
 AnswerIds = Int[torch.Tensor, "batch 2"]
 
 
-class Shows:
-    """``.show()`` for results with a ``_repr_html_``: in a notebook it displays, elsewhere it opens a browser.
+class Display(Protocol):
+    """What reports/ hands to :func:`register_display`: HTML for a result, and a way to show HTML."""
 
-    The HTML itself is rendered in ``reports/`` (imported when shown, so importing a stage never
-    pulls in the report code).
+    def html(self, result: object) -> str: ...
+
+    def show(self, html: str, name: str) -> object: ...
+
+
+# Filled by reports/ when it is imported (the package's __init__ imports it), so that the result
+# types below reports/ can display without importing it: layers only ever import downwards.
+_display: Display | None = None
+
+
+def register_display(display: Display) -> None:
+    """Make ``display`` render every result's ``_repr_html_`` and ``.show()`` (reports/ calls this)."""
+    global _display
+    _display = display
+
+
+def _registered() -> Display:
+    if _display is None:
+        raise RuntimeError("No display is registered: `import circuitwise` (which registers the report's "
+                           "renderers) before displaying a result.")
+    return _display
+
+
+class Shows:
+    """``_repr_html_`` and ``.show()`` for results: in a notebook it displays, elsewhere it opens a browser.
+
+    The HTML itself is rendered by reports/, which registers its renderers here when imported.
     """
 
-    def _repr_html_(self) -> str:  # pragma: no cover - every subclass defines it
-        raise NotImplementedError
+    # The file name ``.show()`` writes outside a notebook; the class name when None.
+    show_name: ClassVar[str | None] = None
+
+    def _repr_html_(self) -> str:
+        return _registered().html(self)
 
     def show(self) -> None:
         """Display this result with the report's figures (interactive, offline)."""
-        from circuitwise.reports.display import show
-
-        show(self._repr_html_(), type(self).__name__.lower())
+        _registered().show(self._repr_html_(), self.show_name or type(self).__name__.lower())
 
 
 @dataclass(frozen=True)
@@ -97,4 +123,5 @@ def nan_to_none(x: Any) -> Any:
     return x
 
 
-__all__ = ["AnswerIds", "Device", "Float", "Int", "Labelled", "MetricName", "Shows", "Tokens", "nan_to_none"]
+__all__ = ["AnswerIds", "Device", "Display", "Float", "Int", "Labelled", "MetricName", "Shows", "Tokens", "nan_to_none",
+           "register_display"]

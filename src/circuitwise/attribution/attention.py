@@ -19,15 +19,6 @@ class AttentionPatterns(Labelled, Shows):
         return (f"AttentionPatterns({', '.join(self.labels['head'])} on {len(self.labels['src'])} tokens: "
                 f"{''.join(self.labels['src'])[:60]!r})")
 
-    def _repr_html_(self) -> str:
-        from circuitwise.reports.display import attention_html_output
-        from circuitwise.schema.results import Attention
-
-        att = Attention(example=int(self.config.get("example", 0)), tokens=self.labels["src"],
-                        heads=self.labels["head"], patterns=self.values.tolist())
-        return attention_html_output(att, f"Attention of {', '.join(att.heads)}")
-
-
 @torch.inference_mode()
 def attention_patterns(
     model: Any, tok: TokenizedTask, heads: Sequence[tuple[int, int]], *, example: int = 0

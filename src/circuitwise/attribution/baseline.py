@@ -41,12 +41,6 @@ class Baseline(Shows):
         return (f"Baseline({len(self.top_k)} prompts: mean logit diff {float(self.logit_diff.mean()):+.3f}, "
                 f"accuracy {self.accuracy:.0%})")
 
-    def _repr_html_(self) -> str:
-        from circuitwise.reports.display import baseline_section_html
-        from circuitwise.schema.results import BaselineSection
-
-        return baseline_section_html(BaselineSection.model_validate(self.to_json()))
-
     def to_json(self) -> dict[str, Any]:
         ld = self.logit_diff
         return {

@@ -18,7 +18,7 @@ import torch
 from circuitwise.attribution.readout import Nonlinearity, Readout, readout
 from circuitwise.metrics import answer_directions, gather_last
 from circuitwise.tasks.tokenize import TokenizedTask
-from circuitwise.types import Labelled, Shows, nan_to_none
+from circuitwise.types import Labelled, Shows
 
 Target = Literal["logit_diff", "pre_cap_logit_diff"]
 
@@ -73,12 +73,6 @@ class DLA(Shows):
         return (f"DLA({len(self.final_resid)} prompts, {L} layers × {H} heads: final resid "
                 f"{float(self.final_resid.mean()):+.3f} ({closes}); largest head {top} "
                 f"{float(self.heads.values.flatten()[flat]):+.3f})")
-
-    def _repr_html_(self) -> str:
-        from circuitwise.reports.display import dla_section_html
-        from circuitwise.schema.results import DLASection
-
-        return dla_section_html(DLASection.model_validate(nan_to_none(self.to_json())))
 
     def to_json(self) -> dict[str, Any]:
         return {

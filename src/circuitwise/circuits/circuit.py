@@ -65,12 +65,6 @@ class Circuit(Shows):
         return (f"Circuit({self.method or 'circuit'} on {self.task or 'a task'}: {self.n_edges} of "
                 f"{self.graph.n_edges} edges ({self.edge_fraction:.1%}), {len(self.nodes())} nodes)")
 
-    def _repr_html_(self) -> str:
-        from circuitwise.circuits.draw import circuit_figure
-        from circuitwise.reports.display import circuit_output
-
-        return circuit_output(CircuitFile.model_validate(self.to_json()), circuit_figure(self))
-
     @property
     def edge_fraction(self) -> float:
         return self.n_edges / self.graph.n_edges

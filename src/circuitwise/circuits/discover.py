@@ -24,9 +24,6 @@ class Discovery(Shows):
     def __repr__(self) -> str:
         return f"Discovery({self.circuit!r}, scored in {self.scores.seconds:.1f} s)"
 
-    def _repr_html_(self) -> str:
-        return self.circuit._repr_html_()
-
     def to_json(self) -> dict[str, Any]:
         return {"circuit": self.circuit.to_json(), "scores": self.scores.to_json(all_edges=False)}
 

@@ -42,13 +42,6 @@ class CircuitEvaluation(Shows):
             parts.append(f"CPR {self.mib.cpr:.3f}, CMD {self.mib.cmd:.3f}")
         return f"CircuitEvaluation({'; '.join(parts)})"
 
-    def _repr_html_(self) -> str:
-        from circuitwise.evaluation.outputs import summary_lines
-        from circuitwise.reports.display import figures_output
-
-        return figures_output(f"Circuit evaluation ({self.circuit.method or 'circuit'})", self.figures(),
-                              summary_lines(self))
-
     def to_json(self) -> dict[str, Any]:
         return {
             "faithfulness": self.faithfulness.to_json(),

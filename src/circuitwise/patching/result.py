@@ -138,13 +138,6 @@ class PatchResult(Labelled, Shows):
         state = "degenerate gap" if self.degenerate else f"top ({unit}): {top}"
         return f"PatchResult({what} [{shape}]{ends}; {state})"
 
-    def _repr_html_(self) -> str:
-        from circuitwise.reports.display import sweep_section_html
-        from circuitwise.schema.sweeps import Sweep
-
-        return sweep_section_html(str(self.config.get("what", "sweep")),
-                                  Sweep.model_validate(nan_to_none(self.to_json())))
-
     def to_json(self) -> dict[str, Any]:
         out = super().to_json()
         out.update({

@@ -15,19 +15,29 @@ import re
 import tempfile
 import uuid
 import webbrowser
-from functools import lru_cache
+from functools import lru_cache, singledispatch
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import plotly.graph_objects as go
 
-from circuitwise.reports.build import (attention_section_html, baseline_html, dla_html, sections,
-                                       sweep_html)
+from circuitwise.attribution.attention import AttentionPatterns
+from circuitwise.attribution.baseline import Baseline
+from circuitwise.attribution.dla import DLA
+from circuitwise.circuits.circuit import Circuit
+from circuitwise.circuits.discover import Discovery
+from circuitwise.circuits.draw import circuit_figure
+from circuitwise.evaluation.evaluate import CircuitEvaluation
+from circuitwise.evaluation.outputs import summary_lines
+from circuitwise.patching.result import PatchResult
+from circuitwise.reports.build import attention_section_html, baseline_html, dla_html, sections, sweep_html
 from circuitwise.reports.html import CSS, _circuitsvis_js, esc, figure_html, table, uses_circuitsvis
 from circuitwise.schema.circuit import CircuitFile
+from circuitwise.schema.compare import CompareResults
 from circuitwise.schema.patching import PatchingFile
 from circuitwise.schema.results import Attention, BaselineSection, DLASection, RunResults
 from circuitwise.schema.sweeps import Sweep
+from circuitwise.types import nan_to_none, register_display
 
 SCOPE = "cwd"
 
@@ -142,6 +152,66 @@ def compare_output(data: dict) -> str:
     return fragment(page.title, [(h, b) for _, h, b in page.sections], page.subtitle)
 
 
+# ---- the renderer of each result type, registered below reports/ (types.register_display) ----------
+
+@singledispatch
+def html_of(result: object) -> str:
+    """The notebook output of ``result``; one implementation per result type, registered below."""
+    raise TypeError(f"circuitwise has no notebook display for {type(result).__name__}.")
+
+
+@html_of.register
+def _(r: RunResults) -> str:
+    return run_html(r)
+
+
+@html_of.register
+def _(p: PatchingFile) -> str:
+    return patching_file_html(p)
+
+
+@html_of.register
+def _(c: CompareResults) -> str:
+    return compare_output(c.model_dump(mode="json"))
+
+
+@html_of.register
+def _(b: Baseline) -> str:
+    return baseline_section_html(BaselineSection.model_validate(b.to_json()))
+
+
+@html_of.register
+def _(d: DLA) -> str:
+    return dla_section_html(DLASection.model_validate(nan_to_none(d.to_json())))
+
+
+@html_of.register
+def _(a: AttentionPatterns) -> str:
+    att = Attention(example=int(a.config.get("example", 0)), tokens=a.labels["src"], heads=a.labels["head"],
+                    patterns=a.values.tolist())
+    return attention_html_output(att, f"Attention of {', '.join(att.heads)}")
+
+
+@html_of.register
+def _(r: PatchResult) -> str:
+    return sweep_section_html(str(r.config.get("what", "sweep")), Sweep.model_validate(nan_to_none(r.to_json())))
+
+
+@html_of.register
+def _(c: Circuit) -> str:
+    return circuit_output(CircuitFile.model_validate(c.to_json()), circuit_figure(c))
+
+
+@html_of.register
+def _(d: Discovery) -> str:
+    return html_of(d.circuit)
+
+
+@html_of.register
+def _(e: CircuitEvaluation) -> str:
+    return figures_output(f"Circuit evaluation ({e.circuit.method or 'circuit'})", e.figures(), summary_lines(e))
+
+
 # ---- .show() ------------------------------------------------------------------------------------
 
 def show(html: str, name: str = "circuitwise") -> Path | None:
@@ -162,5 +232,17 @@ def show(html: str, name: str = "circuitwise") -> Path | None:
     return path
 
 
+class _Display:
+    """The renderers handed to types.py, through which every result's ``_repr_html_`` and ``.show()`` go."""
+
+    def html(self, result: object) -> str:
+        return html_of(result)
+
+    def show(self, html: str, name: str) -> Any:
+        return show(html, name)
+
+
+register_display(_Display())
+
 __all__ = ["attention_html_output", "baseline_section_html", "circuit_output", "compare_output", "dla_section_html",
-           "figures_output", "fragment", "patching_file_html", "run_html", "show", "sweep_section_html"]
+           "figures_output", "fragment", "html_of", "patching_file_html", "run_html", "show", "sweep_section_html"]

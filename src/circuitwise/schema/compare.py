@@ -9,21 +9,53 @@ torch — the tensors ``Comparison.build`` and ``floats`` take are read through 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from circuitwise.schema.base import FileModel
+from circuitwise.types import Shows
 
 if TYPE_CHECKING:
     import torch
-
-    from circuitwise.compare.stats import Difference
 
 FORMAT = "circuitwise.compare"
 VERSION = 1
 
 Floats = list[float | None]
+
+
+class Tested(Protocol):
+    """What :meth:`Comparison.build` reads of a test's outcome (``compare.stats.Difference`` is one).
+
+    A protocol rather than an import: the schema sits below every stage, compare/ included.
+    """
+
+    # Read-only (properties): a frozen dataclass satisfies them.
+    @property
+    def a(self) -> torch.Tensor: ...
+    @property
+    def b(self) -> torch.Tensor: ...
+    @property
+    def diff(self) -> torch.Tensor: ...
+    @property
+    def a_ci(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+    @property
+    def b_ci(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+    @property
+    def diff_ci(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+    @property
+    def p(self) -> torch.Tensor: ...
+    @property
+    def q(self) -> torch.Tensor | None: ...
+    @property
+    def significant(self) -> torch.Tensor: ...
+    @property
+    def paired(self) -> bool: ...
+    @property
+    def test(self) -> str: ...
+    @property
+    def statistic(self) -> Literal["mean", "ratio"]: ...
 
 
 def floats(x: torch.Tensor) -> Floats:
@@ -79,7 +111,7 @@ class Comparison(_Model):
     corrupted_b: Floats | None = None
 
     @classmethod
-    def build(cls, name: str, axes: list[str], shape: list[int], cells: list[str], d: Difference, *,
+    def build(cls, name: str, axes: list[str], shape: list[int], cells: list[str], d: Tested, *,
               values_a: torch.Tensor, values_b: torch.Tensor, alpha: float, confidence: float,
               min_difference: float, clean: tuple[torch.Tensor, torch.Tensor] | None = None,
               corrupted: tuple[torch.Tensor, torch.Tensor] | None = None) -> "Comparison":
@@ -210,8 +242,10 @@ class Pairing(_Model):
     reason: str
 
 
-class CompareResults(FileModel):
+class CompareResults(FileModel, Shows):
     """A whole comparison: ``cw.compare(...)`` fills one; ``load_compare(path)`` reads one back."""
+
+    show_name: ClassVar[str | None] = "compare"
 
     FORMAT: ClassVar[str] = FORMAT
     VERSION_FIELD: ClassVar[str] = "version"
@@ -245,17 +279,6 @@ class CompareResults(FileModel):
         ld = self.logit_diff
         diff = f"; logit diff A − B {ld.diff[0]:+.3f}" if ld is not None and ld.diff and ld.diff[0] is not None else ""
         return f"CompareResults({self.a.label} vs {self.b.label}, {'paired' if self.pairing.paired else 'unpaired'}{diff})"
-
-    def _repr_html_(self) -> str:
-        # Rendering lives in reports/, which reads this schema: imported when displayed.
-        from circuitwise.reports.display import compare_output
-
-        return compare_output(self.model_dump(mode="json"))
-
-    def show(self) -> None:
-        from circuitwise.reports.display import show
-
-        show(self._repr_html_(), "compare")
 
 
 __all__ = ["FORMAT", "VERSION", "Attention", "CircuitSide", "Circuits", "CompareResults", "Comparison", "CrossCell",

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from circuitwise.schema.base import FileModel, Num, Section
 from circuitwise.schema.sweeps import Sweep
+from circuitwise.types import Shows
 
 FORMAT = "circuitwise.patching"
 VERSION = 1
@@ -19,7 +20,9 @@ class PatchEntry(Section):
     correlation: Num = None
 
 
-class PatchingFile(FileModel):
+class PatchingFile(FileModel, Shows):
+    show_name: ClassVar[str | None] = "patching"
+
     FORMAT: ClassVar[str] = FORMAT
     VERSION: ClassVar[int] = VERSION
     FILENAME: ClassVar[str] = "patching.json"
@@ -39,17 +42,6 @@ class PatchingFile(FileModel):
         if isinstance(data.get("sweeps"), dict) and {"task", "model"} <= data.keys():
             return "an earlier circuitwise (before schema versions)"
         return None
-
-    def _repr_html_(self) -> str:
-        # Rendering lives in reports/, which reads this schema: imported when displayed.
-        from circuitwise.reports.display import patching_file_html
-
-        return patching_file_html(self)
-
-    def show(self) -> None:
-        from circuitwise.reports.display import show
-
-        show(self._repr_html_(), "patching")
 
     def __repr__(self) -> str:
         return f"PatchingFile({self.task} on {self.model}, {self.n_examples} examples; sweeps {', '.join(self.sweeps) or 'none'})"

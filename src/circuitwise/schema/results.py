@@ -13,6 +13,7 @@ from pydantic import Field
 
 from circuitwise.schema.base import FileModel, Num, Open, Section
 from circuitwise.schema.sweeps import RunSweep
+from circuitwise.types import Shows
 
 FORMAT = "circuitwise.results"
 VERSION = 1
@@ -298,8 +299,10 @@ class CircuitSection(Section):
     figures: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-class RunResults(FileModel):
+class RunResults(FileModel, Shows):
     """A whole run: ``cw.load_results(path)`` returns one; ``run(...)`` fills one."""
+
+    show_name: ClassVar[str | None] = "results"
 
     FORMAT: ClassVar[str] = FORMAT
     VERSION: ClassVar[int] = VERSION
@@ -358,18 +361,6 @@ class RunResults(FileModel):
 
     def __repr__(self) -> str:
         return f"RunResults({self.headline()})"
-
-    def _repr_html_(self) -> str:
-        # Rendering lives in reports/, which reads this schema: imported when displayed, not at import.
-        from circuitwise.reports.display import run_html
-
-        return run_html(self)
-
-    def show(self) -> None:
-        """Display the whole study (the report's sections and figures) in the notebook."""
-        from circuitwise.reports.display import show
-
-        show(self._repr_html_(), "results")
 
 
 __all__ = [
