@@ -14,6 +14,7 @@ import torch
 
 from circuitwise.circuits import Discovery, circuit_figure
 from circuitwise.circuits.scores import Progress, no_progress
+from circuitwise.compare.match import match_edges
 from circuitwise.compare.schema import CircuitSide, CrossCell, Overlap, floats
 from circuitwise.evaluation.baselines import RandomBaseline
 from circuitwise.evaluation.curve import random_masks
@@ -24,8 +25,8 @@ LIST_CAP = 200  # edge lists in compare.json beyond this are cut (the circuit fi
 
 
 def same_graph(a: Discovery, b: Discovery) -> bool:
-    ga, gb = a.circuit.graph, b.circuit.graph
-    return (ga.n_layers, ga.n_heads, ga.has_mlp, ga.n_edges) == (gb.n_layers, gb.n_heads, gb.has_mlp, gb.n_edges)
+    """Whether both circuits live on one edge graph, edge i of A being edge i of B (cross-evaluation needs it)."""
+    return a.circuit.graph.edge_names == b.circuit.graph.edge_names
 
 
 def circuit_side(found: Discovery, own: CrossCell, file: str, label: str) -> CircuitSide:
@@ -49,28 +50,34 @@ def _weights(scores: torch.Tensor) -> torch.Tensor:
 
 
 def overlap(a: Discovery, b: Discovery) -> Overlap:
-    """Edge Jaccard (as found, and of the top-k of each at the smaller size), score-weighted overlap, shared core."""
-    ea, eb = a.circuit.edges, b.circuit.edges
-    union = int((ea | eb).sum())
-    jaccard = int((ea & eb).sum()) / union if union else 1.0
+    """Edge Jaccard (as found, and of the top-k of each at the smaller size), score-weighted overlap, shared core.
+
+    Edges are matched by name, so two models with different graphs (other depths, no MLPs) are compared
+    on the edges they share; an edge of one circuit that the other graph lacks counts as not shared.
+    """
+    names_a, names_b = a.circuit.graph.edge_names, b.circuit.graph.edge_names
+    in_a = {names_a[i] for i in a.circuit.edges.nonzero().flatten().tolist()}
+    in_b = {names_b[i] for i in b.circuit.edges.nonzero().flatten().tolist()}
+    union = len(in_a | in_b)
     k = min(a.circuit.n_edges, b.circuit.n_edges)
-    ta = torch.zeros_like(ea)
-    tb = torch.zeros_like(eb)
-    ta[a.scores.ranking("abs")[:k]] = True
-    tb[b.scores.ranking("abs")[:k]] = True
-    u = int((ta | tb).sum())
-    names = a.circuit.graph.edge_names
-    shared = (ea & eb).nonzero().flatten().tolist()
-    key = lambda i: -float(torch.nan_to_num(a.scores.scores[i].abs() + b.scores.scores[i].abs(), nan=0.0))  # noqa: E731
+    top_a = {names_a[i] for i in a.scores.ranking("abs")[:k].tolist()}
+    top_b = {names_b[i] for i in b.scores.ranking("abs")[:k].tolist()}
+    u = len(top_a | top_b)
+    m = match_edges(names_a, names_b)
+    wa, wb = _weights(a.scores.scores), _weights(b.scores.scores)
+    # Σ_e min(w_A, w_B) over shared edges, w = |score| / Σ|score| over each side's whole graph: the share of
+    # attribution both sides put on the same edges.
+    weighted = float(torch.minimum(wa[m.index_a], wb[m.index_b]).sum()) if m.cells else 0.0
+    score_a = {n: float(torch.nan_to_num(a.scores.scores[i].abs(), nan=0.0)) for i, n in enumerate(names_a)}
+    score_b = {n: float(torch.nan_to_num(b.scores.scores[i].abs(), nan=0.0)) for i, n in enumerate(names_b)}
+    shared = sorted(in_a & in_b, key=lambda n: -(score_a[n] + score_b[n]))
     nodes_b = set(b.circuit.nodes())
     return Overlap(
-        jaccard=jaccard, jaccard_equal_size=int((ta & tb).sum()) / u if u else 1.0, equal_size=k,
-        # Σ_e min(w_A, w_B) with w = |score| / Σ|score|: the share of attribution both sides put on the same edges.
-        weighted=float(torch.minimum(_weights(a.scores.scores), _weights(b.scores.scores)).sum()),
-        shared_edges=[names[i] for i in sorted(shared, key=key)[:LIST_CAP]],
+        jaccard=len(in_a & in_b) / union if union else 1.0, jaccard_equal_size=len(top_a & top_b) / u if u else 1.0,
+        equal_size=k, weighted=weighted, shared_edges=shared[:LIST_CAP],
         shared_nodes=[n for n in a.circuit.nodes() if n in nodes_b],
-        only_a=[names[i] for i in (ea & ~eb).nonzero().flatten().tolist()[:LIST_CAP]],
-        only_b=[names[i] for i in (eb & ~ea).nonzero().flatten().tolist()[:LIST_CAP]],
+        only_a=[n for n in names_a if n in in_a and n not in in_b][:LIST_CAP],
+        only_b=[n for n in names_b if n in in_b and n not in in_a][:LIST_CAP],
     )
 
 

@@ -51,10 +51,9 @@ def plan_compare(config: CompareConfig, a: Loaded, b: Loaded, plans: tuple[Plan,
         notes.append("The two models have different layers × heads ({}×{} and {}×{}): the per-head maps and "
                      "the heads patching are shown side by side without a difference, and the circuits are not "
                      "cross-evaluated.".format(*_shape(a.model), *_shape(b.model)))
+    # The lens and the per-layer decomposition are compared over the points both models share (compare.match),
+    # whose note says what is left out.
     same_lens = accumulated_labels(a.model) == accumulated_labels(b.model)
-    if not same_lens and same_heads:
-        notes.append("The two models' logit lens read different points (one has parallel blocks): the lens and "
-                     "the per-layer decomposition are shown side by side without a difference.")
     patching = config.patching and all("heads" in p.sweeps and not p.degenerate for p in plans)
     if config.patching and not patching and all(p.sweeps for p in plans):
         notes.append("The heads patching is shown but not compared: one side's clean–corrupted gap is degenerate.")

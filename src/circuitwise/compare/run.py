@@ -23,6 +23,7 @@ from circuitwise.attribution.dla import DLA, head_label
 from circuitwise.circuits import Discovery, find_circuit, get_method
 from circuitwise.compare import circuits as cc
 from circuitwise.compare.config import CompareConfig
+from circuitwise.compare.match import match_edges, match_labels
 from circuitwise.compare.plan import ComparePlan, plan_compare, plan_side
 from circuitwise.compare.schema import Attention, Circuits, CompareResults, Comparison, Example, Pairing, Side, floats
 from circuitwise.compare.sides import Loaded, load_sides
@@ -167,13 +168,18 @@ def _stages(config: CompareConfig, folder: RunFolder, tasks: Any, models: Any, s
         st.dla = direct_logit_attribution(st.side.model, st.side.tok, batch_size=st.bs)
     da, db = studies[0].dla, studies[1].dla
     assert da is not None and db is not None
-    if plan.same_lens:
-        res.lens = stat("logit_lens", ["point"], [len(da.logit_lens.labels["point"])], da.logit_lens.labels["point"],
-                        da.logit_lens.per_example, db.logit_lens.per_example)
-        res.layers = stat("layers", ["component"], [len(da.layers.labels["component"])],
-                          da.layers.labels["component"], da.layers.per_example, db.layers.per_example)
-    else:
-        res.lens, res.layers = None, None
+    # Only the cells both models have are compared (a rotary model has no pos_embed term, a deeper model more
+    # layers); the rest are named in the notes, shown side by side on the page.
+    La, Lb = int(a.model.cfg.n_layers), int(b.model.cfg.n_layers)
+    for key, axis, what, ra, rb in (("lens", "point", "Logit lens", da.logit_lens, db.logit_lens),
+                                    ("layers", "component", "Per-layer decomposition", da.layers, db.layers)):
+        m = match_labels(list(ra.labels[axis]), list(rb.labels[axis]), La, Lb)
+        note = m.note(what)
+        if note:
+            res.notes.append(note)
+            say(f"note: {note}")
+        setattr(res, key, stat("logit_lens" if key == "lens" else "layers", [axis], [len(m.cells)], m.cells,
+                               ra.per_example[:, m.index_a], rb.per_example[:, m.index_b]) if m.cells else None)
     for side_json, d in ((res.a, da), (res.b, db)):
         side_json.heads_dla = [floats(r) for r in d.heads.values]
         side_json.lens, side_json.lens_labels = floats(d.logit_lens.values), list(d.logit_lens.labels["point"])
@@ -313,6 +319,14 @@ def _circuit_stage(config: CompareConfig, plan: ComparePlan, studies: list[_Stud
                                 f"circuit_{'b' if missing == 'A' else 'a'}.json")
         return
     found = {"a": fa, "b": fb}
+    if not cc.same_graph(fa, fb):
+        m = match_edges(fa.circuit.graph.edge_names, fb.circuit.graph.edge_names)
+        note = (f"Circuits: the two edge graphs differ ({len(m.index_a) + len(m.only_a)} and "
+                f"{len(m.index_b) + len(m.only_b)} edges, {len(m.cells)} shared by name); the overlap is over edge "
+                f"names ({len(m.only_a)} edge(s) exist only in A's graph, {len(m.only_b)} only in B's), and neither "
+                "circuit is evaluated on the other side.")
+        res.notes.append(note)
+        say(f"note: {note}")
     cross = []
     for st in studies:
         say(f"cross-faithfulness on side {st.side.which.upper()}")
@@ -323,7 +337,7 @@ def _circuit_stage(config: CompareConfig, plan: ComparePlan, studies: list[_Stud
     res.circuits = Circuits(
         a=cc.circuit_side(fa, own["a"], "circuit_a.json", studies[0].side.label),
         b=cc.circuit_side(fb, own["b"], "circuit_b.json", studies[1].side.label),
-        overlap=cc.overlap(fa, fb) if cc.same_graph(fa, fb) else None, cross=cross,
+        overlap=cc.overlap(fa, fb), cross=cross,
     )
 
 

@@ -29,11 +29,14 @@ def test_models_of_other_shapes_are_shown_side_by_side_without_a_difference(tmp_
                      patching=False, circuit=None)
     r = out.results
     assert r.pairing.kind == "same-prompts"  # one task on two models: paired
-    assert r.heads is None and r.lens is None and r.logit_diff is not None and r.attention is None
+    assert r.heads is None and r.logit_diff is not None and r.attention is None
     assert len(r.b.heads_dla) == 4 and len(r.a.heads_dla) == 2
     assert any("different layers × heads" in n for n in r.notes)
+    # 2 layers against 4: the lens and the layers are compared by relative depth, and said so
+    assert r.lens is not None and "0_pre ~ 1_pre" in r.lens.cells and "final_post" in r.lens.cells
+    assert any("relative depth" in n for n in r.notes)
     html = build_compare_page(r.model_dump(mode="json")).render()
-    assert "fig-cmp-lens-a" in html and "fig-cmp-layers-b" in html and "fig-cmp-heads-b" in html
+    assert "fig-cmp-lens" in html and "fig-cmp-heads-b" in html
     assert "fig-cmp-heads-diff" not in html
 
 
