@@ -5,7 +5,9 @@ file is there, swaps the two (one atomic ``renameat2(RENAME_EXCHANGE)`` on Linux
 elsewhere). So ``<name>`` only ever holds a previous complete result or the new one. A failed or
 interrupted command leaves ``<name>`` untouched and its finished work (patching checkpoints) in
 the partial folder, which the next run of the same command resumes from. ``.<name>.lock`` beside
-them lets one process at a time write there; a second one is refused with a clear message.
+them (a ``filelock`` lock, so it works on Windows too) lets one process at a time write there; a
+second one is refused with a clear message naming the holder's pid, kept in ``.<name>.lock.pid``
+while the lock is held.
 Files of other circuitwise commands in the folder (a ``patch`` next to a ``run``) are carried
 over into the new version as hard links, so they are kept without being copied.
 """
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -22,6 +23,8 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Iterable
+
+from filelock import FileLock, Timeout
 
 from circuitwise.errors import CircuitwiseError, ConfigError, FolderBusyError, Interrupted, OutputError
 from circuitwise.types import nan_to_none
@@ -35,13 +38,15 @@ OURS = frozenset({"report.html", "results.json", "config.yaml", "circuit.json", 
 CHECKPOINTS = ".patching"
 MAX_FOREIGN_FILES = 10
 # OSErrors that mean "cannot write here"; others inside a run are bugs and keep their traceback.
-WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
+# Windows has no EDQUOT: a quota there reads as a full disk.
+EDQUOT = getattr(errno, "EDQUOT", errno.ENOSPC)
+WRITE_ERRNOS = frozenset({errno.ENOSPC, EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
 
 
 def output_error(e: OSError, path: Path | str, doing: str = "write") -> OutputError:
     """An OSError while writing ``path`` as a CircuitwiseError that says what to do."""
     code = e.errno
-    if code in (errno.ENOSPC, errno.EDQUOT):
+    if code in (errno.ENOSPC, EDQUOT):
         fix = "The disk (or quota) is full: free some space, or choose --out on another disk."
     elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
         fix = "It is not writable by you: choose a folder you can write to with --out."
@@ -62,9 +67,9 @@ def atomic_write_text(path: Path, text: str | bytes) -> Path:
     tmp_name = None
     try:
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are as readable as any file
         with os.fdopen(fd, "wb") as f:
             f.write(text.encode("utf-8") if isinstance(text, str) else text)
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; results are as readable as any file
         os.replace(tmp_name, path)
     except OSError as e:
         if tmp_name is not None:
@@ -97,7 +102,10 @@ class RunFolder:
         self.replaces = frozenset(replaces)
         self.staging = self.out.parent / f".{self.out.name}.partial"
         self.lock_path = self.out.parent / f".{self.out.name}.lock"
-        self._lock: int | None = None
+        # The holder's pid sits beside the lock, not in it: filelock may truncate the lock file
+        # when another process tries it, and Windows forbids reading a locked file.
+        self.pid_path = self.out.parent / f".{self.out.name}.lock.pid"
+        self._lock: FileLock | None = None
         self._staged = False
         self.committed = False
 
@@ -105,23 +113,28 @@ class RunFolder:
 
     def __enter__(self) -> "RunFolder":
         self.check()
+        lock = FileLock(self.lock_path, timeout=0)
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
-            self._lock = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            lock.acquire()
+        except Timeout:
+            self._check_writable()  # filelock reads a lock file it cannot create as one held by another
+            try:
+                holder = self.pid_path.read_text(encoding="utf-8").strip()
+            except OSError:
+                holder = ""
+            raise FolderBusyError(
+                f"Another circuitwise command (pid {holder or 'unknown'}) is writing to {self.out}. Wait for it "
+                "to finish, or give this one another --out folder.") from None
         except OSError as e:
             # The lock and the staging folder live beside --out, so its parent must be writable too.
             raise output_error(e, self.lock_path, "create") from None
+        self._lock = lock
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(self._lock, 32, 0).decode(errors="replace").strip() or "another process"
-            os.close(self._lock)
-            self._lock = None
-            raise FolderBusyError(
-                f"Another circuitwise command (pid {holder}) is writing to {self.out}. Wait for it to finish, "
-                "or give this one another --out folder.") from None
-        os.ftruncate(self._lock, 0)
-        os.pwrite(self._lock, str(os.getpid()).encode(), 0)
+            self.pid_path.write_text(str(os.getpid()), encoding="utf-8")
+        except OSError as e:
+            self._unlock()
+            raise output_error(e, self.pid_path, "create") from None
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
@@ -150,9 +163,19 @@ class RunFolder:
                     "from it.")
         return before
 
+    def _check_writable(self) -> None:
+        try:
+            fd, name = tempfile.mkstemp(dir=self.out.parent, prefix=f".{self.out.name}.", suffix=".tmp")
+            os.close(fd)
+            os.unlink(name)
+        except OSError as e:
+            # The lock and the staging folder live beside --out, so its parent must be writable too.
+            raise output_error(e, self.lock_path, "create") from None
+
     def _unlock(self) -> None:
         if self._lock is not None:
-            os.close(self._lock)  # closing releases the flock
+            self.pid_path.unlink(missing_ok=True)  # before the release: a new holder writes its own
+            self._lock.release(force=True)
             self._lock = None
 
     # ---- checks -----------------------------------------------------------------------------
@@ -269,7 +292,7 @@ def _exchange(a: Path, b: Path) -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         fn = libc.renameat2
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows has no process-wide CDLL(None)
         return False
     at_fdcwd, rename_exchange = -100, 2
     if fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0:
