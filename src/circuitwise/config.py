@@ -21,6 +21,49 @@ EXACT_PATCHING_SECONDS = 40.0
 # Generated built-in tasks hold thousands of examples; a run uses this many unless --n says otherwise.
 DEFAULT_BUILTIN_N = 200
 
+# A target faithfulness is a share of the clean–corrupted gap that the circuit restores; selection
+# (circuits.select.select_target) grows a circuit towards it and accepts (0, 1], so every config does too.
+TARGET_RANGE = "(0, 1]"
+DEFAULT_TARGET = 0.9
+
+# The methods whose `steps` option is the number of integration points (edge pruning's are training steps).
+IG_METHODS = ("eap-ig", "eap-ig-activations")
+
+
+def check_target(value: float) -> float:
+    """``value`` if it is a usable target faithfulness, else a ValueError that names the valid range."""
+    if not 0 < value <= 1:
+        raise ValueError(f"must be in {TARGET_RANGE} (the share of the clean–corrupted gap the circuit "
+                         f"restores; {DEFAULT_TARGET} is usual), got {value}")
+    return value
+
+
+def circuit_method_options(circuit: str | None, circuit_options: dict[str, Any], ig_steps: int | None) -> Any:
+    """The circuit method's options object (None without a circuit stage), or a ConfigError before any work.
+
+    Only the options the method declares are passed (its options dataclass in circuits.registry); an
+    option that does not apply to the method — ig_steps for eap or edge-pruning, whose ``steps`` are
+    training steps — is refused, never passed on or swallowed.
+    """
+    from circuitwise.circuits.methods import get_method
+
+    extra = {} if ig_steps is None else {"steps": ig_steps}
+    if not circuit:
+        if circuit_options or extra:
+            raise ConfigError("circuit_options / ig_steps are set but no circuit method is; name one "
+                              "(circuit: eap-ig) or drop them.")
+        return None
+    if extra and "steps" in circuit_options and circuit_options["steps"] != ig_steps:
+        raise ConfigError(f"ig_steps ({ig_steps}) and circuit_options steps ({circuit_options['steps']}) "
+                          "disagree; give one of them.")
+    method = get_method(circuit)
+    if extra and method.name not in IG_METHODS:
+        raise ConfigError(f"ig_steps applies to the integrated-gradient methods ({', '.join(IG_METHODS)}), not "
+                          f"{circuit}; drop --ig-steps (a config.yaml from circuitwise 0.1 carries ig_steps: 5 — delete "
+                          "that line).")
+    return method.options(circuit_options, **extra)
+
+
 
 class RunConfig(BaseModel):
     """Everything `circuitwise run` needs. Field descriptions are the CLI's help texts."""
@@ -86,8 +129,8 @@ class RunConfig(BaseModel):
         "{steps: N, quadrature: right|left|midpoint|trapezoid}; exact {direction: noise|denoise}."
     )
     circuit_target: float = Field(
-        0.9, gt=0, le=1.5, description="Grow the circuit until it reaches this faithfulness (share of the "
-        "clean–corrupted logit-difference gap it restores)."
+        DEFAULT_TARGET, description=f"Grow the circuit until it reaches this faithfulness, in {TARGET_RANGE} "
+        "(share of the clean–corrupted logit-difference gap it restores)."
     )
     ig_steps: int | None = Field(None, ge=1, le=100, description="Integration steps of EAP-IG and EAP-IG-activations "
                                  "(default 5; the same as circuit_options steps).")
@@ -96,6 +139,11 @@ class RunConfig(BaseModel):
         description="Drop (and count) examples unusable with this tokenizer instead of stopping. "
         "Default: on for built-in tasks, off for task files.",
     )
+
+    @field_validator("circuit_target")
+    @classmethod
+    def _a_target(cls, v: float) -> float:
+        return check_target(v)
 
     @field_validator("max_memory")
     @classmethod
@@ -121,22 +169,7 @@ class RunConfig(BaseModel):
 
     def method_options(self) -> Any:
         """The circuit method's options object (None without a circuit stage)."""
-        from circuitwise.circuits.methods import get_method
-
-        extra = {} if self.ig_steps is None else {"steps": self.ig_steps}
-        if not self.circuit:
-            if self.circuit_options or extra:
-                raise ConfigError("circuit_options / ig_steps are set but no circuit method is; name one "
-                                  "(circuit: eap-ig) or drop them.")
-            return None
-        if extra and "steps" in self.circuit_options and self.circuit_options["steps"] != self.ig_steps:
-            raise ConfigError(f"ig_steps ({self.ig_steps}) and circuit_options steps ({self.circuit_options['steps']}) "
-                              "disagree; give one of them.")
-        method = get_method(self.circuit)
-        if extra and method.name not in ("eap-ig", "eap-ig-activations"):  # edge pruning's steps are training
-            raise ConfigError(f"ig_steps applies to the integrated-gradient methods, not {self.circuit}; drop it "
-                              "(a config.yaml from circuitwise 0.1 carries ig_steps: 5 — delete that line).")
-        return method.options(self.circuit_options, **extra)
+        return circuit_method_options(self.circuit, self.circuit_options, self.ig_steps)
 
     def task_options(self, builtin: bool) -> dict[str, Any]:
         opts: dict[str, Any] = {"seed": self.seed}
@@ -163,10 +196,13 @@ class RunConfig(BaseModel):
         try:
             return cls(**kwargs)
         except ValidationError as e:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in e.errors()
-            )
-            raise ConfigError(f"Invalid run configuration: {problems}. See `circuitwise run --help`.") from None
+            raise ConfigError(f"Invalid run configuration: {problems_of(e)}. See `circuitwise run --help`.") from None
+
+
+def problems_of(e: ValidationError) -> str:
+    """A validation failure as 'option: what is wrong' clauses (pydantic's 'Value error, ' prefix dropped)."""
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg'].removeprefix('Value error, ')}"
+                     for err in e.errors())
 
 
 def read_yaml_mapping(path: Path, fix: str) -> dict[str, Any]:
@@ -200,4 +236,6 @@ def default_batch_size(model: Any) -> int:
     return max(1, min(64, int(2_000_000 / max(d, 1))))
 
 
-__all__ = ["DEFAULT_BUILTIN_N", "EXACT_PATCHING_SECONDS", "DtypeName", "RunConfig", "default_batch_size", "read_yaml_mapping"]
+__all__ = ["DEFAULT_BUILTIN_N", "DEFAULT_TARGET", "EXACT_PATCHING_SECONDS", "IG_METHODS", "TARGET_RANGE", "DtypeName",
+           "RunConfig", "check_target", "circuit_method_options", "default_batch_size", "problems_of",
+           "read_yaml_mapping"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -49,10 +49,13 @@ def compare(
     circuit: Optional[str] = _opt("circuit", "--circuit"),
     circuit_target: Optional[float] = _opt("circuit_target", "--circuit-target"),
     ig_steps: Optional[int] = _opt("ig_steps", "--ig-steps"),
+    circuit_option: Optional[List[str]] = typer.Option(
+        None, "--circuit-option", help=f"{F['circuit_options'].description} As KEY=VALUE; repeat for several."),
     random_circuits: Optional[int] = _opt("random_circuits", "--random-circuits"),
     config: Optional[Path] = typer.Option(None, "--config", help="Re-run from a config.yaml written by an earlier compare; other options override it."),
 ) -> None:
     """Compare two studies side by side, each difference with its confidence interval and test: compare.html + compare.json."""
+    from circuitwise.cli.circuit import parse_options
     from circuitwise.compare import compare as run_compare
     from circuitwise.errors import ConfigError
 
@@ -63,6 +66,7 @@ def compare(
         permutations=permutations, top_k=top_k, patching=patching,
         circuit=None if circuit is None else ("" if circuit == "none" else circuit),
         circuit_target=circuit_target, ig_steps=ig_steps, random_circuits=random_circuits,
+        circuit_options=None if circuit_option is None else parse_options(circuit_option),
     ).items() if v is not None}
     base = CompareConfig.from_yaml(config).model_dump() if config else {}
     if "a" not in given and "a" not in base:

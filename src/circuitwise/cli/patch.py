@@ -74,6 +74,7 @@ def patch(
     """Activation patching sweeps (exact, fast) and attribution patching, resumable: OUT/patching.json."""
     from circuitwise import __version__
     from circuitwise.errors import ConfigError
+    from circuitwise.metrics import get_metric
     from circuitwise.models import dtype_of
     from circuitwise.patching.sweeps import check_direction, get_sweep
     from circuitwise.runfolder import RunFolder
@@ -85,6 +86,7 @@ def patch(
     for w in what:
         get_sweep(w)
     check_direction(direction)
+    get_metric(metric)  # a metric the sweeps cannot compute is refused here, before the model is loaded
     folder = RunFolder(out)
     folder.check()
     with folder:

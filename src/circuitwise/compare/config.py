@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from circuitwise.config import DEFAULT_BUILTIN_N, DtypeName, RunConfig, read_yaml_mapping
+from circuitwise.config import (DEFAULT_BUILTIN_N, DEFAULT_TARGET, TARGET_RANGE, DtypeName, RunConfig, check_target,
+                                circuit_method_options, problems_of, read_yaml_mapping)
 from circuitwise.errors import ConfigError
 
 
@@ -50,9 +51,26 @@ class CompareConfig(BaseModel):
     top_k: int = Field(3, ge=1, le=20, description="How many of the heads that differ most to show with their attention.")
     patching: bool = Field(True, description="Run the 'heads' activation-patching sweep on each side and compare it.")
     circuit: str | None = Field("eap-ig", description="Circuit discovery method on each side (eap-ig, eap, exact), or none to skip circuits.")
-    circuit_target: float = Field(0.9, gt=0, le=1.5, description="Grow each circuit until it reaches this faithfulness.")
-    ig_steps: int = Field(5, ge=1, le=100, description="Integration steps of EAP-IG.")
+    circuit_options: dict[str, Any] = Field(default_factory=dict,
+                                            description=RunConfig.model_fields["circuit_options"].description)
+    circuit_target: float = Field(DEFAULT_TARGET, description="Grow each circuit until it reaches this faithfulness, "
+                                  f"in {TARGET_RANGE}.")
+    ig_steps: int | None = Field(None, ge=1, le=100, description=RunConfig.model_fields["ig_steps"].description)
     random_circuits: int = Field(20, ge=1, le=1000, description="Random circuits of each circuit's size, on each side (the baseline of cross-faithfulness).")
+
+    @field_validator("circuit_target")
+    @classmethod
+    def _a_target(cls, v: float) -> float:
+        return check_target(v)
+
+    @model_validator(mode="after")
+    def _circuit_options_apply(self) -> "CompareConfig":
+        self.method_options()  # an option the method does not have fails here, before any model is loaded
+        return self
+
+    def method_options(self) -> Any:
+        """The circuit method's options object, with only the options it declares (None without circuits)."""
+        return circuit_method_options(self.circuit, self.circuit_options, self.ig_steps)
 
     @property
     def task_b(self) -> str:
@@ -82,10 +100,8 @@ class CompareConfig(BaseModel):
         try:
             return cls(**kwargs)
         except ValidationError as e:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in e.errors()
-            )
-            raise ConfigError(f"Invalid compare configuration: {problems}. See `circuitwise compare --help`.") from None
+            raise ConfigError(f"Invalid compare configuration: {problems_of(e)}. "
+                              "See `circuitwise compare --help`.") from None
 
 
 __all__ = ["CompareConfig"]

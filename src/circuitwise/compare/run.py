@@ -20,7 +20,7 @@ import torch
 
 from circuitwise.attribution import attention_patterns, baseline, direct_logit_attribution
 from circuitwise.attribution.dla import DLA, head_label
-from circuitwise.circuits import Discovery, find_circuit, get_method
+from circuitwise.circuits import Discovery, find_circuit
 from circuitwise.compare import circuits as cc
 from circuitwise.compare.config import CompareConfig
 from circuitwise.compare.match import match_edges, match_labels
@@ -129,8 +129,6 @@ def compare(a: CompareConfig | str | Path | Task | None = None, b: str | Path | 
     tell = notes or (lambda n: say(f"note: {n}"))
     folder = RunFolder(config.out, replaces=COMPARE_FILES)
     folder.check()
-    if config.circuit:
-        get_method(config.circuit)  # an unknown method fails here, before any work
     with folder:
         results = _stages(config, folder, tasks, models, say, tell, step)
         folder.commit()
@@ -308,7 +306,7 @@ def _circuit_stage(config: CompareConfig, plan: ComparePlan, studies: list[_Stud
     for st, method in zip(studies, plan.circuit):
         if method:
             say(f"circuit discovery ({method}): side {st.side.which.upper()}")
-            st.found = find_circuit(st.side.model, st.side.tok, method=method, steps=config.ig_steps,
+            st.found = find_circuit(st.side.model, st.side.tok, method=method, options=config.method_options(),
                                     target=config.circuit_target, batch_size=st.bs, progress=progress)
             folder.write_json(f"circuit_{st.side.which}.json", st.found.circuit.to_json())
     fa, fb = studies[0].found, studies[1].found
