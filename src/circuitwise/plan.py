@@ -229,5 +229,21 @@ def corrupted_view(tok: TokenizedTask) -> TokenizedTask:
     return replace(tok, clean=tok.corrupted)
 
 
-__all__ = ["Plan", "ResourcePlan", "StagePlan", "choose_exact_cells", "corrupted_view", "exact_patching_flops",
-           "plan_resources", "plan_run"]
+def check_options(config: Any, *, sweeps_flag: str = "--patch") -> None:
+    """Refuse, before any model is loaded, what the options alone decide cannot work.
+
+    The messages name the flags of the command in hand (``sweeps_flag``: run's ``--patch``), not
+    those of the command whose registry raised them first (patch's ``--what``).
+    """
+    from circuitwise.patching.sweeps import SWEEPS
+
+    unknown = [w for w in getattr(config, "patching", ()) if w not in SWEEPS]
+    if unknown:
+        raise ConfigError(f"Unknown patching sweep {unknown[0]!r}. Choose one of: {', '.join(SWEEPS)} "
+                          f"({sweeps_flag} NAME, repeatable; {sweeps_flag} none skips patching).")
+    if hasattr(config, "method_options"):
+        config.method_options()  # an option the circuit method does not declare
+
+
+__all__ = ["Plan", "ResourcePlan", "StagePlan", "check_options", "choose_exact_cells", "corrupted_view",
+           "exact_patching_flops", "plan_resources", "plan_run"]

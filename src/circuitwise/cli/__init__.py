@@ -23,9 +23,28 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Sub-commands' contexts inherit these, so `-h` works on every command and sub-command.
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    # Plain (click) help: rich's option tables spend half of 80 columns on flag columns and cut the help
+    # texts into one-word lines; click's wraps each help text under its flag and reads at any width.
+    rich_markup_mode=None,
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from circuitwise import __version__
+
+        typer.echo(f"circuitwise {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _app(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                      help="Print circuitwise's version and exit.")) -> None:
+    """Find, test and explain the circuits behind a language model's answer."""
 
 
 def show_note(note: str) -> None:

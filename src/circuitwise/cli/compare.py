@@ -8,6 +8,7 @@ from typing import Any, List, Optional
 import typer
 
 from circuitwise.cli import app, console, show_note
+from circuitwise.cli import options as opts
 from circuitwise.cli.progress import Bars
 from circuitwise.compare.config import CompareConfig
 
@@ -16,7 +17,7 @@ F = CompareConfig.model_fields
 
 def _opt(name: str, *flags: str, **kw: Any) -> Any:
     """A typer option whose default and help come from CompareConfig (None = not given)."""
-    return typer.Option(None, *flags, help=f"{F[name].description} [default: {F[name].default}]", **kw)
+    return opts.config_option(F, name, *flags, **kw)
 
 
 @app.command()
@@ -37,22 +38,22 @@ def compare(
     n: Optional[int] = _opt("n", "--n"),
     seed: Optional[int] = _opt("seed", "--seed"),
     corruption: Optional[str] = _opt("corruption", "--corruption"),
-    processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=F["processing"].description),
-    drop_invalid: Optional[bool] = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description),
+    processing: Optional[bool] = _opt("processing", "--processing/--no-processing"),
+    drop_invalid: Optional[bool] = _opt("drop_invalid", "--drop-invalid/--strict"),
     pairing: Optional[str] = _opt("pairing", "--pairing"),
     alpha: Optional[float] = _opt("alpha", "--alpha"),
     confidence: Optional[float] = _opt("confidence", "--confidence"),
     bootstrap: Optional[int] = _opt("bootstrap", "--bootstrap"),
     permutations: Optional[int] = _opt("permutations", "--permutations"),
     top_k: Optional[int] = _opt("top_k", "--top-k"),
-    patching: Optional[bool] = typer.Option(None, "--patching/--no-patching", help=F["patching"].description),
+    patching: Optional[bool] = _opt("patching", "--patching/--no-patching"),
     circuit: Optional[str] = _opt("circuit", "--circuit"),
     circuit_target: Optional[float] = _opt("circuit_target", "--circuit-target"),
     ig_steps: Optional[int] = _opt("ig_steps", "--ig-steps"),
-    circuit_option: Optional[List[str]] = typer.Option(
-        None, "--circuit-option", help=f"{F['circuit_options'].description} As KEY=VALUE; repeat for several."),
+    circuit_option: Optional[List[str]] = _opt("circuit_options", "--circuit-option",
+                                               extra="As KEY=VALUE; repeat for several.", metavar="KEY=VALUE"),
     random_circuits: Optional[int] = _opt("random_circuits", "--random-circuits"),
-    config: Optional[Path] = typer.Option(None, "--config", help="Re-run from a config.yaml written by an earlier compare; other options override it."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Re-run from a config.yaml written by an earlier compare; other options override it. [default: none]"),
 ) -> None:
     """Compare two studies side by side, each difference with its confidence interval and test: compare.html + compare.json."""
     from circuitwise.cli.circuit import parse_options

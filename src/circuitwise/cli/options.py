@@ -1,25 +1,58 @@
 """The task and model options every command that loads a task shares, defined once.
 
 Help texts come from :class:`~circuitwise.config.RunConfig`'s fields, so ``run``'s config file and
-each command's flags describe an option in the same words. ``None`` means "not given".
+each command's flags describe an option in the same words, and every help text ends with the
+option's default (taken from the config, the single home of defaults). ``None`` as a typer default
+means "not given": the config's default applies.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from pydantic.fields import FieldInfo
 
 from circuitwise.config import RunConfig
 
 F = RunConfig.model_fields
 
-DEVICE = typer.Option(None, "--device", help=F["device"].description)
-DEVICE_MAP = typer.Option(None, "--device-map", help=F["device_map"].description)
-N_DEVICES = typer.Option(None, "--n-devices", help=F["n_devices"].description)
-MAX_MEMORY = typer.Option(None, "--max-memory", help=F["max_memory"].description)
-DTYPE = typer.Option(None, "--dtype", help=f"{F['dtype'].description} [default: auto]")
-N = typer.Option(None, "--n", help=F["n"].description)
-SEED = typer.Option(None, "--seed", help=F["seed"].description)
-CORRUPTION = typer.Option(None, "--corruption", help=F["corruption"].description)
-SPLIT = typer.Option(None, "--split", help=F["split"].description)
-DROP_INVALID = typer.Option(None, "--drop-invalid/--strict", help=F["drop_invalid"].description)
-PROCESSING = typer.Option(None, "--processing/--no-processing", help=F["processing"].description)
+
+def default_text(value: Any) -> str:
+    """A default as `--help` shows it: on/off for switches, a list comma-separated, 'none' for unset."""
+    if value is None or value == {} or value == ():
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (tuple, list)):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def with_default(text: str, default: Any) -> str:
+    """``text`` ending with its default, unless it already says what the default is."""
+    return text if "default" in text.lower() else f"{text} [default: {default_text(default)}]"
+
+
+def field_help(field: FieldInfo, extra: str = "") -> str:
+    """A config field's description (plus ``extra``) with the field's default."""
+    text = f"{field.description} {extra}".strip()
+    return with_default(text, field.get_default(call_default_factory=True))
+
+
+def config_option(fields: dict[str, FieldInfo], name: str, *flags: str, extra: str = "", **kw: Any) -> Any:
+    """A typer option whose help and default come from a config field (None = not given)."""
+    return typer.Option(None, *flags, help=field_help(fields[name], extra), show_default=False, **kw)
+
+
+DEVICE = config_option(F, "device", "--device")
+DEVICE_MAP = config_option(F, "device_map", "--device-map")
+N_DEVICES = config_option(F, "n_devices", "--n-devices")
+MAX_MEMORY = config_option(F, "max_memory", "--max-memory")
+DTYPE = config_option(F, "dtype", "--dtype")
+N = config_option(F, "n", "--n")
+SEED = config_option(F, "seed", "--seed")
+CORRUPTION = config_option(F, "corruption", "--corruption")
+SPLIT = config_option(F, "split", "--split")
+DROP_INVALID = config_option(F, "drop_invalid", "--drop-invalid/--strict")
+PROCESSING = config_option(F, "processing", "--processing/--no-processing")

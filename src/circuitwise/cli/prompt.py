@@ -9,6 +9,7 @@ import torch
 import typer
 from rich.table import Table
 
+from circuitwise.cli import options as opts
 from circuitwise.cli import app, console, show_note
 from circuitwise.config import RunConfig
 from circuitwise.errors import ConfigError
@@ -75,14 +76,15 @@ def prompt(
     answer: str = typer.Option(..., "--answer", "-a", help="The expected answer, e.g. ' young' (a leading space is added if missing)."),
     model: str = typer.Option(_model_default, "--model", "-m", help=RunConfig.model_fields["model"].description),
     top_k: int = typer.Option(10, "--top-k", "-k", min=1, help="How many of the most likely next tokens to show."),
-    device: Optional[str] = typer.Option(None, help=RunConfig.model_fields["device"].description),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help=RunConfig.model_fields["dtype"].description + " [default: auto]"),
-    max_memory: Optional[str] = typer.Option(None, "--max-memory", help=RunConfig.model_fields["max_memory"].description),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help=RunConfig.model_fields["device_map"].description),
-    n_devices: Optional[int] = typer.Option(None, "--n-devices", help=RunConfig.model_fields["n_devices"].description),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
-    no_prepend_space: bool = typer.Option(False, "--no-prepend-space", help="Use the answer exactly as given."),
-    processing: Optional[bool] = typer.Option(None, "--processing/--no-processing", help=RunConfig.model_fields["processing"].description),
+    device: Optional[str] = opts.DEVICE,
+    dtype: Optional[str] = opts.DTYPE,
+    max_memory: Optional[str] = opts.MAX_MEMORY,
+    device_map: Optional[str] = opts.DEVICE_MAP,
+    n_devices: Optional[int] = opts.N_DEVICES,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables. [default: off]"),
+    no_prepend_space: bool = typer.Option(False, "--no-prepend-space",
+                                          help="Use the answer exactly as given. [default: off]"),
+    processing: Optional[bool] = opts.PROCESSING,
 ) -> None:
     """How the model answers one prompt: tokens, the answer's rank, logit and probability, the top-k."""
     if processing is None:

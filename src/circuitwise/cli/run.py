@@ -17,7 +17,7 @@ F = RunConfig.model_fields
 
 def _opt(name: str, *flags: str, **kw: Any) -> Any:
     """A typer option whose default and help come from RunConfig (None = not given)."""
-    return typer.Option(None, *flags, help=f"{F[name].description} [default: {F[name].default}]", **kw)
+    return opts.config_option(F, name, *flags, **kw)
 
 
 @app.command()
@@ -38,23 +38,22 @@ def run(
     split: Optional[str] = _opt("split", "--split"),
     processing: Optional[bool] = opts.PROCESSING,
     drop_invalid: Optional[bool] = opts.DROP_INVALID,
-    patch: Optional[List[str]] = typer.Option(
-        None, "--patch", help=f"{F['patching'].description} Repeat for several; 'none' skips. "
-        f"[default: {', '.join(F['patching'].default)}]"),
+    patch: Optional[List[str]] = _opt("patching", "--patch", extra="Repeat for several; 'none' skips.", metavar="SWEEP"),
     align: Optional[str] = _opt("align", "--align"),
-    attribution: Optional[bool] = typer.Option(None, "--attribution/--no-attribution", help=F["attribution"].description),
-    exhaustive: Optional[bool] = typer.Option(None, "--exhaustive", help=F["exhaustive"].description),
+    attribution: Optional[bool] = _opt("attribution", "--attribution/--no-attribution"),
+    exhaustive: Optional[bool] = _opt("exhaustive", "--exhaustive"),
     circuit: Optional[str] = _opt("circuit", "--circuit"),
     circuit_target: Optional[float] = _opt("circuit_target", "--circuit-target"),
     ig_steps: Optional[int] = _opt("ig_steps", "--ig-steps"),
-    circuit_option: Optional[List[str]] = typer.Option(
-        None, "--circuit-option", help=f"{F['circuit_options'].description} As KEY=VALUE; repeat for several."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Re-run from a config.yaml written by an earlier run; other options override it."),
+    circuit_option: Optional[List[str]] = _opt("circuit_options", "--circuit-option",
+                                               extra="As KEY=VALUE; repeat for several.", metavar="KEY=VALUE"),
+    config: Optional[Path] = typer.Option(None, "--config", help="Re-run from a config.yaml written by an earlier run; other options override it. [default: none]"),
 ) -> None:
     """Baseline, direct logit attribution, logit lens, top heads and their attention: report.html + results.json."""
     from circuitwise.cli.circuit import parse_options
     from circuitwise.errors import ConfigError
     from circuitwise.pipeline import run as run_pipeline
+    from circuitwise.plan import check_options
 
     given = {k: v for k, v in dict(task=task, model=model, out=out, device=device, dtype=dtype, max_memory=max_memory, device_map=device_map,
                                    n_devices=n_devices, batch_size=batch_size,
@@ -70,6 +69,7 @@ def run(
     if "task" not in given and "task" not in base:
         raise ConfigError("Name a task: `circuitwise run opposites` (see `circuitwise tasks`), or a task file, or --config FILE.")
     cfg = RunConfig.build(**{**base, **given})
+    check_options(cfg)  # before the model is loaded
     with Bars(console) as bars:
         result = run_pipeline(cfg, progress=bars.message, notes=show_note, steps=bars.step)
     r = result.results

@@ -33,6 +33,10 @@ def invoke(*args: object, env: dict[str, str] | None = None) -> Outcome:
 @pytest.fixture
 def no_model_loads(monkeypatch):
     """Every `load_model` the package imported raises: a command that gets that far failed too late."""
+    import circuitwise.compare.sides  # noqa: F401  (the commands' loaders, imported so the guard reaches them)
+    import circuitwise.pipeline  # noqa: F401
+    import circuitwise.tasks.tokenizer  # noqa: F401
+
     def refuse(*_a, **_k):
         raise AssertionError("a model was loaded before the bad option was refused")
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import circuitwise.compare.sides  # noqa: F401  (imported, so the guard reaches its load_model)
-import circuitwise.pipeline  # noqa: F401
 from circuitwise.compare.config import CompareConfig
 from circuitwise.config import RunConfig
 from circuitwise.errors import ConfigError
