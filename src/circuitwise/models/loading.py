@@ -8,8 +8,6 @@ once ``enable_compatibility_mode`` has run, exposes the familiar hook names and
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -17,12 +15,11 @@ from typing import Iterator
 import torch
 
 from circuitwise.errors import MemoryBudgetError, ModelLoadError
+from circuitwise.models.hub import check_hub, hub_offline, offline_help
 from circuitwise.models.load_errors import boot_error, check_causal, check_local_folder
 from circuitwise.models.processing import Processing, not_requested, plan, record, snapshot
 
 log = logging.getLogger(__name__)
-
-HUB_HOST = "huggingface.co"
 
 
 def pick_device(device: str | None = None) -> str:
@@ -90,55 +87,6 @@ def checkpoint_dtype(target: str, is_local: bool) -> str | None:
 def dtype_of(model) -> str:
     """The dtype a model computes in, as a name (``float32``, ``bfloat16``…): what every output records."""
     return str(model.W_E.dtype).removeprefix("torch.")
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    old = socket.getdefaulttimeout()
-    try:
-        socket.setdefaulttimeout(timeout)
-        socket.getaddrinfo(HUB_HOST, 443)
-        return True
-    except OSError:
-        return False
-    finally:
-        socket.setdefaulttimeout(old)
-
-
-def _in_hub_cache(name: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        hit = try_to_load_from_cache(name, "config.json")
-        return isinstance(hit, str)
-    except Exception:  # a cache probe must never be the reason a load fails
-        return False
-
-
-def _offline_help(name: str) -> str:
-    return (
-        f"The Hugging Face Hub ({HUB_HOST}) cannot be reached, and {name!r} is not in the local "
-        "Hugging Face cache. Offline options: use the bundled model (--model bundled); pass a "
-        "local Hugging Face checkpoint folder (config.json, model.safetensors and tokenizer "
-        "files), e.g. one saved with `model.save_pretrained(dir)` and "
-        "`tokenizer.save_pretrained(dir)` on a machine with network; or copy a populated "
-        "~/.cache/huggingface/hub here and set HF_HUB_OFFLINE=1."
-    )
-
-
-@contextmanager
-def _hub_offline() -> Iterator[None]:
-    # Without this, transformers retries the unreachable Hub for ~30 s before using its cache.
-    old = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old
 
 
 def resolve_name(name_or_path: str) -> tuple[str, bool]:
@@ -214,6 +162,9 @@ def load_model(
     from transformer_lens.model_bridge import TransformerBridge
 
     target, is_local = resolve_name(name_or_path)
+    # One check of the Hub, before anything reads from it (the dtype below may read its config.json):
+    # unreachable, a cached model loads offline and anything else fails now, without retries.
+    offline = not is_local and check_hub(target)
     _quiet_transformers()
     if device_map is not None and device_map not in DEVICE_MAPS:
         raise ModelLoadError(f"Unknown --device-map {device_map!r}. Use {', '.join(DEVICE_MAPS)}.")
@@ -225,17 +176,12 @@ def load_model(
                              "give 1 to that many, or --device-map auto.")
     split = device_map is not None or n_devices is not None
     dev = pick_device(device)
-    torch_dtype = pick_dtype(dtype, dev, target, is_local)
+    with hub_offline(offline):
+        torch_dtype = pick_dtype(dtype, dev, target, is_local)
     if is_local and not split:  # split over devices, one device's free memory says nothing
         _check_fits(target, name_or_path, torch_dtype, dev, max_memory)
-    offline = False
-    if not is_local and not _hub_reachable():
-        if not _in_hub_cache(target):
-            raise ModelLoadError(_offline_help(target))
-        offline = True
     try:
-        ctx = _hub_offline() if offline else _nullcontext()
-        with ctx, torch.inference_mode(False):
+        with hub_offline(offline), torch.inference_mode(False):
             where = {"device_map": device_map, "n_devices": n_devices} if split else {"device": dev}
             bridge = TransformerBridge.boot_transformers(
                 target, dtype=torch_dtype, trust_remote_code=trust_remote_code,
@@ -246,7 +192,7 @@ def load_model(
     except OSError as e:
         low = str(e).lower()
         if not is_local and ("connect" in low or "offline" in low):
-            raise ModelLoadError(_offline_help(target)) from e
+            raise ModelLoadError(offline_help(target)) from e
         raise boot_error(name_or_path, e, device=dev) from e
     except Exception as e:  # any library's failure becomes one message with the fix
         raise boot_error(name_or_path, e, device=dev) from e
@@ -368,11 +314,6 @@ def _quiet_transformers() -> None:
         hf_logging.disable_progress_bar()
     except ImportError:  # an older transformers without the switch: cosmetic only
         pass
-
-
-@contextmanager
-def _nullcontext() -> Iterator[None]:
-    yield
 
 
 __all__ = ["DTYPES", "checkpoint_dtype", "dtype_of", "load_model", "pick_device", "pick_dtype", "resolve_name"]

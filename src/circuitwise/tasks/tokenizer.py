@@ -44,13 +44,19 @@ def load_tokenizer(name_or_path: str) -> TokenizerModel:
     """The tokenizer of a model (``bundled``, a local checkpoint folder or a Hub name), offline first."""
     from transformers import AutoTokenizer
 
-    source: str | Path = name_or_path
-    if name_or_path == "bundled":
-        from circuitwise.models.bundled import bundled_path
+    from circuitwise.models.bundled import BUNDLED_NAMES, bundled_path
+    from circuitwise.models.hub import check_hub, hub_offline
 
-        source = bundled_path()
+    source: str | Path = name_or_path
+    if name_or_path in BUNDLED_NAMES:
+        source = bundled_path(name_or_path)
+    # A hub name is checked once against the Hub before transformers would retry it for a minute:
+    # unreachable, a cached tokenizer loads offline and anything else fails now with the options.
+    hub = not Path(source).expanduser().exists() and not name_or_path.startswith((".", "/", "~"))
+    offline = hub and check_hub(name_or_path, error=TaskError)
     try:
-        tok = AutoTokenizer.from_pretrained(str(source))
+        with hub_offline(offline):
+            tok = AutoTokenizer.from_pretrained(str(source))
     except Exception as e:  # transformers raises OSError, ValueError, HTTP errors … for a bad source
         raise TaskError(
             f"Could not load the tokenizer of {name_or_path!r} ({type(e).__name__}: {e}). Give a "
@@ -58,7 +64,9 @@ def load_tokenizer(name_or_path: str) -> TokenizerModel:
         ) from None
     from circuitwise.models.bos import default_prepend_bos
 
-    return TokenizerModel(tok, prepend_bos=default_prepend_bos(name_or_path))
+    with hub_offline(offline):  # it reads the model's config.json, from the cache when offline
+        prepend = default_prepend_bos(name_or_path)
+    return TokenizerModel(tok, prepend_bos=prepend)
 
 
 __all__ = ["TokenizerModel", "load_tokenizer"]
