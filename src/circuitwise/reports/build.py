@@ -1,6 +1,6 @@
 """Build the report page from the typed results alone (so a report can be re-rendered later).
 
-Each section is an HTML body built from one schema section; the page (:func:`build_page`) and the
+Each section is an HTML body rendered from one schema section by its template (templates/run/); the page (:func:`build_page`) and the
 notebook display (:mod:`circuitwise.reports.display`) put the same bodies together. ``ids`` prefixes
 every element id, so several displays can share one notebook page.
 """
@@ -11,121 +11,67 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import plotly.graph_objects as go
+from markupsafe import Markup
 
 from circuitwise.reports import figures
-from circuitwise.reports.html import Page, attention_html, esc, figure_html, table, tokens_html
+from circuitwise.reports.html import Page, render
 from circuitwise.reports.summary import dla_closure, summarize
-from circuitwise.schema.results import (Attention, BaselineSection, CircuitSection, DLASection, Example,
-                                        Processing, RunResults, TopHeads)
+from circuitwise.schema.results import (
+    Attention,
+    BaselineSection,
+    CircuitSection,
+    DLASection,
+    Example,
+    Processing,
+    RunResults,
+    TopHeads,
+)
 from circuitwise.schema.sweeps import RunSweep, Sweep
-
-def _f(x: float | None, digits: int = 3) -> str:
-    return "—" if x is None else f"{x:.{digits}f}"
 
 
 def overview_html(r: RunResults) -> str:
-    items = "".join(f"<li>{esc(s)}</li>" for s in summarize(r))
-    m, t = r.model, r.task
-    dropped = ""
-    if t.n_dropped:
-        reasons = "".join(f"<li>{esc(d)}</li>" for d in t.dropped_reasons[:5])
-        dropped = (f'<p class="warn">{t.n_dropped} example(s) of the task were dropped as unusable with '
-                   f"this model's tokenizer. First reasons:</p><ul class=\"note\">{reasons}</ul>")
-    notes = "".join(f"<li>{esc(n)}</li>" for n in r.notes)
-    adapted = (f'<div class="warn"><b>What this run adapted to its input:</b><ul>{notes}</ul></div>'
-               if notes else "")
-    warned = "".join(f"<li>{esc(w)}</li>" for w in r.warnings)
-    if warned:
-        adapted += f'<div class="warn"><b>Warnings while running:</b><ul>{warned}</ul></div>'
-    return (
-        f'<ul class="summary">{items}</ul>{adapted}{dropped}'
-        f'<p class="note">Model <code>{esc(m.name)}</code>: {m.n_layers} layers × {m.n_heads} heads, '
-        f'd_model {m.d_model}, {_processing_text(m.processing)} '
-        f'Re-run with <code>{esc(r.rerun)}</code>.</p>'
-    )
+    p = r.model.processing
+    skipped = [f"{s.name} {'partly applied' if s.applied else 'skipped'}: {s.reason}" for s in p.steps or ()
+               if s.reason and not s.reason.startswith("nothing to do")] if p.requested else []
+    return render("run/overview.html", summary=summarize(r), notes=r.notes, warnings=r.warnings, task=r.task,
+                  model=r.model, processing=_processing_text(p), skipped=skipped, rerun=r.rerun)
 
 
 def _processing_text(p: Processing) -> str:
-    """The model's weight processing: the steps applied, and one line per step skipped and why."""
+    """The model's weight processing, in one sentence (the steps skipped, and why, are listed apart)."""
     if p.steps is None:  # loaded elsewhere: only what was asked is known
         return f"weight processing {'on' if p.requested else 'off'}."
     if not p.requested:
         return "weight processing off (raw weights)."
     applied = [s.name for s in p.steps if s.applied]
-    skipped = "".join(f"<li>{esc(s.name)} {'partly applied' if s.applied else 'skipped'}: "
-                      f"{esc(s.reason)}</li>" for s in p.steps
-                      if s.reason and not s.reason.startswith("nothing to do"))
-    text = f"weight processing: {esc(', '.join(applied) or 'none applied')}."
-    return text + (f'</p><ul class="note">{skipped}</ul><p class="note">' if skipped else "")
+    return f"weight processing: {', '.join(applied) or 'none applied'}."
 
 
 def baseline_html(bl: BaselineSection, examples: Sequence[Example] | None = None) -> str:
     """The per-prompt table; without ``examples`` (a bare Baseline) the prompts' tokens are not shown."""
-    rows = []
-    for i in range(len(bl.logit_diff.per_prompt)):
-        e = examples[i] if examples is not None else None
-        top = " ".join(f'<span class="tok">{esc(t.token)}</span>{t.prob:.0%}' for t in bl.top_k[i][:5])
-        ld = bl.logit_diff.per_prompt[i]
-        row = [str(i)]
-        if e is not None:
-            row += [tokens_html(e.tokens), f'<span class="tok">{esc(e.correct)}</span>',
-                    f'<span class="tok">{esc(e.incorrect)}</span>']
-        row += [f'<span class="{"pos" if ld > 0 else "neg"}">{ld:+.3f}</span>',
-                f"{bl.answer_probs[i][0]:.2%}", str(bl.correct_rank[i]), top]
-        rows.append(row)
-    head = ["#"] + (["prompt tokens", "correct", "incorrect"] if examples is not None else [])
-    head += ["logit diff", "P(correct)", "rank", "top 5 next tokens"]
-    first = len(head) - 4
-    return (
-        f"<p>Mean logit difference <b>{bl.logit_diff.mean:+.3f}</b>; accuracy "
-        f"<b>{bl.accuracy:.1%}</b> (correct answer beats the incorrect one). Each prompt is read at its "
-        "own last token.</p>"
-        + '<div class="scroll">' + table(head, rows, numeric=(first, first + 1, first + 2)) + "</div>"
-    )
+    return render("run/baseline.html", bl=bl, examples=examples)
 
 
 def dla_html(d: DLASection, output_mean: float | None = None, ids: str = "") -> str:
     """Closure, logit lens, per-layer bars and the per-head heatmap; ``output_mean``: the baseline's mean."""
-    caveats = "".join(f"<li>{esc(c)}</li>" for c in d.caveats)
     mean = d.logit_diff if output_mean is None else output_mean
-    return (
-        "<p>The final residual stream, through the final norm with its scale fixed at this run, projected "
-        "on each prompt's logit-difference direction (W_U[correct] − W_U[incorrect]). "
-        + esc(" ".join(dla_closure(d, mean))) + "</p>"
-        + (f'<ul class="note">{caveats}</ul>' if caveats else "")
-        + figure_html(figures.line(d.logit_lens.values, d.logit_lens.labels,
-                                   "Logit lens: logit difference of the accumulated residual stream",
-                                   x="layer (pre / mid)"), f"{ids}fig-logit-lens")
-        + '<p class="note">Each point reads the residual stream before a layer (pre), between its attention '
-          "and MLP (mid, where the block has one), or at the end, through the final norm with that point's "
-          "own statistics.</p>"
-        + figure_html(figures.bars(d.layers.values, d.layers.labels,
-                                   "Per-layer decomposition: what each component writes"), f"{ids}fig-layers")
-        + '<p class="note">These bars sum to the final-residual attribution above.</p>'
-        + figure_html(figures.heatmap(d.heads, [str(h) for h in range(len(d.heads[0]))],
-                                      [str(l) for l in range(len(d.heads))],
-                                      "Per-head direct logit attribution", "head", "layer"), f"{ids}fig-heads")
-    )
+    return render(
+        "run/dla.html", d=d, ids=ids, closure=" ".join(dla_closure(d, mean)),
+        lens_figure=figures.line(d.logit_lens.values, d.logit_lens.labels,
+                                 "Logit lens: logit difference of the accumulated residual stream", x="layer (pre / mid)"),
+        layers_figure=figures.bars(d.layers.values, d.layers.labels, "Per-layer decomposition: what each component writes"),
+        heads_figure=figures.heatmap(d.heads, [str(h) for h in range(len(d.heads[0]))],
+                                     [str(layer) for layer in range(len(d.heads))],
+                                     "Per-head direct logit attribution", "head", "layer"))
 
 
 def top_heads_html(th: TopHeads, att: Attention | None, ids: str = "") -> str:
-    rows = [[esc(h.label), f'<span class="pos">{h.value:+.3f}</span>'] for h in th.positive]
-    rows += [[esc(h.label), f'<span class="neg">{h.value:+.3f}</span>'] for h in th.negative]
-    body = table(["head", "direct effect on logit diff"], rows, numeric=(1,))
-    if att:
-        k = len(th.positive)
-        body += (f'<p class="note">Attention patterns on prompt {att.example} (hover a head, then a token). '
-                 "Top positive heads:</p>"
-                 + attention_html(f"{ids}cv-positive", att.tokens, att.patterns[:k], att.heads[:k])
-                 + '<p class="note">Top negative heads:</p>'
-                 + attention_html(f"{ids}cv-negative", att.tokens, att.patterns[k:], att.heads[k:]))
-    return body
+    return render("run/top_heads.html", th=th, att=att, ids=ids)
 
 
 def attention_section_html(att: Attention, ids: str = "", title: str = "") -> str:
     """One circuitsvis view of some heads' attention on one prompt."""
-    return (f'<p class="note">{esc(title) or "Attention patterns"} on prompt {att.example} (hover a head, then a '
-            f"token).</p>" + attention_html(f"{ids}cv-attention", att.tokens, att.patterns, att.heads))
+    return render("run/attention.html", att=att, ids=ids, title=title)
 
 
 SWEEP_TITLES = {
@@ -152,43 +98,18 @@ def sweep_figure(what: str, sweep: Sweep, z_title: str | None = None) -> Any:
     return figures.heatmap(vals, labels[x_axis], labels["layer"], title, x_axis, "layer", z_title)
 
 
-PATCHING_INTRO = ('<p>Activation patching (denoising): each activation of the corrupted run is replaced by '
-            "its value in the clean run, one at a time, and the logit difference is measured. "
-            "Values are normalised: 0 = the corrupted run, 1 = the clean run "
-            "((patched − corrupted) / (clean − corrupted)), so a cell near 1 alone restores the answer. "
-            "Positions are labelled by token, by role when prompts differ in length, or (with --align end) "
-            "by offset from each prompt's end.</p>")
-
-
 def sweep_html(what: str, sweep: Sweep, ids: str = "") -> str:
     """One sweep's heatmap and what to know about it (degenerate gap, agreement, largest cells)."""
-    body = figure_html(sweep_figure(what, sweep), f"{ids}fig-patch-{what}")
-    notes = []
-    if sweep.degenerate:
-        notes.append("<b>Degenerate:</b> the clean and corrupted runs give (almost) the same metric, so "
-                     "normalised values are undefined and shown empty.")
-    elif sweep.degenerate_examples:
-        notes.append(f"{len(sweep.degenerate_examples)} example(s) have a near-zero clean–corrupted gap; "
-                     "their per-example values are left out of spreads.")
-    if isinstance(sweep, RunSweep) and sweep.attribution is not None:
-        notes.append(f"Attribution patching (one forward and backward pass) agrees with this exact sweep "
-                     f"with Pearson correlation <b>{_f(sweep.attribution.correlation)}</b>.")
-    if sweep.config.align == "end":
-        notes.append("Positions are counted from each prompt's end (END is the last token, -2 the one before); "
-                     "the token at one offset can differ between prompts.")
-    cells = sweep.top[:5] if isinstance(sweep, RunSweep) else []
-    top = ", ".join(f"{esc(t.cell)} ({t.value:+.2f})" for t in cells if t.value is not None)
-    if top:
-        notes.append(f"Largest cells: {top}.")
-    return body + "".join(f'<p class="note">{n}</p>' for n in notes)
+    run = isinstance(sweep, RunSweep)
+    correlation = sweep.attribution.correlation if run and sweep.attribution is not None else None
+    top = [t for t in sweep.top[:5] if t.value is not None] if run else []
+    return render("run/sweep.html", what=what, sweep=sweep, ids=ids, fig=sweep_figure(what, sweep),
+                  correlation=correlation, has_attribution=run and sweep.attribution is not None, top=top)
 
 
 def patching_html(p: dict[str, RunSweep], att: Attention | None = None, ids: str = "") -> str:
-    body = PATCHING_INTRO + "".join(sweep_html(what, sweep, ids) for what, sweep in p.items())
-    if att:
-        body += (f'<p class="note">Attention of the heads that patching ranks highest, on prompt {att.example}:</p>'
-                 + attention_html(f"{ids}cv-patching", att.tokens, att.patterns, att.heads))
-    return body
+    sweeps = [Markup(sweep_html(what, sweep, ids)) for what, sweep in p.items()]
+    return render("run/patching.html", sweeps=sweeps, att=att, ids=ids)
 
 
 CIRCUIT_FIGURES = {
@@ -200,23 +121,10 @@ CIRCUIT_FIGURES = {
 
 
 def circuit_html(c: CircuitSection, ids: str = "") -> str:
-    items = "".join(f"<li>{esc(s)}</li>" for s in c.summary)
-    body = (f'<p>{esc(c.method.upper())} scores every edge of the model\'s graph (embedding, each head\'s '
-            "query/key/value inputs, each MLP, the logits); the circuit is the fewest top edges whose "
-            "faithfulness — the logit difference with every other edge patched from the corrupted run, "
-            "normalised so 0 is the corrupted model and 1 the clean one — reaches the target. "
-            f'It is saved as <code>{esc(c.file)}</code>; <code>circuitwise evaluate {esc(c.file)} TASK</code> '
-            f're-checks it.</p><ul class="summary">{items}</ul>')
     sel = c.selection
-    if sel.kind == "target" and not getattr(sel, "reached", True):
-        body += '<p class="warn">The target faithfulness was not reached with any subset of edges; the full graph is shown.</p>'
-    for name, fig in c.figures.items():
-        body += (f"<h3>{esc(CIRCUIT_FIGURES.get(name, name))}</h3>"
-                 + figure_html(go.Figure(fig), f"{ids}fig-circuit-{name}"))
-    rows = [[esc(e.sender), esc(e.receiver), "—" if e.score is None else f"{e.score:+.4f}"] for e in c.top_edges]
-    if rows:
-        body += "<h3>Strongest edges</h3>" + table(["sender", "receiver", "score"], rows, numeric=(2,))
-    return body
+    reached = not (sel.kind == "target" and not getattr(sel, "reached", True))
+    figs = [(name, CIRCUIT_FIGURES.get(name, name), go.Figure(fig)) for name, fig in c.figures.items()]
+    return render("run/circuit.html", c=c, ids=ids, reached=reached, figures=figs)
 
 
 def sections(results: RunResults, ids: str = "") -> list[tuple[str, str, str]]:
@@ -233,7 +141,7 @@ def sections(results: RunResults, ids: str = "") -> list[tuple[str, str, str]]:
     if r.patching:
         out.append(("patching", "Activation patching", patching_html(r.patching, r.patching_attention, ids)))
     elif r.patching_skipped:
-        out.append(("patching", "Activation patching", f'<p class="note">Skipped: {esc(r.patching_skipped)}.</p>'))
+        out.append(("patching", "Activation patching", render("run/skipped.html", reason=r.patching_skipped)))
     if r.circuit:
         out.append(("circuit", "Circuit", circuit_html(r.circuit, ids)))
     return out

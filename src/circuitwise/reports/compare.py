@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import plotly.graph_objects as go
+from markupsafe import Markup
 
 from circuitwise.reports import figures
-from circuitwise.reports.html import Page, attention_html, esc, figure_html, table, tokens_html
+from circuitwise.reports.html import Page, esc, figure_html, render
 
 A_COLOR, B_COLOR, D_COLOR = "#1d4ed8", "#c2410c", "#4b5563"
 
@@ -142,8 +143,8 @@ def _bound(*maps: Any) -> float:
     return max(flat) if flat and max(flat) > 0 else 1.0
 
 
-def _pair(left: str, right: str) -> str:
-    return f'<div style="display:grid;grid-template-columns:1fr 1fr;gap:8px">{left}<div>{right}</div></div>'
+def _pair(left: str, right: str) -> Markup:
+    return Markup(render("compare/pair.html", left=Markup(left), right=Markup(right)))
 
 
 def _heatmap(z: Any, title: str, z_title: str, marks: list[list[str]] | None = None,
@@ -166,7 +167,7 @@ def _bands(c: dict[str, Any], labels_a: str, labels_b: str, title: str, y: str) 
                                  fillcolor=color, opacity=0.18, hoverinfo="skip", showlegend=False))
         fig.add_trace(go.Scatter(x=x, y=c[key], mode="lines+markers", name=name, line=dict(color=color,
                                  dash="dot" if key == "diff" else "solid"),
-                                 hovertemplate="%{x}: %{y:.3f}<extra>" + esc(name) + "</extra>"))
+                                 hovertemplate="%{x}: %{y:.3f}<extra>" + esc(name) + "</extra>"))  # plotly reads HTML here
     fig.add_hline(y=0, line_width=1, line_color="#888")
     fig.update_layout(title=title, yaxis_title=y, height=400, template="plotly_white",
                       margin=dict(l=60, r=20, t=50, b=60))
@@ -187,44 +188,30 @@ def _grouped(c: dict[str, Any], la: str, lb: str, title: str) -> go.Figure:
     return fig
 
 
-def _flag_table(c: dict[str, Any], la: str, lb: str, limit: int = 20) -> str:
+def _flag_table(c: dict[str, Any], la: str, lb: str, limit: int = 20) -> Markup:
+    """The test's description and the cells whose difference is largest, flagged ones first."""
     order = sorted(range(len(c["cells"])), key=lambda i: (not c["significant"][i], -abs(c["diff"][i] or 0)))[:limit]
-    rows = [[esc(c["cells"][i]) + (" <b>*</b>" if c["significant"][i] else ""), _f(c["a"][i], 3), _f(c["b"][i], 3),
-             _f(c["diff"][i], 3), esc(_ci(c, "diff", i, 3)), _p(c["p"][i]), _p((c.get("q") or [None] * len(c["p"]))[i])]
+    q = c.get("q") or [None] * len(c["p"])
+    rows = [[Markup("{} <b>*</b>").format(c["cells"][i]) if c["significant"][i] else c["cells"][i],
+             _f(c["a"][i], 3), _f(c["b"][i], 3), _f(c["diff"][i], 3), _ci(c, "diff", i, 3), _p(c["p"][i]), _p(q[i])]
             for i in order]
-    return table(["cell", la, lb, "A − B", f"{c['confidence']:.0%} interval", "p", "q (BH)"], rows,
-                 numeric=(1, 2, 3, 5, 6))
+    headers = ["cell", la, lb, "A − B", f"{c['confidence']:.0%} interval", "p", "q (BH)"]
+    return Markup(render("compare/flags.html", test_text=_test_text(c), headers=headers, rows=rows))
 
 
 def _summary(page: Page, r: dict[str, Any]) -> None:
-    items = "".join(f"<li>{esc(s)}</li>" for s in r.get("summary") or summarize_compare(r))
-    notes = "".join(f"<li>{esc(n)}</li>" for n in r.get("notes", []))
-    sides = ""
-    for key in ("a", "b"):
-        s = r[key]
-        drop = f"; {s['n_dropped']} dropped ({esc('; '.join(s['dropped_reasons'][:2]))})" if s["n_dropped"] else ""
-        sides += (f"<li><b>{key.upper()}</b>: <code>{esc(s['label'])}</code> — task <code>{esc(s['task'])}</code> on "
-                  f"<code>{esc(s['model'])}</code> ({s['n_layers']} layers × {s['n_heads']} heads), "
-                  f"{s['n_prompts']} prompts{drop}</li>")
-    warned = "".join(f"<li>{esc(w)}</li>" for w in r.get("warnings", []))
-    warned = f'<div class="warn"><b>Warnings while running:</b><ul>{warned}</ul></div>' if warned else ""
-    page.add("summary", "Summary", (
-        f'<ul class="summary">{items}</ul><ul class="note">{sides}</ul>'
-        f'<div class="warn"><b>How the two sides were compared:</b><ul>{notes}</ul></div>{warned}'
-        f'<p class="note">Re-run with <code>{esc(r.get("rerun", ""))}</code>.</p>'))
+    page.add("summary", "Summary", render("compare/summary.html", r=r, summary=r.get("summary") or summarize_compare(r)))
 
 
 def _baseline(page: Page, r: dict[str, Any]) -> None:
     la, lb = r["a"]["label"], r["b"]["label"]
-    rows = []
+    stats = []
     for name in ("logit_diff", "accuracy"):
         c = r.get(name)
         if c:
-            rows.append([esc(name.replace("_", " ")), _f(c["a"][0], 3) + " " + esc(_ci(c, "a", 0)),
-                         _f(c["b"][0], 3) + " " + esc(_ci(c, "b", 0)), _f(c["diff"][0], 3) + " " + esc(_ci(c, "diff", 0)),
-                         _p(c["p"][0]), "yes" if c["significant"][0] else "no"])
-    body = table(["", la, lb, "A − B", "p", "differs"], rows, numeric=(4,))
-    body += f'<p class="note">{esc(_test_text(r["logit_diff"]))}</p>' if r.get("logit_diff") else ""
+            stats.append([name.replace("_", " "), _f(c["a"][0], 3) + " " + _ci(c, "a", 0),
+                          _f(c["b"][0], 3) + " " + _ci(c, "b", 0), _f(c["diff"][0], 3) + " " + _ci(c, "diff", 0),
+                          _p(c["p"][0]), "yes" if c["significant"][0] else "no"])
     ea, eb = r["a"]["logit_diff"], r["b"]["logit_diff"]
     if r["pairing"]["paired"]:
         fig = go.Figure(go.Scatter(x=ea, y=eb, mode="markers", marker=dict(color=D_COLOR, size=6),
@@ -240,119 +227,96 @@ def _baseline(page: Page, r: dict[str, Any]) -> None:
                          go.Box(y=eb, name=lb, marker_color=B_COLOR, boxpoints="all")])
         fig.update_layout(title="Logit difference per prompt", yaxis_title="logit difference", height=420,
                           template="plotly_white", showlegend=False)
-    body += figure_html(fig, "fig-cmp-baseline")
-    rows = []
     n = min(len(r["a"]["examples"]), len(r["b"]["examples"]), 50)
-    for i in range(n):
-        xa, xb = r["a"]["examples"][i], r["b"]["examples"][i]
-        rows.append([str(i), tokens_html(xa["tokens"]), _f(ea[i], 2), tokens_html(xb["tokens"]), _f(eb[i], 2)])
-    body += ('<p class="note">The first prompts of each side' + (" (pair by pair)" if r["pairing"]["paired"] else "")
-             + ':</p><div class="scroll">' + table(["#", la, "logit diff", lb, "logit diff"], rows, numeric=(2, 4))
-             + "</div>")
-    page.add("baseline", "Baseline: the model's answers on each side", body)
+    prompts = [(i, r["a"]["examples"][i]["tokens"], _f(ea[i], 2), r["b"]["examples"][i]["tokens"], _f(eb[i], 2))
+               for i in range(n)]
+    test_text = _test_text(r["logit_diff"]) if r.get("logit_diff") else ""
+    page.add("baseline", "Baseline: the model's answers on each side",
+             render("compare/baseline.html", la=la, lb=lb, stats=stats, test_text=test_text, fig=fig, prompts=prompts,
+                    paired=r["pairing"]["paired"]))
+
+
+def _note(text: str) -> Markup:
+    return Markup(render("note.html", text=text))
 
 
 def _dla(page: Page, r: dict[str, Any]) -> None:
     la, lb = r["a"]["label"], r["b"]["label"]
-    body = ("<p>Direct logit attribution on each side (each prompt read at its own last token, through the final "
-            "norm with its scale fixed at this run), and the difference A − B with its confidence band.</p>")
+    parts: list[Markup] = []
     if r.get("lens"):
-        body += figure_html(_bands(r["lens"], la, lb, "Logit lens: accumulated residual stream, with confidence bands",
-                                   "logit difference"), "fig-cmp-lens")
+        parts.append(figure_html(_bands(r["lens"], la, lb, "Logit lens: accumulated residual stream, with confidence "
+                                        "bands", "logit difference"), "fig-cmp-lens"))
     else:
         for key, color in (("a", "A"), ("b", "B")):
-            body += figure_html(figures.line(r[key]["lens"], r[key]["lens_labels"], f"Logit lens, side {color}"),
-                                f"fig-cmp-lens-{key}")
+            parts.append(figure_html(figures.line(r[key]["lens"], r[key]["lens_labels"], f"Logit lens, side {color}"),
+                                     f"fig-cmp-lens-{key}"))
     if r.get("layers"):
-        body += figure_html(_grouped(r["layers"], la, lb, "Per-layer decomposition (bars: each side and A − B; "
-                                     "* = the difference is significant)"), "fig-cmp-layers")
-        body += f'<p class="note">{esc(_test_text(r["layers"]))}</p>'
+        parts.append(figure_html(_grouped(r["layers"], la, lb, "Per-layer decomposition (bars: each side and A − B; "
+                                          "* = the difference is significant)"), "fig-cmp-layers"))
+        parts.append(_note(_test_text(r["layers"])))
     else:
-        body += _pair(*(figure_html(figures.bars(r[k]["layers"], r[k]["layer_labels"], f"Per-layer decomposition, side "
-                                                 f"{k.upper()}"), f"fig-cmp-layers-{k}") for k in ("a", "b")))
+        parts.append(_pair(*(figure_html(figures.bars(r[k]["layers"], r[k]["layer_labels"], f"Per-layer "
+                                                      f"decomposition, side {k.upper()}"), f"fig-cmp-layers-{k}")
+                             for k in ("a", "b"))))
     c = r.get("heads")
     shape = [r["a"]["n_layers"], r["a"]["n_heads"]]
     same = _bound(r["a"]["heads_dla"], r["b"]["heads_dla"]) if c else None
-    body += _pair(figure_html(_heatmap(r["a"]["heads_dla"], f"Per-head direct effect: {la}", "logit diff", bound=same),
-                              "fig-cmp-heads-a"),
-                  figure_html(_heatmap(r["b"]["heads_dla"], f"Per-head direct effect: {lb}", "logit diff", bound=same),
-                              "fig-cmp-heads-b"))
+    parts.append(_pair(figure_html(_heatmap(r["a"]["heads_dla"], f"Per-head direct effect: {la}", "logit diff",
+                                            bound=same), "fig-cmp-heads-a"),
+                       figure_html(_heatmap(r["b"]["heads_dla"], f"Per-head direct effect: {lb}", "logit diff",
+                                            bound=same), "fig-cmp-heads-b")))
     if c:
-        body += figure_html(_heatmap(_grid(c["diff"], shape), "Difference A − B (* = significant after "
-                                     "Benjamini–Hochberg)", "A − B", _marks(c)), "fig-cmp-heads-diff")
-        body += f'<p class="note">{esc(_test_text(c))}</p>' + _flag_table(c, la, lb)
-    page.add("dla", "Direct logit attribution, side by side", body)
+        parts.append(figure_html(_heatmap(_grid(c["diff"], shape), "Difference A − B (* = significant after "
+                                          "Benjamini–Hochberg)", "A − B", _marks(c)), "fig-cmp-heads-diff"))
+        parts.append(_flag_table(c, la, lb))
+    page.add("dla", "Direct logit attribution, side by side", render("compare/dla.html", parts=parts))
 
 
 def _patching(page: Page, r: dict[str, Any]) -> None:
     la, lb = r["a"]["label"], r["b"]["label"]
     if r["a"].get("patching") is None and r["b"].get("patching") is None:
         return
-    body = ("<p>Activation patching of each head's output (all positions, denoising): 0 = the corrupted run, "
-            "1 = the clean run; the statistic is (mean patched − mean corrupted) / (mean clean − mean corrupted) "
-            "on each side.</p>")
     c = r.get("patching")
     same = _bound(r["a"].get("patching"), r["b"].get("patching")) if c else None
     figs = [figure_html(_heatmap(r[key]["patching"], f"Heads patching: {label}", "restored", bound=same),
                         f"fig-cmp-patch-{key}") if r[key].get("patching") is not None else
-            f'<p class="note">Side {key.upper()} has no heads patching (see the notes).</p>'
+            _note(f"Side {key.upper()} has no heads patching (see the notes).")
             for key, label in (("a", la), ("b", lb))]
-    body += _pair(*figs)
+    parts = [_pair(*figs)]
     if c:
-        body += figure_html(_heatmap(_grid(c["diff"], c["shape"]), "Difference A − B (* = significant after "
-                                     "Benjamini–Hochberg)", "A − B", _marks(c)), "fig-cmp-patch-diff")
-        body += f'<p class="note">{esc(_test_text(c))}</p>' + _flag_table(c, la, lb)
-    page.add("patching", "Heads patching, side by side", body)
+        parts.append(figure_html(_heatmap(_grid(c["diff"], c["shape"]), "Difference A − B (* = significant after "
+                                          "Benjamini–Hochberg)", "A − B", _marks(c)), "fig-cmp-patch-diff"))
+        parts.append(_flag_table(c, la, lb))
+    page.add("patching", "Heads patching, side by side", render("compare/patching.html", parts=parts))
 
 
 def _attention(page: Page, r: dict[str, Any]) -> None:
     att = r.get("attention")
     if not att:
         return
-    page.uses_circuitsvis = True
     pair = "the twin pair" if r["pairing"]["paired"] else "the first prompt of each side"
-    body = (f'<p class="note">The heads whose direct effect differs most ({esc(", ".join(att["heads"]))}), on {pair} '
-            f'(example {att["example"]}). Side A, {esc(r["a"]["label"])}:</p>'
-            + attention_html("cv-cmp-a", att["tokens_a"], att["patterns_a"], att["heads"])
-            + f'<p class="note">Side B, {esc(r["b"]["label"])}:</p>'
-            + attention_html("cv-cmp-b", att["tokens_b"], att["patterns_b"], att["heads"]))
-    page.add("attention", "Attention of the heads that differ most", body)
+    page.add("attention", "Attention of the heads that differ most",
+             render("compare/attention.html", att=att, pair=pair, la=r["a"]["label"], lb=r["b"]["label"]))
 
 
 def _circuits(page: Page, r: dict[str, Any]) -> None:
     c = r.get("circuits")
     if not c:
         if r.get("circuits_skipped"):
-            page.add("circuits", "Circuits", f'<p class="note">Skipped: {esc(r["circuits_skipped"])}.</p>')
+            page.add("circuits", "Circuits", render("run/skipped.html", reason=r["circuits_skipped"]))
         return
     names = {"a": r["a"]["label"], "b": r["b"]["label"]}
-    rows = [[esc(names[k]), str(c[k]["n_edges"]), str(c[k]["total_edges"]), _f(c[k]["faithfulness"], 3, False),
-             _f(c[k]["kept_fraction"], 3, False), esc(c[k]["file"])] for k in ("a", "b")]
-    body = ("<p>A circuit is discovered on each side (the fewest top-scored edges that reach the target "
-            "faithfulness), then each is evaluated on both sides: every edge outside it patched from the corrupted "
-            "run, normalised so 0 is the corrupted model and 1 the clean one; beside random circuits of the same size.</p>"
-            + table(["found on", "edges", "of", "faithfulness (own side)", "kept logit diff", "file"], rows,
-                    numeric=(1, 2, 3, 4)))
+    found = [[names[k], c[k]["n_edges"], c[k]["total_edges"], _f(c[k]["faithfulness"], 3, False),
+              _f(c[k]["kept_fraction"], 3, False), c[k]["file"]] for k in ("a", "b")]
     drawn = [figure_html(go.Figure(c[k]["figure"]), f"fig-cmp-circuit-{k}") for k in ("a", "b") if c[k].get("figure")]
-    if len(drawn) == 2:
-        body += _pair(*drawn)
-    rows = [[esc(names[x["circuit"]]), esc(names[x["on"]]), str(x["n_edges"]), _f(x["faithfulness"], 3, False),
-             _f(x["kept_fraction"], 3, False),
-             f'{_f(x["random_mean"], 3, False)} ± {_f(x["random_std"], 3, False)}', _p(x["random_p"])]
-            for x in c["cross"]]
-    body += "<h3>Cross-faithfulness</h3>" + table(
-        ["circuit of", "evaluated on", "edges", "faithfulness", "kept logit diff", "random circuits (mean ± sd)",
-         "p (vs random)"], rows, numeric=(2, 3, 4, 6))
+    cross = [[names[x["circuit"]], names[x["on"]], x["n_edges"], _f(x["faithfulness"], 3, False),
+              _f(x["kept_fraction"], 3, False), f'{_f(x["random_mean"], 3, False)} ± {_f(x["random_std"], 3, False)}',
+              _p(x["random_p"])] for x in c["cross"]]
     ov = c.get("overlap")
-    if ov:
-        body += (f"<h3>Overlap</h3><p>Edge Jaccard {ov['jaccard']:.3f} (as found); {ov['jaccard_equal_size']:.3f} for the "
-                 f"top {ov['equal_size']} edges of each (equal size); score-weighted overlap {ov['weighted']:.3f} "
-                 "(Σ min of the two sides' |score| shares). Shared core: "
-                 f"{len(ov['shared_edges'])} edges, nodes {esc(', '.join(ov['shared_nodes']) or 'none')}.</p>")
-        shared = [[esc(e)] for e in ov["shared_edges"][:30]]
-        if shared:
-            body += table(["shared edge"], shared)
-    page.add("circuits", "Circuits: overlap and cross-faithfulness", body)
+    shared = [[e] for e in ov["shared_edges"][:30]] if ov else []
+    page.add("circuits", "Circuits: overlap and cross-faithfulness",
+             render("compare/circuits.html", found=found, drawn=_pair(*drawn) if len(drawn) == 2 else None,
+                    cross=cross, ov=ov, shared=shared))
 
 
 def build_compare_page(r: dict[str, Any]) -> Page:

@@ -1,9 +1,10 @@
 """Rich display in notebooks: the report's sections and figures as one self-contained HTML output.
 
 JupyterLab, VS Code and Colab all render ``_repr_html_``, and each runs an output's scripts in
-order; Colab even gives every output its own frame. So each output carries what it draws with:
-plotly.js (and, where there is attention, the circuitsvis bundle) inlined once per output, never
-from a CDN, loaded only where the page does not have it yet. Both are wrapped so that a page with
+order; Colab even gives every output its own frame. So an output carries what it draws with —
+plotly.js (and, where there is attention, the circuitsvis bundle), inlined, never from a CDN —
+unless an earlier output of the same notebook page already brought it (:func:`libraries`); a
+figure rendered before its library arrives waits for it. Both are wrapped so that a page with
 require.js (classic Notebook) still gets the globals. Styles are scoped to the output's own
 ``<div class="cwd">``, so they never restyle the notebook around it; element ids get a fresh
 prefix per output, so several displays live side by side.
@@ -12,6 +13,7 @@ prefix per output, so several displays live side by side.
 from __future__ import annotations
 
 import re
+import sys
 import tempfile
 import uuid
 import webbrowser
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import plotly.graph_objects as go
+from markupsafe import Markup
 
 from circuitwise.attribution.attention import AttentionPatterns
 from circuitwise.attribution.baseline import Baseline
@@ -31,7 +34,7 @@ from circuitwise.evaluation.evaluate import CircuitEvaluation
 from circuitwise.evaluation.outputs import summary_lines
 from circuitwise.patching.result import PatchResult
 from circuitwise.reports.build import attention_section_html, baseline_html, dla_html, sections, sweep_html
-from circuitwise.reports.html import CSS, _circuitsvis_js, esc, figure_html, table, uses_circuitsvis
+from circuitwise.reports.html import CSS, _circuitsvis_js, render, uses_circuitsvis
 from circuitwise.schema.circuit import CircuitFile
 from circuitwise.schema.compare import CompareResults
 from circuitwise.schema.patching import PatchingFile
@@ -59,24 +62,66 @@ def _plotly_loader() -> str:
     from plotly.offline import get_plotlyjs
 
     js = get_plotlyjs().replace("</script", "<\\/script")
-    # define/module/exports shadowed: under require.js the bundle would register a module and
-    # leave window.Plotly unset.
-    return f"<script>if(!window.Plotly){{(function(define,module,exports){{{js}\n}}).call(window);}}</script>"
+    return render("library.html", name="Plotly", js=Markup(js), after="")
 
 
 @lru_cache(maxsize=1)
 def _circuitsvis_loader() -> str:
-    return (f"<script>if(!window.CircuitsVis){{(function(define,module,exports){{{_circuitsvis_js()}\n"
-            "window.CircuitsVis=CircuitsVis;}).call(window);}</script>")
+    return render("library.html", name="CircuitsVis", js=Markup(_circuitsvis_js()),
+                  after=Markup("window.CircuitsVis=CircuitsVis;"))
+
+
+# The libraries already sent to this kernel's notebook page. JupyterLab, the classic Notebook and
+# VS Code show every output of a notebook in one page, so the first output that draws with a library
+# carries it and later ones draw with that copy (plotly.js is 3.5 MB: once per output made notebooks
+# of 40 MB). Colab gives each output its own frame, and a page outside a notebook stands alone: there
+# every output carries what it needs.
+_sent: set[str] = set()
+
+
+def _shared_page() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return type(shell).__name__ == "ZMQInteractiveShell" and "google.colab" not in sys.modules
+
+
+def _carries(library: str) -> bool:
+    """Whether the output being rendered must inline ``library`` (and, in a notebook, note that it did)."""
+    if not _shared_page():
+        return True
+    if library in _sent:
+        return False
+    _sent.add(library)
+    return True
+
+
+def resend_libraries() -> None:
+    """Make the next notebook output carry plotly.js and circuitsvis again.
+
+    For a notebook whose first figure output was cleared or re-run: later outputs then say that
+    their library is missing.
+    """
+    _sent.clear()
+
+
+def libraries(body: str) -> str:
+    """The inlined libraries an output with ``body`` draws with, those its page may lack."""
+    out = ""
+    if "Plotly.newPlot" in body and _carries("Plotly"):
+        out += _plotly_loader()
+    if uses_circuitsvis(body) and _carries("CircuitsVis"):
+        out += _circuitsvis_loader()
+    return out
 
 
 def fragment(title: str, parts: Sequence[tuple[str, str]], subtitle: str = "") -> str:
-    """One notebook output: headed ``(heading, body)`` parts with the libraries they need."""
-    body = "".join((f"<h3>{esc(h)}</h3>" if h else "") + b for h, b in parts)
-    libs = (_plotly_loader() if "Plotly.newPlot" in body else "") + (_circuitsvis_loader() if uses_circuitsvis(body) else "")
-    sub = f'<p class="note">{esc(subtitle)}</p>' if subtitle else ""
-    return (f"<style>{_scoped(CSS)}.{SCOPE}{{background:#fff;padding:4px 8px;font-size:14px}}.{SCOPE} h2{{margin-top:6px}}</style>"
-            f'{libs}<div class="{SCOPE}"><h2>{esc(title)}</h2>{sub}{body}</div>')
+    """One notebook output: headed ``(heading, body)`` parts (bodies are HTML) with the libraries they need."""
+    libs = libraries("".join(b for _, b in parts))
+    return render("fragment.html", css=Markup(_scoped(CSS)), scope=SCOPE, libraries=Markup(libs), title=title,
+                  subtitle=subtitle, parts=[(h, Markup(b)) for h, b in parts])
 
 
 def ids() -> str:
@@ -120,25 +165,21 @@ def patching_file_html(p: PatchingFile) -> str:
             if sweep is not None:
                 parts.append((f"{what} ({method})", sweep_html(what, sweep, f"{prefix}{method}-")))
         if entry.correlation is not None:
-            parts.append(("", f'<p class="note">attribution vs exact: Pearson r = {entry.correlation:.3f}</p>'))
+            parts.append(("", render("note.html", text=f"attribution vs exact: Pearson r = {entry.correlation:.3f}")))
     return fragment(f"Patching: {p.task} on {p.model}", parts, f"{p.n_examples} examples")
 
 
 def figures_output(title: str, figures: dict[str, go.Figure], summary: Sequence[str] = (),
                    rows: Sequence[Sequence[str]] = (), headers: Sequence[str] = ()) -> str:
-    """Figures (a circuit, its curve, its agreement) with a summary list and an optional table."""
-    prefix = ids()
-    items = "".join(f"<li>{esc(s)}</li>" for s in summary)
-    parts = [("", f'<ul class="summary">{items}</ul>')] if items else []
-    parts += [("", figure_html(fig, f"{prefix}{name}")) for name, fig in figures.items()]
-    if rows:
-        parts.append(("", table(headers, rows, numeric=(len(headers) - 1,))))
-    return fragment(title, parts)
+    """Figures (a circuit, its curve, its agreement) with a summary list and an optional table (plain-text cells)."""
+    body = render("figures.html", ids=ids(), figures=list(figures.items()), summary=list(summary), rows=list(rows),
+                  headers=list(headers))
+    return fragment(title, [("", body)])
 
 
 def circuit_output(c: CircuitFile, figure: go.Figure) -> str:
     """A circuit: its drawing and its strongest edges."""
-    rows = [[esc(e.sender), esc(e.receiver), "—" if e.score is None else f"{e.score:+.4f}"] for e in c.edges[:20]]
+    rows = [[e.sender, e.receiver, "—" if e.score is None else f"{e.score:+.4f}"] for e in c.edges[:20]]
     total = f" of {c.total_edges}" if c.total_edges else ""
     return figures_output(f"Circuit ({c.method or 'circuit'} on {c.task or 'a task'}): {len(c.edges)}{total} edges",
                           {"circuit": figure}, (), rows, ["sender", "receiver", "score"])
@@ -226,8 +267,7 @@ def show(html: str, name: str = "circuitwise") -> Path | None:
         display(HTML(html))
         return None
     path = Path(tempfile.mkdtemp(prefix="circuitwise-")) / f"{name}.html"
-    path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(name)}</title></head>"
-                    f"<body>{html}</body></html>", encoding="utf-8")
+    path.write_text(render("standalone.html", name=name, body=Markup(html)), encoding="utf-8")
     webbrowser.open(path.as_uri())
     return path
 
@@ -245,4 +285,4 @@ class _Display:
 register_display(_Display())
 
 __all__ = ["attention_html_output", "baseline_section_html", "circuit_output", "compare_output", "dla_section_html",
-           "figures_output", "fragment", "html_of", "patching_file_html", "run_html", "show", "sweep_section_html"]
+           "figures_output", "fragment", "html_of", "libraries", "patching_file_html", "resend_libraries", "run_html", "show", "sweep_section_html"]

@@ -1,19 +1,24 @@
 """Render results into one self-contained HTML file.
 
 Self-contained means it opens offline: plotly.js and the circuitsvis bundle are inlined once
-each (never loaded from a CDN), and every string that came from a prompt or a tokenizer is
-HTML-escaped (or JSON-escaped inside scripts) so a prompt cannot break or inject into the page.
+each (never loaded from a CDN). The markup lives in Jinja2 templates (``reports/templates``) with
+autoescape on, so every string that came from a prompt or a tokenizer is HTML-escaped (or
+JSON-escaped inside scripts) unless the code marks it as already rendered HTML: a prompt cannot
+break or inject into the page.
 """
 
 from __future__ import annotations
 
-import html
 import json
+import re
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
 import plotly.graph_objects as go
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
@@ -34,32 +39,71 @@ code,.tok{font-family:ui-monospace,Menlo,monospace;font-size:12px}
 
 
 def esc(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+    """``text`` HTML-escaped (for the few cells built in code; templates escape on their own)."""
+    return str(Markup.escape(str(text)))
 
 
-def script_json(obj: Any) -> str:
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    """The templates of reports/templates, with autoescape on: a value is escaped unless it is
+    :class:`~markupsafe.Markup` (a rendered figure, another template's output)."""
+    env = Environment(loader=PackageLoader("circuitwise.reports", "templates"), autoescape=True, extensions=["jinja2.ext.do"],
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.globals.update(figure=figure_html, attention=attention_html, signed=signed, fixed=fixed)
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    """One template of reports/templates rendered with ``context``.
+
+    Strings in ``context`` are escaped where the template prints them; wrap HTML that is already
+    rendered (a figure, another template's output) in :class:`~markupsafe.Markup` to keep it as is.
+    The result is a plain ``str``, so that adding it to other text never escapes it by surprise.
+    """
+    return environment().get_template(template).render(**context)
+
+
+def signed(x: float | None, digits: int = 3) -> str:
+    """``+1.234`` (``—`` for a missing value)."""
+    return "—" if x is None else f"{x:+.{digits}f}"
+
+
+def fixed(x: float | None, digits: int = 3) -> str:
+    """``1.234`` (``—`` for a missing value)."""
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def script_json(obj: Any) -> Markup:
     """JSON safe to embed inside <script>: no '</script>', no '<!--'."""
-    return json.dumps(obj).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(json.dumps(obj).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
 def tokens_html(tokens: Sequence[str]) -> str:
-    return "".join(f'<span class="tok">{esc(t)}</span>' for t in tokens)
+    return render("tokens.html", tokens=tokens)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = ()) -> str:
-    """Rows hold *already escaped* HTML cells; headers are escaped here."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
-                         for i, c in enumerate(r)) + "</tr>"
-        for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    """Rows hold *already escaped* HTML cells (use ``esc``); headers are escaped here.
+
+    Templates use the ``table`` macro of macros.html instead, which escapes every plain cell.
+    """
+    cells = [[Markup(c) for c in row] for row in rows]
+    return render("table.html", headers=headers, rows=cells, numeric=list(numeric))
 
 
-def figure_html(fig: go.Figure, div_id: str) -> str:
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                       config={"displaylogo": False, "responsive": True})
+def figure_html(fig: go.Figure, div_id: str) -> Markup:
+    """The figure's div and the script that draws it (plotly writes both; strings in the figure are
+    JSON-escaped by plotly). The drawing waits for plotly.js where a notebook output comes without it."""
+    out = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                      config={"displaylogo": False, "responsive": True})
+    m = _SCRIPT.search(out)
+    if m is None:  # not plotly's usual layout: leave it as plotly wrote it
+        return Markup(out)
+    wrapped = render("wait.js", lib=script_json("Plotly"), target=script_json(div_id), body=Markup(m.group(2)))
+    return Markup(out[: m.start(2)] + wrapped + out[m.end(2) :])
+
+
+_SCRIPT = re.compile(r'(<script(?: type="text/javascript")?>)(.*?)(</script>)', re.S)
 
 
 def _circuitsvis_js() -> str:
@@ -68,11 +112,13 @@ def _circuitsvis_js() -> str:
     return js.replace("</script", "<\\/script")
 
 
-def attention_html(div_id: str, tokens: Sequence[str], patterns: list[list[list[float]]], names: Sequence[str]) -> str:
+def attention_html(div_id: str, tokens: Sequence[str], patterns: list[list[list[float]]],
+                   names: Sequence[str]) -> Markup:
     """A circuitsvis AttentionHeads view; the circuitsvis bundle itself is inlined once per page."""
     props = {"tokens": list(tokens), "attention": patterns, "attentionHeadNames": list(names)}
-    return (f'<div id="{esc(div_id)}" class="cv"></div><script>'
-            f'CircuitsVis.render("{esc(div_id)}", CircuitsVis.AttentionHeads, {script_json(props)});</script>')
+    draw = Markup(f"CircuitsVis.render({script_json(div_id)}, CircuitsVis.AttentionHeads, {script_json(props)});")
+    return Markup(render("attention.html", div_id=div_id, target=script_json(div_id), lib=script_json("CircuitsVis"),
+                         body=draw))
 
 
 def uses_circuitsvis(body: str) -> bool:
@@ -81,28 +127,23 @@ def uses_circuitsvis(body: str) -> bool:
 
 
 class Page:
-    """Sections in order; ``render`` adds the inlined libraries and the navigation."""
+    """Sections in order; ``render`` adds the inlined libraries and the navigation (templates/page.html)."""
 
     def __init__(self, title: str, subtitle: str):
         self.title, self.subtitle = title, subtitle
         self.sections: list[tuple[str, str, str]] = []
 
     def add(self, anchor: str, heading: str, body: str) -> None:
+        """``body`` is HTML (a template's output); ``anchor`` and ``heading`` are text."""
         self.sections.append((anchor, heading, body))
 
     def render(self) -> str:
         from plotly.offline import get_plotlyjs
 
-        nav = "".join(f'<a href="#{esc(a)}">{esc(h)}</a>' for a, h, _ in self.sections)
-        body = "".join(f'<section id="{esc(a)}"><h2>{esc(h)}</h2>{b}</section>' for a, h, b in self.sections)
-        cv = f"<script>{_circuitsvis_js()}</script>" if uses_circuitsvis(body) else ""
-        return (
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{esc(self.title)}</title><style>{CSS}</style>"
-            f"<script>{get_plotlyjs()}</script>{cv}</head><body>"
-            f"<header><h1>{esc(self.title)}</h1><p>{esc(self.subtitle)}</p></header>"
-            f"<nav>{nav}</nav><main>{body}</main></body></html>"
-        )
+        sections = [(a, h, Markup(b)) for a, h, b in self.sections]
+        cv = any(uses_circuitsvis(b) for _, _, b in sections)
+        return render("page.html", title=self.title, subtitle=self.subtitle, sections=sections, css=Markup(CSS),
+                      plotly_js=Markup(get_plotlyjs()), circuitsvis_js=Markup(_circuitsvis_js()) if cv else None)
 
     def write(self, path: Path) -> None:
         from circuitwise.runfolder import atomic_write_text
@@ -110,5 +151,5 @@ class Page:
         atomic_write_text(path, self.render())
 
 
-__all__ = ["CSS", "Page", "attention_html", "esc", "figure_html", "script_json", "table", "tokens_html",
-           "uses_circuitsvis"]
+__all__ = ["CSS", "Page", "attention_html", "environment", "esc", "figure_html", "fixed", "render", "script_json",
+           "signed", "table", "tokens_html", "uses_circuitsvis"]

@@ -8,16 +8,17 @@ rendered in ``reports/``; the evaluation's summary sentences stay in ``evaluatio
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
+from markupsafe import Markup
 
 from circuitwise.circuits.circuit import Circuit
 from circuitwise.circuits.scores import EdgeScores
 from circuitwise.evaluation.evaluate import CircuitEvaluation
 from circuitwise.evaluation.outputs import summary_lines
+from circuitwise.reports.html import render
 from circuitwise.runfolder import RunFolder
 from circuitwise.schema.circuit import CircuitFile
 from circuitwise.schema.study import EvaluationFile, ScoresFile
@@ -31,13 +32,11 @@ def prepare_dir(out: Path) -> Path:
 
 
 def figures_html(figures: dict[str, go.Figure], title: str, summary: list[str]) -> str:
-    parts = []
-    for i, fig in enumerate(figures.values()):
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
-    items = "".join(f"<li>{html.escape(s)}</li>" for s in summary)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-            f"<body style='font-family:sans-serif;max-width:1100px;margin:auto'><h1>{html.escape(title)}</h1>"
-            f"<ul>{items}</ul>{''.join(parts)}</body></html>")
+    """circuit.html: the study's figures and summary, plotly.js inlined once (templates/study/circuit.html)."""
+    from plotly.offline import get_plotlyjs
+
+    return render("study/circuit.html", title=title, summary=summary, figures=list(figures.items()),
+                  plotly_js=Markup(get_plotlyjs()))
 
 
 def study_folder(out: Path, source: Path | None = None) -> RunFolder:

@@ -87,3 +87,41 @@ def test_outputs_draw_in_chromium_side_by_side(shown, tmp_path):
 def test_fragment_loads_only_what_it_draws():
     html = fragment("t", [("", "<p>no figure</p>")])
     assert "window.Plotly" not in html and "CircuitsVis" not in html
+
+
+@pytest.fixture
+def one_notebook_page(monkeypatch):
+    """Outputs rendered as in a Jupyter kernel: they share one page, so libraries are sent once."""
+    from circuitwise.reports import display
+
+    monkeypatch.setattr(display, "_shared_page", lambda: True)
+    display.resend_libraries()
+    yield
+    display.resend_libraries()
+
+
+def test_in_a_notebook_only_the_first_output_carries_each_library(shown, one_notebook_page):
+    parts = [shown[n]._repr_html_() for n in ("dla", "attention", "patching", "attention", "evaluation")]
+    assert [p.count("if(!window.Plotly)") for p in parts] == [1, 0, 0, 0, 0]
+    assert [p.count("if(!window.CircuitsVis)") for p in parts] == [0, 1, 0, 0, 0]
+    assert sum(map(len, parts[1:])) < 2_000_000  # plotly.js alone is 3.5 MB
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("order", ["as run", "library last"])
+def test_outputs_without_the_library_draw_once_it_arrives(shown, one_notebook_page, tmp_path, order):
+    """Later outputs draw with the first one's copy, even when the page renders them before it."""
+    from tests.unit.reports.test_browser import _headless
+
+    parts = [shown[n]._repr_html_() for n in ("dla", "attention", "patching", "evaluation", "attention")]
+    if order == "library last":
+        parts = parts[2:] + parts[:2]
+    page = tmp_path / "nb.html"
+    page.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>" + "".join(parts)
+                    + "</body></html>", encoding="utf-8")
+    dom, console = _headless(page.resolve().as_uri(), tmp_path)
+    assert console == [], "console messages:\n" + "\n".join(console)
+    figs = re.findall(r'<div id="(cw[0-9a-f]{8}-[^"]+)"[^>]*class="[^"]*plotly-graph-div[^"]*"[^>]*>(.{0,3000})', dom, re.S)
+    assert len(figs) >= 6 and all("main-svg" in body for _, body in figs)
+    views = re.findall(r'<div id="cw[0-9a-f]{8}-cv-attention" class="cv">(.{0,400})', dom, re.S)
+    assert len(views) == 2 and all("Head Selector" in v for v in views)

@@ -1,0 +1,70 @@
+"""Pages come from the Jinja2 templates shipped in the package, with autoescape on: a task name, a
+prompt or a note that holds HTML shows as text in the report, the notebook output and circuit.html."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+
+import circuitwise as cw
+from circuitwise.config import RunConfig
+from circuitwise.reports.build import build_page
+from circuitwise.reports.display import run_html
+from circuitwise.reports.html import environment, table
+from circuitwise.reports.study import figures_html
+from circuitwise.schema.results import RunResults
+
+EVIL = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+def _no_injection(html: str) -> None:
+    assert EVIL not in html and "<img src=x" not in html and '<script>alert("x")' not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+
+
+@pytest.fixture(scope="module")
+def evil_results(tiny_ckpt, tmp_path_factory):
+    cfg = RunConfig(task="opposites-seed", model=str(tiny_ckpt), out=tmp_path_factory.mktemp("evil") / "run",
+                    patching=(), attribution=False, circuit=None)
+    data = cw.run(cfg).results.model_dump(mode="json")
+    data["task"]["name"] = EVIL
+    data["task"]["examples"][0]["tokens"][0] = EVIL
+    data["task"]["examples"][0]["correct"] = EVIL
+    data["notes"].append(EVIL)
+    data["warnings"].append(EVIL)
+    return RunResults.model_validate(data)
+
+
+def test_a_prompt_with_a_script_is_text_in_the_report(evil_results):
+    html = build_page(evil_results).render()
+    _no_injection(html)
+
+
+def test_a_prompt_with_a_script_is_text_in_the_notebook_output(evil_results):
+    _no_injection(run_html(evil_results))
+
+
+def test_a_summary_line_with_a_script_is_text_in_circuit_html():
+    _no_injection(figures_html({}, EVIL, [EVIL]))
+
+
+def test_the_templates_ship_in_the_package_and_escape():
+    root = resources.files("circuitwise.reports") / "templates"
+    for name in ("page.html", "fragment.html", "macros.html", "run/baseline.html", "compare/summary.html",
+                 "study/circuit.html"):
+        assert (root / name).is_file(), name
+    assert environment().autoescape is True
+    # table()'s cells are HTML its callers escaped (the contract before templates); headers are text.
+    assert table([EVIL], [["<b>kept</b>"]]).count("<b>kept</b>") == 1 and EVIL not in table([EVIL], [])
+
+
+def test_a_figure_waits_for_plotly_where_its_output_comes_without_it():
+    import plotly.graph_objects as go
+
+    from circuitwise.reports.html import figure_html
+
+    html = figure_html(go.Figure(go.Bar(x=[1], y=[2])), "f")
+    # plotly's own drawing script is wrapped, so it runs once plotly.js is on the page.
+    assert html.count("Plotly.newPlot(") == 1 and "cwQueue" in html
+    assert html.index("cwQueue") < html.index("Plotly.newPlot(")
