@@ -21,6 +21,13 @@ EXACT_PATCHING_SECONDS = 40.0
 # Generated built-in tasks hold thousands of examples; a run uses this many unless --n says otherwise.
 DEFAULT_BUILTIN_N = 200
 
+# Top edges confirmed by exact patching after discovery (`circuit`, `evaluate --shortlist`; 0 skips).
+DEFAULT_SHORTLIST = 20
+
+# `patch`'s sweeps when --patch is not given: the two position-free-or-token-aligned sweeps that apply to
+# any task with corrupted prompts (`run` adds heads_by_pos, which its plan can align or skip).
+PATCH_SWEEPS = ("resid_pre", "heads")
+
 # A target faithfulness is a share of the clean–corrupted gap that the circuit restores; selection
 # (circuits.select.select_target) grows a circuit towards it and accepts (0, 1], so every config does too.
 TARGET_RANGE = "(0, 1]"
@@ -236,6 +243,6 @@ def default_batch_size(model: Any) -> int:
     return max(1, min(64, int(2_000_000 / max(d, 1))))
 
 
-__all__ = ["DEFAULT_BUILTIN_N", "DEFAULT_TARGET", "EXACT_PATCHING_SECONDS", "IG_METHODS", "TARGET_RANGE", "DtypeName",
-           "RunConfig", "check_target", "circuit_method_options", "default_batch_size", "problems_of",
-           "read_yaml_mapping"]
+__all__ = ["DEFAULT_BUILTIN_N", "DEFAULT_SHORTLIST", "DEFAULT_TARGET", "EXACT_PATCHING_SECONDS", "IG_METHODS",
+           "PATCH_SWEEPS", "TARGET_RANGE", "DtypeName", "RunConfig", "check_target", "circuit_method_options",
+           "default_batch_size", "problems_of", "read_yaml_mapping"]

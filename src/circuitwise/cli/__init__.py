@@ -52,6 +52,11 @@ def show_note(note: str) -> None:
     err_console.print(Text.assemble(("note: ", "yellow"), note), highlight=False, soft_wrap=True)
 
 
+def warn(message: str) -> None:
+    """A warning the user should act on (e.g. a deprecated option), on stderr."""
+    err_console.print(Text.assemble(("warning: ", "yellow"), message), highlight=False, soft_wrap=True)
+
+
 def _register() -> None:
     # Each module adds its commands to `app`; the order here is the order of `--help`.
     from circuitwise.cli import prompt, run  # noqa: F401

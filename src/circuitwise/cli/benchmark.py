@@ -18,7 +18,7 @@ FILES = ("benchmark.json", "benchmark.html")
 
 
 def split_names(given: Optional[List[str]]) -> Optional[list[str]]:
-    """``--methods eap,exact`` and ``--methods eap --methods exact`` alike; None: every method."""
+    """``--circuit eap,exact`` and ``--circuit eap --circuit exact`` alike; None: every method."""
     if not given:
         return None
     return [name.strip() for item in given for name in item.split(",") if name.strip()]
@@ -67,8 +67,10 @@ def benchmark(
     task: str = typer.Argument(..., help=F["task"].description),
     model: str = typer.Option(F["model"].default, "--model", "-m", help=F["model"].description),
     methods: Optional[List[str]] = typer.Option(
-        None, "--methods", help="Methods to compare, comma-separated or repeated (default: every registered method)."),
-    target: float = typer.Option(0.9, "--target", help="Faithfulness for the 'edges at' column."),
+        None, "--circuit", metavar="METHOD",
+        help="Discovery methods to compare, comma-separated or repeated (default: every registered method)."),
+    target: Optional[float] = opts.config_option(F, "circuit_target", "--circuit-target",
+                                                 extra="The 'edges at' column: the fewest edges that reach it."),
     ablation: str = typer.Option("corrupted", "--ablation", help="Edges outside a circuit read the corrupted run, or the mean over the task."),
     out: Path = typer.Option(Path("runs/benchmark"), "--out", "-o", help="Folder for benchmark.json and benchmark.html."),
     device: Optional[str] = opts.DEVICE,
@@ -83,18 +85,26 @@ def benchmark(
     split: Optional[str] = opts.SPLIT,
     drop_invalid: Optional[bool] = opts.DROP_INVALID,
     processing: Optional[bool] = opts.PROCESSING,
+    old_methods: Optional[List[str]] = opts.alias("--methods"),
+    old_target: Optional[float] = opts.alias("--target"),
 ) -> None:
-    """Run every discovery method on the same prompts: CPR, CMD, edges at --target, seconds; benchmark.html + .json."""
+    """Run every discovery method on the same prompts: CPR, CMD, edges at --circuit-target, seconds; benchmark.html + .json."""
     from circuitwise.circuits.patch import check_ablation
+    from circuitwise.config import check_target
     from circuitwise.errors import ConfigError
     from circuitwise.evaluation.benchmark import benchmark as run_benchmark
     from circuitwise.evaluation.benchmark import check_methods
     from circuitwise.reports.study import prepare_dir
 
+    methods = opts.merge(methods, old_methods, old="--methods", new="--circuit")
+    target = opts.merge(target, old_target, old="--target", new="--circuit-target")
+    target = F["circuit_target"].default if target is None else target
     names = check_methods(split_names(methods))  # an unknown method fails before the model loads
     check_ablation(ablation)
-    if not 0 < target <= 1:
-        raise ConfigError(f"--target must be in (0, 1], got {target} (0.9 is usual).")
+    try:
+        check_target(target)
+    except ValueError as e:
+        raise ConfigError(f"--circuit-target {e}.") from None
     prepare_dir(out)  # a file, or a folder of other files, fails before any work
     with benchmark_folder(out) as folder:  # locked from the start: a second command here is refused
         m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory,

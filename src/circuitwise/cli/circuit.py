@@ -12,17 +12,16 @@ import typer
 from circuitwise.cli import app, console, err_console, show_note
 from circuitwise.cli.progress import Bars
 from circuitwise.circuits.eap import EAPOptions
-from circuitwise.circuits.eap_ig import EAPIGOptions
 from circuitwise.circuits.edge_pruning import EdgePruningOptions
 from circuitwise.circuits.exact import ExactOptions
 from circuitwise.cli import options as opts
-from circuitwise.config import RunConfig
+from circuitwise.config import DEFAULT_SHORTLIST, RunConfig
 
 F = RunConfig.model_fields
 METHOD_HELP = ("Edge scoring: eap-ig (integrated gradients on the input), eap (one gradient), eap-ig-activations "
                "(integrated gradients on each layer's activations), exact (one forward per edge; small models), "
                "edge-pruning (learned edge masks at a target sparsity: -O kept=N or -O sparsity=0.95).")
-SELECTION_HELP = "target: fewest top edges reaching --target faithfulness; top-n: the --edges best; threshold: |score| ≥ --threshold."
+SELECTION_HELP = "target: fewest top edges reaching --circuit-target faithfulness; top-n: the --edges best; threshold: |score| ≥ --threshold."
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -80,15 +79,19 @@ def _print_summary(ev: Any) -> None:
 def circuit(
     task: str = typer.Argument(..., help=F["task"].description),
     model: str = typer.Option(F["model"].default, "--model", "-m", help=F["model"].description),
-    method: str = typer.Option("eap-ig", "--method", help=METHOD_HELP),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help=f"eap-ig / eap-ig-activations: integration steps (default {EAPIGOptions.steps}); "
-                                       f"edge-pruning: optimisation steps (default {EdgePruningOptions.steps})."),
+    method: Optional[str] = typer.Option(None, "--circuit", show_default=False,
+                                         help=opts.with_default(METHOD_HELP, F["circuit"].default)),
+    ig_steps: Optional[int] = opts.config_option(F, "ig_steps", "--ig-steps", min=1),
     quadrature: Optional[str] = typer.Option(None, "--quadrature", help=f"eap-ig / eap-ig-activations: integration points between corrupted (0) and clean (1): right (k/n, k=1..n, default; circuitkit, EAP-IG's node methods), left (k=0..n-1; EAP-IG's edge-level EAP-IG-inputs), midpoint (circuitwise 0.1), trapezoid."),
     gradient: Optional[str] = typer.Option(None, "--gradient", help=f"eap: the run the gradient is taken at: clean (noising; EAP-IG/MIB, default {EAPOptions.gradient!r}) or corrupted (denoising; TransformerLens, circuitwise 0.1)."),
     direction: Optional[str] = typer.Option(None, "--direction", help=f"exact: noise (clean run, one edge corrupted; default {ExactOptions.direction!r}) or denoise."),
-    option: Optional[List[str]] = typer.Option(None, "--option", "-O", help="Any option of the method as KEY=VALUE (repeat for several), e.g. -O steps=10. [default: none]"),
+    option: Optional[List[str]] = opts.config_option(
+        F, "circuit_options", "--circuit-option", "-O", metavar="KEY=VALUE",
+        extra=f"As KEY=VALUE, repeat for several: e.g. -O steps=10 (edge-pruning's training steps, default "
+              f"{EdgePruningOptions.steps})."),
     selection: str = typer.Option("target", "--selection", help=SELECTION_HELP),
-    target: float = typer.Option(0.9, "--target", help="Target faithfulness for --selection target."),
+    target: Optional[float] = opts.config_option(F, "circuit_target", "--circuit-target",
+                                                 extra="(--selection target)"),
     edges: Optional[int] = typer.Option(None, "--edges", min=1, help="Number of edges for --selection top-n. [default: none]"),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Score cut-off for --selection threshold. [default: none]"),
     by: str = typer.Option("abs", "--by", help="Rank edges by abs (magnitude) or signed score."),
@@ -96,7 +99,7 @@ def circuit(
     ablation: str = typer.Option("corrupted", "--ablation", help="Edges outside the circuit read the corrupted run, or the mean over the task."),
     out: Path = typer.Option(Path("runs/circuit"), "--out", "-o", help="Folder for circuit.json, scores.json, evaluation.json, circuit.html."),
     random_samples: int = typer.Option(20, "--random-samples", min=0, help="Random circuits of the same size to compare with."),
-    shortlist: int = typer.Option(50, "--shortlist", min=0, help="Top edges to confirm by exact patching (0: skip)."),
+    shortlist: int = typer.Option(DEFAULT_SHORTLIST, "--shortlist", min=0, help="Top edges to confirm by exact patching (0: skip)."),
     device: Optional[str] = opts.DEVICE,
     dtype: Optional[str] = opts.DTYPE,
     max_memory: Optional[str] = opts.MAX_MEMORY,
@@ -110,17 +113,34 @@ def circuit(
     drop_invalid: Optional[bool] = opts.DROP_INVALID,
     processing: Optional[bool] = opts.PROCESSING,
     export_eap_ig: Optional[Path] = typer.Option(None, "--export-eap-ig", help="Also write the scores and circuit as an EAP-IG graph (MIB's submission format): FILE.json or FILE.pt. [default: none]"),
+    old_method: Optional[str] = opts.alias("--method"),
+    old_target: Optional[float] = opts.alias("--target"),
+    old_steps: Optional[int] = opts.alias("--steps", min=1),
+    old_option: Optional[List[str]] = opts.alias("--option"),
 ) -> None:
     """Find the circuit behind the task's answer (EAP / EAP-IG / exact), check it, and write it out."""
-    from circuitwise.circuits import find_circuit, get_method
+    from circuitwise.circuits import find_circuit
+    from circuitwise.config import check_target, circuit_method_options
     from circuitwise.errors import ConfigError
     from circuitwise.evaluation import evaluate_circuit
     from circuitwise.reports.study import prepare_dir, study_folder, write_outputs
 
-    given = {k: v for k, v in dict(steps=steps, quadrature=quadrature, gradient=gradient, direction=direction).items()
+    method = opts.merge(method, old_method, old="--method", new="--circuit") or F["circuit"].default
+    target = opts.merge(target, old_target, old="--target", new="--circuit-target")
+    target = F["circuit_target"].default if target is None else target
+    try:
+        check_target(target)
+    except ValueError as e:
+        raise ConfigError(f"--circuit-target {e}.") from None
+    option = opts.merge(option, old_option, old="--option", new="--circuit-option")
+    given = {k: v for k, v in dict(quadrature=quadrature, gradient=gradient, direction=direction).items()
              if v is not None}
+    if old_steps is not None:  # --steps was every method's `steps`: edge pruning's training steps as well
+        opts.merge(None, old_steps, old="--steps", new="--ig-steps (or -O steps=N for edge-pruning)")
+        given["steps"] = old_steps
     given.update(parse_options(option or []))
-    options = get_method(method).options(**given)  # a bad method or option fails before loading anything
+    # Only the options the method declares; a bad method or option fails before loading anything.
+    options = circuit_method_options(method, given, ig_steps)
     if selection == "top-n" and edges is None:
         raise ConfigError("--selection top-n needs --edges N (how many edges to keep).")
     if selection == "threshold" and threshold is None:
@@ -173,7 +193,7 @@ def evaluate(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="The model the circuit belongs to; default: the one named in circuit.json."),
     ablation: str = typer.Option("corrupted", "--ablation", help="Edges outside the circuit read the corrupted run, or the mean over the task."),
     random_samples: int = typer.Option(20, "--random-samples", min=0, help="Random circuits of the same size to compare with."),
-    shortlist: int = typer.Option(0, "--shortlist", min=0, help="Circuit edges to confirm by exact patching (0: skip)."),
+    shortlist: int = typer.Option(DEFAULT_SHORTLIST, "--shortlist", min=0, help="Circuit edges to confirm by exact patching (0: skip)."),
     as_json: bool = typer.Option(False, "--json", help="Print the evaluation as one JSON object. [default: off]"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write evaluation.json and circuit.html here. [default: none]"),
     device: Optional[str] = opts.DEVICE,

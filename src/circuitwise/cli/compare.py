@@ -50,7 +50,7 @@ def compare(
     circuit: Optional[str] = _opt("circuit", "--circuit"),
     circuit_target: Optional[float] = _opt("circuit_target", "--circuit-target"),
     ig_steps: Optional[int] = _opt("ig_steps", "--ig-steps"),
-    circuit_option: Optional[List[str]] = _opt("circuit_options", "--circuit-option",
+    circuit_option: Optional[List[str]] = _opt("circuit_options", "--circuit-option", "-O",
                                                extra="As KEY=VALUE; repeat for several.", metavar="KEY=VALUE"),
     random_circuits: Optional[int] = _opt("random_circuits", "--random-circuits"),
     config: Optional[Path] = typer.Option(None, "--config", help="Re-run from a config.yaml written by an earlier compare; other options override it. [default: none]"),

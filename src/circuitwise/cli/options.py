@@ -56,3 +56,34 @@ CORRUPTION = config_option(F, "corruption", "--corruption")
 SPLIT = config_option(F, "split", "--split")
 DROP_INVALID = config_option(F, "drop_invalid", "--drop-invalid/--strict")
 PROCESSING = config_option(F, "processing", "--processing/--no-processing")
+
+
+# --- one name for each idea ------------------------------------------------------------------------
+# Each option has one name in every command, its config field's. The spellings commands used before
+# stay as hidden aliases that still work and print a deprecation warning (old → new, per command).
+DEPRECATED: dict[str, dict[str, str]] = {
+    "circuit": {"--method": "--circuit", "--target": "--circuit-target", "--steps": "--ig-steps",
+                "--option": "--circuit-option"},
+    "benchmark": {"--methods": "--circuit", "--target": "--circuit-target"},
+    "patch": {"--what": "--patch", "-w": "--patch"},
+}
+
+
+def alias(*flags: str, **kw: Any) -> Any:
+    """A deprecated spelling: hidden from --help and the README table, still accepted (see :func:`merge`)."""
+    return typer.Option(None, *flags, hidden=True, **kw)
+
+
+def merge(new_value: Any, old_value: Any, *, old: str, new: str) -> Any:
+    """The value given under ``new``, or under its deprecated spelling ``old`` (with a warning); both is an
+    error unless they agree."""
+    from circuitwise.errors import ConfigError
+
+    if old_value is None or old_value == []:
+        return new_value
+    from circuitwise.cli import warn
+
+    warn(f"{old} is deprecated; use {new} (the same option, named as in every command and in config.yaml).")
+    if new_value not in (None, []) and new_value != old_value:
+        raise ConfigError(f"{old} and {new} are the same option, given different values; give {new} only.")
+    return old_value

@@ -18,7 +18,7 @@ import typer
 from circuitwise.cli import app, console, err_console, show_note
 from circuitwise.cli.progress import Bars
 from circuitwise.cli import options as opts
-from circuitwise.config import RunConfig
+from circuitwise.config import PATCH_SWEEPS, RunConfig
 
 F = RunConfig.model_fields
 def _load(task: str, model: Optional[str], device: Optional[str], processing: Optional[bool],
@@ -42,10 +42,10 @@ def _load(task: str, model: Optional[str], device: Optional[str], processing: Op
 @app.command()
 def patch(
     task: str = typer.Argument(..., help=F["task"].description),
-    what: List[str] = typer.Option(
-        ["resid_pre", "heads"], "--what", "-w",
+    what: Optional[List[str]] = typer.Option(
+        None, "--patch", metavar="SWEEP", show_default=False,
         help="Sweep(s), repeatable: resid_pre, attn_out, mlp_out, heads, heads_by_pos, head_q, head_k, "
-             "head_v, head_pattern."),
+             f"head_v, head_pattern. [default: {', '.join(PATCH_SWEEPS)}]"),
     out: Path = typer.Option(Path("runs/patch"), "--out", "-o",
                              help="Output folder for patching.json and resumable checkpoints."),
     model: Optional[str] = opts.config_option(F, "model", "--model", "-m"),
@@ -69,6 +69,7 @@ def patch(
     corruption: Optional[str] = opts.CORRUPTION,
     split: Optional[str] = opts.SPLIT,
     drop_invalid: Optional[bool] = opts.DROP_INVALID,
+    old_what: Optional[List[str]] = opts.alias("--what", "-w"),
 ) -> None:
     """Activation patching sweeps (exact, fast) and attribution patching, resumable: OUT/patching.json."""
     from circuitwise import __version__
@@ -80,6 +81,7 @@ def patch(
     from circuitwise.schema import PatchEntry, PatchingFile
     from circuitwise.types import nan_to_none
 
+    what = opts.merge(what, old_what, old="--what", new="--patch") or list(PATCH_SWEEPS)
     if method not in ("exact", "attribution", "both"):
         raise ConfigError(f"Unknown --method {method!r}. Use exact, attribution or both.")
     for w in what:
@@ -91,7 +93,7 @@ def patch(
     with folder:
         the_model, tok = _load(task, model, device, processing, n, seed, corruption, split, drop_invalid, dtype, max_memory,
                                device_map, n_devices)
-        opts = dict(metric=metric, normalize=normalize, direction=direction, batch_size=batch_size, align=align)
+        settings = dict(metric=metric, normalize=normalize, direction=direction, batch_size=batch_size, align=align)
         results = PatchingFile(circuitwise_version=__version__, task=tok.task.name,
                                model=str(getattr(the_model, "circuitwise_name", model)), dtype=dtype_of(the_model),
                                n_examples=len(tok))
@@ -99,7 +101,7 @@ def patch(
         for w in dict.fromkeys(what):
             # Validated as it is assigned, and the whole file again as it is written.
             results.sweeps = {**results.sweeps, w: PatchEntry.model_validate(
-                nan_to_none(_one_sweep(w, method, the_model, tok, folder.path, opts)))}
+                nan_to_none(_one_sweep(w, method, the_model, tok, folder.path, settings)))}
             folder.write_text("patching.json", results.dump_text())
         folder.commit()
     console.print(f"Results: {(out / 'patching.json').resolve()}", highlight=False, markup=False)

@@ -45,7 +45,7 @@ def run(
     circuit: Optional[str] = _opt("circuit", "--circuit"),
     circuit_target: Optional[float] = _opt("circuit_target", "--circuit-target"),
     ig_steps: Optional[int] = _opt("ig_steps", "--ig-steps"),
-    circuit_option: Optional[List[str]] = _opt("circuit_options", "--circuit-option",
+    circuit_option: Optional[List[str]] = _opt("circuit_options", "--circuit-option", "-O",
                                                extra="As KEY=VALUE; repeat for several.", metavar="KEY=VALUE"),
     config: Optional[Path] = typer.Option(None, "--config", help="Re-run from a config.yaml written by an earlier run; other options override it. [default: none]"),
 ) -> None:

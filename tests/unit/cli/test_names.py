@@ -1,0 +1,120 @@
+"""One name for each idea in every command; the old spellings still work, hidden, with a warning; the
+README's table of every command × option is the one the app generates."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from circuitwise.cli import _register, app
+from circuitwise.cli.options import DEPRECATED
+from tests.unit.cli.conftest import invoke
+
+ROOT = Path(__file__).resolve().parents[3]
+_register()
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("options_table", ROOT / "scripts" / "options_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _flags(command: str) -> tuple[set[str], set[str]]:
+    """(visible, hidden) option flags of a command."""
+    cmd = typer.main.get_command(app).commands[command]
+    visible, hidden = set(), set()
+    for p in cmd.params:
+        if p.param_type_name == "option":
+            (hidden if p.hidden else visible).update(p.opts + p.secondary_opts)
+    return visible, hidden
+
+
+def test_the_readme_table_is_current():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert _script().current(readme) == readme, "run: python scripts/options_table.py"
+
+
+@pytest.mark.parametrize("command,flags", [
+    ("run", {"--circuit", "--circuit-target", "--ig-steps", "--circuit-option", "-O", "--patch"}),
+    ("compare", {"--circuit", "--circuit-target", "--ig-steps", "--circuit-option", "-O"}),
+    ("circuit", {"--circuit", "--circuit-target", "--ig-steps", "--circuit-option", "-O", "--shortlist"}),
+    ("benchmark", {"--circuit", "--circuit-target"}),
+    ("patch", {"--patch"}),
+])
+def test_each_idea_has_one_name_and_the_old_ones_are_hidden(command, flags):
+    visible, hidden = _flags(command)
+    assert flags <= visible
+    old = set(DEPRECATED.get(command, {}))
+    assert old <= hidden and not old & visible
+
+
+def test_the_shortlist_default_comes_from_the_config():
+    from circuitwise.config import DEFAULT_SHORTLIST
+
+    for command in ("circuit", "evaluate"):
+        cmd = typer.main.get_command(app).commands[command]
+        assert next(p.default for p in cmd.params if p.name == "shortlist") == DEFAULT_SHORTLIST
+
+
+@pytest.mark.parametrize("args,old,new", [
+    (["circuit", "opposites", "--method", "eap"], "--method", "--circuit"),
+    (["circuit", "opposites", "--target", "0.8"], "--target", "--circuit-target"),
+    (["circuit", "opposites", "--option", "quadrature=midpoint"], "--option", "--circuit-option"),
+    (["benchmark", "opposites", "--methods", "eap"], "--methods", "--circuit"),
+    (["patch", "opposites", "--what", "heads"], "--what", "--patch"),
+    (["patch", "opposites", "-w", "heads"], "--what", "--patch"),
+])
+def test_an_old_spelling_works_and_warns(tmp_path, args, old, new, monkeypatch):
+    # The command goes as far as loading the task's model, which is stopped there: the old flag was accepted.
+    import circuitwise.cli.circuit as circuit_cli
+    import circuitwise.cli.patch as patch_cli
+
+    class Loaded(Exception):
+        pass
+
+    def stop(*_a, **_k):
+        raise Loaded
+
+    monkeypatch.setattr(circuit_cli, "_load", stop)
+    monkeypatch.setattr("circuitwise.cli.benchmark._load", stop)
+    monkeypatch.setattr(patch_cli, "_load", stop)
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o")])
+    assert isinstance(result.exception, Loaded), result.output
+    text = " ".join(result.output.split())
+    assert f"warning: {old} is deprecated; use {new}" in text
+
+
+def test_old_and_new_spellings_that_disagree_are_refused(tmp_path, no_model_loads):
+    r = invoke("circuit", "opposites", "--method", "eap", "--circuit", "exact", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "--method and --circuit are the same option" in r.output
+
+
+def test_steps_still_reaches_edge_prunings_training_steps(tmp_path, monkeypatch):
+    import circuitwise.cli.circuit as circuit_cli
+
+    seen = {}
+
+    def stop(*_a, **_k):
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(circuit_cli, "_load", stop)
+    from circuitwise import config
+
+    real = config.circuit_method_options
+
+    def spy(method, given, ig_steps):
+        seen.update(method=method, given=dict(given), ig_steps=ig_steps)
+        return real(method, given, ig_steps)
+
+    monkeypatch.setattr(config, "circuit_method_options", spy)
+    CliRunner().invoke(app, ["circuit", "opposites", "--circuit", "edge-pruning", "--steps", "7",
+                             "--out", str(tmp_path / "o")])
+    assert seen == {"method": "edge-pruning", "given": {"steps": 7}, "ig_steps": None}
+    r = invoke("circuit", "opposites", "--circuit", "edge-pruning", "--ig-steps", "7", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "ig_steps applies to the integrated-gradient methods" in r.output
