@@ -16,7 +16,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The layer contract, lint and types first (pyproject configures each), then the tests.
 test: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

@@ -4,6 +4,7 @@ The public API is what ``__all__`` lists, one name per pipeline stage; everythin
 between versions. ``run(RunConfig(...))`` is the whole study; the functions below are its stages.
 """
 
+from circuitwise import reports as _reports  # noqa: F401 - imported to register every result's notebook renderer
 from circuitwise.attribution import baseline, direct_logit_attribution
 from circuitwise.circuits import find_circuit
 from circuitwise.compare import CompareConfig, compare
@@ -13,7 +14,6 @@ from circuitwise.evaluation import evaluate_circuit
 from circuitwise.models import load_model
 from circuitwise.patching import activation_patching, attribution_patching
 from circuitwise.pipeline import run
-from circuitwise import reports as _reports  # noqa: F401 - imported to register every result's notebook renderer
 from circuitwise.schema import load_results
 from circuitwise.tasks import Example, Task, get_task, tokenize_task
 

@@ -20,13 +20,14 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterable
+from typing import Any, Literal
 
 from filelock import FileLock, Timeout
 
-from circuitwise.errors import CircuitwiseError, ConfigError, FolderBusyError, Interrupted, OutputError
+from circuitwise.errors import ConfigError, FolderBusyError, Interrupted, OutputError
 from circuitwise.types import nan_to_none
 
 # What circuitwise commands write into an output folder; anything else means the folder is the
@@ -111,7 +112,7 @@ class RunFolder:
 
     # ---- lifecycle ------------------------------------------------------------------------
 
-    def __enter__(self) -> "RunFolder":
+    def __enter__(self) -> RunFolder:
         self.check()
         lock = FileLock(self.lock_path, timeout=0)
         try:
@@ -138,7 +139,7 @@ class RunFolder:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool:
+                 tb: TracebackType | None) -> Literal[False]:
         try:
             if exc is None or self.committed:
                 return False
@@ -188,7 +189,8 @@ class RunFolder:
         cwd = Path(os.path.abspath(os.getcwd()))
         if cwd == out or out in cwd.parents:
             # The folder is replaced whole on success, which would pull it out from under the shell.
-            raise ConfigError(f"--out {out} is (or holds) the current folder. Give a subfolder, e.g. --out runs/latest.")
+            raise ConfigError(f"--out {out} is (or holds) the current folder. Give a subfolder, "
+                              "e.g. --out runs/latest.")
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {out} is a file, not a folder. Choose a folder path (it is created if needed).")
         if out.is_dir():

@@ -136,7 +136,8 @@ def invoke(*args):
 
 
 def _run(out, model, *extra):
-    return invoke("run", "opposites-seed", "--model", model, "--out", out, "--patch", "heads", "--circuit", "none", *extra)
+    return invoke("run", "opposites-seed", "--model", model, "--out", out, "--patch", "heads", "--circuit", "none",
+                  *extra)
 
 
 @pytest.fixture

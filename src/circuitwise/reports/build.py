@@ -1,14 +1,16 @@
 """Build the report page from the typed results alone (so a report can be re-rendered later).
 
-Each section is an HTML body rendered from one schema section by its template (templates/run/); the page (:func:`build_page`) and the
+Each section is an HTML body rendered from one schema section by its template (templates/run/); the
+page (:func:`build_page`) and the
 notebook display (:mod:`circuitwise.reports.display`) put the same bodies together. ``ids`` prefixes
 every element id, so several displays can share one notebook page.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, cast
 
 import plotly.graph_objects as go
 from markupsafe import Markup
@@ -58,8 +60,10 @@ def dla_html(d: DLASection, output_mean: float | None = None, ids: str = "") -> 
     return render(
         "run/dla.html", d=d, ids=ids, closure=" ".join(dla_closure(d, mean)),
         lens_figure=figures.line(d.logit_lens.values, d.logit_lens.labels,
-                                 "Logit lens: logit difference of the accumulated residual stream", x="layer (pre / mid)"),
-        layers_figure=figures.bars(d.layers.values, d.layers.labels, "Per-layer decomposition: what each component writes"),
+                                 "Logit lens: logit difference of the accumulated residual stream",
+                                 x="layer (pre / mid)"),
+        layers_figure=figures.bars(d.layers.values, d.layers.labels,
+                                   "Per-layer decomposition: what each component writes"),
         heads_figure=figures.heatmap(d.heads, [str(h) for h in range(len(d.heads[0]))],
                                      [str(layer) for layer in range(len(d.heads))],
                                      "Per-head direct logit attribution", "head", "layer"))
@@ -90,21 +94,23 @@ def sweep_figure(what: str, sweep: Sweep, z_title: str | None = None) -> Any:
     title = SWEEP_TITLES.get(what, what)
     if axes == ["layer", "pos", "head"]:
         # One row per head, one column per position: which head matters where.
+        cube = cast("list[list[list[float | None]]]", vals)
         rows = [f"L{l}H{h}" for l in labels["layer"] for h in labels["head"]]
-        z = [[vals[li][pi][hi] for pi in range(len(labels["pos"]))]
+        z = [[cube[li][pi][hi] for pi in range(len(labels["pos"]))]
              for li in range(len(labels["layer"])) for hi in range(len(labels["head"]))]
         return figures.heatmap(z, labels["pos"], rows, title, "position", "head", z_title)
     x_axis = axes[1]
-    return figures.heatmap(vals, labels[x_axis], labels["layer"], title, x_axis, "layer", z_title)
+    grid = cast("list[list[float | None]]", vals)  # two axes: layer × x_axis
+    return figures.heatmap(grid, labels[x_axis], labels["layer"], title, x_axis, "layer", z_title)
 
 
 def sweep_html(what: str, sweep: Sweep, ids: str = "") -> str:
     """One sweep's heatmap and what to know about it (degenerate gap, agreement, largest cells)."""
-    run = isinstance(sweep, RunSweep)
-    correlation = sweep.attribution.correlation if run and sweep.attribution is not None else None
-    top = [t for t in sweep.top[:5] if t.value is not None] if run else []
+    attribution = sweep.attribution if isinstance(sweep, RunSweep) else None
+    top = [t for t in sweep.top[:5] if t.value is not None] if isinstance(sweep, RunSweep) else []
     return render("run/sweep.html", what=what, sweep=sweep, ids=ids, fig=sweep_figure(what, sweep),
-                  correlation=correlation, has_attribution=run and sweep.attribution is not None, top=top)
+                  correlation=attribution.correlation if attribution else None,
+                  has_attribution=attribution is not None, top=top)
 
 
 def patching_html(p: dict[str, RunSweep], att: Attention | None = None, ids: str = "") -> str:

@@ -7,8 +7,9 @@ a table with its confidence interval and p-values.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 from markupsafe import Markup
@@ -93,7 +94,7 @@ def summarize_compare(r: dict[str, Any]) -> list[str]:
 
 
 def _flagged(c: dict[str, Any]) -> list[str]:
-    hits = [(abs(d or 0.0), cell) for cell, d, s in zip(c["cells"], c["diff"], c["significant"]) if s]
+    hits = [(abs(d or 0.0), cell) for cell, d, s in zip(c["cells"], c["diff"], c["significant"], strict=True) if s]
     return [cell for _, cell in sorted(hits, key=lambda t: -t[0])]
 
 
@@ -106,11 +107,13 @@ def _circuit_sentences(r: dict[str, Any], a: str, b: str) -> list[str]:
     c = r.get("circuits")
     if not c:
         return [f"Circuits were not compared: {r['circuits_skipped']}."] if r.get("circuits_skipped") else []
-    out = [f"The circuit found on {a} has {c['a']['n_edges']} edges (faithfulness {_f(c['a']['faithfulness'], sign=False)}), "
+    out = [f"The circuit found on {a} has {c['a']['n_edges']} edges "
+           f"(faithfulness {_f(c['a']['faithfulness'], sign=False)}), "
            f"the one on {b} {c['b']['n_edges']} ({_f(c['b']['faithfulness'], sign=False)})."]
     ov = c.get("overlap")
     if ov:
-        out.append(f"They share {len(ov['shared_edges'])} edges (Jaccard {ov['jaccard']:.2f}; {ov['jaccard_equal_size']:.2f} "
+        out.append(f"They share {len(ov['shared_edges'])} edges (Jaccard {ov['jaccard']:.2f}; "
+                   f"{ov['jaccard_equal_size']:.2f} "
                    f"for the top {ov['equal_size']} edges of each; score-weighted overlap {ov['weighted']:.2f}).")
     names = {"a": a, "b": b}
     for cell in c["cross"]:
@@ -118,7 +121,8 @@ def _circuit_sentences(r: dict[str, Any], a: str, b: str) -> list[str]:
             continue
         rnd = cell["random_mean"]
         out.append(
-            f"The {names[cell['circuit']]} circuit keeps {_f(cell['kept_fraction'], sign=False)} of the logit difference "
+            f"The {names[cell['circuit']]} circuit keeps {_f(cell['kept_fraction'], sign=False)} of the logit "
+            "difference "
             f"on {names[cell['on']]} (faithfulness {_f(cell['faithfulness'], sign=False)}, against "
             f"{_f(rnd, sign=False)} for random circuits of its size; p = {_p(cell['random_p'])})."
         )
@@ -167,7 +171,8 @@ def _bands(c: dict[str, Any], labels_a: str, labels_b: str, title: str, y: str) 
                                  fillcolor=color, opacity=0.18, hoverinfo="skip", showlegend=False))
         fig.add_trace(go.Scatter(x=x, y=c[key], mode="lines+markers", name=name, line=dict(color=color,
                                  dash="dot" if key == "diff" else "solid"),
-                                 hovertemplate="%{x}: %{y:.3f}<extra>" + esc(name) + "</extra>"))  # plotly reads HTML here
+                                 # plotly reads the hover template as HTML
+                                 hovertemplate="%{x}: %{y:.3f}<extra>" + esc(name) + "</extra>"))
     fig.add_hline(y=0, line_width=1, line_color="#888")
     fig.update_layout(title=title, yaxis_title=y, height=400, template="plotly_white",
                       margin=dict(l=60, r=20, t=50, b=60))
@@ -178,8 +183,10 @@ def _grouped(c: dict[str, Any], la: str, lb: str, title: str) -> go.Figure:
     fig = go.Figure()
     for key, name, color in (("a", la, A_COLOR), ("b", lb, B_COLOR), ("diff", "A − B", D_COLOR)):
         vals = [v if v is not None else 0.0 for v in c[key]]
-        plus = [(h - v) if h is not None and v is not None else 0 for h, v in zip(c[f"{key}_high"], c[key])]
-        minus = [(v - lo) if lo is not None and v is not None else 0 for lo, v in zip(c[f"{key}_low"], c[key])]
+        plus = [(h - v) if h is not None and v is not None else 0
+                for h, v in zip(c[f"{key}_high"], c[key], strict=True)]
+        minus = [(v - lo) if lo is not None and v is not None else 0
+                 for lo, v in zip(c[f"{key}_low"], c[key], strict=True)]
         text = ["*" if s and key == "diff" else "" for s in c["significant"]]
         fig.add_trace(go.Bar(x=c["cells"], y=vals, name=name, marker_color=color, text=text, textposition="outside",
                              error_y=dict(type="data", array=plus, arrayminus=minus, visible=True)))
@@ -200,7 +207,8 @@ def _flag_table(c: dict[str, Any], la: str, lb: str, limit: int = 20) -> Markup:
 
 
 def _summary(page: Page, r: dict[str, Any]) -> None:
-    page.add("summary", "Summary", render("compare/summary.html", r=r, summary=r.get("summary") or summarize_compare(r)))
+    summary = r.get("summary") or summarize_compare(r)
+    page.add("summary", "Summary", render("compare/summary.html", r=r, summary=summary))
 
 
 def _baseline(page: Page, r: dict[str, Any]) -> None:

@@ -17,9 +17,10 @@ import sys
 import tempfile
 import uuid
 import webbrowser
+from collections.abc import Sequence
 from functools import lru_cache, singledispatch
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 from markupsafe import Markup
@@ -38,7 +39,7 @@ from circuitwise.reports.html import CSS, _circuitsvis_js, render, uses_circuits
 from circuitwise.schema.circuit import CircuitFile
 from circuitwise.schema.compare import CompareResults
 from circuitwise.schema.patching import PatchingFile
-from circuitwise.schema.results import Attention, BaselineSection, DLASection, RunResults
+from circuitwise.schema.results import Attention, BaselineSection, DLASection, Example, RunResults
 from circuitwise.schema.sweeps import Sweep
 from circuitwise.types import nan_to_none, register_display
 
@@ -139,7 +140,7 @@ def run_html(r: RunResults) -> str:
                     f"{t.n_prompts} prompts · {m.n_layers} layers × {m.n_heads} heads{state}")
 
 
-def baseline_section_html(bl: BaselineSection, examples=None) -> str:
+def baseline_section_html(bl: BaselineSection, examples: Sequence[Example] | None = None) -> str:
     return fragment("Baseline: the model's answers", [("", baseline_html(bl, examples))])
 
 
@@ -185,7 +186,7 @@ def circuit_output(c: CircuitFile, figure: go.Figure) -> str:
                           {"circuit": figure}, (), rows, ["sender", "receiver", "score"])
 
 
-def compare_output(data: dict) -> str:
+def compare_output(data: dict[str, Any]) -> str:
     """A comparison (compare.json's data): the sections of compare.html."""
     from circuitwise.reports.compare import build_compare_page
 
@@ -261,10 +262,10 @@ def show(html: str, name: str = "circuitwise") -> Path | None:
         from IPython import get_ipython
         from IPython.display import HTML, display
     except ImportError:
-        get_ipython = None  # type: ignore[assignment]
+        get_ipython = None
     shell = get_ipython() if get_ipython is not None else None
     if shell is not None and type(shell).__name__ != "TerminalInteractiveShell":
-        display(HTML(html))
+        display(HTML(html))  # type: ignore[no-untyped-call]  # IPython's display functions carry no hints
         return None
     path = Path(tempfile.mkdtemp(prefix="circuitwise-")) / f"{name}.html"
     path.write_text(render("standalone.html", name=name, body=Markup(html)), encoding="utf-8")
@@ -285,4 +286,5 @@ class _Display:
 register_display(_Display())
 
 __all__ = ["attention_html_output", "baseline_section_html", "circuit_output", "compare_output", "dla_section_html",
-           "figures_output", "fragment", "html_of", "libraries", "patching_file_html", "resend_libraries", "run_html", "show", "sweep_section_html"]
+           "figures_output", "fragment", "html_of", "libraries", "patching_file_html", "resend_libraries", "run_html",
+           "show", "sweep_section_html"]

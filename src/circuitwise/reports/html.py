@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -28,7 +29,8 @@ nav{padding:8px 28px;background:#e5e7eb;font-size:14px} nav a{margin-right:14px;
 main{padding:8px 28px;max-width:1200px}
 section{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:14px 20px;margin:16px 0}
 h2{font-size:18px;margin:4px 0 10px} .note{color:#4b5563;font-size:14px}
-table{border-collapse:collapse;font-size:13px;margin:8px 0} th,td{border-bottom:1px solid #e5e7eb;padding:4px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}
+th,td{border-bottom:1px solid #e5e7eb;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f3f4f6} td.num{text-align:right;font-variant-numeric:tabular-nums}
 code,.tok{font-family:ui-monospace,Menlo,monospace;font-size:12px}
 .tok{background:#eef2ff;border-radius:3px;padding:0 2px;margin:0 1px;white-space:pre}
@@ -47,8 +49,8 @@ def esc(text: Any) -> str:
 def environment() -> Environment:
     """The templates of reports/templates, with autoescape on: a value is escaped unless it is
     :class:`~markupsafe.Markup` (a rendered figure, another template's output)."""
-    env = Environment(loader=PackageLoader("circuitwise.reports", "templates"), autoescape=True, extensions=["jinja2.ext.do"],
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(loader=PackageLoader("circuitwise.reports", "templates"), autoescape=True,
+                      extensions=["jinja2.ext.do"], undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals.update(figure=figure_html, attention=attention_html, signed=signed, fixed=fixed)
     return env
 

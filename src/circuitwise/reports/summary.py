@@ -28,11 +28,11 @@ def summarize(results: RunResults) -> list[str]:
     jumps = [vals[i + 1] - vals[i] for i in range(len(vals) - 1)]
     if jumps:
         i = max(range(len(jumps)), key=lambda j: abs(jumps[j]))
+        first = _first_positive_run(vals)
         out.append(
             f"In the logit lens the biggest single change ({_fmt(jumps[i])}) happens between {labels[i]} and "
             f"{labels[i + 1]}; the accumulated residual is "
-            + ("positive from " + labels[_first_positive_run(vals)] + " on." if _first_positive_run(vals) is not None
-               else "never positive for good.")
+            + ("positive from " + labels[first] + " on." if first is not None else "never positive for good.")
         )
     layers = dla.layers
     j = max(range(len(layers.values)), key=lambda k: abs(layers.values[k]))

@@ -2,8 +2,9 @@
 
 ``results.json`` (:class:`RunResults`), ``patching.json`` (:class:`PatchingFile`),
 ``circuit.json`` (:class:`CircuitFile`), ``compare.json`` (:class:`CompareResults`), ``evaluation.json``
-(:class:`EvaluationFile`), ``scores.json`` (:class:`ScoresFile`) and ``benchmark.json`` (:class:`BenchmarkFile`). The stages fill them, the report, the notebook display and
-``compare`` read only them; their JSON Schemas are exported to ``schema/`` in the repository
+(:class:`EvaluationFile`), ``scores.json`` (:class:`ScoresFile`) and ``benchmark.json``
+(:class:`BenchmarkFile`). The stages fill them, the report, the notebook display and ``compare``
+read only them; their JSON Schemas are exported to ``schema/`` in the repository
 (``make schema``). This package sits below the stages (it imports only ``errors`` and ``types``), so
 any stage may build a section and the CLI, the pipeline and the reports may read one.
 """
@@ -52,5 +53,6 @@ def load_circuit_file(path: str | Path) -> CircuitFile:
     return CircuitFile.load(path)
 
 
-__all__ = ["BenchmarkFile", "CircuitFile", "CompareResults", "EvaluationFile", "FILES", "FileModel", "Open", "PatchEntry", "PatchingFile", "RunResults",
-           "RunSweep", "ScoresFile", "Section", "Sweep", "load_circuit_file", "load_compare", "load_patching", "load_results"]
+__all__ = ["FILES", "BenchmarkFile", "CircuitFile", "CompareResults", "EvaluationFile", "FileModel", "Open",
+           "PatchEntry", "PatchingFile", "RunResults", "RunSweep", "ScoresFile", "Section", "Sweep",
+           "load_circuit_file", "load_compare", "load_patching", "load_results"]

@@ -29,7 +29,8 @@ class Section(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (NaN → null), by the names the file uses."""
-        return nan_to_none(self.model_dump(mode="python", by_alias=True))
+        out: dict[str, Any] = nan_to_none(self.model_dump(mode="python", by_alias=True))
+        return out
 
 
 class Open(Section):
@@ -102,11 +103,12 @@ class FileModel(Section):
     @classmethod
     def load(cls: type[M], path: str | Path) -> M:
         """Read and validate a file (a folder means the file of this kind inside it)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / cls.FILENAME  # type: ignore[attr-defined]
+        file = Path(path)
+        if file.is_dir():
+            file = file / cls.FILENAME  # type: ignore[attr-defined]
+        path = file
         try:
-            text = path.read_text(encoding="utf-8")
+            text = file.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise SchemaError(f"{path} does not exist. {cls.REMEDY}") from None
         except (OSError, UnicodeDecodeError) as e:

@@ -6,7 +6,7 @@ options (open); everything else is typed.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
@@ -14,7 +14,7 @@ from circuitwise.schema.base import FileModel, Num, Section
 from circuitwise.schema.circuit import CircuitModel
 from circuitwise.schema.results import MIB
 
-FORMAT = "circuitwise.benchmark"
+FORMAT: Final = "circuitwise.benchmark"
 VERSION = 1
 
 
@@ -44,7 +44,7 @@ class BenchmarkFile(FileModel):
     FILENAME: ClassVar[str] = "benchmark.json"
     REMEDY: ClassVar[str] = "Re-create it with `circuitwise benchmark TASK --out DIR`."
 
-    format: Literal["circuitwise.benchmark"] = FORMAT
+    format: Literal["circuitwise.benchmark"] = "circuitwise.benchmark"
     version: int = VERSION
     task: str
     model: CircuitModel

@@ -7,14 +7,14 @@ model's ``architecture``) and at the top level, so a field a later method adds i
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
 from circuitwise.schema.base import FileModel, Num, Open
 from circuitwise.schema.results import MIB, MethodConfig, Processing
 
-FORMAT = "circuitwise.circuit"
+FORMAT: Final = "circuitwise.circuit"
 VERSION = 1
 
 
@@ -59,11 +59,12 @@ class CircuitFile(FileModel):
     VERSION: ClassVar[int] = VERSION
     READS: ClassVar[frozenset[int]] = frozenset({0})
     FILENAME: ClassVar[str] = "circuit.json"
-    REMEDY: ClassVar[str] = "Give the circuit.json written by `circuitwise circuit` (or re-create it with that command)."
+    REMEDY: ClassVar[str] = ("Give the circuit.json written by `circuitwise circuit` "
+                             "(or re-create it with that command).")
 
     model_config = Open.model_config
 
-    format: Literal["circuitwise.circuit"] = FORMAT
+    format: Literal["circuitwise.circuit"] = "circuitwise.circuit"
     version: int = VERSION
     model: CircuitModel | None = None
     graph: GraphInfo | None = None

@@ -9,7 +9,7 @@ torch — the tensors ``Comparison.build`` and ``floats`` take are read through 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Final, Literal, Protocol, TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,7 +19,7 @@ from circuitwise.types import Shows
 if TYPE_CHECKING:
     import torch
 
-FORMAT = "circuitwise.compare"
+FORMAT: Final = "circuitwise.compare"
 VERSION = 1
 
 Floats = list[float | None]
@@ -114,7 +114,7 @@ class Comparison(_Model):
     def build(cls, name: str, axes: list[str], shape: list[int], cells: list[str], d: Tested, *,
               values_a: torch.Tensor, values_b: torch.Tensor, alpha: float, confidence: float,
               min_difference: float, clean: tuple[torch.Tensor, torch.Tensor] | None = None,
-              corrupted: tuple[torch.Tensor, torch.Tensor] | None = None) -> "Comparison":
+              corrupted: tuple[torch.Tensor, torch.Tensor] | None = None) -> Comparison:
         return cls(
             name=name, axes=axes, shape=shape, cells=cells, statistic=d.statistic, paired=d.paired, test=d.test,
             correction="benjamini-hochberg" if d.q is not None else None, alpha=alpha, confidence=confidence,
@@ -131,7 +131,7 @@ class Comparison(_Model):
 
     def flagged(self) -> list[str]:
         """The cells whose difference is significant (after the correction), largest difference first."""
-        hits = [(abs(d or 0.0), c) for c, d, s in zip(self.cells, self.diff, self.significant) if s]
+        hits = [(abs(d or 0.0), c) for c, d, s in zip(self.cells, self.diff, self.significant, strict=True) if s]
         return [c for _, c in sorted(hits, key=lambda t: -t[0])]
 
     def cell(self, label: str) -> dict[str, Any]:
@@ -253,7 +253,7 @@ class CompareResults(FileModel, Shows):
     FILENAME: ClassVar[str] = "compare.json"
     REMEDY: ClassVar[str] = "Re-create it with `circuitwise compare A B --out DIR`."
 
-    format: Literal["circuitwise.compare"] = FORMAT
+    format: Literal["circuitwise.compare"] = "circuitwise.compare"
     version: int = VERSION
     circuitwise_version: str
     complete: bool = False
@@ -278,7 +278,8 @@ class CompareResults(FileModel, Shows):
     def __repr__(self) -> str:
         ld = self.logit_diff
         diff = f"; logit diff A − B {ld.diff[0]:+.3f}" if ld is not None and ld.diff and ld.diff[0] is not None else ""
-        return f"CompareResults({self.a.label} vs {self.b.label}, {'paired' if self.pairing.paired else 'unpaired'}{diff})"
+        paired = "paired" if self.pairing.paired else "unpaired"
+        return f"CompareResults({self.a.label} vs {self.b.label}, {paired}{diff})"
 
 
 __all__ = ["FORMAT", "VERSION", "Attention", "CircuitSide", "Circuits", "CompareResults", "Comparison", "CrossCell",

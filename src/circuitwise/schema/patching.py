@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
@@ -10,7 +10,7 @@ from circuitwise.schema.base import FileModel, Num, Section
 from circuitwise.schema.sweeps import Sweep
 from circuitwise.types import Shows
 
-FORMAT = "circuitwise.patching"
+FORMAT: Final = "circuitwise.patching"
 VERSION = 1
 
 
@@ -28,7 +28,7 @@ class PatchingFile(FileModel, Shows):
     FILENAME: ClassVar[str] = "patching.json"
     REMEDY: ClassVar[str] = "Re-create it with `circuitwise patch TASK --out DIR`."
 
-    format: Literal["circuitwise.patching"] = FORMAT
+    format: Literal["circuitwise.patching"] = "circuitwise.patching"
     schema_version: int = VERSION
     circuitwise_version: str | None = None
     task: str
@@ -44,7 +44,8 @@ class PatchingFile(FileModel, Shows):
         return None
 
     def __repr__(self) -> str:
-        return f"PatchingFile({self.task} on {self.model}, {self.n_examples} examples; sweeps {', '.join(self.sweeps) or 'none'})"
+        sweeps = ", ".join(self.sweeps) or "none"
+        return f"PatchingFile({self.task} on {self.model}, {self.n_examples} examples; sweeps {sweeps})"
 
 
 __all__ = ["FORMAT", "PatchEntry", "PatchingFile", "VERSION"]

@@ -7,7 +7,7 @@ that exists.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
@@ -15,7 +15,7 @@ from circuitwise.schema.base import FileModel, Num, Open, Section
 from circuitwise.schema.sweeps import RunSweep
 from circuitwise.types import Shows
 
-FORMAT = "circuitwise.results"
+FORMAT: Final = "circuitwise.results"
 VERSION = 1
 
 
@@ -309,7 +309,7 @@ class RunResults(FileModel, Shows):
     FILENAME: ClassVar[str] = "results.json"
     REMEDY: ClassVar[str] = "Re-create it with `circuitwise run TASK --out DIR`."
 
-    format: Literal["circuitwise.results"] = FORMAT
+    format: Literal["circuitwise.results"] = "circuitwise.results"
     schema_version: int = VERSION
     circuitwise_version: str
     complete: bool = False
@@ -365,7 +365,7 @@ class RunResults(FileModel, Shows):
 
 __all__ = [
     "Agreement", "AgreementEdge", "Attention", "BaselineSection", "CircuitSection", "Completeness", "DLASection",
-    "Evaluation", "Example", "FORMAT", "MIB", "MIBCurve", "MethodConfig", "Faithfulness", "HeadValue", "LogitDiff", "ModelInfo", "Plan", "Processing",
-    "ProcessingStep", "RandomBaseline", "RunResults", "Selection", "Series", "TaskInfo", "TopEdge", "TopHeads",
-    "TopToken", "VERSION",
+    "Evaluation", "Example", "FORMAT", "MIB", "MIBCurve", "MethodConfig", "Faithfulness", "HeadValue", "LogitDiff",
+    "ModelInfo", "Plan", "Processing", "ProcessingStep", "RandomBaseline", "RunResults", "Selection", "Series",
+    "TaskInfo", "TopEdge", "TopHeads", "TopToken", "VERSION",
 ]

@@ -8,7 +8,7 @@ open at the top level, as circuit.json is, so a metric or field a later method a
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
@@ -16,8 +16,8 @@ from circuitwise.schema.base import FileModel, Num, Open, Section
 from circuitwise.schema.circuit import GraphInfo
 from circuitwise.schema.results import MIB, Agreement, Completeness, Curve, Faithfulness, RandomBaseline
 
-EVALUATION_FORMAT = "circuitwise.evaluation"
-SCORES_FORMAT = "circuitwise.scores"
+EVALUATION_FORMAT: Final = "circuitwise.evaluation"
+SCORES_FORMAT: Final = "circuitwise.scores"
 VERSION = 1
 
 
@@ -25,7 +25,8 @@ class EvaluationFile(FileModel):
     FORMAT: ClassVar[str] = EVALUATION_FORMAT
     VERSION: ClassVar[int] = VERSION
     FILENAME: ClassVar[str] = "evaluation.json"
-    REMEDY: ClassVar[str] = "Re-create it with `circuitwise circuit TASK --out DIR` or `circuitwise evaluate ... --out DIR`."
+    REMEDY: ClassVar[str] = ("Re-create it with `circuitwise circuit TASK --out DIR` or "
+                             "`circuitwise evaluate ... --out DIR`.")
 
     model_config = Open.model_config
 

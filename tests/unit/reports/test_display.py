@@ -28,6 +28,8 @@ def shown(tiny_model):
     }
 
 
+# A plotly figure's div in the browser's DOM, and what plotly drew into it.
+FIGURE = r'<div id="(cw[0-9a-f]{8}-[^"]+)"[^>]*class="[^"]*plotly-graph-div[^"]*"[^>]*>(.{0,3000})'
 FIGURES = {"baseline": 0, "dla": 3, "attention": 0, "patching": 1, "circuit": 1, "evaluation": 2}
 
 
@@ -78,7 +80,7 @@ def test_outputs_draw_in_chromium_side_by_side(shown, tmp_path):
                     + "</body></html>", encoding="utf-8")
     dom, console = _headless(page.resolve().as_uri(), tmp_path)
     assert console == [], "console messages:\n" + "\n".join(console)
-    figs = re.findall(r'<div id="(cw[0-9a-f]{8}-[^"]+)"[^>]*class="[^"]*plotly-graph-div[^"]*"[^>]*>(.{0,3000})', dom, re.S)
+    figs = re.findall(FIGURE, dom, re.S)
     assert len(figs) >= 6 and all("main-svg" in body for _, body in figs)
     m = re.search(r'<div id="cw[0-9a-f]{8}-cv-attention" class="cv">(.{0,400})', dom, re.S)
     assert m and "Head Selector" in m.group(1)
@@ -121,7 +123,7 @@ def test_outputs_without_the_library_draw_once_it_arrives(shown, one_notebook_pa
                     + "</body></html>", encoding="utf-8")
     dom, console = _headless(page.resolve().as_uri(), tmp_path)
     assert console == [], "console messages:\n" + "\n".join(console)
-    figs = re.findall(r'<div id="(cw[0-9a-f]{8}-[^"]+)"[^>]*class="[^"]*plotly-graph-div[^"]*"[^>]*>(.{0,3000})', dom, re.S)
+    figs = re.findall(FIGURE, dom, re.S)
     assert len(figs) >= 6 and all("main-svg" in body for _, body in figs)
     views = re.findall(r'<div id="cw[0-9a-f]{8}-cv-attention" class="cv">(.{0,400})', dom, re.S)
     assert len(views) == 2 and all("Head Selector" in v for v in views)
