@@ -66,8 +66,8 @@ def circuit_method_options(circuit: str | None, circuit_options: dict[str, Any],
     method = get_method(circuit)
     if extra and method.name not in IG_METHODS:
         raise ConfigError(f"ig_steps applies to the integrated-gradient methods ({', '.join(IG_METHODS)}), not "
-                          f"{circuit}; drop --ig-steps (a config.yaml from circuitwise 0.1 carries ig_steps: 5 — delete "
-                          "that line).")
+                          f"{circuit}; drop --ig-steps (a config.yaml from circuitwise 0.1 carries ig_steps: 5 — "
+                          "delete that line).")
     return method.options(circuit_options, **extra)
 
 

@@ -38,7 +38,8 @@ def test_layers_of_models_of_other_depths_match_by_relative_depth():
     note = m.note("Per-layer decomposition")
     assert "relative depth" in note and "only on side B: pos_embed" in note
     swapped = match_labels(b, a, 4, 2)  # the deeper model as A: the same pairs, labelled A first
-    assert swapped.cells[1] == "1_attn_out ~ 0_attn_out" and [a[j] for j in swapped.index_b] == [a[j] for j in m.index_a]
+    assert swapped.cells[1] == "1_attn_out ~ 0_attn_out"
+    assert [a[j] for j in swapped.index_b] == [a[j] for j in m.index_a]
     assert [b[i] for i in swapped.index_a] == [b[j] for j in m.index_b]
 
 

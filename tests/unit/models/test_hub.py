@@ -60,7 +60,7 @@ def test_load_model_with_a_hub_name_fails_at_once(no_hub):
 
 def test_hf_hub_offline_is_named_when_it_is_the_reason(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(TaskError, match="cannot be reached: HF_HUB_OFFLINE is set, and 'some-org/not-cached-model' is not in the local"):
+    with pytest.raises(TaskError, match="cannot be reached: HF_HUB_OFFLINE is set, and 'some-org/not-cached-model'"):
         hub.check_hub("some-org/not-cached-model", error=TaskError)
 
 
