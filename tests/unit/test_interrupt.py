@@ -49,7 +49,8 @@ def _files(out: Path) -> dict[str, bytes]:
 def test_sigint_keeps_the_previous_run_and_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
     before = _previous_run(out)
-    proc = _start_and_wait_for_patching(out)
+    # 200 prompts: the seed's six can finish their patching before the signal lands.
+    proc = _start_and_wait_for_patching(out, n=200)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     text = " ".join(err.decode().split())

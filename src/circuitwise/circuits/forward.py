@@ -27,7 +27,7 @@ the first layer's q/k/v receivers read the input alone, so each is one of two pr
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -69,6 +69,8 @@ class GraphModel:
     b_QKV: tuple[torch.Tensor | None, ...]  # per layer [3H, d_head]
     W_O: tuple[torch.Tensor, ...]  # per layer [H, d_head, d]
     checked: bool = False  # passed check_against_bridge
+    # Patched metrics already measured with these weights (circuits.patch); rebuilt with them.
+    memo: dict = field(default_factory=dict, repr=False)
 
     @property
     def d_model(self) -> int:
@@ -211,7 +213,8 @@ def run_graph(
         keep: ``[K, sender, receiver]`` (1 = the receiver reads the live sender, 0 = it reads
             ``replacement``); ``None`` runs unpatched. Non-edges are ignored.
         replacement: sender outputs ``[sender, N or 1, pos, d]`` used where ``keep`` is 0.
-        record: return every sender's output ``[sender, K*N, pos, d]``.
+        record: return every sender's output ``[sender, K*N, pos, d]`` (with ``prefix``, at
+            positions ``prefix.start:`` only).
         receiver_grad: called during the backward pass with ∂metric/∂input of each receiver
             block — a layer's q/k/v ``[3H, K*N, pos, d]``, its MLP ``[1, K*N, pos, d]``, the
             logits ``[1, K*N, d]`` (each example's last position). Unpatched, the q/k/v gradients
@@ -228,8 +231,6 @@ def run_graph(
     N, P, d = x0.shape
     p0 = 0 if prefix is None else prefix.start
     last_only = not record and receiver_grad is None
-    if prefix is not None and record:
-        raise ValueError("a run over a shared prefix cannot record every position's outputs")
     K = 1 if keep is None else int(keep.shape[0])
     H, S, L = g.n_heads, len(g.senders), g.n_layers
     x = x0 if K == 1 else x0.repeat(K, 1, 1)

@@ -7,15 +7,19 @@ in one forward. Circuit selection, faithfulness and exact edge scores are all bu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Iterator, Literal, get_args
 
+import numpy as np
 import torch
 
 from circuitwise.circuits.forward import GraphModel, first_difference, run_graph, shared_prefix
+from circuitwise.circuits.prune import prune_rows
 from circuitwise.circuits.scores import Prepared, Progress, no_progress, sender_outputs, stack_budget
 from circuitwise.errors import ConfigError, DegenerateMetricError
-from circuitwise.models.memory import STACK_BYTES
+from circuitwise.models.memory import MEMO_BYTES, STACK_BYTES
 from circuitwise.tasks.tokenize import TokenizedTask
 
 Ablation = Literal["corrupted", "mean"]
@@ -92,13 +96,29 @@ def patched_metrics(
     if keep_edges.shape[-1] != g.n_edges:
         raise ConfigError(f"An edge set has {keep_edges.shape[-1]} entries but the graph has {g.n_edges} edges.")
     uniq, inverse = torch.unique(keep_edges.bool().cpu(), dim=0, return_inverse=True)
+    if ablation == "corrupted" and base == "clean":
+        # Dangling edges carry what dropping them would (circuits.prune): pruned, most random
+        # circuits are empty or tiny and many edge sets become one.
+        uniq, again = torch.unique(prune_rows(g, uniq), dim=0, return_inverse=True)
+        inverse = again[inverse]
+    memo = _memo(gm, tok, prep.metric_name, ablation, base)
+    keys = [_digest(row) for row in uniq]
+    known = torch.tensor([k in memo.rows for k in keys], dtype=torch.bool)
     full = uniq.all(1)
     empty = ~uniq.any(1) & (ablation == "corrupted")  # a mean-ablated empty circuit is no run of ours
-    run_rows = (~full & ~empty).nonzero().flatten()
+    run_rows = (~full & ~empty & ~known).nonzero().flatten()
     full_rows, empty_rows = full.nonzero().flatten(), empty.nonzero().flatten()
     todo = uniq[run_rows].to(gm.device)
-    means = mean_outputs(gm, tok, batch_size) if ablation == "mean" else None
     patched_u = torch.empty(uniq.shape[0], len(tok), dtype=torch.float32)
+    for i in (known & ~full & ~empty).nonzero().flatten().tolist():
+        patched_u[i] = memo.rows[keys[i]]
+    if todo.shape[0] == 0 and memo.clean is not None:
+        # Everything measured before: no forward at all.
+        patched_u[full_rows] = (memo.clean if base == "clean" else memo.corrupted)[None]
+        patched_u[empty_rows] = (memo.corrupted if base == "clean" else memo.clean)[None]
+        progress(1, 1, what)
+        return PatchedMetrics(patched_u[inverse], memo.clean.clone(), memo.corrupted.clone())
+    means = mean_outputs(gm, tok, batch_size) if ablation == "mean" else None
     clean = torch.empty(len(tok))
     corr = torch.empty(len(tok))
     n_batches = -(-len(tok) // batch_size)
@@ -106,11 +126,18 @@ def patched_metrics(
     total = n_batches * max(1, todo.shape[0])
     done = 0
     for rows, b in _batches_by_length(tok, batch_size):
-        # Only the replacement run's sender outputs are needed; the other run gives its metric.
         x_c, x_k = gm.embed(b.clean), gm.embed(b.corrupted)
+        # Positions before the prompts' first difference hold the same tokens in both prompts, so
+        # every run of the batch — clean, corrupted and each patched one (the replacement equals
+        # the live output there) — shares them: computed once, later queries read their keys and
+        # values. Mean replacements differ from the live outputs everywhere: no shared prefix.
+        start = first_difference(b.clean, b.corrupted, b.last) if means is None else 0
+        prefix = shared_prefix(gm, x_c, start)
+        x_c, x_k = x_c[:, start:], x_k[:, start:]
+        # Only the replacement run's sender outputs are needed; the other run gives its metric.
         need_k = base == "clean" and means is None
-        run_c = run_graph(gm, x_c, b.last, b.answers, record=base == "corrupted")
-        run_k = run_graph(gm, x_k, b.last, b.answers, record=need_k)
+        run_c = run_graph(gm, x_c, b.last, b.answers, record=base == "corrupted", prefix=prefix)
+        run_k = run_graph(gm, x_k, b.last, b.answers, record=need_k, prefix=prefix)
         clean[rows] = metric(run_c.answer_logits[0]).float().cpu()
         corr[rows] = metric(run_k.answer_logits[0]).float().cpu()
         if base == "clean":
@@ -118,11 +145,6 @@ def patched_metrics(
         else:
             x0, rep = x_k, run_c.outputs
         del run_c, run_k
-        # Positions before the prompts' first difference are the same in every patched run
-        # (the replacement equals the live output there), so they are computed once.
-        start = first_difference(b.clean, b.corrupted, b.last) if means is None else 0
-        prefix = shared_prefix(gm, x0, start)
-        x0, rep = x0[:, start:], rep[:, :, start:]
         # Every edge kept is the base run itself; none kept (run replacements) the other run.
         base_m, other_m = (clean, corr) if base == "clean" else (corr, clean)
         patched_u[full_rows[:, None], rows[None]] = base_m[rows][None]
@@ -137,7 +159,50 @@ def patched_metrics(
         if todo.shape[0] == 0:
             done += 1
             progress(done, total, what)
+    memo.remember(clean, corr, [keys[i] for i in run_rows.tolist()], patched_u[run_rows])
     return PatchedMetrics(patched_u[inverse], clean, corr)
+
+
+@dataclass
+class _Memo:
+    """One task's measured edge sets on one model (per metric, ablation and base run)."""
+
+    clean: torch.Tensor | None = None  # [N] metric of the clean run
+    corrupted: torch.Tensor | None = None
+    rows: "OrderedDict[bytes, torch.Tensor]" = field(default_factory=OrderedDict)  # edge set -> [N]
+
+    def remember(self, clean: torch.Tensor, corrupted: torch.Tensor, keys: list[bytes], values: torch.Tensor) -> None:
+        self.clean, self.corrupted = clean.clone(), corrupted.clone()
+        for k, v in zip(keys, values):
+            self.rows[k] = v.clone()
+        room = max(1, int(MEMO_BYTES // (4 * max(1, clean.numel()))))
+        while len(self.rows) > room:
+            self.rows.popitem(last=False)
+
+
+# Tasks remembered per model; an older task's measurements are dropped first.
+_MEMO_TASKS = 4
+
+
+def _memo(gm: GraphModel, tok: TokenizedTask, metric: str, ablation: str, base: str) -> _Memo:
+    """The memo of this task (its tokens, answers and lengths) under this metric, ablation and base."""
+    h = hashlib.blake2b(digest_size=16)
+    for t in (tok.clean, tok.corrupted, tok.answers, tok.last):
+        if t is not None:
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.detach().cpu().numpy().tobytes())
+    key = (h.digest(), metric, ablation, base)
+    memos = gm.memo
+    if key not in memos:
+        memos[key] = _Memo()
+        while len(memos) > _MEMO_TASKS:
+            memos.pop(next(iter(memos)))
+    return memos[key]
+
+
+def _digest(row: torch.Tensor) -> bytes:
+    """A 128-bit name of an edge set (bool ``[edge]``)."""
+    return hashlib.blake2b(np.packbits(row.numpy()).tobytes(), digest_size=16).digest()
 
 
 @dataclass(frozen=True)

@@ -29,21 +29,37 @@ def receiver_nodes(graph: Graph) -> torch.Tensor:
 
 def prune_dangling(graph: Graph, keep: torch.Tensor) -> torch.Tensor:
     """``keep`` ``[edge]`` bool without edges off every input→logits path."""
+    return prune_rows(graph, keep.bool().cpu()[None])[0]
+
+
+# Rows pruned together: each holds a [sender, node] adjacency (157 × 158 bools at GPT-2 small).
+_PRUNE_CHUNK = 512
+
+
+def prune_rows(graph: Graph, keep: torch.Tensor) -> torch.Tensor:
+    """:func:`prune_dangling` of every row of ``keep`` ``[K, edge]`` at once (the sweeps over
+    nodes are the slow part, so they run once for a chunk of rows)."""
     S = len(graph.senders)
     s_idx, r_idx = graph.edge_index
     t_idx = receiver_nodes(graph)[r_idx]
-    k = keep.bool().cpu()
-    node_adj = torch.zeros(S, S + 1, dtype=torch.bool)
-    node_adj[s_idx[k], t_idx[k]] = True
-    reach = torch.zeros(S + 1, dtype=torch.bool)
-    reach[0] = True
-    for n in range(1, S + 1):  # senders are in topological order; the logits come last
-        reach[n] = bool((node_adj[:, n] & reach[:S]).any())
-    alive = torch.zeros(S + 1, dtype=torch.bool)
-    alive[S] = True
-    for n in range(S - 1, -1, -1):
-        alive[n] = bool((node_adj[n] & alive).any())
-    return k & reach[s_idx] & alive[t_idx]
+    keep = keep.bool().cpu()
+    out = torch.empty_like(keep)
+    for c0 in range(0, keep.shape[0], _PRUNE_CHUNK):
+        k = keep[c0 : c0 + _PRUNE_CHUNK]
+        K = k.shape[0]
+        node_adj = torch.zeros(K, S, S + 1, dtype=torch.bool)
+        rows, edges = k.nonzero(as_tuple=True)
+        node_adj[rows, s_idx[edges], t_idx[edges]] = True
+        reach = torch.zeros(K, S + 1, dtype=torch.bool)
+        reach[:, 0] = True
+        for n in range(1, S + 1):  # senders are in topological order; the logits come last
+            reach[:, n] = (node_adj[:, :, n] & reach[:, :S]).any(1)
+        alive = torch.zeros(K, S + 1, dtype=torch.bool)
+        alive[:, S] = True
+        for n in range(S - 1, -1, -1):
+            alive[:, n] = (node_adj[:, n] & alive).any(1)
+        out[c0 : c0 + K] = k & reach[:, s_idx] & alive[:, t_idx]
+    return out
 
 
-__all__ = ["prune_dangling", "receiver_nodes"]
+__all__ = ["prune_dangling", "prune_rows", "receiver_nodes"]

@@ -32,6 +32,16 @@ def _check_by(by: str) -> Rank:
     return by  # type: ignore[return-value]
 
 
+# The sizes a circuit is grown over first, and its faithfulness curve's points: the same grid, so
+# the evaluation reads the curve from the growth's measurements (circuits.patch remembers them).
+GRID_POINTS = 24
+
+
+def geometric_sizes(n_edges: int, points: int = GRID_POINTS) -> list[int]:
+    """Geometric sizes from 1 to ``n_edges`` (about ``points`` of them, ``n_edges`` included)."""
+    return sorted({max(1, min(n_edges, round(n_edges ** (i / (points - 1))))) for i in range(points)} | {n_edges})
+
+
 def top_edges(scores: EdgeScores, n: int, by: Rank = "abs") -> torch.Tensor:
     """Bool mask of the ``n`` best-ranked scored edges."""
     keep = torch.zeros(scores.graph.n_edges, dtype=torch.bool)
@@ -101,7 +111,7 @@ def select_target(scores: EdgeScores, *, model: Any = None, tok: TokenizedTask |
         for k, m, fk in zip(ks, masks, f.tolist()):
             trace[k] = (int(m.sum()), fk)
 
-    grid = sorted({max(1, min(scored, round(scored ** (i / 23)))) for i in range(24)} | {scored})
+    grid = geometric_sizes(scored)
     evaluate(grid)
     hits = [k for k in grid if trace[k][1] >= target]
     hi = hits[0] if hits else scored
@@ -156,5 +166,5 @@ def select_circuit(scores: EdgeScores, selection: str = "target", **options: Any
     return SELECTIONS[selection].run(scores, **options)
 
 
-__all__ = ["SELECTIONS", "Rank", "Selection", "SelectionName", "select_circuit", "select_target",
-           "select_threshold", "select_top_n", "top_edges"]
+__all__ = ["GRID_POINTS", "SELECTIONS", "Rank", "Selection", "SelectionName", "select_circuit", "select_target",
+           "select_threshold", "select_top_n", "geometric_sizes", "top_edges"]

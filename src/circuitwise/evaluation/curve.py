@@ -15,7 +15,7 @@ import torch
 from circuitwise.circuits.patch import Ablation
 from circuitwise.circuits.prune import prune_dangling
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress
-from circuitwise.circuits.select import Rank, top_edges
+from circuitwise.circuits.select import GRID_POINTS, Rank, geometric_sizes, top_edges
 from circuitwise.errors import ConfigError
 from circuitwise.evaluation.faithfulness import Faithfulness, faithfulness_of_masks
 from circuitwise.tasks.tokenize import TokenizedTask
@@ -41,9 +41,9 @@ class FaithfulnessCurve:
         }
 
 
-def default_sizes(n_edges: int, points: int = 24) -> list[int]:
-    """Geometric sizes from 1 to ``n_edges`` (about ``points`` of them)."""
-    return sorted({max(1, min(n_edges, round(n_edges ** (i / (points - 1))))) for i in range(points)} | {n_edges})
+def default_sizes(n_edges: int, points: int = GRID_POINTS) -> list[int]:
+    """Geometric sizes from 1 to ``n_edges`` (about ``points`` of them): the growth's grid."""
+    return geometric_sizes(n_edges, points)
 
 
 def random_masks(n_edges_total: int, size: int, samples: int, generator: torch.Generator) -> torch.Tensor:

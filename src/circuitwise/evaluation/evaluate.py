@@ -138,9 +138,10 @@ def evaluate_circuit(
 
 
 def curve_sizes(scores: EdgeScores) -> list[int]:
-    """The curve's sizes in a circuit study: 16 geometric sizes up to the scored edges."""
+    """The curve's sizes in a circuit study: the geometric grid up to the scored edges that growing
+    a circuit measures first (so after growing, the curve's own points cost nothing)."""
     scored = int((~scores.scores.isnan()).sum())
-    return default_sizes(max(scored, 1), points=16)
+    return default_sizes(max(scored, 1))
 
 
 __all__ = ["CircuitEvaluation", "curve_sizes", "evaluate_circuit"]

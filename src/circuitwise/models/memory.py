@@ -162,6 +162,10 @@ RUNTIME_BYTES = 200e6
 # forwards are FLOP-bound, simply stack one variant at a time (circuits.patch).
 MAX_ROWS = 4096
 STACK_BYTES = 16e6
+# The patched metrics a model's edge-set runs already measured, per task (circuits.patch), kept so
+# that growing a circuit, its curve and its baselines never run one edge set twice: within
+# RUNTIME_BYTES (a float32 per example and edge set).
+MEMO_BYTES = 32e6
 
 
 def fixed(stage: Stage, s: Shapes, T: int) -> float:
@@ -309,6 +313,6 @@ def peak_rss() -> int:
     return _rss_status("VmHWM")
 
 
-__all__ = ["FREE_SHARE", "LOAD_FACTOR", "LOAD_PEAK_FACTOR", "MAX_ROWS", "RUNTIME_BYTES", "STACK_BYTES", "STAGES", "Shapes",
+__all__ = ["FREE_SHARE", "LOAD_FACTOR", "LOAD_PEAK_FACTOR", "MAX_ROWS", "MEMO_BYTES", "RUNTIME_BYTES", "STACK_BYTES", "STAGES", "Shapes",
            "Stage", "available_bytes", "batch_for", "budget_of", "default_budget", "estimate", "fit_batch", "fixed",
            "fixes", "load_peak", "peak_rss", "per_example", "refuse_unless_fits", "reset_peak", "resident"]
