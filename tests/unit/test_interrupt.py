@@ -31,7 +31,10 @@ def _start_and_wait_for_patching(out: Path, n: int | None = None) -> subprocess.
     if n is not None:  # a generated task of n examples instead of the seed's six
         cmd[cmd.index("opposites-seed")] = "opposites"
         cmd += ["--n", str(n)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # A shell's background job ignores SIGINT, and so would its children (Python then installs no
+    # KeyboardInterrupt handler): the command gets the default disposition, as in a terminal.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoints = out.parent / f".{out.name}.partial" / ".patching"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
@@ -49,8 +52,7 @@ def _files(out: Path) -> dict[str, bytes]:
 def test_sigint_keeps_the_previous_run_and_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
     before = _previous_run(out)
-    # 200 prompts: the seed's six can finish their patching before the signal lands.
-    proc = _start_and_wait_for_patching(out, n=200)
+    proc = _start_and_wait_for_patching(out)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     text = " ".join(err.decode().split())

@@ -171,6 +171,16 @@ class Prefix:
     kv: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer: prepared keys, values [N, H, start, d_head]
 
 
+@dataclass(frozen=True)
+class Resume:
+    """An unpatched run's state entering ``layer``, where patched runs whose dropped edges all end
+    at ``layer`` or later can start: nothing before it differs from that run."""
+
+    layer: int
+    resid: torch.Tensor  # [N, pos, d]: the residual entering ``layer``
+    outputs: torch.Tensor  # [senders before ``layer``, N, pos, d]
+
+
 def first_difference(clean: torch.Tensor, corrupted: torch.Tensor, last: torch.Tensor) -> int:
     """The first position where any row's two prompts differ, and at most the earliest last position
     (so every row's last position is computed)."""
@@ -202,7 +212,9 @@ def run_graph(
     record: bool = False,
     receiver_grad: ReceiverGrad | None = None,
     prefix: Prefix | None = None,
+    resume: Resume | None = None,
     _kv: list | None = None,
+    _resid: list | None = None,
 ) -> GraphRun:
     """Run the model from input embeddings ``x0`` ``[N, pos, d]``.
 
@@ -222,7 +234,10 @@ def run_graph(
             so no per-receiver copy of the residual is normalised in the forward.
         prefix: the batch's shared first positions (:func:`shared_prefix`); ``x0`` and
             ``replacement`` then hold positions ``prefix.start:`` only, ``last`` stays absolute.
+        resume: start at a layer from an unpatched run's state (:class:`Resume`); every dropped
+            edge must end at that layer or later.
         _kv: a list that receives each layer's prepared keys and values (for :func:`shared_prefix`).
+        _resid: a list that receives the residual entering each layer (for :class:`Resume`).
 
     Without ``record`` or ``receiver_grad`` nothing reads the last layer's queries, MLP or the
     final residual except at each example's last position, so they are computed there only.
@@ -287,10 +302,19 @@ def run_graph(
             delta = torch.bmm(dr.transpose(1, 2), Dn).transpose(0, 1).reshape(R, KN, Pq, d)
         return resid.unsqueeze(0) - delta
 
-    D = store(D, rep, 0, x)
-    resid = x
+    if resume is None:
+        D = store(D, rep, 0, x)
+        resid, first = x, 0
+    else:
+        before = g.qkv_receivers(resume.layer).start  # the receivers of earlier layers
+        if record or drop is None or bool(drop[:, :, :before].any()):
+            raise ValueError("a resumed run must be patched, unrecorded, and drop no edge before its layer")
+        assert D is not None and rep is not None
+        n0 = resume.outputs.shape[0]
+        D[:, :n0] = resume.outputs.unsqueeze(0) - rep[:n0]
+        resid, first = (resume.resid if K == 1 else resume.resid.repeat(K, 1, 1)), resume.layer
     rot_all = w.rotary(p0 + P) if w.rot_dim else None
-    for l in range(L):
+    for l in range(first, L):
         lw = w.layers[l]
         rot = None if rot_all is None else (rot_all[l][0][p0:], rot_all[l][1][p0:])
         # A query/key norm over all heads couples the heads (OLMo 2): each receiver then runs the
@@ -352,6 +376,8 @@ def run_graph(
         if prefix is not None:
             pk, pv = prefix.kv[l]
             k, v = torch.cat([pk.repeat(K, 1, 1, 1), k], 2), torch.cat([pv.repeat(K, 1, 1, 1), v], 2)
+        if _resid is not None:
+            _resid.append(resid)
         if _kv is not None:
             _kv.append((k, v))
         z = kernels.mix(w, kernels.pattern(w, l, q, k, q_pos, group=1), v, group=1)

@@ -15,7 +15,8 @@ from typing import Iterator, Literal, get_args
 import numpy as np
 import torch
 
-from circuitwise.circuits.forward import GraphModel, first_difference, run_graph, shared_prefix
+from circuitwise.circuits.forward import GraphModel, Resume, first_difference, run_graph, shared_prefix
+from circuitwise.circuits.graph import Graph
 from circuitwise.circuits.prune import prune_rows
 from circuitwise.circuits.scores import Prepared, Progress, no_progress, sender_outputs, stack_budget
 from circuitwise.errors import ConfigError, DegenerateMetricError
@@ -108,6 +109,13 @@ def patched_metrics(
     empty = ~uniq.any(1) & (ablation == "corrupted")  # a mean-ablated empty circuit is no run of ours
     run_rows = (~full & ~empty & ~known).nonzero().flatten()
     full_rows, empty_rows = full.nonzero().flatten(), empty.nonzero().flatten()
+    # Each set starts at the first layer one of its dropped edges enters, from the base run's state
+    # there (nothing before it differs): single edges and the complements of small circuits skip
+    # most of the model. Sets are stacked in order of that layer.
+    first = _first_layers(g, uniq[run_rows]) if base == "clean" else torch.zeros(len(run_rows), dtype=torch.long)
+    order = torch.argsort(first, descending=True, stable=True)
+    run_rows, first = run_rows[order], first[order]
+    resumable = bool((first > 0).any())
     todo = uniq[run_rows].to(gm.device)
     patched_u = torch.empty(uniq.shape[0], len(tok), dtype=torch.float32)
     for i in (known & ~full & ~empty).nonzero().flatten().tolist():
@@ -119,6 +127,13 @@ def patched_metrics(
         progress(1, 1, what)
         return PatchedMetrics(patched_u[inverse], memo.clean.clone(), memo.corrupted.clone())
     means = mean_outputs(gm, tok, batch_size) if ablation == "mean" else None
+    if means is None and tok.corrupted is not None:
+        # The batch is planned for runs over every position; a patched run holds the positions
+        # after the shared prefix only, so proportionally more examples fit in the same memory,
+        # and the stacked forwards' matrix products get the rows they need to run near full speed.
+        T = int(tok.clean.shape[1])
+        start = first_difference(tok.clean, tok.corrupted, tok.last)
+        batch_size = min(len(tok), max(batch_size, batch_size * T // max(1, T - start)))
     clean = torch.empty(len(tok))
     corr = torch.empty(len(tok))
     n_batches = -(-len(tok) // batch_size)
@@ -136,23 +151,31 @@ def patched_metrics(
         x_c, x_k = x_c[:, start:], x_k[:, start:]
         # Only the replacement run's sender outputs are needed; the other run gives its metric.
         need_k = base == "clean" and means is None
-        run_c = run_graph(gm, x_c, b.last, b.answers, record=base == "corrupted", prefix=prefix)
+        resids: list[torch.Tensor] = []
+        run_c = run_graph(gm, x_c, b.last, b.answers, record=base == "corrupted" or resumable, prefix=prefix,
+                          _resid=resids if resumable else None)
         run_k = run_graph(gm, x_k, b.last, b.answers, record=need_k, prefix=prefix)
         clean[rows] = metric(run_c.answer_logits[0]).float().cpu()
         corr[rows] = metric(run_k.answer_logits[0]).float().cpu()
         if base == "clean":
             x0, rep = x_c, run_k.outputs if means is None else means[:, :, : b.clean.shape[1]]
+            base_out = run_c.outputs
         else:
-            x0, rep = x_k, run_c.outputs
+            x0, rep, base_out = x_k, run_c.outputs, None
         del run_c, run_k
         # Every edge kept is the base run itself; none kept (run replacements) the other run.
         base_m, other_m = (clean, corr) if base == "clean" else (corr, clean)
         patched_u[full_rows[:, None], rows[None]] = base_m[rows][None]
         patched_u[empty_rows[:, None], rows[None]] = other_m[rows][None]
         here = stack_budget(gm, len(rows), x0.shape[1], budget_bytes=STACK_BYTES)  # positions after the prefix
-        for k0 in range(0, todo.shape[0], here):
-            keep = g.to_dense(todo[k0 : k0 + here].to(gm.dtype), fill=1.0)
-            run = run_graph(gm, x0, b.last, b.answers, keep=keep, replacement=rep, prefix=prefix)
+        for k0, k1 in _stacks(first, here):
+            keep = g.to_dense(todo[k0:k1].to(gm.dtype), fill=1.0)
+            l0 = int(first[k0])
+            resume = None
+            if l0 > 0:
+                assert base_out is not None
+                resume = Resume(l0, resids[l0], base_out[: g.senders_before_attn(l0)])
+            run = run_graph(gm, x0, b.last, b.answers, keep=keep, replacement=rep, prefix=prefix, resume=resume)
             patched_u[run_rows[k0 : k0 + keep.shape[0], None], rows[None]] = metric(run.answer_logits).float().cpu()
             done += keep.shape[0]
             progress(done, total, what)
@@ -161,6 +184,27 @@ def patched_metrics(
             progress(done, total, what)
     memo.remember(clean, corr, [keys[i] for i in run_rows.tolist()], patched_u[run_rows])
     return PatchedMetrics(patched_u[inverse], clean, corr)
+
+
+def _stacks(first: torch.Tensor, most: int) -> Iterator[tuple[int, int]]:
+    """Row ranges of at most ``most`` sets that start at the same layer (``first`` is sorted)."""
+    k0, n = 0, len(first)
+    while k0 < n:
+        k1 = min(n, k0 + most)
+        same = int((first[k0:k1] == first[k0]).sum())
+        yield k0, k0 + same
+        k0 += same
+
+
+def _first_layers(g: Graph, keep: torch.Tensor) -> torch.Tensor:
+    """For each edge set ``[K, edge]``, the first layer that one of its dropped edges enters (the
+    logits count as the last layer, which then runs at the last position only)."""
+    layer = torch.tensor([g.receivers[int(r)].layer for r in g.edge_index[1]], dtype=torch.int16)
+    out = torch.empty(keep.shape[0], dtype=torch.long)
+    for c0 in range(0, keep.shape[0], 256):
+        k = keep[c0 : c0 + 256]
+        out[c0 : c0 + 256] = torch.where(k, g.n_layers, layer[None]).amin(1).long()
+    return out.clamp_max(g.n_layers - 1)
 
 
 @dataclass

@@ -167,6 +167,35 @@ def test_shared_prefix_and_last_position_shortcut_change_no_number(family_model,
     assert (full.answer_logits[:, :, 0] - full.answer_logits[:, :, 1]).std(0).max() > 1e-3  # masks differ
 
 
+def test_edge_sets_started_at_their_first_patched_layer_change_no_number(family_model, family_tok):
+    """Sets whose dropped edges all enter layer 1 or the logits start from the clean run's state
+    there (circuits.patch); their metrics equal full patched forwards from the input."""
+    from circuitwise.circuits.patch import mean_outputs, patched_metrics
+    from circuitwise.circuits.scores import prepare
+
+    prep = prepare(family_model, family_tok)
+    gm, tok, g = prep.gm, prep.tok, prep.gm.graph
+    prep.gm.memo.clear()
+    layer = torch.tensor([g.receivers[int(r)].layer for r in g.edge_index[1]])
+    gen = torch.Generator().manual_seed(3)
+    masks = torch.ones(6, g.n_edges, dtype=torch.bool)
+    for i, (at, n) in enumerate([(1, 1), (1, 5), (2, 1), (2, 3), (1, 40), (0, 2)]):
+        pool = (layer == at).nonzero().flatten()  # layer 2: the logits of a 2-layer model
+        masks[i, pool[torch.randperm(len(pool), generator=gen)[:n]]] = False
+    got = patched_metrics(prep, masks, ablation="corrupted")
+    x_c, x_k = gm.embed(tok.clean), gm.embed(tok.corrupted)
+    rep = run_graph(gm, x_k, tok.last, tok.answers, record=True).outputs
+    keep = g.to_dense(masks.to(gm.dtype), fill=1.0)
+    full = prep.metric(run_graph(gm, x_c, tok.last, tok.answers, keep=keep, replacement=rep).answer_logits)
+    torch.testing.assert_close(got.patched, full.float(), atol=1e-5, rtol=1e-5)
+    assert (got.patched - got.clean).abs().max() > 1e-4  # the dropped edges move the metric
+    mean = patched_metrics(prep, masks[:4], ablation="mean")  # mean ablation resumes too
+    means = mean_outputs(gm, tok, 64)
+    full_m = prep.metric(run_graph(gm, x_c, tok.last, tok.answers, keep=keep[:4],
+                                   replacement=means[:, :, : tok.clean.shape[1]]).answer_logits)
+    torch.testing.assert_close(mean.patched, full_m.float(), atol=1e-5, rtol=1e-5)
+
+
 def test_eap_ig_over_the_shared_prefix_equals_plain_transformerlens_hooks(family_ckpt, family_model, family_tok):
     """EAP-IG's gradient runs start after the prompts' shared prefix (those positions add nothing):
     on every family the scores still equal the hook reference's, computed over every position."""
