@@ -26,6 +26,7 @@ the first layer's q/k/v receivers read the input alone, so each is one of two pr
 
 from __future__ import annotations
 
+import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -94,12 +95,16 @@ class GraphModel:
             raise _Stop
 
         model = self.w.model
-        with torch.no_grad(), model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", grab)]):
+        # The hook is added to the shared model: one embedding at a time (models.parallel workers).
+        with _EMBED_LOCK, torch.no_grad(), model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", grab)]):
             try:
                 model(tokens.to(self.device))
             except _Stop:
                 pass
         return got[0].to(self.dtype)
+
+
+_EMBED_LOCK = threading.Lock()
 
 
 class _Stop(Exception):

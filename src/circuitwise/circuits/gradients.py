@@ -15,6 +15,7 @@ positions), several α EAP-IG with integrated gradients on the input embedding (
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable, Sequence
 
@@ -24,6 +25,9 @@ from circuitwise.circuits.forward import GraphModel, Prefix, ReceiverGrad, first
 from circuitwise.circuits.graph import Graph
 from circuitwise.circuits.registry import Quadrature
 from circuitwise.circuits.scores import EdgeScores, Prepared, Progress, no_progress, sender_outputs
+from circuitwise.models import parallel
+from circuitwise.models.parallel import map_pieces
+from circuitwise.tasks.tokenize import TokenizedTask
 
 
 def quadrature_points(rule: Quadrature, steps: int) -> tuple[list[float], list[float]]:
@@ -91,16 +95,28 @@ def gradient_edge_scores(
     t0 = time.perf_counter()
     gm, tok, metric = prep.gm, prep.tok, prep.metric
     g = gm.graph
-    scores = torch.zeros(len(g.senders), len(g.receivers), dtype=score_dtype(gm), device=gm.device)
     # A single gradient at an end point records that run's sender outputs on the way: one forward fewer.
     at_end = alphas[0] if len(alphas) == 1 and alphas[0] in (0.0, 1.0) else None
     n = len(tok)
+    # Batches run on the engines' workers (models.parallel), each with its own score buffer; the
+    # planned batch is shared out among them, so the examples in flight stay what the plan counted.
+    batch_size = max(1, -(-batch_size // max(1, min(parallel.WORKERS, -(-n // batch_size)))))
     sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
     total = sum(1 + int(at_end is None) + -(-len(alphas) // max(1, batch_size // nb)) for nb in sizes)
     done = 0
-    clean_sum = corr_sum = 0.0
-    for b in tok.batches(batch_size):
+    lock = threading.Lock()
+
+    def step() -> None:
+        nonlocal done
+        with lock:  # workers report from their own threads
+            done += 1
+            progress(done, total, method)
+
+    def one(b: TokenizedTask) -> tuple[torch.Tensor, float, float]:
+        """One batch's summed edge scores, and its clean and corrupted metric sums."""
         assert b.corrupted is not None
+        scores = torch.zeros(len(g.senders), len(g.receivers), dtype=score_dtype(gm), device=gm.device)
+        clean_sum = corr_sum = 0.0
         Nb = len(b)
         state: dict[str, torch.Tensor] = {}
         outs: dict[float, torch.Tensor] = {}
@@ -112,8 +128,7 @@ def gradient_edge_scores(
                 clean_sum += float(metric(al).sum())
             else:
                 corr_sum += float(metric(al).sum())
-            done += 1
-            progress(done, total, method)
+            step()
         e_c, e_k = gm.embed(b.clean), gm.embed(b.corrupted)
         # Before the prompts' first difference every interpolated input is the same and every
         # sender's clean − corrupted difference is zero, so those positions add nothing to any
@@ -147,9 +162,13 @@ def gradient_edge_scores(
                         corr_sum += m_here
                         state["delta"] = other - run.outputs
                 torch.autograd.grad(metric(run.answer_logits[0]).sum(), x0)
-            done += 1
-            progress(done, total, method)
-        del state, outs
+            step()
+        return scores, clean_sum, corr_sum
+
+    parts = map_pieces(one, list(tok.batches(batch_size)), gm.device)
+    scores = torch.stack([p[0] for p in parts]).sum(0)
+    clean_sum = sum(p[1] for p in parts)
+    corr_sum = sum(p[2] for p in parts)
     scores /= n
     return EdgeScores(
         graph=g,

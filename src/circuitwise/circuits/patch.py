@@ -10,17 +10,19 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Iterator, Literal, get_args
+from functools import partial
+from typing import Callable, Iterator, Literal, get_args
 
 import numpy as np
 import torch
 
-from circuitwise.circuits.forward import GraphModel, Resume, first_difference, run_graph, shared_prefix
+from circuitwise.circuits.forward import GraphModel, Prefix, Resume, first_difference, run_graph, shared_prefix
 from circuitwise.circuits.graph import Graph
 from circuitwise.circuits.prune import prune_rows
 from circuitwise.circuits.scores import Prepared, Progress, no_progress, sender_outputs, stack_budget
 from circuitwise.errors import ConfigError, DegenerateMetricError
 from circuitwise.models.memory import MEMO_BYTES, STACK_BYTES
+from circuitwise.models.parallel import map_pieces
 from circuitwise.tasks.tokenize import TokenizedTask
 
 Ablation = Literal["corrupted", "mean"]
@@ -140,6 +142,12 @@ def patched_metrics(
     # Progress counts patched variants; each batch stacks as many as fit after its shared prefix.
     total = n_batches * max(1, todo.shape[0])
     done = 0
+
+    def tick(_: int, m: torch.Tensor) -> None:  # in the caller's thread (models.parallel)
+        nonlocal done
+        done += m.shape[0]
+        progress(done, total, what)
+
     for rows, b in _batches_by_length(tok, batch_size):
         x_c, x_k = gm.embed(b.clean), gm.embed(b.corrupted)
         # Positions before the prompts' first difference hold the same tokens in both prompts, so
@@ -168,22 +176,33 @@ def patched_metrics(
         patched_u[full_rows[:, None], rows[None]] = base_m[rows][None]
         patched_u[empty_rows[:, None], rows[None]] = other_m[rows][None]
         here = stack_budget(gm, len(rows), x0.shape[1], budget_bytes=STACK_BYTES)  # positions after the prefix
-        for k0, k1 in _stacks(first, here):
-            keep = g.to_dense(todo[k0:k1].to(gm.dtype), fill=1.0)
-            l0 = int(first[k0])
-            resume = None
-            if l0 > 0:
-                assert base_out is not None
-                resume = Resume(l0, resids[l0], base_out[: g.senders_before_attn(l0)])
-            run = run_graph(gm, x0, b.last, b.answers, keep=keep, replacement=rep, prefix=prefix, resume=resume)
-            patched_u[run_rows[k0 : k0 + keep.shape[0], None], rows[None]] = metric(run.answer_logits).float().cpu()
-            done += keep.shape[0]
-            progress(done, total, what)
+        spans = list(_stacks(first, here))
+        assert rep is not None
+        stack = partial(_patched_stack, gm=gm, todo=todo, first=first, x0=x0, batch=b, rep=rep, prefix=prefix,
+                        resids=resids, base_out=base_out, metric=metric)
+        for (k0, k1), m in zip(spans, map_pieces(stack, spans, gm.device, on_done=tick), strict=True):
+            patched_u[run_rows[k0:k1, None], rows[None]] = m
         if todo.shape[0] == 0:
-            done += 1
-            progress(done, total, what)
+            tick(0, torch.empty(1))
     memo.remember(clean, corr, [keys[i] for i in run_rows.tolist()], patched_u[run_rows])
     return PatchedMetrics(patched_u[inverse], clean, corr)
+
+
+def _patched_stack(span: tuple[int, int], *, gm: GraphModel, todo: torch.Tensor, first: torch.Tensor,
+                   x0: torch.Tensor, batch: _Batch, rep: torch.Tensor, prefix: Prefix | None,
+                   resids: list[torch.Tensor], base_out: torch.Tensor | None,
+                   metric: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The metrics ``[K, N]`` of edge sets ``todo[span]`` (which start at the same layer)."""
+    k0, k1 = span
+    g = gm.graph
+    keep = g.to_dense(todo[k0:k1].to(gm.dtype), fill=1.0)
+    l0 = int(first[k0])
+    resume = None
+    if l0 > 0:
+        assert base_out is not None
+        resume = Resume(l0, resids[l0], base_out[: g.senders_before_attn(l0)])
+    run = run_graph(gm, x0, batch.last, batch.answers, keep=keep, replacement=rep, prefix=prefix, resume=resume)
+    return metric(run.answer_logits).float().cpu()
 
 
 def _stacks(first: torch.Tensor, most: int) -> Iterator[tuple[int, int]]:

@@ -4,8 +4,10 @@ torch's CPU kernels split each operation across all of its threads and wait for 
 When another process holds one of the cores, every small operation waits for the scheduler to
 give that thread a turn: on a 2-core machine with one core busy, a bundled-model run took 11 min
 with 2 threads and about 1 min with 1. So a command measures how busy the CPUs are for a moment
-(``/proc/stat``) and uses only the idle cores. ``CIRCUITWISE_THREADS=N`` (or ``OMP_NUM_THREADS``)
-sets the number instead.
+(``/proc/stat``) and gives torch only the idle cores. Work that splits into independent pieces
+(the stacks of patched runs) runs on one worker thread per core instead, each with one torch
+thread (:mod:`circuitwise.models.parallel`): no worker waits for another, busy machine or not.
+``CIRCUITWISE_THREADS=N`` (or ``OMP_NUM_THREADS``) sets both numbers instead.
 """
 
 from __future__ import annotations
@@ -41,21 +43,27 @@ def idle_cores(sample_s: float = 0.2) -> float | None:
 
 
 def choose_threads() -> int | None:
-    """Set torch's thread count for this command; returns the number set (None: torch's default)."""
+    """Set torch's thread count and the engines' workers for this command; returns the torch
+    threads set (None: torch's default)."""
     import torch
 
+    from circuitwise.models import parallel
+
+    default = torch.get_num_threads()  # torch's choice: the cores it may use
     forced = os.environ.get("CIRCUITWISE_THREADS")
     if forced:
         try:
             n = max(1, int(forced))
         except ValueError:
             log.warning("CIRCUITWISE_THREADS=%r is not a number; using torch's default", forced)
+            parallel.WORKERS = default
             return None
         torch.set_num_threads(n)
+        parallel.WORKERS = n
         return n
+    parallel.WORKERS = default  # torch has read OMP_NUM_THREADS, if set, into its default
     if os.environ.get("OMP_NUM_THREADS"):
-        return None  # the user's setting, which torch has read
-    default = torch.get_num_threads()
+        return None  # the user's setting
     if default <= 1:
         return None
     free = idle_cores()

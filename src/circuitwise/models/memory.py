@@ -22,6 +22,7 @@ from typing import Any, Literal
 import torch
 
 from circuitwise.errors import MemoryBudgetError
+from circuitwise.models import parallel
 from circuitwise.sizes import human
 
 Stage = Literal["baseline", "dla", "patching", "attribution", "edges", "evaluation"]
@@ -146,8 +147,10 @@ def _per_example(stage: Stage, s: Shapes, T: int) -> float:
         senders = 3 * s.n_senders * T * s.d_model
         graph = s.n_layers * T * (2 * (3 * s.n_heads + 1) * s.d_model + 6 * s.mlp_width + 8 * s.n_heads * T)
         return a * (senders + graph + 4 * T * s.d_model)
-    # evaluation: sender outputs of both runs, and the stacked patched variants (a fixed block).
-    return a * (3 * s.n_senders * T * s.d_model + _forward(s, T) / 2)
+    # evaluation: sender outputs of the replacement and base runs, one patched variant's per worker
+    # (models.parallel; a stack's further variants are the fixed block), the base run's residuals.
+    copies = 2 + max(1, parallel.WORKERS)
+    return a * (copies * s.n_senders * T * s.d_model + s.n_layers * T * s.d_model + _forward(s, T) / 2)
 
 
 # The interpreter's and torch's own allocations (libraries, thread pools, kernels' workspaces) on a
@@ -179,7 +182,7 @@ def fixed(stage: Stage, s: Shapes, T: int) -> float:
     if stage == "edges":  # read_weights, the graph's per-query-head q/k/v layout, the float32 scores
         return 2 * s.weight_bytes + 4.0 * s.n_senders * (3 * s.n_heads + 2) * s.n_layers
     if stage == "evaluation":  # the same two copies, and the stacked variants with their transients
-        return 2 * s.weight_bytes + 4 * STACK_BYTES
+        return 2 * s.weight_bytes + 4 * STACK_BYTES * max(1, parallel.WORKERS)
     return 0.0
 
 
