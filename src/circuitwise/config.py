@@ -23,6 +23,8 @@ DEFAULT_BUILTIN_N = 200
 
 # Top edges confirmed by exact patching after discovery (`circuit`, `evaluate --shortlist`; 0 skips).
 DEFAULT_SHORTLIST = 20
+# Random circuits of a circuit's size that its faithfulness is compared with (run, circuit, evaluate).
+DEFAULT_RANDOM_SAMPLES = 20
 
 # `patch`'s sweeps when --patch is not given: the two position-free-or-token-aligned sweeps that apply to
 # any task with corrupted prompts (`run` adds heads_by_pos, which its plan can align or skip).
@@ -243,6 +245,6 @@ def default_batch_size(model: Any) -> int:
     return max(1, min(64, int(2_000_000 / max(d, 1))))
 
 
-__all__ = ["DEFAULT_BUILTIN_N", "DEFAULT_SHORTLIST", "DEFAULT_TARGET", "EXACT_PATCHING_SECONDS", "IG_METHODS",
+__all__ = ["DEFAULT_BUILTIN_N", "DEFAULT_RANDOM_SAMPLES", "DEFAULT_SHORTLIST", "DEFAULT_TARGET", "EXACT_PATCHING_SECONDS", "IG_METHODS",
            "PATCH_SWEEPS", "TARGET_RANGE", "DtypeName", "RunConfig", "check_target", "circuit_method_options",
            "default_batch_size", "problems_of", "read_yaml_mapping"]

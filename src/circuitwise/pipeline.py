@@ -21,7 +21,7 @@ import torch
 
 from circuitwise.attribution import attention_patterns, baseline, direct_logit_attribution, top_heads
 from circuitwise.attribution.dla import head_label
-from circuitwise.config import RunConfig, default_batch_size
+from circuitwise.config import DEFAULT_RANDOM_SAMPLES, DEFAULT_SHORTLIST, RunConfig, default_batch_size
 from circuitwise.circuits import find_circuit, get_method
 from circuitwise.evaluation import evaluate_circuit
 from circuitwise.evaluation.outputs import summary_lines
@@ -285,7 +285,7 @@ def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, e
     say(f"circuit discovery: {config.circuit}")
     found = find_circuit(model, tok, method=config.circuit, options=config.method_options(), target=config.circuit_target,
                          batch_size=bs, progress=progress)
-    ev = evaluate_circuit(model, tok, found.circuit, scores=found.scores, random_samples=10, shortlist=20,
+    ev = evaluate_circuit(model, tok, found.circuit, scores=found.scores, random_samples=DEFAULT_RANDOM_SAMPLES, shortlist=DEFAULT_SHORTLIST,
                           batch_size=eval_bs, progress=progress)
     folder.write_json("circuit.json", circuit_file(found.circuit, ev))
     sel = found.circuit.selection

@@ -15,7 +15,7 @@ from circuitwise.circuits.eap import EAPOptions
 from circuitwise.circuits.edge_pruning import EdgePruningOptions
 from circuitwise.circuits.exact import ExactOptions
 from circuitwise.cli import options as opts
-from circuitwise.config import DEFAULT_SHORTLIST, RunConfig
+from circuitwise.config import DEFAULT_RANDOM_SAMPLES, DEFAULT_SHORTLIST, RunConfig
 
 F = RunConfig.model_fields
 METHOD_HELP = ("Edge scoring: eap-ig (integrated gradients on the input), eap (one gradient), eap-ig-activations "
@@ -98,7 +98,7 @@ def circuit(
     prune: bool = typer.Option(True, "--prune/--no-prune", help="Drop edges off every input→logits path."),
     ablation: str = typer.Option("corrupted", "--ablation", help="Edges outside the circuit read the corrupted run, or the mean over the task."),
     out: Path = typer.Option(Path("runs/circuit"), "--out", "-o", help="Folder for circuit.json, scores.json, evaluation.json, circuit.html."),
-    random_samples: int = typer.Option(20, "--random-samples", min=0, help="Random circuits of the same size to compare with."),
+    random_samples: int = typer.Option(DEFAULT_RANDOM_SAMPLES, "--random-samples", min=0, help="Random circuits of the same size to compare with."),
     shortlist: int = typer.Option(DEFAULT_SHORTLIST, "--shortlist", min=0, help="Top edges to confirm by exact patching (0: skip)."),
     device: Optional[str] = opts.DEVICE,
     dtype: Optional[str] = opts.DTYPE,
@@ -192,7 +192,7 @@ def evaluate(
     task: str = typer.Argument(..., help=F["task"].description),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="The model the circuit belongs to; default: the one named in circuit.json."),
     ablation: str = typer.Option("corrupted", "--ablation", help="Edges outside the circuit read the corrupted run, or the mean over the task."),
-    random_samples: int = typer.Option(20, "--random-samples", min=0, help="Random circuits of the same size to compare with."),
+    random_samples: int = typer.Option(DEFAULT_RANDOM_SAMPLES, "--random-samples", min=0, help="Random circuits of the same size to compare with."),
     shortlist: int = typer.Option(DEFAULT_SHORTLIST, "--shortlist", min=0, help="Circuit edges to confirm by exact patching (0: skip)."),
     as_json: bool = typer.Option(False, "--json", help="Print the evaluation as one JSON object. [default: off]"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write evaluation.json and circuit.html here. [default: none]"),

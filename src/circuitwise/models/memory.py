@@ -178,7 +178,8 @@ def fixed(stage: Stage, s: Shapes, T: int) -> float:
     if stage == "dla":
         return 4.0 * s.d_model * s.d_vocab  # the unembedding read out in float32
     if stage == "patching":  # models.weights.read_weights (stacked q|k|v), and the cone's rows
-        return s.weight_bytes + a * MAX_ROWS * (12 * s.d_model + 4 * s.mlp_width + 4 * s.n_heads * T)
+        rows = MAX_ROWS * max(1, parallel.WORKERS)  # a block of rows in flight per worker (models.parallel)
+        return s.weight_bytes + a * rows * (12 * s.d_model + 4 * s.mlp_width + 4 * s.n_heads * T)
     if stage == "edges":  # read_weights, the graph's per-query-head q/k/v layout, the float32 scores
         return 2 * s.weight_bytes + 4.0 * s.n_senders * (3 * s.n_heads + 2) * s.n_layers
     if stage == "evaluation":  # the same two copies, and the stacked variants with their transients

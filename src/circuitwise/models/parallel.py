@@ -25,15 +25,16 @@ R = TypeVar("R")
 WORKERS = 1
 
 
-def map_pieces(fn: Callable[[T], R], pieces: Sequence[T], device: torch.device | str = "cpu",
+def map_pieces(fn: Callable[[T], R], pieces: Sequence[T], device: torch.device | str | None = "cpu",
                on_done: Callable[[int, R], None] | None = None) -> list[R]:
     """``[fn(p) for p in pieces]``, on :data:`WORKERS` threads where the work runs on a CPU.
 
-    ``on_done(i, result)`` is called in the caller's thread, in order. Gradient and inference
-    modes are thread-local in torch, so each worker runs in the caller's.
+    ``device`` is where the work runs (None: work that must stay in the caller's thread, e.g. hooks
+    on a shared model). ``on_done(i, result)`` is called in the caller's thread, in order. Gradient
+    and inference modes are thread-local in torch, so each worker runs in the caller's.
     """
     workers = min(WORKERS, len(pieces))
-    if workers <= 1 or torch.device(device).type != "cpu":
+    if workers <= 1 or device is None or torch.device(device).type != "cpu":
         out = []
         for i, p in enumerate(pieces):
             out.append(fn(p))
@@ -48,16 +49,18 @@ def map_pieces(fn: Callable[[T], R], pieces: Sequence[T], device: torch.device |
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    ex = ThreadPoolExecutor(workers, thread_name_prefix="circuitwise")
     try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="circuitwise") as ex:
-            futures = [ex.submit(run, p) for p in pieces]
-            out = []
-            for i, f in enumerate(futures):
-                out.append(f.result())
-                if on_done is not None:
-                    on_done(i, out[-1])
-            return out
+        futures = [ex.submit(run, p) for p in pieces]
+        out = []
+        for i, f in enumerate(futures):
+            out.append(f.result())
+            if on_done is not None:
+                on_done(i, out[-1])
+        return out
     finally:
+        # On an error or Ctrl-C the pieces not started are dropped (the running ones finish).
+        ex.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(threads)
 
 

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -19,6 +20,7 @@ import torch
 
 from circuitwise.errors import ConfigError
 from circuitwise.metrics import get_metric
+from circuitwise.models.parallel import map_pieces
 from circuitwise.models.precision import tolerance
 from circuitwise.models.weights import read_weights, supports
 from circuitwise.patching import cone_sweeps, hooks
@@ -163,6 +165,13 @@ def activation_sweeps(
     n_batches = (len(tok) + bs - 1) // bs
     total, done = n_batches * L * len(whats), 0
     weights = None
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
     with torch.inference_mode():
         for bi, batch in enumerate(tok.batches(bs)):
             start = bi * bs
@@ -184,14 +193,17 @@ def activation_sweeps(
             for w, st in states.items():
                 base, layers = saved[w]
                 pos = None if st.positions is None else st.positions.slice(start, start + len(batch)).index
-                for l in range(L):
-                    if layers[l] is None:
-                        assert sweeper is not None
-                        layers[l] = sweeper.layer_values(st.sweep, l, pos, None if st.cells is None else st.cells[l])
-                        st.ckpt.save(f"{span}-l{l:03d}", {"values": layers[l]})
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
+                missing = [l for l in range(L) if layers[l] is None]
+                for _ in range(L - len(missing)):
+                    tick()
+                if missing:
+                    assert sweeper is not None
+                    # The cone engine reads cached runs and weights only: its layers run on the
+                    # engines' workers (models.parallel); the hook engine drives the shared model.
+                    # Each layer is saved as it comes, in the caller's thread.
+                    device = weights.device if chosen == "cone" and weights is not None else None
+                    kept = partial(_keep_layer, st, span, layers, missing, tick)
+                    map_pieces(partial(_layer_values, sweeper, st, pos), missing, device, on_done=kept)
                 st.raws.append(torch.stack([v.cpu() for v in layers], 1))  # type: ignore[misc]
                 st.cleans.append(base["clean"].cpu())
                 st.corrupteds.append(base["corrupted"].cpu())
@@ -207,6 +219,18 @@ def activation_sweeps(
                                        torch.cat(st.corrupteds).clone(), axes=st.sweep.axes, labels=st.labels,
                                        metric=metric_obj.name, normalize=normalize, config=config, min_gap=min_gap)
     return results
+
+
+def _layer_values(sweeper: Any, st: _SweepState, pos: torch.Tensor | None, l: int) -> torch.Tensor:
+    values: torch.Tensor = sweeper.layer_values(st.sweep, l, pos, None if st.cells is None else st.cells[l])
+    return values
+
+
+def _keep_layer(st: _SweepState, span: str, layers: list[torch.Tensor | None], missing: list[int],
+                tick: Callable[[], None], i: int, values: torch.Tensor) -> None:
+    layers[missing[i]] = values
+    st.ckpt.save(f"{span}-l{missing[i]:03d}", {"values": values})
+    tick()
 
 
 def _check_cells(cells: torch.Tensor, shape: list[int]) -> torch.Tensor:

@@ -84,7 +84,7 @@ def get_sweep(what: str) -> Sweep:
     if what not in SWEEPS:
         raise ConfigError(
             f"Unknown patching sweep {what!r}. Choose one of: {', '.join(SWEEPS)} "
-            "(e.g. --what heads or --what resid_pre)."
+            "(e.g. --patch heads or --patch resid_pre)."
         )
     return SWEEPS[what]
 

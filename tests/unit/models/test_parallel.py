@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
@@ -43,3 +44,20 @@ def test_map_pieces_raises_a_workers_error(two_workers):
 
     with pytest.raises(ValueError, match="piece 3"):
         parallel.map_pieces(fn, list(range(5)))
+
+
+def test_an_interrupt_drops_the_pieces_not_started(two_workers):
+    ran: list[int] = []
+
+    def fn(i: int) -> int:
+        ran.append(i)
+        time.sleep(0.005)
+        return i
+
+    def stop(i: int, _: int) -> None:
+        if i == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        parallel.map_pieces(fn, list(range(200)), on_done=stop)
+    assert len(ran) < 200
