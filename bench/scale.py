@@ -179,7 +179,9 @@ def bench_shape(shape: str, args: argparse.Namespace, ckpt_root: Path) -> dict[s
                       "mib": "evaluation"}
         batches = {k: min(batch_for(v, model, T, prefer), len(tok)) for k, v in plan_stage.items()}
         rec["estimates_mb"] = {k: estimate(v, shapes, T, batches[k], args.device) / 1e6 for k, v in plan_stage.items()}
-        rec["estimates_mb"]["load"] = load_peak(shapes, args.device) / 1e6
+        # Loading's estimate from the checkpoint's config, as load_model makes it (the stored dtype counts).
+        before = Shapes.from_config(str(ckpt), getattr(torch, str(dtype_of(model)).removeprefix("torch.")))
+        rec["estimates_mb"]["load"] = load_peak(before or shapes, args.device) / 1e6
         rec["batches"] = batches
         bs = prefer
         rec.update(n_prompts=len(tok), dropped=len(dropped), tokens=T, batch_size=bs)
