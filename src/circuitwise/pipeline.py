@@ -26,6 +26,7 @@ from circuitwise.circuits import find_circuit, get_method
 from circuitwise.evaluation import evaluate_circuit
 from circuitwise.evaluation.outputs import summary_lines
 from circuitwise.models import dtype_of, load_model
+from circuitwise.models.fingerprint import fingerprint
 from circuitwise.models.memory import Stage, refuse_unless_fits
 from circuitwise.models.processing import notes_of as processing_notes
 from circuitwise.models.processing import of as processing_of
@@ -184,7 +185,8 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
         notes=list(plan.notes),
         model={"name": config.model, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads,
                "d_model": cfg.d_model, "n_ctx": cfg.n_ctx, "device": str(cfg.device),
-               "dtype": dtype_of(model), "processing": processing_json(model, config.processing)},
+               "dtype": dtype_of(model), "processing": processing_json(model, config.processing),
+               "fingerprint": fingerprint(model)},
         task={"name": tok.task.name, "n_prompts": len(tok), "n_dropped": len(dropped),
               "dropped_reasons": [d.reason for d in dropped[:20]],
               "examples": [{"clean": e.clean, "correct": e.correct, "incorrect": e.incorrect,

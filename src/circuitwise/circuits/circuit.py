@@ -18,6 +18,7 @@ import torch
 
 from circuitwise.circuits.graph import Graph, graph_of
 from circuitwise.errors import ConfigError
+from circuitwise.models.fingerprint import fingerprint
 from circuitwise.models.loading import dtype_of
 from circuitwise.models.processing import of as processing_of
 from circuitwise.models.weights import read_weights, supports
@@ -39,6 +40,8 @@ def model_info(model: Any) -> dict[str, Any]:
         # What the edge graph depends on: grouped keys (receivers per query head), parallel
         # blocks (the MLP reads resid_pre), post-norms (heads' shares at the live scale) …
         "architecture": read_weights(model).features if supports(model) is None else None,
+        # Which model exactly (architecture, shapes, processing, weights hash): `evaluate` refuses another.
+        "fingerprint": fingerprint(model),
     }
 
 

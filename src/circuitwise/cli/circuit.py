@@ -208,13 +208,16 @@ def evaluate(
     split: Optional[str] = opts.SPLIT,
     drop_invalid: Optional[bool] = opts.DROP_INVALID,
     processing: Optional[bool] = opts.PROCESSING,
+    ignore_fingerprint: bool = typer.Option(False, "--ignore-fingerprint", help="Evaluate even where circuit.json's model fingerprint (architecture, shapes, processing, weights hash) differs from the loaded model's, e.g. the same checkpoint processed on another device. [default: off]"),
 ) -> None:
     """Re-check a circuit (circuit.json or an EAP-IG graph file) on a task: faithfulness, completeness,
     random circuits of the same size, and MIB's CPR/CMD where the file scores every edge."""
     from circuitwise.circuits import Circuit
     from circuitwise.circuits.interop import circuit_from_eap_ig, read_graph_file
+    from circuitwise.cli import warn
     from circuitwise.errors import ConfigError
     from circuitwise.evaluation import evaluate_circuit
+    from circuitwise.models.fingerprint import check_same_model
     from circuitwise.reports.study import prepare_dir, study_folder, write_outputs
 
     if out is not None:
@@ -232,6 +235,14 @@ def evaluate(
         m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory,
                        device_map, n_devices, stages=("evaluation",))
         if kind == "circuitwise":
+            # Same shapes are not the same model: a circuit found on another checkpoint is refused here.
+            said = check_same_model(
+                raw.get("model") or {}, m, what=str(circuit_file), loaded_name=name, allow_other=ignore_fingerprint,
+                fix=(f"Evaluate it with the model it was found on (--model {named or '…'}), or find a circuit on "
+                     f"this model with `circuitwise circuit {task} --model {name}`; if both are one checkpoint "
+                     "loaded on different devices, pass --ignore-fingerprint."))
+            if said is not None:
+                warn(said)
             circ = Circuit.from_json(raw, m, source=str(circuit_file))
         else:
             circ = circuit_from_eap_ig(raw, m, source=str(circuit_file))

@@ -76,6 +76,7 @@ def patch(
     from circuitwise.errors import ConfigError
     from circuitwise.metrics import get_metric
     from circuitwise.models import dtype_of
+    from circuitwise.models.fingerprint import fingerprint
     from circuitwise.patching.sweeps import check_direction, get_sweep
     from circuitwise.runfolder import RunFolder
     from circuitwise.schema import PatchEntry, PatchingFile
@@ -96,7 +97,7 @@ def patch(
         settings = dict(metric=metric, normalize=normalize, direction=direction, batch_size=batch_size, align=align)
         results = PatchingFile(circuitwise_version=__version__, task=tok.task.name,
                                model=str(getattr(the_model, "circuitwise_name", model)), dtype=dtype_of(the_model),
-                               n_examples=len(tok))
+                               fingerprint=fingerprint(the_model), n_examples=len(tok))
         results.sweeps = _earlier_sweeps(folder.path / "patching.json", results)
         for w in dict.fromkeys(what):
             # Validated as it is assigned, and the whole file again as it is written.
@@ -147,7 +148,9 @@ def _earlier_sweeps(path: Path, results: Any) -> dict[str, Any]:
         console.print(f"note: {path.name} cannot be reused ({e}); its sweeps are replaced.",
                       style="yellow", highlight=False, markup=False)
         return {}
-    if (before.task, before.model, before.n_examples) != (results.task, results.model, results.n_examples):
+    # Same name is not the same model: a file with no fingerprint (older) is judged by name alone.
+    fp_differs = before.fingerprint is not None and before.fingerprint != results.fingerprint
+    if (before.task, before.model, before.n_examples) != (results.task, results.model, results.n_examples) or fp_differs:
         console.print(f"note: {path.name} held sweeps of another task or model; they are replaced.",
                       style="yellow", highlight=False, markup=False)
         return {}

@@ -36,6 +36,7 @@ from circuitwise.patching.activation import CheckFailedWarning
 from circuitwise.patching.result import DegenerateNormalizationWarning, PatchResult
 from circuitwise.patching.resume import CheckpointWarning
 from circuitwise.models import dtype_of
+from circuitwise.models.fingerprint import fingerprint
 from circuitwise.models.memory import batch_for
 from circuitwise.pipeline import processing_json
 from circuitwise.plan import corrupted_view
@@ -277,7 +278,8 @@ def _side_json(st: _Study) -> Side:
         label=s.label, task=tok.task.name, model=s.run.model, split=s.run.split, n_prompts=len(tok),
         n_dropped=len(s.dropped), dropped_reasons=[d.reason for d in s.dropped[:20]],
         model_info={"name": s.run.model, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads, "d_model": cfg.d_model,
-                    "device": str(cfg.device), "dtype": dtype_of(s.model), "processing": processing_json(s.model, s.run.processing)},
+                    "device": str(cfg.device), "dtype": dtype_of(s.model), "processing": processing_json(s.model, s.run.processing),
+                    "fingerprint": fingerprint(s.model)},
         examples=[Example(clean=e.clean, correct=e.correct, incorrect=e.incorrect, corrupted=e.corrupted,
                           tokens=list(tok.str_tokens[i])) for i, e in enumerate(tok.task.examples)],
         logit_diff=st.ld.tolist(), corrupted_logit_diff=None if st.corrupted_ld is None else st.corrupted_ld.tolist(),

@@ -28,20 +28,19 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from circuitwise.errors import ConfigError
+from circuitwise.models.fingerprint import fingerprint
 from circuitwise.runfolder import atomic_write_text, output_error
 from circuitwise.tasks.tokenize import TokenizedTask
 
 
 def model_identity(model: Any) -> dict[str, Any]:
     cfg = model.cfg
-    # A few weights' values: two checkpoints with one name and shape still differ here. (Only
-    # plain parameters: the bridge rebuilds stacked ones like W_out on every access.)
-    probe = [model.W_E[:4, :4], model.W_U[:4, :4], model.W_U[-4:, -4:]]
+    # The fingerprint (architecture, shapes, processing steps, dtype, a hash of the processed weights):
+    # two checkpoints of one name and shape, or one checkpoint processed otherwise, key apart. Earlier
+    # keys held a probe of three weight corners instead, so their checkpoints are recomputed once.
     return {
         "name": str(getattr(model, "circuitwise_name", getattr(cfg, "model_name", "?"))),
-        "shape": [cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_vocab],
-        "probe": [round(float(t.double().sum()), 6) for t in probe],
-        "dtype": str(cfg.dtype),
+        "fingerprint": fingerprint(model),
     }
 
 

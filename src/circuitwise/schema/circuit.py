@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Final, Literal
 from pydantic import Field
 
 from circuitwise.schema.base import FileModel, Num, Open
-from circuitwise.schema.results import MIB, MethodConfig, Processing
+from circuitwise.schema.results import MIB, Fingerprint, MethodConfig, Processing
 
 FORMAT: Final = "circuitwise.circuit"
 VERSION = 1
@@ -28,6 +28,8 @@ class CircuitModel(Open):
     dtype: str | None = None
     processing: Processing | None = None
     architecture: dict[str, Any] | None = None
+    # Absent in files written before fingerprints: `evaluate` warns and compares the shapes only.
+    fingerprint: Fingerprint | None = None
 
 
 class GraphInfo(Open):

@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Final, Literal
 from pydantic import Field
 
 from circuitwise.schema.base import FileModel, Num, Section
+from circuitwise.schema.results import Fingerprint
 from circuitwise.schema.sweeps import Sweep
 from circuitwise.types import Shows
 
@@ -34,6 +35,7 @@ class PatchingFile(FileModel, Shows):
     task: str
     model: str
     dtype: str = "float32"  # files written before --dtype existed computed in float32
+    fingerprint: Fingerprint | None = None  # absent in files written before fingerprints
     n_examples: int
     sweeps: dict[str, PatchEntry] = Field(default_factory=dict)
 

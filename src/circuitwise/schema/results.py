@@ -64,6 +64,23 @@ class Processing(Section):
     steps: list[ProcessingStep] | None = None
 
 
+class Fingerprint(Open):
+    """Which model an output was computed on (``circuitwise.models.fingerprint``): architecture, shapes,
+    the processing steps applied, dtype and a hash of the processed weights. Open: later fields are kept."""
+
+    architecture: str | None = None
+    n_layers: int | None = None
+    d_model: int | None = None
+    n_heads: int | None = None
+    n_kv_heads: int | None = None
+    d_head: int | None = None
+    d_mlp: int | None = None
+    d_vocab: int | None = None
+    processing: list[str] | None = None
+    dtype: str | None = None
+    weights_hash: str | None = None
+
+
 class ModelInfo(Section):
     name: str
     n_layers: int
@@ -73,6 +90,7 @@ class ModelInfo(Section):
     device: str
     dtype: str = "float32"  # files written before --dtype existed computed in float32
     processing: Processing
+    fingerprint: Fingerprint | None = None  # absent in files written before fingerprints
 
 
 class Example(Section):
@@ -365,7 +383,7 @@ class RunResults(FileModel, Shows):
 
 __all__ = [
     "Agreement", "AgreementEdge", "Attention", "BaselineSection", "CircuitSection", "Completeness", "DLASection",
-    "Evaluation", "Example", "FORMAT", "MIB", "MIBCurve", "MethodConfig", "Faithfulness", "HeadValue", "LogitDiff",
-    "ModelInfo", "Plan", "Processing", "ProcessingStep", "RandomBaseline", "RunResults", "Selection", "Series",
-    "TaskInfo", "TopEdge", "TopHeads", "TopToken", "VERSION",
+    "Evaluation", "Example", "FORMAT", "Fingerprint", "MIB", "MIBCurve", "MethodConfig", "Faithfulness", "HeadValue",
+    "LogitDiff", "ModelInfo", "Plan", "Processing", "ProcessingStep", "RandomBaseline", "RunResults", "Selection",
+    "Series", "TaskInfo", "TopEdge", "TopHeads", "TopToken", "VERSION",
 ]

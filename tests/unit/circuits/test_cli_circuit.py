@@ -60,10 +60,12 @@ def test_evaluate_rechecks_circuit_json(study, known_ckpt, task_file):
     assert ev["faithfulness"]["faithfulness"] == pytest.approx(saved["faithfulness"]["faithfulness"], abs=1e-6)
 
 
-def test_evaluate_with_the_wrong_model_says_so(study, task_file, small_ckpt):
+def test_evaluate_with_the_wrong_model_says_so(study, task_file, small_ckpt, known_ckpt):
     out, _ = study
     r, err = invoke("evaluate", out / "circuit.json", task_file, "--model", small_ckpt)
-    assert err is not None and "n_layers=2" in str(err) and "this model has n_layers=4" in str(err)
+    # The fingerprint check names both models and each difference (recorded vs loaded).
+    assert err is not None and "n_layers 2 vs 4" in str(err)
+    assert str(known_ckpt) in str(err) and str(small_ckpt) in str(err)
 
 
 def test_bad_options_fail_before_any_work(task_file, known_ckpt, tmp_path):
