@@ -240,7 +240,7 @@ def evaluate(
                 raw.get("model") or {}, m, what=str(circuit_file), loaded_name=name, allow_other=ignore_fingerprint,
                 fix=(f"Evaluate it with the model it was found on (--model {named or '…'}), or find a circuit on "
                      f"this model with `circuitwise circuit {task} --model {name}`; if both are one checkpoint "
-                     "loaded on different devices, pass --ignore-fingerprint."))
+                     "loaded on other devices or in another --dtype, pass --ignore-fingerprint."))
             if said is not None:
                 warn(said)
             circ = Circuit.from_json(raw, m, source=str(circuit_file))
