@@ -131,16 +131,18 @@ def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] =
 
 
 def run(config: RunConfig, *, progress: Progress | None = None, model: Any = None,
-        notes: Progress | None = None, steps: Steps | None = None) -> RunOutputs:
+        notes: Progress | None = None, steps: Steps | None = None, force: bool = False) -> RunOutputs:
     """Run the whole study described by ``config`` and write report.html, results.json, config.yaml.
 
     ``progress(message)`` hears each stage start; ``steps(label, done, total)`` each finished unit
-    of a long stage (default: a ``progress`` line every tenth of the way).
+    of a long stage (default: a ``progress`` line every tenth of the way). ``force``: replace a
+    complete run of other settings in ``config.out`` (refused otherwise, before any work).
     """
     say = progress or (lambda _msg: None)
     step = steps or _line_steps(say)
-    folder = RunFolder(config.out, replaces=RUN_FILES)
-    folder.check()  # an --out that is a file, or someone else's folder, fails before any work
+    folder = RunFolder(config.out, replaces=RUN_FILES, command="run", settings=folder_settings(config), force=force)
+    # An --out that is a file, another command's folder or another run's complete result fails before any work.
+    folder.check()
     for what in config.patching:
         get_sweep(what)  # an unknown sweep name fails here, before any work
     if config.circuit:
@@ -149,6 +151,12 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
         results = _run_stages(config, folder, say, model, notes, step)
         folder.commit()
     return RunOutputs(config.out, results)
+
+
+def folder_settings(config: Any) -> dict[str, Any]:
+    """What decides a run's (or compare's) results: its config less where and on what hardware it runs."""
+    where = {"out", "device", "device_map", "n_devices", "max_memory", "batch_size"}
+    return {k: v for k, v in config.model_dump(mode="json").items() if k not in where}
 
 
 def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,

@@ -8,8 +8,14 @@ the partial folder, which the next run of the same command resumes from. ``.<nam
 them (a ``filelock`` lock, so it works on Windows too) lets one process at a time write there; a
 second one is refused with a clear message naming the holder's pid, kept in ``.<name>.lock.pid``
 while the lock is held.
-Files of other circuitwise commands in the folder (a ``patch`` next to a ``run``) are carried
+Files already in the folder (the user's notes, the circuit an ``evaluate`` re-checks) are carried
 over into the new version as hard links, so they are kept without being copied.
+
+Each folder records the command that wrote it and that command's settings in ``.circuitwise.json``
+(``complete: false`` while staged, ``true`` once swapped in). A command refuses, before any work, a
+folder another command wrote (their files would mix), and a complete folder of its own written with
+other settings unless given ``--force`` (a result is never replaced silently); a staged folder of
+the same command resumes.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Any, Literal
 
 from filelock import FileLock, Timeout
 
-from circuitwise.errors import ConfigError, FolderBusyError, Interrupted, OutputError
+from circuitwise.errors import FolderBusyError, Interrupted, OutputError
 from circuitwise.types import nan_to_none
 
 # What circuitwise commands write into an output folder; anything else means the folder is the
@@ -35,7 +41,16 @@ from circuitwise.types import nan_to_none
 OURS = frozenset({"report.html", "results.json", "config.yaml", "circuit.json", "scores.json",
                   "evaluation.json", "circuit.html", "patching.json", ".patching",
                   "compare.html", "compare.json", "circuit_a.json", "circuit_b.json",
-                  "benchmark.json", "benchmark.html"})
+                  "benchmark.json", "benchmark.html", ".circuitwise.json"})
+# Who wrote a folder: {"command", "settings", "complete"}; read before any work, written with the files.
+MARKER = ".circuitwise.json"
+# Folders written before the marker existed are told apart by their files (first match wins: a run
+# folder may also hold a patch's patching.json).
+FILES_OF = (("run", frozenset({"results.json", "report.html"})),
+            ("compare", frozenset({"compare.json", "compare.html"})),
+            ("benchmark", frozenset({"benchmark.json", "benchmark.html"})),
+            ("circuit", frozenset({"circuit.json", "scores.json", "evaluation.json", "circuit.html"})),
+            ("patch", frozenset({"patching.json"})))
 CHECKPOINTS = ".patching"
 MAX_FOREIGN_FILES = 10
 # OSErrors that mean "cannot write here"; others inside a run are bugs and keep their traceback.
@@ -97,7 +112,8 @@ class RunFolder:
     carried over, so a file the new run does not produce cannot linger beside its results.
     """
 
-    def __init__(self, out: Path | str, *, replaces: Iterable[str] = ()):
+    def __init__(self, out: Path | str, *, replaces: Iterable[str] = (), command: str | None = None,
+                 settings: dict[str, Any] | None = None, force: bool = False):
         # Absolute, so `--out .` has a name and a parent to stage beside (symlinks are kept as given).
         self.out = Path(os.path.abspath(out))
         self.replaces = frozenset(replaces)
@@ -107,17 +123,39 @@ class RunFolder:
         # when another process tries it, and Windows forbids reading a locked file.
         self.pid_path = self.out.parent / f".{self.out.name}.lock.pid"
         self._lock: FileLock | None = None
+        self._remove_lock_file = False
         self._staged = False
         self.committed = False
+        self.command: str | None = None
+        self.settings: Any = None
+        self.force = False
+        self.joins: frozenset[str] = frozenset()
+        self._kept_mark: dict[str, Any] | None = None
+        if command is not None:
+            self.for_command(command, settings, force=force)
+
+    def for_command(self, command: str, settings: dict[str, Any] | None = None, *, force: bool = False,
+                    joins: Iterable[str] = ()) -> RunFolder:
+        """Record ``command`` (and its result-defining ``settings``) as this folder's writer.
+
+        :meth:`check` then refuses another command's folder, and a complete folder of this command
+        with other settings unless ``force``. ``joins``: commands whose folder this one may add to
+        (``evaluate`` re-checking a circuit folder's own circuit.json); the folder stays theirs.
+        """
+        self.command = command
+        # Through JSON, so the settings compare equal to those read back from the marker.
+        self.settings = json.loads(json.dumps(nan_to_none(settings or {}), default=str, sort_keys=True))
+        self.force = force
+        self.joins = frozenset(joins)
+        return self
 
     # ---- lifecycle ------------------------------------------------------------------------
 
     def __enter__(self) -> RunFolder:
         self.check()
-        lock = FileLock(self.lock_path, timeout=0)
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
-            lock.acquire()
+            lock = self._acquire()
         except Timeout:
             self._check_writable()  # filelock reads a lock file it cannot create as one held by another
             try:
@@ -164,6 +202,29 @@ class RunFolder:
                     "from it.")
         return before
 
+    def _acquire(self) -> FileLock:
+        """The lock, held on the file that is at ``lock_path`` now.
+
+        The lock file is removed on release (a refused or failed command leaves nothing behind), so a
+        second process may have locked a file the first had just removed: that lock guards nothing,
+        and is taken again on the file now at the path.
+        """
+        for _ in range(5):
+            fds: list[int] = []
+            lock = FileLock(self.lock_path, timeout=0, on_acquired=fds.append)
+            lock.acquire()
+            if not fds:  # a soft lock (no flock here): filelock removes its file itself
+                return lock
+            try:
+                held, there = os.fstat(fds[-1]), os.stat(self.lock_path)
+                if (held.st_ino, held.st_dev) == (there.st_ino, there.st_dev):
+                    self._remove_lock_file = True
+                    return lock
+            except FileNotFoundError:
+                pass
+            lock.release(force=True)
+        raise Timeout(str(self.lock_path))
+
     def _check_writable(self) -> None:
         try:
             fd, name = tempfile.mkstemp(dir=self.out.parent, prefix=f".{self.out.name}.", suffix=".tmp")
@@ -176,6 +237,13 @@ class RunFolder:
     def _unlock(self) -> None:
         if self._lock is not None:
             self.pid_path.unlink(missing_ok=True)  # before the release: a new holder writes its own
+            if self._remove_lock_file:
+                # Removed while still held (see _acquire), so no lock file outlives the command.
+                try:
+                    self.lock_path.unlink(missing_ok=True)
+                except OSError:
+                    pass  # Windows: filelock removes it on release itself
+                self._remove_lock_file = False
             self._lock.release(force=True)
             self._lock = None
 
@@ -185,14 +253,14 @@ class RunFolder:
         """Refuse, before any work, an --out that is a file or a folder of someone else's files."""
         out = self.out
         if not out.name:
-            raise ConfigError(f"--out {out} is the root folder; give a folder for this run's files.")
+            raise OutputError(f"--out {out} is the root folder; give a folder for this run's files.")
         cwd = Path(os.path.abspath(os.getcwd()))
         if cwd == out or out in cwd.parents:
             # The folder is replaced whole on success, which would pull it out from under the shell.
-            raise ConfigError(f"--out {out} is (or holds) the current folder. Give a subfolder, "
+            raise OutputError(f"--out {out} is (or holds) the current folder. Give a subfolder, "
                               "e.g. --out runs/latest.")
         if out.exists() and not out.is_dir():
-            raise ConfigError(f"--out {out} is a file, not a folder. Choose a folder path (it is created if needed).")
+            raise OutputError(f"--out {out} is a file, not a folder. Choose a folder path (it is created if needed).")
         if out.is_dir():
             try:
                 names = [p.name for p in out.iterdir()]
@@ -202,10 +270,39 @@ class RunFolder:
             # A few loose files (the user's notes) are carried into each new version; a folder with
             # subfolders or many files of its own is somebody's work, never to be swapped away.
             if any((out / n).is_dir() for n in foreign) or len(foreign) > MAX_FOREIGN_FILES:
-                raise ConfigError(
+                raise OutputError(
                     f"--out {out} holds files circuitwise did not write ({', '.join(foreign[:3])}"
                     f"{', …' if len(foreign) > 3 else ''}). A run replaces its output folder whole when it "
                     "completes, so give a new or empty folder (or one an earlier circuitwise run wrote).")
+        if self.command is not None:
+            self._check_writer()
+
+    def _check_writer(self) -> None:
+        """Refuse another command's folder, and replacing a complete result of other settings without --force."""
+        for where, complete in ((self.out, True), (self.staging, False)):
+            if not where.is_dir():
+                continue
+            mark = read_marker(where)
+            writer = mark.get("command") if mark else (_writer_by_files(where) if complete else None)
+            if writer is None:
+                continue  # empty, the user's notes only, or a staged folder of checkpoints only
+            if writer != self.command and writer not in self.joins:
+                what = "holds" if complete else "holds the unfinished work (in " + where.name + ") of"
+                raise OutputError(
+                    f"--out {self.out} {what} the results of `circuitwise {writer}`; `circuitwise {self.command}` "
+                    f"never writes into another command's folder (their files would mix). Give this one another "
+                    f"--out, e.g. --out {self.out.parent / str(self.command)}.")
+            if writer != self.command:
+                self._kept_mark = mark  # adding to a folder of `writer`: it stays theirs
+                continue
+            if complete and not self.force and (mark is None or mark.get("settings") != self.settings):
+                if mark is None:
+                    why = "written by an earlier circuitwise that did not record its settings"
+                else:
+                    why = f"with other settings ({_differences(mark.get('settings'), self.settings)})"
+                raise OutputError(
+                    f"--out {self.out} holds a complete `circuitwise {writer}` result {why}; this run would "
+                    "replace it. Give another --out to keep it, or add --force to replace it.")
 
     # ---- staging ----------------------------------------------------------------------------
 
@@ -228,12 +325,21 @@ class RunFolder:
                     _remove(p)
             if self.out.is_dir():
                 for p in self.out.iterdir():
-                    if p.name in self.replaces or p.name.endswith(".tmp"):
+                    if p.name in self.replaces or p.name == MARKER or p.name.endswith(".tmp"):
                         continue
                     _link_tree(p, self.staging / p.name)
         except OSError as e:
             raise output_error(e, self.staging, "prepare the staging folder") from None
         self._staged = True
+        # Marked from the start, so an interrupted folder is known as this command's (and resumed by it).
+        self._write_marker(complete=False)
+
+    def _write_marker(self, *, complete: bool) -> None:
+        if self.command is None:
+            return
+        mark = (dict(self._kept_mark, complete=complete) if self._kept_mark is not None
+                else {"command": self.command, "settings": self.settings, "complete": complete})
+        atomic_write_json(self.staging / MARKER, mark)
 
     def write_text(self, name: str, text: str | bytes) -> Path:
         return atomic_write_text(self.path / name, text)
@@ -244,6 +350,7 @@ class RunFolder:
     def commit(self) -> Path:
         """Swap the staged folder in as ``out``; the previous version is removed."""
         staging = self.path
+        self._write_marker(complete=True)  # last into the staged folder: it is whole now
         old: Path | None = None
         try:
             if not self.out.exists():
@@ -265,6 +372,32 @@ class RunFolder:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.out
+
+
+def read_marker(folder: Path) -> dict[str, Any] | None:
+    """The writer recorded in ``folder`` (None: none recorded, or unreadable, as in older folders)."""
+    try:
+        mark = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return mark if isinstance(mark, dict) and isinstance(mark.get("command"), str) else None
+
+
+def _writer_by_files(folder: Path) -> str | None:
+    try:
+        names = {p.name for p in folder.iterdir()}
+    except OSError:
+        return None
+    return next((command for command, files in FILES_OF if names & files), None)
+
+
+def _differences(before: Any, now: Any) -> str:
+    """The settings that differ, as `name: before -> now` (at most 4 named)."""
+    if not isinstance(before, dict):
+        return "unknown before"
+    keys = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    parts = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in keys[:4]]
+    return "; ".join(parts) + ("; …" if len(keys) > 4 else "")
 
 
 def _remove(p: Path) -> None:
@@ -305,4 +438,4 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
-__all__ = ["OURS", "RunFolder", "atomic_write_json", "atomic_write_text", "output_error"]
+__all__ = ["MARKER", "OURS", "RunFolder", "atomic_write_json", "atomic_write_text", "output_error", "read_marker"]

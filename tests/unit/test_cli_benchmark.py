@@ -58,7 +58,7 @@ def run(setup):
 
 def test_writes_benchmark_json_and_a_self_contained_page(run):
     out, _ = run
-    assert {p.name for p in out.iterdir()} == {"benchmark.json", "benchmark.html"}
+    assert {p.name for p in out.iterdir()} == {"benchmark.json", "benchmark.html", ".circuitwise.json"}
     page = (out / "benchmark.html").read_text()
     scripts = ScriptTags()
     scripts.feed(page)

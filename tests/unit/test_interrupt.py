@@ -18,8 +18,15 @@ CMD = [sys.executable, "-c", "from circuitwise.cli import main; main()", "run", 
 
 
 def _previous_run(out: Path) -> dict[str, bytes]:
+    """A complete earlier run of CMD's settings (so CMD re-runs there without --force)."""
+    from circuitwise.config import RunConfig
+    from circuitwise.pipeline import folder_settings
+    from circuitwise.runfolder import MARKER
+
     out.mkdir()
-    files = {"results.json": b'{"complete": true}', "report.html": b"<p>old</p>", "config.yaml": b"task: x\n"}
+    settings = folder_settings(RunConfig.build(task="opposites-seed", model="bundled", circuit="", align="end"))
+    files = {"results.json": b'{"complete": true}', "report.html": b"<p>old</p>", "config.yaml": b"task: x\n",
+             MARKER: json.dumps({"command": "run", "settings": settings, "complete": True}).encode()}
     for name, data in files.items():
         (out / name).write_bytes(data)
     return files
@@ -30,7 +37,7 @@ def _start_and_wait_for_patching(out: Path, n: int | None = None) -> subprocess.
     cmd = [*CMD, "--out", str(out)]
     if n is not None:  # a generated task of n examples instead of the seed's six
         cmd[cmd.index("opposites-seed")] = "opposites"
-        cmd += ["--n", str(n)]
+        cmd += ["--n", str(n), "--force"]  # other settings than the earlier run's: replacing it needs --force
     # A shell's background job ignores SIGINT, and so would its children (Python then installs no
     # KeyboardInterrupt handler): the command gets the default disposition, as in a terminal.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,

@@ -82,6 +82,7 @@ def test_the_lock_is_released_on_every_way_out(tmp_path, monkeypatch, way):
     else:
         assert raised is None
     monkeypatch.undo()
+    assert not rf.lock_path.exists()  # removed, not only released: nothing is left beside --out
     assert _released(rf)
     with RunFolder(out):  # and the next command gets the folder
         pass

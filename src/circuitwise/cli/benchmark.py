@@ -35,11 +35,11 @@ def results_table(result: Any) -> Table:
     return table
 
 
-def benchmark_folder(out: Path) -> Any:
-    """The staged, locked folder a benchmark is written to (entered before the work starts)."""
+def benchmark_folder(out: Path, settings: dict[str, Any] | None = None, force: bool = False) -> Any:
+    """The staged, locked folder a benchmark is written to (checked and entered before the work starts)."""
     from circuitwise.runfolder import RunFolder
 
-    return RunFolder(out, replaces=FILES)
+    return RunFolder(out, replaces=FILES, command="benchmark", settings=settings, force=force)
 
 
 def write_benchmark(folder: Any, result: Any) -> dict[str, Path]:
@@ -85,6 +85,7 @@ def benchmark(
     split: Optional[str] = opts.SPLIT,
     drop_invalid: Optional[bool] = opts.DROP_INVALID,
     processing: Optional[bool] = opts.PROCESSING,
+    force: bool = opts.FORCE,
     old_methods: Optional[List[str]] = opts.alias("--methods"),
     old_target: Optional[float] = opts.alias("--target"),
 ) -> None:
@@ -94,7 +95,6 @@ def benchmark(
     from circuitwise.errors import ConfigError
     from circuitwise.evaluation.benchmark import benchmark as run_benchmark
     from circuitwise.evaluation.benchmark import check_methods
-    from circuitwise.reports.study import prepare_dir
 
     methods = opts.merge(methods, old_methods, old="--methods", new="--circuit")
     target = opts.merge(target, old_target, old="--target", new="--circuit-target")
@@ -105,8 +105,11 @@ def benchmark(
         check_target(target)
     except ValueError as e:
         raise ConfigError(f"--circuit-target {e}.") from None
-    prepare_dir(out)  # a file, or a folder of other files, fails before any work
-    with benchmark_folder(out) as folder:  # locked from the start: a second command here is refused
+    settings = dict(task=task, model=model, methods=names, target=target, ablation=ablation, n=n, seed=seed,
+                    corruption=corruption, split=split, drop_invalid=drop_invalid, processing=processing, dtype=dtype)
+    folder = benchmark_folder(out, settings, force)
+    folder.check()  # a file, another command's folder or another benchmark's result fails before any work
+    with folder:  # locked from the start: a second command here is refused
         m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory,
                        device_map, n_devices)
         with progress_bar() as update:

@@ -112,6 +112,7 @@ def circuit(
     split: Optional[str] = opts.SPLIT,
     drop_invalid: Optional[bool] = opts.DROP_INVALID,
     processing: Optional[bool] = opts.PROCESSING,
+    force: bool = opts.FORCE,
     export_eap_ig: Optional[Path] = typer.Option(None, "--export-eap-ig", help="Also write the scores and circuit as an EAP-IG graph (MIB's submission format): FILE.json or FILE.pt. [default: none]"),
     old_method: Optional[str] = opts.alias("--method"),
     old_target: Optional[float] = opts.alias("--target"),
@@ -123,7 +124,7 @@ def circuit(
     from circuitwise.config import check_target, circuit_method_options
     from circuitwise.errors import ConfigError
     from circuitwise.evaluation import evaluate_circuit
-    from circuitwise.reports.study import prepare_dir, study_folder, write_outputs
+    from circuitwise.reports.study import study_folder, write_outputs
 
     method = opts.merge(method, old_method, old="--method", new="--circuit") or F["circuit"].default
     target = opts.merge(target, old_target, old="--target", new="--circuit-target")
@@ -149,8 +150,14 @@ def circuit(
         from circuitwise.circuits.interop import format_for
 
         format_for(export_eap_ig)  # a wrong suffix fails before any work
-    prepare_dir(out)  # a file, or a folder of other files, fails before any work
-    with study_folder(out) as folder:  # locked from the start: a second command here is refused
+    # Everything that decides the result: a complete folder of other settings is replaced only with --force.
+    settings = dict(task=task, model=model, method=method, options=options, selection=selection, target=target,
+                    edges=edges, threshold=threshold, by=by, prune=prune, ablation=ablation,
+                    random_samples=random_samples, shortlist=shortlist, n=n, seed=seed, corruption=corruption,
+                    split=split, drop_invalid=drop_invalid, processing=processing, dtype=dtype)
+    folder = study_folder(out).for_command("circuit", settings, force=force)
+    folder.check()  # a file, another command's folder or another circuit's result fails before any work
+    with folder:  # locked from the start: a second command here is refused
         m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory,
                        device_map, n_devices)
         if export_eap_ig is not None:
@@ -208,6 +215,7 @@ def evaluate(
     split: Optional[str] = opts.SPLIT,
     drop_invalid: Optional[bool] = opts.DROP_INVALID,
     processing: Optional[bool] = opts.PROCESSING,
+    force: bool = opts.FORCE,
     ignore_fingerprint: bool = typer.Option(False, "--ignore-fingerprint", help="Evaluate even where circuit.json's model fingerprint (architecture, shapes, processing, weights hash) differs from the loaded model's, e.g. the same checkpoint processed on another device. [default: off]"),
 ) -> None:
     """Re-check a circuit (circuit.json or an EAP-IG graph file) on a task: faithfulness, completeness,
@@ -231,7 +239,18 @@ def evaluate(
     if source is None and out is not None and (out / "circuit.json").resolve() == circuit_file.resolve():
         raise ConfigError(f"{circuit_file} is an EAP-IG graph named circuit.json inside --out, where the converted "
                           "circuit.json would replace it. Choose another --out, or rename the file.")
-    with study_folder(out, source) if out is not None else nullcontext() as folder:
+    folder = None
+    if out is not None:
+        # Re-checking a circuit folder's own circuit.json adds to that folder (it stays the circuit's);
+        # any other evaluation owns its folder, and replaces a complete one of other settings only with --force.
+        own = source is not None and (out / "circuit.json").resolve() == source.resolve()
+        settings = dict(circuit=str(circuit_file.resolve()), task=task, model=name, ablation=ablation,
+                        random_samples=random_samples, shortlist=shortlist, n=n, seed=seed, corruption=corruption,
+                        split=split, drop_invalid=drop_invalid, processing=processing, dtype=dtype)
+        folder = study_folder(out, source).for_command("evaluate", settings, force=force,
+                                                       joins={"circuit"} if own else ())
+        folder.check()  # before the model loads
+    with folder if folder is not None else nullcontext() as folder:
         m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory,
                        device_map, n_devices, stages=("evaluation",))
         if kind == "circuitwise":

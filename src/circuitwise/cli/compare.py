@@ -54,6 +54,7 @@ def compare(
                                                extra="As KEY=VALUE; repeat for several.", metavar="KEY=VALUE"),
     random_circuits: Optional[int] = _opt("random_circuits", "--random-circuits"),
     config: Optional[Path] = typer.Option(None, "--config", help="Re-run from a config.yaml written by an earlier compare; other options override it. [default: none]"),
+    force: bool = opts.FORCE,
 ) -> None:
     """Compare two studies side by side, each difference with its confidence interval and test: compare.html + compare.json."""
     from circuitwise.cli.circuit import parse_options
@@ -76,7 +77,7 @@ def compare(
                           "or --config FILE.")
     cfg = CompareConfig.build(**{**base, **given})
     with Bars(console) as bars:
-        result = run_compare(cfg, progress=bars.message, notes=show_note, steps=bars.step)
+        result = run_compare(cfg, progress=bars.message, notes=show_note, steps=bars.step, force=force)
     r = result.results
     console.print(f"[bold]{r.a.label}[/] vs [bold]{r.b.label}[/] ({'paired' if r.pairing.paired else 'unpaired'}):",
                   highlight=False)

@@ -56,6 +56,10 @@ CORRUPTION = config_option(F, "corruption", "--corruption")
 SPLIT = config_option(F, "split", "--split")
 DROP_INVALID = config_option(F, "drop_invalid", "--drop-invalid/--strict")
 PROCESSING = config_option(F, "processing", "--processing/--no-processing")
+# Every command that writes a folder: a complete result of other settings is never replaced silently.
+FORCE = typer.Option(False, "--force", show_default=False,
+                     help="Replace a complete result of other settings in --out (without it such a folder is "
+                          "refused before any work; an unfinished one of the same settings resumes). [default: off]")
 
 
 # --- one name for each idea ------------------------------------------------------------------------

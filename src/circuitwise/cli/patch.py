@@ -69,6 +69,7 @@ def patch(
     corruption: Optional[str] = opts.CORRUPTION,
     split: Optional[str] = opts.SPLIT,
     drop_invalid: Optional[bool] = opts.DROP_INVALID,
+    force: bool = opts.FORCE,
     old_what: Optional[List[str]] = opts.alias("--what", "-w"),
 ) -> None:
     """Activation patching sweeps (exact, fast) and attribution patching, resumable: OUT/patching.json."""
@@ -89,8 +90,13 @@ def patch(
         get_sweep(w)
     check_direction(direction)
     get_metric(metric)  # a metric the sweeps cannot compute is refused here, before the model is loaded
-    folder = RunFolder(out)
-    folder.check()
+    # Sweeps accumulate in one folder, so the sweep names are not part of its settings; the rest decides
+    # every sweep's numbers, and a complete folder of other settings is replaced only with --force.
+    settings = dict(task=task, model=model, method=method, direction=direction, metric=metric, normalize=normalize,
+                    align=align, processing=processing, n=n, seed=seed, corruption=corruption, split=split,
+                    drop_invalid=drop_invalid, dtype=dtype)
+    folder = RunFolder(out, command="patch", settings=settings, force=force)
+    folder.check()  # a file, another command's folder or other settings' sweeps fail before the model loads
     with folder:
         the_model, tok = _load(task, model, device, processing, n, seed, corruption, split, drop_invalid, dtype, max_memory,
                                device_map, n_devices)

@@ -48,6 +48,7 @@ def run(
     circuit_option: Optional[List[str]] = _opt("circuit_options", "--circuit-option", "-O",
                                                extra="As KEY=VALUE; repeat for several.", metavar="KEY=VALUE"),
     config: Optional[Path] = typer.Option(None, "--config", help="Re-run from a config.yaml written by an earlier run; other options override it. [default: none]"),
+    force: bool = opts.FORCE,
 ) -> None:
     """Baseline, direct logit attribution, logit lens, top heads and their attention: report.html + results.json."""
     from circuitwise.cli.circuit import parse_options
@@ -71,7 +72,7 @@ def run(
     cfg = RunConfig.build(**{**base, **given})
     check_options(cfg)  # before the model is loaded
     with Bars(console) as bars:
-        result = run_pipeline(cfg, progress=bars.message, notes=show_note, steps=bars.step)
+        result = run_pipeline(cfg, progress=bars.message, notes=show_note, steps=bars.step, force=force)
     r = result.results
     if r.baseline is not None:  # every complete run has one
         console.print(

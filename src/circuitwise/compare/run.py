@@ -94,7 +94,7 @@ def rerun_command(cfg: CompareConfig) -> str:
 def compare(a: CompareConfig | str | Path | Task | None = None, b: str | Path | Task | None = None, /, *,
             tasks: tuple[Task, Task] | None = None, models: tuple[Any, Any] | None = None,
             progress: Progress | None = None, notes: Progress | None = None, steps: Steps | None = None,
-            **options: Any) -> CompareOutputs:
+            force: bool = False, **options: Any) -> CompareOutputs:
     """Compare two tasks (or one task on two models, or on two splits) and write compare.html + compare.json.
 
     ``compare("numbers-digits", "numbers-words", model="bundled", out="runs/cmp")``: A and B are
@@ -103,6 +103,7 @@ def compare(a: CompareConfig | str | Path | Task | None = None, b: str | Path | 
     models for ``model``/``model_b`` (or ``models=(model_a, model_b)``); the saved config then
     names them but cannot rebuild them. Returns the output folder and the typed results:
     ``result.results.heads.flagged()`` lists the heads whose direct effect differs (BH-controlled).
+    ``force``: replace a complete compare of other settings in ``out`` (refused otherwise, before any work).
     """
     if isinstance(a, Task) or isinstance(b, Task):
         ta = a if isinstance(a, Task) else None
@@ -128,8 +129,11 @@ def compare(a: CompareConfig | str | Path | Task | None = None, b: str | Path | 
     say = progress or (lambda _m: None)
     step = steps or (lambda _l, _d, _t: None)
     tell = notes or (lambda n: say(f"note: {n}"))
-    folder = RunFolder(config.out, replaces=COMPARE_FILES)
-    folder.check()
+    from circuitwise.pipeline import folder_settings
+
+    folder = RunFolder(config.out, replaces=COMPARE_FILES, command="compare", settings=folder_settings(config),
+                       force=force)
+    folder.check()  # another command's folder, or another compare's complete result without force: before any work
     with folder:
         results = _stages(config, folder, tasks, models, say, tell, step)
         folder.commit()

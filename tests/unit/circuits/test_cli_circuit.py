@@ -42,7 +42,8 @@ def study(known_ckpt, task_file, tmp_path_factory):
 
 def test_circuit_command_writes_the_known_circuit(study):
     out, output = study
-    assert {p.name for p in out.iterdir()} == {"circuit.json", "scores.json", "evaluation.json", "circuit.html"}
+    assert {p.name for p in out.iterdir()} == {"circuit.json", "scores.json", "evaluation.json", "circuit.html",
+                                               ".circuitwise.json"}  # the marker: which command wrote it, how
     data = json.loads((out / "circuit.json").read_text())
     assert {(e["sender"], e["receiver"]) for e in data["edges"]} == PLANTED
     assert data["method"] == "eap-ig" and data["selection"]["method_config"]["steps"] == 3

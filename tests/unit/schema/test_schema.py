@@ -144,7 +144,8 @@ def test_an_earlier_patching_json_is_replaced_with_a_note_not_a_crash(tmp_path, 
                                                     "n_examples": 6, "sweeps": {"heads": {}}}))
     with pytest.raises(SchemaError, match="no schema version"):
         load_patching(out)
+    # A folder of an earlier circuitwise (no recorded settings) is replaced only with --force.
     r = CliRunner().invoke(app, ["patch", "opposites-seed", "--model", str(tiny_ckpt), "--what", "resid_pre",
-                                 "--out", str(out)])
+                                 "--out", str(out), "--force"])
     assert r.exit_code == 0, r.output
     assert "cannot be reused" in r.output and set(load_patching(out).sweeps) == {"resid_pre"}
