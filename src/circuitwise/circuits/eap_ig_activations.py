@@ -29,6 +29,7 @@ from circuitwise.circuits.gradients import chunks, contraction_hook, quadrature_
 from circuitwise.circuits.registry import DiscoveryMethod, Quadrature, check_choice, check_steps, options_config
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare, sender_outputs
 from circuitwise.tasks.tokenize import TokenizedTask
+from circuitwise.metrics import targets_of
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,8 @@ def score_eap_ig_activations(model: Any, tok: TokenizedTask, options: EAPIGActiv
     for b in tok.batches(bs):
         assert b.corrupted is not None
         Nb = len(b)
-        out_c, al_c = sender_outputs(gm, b.clean, b.last, b.answers)
-        out_k, al_k = sender_outputs(gm, b.corrupted, b.last, b.answers)
+        out_c, al_c = sender_outputs(gm, b.clean, b.last, targets_of(b))
+        out_k, al_k = sender_outputs(gm, b.corrupted, b.last, targets_of(b))
         clean_sum += float(m(al_c).sum())
         corr_sum += float(m(al_k).sum())
         done += 2
@@ -96,7 +97,7 @@ def score_eap_ig_activations(model: Any, tok: TokenizedTask, options: EAPIGActiv
                                            torch.tensor(w, dtype=gm.dtype, device=gm.device), Nb)
                 x0 = e_c.repeat(c, 1, 1).requires_grad_(True)
                 with torch.enable_grad():
-                    run = run_graph(gm, x0, b.last.repeat(c), b.answers.repeat(c, 1), keep=keep,
+                    run = run_graph(gm, x0, b.last.repeat(c), targets_of(b).repeat(c), keep=keep,
                                     replacement=rep, receiver_grad=on_grad)
                     torch.autograd.grad(m(run.answer_logits[0]).sum(), x0, allow_unused=True)
                 del rep, run

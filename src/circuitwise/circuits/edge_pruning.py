@@ -42,6 +42,7 @@ from circuitwise.circuits.patch import Ablation, check_ablation, mean_outputs, n
 from circuitwise.circuits.registry import DiscoveryMethod
 from circuitwise.circuits.scores import EdgeScores, NodeScores, Prepared, Progress, no_progress, prepare
 from circuitwise.errors import ConfigError
+from circuitwise.metrics import Targets, targets_of
 from circuitwise.tasks.tokenize import TokenizedTask
 
 Objective = Literal["metric", "kl"]
@@ -181,7 +182,7 @@ class HardConcrete:
 class _Batch:
     x: torch.Tensor  # clean input embeddings [N, P, d]
     last: torch.Tensor
-    answers: torch.Tensor
+    targets: Targets
     full: torch.Tensor  # the full model's answer logits [N, 2]
     rep: torch.Tensor | None  # replacement sender outputs [S, N or 1, P, d]; None: recompute
 
@@ -215,7 +216,7 @@ class PruningSetup:
             return b.rep
         gm = self.prep.gm
         with torch.no_grad():
-            out = run_graph(gm, self.corrupted_x[i], b.last, b.answers, record=True).outputs
+            out = run_graph(gm, self.corrupted_x[i], b.last, b.targets, record=True).outputs
         assert out is not None
         return out
 
@@ -224,7 +225,7 @@ class PruningSetup:
         b = self.batches[i]
         gm = self.prep.gm
         keep = gm.graph.to_dense(self.edge_masks(z).to(gm.dtype)[None], fill=1.0)
-        return run_graph(gm, b.x, b.last, b.answers, keep=keep, replacement=self.replacement(i)).answer_logits[0]
+        return run_graph(gm, b.x, b.last, b.targets, keep=keep, replacement=self.replacement(i)).answer_logits[0]
 
 
 @torch.no_grad()
@@ -240,12 +241,12 @@ def setup_pruning(prep: Prepared, *, granularity: Granularity = "edge", ablation
     for b in tok.batches(prep.batch_size):
         assert b.corrupted is not None
         x_c, x_k = gm.embed(b.clean), gm.embed(b.corrupted)
-        full = run_graph(gm, x_c, b.last, b.answers).answer_logits[0]
-        run_k = run_graph(gm, x_k, b.last, b.answers, record=means is None and cache)
+        full = run_graph(gm, x_c, b.last, targets_of(b)).answer_logits[0]
+        run_k = run_graph(gm, x_k, b.last, targets_of(b), record=means is None and cache)
         clean_sum += float(prep.metric(full).sum())
         corr_sum += float(prep.metric(run_k.answer_logits[0]).sum())
         rep = means[:, :, : b.clean.shape[1]] if means is not None else run_k.outputs
-        batches.append(_Batch(x_c, b.last, b.answers, full, rep))
+        batches.append(_Batch(x_c, b.last, targets_of(b), full, rep))
         corr_x.append(x_k)
     n = len(tok)
     return PruningSetup(prep, tuple(batches), tuple(corr_x), clean_sum / n, corr_sum / n, granularity, means)
@@ -254,8 +255,9 @@ def setup_pruning(prep: Prepared, *, granularity: Granularity = "edge", ablation
 def task_loss(setup: PruningSetup, objective: Objective, logits: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
     """How far the masked answer logits ``[N, 2]`` are from the full model's, averaged over prompts."""
     if objective == "kl":
-        p = torch.log_softmax(full, -1)
-        return (p.exp() * (p - torch.log_softmax(logits, -1))).sum(-1).mean()
+        # Over the two answers (the read-out's first two columns, whatever the metric reads besides).
+        p = torch.log_softmax(full[..., :2], -1)
+        return (p.exp() * (p - torch.log_softmax(logits[..., :2], -1))).sum(-1).mean()
     gap = setup.clean_metric - setup.corrupted_metric
     m = setup.prep.metric
     return ((m(logits) - m(full)) / gap).pow(2).mean()

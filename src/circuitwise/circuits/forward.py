@@ -40,6 +40,7 @@ from circuitwise.models.weights import Weights, read_weights, supports
 
 from circuitwise.circuits.graph import Graph, graph_of
 from circuitwise.errors import ConfigError
+from circuitwise.metrics import Targets, as_targets, readout
 
 
 # grad(receiver slice or index, ∂metric/∂receiver-input), called during the backward pass.
@@ -158,7 +159,8 @@ def _layout(graph: Graph, w: Weights) -> GraphModel:
 class GraphRun:
     """What one (possibly patched, possibly stacked) run returns."""
 
-    answer_logits: torch.Tensor  # [K, N, 2]
+    # [K, N, width]: the metric's read-out columns (metrics.readout; the two answer logits first)
+    answer_logits: torch.Tensor
     outputs: torch.Tensor | None  # [sender, K*N, pos, d] when recorded
 
 
@@ -210,7 +212,7 @@ def run_graph(
     gm: GraphModel,
     x0: torch.Tensor,
     last: torch.Tensor,
-    answers: torch.Tensor,
+    answers: torch.Tensor | Targets,
     *,
     keep: torch.Tensor | None = None,
     replacement: torch.Tensor | None = None,
@@ -427,10 +429,9 @@ def run_graph(
         final_resid = final_resid.unsqueeze(0)
         _on_grad(final_resid, g.logits_receiver, receiver_grad)
         final_resid = final_resid[0]
-    ans = answers.to(x.device).repeat(K, 1)  # [KN, 2]
-    bU = None if w.b_U is None else w.b_U[ans]
-    logits = kernels.answer_logits(w, final_resid, w.W_U.T[ans], bU)
-    return GraphRun(answer_logits=logits.view(K, N, 2), outputs=outs)
+    targets = as_targets(answers).to(x.device).repeat(K)
+    cols = readout(kernels.final_norm(w, final_resid), w.W_U, w.b_U, targets, w.logit_softcap)
+    return GraphRun(answer_logits=cols.view(K, N, targets.width), outputs=outs)
 
 
 def _project(gm: GraphModel, l: int, lo: int, hi: int, resid: torch.Tensor, inp: torch.Tensor | None,

@@ -25,6 +25,7 @@ from circuitwise.circuits.forward import GraphModel, Prefix, ReceiverGrad, first
 from circuitwise.circuits.graph import Graph
 from circuitwise.circuits.registry import Quadrature
 from circuitwise.circuits.scores import EdgeScores, Prepared, Progress, no_progress, sender_outputs
+from circuitwise.metrics import targets_of
 from circuitwise.models import parallel
 from circuitwise.models.parallel import map_pieces
 from circuitwise.tasks.tokenize import TokenizedTask
@@ -123,7 +124,7 @@ def gradient_edge_scores(
         for a, tokens in ((1.0, b.clean), (0.0, b.corrupted)):
             if a == at_end:
                 continue
-            outs[a], al = sender_outputs(gm, tokens, b.last, b.answers)
+            outs[a], al = sender_outputs(gm, tokens, b.last, targets_of(b))
             if a == 1.0:
                 clean_sum += float(metric(al).sum())
             else:
@@ -149,7 +150,7 @@ def gradient_edge_scores(
             pre = None if prefix is None else Prefix(start, tuple((k.repeat(c, 1, 1, 1), v.repeat(c, 1, 1, 1))
                                                                   for k, v in prefix.kv))
             with torch.enable_grad():
-                run = run_graph(gm, x0, b.last.repeat(c), b.answers.repeat(c, 1), record=at_end is not None,
+                run = run_graph(gm, x0, b.last.repeat(c), targets_of(b).repeat(c), record=at_end is not None,
                                 receiver_grad=on_grad, prefix=pre)
                 if at_end is not None:
                     assert run.outputs is not None

@@ -21,6 +21,7 @@ from circuitwise.circuits.graph import Graph
 from circuitwise.circuits.prune import prune_rows
 from circuitwise.circuits.scores import Prepared, Progress, no_progress, sender_outputs, stack_budget
 from circuitwise.errors import ConfigError, DegenerateMetricError
+from circuitwise.metrics import Targets, targets_of
 from circuitwise.models.memory import MEMO_BYTES, STACK_BYTES
 from circuitwise.models.parallel import map_pieces
 from circuitwise.tasks.tokenize import TokenizedTask
@@ -57,7 +58,7 @@ def mean_outputs(gm: GraphModel, tok: TokenizedTask, batch_size: int) -> torch.T
     total = torch.zeros(len(gm.graph.senders), 1, P, gm.d_model, dtype=gm.dtype, device=gm.device)
     count = torch.zeros(P, dtype=gm.dtype, device=gm.device)
     for b in tok.batches(batch_size):
-        out, _ = sender_outputs(gm, b.clean, b.last, b.answers)
+        out, _ = sender_outputs(gm, b.clean, b.last, targets_of(b))
         Pb = out.shape[2]
         valid = (torch.arange(Pb, device=gm.device)[None] <= b.last[:, None]).to(gm.dtype)
         total[:, 0, :Pb] += torch.einsum("np,snpd->spd", valid, out)
@@ -273,7 +274,7 @@ class _Batch:
     clean: torch.Tensor
     corrupted: torch.Tensor
     last: torch.Tensor
-    answers: torch.Tensor
+    answers: Targets
 
 
 def _batches_by_length(tok: TokenizedTask, batch_size: int) -> Iterator[tuple[torch.Tensor, _Batch]]:
@@ -288,7 +289,7 @@ def _batches_by_length(tok: TokenizedTask, batch_size: int) -> Iterator[tuple[to
         rows = order[i : i + batch_size]
         at = rows.to(tok.clean.device)
         width = int(tok.last[at].max()) + 1
-        yield rows, _Batch(tok.clean[at, :width], tok.corrupted[at, :width], tok.last[at], tok.answers[at])
+        yield rows, _Batch(tok.clean[at, :width], tok.corrupted[at, :width], tok.last[at], targets_of(tok)[at])
 
 
 def normalise(patched: torch.Tensor | float, clean: float, corrupted: float) -> torch.Tensor:

@@ -34,7 +34,7 @@ from circuitwise.circuits.forward import GraphModel, check_against_bridge, graph
 from circuitwise.circuits.graph import Graph
 from circuitwise.models.memory import batch_for
 from circuitwise.errors import ConfigError, TaskError
-from circuitwise.metrics import get_metric
+from circuitwise.metrics import Targets, get_metric, prepared_for
 from circuitwise.tasks.tokenize import TokenizedTask
 from circuitwise.types import Labelled, nan_to_none
 
@@ -192,15 +192,17 @@ def prepare(model: Any, tok: TokenizedTask, metric: str = "logit_diff", *, check
         )
     if tok.clean.shape != tok.corrupted.shape:
         raise TaskError("Clean and corrupted prompts must have the same token shape for edge patching.")
+    metric_obj = get_metric(metric)
     gm = graph_model(model)
-    tok = tok.to(gm.device)
+    # Vocabulary metrics read every logit; kl also the clean run's distribution, computed once here.
+    tok = prepared_for(model, tok.to(gm.device), metric_obj)
     if check:
         first = tok.slice(0, min(len(tok), 8))
         check_against_bridge(model, gm, first.clean, first.last, first.answers)
     if bs is None:
         per_example = tok.clean.shape[1] * len(gm.graph.senders) * gm.d_model * 4
         bs = batch_for("edges", model, int(tok.clean.shape[1]), max(1, min(64, int(100e6 // per_example))))
-    return Prepared(gm, tok, get_metric(metric).fn, metric, bs)
+    return Prepared(gm, tok, metric_obj.fn, metric, bs)
 
 
 def check_batch_size(batch_size: int | None) -> int | None:
@@ -222,7 +224,7 @@ def batches(tok: TokenizedTask, batch_size: int) -> Iterator[TokenizedTask]:
 
 
 @torch.no_grad()
-def sender_outputs(gm: GraphModel, tokens: torch.Tensor, last: torch.Tensor, answers: torch.Tensor
+def sender_outputs(gm: GraphModel, tokens: torch.Tensor, last: torch.Tensor, answers: torch.Tensor | Targets
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every sender's output ``[sender, N, pos, d]`` and the answer logits ``[N, 2]``."""
     run = run_graph(gm, gm.embed(tokens), last, answers, record=True)

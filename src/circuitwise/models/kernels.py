@@ -149,16 +149,10 @@ def finish(w: Weights, l: int, resid_pre: torch.Tensor, attn: torch.Tensor,
     return mid + mlp_write(w, l, mlp_in(w, l, resid_pre, mid, h1))
 
 
-def answer_logits(w: Weights, final: torch.Tensor, U: torch.Tensor, bU: torch.Tensor | None) -> torch.Tensor:
-    """Logits of the answer columns: final residuals ``[n, d]``, ``U`` ``[n, k, d]`` → ``[n, k]``."""
-    x = final if w.ln_final is None else w.ln_final(final)
-    logits = torch.einsum("nd,nkd->nk", x, U.to(x.dtype))
-    if bU is not None:
-        logits = logits + bU.to(x.dtype)
-    if w.logit_softcap is not None:
-        logits = torch.tanh(logits / w.logit_softcap) * w.logit_softcap
-    return logits
+def final_norm(w: Weights, final: torch.Tensor) -> torch.Tensor:
+    """The final norm of residuals ``[n, d]``: what the unembedding reads (metrics.readout)."""
+    return final if w.ln_final is None else w.ln_final(final)
 
 
-__all__ = ["allowed", "answer_logits", "attn_in", "attn_write", "finish", "linear", "mix", "mlp_in",
+__all__ = ["allowed", "final_norm", "attn_in", "attn_write", "finish", "linear", "mix", "mlp_in",
            "mlp_write", "pattern", "prep_k", "prep_q", "rotate", "split"]

@@ -19,7 +19,7 @@ from typing import Any, Callable, Literal
 import torch
 
 from circuitwise.errors import ConfigError
-from circuitwise.metrics import get_metric
+from circuitwise.metrics import get_metric, prepared_for
 from circuitwise.models.parallel import map_pieces
 from circuitwise.models.precision import tolerance
 from circuitwise.models.weights import read_weights, supports
@@ -145,7 +145,8 @@ def activation_sweeps(
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, not {batch_size}.")
     whats = tuple(dict.fromkeys(whats))
-    tok = tokenized(model, task)
+    # A vocabulary metric reads every logit, kl the clean run's distribution too (computed once here).
+    tok = prepared_for(model, tokenized(model, task), metric_obj)
     bs = batch_size or auto_batch_size(model, tok)
     chosen = _choose_engine(model, engine)
     states: dict[str, _SweepState] = {}

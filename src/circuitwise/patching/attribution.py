@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from circuitwise.metrics import gather_last, get_metric
+from circuitwise.metrics import gather_last, get_metric, prepared_for, targets_of
 from circuitwise.patching.common import Progress, auto_batch_size, sweep_axes, tokenized
 from circuitwise.patching.result import MIN_GAP, PatchResult
 from circuitwise.patching.runs import answer_logits_from_final
@@ -67,7 +67,8 @@ def attribution_sweeps(
     sweeps = [get_sweep(w) for w in whats]
     direction = check_direction(direction)
     metric_obj = get_metric(metric)
-    tok = tokenized(model, task)
+    # A vocabulary metric reads every logit, kl the clean run's distribution too (computed once here).
+    tok = prepared_for(model, tokenized(model, task), metric_obj)
     axes = [sweep_axes(model, sw, tok, align) for sw in sweeps]
     bs = batch_size or auto_batch_size(model, tok, "attribution")
     L = model.cfg.n_layers
@@ -176,7 +177,7 @@ def _forward(model: Any, tokens: torch.Tensor, batch: TokenizedTask, names: list
             model(tokens)
         except _Stop:
             pass
-        m = metric(answer_logits_from_final(model, final[0], batch.answers))
+        m = metric(answer_logits_from_final(model, final[0], targets_of(batch)))
         if grad:
             torch.autograd.grad(m.sum(), live)
     if not grad:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from circuitwise.metrics import Targets, as_targets, readout
 from circuitwise.models import kernels as K
 from circuitwise.models.memory import MAX_ROWS
 from circuitwise.models.weights import Weights
@@ -31,7 +32,7 @@ class Cone:
     """
 
     def __init__(self, w: Weights, resid_pre: list[torch.Tensor], last: torch.Tensor,
-                 answers: torch.Tensor, metric: MetricFn):
+                 answers: torch.Tensor | Targets, metric: MetricFn):
         self.w, self.last, self.metric = w, last, metric
         T = resid_pre[0].shape[1]
         self.rot = w.rotary(T) if w.rot_dim else None
@@ -41,8 +42,7 @@ class Cone:
             k = K.split(K.linear(h, lw.w_k, lw.b_k), w.d_head)
             self.keys.append(K.prep_k(w, l, k, self._rot(l)))
             self.values.append(K.split(K.linear(h, lw.w_v, lw.b_v), w.d_head).transpose(1, 2))
-        self.U = w.W_U.T[answers]  # [batch, 2, d_model]: only the columns the metric reads
-        self.bU = None if w.b_U is None else w.b_U[answers]
+        self.targets = as_targets(answers)  # per example: its answers, and what a vocabulary metric reads
 
     def _rot(self, l: int, pos: slice | torch.Tensor | None = None):
         if self.rot is None:
@@ -61,7 +61,8 @@ class Cone:
 
     def metric_at(self, final: torch.Tensor, ex: torch.Tensor) -> torch.Tensor:
         """The metric from final residuals ``[variant, d_model]`` at each variant's answer position."""
-        return self.metric(K.answer_logits(self.w, final, self.U[ex], None if self.bU is None else self.bU[ex]))
+        return self.metric(readout(K.final_norm(self.w, final), self.w.W_U, self.w.b_U, self.targets[ex],
+                                   self.w.logit_softcap))
 
     def run(self, start: int, p0: int, x: torch.Tensor, ex: torch.Tensor) -> torch.Tensor:
         """Metric of variants whose residual entering block ``start`` is ``x`` at positions ``p0…``.

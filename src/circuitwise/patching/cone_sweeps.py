@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from circuitwise.metrics import targets_of
 from circuitwise.models import kernels as K
 from circuitwise.models.weights import Weights, read_weights
 from circuitwise.patching.cells import skipped_cells
@@ -51,7 +52,7 @@ class ConeSweeper:
         self.w = weights or read_weights(model)
         L = self.w.n_layers
         self.last = pair.tok.last
-        self.cone = Cone(self.w, [self.resid_pre(l) for l in range(L)], self.last, pair.tok.answers, metric)
+        self.cone = Cone(self.w, [self.resid_pre(l) for l in range(L)], self.last, targets_of(pair.tok), metric)
 
     def self_check(self) -> float:
         return self.cone.self_check(self.pair.base["blocks.0.hook_resid_pre"], self.pair.base_metric)

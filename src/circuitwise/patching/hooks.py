@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from circuitwise.metrics import targets_of
 from circuitwise.patching.cells import skipped_cells
 from circuitwise.patching.cone import MAX_ROWS
 from circuitwise.patching.runs import MetricFn, PairRun, answer_logits_from_final
@@ -106,7 +107,7 @@ class HookSweeper:
                 self.model(pair.base_tokens[ex])
             except _Stop:
                 pass
-        return self.metric(answer_logits_from_final(self.model, final[0], pair.tok.answers[ex]))
+        return self.metric(answer_logits_from_final(self.model, final[0], targets_of(pair.tok)[ex]))
 
 
 __all__ = ["HookSweeper", "needed_names"]

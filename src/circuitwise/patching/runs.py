@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from circuitwise.metrics import gather_last
+from circuitwise.metrics import Targets, gather_last, readout, targets_of
 from circuitwise.tasks.tokenize import TokenizedTask
 
 MetricFn = Callable[[torch.Tensor], torch.Tensor]
@@ -36,25 +36,21 @@ class PairRun:
         return self.base_metric if self.direction == "denoise" else self.src_metric
 
 
-def answer_logits_from_final(model: Any, final: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
-    """The two answer logits ``[batch, 2]`` from ``ln_final.hook_out`` rows ``[batch, d_model]``.
+def answer_logits_from_final(model: Any, final: torch.Tensor, answers: torch.Tensor | Targets) -> torch.Tensor:
+    """The metric's read-out columns (the two answer logits first) from ``ln_final.hook_out`` rows ``[batch, d_model]``.
 
-    Two unembedding columns instead of the whole vocabulary: the same numbers as the model's
-    logits at those tokens (to float rounding).
+    Two unembedding columns instead of the whole vocabulary where the metric allows: the same
+    numbers as the model's logits at those tokens (to float rounding).
     """
-    logits = torch.einsum("bd,dbk->bk", final, model.W_U[:, answers])
-    b_U = getattr(model, "b_U", None)
-    if b_U is not None:
-        logits = logits + b_U[answers]
     cap = getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0
-    return cap * torch.tanh(logits / cap) if cap > 0 else logits
+    return readout(final, model.W_U, getattr(model, "b_U", None), answers, float(cap) if cap > 0 else None)
 
 
 def _run(model: Any, tokens: torch.Tensor, names: set[str], tok: TokenizedTask, metric: MetricFn):
     want = names | {"ln_final.hook_out"}
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in want, return_type=None)
     final = gather_last(cache["ln_final.hook_out"], tok.last)
-    m = metric(answer_logits_from_final(model, final, tok.answers))
+    m = metric(answer_logits_from_final(model, final, targets_of(tok)))
     return {n: cache[n] for n in names}, m
 
 

@@ -29,6 +29,11 @@ class TokenizedTask:
     corrupted_str_tokens: tuple[tuple[str, ...], ...] | None
     roles: tuple[dict[str, int], ...] | None  # role -> token position, per example
     pad_id: int
+    # What a vocabulary metric reads besides the answers (metrics.targets_of): every logit, and for
+    # kl the clean run's next-token log-probabilities [batch, vocab]. Set by metrics.prepared_for
+    # for the metric in use; sliced and moved with the rows.
+    vocab: bool = False
+    reference: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.clean.shape[0]
@@ -60,6 +65,7 @@ class TokenizedTask:
             if self.corrupted_str_tokens is None
             else self.corrupted_str_tokens[start:stop],
             roles=None if self.roles is None else self.roles[start:stop],
+            reference=None if self.reference is None else self.reference[start:stop],
         )
 
     def to(self, device: torch.device | str) -> "TokenizedTask":
@@ -69,6 +75,7 @@ class TokenizedTask:
             corrupted=None if self.corrupted is None else self.corrupted.to(device),
             answers=self.answers.to(device),
             last=self.last.to(device),
+            reference=None if self.reference is None else self.reference.to(device),
         )
 
 

@@ -13,8 +13,10 @@ from circuitwise.patching import SWEEPS
 EPS = 1e-2
 
 
-def finite_difference(model, tok, what, layer, cell):
-    """d/dα metric(corrupted with the cell moved α of the way to clean) at α = 0, per example."""
+def finite_difference(model, tok, what, layer, cell, metric=None):
+    """d/dα metric(corrupted with the cell moved α of the way to clean) at α = 0, per example.
+
+    ``metric(logits) -> [batch]`` (default: the logit difference at each last token)."""
     sweep = SWEEPS[what]
     name = sweep.hook_name(layer)
     z_name, v_name = f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.attn.hook_v"
@@ -44,6 +46,8 @@ def finite_difference(model, tok, what, layer, cell):
 
         target = z_name if sweep.act == "pattern" else name
         logits = model.run_with_hooks(tok.corrupted, fwd_hooks=[(target, hook)])
+        if metric is not None:
+            return metric(logits).double()
         a = answer_logits(logits, tok.last, tok.answers).double()
         return a[:, 0] - a[:, 1]
 
