@@ -28,7 +28,9 @@ class EAPIGOptions:
     ``quadrature``: where along the corrupted → clean path they are taken."""
 
     steps: int = 5
-    quadrature: Quadrature = "right"
+    # MIB's reference (hannamw/EAP-IG's edge-level EAP-IG-inputs at 7af394a, the commit MIB's
+    # circuit track pins) sums α = k/n for k = 0…n−1: the default, so scores compare with MIB's.
+    quadrature: Quadrature = "left"
 
     def __post_init__(self) -> None:
         check_steps("EAP-IG", self.steps)
@@ -71,7 +73,7 @@ def eap_ig(
 
 
 METHOD = DiscoveryMethod(
-    "eap-ig", "EAP with integrated gradients on the input embedding (right endpoints by default).",
+    "eap-ig", "EAP with integrated gradients on the input embedding (left points k = 0…n−1 by default, as MIB's reference).",
     EAPIGOptions, score_eap_ig,
 )
 

@@ -82,7 +82,7 @@ def circuit(
     method: Optional[str] = typer.Option(None, "--circuit", show_default=False,
                                          help=opts.with_default(METHOD_HELP, F["circuit"].default)),
     ig_steps: Optional[int] = opts.config_option(F, "ig_steps", "--ig-steps", min=1),
-    quadrature: Optional[str] = typer.Option(None, "--quadrature", help=f"eap-ig / eap-ig-activations: integration points between corrupted (0) and clean (1): right (k/n, k=1..n, default; circuitkit, EAP-IG's node methods), left (k=0..n-1; EAP-IG's edge-level EAP-IG-inputs), midpoint (circuitwise 0.1), trapezoid."),
+    quadrature: Optional[str] = typer.Option(None, "--quadrature", help=f"eap-ig / eap-ig-activations: integration points between corrupted (0) and clean (1): left (k/n, k=0..n-1; eap-ig's default, as MIB's reference, EAP-IG's edge-level EAP-IG-inputs), right (k=1..n; eap-ig-activations' default, circuitkit, EAP-IG's node methods), midpoint (circuitwise 0.1), trapezoid. [default: per method]"),
     gradient: Optional[str] = typer.Option(None, "--gradient", help=f"eap: the run the gradient is taken at: clean (noising; EAP-IG/MIB, default {EAPOptions.gradient!r}) or corrupted (denoising; TransformerLens, circuitwise 0.1)."),
     direction: Optional[str] = typer.Option(None, "--direction", help=f"exact: noise (clean run, one edge corrupted; default {ExactOptions.direction!r}) or denoise."),
     option: Optional[List[str]] = opts.config_option(

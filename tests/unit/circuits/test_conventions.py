@@ -75,7 +75,7 @@ def test_one_step_quadratures_are_eap_at_each_end(tiny_model, tiny_tok):
 def test_defaults_are_the_eap_ig_mib_conventions_and_land_in_circuit_json(tiny_model, tiny_tok):
     found = find_circuit(tiny_model, tiny_tok, method="eap-ig", selection="top-n", n=5, prune=False)
     mc = found.circuit.to_json()["selection"]["method_config"]
-    assert (mc["method"], mc["steps"], mc["quadrature"], mc["interpolation"]) == ("eap-ig", 5, "right", "input-embedding")
+    assert (mc["method"], mc["steps"], mc["quadrature"], mc["interpolation"]) == ("eap-ig", 5, "left", "input-embedding")
     assert eap(tiny_model, tiny_tok).config == {"gradient": "clean"}
 
 

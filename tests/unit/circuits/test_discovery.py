@@ -59,7 +59,7 @@ def test_scores_are_labelled_and_serialisable(tiny_model, tiny_tok):
     assert lab.axes == ("edge",) and len(lab.labels["edge"]) == s.graph.n_edges
     j = s.to_json()
     assert j["method"] == "eap-ig" and j["config"]["steps"] == 2 and len(j["scores"]) == s.graph.n_edges
-    assert j["config"]["quadrature"] == "right"  # the convention lands in scores.json / circuit.json
+    assert j["config"]["quadrature"] == "left"  # MIB's convention lands in scores.json / circuit.json
     assert s.dense().shape == (len(s.graph.senders), len(s.graph.receivers))
 
 

@@ -215,7 +215,7 @@ def test_eap_ig_over_the_shared_prefix_equals_plain_transformerlens_hooks(family
     assert first_difference(tok.clean, tok.corrupted, tok.last) > 0  # the prefix is really skipped
     ours = eap_ig(family_model, tok, steps=2, batch_size=3)
     try:
-        theirs = ref.ig_inputs(family_model, tok, *quadrature_points("right", 2))
+        theirs = ref.ig_inputs(family_model, tok, *quadrature_points(ours.config["quadrature"], 2))
     except Exception as e:  # noqa: BLE001 - TL's own limits, named in the skip
         pytest.skip(f"the hook reference does not run on this family: {type(e).__name__}: {e}")
     torch.testing.assert_close(ref.on_tl_receivers(family_model, ours.scores), theirs, atol=1e-5, rtol=1e-3)
