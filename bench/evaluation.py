@@ -100,7 +100,7 @@ def separate(model: Any, tok: Any, scores: Any, circuit: Any, bs: int) -> dict[s
     gen = torch.Generator().manual_seed(0)
     with timed("circuit, complement, 10 random circuits"):
         masks = torch.cat([circuit.edges[None], (~circuit.edges)[None],
-                           random_masks(circuit.graph.n_edges, circuit.n_edges, 10, gen)])
+                           random_masks(circuit.graph, circuit.n_edges, 10, gen)])
         f = faithfulness_of_masks(model, tok, masks, batch_size=bs)
     sizes = default_sizes(max(int((~scores.scores.isnan()).sum()), 1), points=16)
     with timed("faithfulness curve (16 sizes x 4)"):

@@ -21,9 +21,18 @@ import torch
 
 from circuitwise.attribution import attention_patterns, baseline, direct_logit_attribution, top_heads
 from circuitwise.attribution.dla import head_label
-from circuitwise.config import DEFAULT_RANDOM_SAMPLES, DEFAULT_SHORTLIST, RunConfig, default_batch_size
+from circuitwise.config import (
+    BOOTSTRAP_LEVEL,
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    DEFAULT_RANDOM_SAMPLES,
+    DEFAULT_SHORTLIST,
+    RunConfig,
+    default_batch_size,
+)
 from circuitwise.circuits import find_circuit, get_method
 from circuitwise.evaluation import evaluate_circuit
+from circuitwise.evaluation.bootstrap import Resampling, cell_intervals, mean_interval, mean_intervals, top_cell_order
 from circuitwise.evaluation.outputs import summary_lines
 from circuitwise.models import dtype_of, load_model
 from circuitwise.models.fingerprint import fingerprint
@@ -204,17 +213,29 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
     save = lambda: folder.write_text("results.json", results.dump_text())  # noqa: E731
     save()
 
-    results.baseline = bl.to_json()
+    rs = resampling()
+    ld = bl.logit_diff.double()
+    bl_json = bl.to_json()
+    # Intervals over prompts: accuracy is the mean of "the correct answer is ahead" per prompt.
+    bl_json["logit_diff"]["interval"] = mean_interval(ld, rs).to_json()
+    bl_json["accuracy_interval"] = mean_interval((ld > 0).double(), rs).to_json()
+    results.baseline = bl_json
     save()
 
     say("direct logit attribution")
     dla = direct_logit_attribution(model, tok, batch_size=resources.batch("dla", bs))
     results.dla = dla.to_json()
     pos, neg = top_heads(dla.heads.values, config.top_k)
-    results.top_heads = {
-        "positive": [{"label": head_label(l, h), "layer": l, "head": h, "value": float(dla.heads.values[l, h])} for l, h in pos],
-        "negative": [{"label": head_label(l, h), "layer": l, "head": h, "value": float(dla.heads.values[l, h])} for l, h in neg],
-    }
+    per = dla.heads.per_example
+    ivs = (mean_intervals(torch.stack([per[:, l, h] for l, h in pos + neg], 1), rs)
+           if per is not None and pos + neg else [None] * len(pos + neg))
+
+    def head_entry(l: int, h: int, iv: Any) -> dict[str, Any]:
+        return {"label": head_label(l, h), "layer": l, "head": h, "value": float(dla.heads.values[l, h]),
+                "interval": None if iv is None else iv.to_json()}
+
+    results.top_heads = {"positive": [head_entry(l, h, iv) for (l, h), iv in zip(pos, ivs[: len(pos)], strict=True)],
+                         "negative": [head_entry(l, h, iv) for (l, h), iv in zip(neg, ivs[len(pos):], strict=True)]}
     pats = attention_patterns(model, tok, pos + neg, example=0)
     results.attention = {"example": 0, "tokens": pats.labels["src"], "heads": pats.labels["head"],
                          "patterns": pats.values.tolist()}
@@ -254,7 +275,7 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
         for what in plan.sweeps:
             exact = exacts[what]
             entry = exact.to_json()
-            entry["top"] = [{"cell": c, "value": v} for c, v in exact.top(10) if v == v]
+            entry["top"] = top_cells(exact, rs)
             if plan.attribution:
                 approx = estimates[what]
                 entry["attribution"] = {"values": approx.to_json()["values"],
@@ -296,7 +317,7 @@ def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, e
     found = find_circuit(model, tok, method=config.circuit, options=config.method_options(), target=config.circuit_target,
                          batch_size=bs, progress=progress)
     ev = evaluate_circuit(model, tok, found.circuit, scores=found.scores, random_samples=DEFAULT_RANDOM_SAMPLES, shortlist=DEFAULT_SHORTLIST,
-                          batch_size=eval_bs, progress=progress)
+                          batch_size=eval_bs, progress=progress, bootstrap=resampling())
     folder.write_json("circuit.json", circuit_file(found.circuit, ev))
     sel = found.circuit.selection
     return {
@@ -313,6 +334,22 @@ def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, e
         # Plotly JSON, so the report is still rendered from results.json alone.
         "figures": {name: json.loads(fig.to_json()) for name, fig in ev.figures().items()},
     }
+
+
+def resampling() -> Resampling:
+    """The bootstrap every command's intervals use (config's defaults)."""
+    return Resampling(BOOTSTRAP_RESAMPLES, BOOTSTRAP_LEVEL, BOOTSTRAP_SEED)
+
+
+def top_cells(exact: Any, rs: Resampling, k: int = 10) -> list[dict[str, Any]]:
+    """A sweep's ``k`` largest cells with their bootstrap intervals over prompts (NaN cells left out)."""
+    top = exact.top(k)
+    ivs: list[Any] = [None] * len(top)
+    if exact.raw is not None and not exact.degenerate:
+        ivs = cell_intervals(exact.raw, exact.clean, exact.corrupted, top_cell_order(exact.values, k),
+                             exact.normalized, rs)
+    return [{"cell": c, "value": v, "interval": None if iv is None else iv.to_json()}
+            for (c, v), iv in zip(top, ivs, strict=True) if v == v]
 
 
 def _line_steps(say: Progress) -> Steps:
@@ -351,4 +388,4 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["Prepared", "RunOutputs", "prepare", "run"]
+__all__ = ["Prepared", "RunOutputs", "prepare", "resampling", "run"]

@@ -124,6 +124,7 @@ def circuit(
     from circuitwise.config import check_target, circuit_method_options
     from circuitwise.errors import ConfigError
     from circuitwise.evaluation import evaluate_circuit
+    from circuitwise.pipeline import resampling
     from circuitwise.reports.study import study_folder, write_outputs
 
     method = opts.merge(method, old_method, old="--method", new="--circuit") or F["circuit"].default
@@ -171,7 +172,7 @@ def circuit(
                                  ablation=ablation, batch_size=batch_size, progress=update)  # type: ignore[arg-type]
             ev = evaluate_circuit(m, tok, found.circuit, scores=found.scores, ablation=ablation,  # type: ignore[arg-type]
                                   random_samples=random_samples, shortlist=shortlist, batch_size=batch_size,
-                                  progress=update)
+                                  progress=update, bootstrap=resampling())
         paths = write_outputs(out, found.circuit, ev, found.scores, folder=folder,
                               extra={"scoring_seconds": found.scores.seconds, "n_examples": len(tok)})
     if export_eap_ig is not None:
@@ -226,6 +227,7 @@ def evaluate(
     from circuitwise.errors import ConfigError
     from circuitwise.evaluation import evaluate_circuit
     from circuitwise.models.fingerprint import check_same_model
+    from circuitwise.pipeline import resampling
     from circuitwise.reports.study import prepare_dir, study_folder, write_outputs
 
     if out is not None:
@@ -267,7 +269,8 @@ def evaluate(
             circ = circuit_from_eap_ig(raw, m, source=str(circuit_file))
         with progress_bar() as update:
             ev = evaluate_circuit(m, tok, circ, ablation=ablation, random_samples=random_samples,  # type: ignore[arg-type]
-                                  shortlist=shortlist, curve=out is not None, batch_size=batch_size, progress=update)
+                                  shortlist=shortlist, curve=out is not None, batch_size=batch_size, progress=update,
+                                  bootstrap=resampling())
         if out is not None:
             write_outputs(out, circ, ev, source=source, folder=folder)
     if as_json:

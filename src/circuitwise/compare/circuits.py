@@ -85,12 +85,12 @@ def evaluate_on(model: Any, tok: TokenizedTask, on: str, circuits: dict[str, Dis
                 seed: int, batch_size: int | None, progress: Progress = no_progress) -> list[CrossCell]:
     """Each circuit in ``circuits`` (by side) on this side, with ``samples`` random circuits of its size."""
     gen = torch.Generator().manual_seed(seed)
-    E = next(iter(circuits.values())).circuit.graph.n_edges
+    graph = next(iter(circuits.values())).circuit.graph
     masks, spans = [], {}
     for side, found in circuits.items():
         start = sum(m.shape[0] for m in masks)
         masks.append(found.circuit.edges[None])
-        masks.append(random_masks(E, found.circuit.n_edges, samples, gen))
+        masks.append(random_masks(graph, found.circuit.n_edges, samples, gen))
         spans[side] = start
     res = faithfulness_of_masks(model, tok, torch.cat(masks), batch_size=batch_size, progress=progress,
                                 what=f"circuits on side {on.upper()}")

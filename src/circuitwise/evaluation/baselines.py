@@ -1,6 +1,7 @@
 """Baselines that give a faithfulness number meaning, and a check of the ranking itself.
 
-- :func:`random_baseline`: random circuits with the circuit's number of edges.
+- :func:`random_baseline`: random connected circuits with the circuit's number of edges, and an
+  honest p-value (a bound when no random circuit reaches the circuit).
 - :func:`shortlist_agreement`: rank edges by attribution, patch the top candidates exactly, and
   report how well the two agree (Spearman, Pearson, sign agreement).
 """
@@ -30,6 +31,9 @@ class RandomBaseline:
     circuit_faithfulness: float
     random_faithfulness: list[float]
     n_edges: int
+    # How the random circuits were drawn: "connected" (every edge on an input→logits path,
+    # evaluation.random_circuits). Files written before it held uniform edge sets.
+    null: str = "connected"
 
     @property
     def mean(self) -> float:
@@ -41,25 +45,44 @@ class RandomBaseline:
         return float(t.std()) if t.numel() > 1 else 0.0
 
     @property
+    def samples(self) -> int:
+        return len(self.random_faithfulness)
+
+    @property
+    def hits(self) -> int:
+        """Random circuits at least as faithful as the circuit (a NaN one never counts)."""
+        return sum(f >= self.circuit_faithfulness for f in self.random_faithfulness)
+
+    @property
     def p_value(self) -> float:
-        """Share of random circuits at least as faithful (with the +1 correction)."""
-        hits = sum(f >= self.circuit_faithfulness for f in self.random_faithfulness)
-        return (hits + 1) / (len(self.random_faithfulness) + 1)
+        """Share of random circuits at least as faithful, with the +1 correction: ``(hits + 1) / (k + 1)``."""
+        return (self.hits + 1) / (self.samples + 1)
+
+    @property
+    def p_value_is_bound(self) -> bool:
+        """No random circuit reached the circuit: ``p_value`` is then ``1/(k+1)``, the smallest value
+        ``k`` samples can show, so it is reported as the bound ``p < 1/(k+1)``, not as a measured p."""
+        return self.hits == 0
+
+    def p_text(self) -> str:
+        """``p = 0.0297`` or, when no sample reaches the circuit, ``p < 0.0099``."""
+        return f"p < {self.p_value:.3g}" if self.p_value_is_bound else f"p = {self.p_value:.3g}"
 
     def to_json(self) -> dict[str, Any]:
         return {"circuit_faithfulness": self.circuit_faithfulness, "n_edges": self.n_edges,
                 "random_mean": self.mean, "random_std": self.std, "p_value": self.p_value,
-                "random_faithfulness": self.random_faithfulness}
+                "p_value_is_bound": self.p_value_is_bound, "hits": self.hits, "samples": self.samples,
+                "null": self.null, "random_faithfulness": self.random_faithfulness}
 
 
 def random_baseline(model: Any, tok: TokenizedTask, circuit: Circuit, *, samples: int = 20, seed: int = 0,
                     ablation: Ablation = "corrupted", batch_size: int | None = None,
                     progress: Progress = no_progress, check: bool = True) -> RandomBaseline:
-    """The circuit against ``samples`` uniformly random edge sets of the same size (same forwards)."""
+    """The circuit against ``samples`` random connected circuits of the same size (same forwards)."""
     if samples < 1:
-        raise ConfigError("A random baseline needs at least one sample (20 is usual).")
+        raise ConfigError("A random baseline needs at least one sample (100 lets p fall below 0.01).")
     gen = torch.Generator().manual_seed(seed)
-    masks = torch.cat([circuit.edges[None], random_masks(circuit.graph.n_edges, circuit.n_edges, samples, gen)])
+    masks = torch.cat([circuit.edges[None], random_masks(circuit.graph, circuit.n_edges, samples, gen)])
     res = faithfulness_of_masks(model, tok, masks, ablation=ablation, metric=circuit.metric,
                                 batch_size=batch_size, progress=progress, check=check, what="random circuits")
     return RandomBaseline(res[0].faithfulness, [r.faithfulness for r in res[1:]], circuit.n_edges)

@@ -1,8 +1,9 @@
 """The faithfulness curve: faithfulness of the top-k edges as k grows, with random circuits.
 
 Each point is the ``k`` best-ranked edges (pruned of dangling edges unless ``prune=False``),
-measured exactly; with ``random_samples`` each size also gets that many random circuits of the
-same number of edges, so the curve shows how far above chance the ranking is.
+measured exactly; with ``random_samples`` each size also gets that many random *connected* circuits
+of the same number of edges (:mod:`circuitwise.evaluation.random_circuits`), so the curve shows how
+far above chance the ranking is.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from typing import Any, Sequence
 
 import torch
 
+from circuitwise.circuits.graph import Graph
 from circuitwise.circuits.patch import Ablation
 from circuitwise.circuits.prune import prune_dangling
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress
 from circuitwise.circuits.select import GRID_POINTS, Rank, geometric_sizes, top_edges
 from circuitwise.errors import ConfigError
 from circuitwise.evaluation.faithfulness import Faithfulness, faithfulness_of_masks
+from circuitwise.evaluation.random_circuits import connected_masks
 from circuitwise.tasks.tokenize import TokenizedTask
 
 
@@ -46,11 +49,15 @@ def default_sizes(n_edges: int, points: int = GRID_POINTS) -> list[int]:
     return geometric_sizes(n_edges, points)
 
 
-def random_masks(n_edges_total: int, size: int, samples: int, generator: torch.Generator) -> torch.Tensor:
-    masks = torch.zeros(samples, n_edges_total, dtype=torch.bool)
-    for i in range(samples):
-        masks[i, torch.randperm(n_edges_total, generator=generator)[:size]] = True
-    return masks
+def random_masks(graph: Graph, size: int, samples: int, generator: torch.Generator) -> torch.Tensor:
+    """``samples`` random connected circuits of ``size`` edges (``[samples, edge]`` bool).
+
+    Uniformly random edge sets, as before, almost never hold an input→logits path: they pruned to
+    the empty circuit, scored 0 and made every circuit look significant. An empty size gives none.
+    """
+    if size < 1:
+        return torch.zeros(samples, graph.n_edges, dtype=torch.bool)
+    return connected_masks(graph, size, samples, generator)
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,7 @@ def curve_masks(scores: EdgeScores, *, sizes: Sequence[int] | None = None, by: R
         masks.append(prune_dangling(scores.graph, m) if prune else m)
     n_edges = [int(m.sum()) for m in masks]
     gen = torch.Generator().manual_seed(seed)
-    rnd = [random_masks(E, n, random_samples, gen) for n in n_edges] if random_samples else []
+    rnd = [random_masks(scores.graph, n, random_samples, gen) for n in n_edges] if random_samples else []
     return CurveMasks(torch.cat([torch.stack(masks), *rnd]), list(sizes), n_edges, random_samples)
 
 

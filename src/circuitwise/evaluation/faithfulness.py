@@ -15,7 +15,7 @@ node is token *plus* positional embedding, TransformerLens's embed writer the to
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -24,6 +24,7 @@ from circuitwise.circuits.circuit import Circuit
 from circuitwise.circuits.patch import Ablation, PatchedMetrics, check_ablation, normalise, patched_metrics
 from circuitwise.circuits.scores import Progress, no_progress, prepare
 from circuitwise.errors import ConfigError
+from circuitwise.evaluation.bootstrap import Interval, Resampling, normalised_intervals
 from circuitwise.tasks.tokenize import TokenizedTask
 
 
@@ -39,6 +40,18 @@ class Faithfulness:
     total_edges: int
     ablation: str
     per_example: torch.Tensor  # [example] circuit metric
+    # [example] the clean and corrupted (or mean-ablated) metrics, which the interval resamples with
+    # per_example: faithfulness is a ratio of means, so the same prompts must go into all three.
+    clean_per_example: torch.Tensor | None = None
+    corrupted_per_example: torch.Tensor | None = None
+    interval: Interval | None = None
+
+    def with_interval(self, rs: Resampling) -> Faithfulness:
+        """This faithfulness with its bootstrap interval over prompts (the ratio of resampled means)."""
+        if self.clean_per_example is None or self.corrupted_per_example is None:
+            return self
+        iv = normalised_intervals(self.per_example[:, None], self.clean_per_example, self.corrupted_per_example, rs)
+        return replace(self, interval=iv[0])
 
     @property
     def kept_fraction(self) -> float:
@@ -56,6 +69,7 @@ class Faithfulness:
             "corrupted_metric": self.corrupted_metric, "n_edges": self.n_edges,
             "total_edges": self.total_edges, "edge_fraction": self.edge_fraction,
             "ablation": self.ablation, "per_example": self.per_example.tolist(),
+            **({"interval": self.interval.to_json()} if self.interval is not None else {}),
         }
 
 
@@ -82,7 +96,7 @@ def faithfulness_rows(pm: PatchedMetrics, masks: torch.Tensor, ablation: str) ->
     E = masks.shape[-1]
     return [
         Faithfulness(float(f[k]), float(pm.patched[k].mean()), clean, corr, int(masks[k].sum()), E,
-                     ablation, pm.patched[k].clone())
+                     ablation, pm.patched[k].clone(), pm.clean, pm.corrupted)
         for k in range(masks.shape[0])
     ]
 

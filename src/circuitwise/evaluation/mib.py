@@ -21,7 +21,7 @@ Both rankings' budgets and the empty circuit run as one stack of patched forward
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -31,6 +31,8 @@ from circuitwise.circuits.prune import prune_dangling
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
 from circuitwise.circuits.select import Rank, top_edges
 from circuitwise.errors import ConfigError
+from circuitwise.evaluation.bootstrap import Interval, Resampling, ratio
+from circuitwise.evaluation.bootstrap import bootstrap as resampled
 from circuitwise.tasks.tokenize import TokenizedTask
 
 #: MIB's edge budgets, as fractions of the graph's edges.
@@ -87,6 +89,8 @@ class MIBResult:
     metric: str
     ablation: str
     n_examples: int
+    cpr_interval: Interval | None = None
+    cmd_interval: Interval | None = None
 
     @property
     def cpr(self) -> float:
@@ -108,6 +112,8 @@ class MIBResult:
             "metric": self.metric, "ablation": self.ablation, "n_examples": self.n_examples,
             "curves": {"signed": self.signed.to_json(), "abs": self.absolute.to_json()},
             "conventions": CONVENTIONS,
+            **({"cpr_interval": self.cpr_interval.to_json()} if self.cpr_interval is not None else {}),
+            **({"cmd_interval": self.cmd_interval.to_json()} if self.cmd_interval is not None else {}),
         }
 
 
@@ -156,17 +162,42 @@ def mib_masks(scores: EdgeScores) -> tuple[torch.Tensor, list[int], list[list[in
     return torch.stack(masks), tops, counts
 
 
+def _areas(y: torch.Tensor) -> torch.Tensor:
+    """:func:`_area` of each row of ``y`` ``[R, budgets]``."""
+    b = torch.tensor(MIB_BUDGETS, dtype=torch.float64)
+    return ((b[1:] - b[:-1]) * (y[:, 1:] + y[:, :-1]) / 2).sum(1)
+
+
+def mib_intervals(pm: PatchedMetrics, rs: Resampling) -> tuple[Interval, Interval]:
+    """Bootstrap intervals of CPR and CMD over prompts from :func:`mib_masks`' patched metrics: each
+    resample recomputes every budget's faithfulness as a ratio of its resampled means, then the areas."""
+    n = len(MIB_BUDGETS)
+    values = torch.cat([pm.patched.T, pm.clean[:, None]], 1)  # [prompt, 1 + 2n + 1]
+
+    def stat(m: torch.Tensor) -> torch.Tensor:
+        f = ratio(m[:, 1 : 1 + 2 * n], m[:, -1:], m[:, :1])
+        return torch.stack([_areas(f[:, :n]), _areas((1 - f[:, n:]).abs())], 1)
+
+    cpr, cmd = resampled(stat, values, rs)
+    return cpr, cmd
+
+
 def mib_from_metrics(scores: EdgeScores, pm: PatchedMetrics, tops: list[int], counts: list[list[int]], *,
-                     ablation: Ablation, n_examples: int) -> MIBResult:
-    """Assemble the result from the patched metrics of :func:`mib_masks`' stack (rows in that order)."""
+                     ablation: Ablation, n_examples: int, bootstrap: Resampling | None = None) -> MIBResult:
+    """Assemble the result from the patched metrics of :func:`mib_masks`' stack (rows in that order);
+    with ``bootstrap``, CPR and CMD get intervals over prompts."""
     means = pm.patched.mean(1).double()
     full, empty = float(pm.clean.mean()), float(means[0])
     f = normalise(means[1:], full, empty).tolist()
     n = len(tops)
     curves = [MIBCurve(by, list(tops), counts[i], means[1 + i * n: 1 + (i + 1) * n].tolist(), f[i * n:(i + 1) * n])
               for i, by in enumerate(MIB_RANKINGS)]
-    return MIBResult(list(MIB_BUDGETS), scores.graph.n_edges, curves[0], curves[1], full, empty, scores.method,
-                     scores.metric, ablation, n_examples)
+    res = MIBResult(list(MIB_BUDGETS), scores.graph.n_edges, curves[0], curves[1], full, empty, scores.method,
+                    scores.metric, ablation, n_examples)
+    if bootstrap is not None:
+        cpr, cmd = mib_intervals(pm, bootstrap)
+        res = replace(res, cpr_interval=cpr, cmd_interval=cmd)
+    return res
 
 
 def mib_metrics(model: Any, tok: TokenizedTask, scores: EdgeScores, *, ablation: Ablation = "corrupted",
@@ -184,4 +215,4 @@ def mib_metrics(model: Any, tok: TokenizedTask, scores: EdgeScores, *, ablation:
 
 
 __all__ = ["CONVENTIONS", "MIBCurve", "MIBResult", "MIB_BUDGETS", "MIB_RANKINGS", "area_from_1",
-           "area_under", "budget_sizes", "mib_from_metrics", "mib_masks", "mib_metrics"]
+           "area_under", "budget_sizes", "mib_from_metrics", "mib_intervals", "mib_masks", "mib_metrics"]

@@ -5,24 +5,35 @@ Writing a study's files and its page moved to :mod:`circuitwise.reports.study`.
 
 from __future__ import annotations
 
+from circuitwise.evaluation.bootstrap import Interval
 from circuitwise.evaluation.evaluate import CircuitEvaluation
+
+
+def ci_text(iv: Interval | None) -> str:
+    """`` (95% CI 0.951–0.987)`` after a number, or nothing where no interval was drawn."""
+    if iv is None:
+        return ""
+    return f" ({iv.level:.0%} CI {iv.low:.3f}–{iv.high:.3f})"
 
 
 def summary_lines(ev: CircuitEvaluation) -> list[str]:
     f = ev.faithfulness
     lines = [
         f"{f.n_edges} of {f.total_edges} edges ({f.edge_fraction:.2%})",
-        f"faithfulness {f.faithfulness:.3f} ({f.ablation} ablation); keeps {f.kept_fraction:.1%} of the clean "
+        f"faithfulness {f.faithfulness:.3f}{ci_text(f.interval)} ({f.ablation} ablation); "
+        f"keeps {f.kept_fraction:.1%} of the clean "
         f"metric ({f.circuit_metric:+.3f} of {f.clean_metric:+.3f}; corrupted {f.corrupted_metric:+.3f})",
         f"complement alone: faithfulness {ev.completeness.complement.faithfulness:.3f} "
         f"(completeness {ev.completeness.completeness:.3f})",
     ]
     if ev.random is not None:
-        lines.append(f"random circuits of the same size: {ev.random.mean:.3f} ± {ev.random.std:.3f} "
-                     f"(p = {ev.random.p_value:.3g}, {len(ev.random.random_faithfulness)} samples)")
+        r = ev.random
+        lines.append(f"random connected circuits of the same size: {r.mean:.3f} ± {r.std:.3f} "
+                     f"({r.p_text()}: {r.hits} of {r.samples} samples reach the circuit's faithfulness)")
     if ev.mib is not None:
         m = ev.mib
-        lines.append(f"MIB (signed ranking) CPR {m.cpr:.3f}, (absolute ranking) CMD {m.cmd:.3f}: area under "
+        lines.append(f"MIB (signed ranking) CPR {m.cpr:.3f}{ci_text(m.cpr_interval)}, (absolute ranking) CMD "
+                     f"{m.cmd:.3f}{ci_text(m.cmd_interval)}: area under "
                      f"faithfulness at {len(m.budgets)} edge budgets from {m.budgets[0]:.1%} to "
                      f"{m.budgets[-1]:.0%} ({m.ablation} ablation)")
     if ev.agreement is not None:
@@ -32,4 +43,4 @@ def summary_lines(ev: CircuitEvaluation) -> list[str]:
     return lines
 
 
-__all__ = ["summary_lines"]
+__all__ = ["ci_text", "summary_lines"]

@@ -51,7 +51,7 @@ def environment() -> Environment:
     :class:`~markupsafe.Markup` (a rendered figure, another template's output)."""
     env = Environment(loader=PackageLoader("circuitwise.reports", "templates"), autoescape=True,
                       extensions=["jinja2.ext.do"], undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(figure=figure_html, attention=attention_html, signed=signed, fixed=fixed)
+    env.globals.update(figure=figure_html, attention=attention_html, signed=signed, fixed=fixed, ci=ci_html)
     return env
 
 
@@ -73,6 +73,15 @@ def signed(x: float | None, digits: int = 3) -> str:
 def fixed(x: float | None, digits: int = 3) -> str:
     """``1.234`` (``—`` for a missing value)."""
     return "—" if x is None else f"{x:.{digits}f}"
+
+
+def ci_html(iv: Any, digits: int = 2, percent: bool = False) -> str:
+    """An interval from results.json as ``[low, high]`` text (empty for files without one)."""
+    if iv is None or iv.low is None or iv.high is None:
+        return ""
+    if percent:
+        return f"[{100 * iv.low:.1f}%, {100 * iv.high:.1f}%]"
+    return f"[{signed(iv.low, digits)}, {signed(iv.high, digits)}]"
 
 
 def script_json(obj: Any) -> Markup:

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from circuitwise.schema.results import DLASection, RunResults
+from circuitwise.schema.results import DLASection, Interval, RunResults
 
 
 def _fmt(x: float) -> str:
     return f"{x:+.2f}"
+
+
+def ci_words(iv: Interval | None, fmt: str = "{:+.2f}") -> str:
+    """``95% CI +1.20 to +1.51`` for an interval read from results.json; empty without one (older
+    files, or a resample-free statistic)."""
+    if iv is None or iv.low is None or iv.high is None:
+        return ""
+    return f"{iv.level:.0%} CI {fmt.format(iv.low)} to {fmt.format(iv.high)}"
+
+
+def ci(iv: Interval | None, fmt: str = "{:+.2f}") -> str:
+    """:func:`ci_words` in brackets after a number."""
+    words = ci_words(iv, fmt)
+    return f" ({words})" if words else ""
 
 
 def summarize(results: RunResults) -> list[str]:
@@ -20,8 +34,9 @@ def summarize(results: RunResults) -> list[str]:
     acc = bl.accuracy
     verdict = "prefers the correct answer" if mean > 0 else "prefers the incorrect answer"
     out.append(
-        f"On {n} prompt{'s' if n != 1 else ''}, the model {verdict}: mean logit difference {_fmt(mean)}, "
-        f"correct answer ahead in {acc:.0%} of prompts."
+        f"On {n} prompt{'s' if n != 1 else ''}, the model {verdict}: mean logit difference {_fmt(mean)}"
+        f"{ci(bl.logit_diff.interval)}, correct answer ahead in {acc:.0%} of prompts"
+        f"{ci(bl.accuracy_interval, '{:.0%}')}."
     )
     out.extend(dla_closure(dla, mean))
     vals, labels = dla.logit_lens.values, dla.logit_lens.labels
@@ -38,7 +53,8 @@ def summarize(results: RunResults) -> list[str]:
     j = max(range(len(layers.values)), key=lambda k: abs(layers.values[k]))
     out.append(f"The largest single component is {layers.labels[j]} ({_fmt(layers.values[j])}).")
     total = sum(abs(v) for row in dla.heads for v in row) or 1.0
-    pos = ", ".join(f"{h.label} ({_fmt(h.value)})" for h in th.positive)
+    pos = ", ".join(f"{h.label} ({_fmt(h.value)}" + (f"; {ci_words(h.interval)})" if h.interval else ")")
+                    for h in th.positive)
     neg = ", ".join(f"{h.label} ({_fmt(h.value)})" for h in th.negative if h.value < 0) or "none"
     share = sum(abs(h.value) for h in th.positive) / total
     out.append(
@@ -116,4 +132,4 @@ def _first_positive_run(vals: list[float]) -> int | None:
     return i
 
 
-__all__ = ["FLOAT_GAP", "dla_closure", "summarize"]
+__all__ = ["FLOAT_GAP", "ci", "ci_words", "dla_closure", "summarize"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -158,4 +158,16 @@ class FileModel(Section):
         return schema
 
 
-__all__ = ["FileModel", "Num", "Open", "Section"]
+class Interval(Section):
+    """A percentile bootstrap interval over prompts (``evaluation.bootstrap.Interval``). Every field
+    that holds one is optional: files written before intervals existed have none."""
+
+    low: Num
+    high: Num
+    level: float
+    resamples: int
+    seed: int
+    method: Literal["percentile"] = "percentile"
+
+
+__all__ = ["FileModel", "Interval", "Num", "Open", "Section"]

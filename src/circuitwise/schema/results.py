@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
-from circuitwise.schema.base import FileModel, Num, Open, Section
+from circuitwise.schema.base import FileModel, Interval, Num, Open, Section
 from circuitwise.schema.sweeps import RunSweep
 from circuitwise.types import Shows
 
@@ -119,6 +119,7 @@ class TopToken(Section):
 class LogitDiff(Section):
     per_prompt: list[float]
     mean: float
+    interval: Interval | None = None
 
 
 class BaselineSection(Section):
@@ -126,6 +127,7 @@ class BaselineSection(Section):
 
     logit_diff: LogitDiff
     accuracy: float
+    accuracy_interval: Interval | None = None
     answer_logits: list[list[float]]
     answer_probs: list[list[float]]
     correct_rank: list[int]
@@ -163,6 +165,7 @@ class HeadValue(Section):
     layer: int
     head: int
     value: float
+    interval: Interval | None = None  # of the head's mean direct effect over prompts
 
 
 class TopHeads(Section):
@@ -190,6 +193,7 @@ class Faithfulness(Section):
     edge_fraction: float
     ablation: str
     per_example: list[Num]
+    interval: Interval | None = None  # of the faithfulness: the ratio of resampled means
 
 
 class Completeness(Section):
@@ -203,6 +207,11 @@ class RandomBaseline(Section):
     random_mean: Num
     random_std: Num
     p_value: Num
+    # Absent in files written before connected random circuits (their samples were uniform edge sets).
+    p_value_is_bound: bool | None = None  # no sample reached the circuit: p < p_value = 1/(samples+1)
+    hits: int | None = None
+    samples: int | None = None
+    null: str | None = None  # "connected": every edge of a random circuit on an input→logits path
     random_faithfulness: list[Num]
 
 
@@ -262,6 +271,8 @@ class MIB(Open):
     n_examples: int
     curves: dict[str, MIBCurve]
     conventions: dict[str, str] = Field(default_factory=dict)
+    cpr_interval: Interval | None = None
+    cmd_interval: Interval | None = None
 
 
 class Evaluation(Open):
@@ -383,7 +394,8 @@ class RunResults(FileModel, Shows):
 
 __all__ = [
     "Agreement", "AgreementEdge", "Attention", "BaselineSection", "CircuitSection", "Completeness", "DLASection",
-    "Evaluation", "Example", "FORMAT", "Fingerprint", "MIB", "MIBCurve", "MethodConfig", "Faithfulness", "HeadValue",
+    "Evaluation", "Interval", "Example", "FORMAT", "Fingerprint", "MIB", "MIBCurve", "MethodConfig", "Faithfulness",
+    "HeadValue",
     "LogitDiff", "ModelInfo", "Plan", "Processing", "ProcessingStep", "RandomBaseline", "RunResults", "Selection",
     "Series", "TaskInfo", "TopEdge", "TopHeads", "TopToken", "VERSION",
 ]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from circuitwise.schema.base import Num, Open, Section
+from circuitwise.schema.base import Interval, Num, Open, Section
 
 # [layer, pos] / [layer, head] or [layer, pos, head]; per example one axis more in front.
 Grid = list[list[Num]] | list[list[list[Num]]]
@@ -29,6 +29,7 @@ class SweepConfig(Open):
 class Cell(Section):
     cell: str
     value: Num
+    interval: Interval | None = None  # bootstrap over prompts of the cell's value (absent in older files)
 
 
 class AttributionCheck(Section):

@@ -29,8 +29,8 @@ def test_batched_evaluation_equals_the_separate_functions(tiny_model, tiny_tok, 
     kw = dict(ablation=ablation, batch_size=3)
     ev = evaluate_circuit(tiny_model, tiny_tok, circuit, scores=scores, random_samples=5, shortlist=12, seed=7, **kw)
     gen = torch.Generator().manual_seed(7)
-    masks = torch.cat([circuit.edges[None], (~circuit.edges)[None], random_masks(circuit.graph.n_edges,
-                                                                                 circuit.n_edges, 5, gen)])
+    masks = torch.cat([circuit.edges[None], (~circuit.edges)[None], random_masks(circuit.graph, circuit.n_edges,
+                                                                                 5, gen)])
     sep = faithfulness_of_masks(tiny_model, tiny_tok, masks, **kw)
     got = [ev.faithfulness, ev.completeness.complement]
     for a, b in zip(sep[:2], got):

@@ -103,6 +103,37 @@ def test_a_results_file_of_the_previous_release_gets_a_version_error(tmp_path, r
     assert old["rerun"] in msg  # what to do: the run's own re-run command
 
 
+# Fields added with the study's uncertainty (issue 23): intervals, the honest p-value, edge stability.
+UNCERTAINTY_FIELDS = {"interval", "accuracy_interval", "cpr_interval", "cmd_interval", "p_value_is_bound", "hits",
+                      "samples", "null", "stability"}
+
+
+def _without(data, names):
+    if isinstance(data, dict):
+        return {k: _without(v, names) for k, v in data.items() if k not in names}
+    if isinstance(data, list):
+        return [_without(v, names) for v in data]
+    return data
+
+
+def test_files_written_before_intervals_still_load(tmp_path, run_dir):
+    out, _ = run_dir
+    data = json.loads((out / "results.json").read_text())
+    assert data["baseline"]["logit_diff"]["interval"] is not None  # the new run has them ...
+    assert data["top_heads"]["positive"][0]["interval"] is not None
+    assert data["circuit"]["evaluation"]["faithfulness"]["interval"] is not None
+    old = _without(data, UNCERTAINTY_FIELDS)  # ... a file of the release before has none
+    loaded = cw.load_results(_write(tmp_path, old))
+    assert loaded.baseline.logit_diff.interval is None and loaded.baseline.accuracy_interval is None
+    assert loaded.circuit.evaluation.faithfulness.interval is None
+    assert loaded.circuit.evaluation.random_baseline.p_value_is_bound is None
+    from circuitwise.reports import write_report
+
+    write_report(loaded, tmp_path / "old.html")  # the report renders an old file without the new numbers
+    circuit = _without(json.loads((out / "circuit.json").read_text()), UNCERTAINTY_FIELDS)
+    CircuitFile.model_validate(circuit)
+
+
 @pytest.mark.parametrize("data,match", [
     ({"name": "my notes", "values": [1, 2]}, "is not a circuitwise results file"),
     ({"format": "circuitwise.patching", "schema_version": 1}, "its \"format\" is 'circuitwise.patching'"),
