@@ -27,6 +27,7 @@ from circuitwise.config import (
     BOOTSTRAP_SEED,
     DEFAULT_RANDOM_SAMPLES,
     DEFAULT_SHORTLIST,
+    STABILITY_GROUPS,
     RunConfig,
     default_batch_size,
 )
@@ -34,6 +35,7 @@ from circuitwise.circuits import find_circuit, get_method
 from circuitwise.evaluation import evaluate_circuit
 from circuitwise.evaluation.bootstrap import Resampling, cell_intervals, mean_interval, mean_intervals, top_cell_order
 from circuitwise.evaluation.outputs import summary_lines
+from circuitwise.evaluation.stability import with_stability
 from circuitwise.models import dtype_of, load_model
 from circuitwise.models.fingerprint import fingerprint
 from circuitwise.models.memory import Stage, refuse_unless_fits
@@ -318,6 +320,10 @@ def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, e
                          batch_size=bs, progress=progress)
     ev = evaluate_circuit(model, tok, found.circuit, scores=found.scores, random_samples=DEFAULT_RANDOM_SAMPLES, shortlist=DEFAULT_SHORTLIST,
                           batch_size=eval_bs, progress=progress, bootstrap=resampling())
+    ev, why_not = with_stability(ev, model, tok, found.circuit, method=config.circuit, options=config.method_options(),
+                                 rs=resampling(), groups=STABILITY_GROUPS, batch_size=bs, progress=progress)
+    if why_not is not None:
+        say(f"note: {why_not}")
     folder.write_json("circuit.json", circuit_file(found.circuit, ev))
     sel = found.circuit.selection
     return {
@@ -329,11 +335,18 @@ def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, e
         "scoring_seconds": found.scores.seconds,
         "evaluation": ev.to_json(),
         "summary": summary_lines(ev),
-        "top_edges": sorted(({"sender": a, "receiver": b, "score": sc} for a, b, sc in found.circuit.edge_list()),
-                            key=lambda e: -abs(e["score"]) if e["score"] == e["score"] else 0.0)[:20],
+        "top_edges": top_edges(found.circuit, ev),
         # Plotly JSON, so the report is still rendered from results.json alone.
         "figures": {name: json.loads(fig.to_json()) for name, fig in ev.figures().items()},
     }
+
+
+def top_edges(circuit: Any, ev: Any, k: int = 20) -> list[dict[str, Any]]:
+    """The circuit's ``k`` strongest edges, with each one's selection frequency where it was measured."""
+    freq = dict(ev.stability.circuit_edges()) if ev.stability is not None else {}
+    rows = [{"sender": a, "receiver": b, "score": sc, "stability": freq.get(f"{a}->{b}")}
+            for a, b, sc in circuit.edge_list()]
+    return sorted(rows, key=lambda e: -abs(e["score"]) if e["score"] == e["score"] else 0.0)[:k]
 
 
 def resampling() -> Resampling:

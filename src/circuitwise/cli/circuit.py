@@ -124,6 +124,8 @@ def circuit(
     from circuitwise.config import check_target, circuit_method_options
     from circuitwise.errors import ConfigError
     from circuitwise.evaluation import evaluate_circuit
+    from circuitwise.config import STABILITY_GROUPS
+    from circuitwise.evaluation.stability import with_stability
     from circuitwise.pipeline import resampling
     from circuitwise.reports.study import study_folder, write_outputs
 
@@ -173,6 +175,10 @@ def circuit(
             ev = evaluate_circuit(m, tok, found.circuit, scores=found.scores, ablation=ablation,  # type: ignore[arg-type]
                                   random_samples=random_samples, shortlist=shortlist, batch_size=batch_size,
                                   progress=update, bootstrap=resampling())
+            ev, why_not = with_stability(ev, m, tok, found.circuit, method=method, options=options, rs=resampling(),
+                                         groups=STABILITY_GROUPS, batch_size=batch_size, progress=update)
+        if why_not is not None:
+            show_note(why_not)
         paths = write_outputs(out, found.circuit, ev, found.scores, folder=folder,
                               extra={"scoring_seconds": found.scores.seconds, "n_examples": len(tok)})
     if export_eap_ig is not None:

@@ -18,6 +18,7 @@ from circuitwise.evaluation.baselines import Agreement, RandomBaseline, agreemen
 from circuitwise.evaluation.curve import FaithfulnessCurve, curve_from, curve_masks, default_sizes, random_masks
 from circuitwise.evaluation.faithfulness import Completeness, Faithfulness, _check_fits, faithfulness_rows
 from circuitwise.evaluation.mib import MIBResult, mib_from_metrics, mib_masks
+from circuitwise.evaluation.stability import EdgeStability
 from circuitwise.evaluation.figures import agreement_figure, faithfulness_curve_figure, mib_figure
 from circuitwise.tasks.tokenize import TokenizedTask
 from circuitwise.types import Shows
@@ -32,6 +33,8 @@ class CircuitEvaluation(Shows):
     curve: FaithfulnessCurve | None = None
     agreement: Agreement | None = None
     mib: MIBResult | None = None
+    # Set by the front-ends after discovery (evaluation.stability needs the scoring method).
+    stability: EdgeStability | None = None
 
     def __repr__(self) -> str:
         f, c = self.faithfulness, self.completeness
@@ -51,6 +54,7 @@ class CircuitEvaluation(Shows):
             "curve": None if self.curve is None else self.curve.to_json(),
             "agreement": None if self.agreement is None else self.agreement.to_json(),
             "mib": None if self.mib is None else self.mib.to_json(),
+            **({"stability": self.stability.to_json()} if self.stability is not None else {}),
         }
 
     def figures(self) -> dict[str, go.Figure]:

@@ -40,6 +40,8 @@ def summary_lines(ev: CircuitEvaluation) -> list[str]:
         a = ev.agreement
         lines.append(f"{a.method} vs exact patching on the top {len(a.edges)} edges: Spearman {a.spearman:.3f}, "
                      f"Pearson {a.pearson:.3f}, same sign {a.sign_agreement:.0%}")
+    if ev.stability is not None:
+        lines.append(ev.stability.summary())
     return lines
 
 

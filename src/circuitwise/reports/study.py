@@ -31,12 +31,14 @@ def prepare_dir(out: Path) -> Path:
     return out
 
 
-def figures_html(figures: dict[str, go.Figure], title: str, summary: list[str]) -> str:
-    """circuit.html: the study's figures and summary, plotly.js inlined once (templates/study/circuit.html)."""
+def figures_html(figures: dict[str, go.Figure], title: str, summary: list[str],
+                 stability: dict[str, Any] | None = None) -> str:
+    """circuit.html: the study's figures and summary, plotly.js inlined once (templates/study/circuit.html);
+    ``stability``: ``EdgeStability.to_json()``, drawn as a table of the circuit's edges."""
     from plotly.offline import get_plotlyjs
 
     return render("study/circuit.html", title=title, summary=summary, figures=list(figures.items()),
-                  plotly_js=Markup(get_plotlyjs()))
+                  plotly_js=Markup(get_plotlyjs()), stability=stability)
 
 
 def study_folder(out: Path, source: Path | None = None) -> RunFolder:
@@ -52,7 +54,8 @@ def study_folder(out: Path, source: Path | None = None) -> RunFolder:
 def circuit_file(circuit: Circuit, evaluation: CircuitEvaluation) -> dict[str, Any]:
     """circuit.json's content, validated: the circuit, and MIB's metrics of the scores that chose it."""
     mib = {"mib": evaluation.mib.to_json()} if evaluation.mib is not None else {}
-    data = {**circuit.to_json(), **mib}
+    stab = {"stability": evaluation.stability.to_json()} if evaluation.stability is not None else {}
+    data = {**circuit.to_json(), **mib, **stab}
     CircuitFile.model_validate(data)
     return data
 
@@ -93,7 +96,8 @@ def write_outputs(out: Path, circuit: Circuit, evaluation: CircuitEvaluation, sc
         folder.write_json("scores.json", scores_file(scores))
     folder.write_json("evaluation.json", evaluation_file(evaluation, extra))
     title = f"Circuit for {circuit.task or 'task'} ({circuit.method or 'circuit'})"
-    folder.write_text("circuit.html", figures_html(evaluation.figures(), title, summary_lines(evaluation)))
+    stability = evaluation.stability.to_json() if evaluation.stability is not None else None
+    folder.write_text("circuit.html", figures_html(evaluation.figures(), title, summary_lines(evaluation), stability))
     folder.commit()
     paths = {"circuit": out / "circuit.json", "evaluation": out / "evaluation.json", "html": out / "circuit.html"}
     if scores is not None:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Final, Literal
 from pydantic import Field
 
 from circuitwise.schema.base import FileModel, Num, Open
-from circuitwise.schema.results import MIB, Fingerprint, MethodConfig, Processing
+from circuitwise.schema.results import MIB, Fingerprint, MethodConfig, Processing, Stability
 
 FORMAT: Final = "circuitwise.circuit"
 VERSION = 1
@@ -81,6 +81,8 @@ class CircuitFile(FileModel):
     edges: list[Edge]
     # MIB's metrics of the scores that chose the circuit (`circuitwise circuit`).
     mib: MIB | None = None
+    # How often each edge is chosen again over bootstrap resamples of the prompts (absent in older files).
+    stability: Stability | None = None
 
     def __repr__(self) -> str:
         size = f"{self.n_edges if self.n_edges is not None else len(self.edges)}"

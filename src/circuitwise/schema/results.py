@@ -284,6 +284,7 @@ class Evaluation(Open):
     curve: Curve | None = None
     agreement: Agreement | None = None
     mib: MIB | None = None
+    stability: Stability | None = None
 
 
 class MethodConfig(Open):
@@ -306,10 +307,31 @@ class Selection(Open):
     method_config: MethodConfig | None = None
 
 
+class StableEdge(Section):
+    sender: str
+    receiver: str
+    frequency: float  # share of bootstrap resamples whose re-selected circuit holds the edge
+
+
+class Stability(Section):
+    """Edge stability (``evaluation.stability.EdgeStability``): each circuit edge's selection frequency
+    over bootstrap resamples of the prompts, and the outside edges resamples choose most often."""
+
+    resamples: int
+    groups: int  # blocks of prompts scored apart and resampled (= n_examples: a per-prompt bootstrap)
+    n_examples: int
+    seed: int
+    rule: str  # how each resample re-selected its circuit
+    seconds: float
+    edges: list[StableEdge]
+    contenders: list[StableEdge] = Field(default_factory=list)
+
+
 class TopEdge(Section):
     sender: str
     receiver: str
     score: Num
+    stability: Num = None  # selection frequency over resamples (absent in older files)
 
 
 class CircuitSection(Section):
@@ -395,7 +417,7 @@ class RunResults(FileModel, Shows):
 __all__ = [
     "Agreement", "AgreementEdge", "Attention", "BaselineSection", "CircuitSection", "Completeness", "DLASection",
     "Evaluation", "Interval", "Example", "FORMAT", "Fingerprint", "MIB", "MIBCurve", "MethodConfig", "Faithfulness",
-    "HeadValue",
-    "LogitDiff", "ModelInfo", "Plan", "Processing", "ProcessingStep", "RandomBaseline", "RunResults", "Selection",
+    "HeadValue", "LogitDiff", "ModelInfo", "Plan", "Processing", "ProcessingStep", "RandomBaseline", "RunResults",
+    "Selection", "StableEdge", "Stability",
     "Series", "TaskInfo", "TopEdge", "TopHeads", "TopToken", "VERSION",
 ]

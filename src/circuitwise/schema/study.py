@@ -14,7 +14,7 @@ from pydantic import Field
 
 from circuitwise.schema.base import FileModel, Num, Open, Section
 from circuitwise.schema.circuit import GraphInfo
-from circuitwise.schema.results import MIB, Agreement, Completeness, Curve, Faithfulness, RandomBaseline
+from circuitwise.schema.results import MIB, Agreement, Completeness, Curve, Faithfulness, RandomBaseline, Stability
 
 EVALUATION_FORMAT: Final = "circuitwise.evaluation"
 SCORES_FORMAT: Final = "circuitwise.scores"
@@ -38,6 +38,7 @@ class EvaluationFile(FileModel):
     curve: Curve | None = None
     agreement: Agreement | None = None
     mib: MIB | None = None
+    stability: Stability | None = None  # `circuitwise circuit` with a gradient method
     # Added by `circuitwise circuit` (not by `evaluate`, which scores nothing).
     scoring_seconds: Num = None
     n_examples: int | None = None

@@ -50,6 +50,18 @@ def test_circuit_command_writes_the_known_circuit(study):
     assert "faithfulness" in output and "3 of 110 edges" in output
 
 
+def test_circuit_json_and_page_carry_the_edge_stability(study):
+    out, output = study
+    st = json.loads((out / "circuit.json").read_text())["stability"]
+    # the planted edges carry the task on every prompt: every resample chooses them again
+    assert {(e["sender"], e["receiver"]) for e in st["edges"]} == PLANTED
+    assert all(e["frequency"] == 1.0 for e in st["edges"]) and st["resamples"] == 1000
+    assert json.loads((out / "evaluation.json").read_text())["stability"] == st
+    page = (out / "circuit.html").read_text()
+    assert "Edge stability" in page and "100.0%" in page
+    assert "edge stability over 1000 bootstrap resamples" in output.replace("\n", " ")
+
+
 def test_evaluate_rechecks_circuit_json(study, known_ckpt, task_file):
     out, _ = study
     r, err = invoke("evaluate", out / "circuit.json", task_file, "--model", known_ckpt, "--json",

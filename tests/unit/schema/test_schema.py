@@ -122,6 +122,7 @@ def test_files_written_before_intervals_still_load(tmp_path, run_dir):
     assert data["baseline"]["logit_diff"]["interval"] is not None  # the new run has them ...
     assert data["top_heads"]["positive"][0]["interval"] is not None
     assert data["circuit"]["evaluation"]["faithfulness"]["interval"] is not None
+    assert data["circuit"]["evaluation"]["stability"]["edges"] and data["circuit"]["top_edges"][0]["stability"] >= 0
     old = _without(data, UNCERTAINTY_FIELDS)  # ... a file of the release before has none
     loaded = cw.load_results(_write(tmp_path, old))
     assert loaded.baseline.logit_diff.interval is None and loaded.baseline.accuracy_interval is None

@@ -1,0 +1,169 @@
+"""Edge stability: how often each circuit edge is chosen again when the prompts are resampled.
+
+The scoring engines stream sums over prompts and return the mean score only (the design's memory
+rule: never a score per prompt per edge), and adding a per-prompt output to them is not this
+module's to do. The gradient methods' score is a mean of per-prompt terms, though, so the mean over
+any group of prompts is the same method run on that group, and the full score is the size-weighted
+mean of the groups' scores (tested). So the prompts are split into ``groups`` contiguous blocks,
+each scored on its own (the same FLOPs as one scoring pass, in smaller batches), and a resample
+draws ``groups`` blocks with replacement: a block bootstrap over prompts, the per-prompt bootstrap
+exactly when ``groups`` equals the number of prompts. Contiguous blocks of a task sorted by template
+vary more than random ones would, which widens the spread: the frequencies err towards unstable.
+
+Each resample re-selects the circuit from its resampled scores by the rule that chose it, at the
+circuit's own size: the same number of top edges (by ``|score|`` or signed, as chosen) before
+pruning, or the same score threshold, then the same pruning. A target-faithfulness circuit is not
+grown again per resample (each growth measures faithfulness with patched forwards); its size is
+held, which is said in the output.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from circuitwise.circuits.circuit import Circuit
+from circuitwise.circuits.methods import score_edges
+from circuitwise.circuits.prune import prune_rows
+from circuitwise.circuits.scores import Progress, no_progress
+from circuitwise.errors import ConfigError
+from circuitwise.evaluation.bootstrap import Resampling, resample_counts
+from circuitwise.tasks.tokenize import TokenizedTask
+
+# Methods whose edge score is a mean of per-prompt terms (gradient attribution), so that scoring
+# groups of prompts and averaging gives the whole task's score. Edge pruning learns one mask for all
+# prompts, and exact patching costs a forward per edge per group: neither is resampled.
+ADDITIVE_METHODS = ("eap", "eap-ig", "eap-ig-activations")
+
+# Edges outside the circuit that some resample chooses: the most frequent this many are listed.
+CONTENDERS = 10
+
+
+@dataclass(frozen=True)
+class EdgeStability:
+    """Selection frequency of every edge over the resamples (``[edge]``, 0..1) and how it was drawn."""
+
+    frequency: torch.Tensor
+    circuit: torch.Tensor  # [edge] bool: the circuit's own edges
+    edge_names: list[str]
+    resamples: int
+    groups: int
+    n_examples: int
+    seed: int
+    rule: str
+    seconds: float
+
+    def circuit_edges(self) -> list[tuple[str, float]]:
+        """The circuit's edges with their frequencies, least stable first."""
+        idx = self.circuit.nonzero().flatten().tolist()
+        return sorted(((self.edge_names[i], float(self.frequency[i])) for i in idx), key=lambda t: t[1])
+
+    def contenders(self, k: int = CONTENDERS) -> list[tuple[str, float]]:
+        """Edges outside the circuit that resamples choose most often (frequency > 0)."""
+        f = torch.where(self.circuit, torch.zeros_like(self.frequency), self.frequency)
+        top = f.topk(min(k, f.numel()))
+        return [(self.edge_names[i], float(v)) for v, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+                if v > 0]
+
+    def summary(self) -> str:
+        edges = self.circuit_edges()
+        if not edges:
+            return "edge stability: the circuit has no edges"
+        solid = sum(f >= 0.95 for _, f in edges)
+        name, low = edges[0]
+        how = "prompts" if self.groups == self.n_examples else f"{self.groups} blocks of the {self.n_examples} prompts"
+        return (f"edge stability over {self.resamples} bootstrap resamples of the {how}: {solid} of {len(edges)} "
+                f"circuit edges re-selected in at least 95% of them; least stable {name} ({low:.0%}); "
+                f"re-selected as {self.rule}")
+
+    def to_json(self) -> dict[str, Any]:
+        def split(name: str) -> dict[str, str]:
+            sender, receiver = name.split("->")
+            return {"sender": sender, "receiver": receiver}
+
+        return {
+            "resamples": self.resamples, "groups": self.groups, "n_examples": self.n_examples, "seed": self.seed,
+            "rule": self.rule, "seconds": self.seconds,
+            "edges": [{**split(n), "frequency": f} for n, f in self.circuit_edges()],
+            "contenders": [{**split(n), "frequency": f} for n, f in self.contenders()],
+        }
+
+
+def group_scores(model: Any, tok: TokenizedTask, method: str, options: Any, groups: int, *,
+                 metric: str = "logit_diff", batch_size: int | None = None,
+                 progress: Progress = no_progress) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[groups, edge]`` mean scores of contiguous blocks of prompts, and ``[groups]`` their sizes."""
+    n = len(tok)
+    G = max(1, min(groups, n))
+    bounds = torch.linspace(0, n, G + 1).round().long().tolist()
+    rows, sizes = [], []
+    for g in range(G):
+        part = tok.slice(bounds[g], bounds[g + 1])
+        s = score_edges(model, part, method, options, batch_size=batch_size, metric=metric, check=False)
+        rows.append(s.scores.float())
+        sizes.append(bounds[g + 1] - bounds[g])
+        progress(g + 1, G, "edge stability")
+    return torch.stack(rows), torch.tensor(sizes, dtype=torch.float64)
+
+
+def reselect(circuit: Circuit, scores: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """``[R, edge]`` bool: the circuit's selection rule applied to each row of ``scores`` ``[R, edge]``."""
+    sel = circuit.selection
+    by = sel.get("by") or "abs"
+    key = scores.abs() if by == "abs" else scores
+    key = torch.nan_to_num(key, nan=-float("inf"))
+    if sel.get("kind") == "threshold" and sel.get("threshold") is not None:
+        keep = key >= float(sel["threshold"])
+        rule = f"the edges with {'|score|' if by == 'abs' else 'score'} ≥ {sel['threshold']:g}"
+    else:
+        top = int(sel.get("edges_before_pruning") or circuit.n_edges)
+        keep = torch.zeros_like(key, dtype=torch.bool)
+        keep.scatter_(1, key.topk(min(top, key.shape[1]), dim=1).indices, True)
+        rule = f"the top {top} edges by {'|score|' if by == 'abs' else 'signed score'}"
+        if sel.get("kind") == "target":
+            rule += " (the target circuit's size, held)"
+    if sel.get("pruned", True):
+        keep = prune_rows(circuit.graph, keep)
+        rule += ", pruned"
+    return keep, rule
+
+
+def with_stability(ev: Any, model: Any, tok: TokenizedTask, circuit: Circuit, *, method: str, options: Any,
+                   rs: Resampling, groups: int, batch_size: int | None = None,
+                   progress: Progress = no_progress) -> tuple[Any, str | None]:
+    """``ev`` (a CircuitEvaluation) with its circuit's edge stability, or unchanged and the reason
+    when the method gives no per-prompt scores (the front-ends show it as a note)."""
+    from dataclasses import replace
+
+    if method not in ADDITIVE_METHODS:
+        return ev, (f"edge stability is not measured for {method}: it rescores blocks of prompts, which gives "
+                    f"the task's score only for {', '.join(ADDITIVE_METHODS)}")
+    st = edge_stability(model, tok, circuit, method=method, options=options, rs=rs, groups=groups,
+                        batch_size=batch_size, progress=progress)
+    return replace(ev, stability=st), None
+
+
+def edge_stability(model: Any, tok: TokenizedTask, circuit: Circuit, *, method: str, options: Any,
+                   rs: Resampling, groups: int, batch_size: int | None = None,
+                   progress: Progress = no_progress) -> EdgeStability:
+    """Selection frequency of each edge across ``rs.resamples`` block-bootstrap resamples (module docstring)."""
+    if method not in ADDITIVE_METHODS:
+        raise ConfigError(f"Edge stability rescores groups of prompts, which gives the task's score only for "
+                          f"methods that average per-prompt scores ({', '.join(ADDITIVE_METHODS)}), not {method}.")
+    start = time.perf_counter()
+    S, sizes = group_scores(model, tok, method, options, groups, metric=circuit.metric, batch_size=batch_size,
+                            progress=progress)
+    G = S.shape[0]
+    # Groups drawn with replacement, each weighted by its prompts: the resample's mean score per edge.
+    w = resample_counts(G, rs) * sizes[None]
+    resampled = (w @ torch.nan_to_num(S.double())) / w.sum(1, keepdim=True)
+    resampled = torch.where(S.isnan().any(0)[None], torch.nan, resampled)
+    keep, rule = reselect(circuit, resampled)
+    return EdgeStability(keep.double().mean(0), circuit.edges.clone(), circuit.graph.edge_names, rs.resamples, G,
+                         len(tok), rs.seed, rule, time.perf_counter() - start)
+
+
+__all__ = ["ADDITIVE_METHODS", "EdgeStability", "edge_stability", "group_scores", "reselect", "with_stability"]

@@ -1,0 +1,66 @@
+"""Edge stability: group scores add up to the task's score, one prompt a group is the per-prompt
+bootstrap, and the planted circuit's edges are chosen in every resample."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from circuitwise.circuits import eap_ig, find_circuit, score_edges, select_circuit
+from circuitwise.errors import ConfigError
+from circuitwise.evaluation.bootstrap import Resampling, resample_indices
+from circuitwise.evaluation.stability import edge_stability, group_scores, reselect
+from tests.unit.circuits.known_circuit import PLANTED
+
+RS = Resampling(300, 0.95, 2)
+
+
+@pytest.mark.parametrize("method", ["eap-ig", "eap"])
+def test_group_scores_average_to_the_tasks_scores(tiny_model, tiny_tok, method):
+    full = score_edges(tiny_model, tiny_tok, method).scores.double()
+    S, sizes = group_scores(tiny_model, tiny_tok, method, None, 4)
+    assert S.shape == (4, full.numel()) and sizes.sum() == len(tiny_tok)
+    mixed = (S.double() * sizes[:, None]).sum(0) / sizes.sum()
+    torch.testing.assert_close(mixed, full, atol=1e-5 * float(full.abs().max()), rtol=0)
+
+
+def test_one_prompt_a_group_is_the_per_prompt_bootstrap(tiny_model, tiny_tok):
+    scores = eap_ig(tiny_model, tiny_tok, steps=3)
+    circuit = select_circuit(scores, "top-n", n=12, model=tiny_model, tok=tiny_tok)
+    n = len(tiny_tok)
+    st = edge_stability(tiny_model, tiny_tok, circuit, method="eap-ig", options={"steps": 3}, rs=RS, groups=n)
+    assert st.groups == n and st.resamples == RS.resamples
+    # by hand: each prompt scored alone, each resample's mean score, the same rule, counted
+    per = torch.stack([eap_ig(tiny_model, tiny_tok.slice(i, i + 1), steps=3).scores.double() for i in range(n)])
+    means = per[resample_indices(n, RS)].mean(1)
+    keep, _ = reselect(circuit, means)
+    torch.testing.assert_close(st.frequency, keep.double().mean(0), atol=1e-12, rtol=0)
+    assert 0 < len(st.circuit_edges()) == circuit.n_edges
+    j = st.to_json()
+    assert j["groups"] == n and len(j["edges"]) == circuit.n_edges and "pruned" in j["rule"]
+    assert all(0 <= e["frequency"] <= 1 for e in j["edges"] + j["contenders"])
+
+
+def test_the_planted_circuit_is_chosen_in_every_resample(known_model, known_tok):
+    found = find_circuit(known_model, known_tok, method="eap-ig", steps=5, selection="target", target=0.9)
+    st = edge_stability(known_model, known_tok, found.circuit, method="eap-ig", options={"steps": 5}, rs=RS,
+                        groups=8)
+    got = {tuple(name.split("->")): f for name, f in st.circuit_edges()}
+    assert set(got) == PLANTED and all(f == 1.0 for f in got.values())
+    assert "held" in st.rule  # a target circuit keeps its size; it is not grown again per resample
+    assert "3 of 3 circuit edges" in st.summary()
+
+
+def test_the_threshold_rule_is_reapplied(tiny_model, tiny_tok):
+    scores = eap_ig(tiny_model, tiny_tok, steps=3)
+    cut = float(scores.scores.abs().sort(descending=True).values[9])
+    circuit = select_circuit(scores, "threshold", threshold=cut, prune=False)
+    keep, rule = reselect(circuit, scores.scores[None].double())
+    assert torch.equal(keep[0], circuit.edges) and "≥" in rule
+
+
+def test_a_method_without_per_prompt_scores_is_refused(tiny_model, tiny_tok):
+    scores = eap_ig(tiny_model, tiny_tok, steps=3)
+    circuit = select_circuit(scores, "top-n", n=5)
+    with pytest.raises(ConfigError, match="edge-pruning"):
+        edge_stability(tiny_model, tiny_tok, circuit, method="edge-pruning", options=None, rs=RS, groups=2)
