@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any, Literal, Mapping, get_args
 
+from circuitwise.circuits.acdc import METHOD as ACDC
 from circuitwise.circuits.eap import METHOD as EAP
 from circuitwise.circuits.eap_ig import METHOD as EAP_IG
 from circuitwise.circuits.eap_ig_activations import METHOD as EAP_IG_ACTIVATIONS
@@ -20,9 +21,9 @@ from circuitwise.circuits.scores import EdgeScores, NodeScores
 from circuitwise.errors import ConfigError
 from circuitwise.tasks.tokenize import TokenizedTask
 
-MethodName = Literal["eap", "eap-ig", "eap-ig-activations", "exact", "edge-pruning"]
+MethodName = Literal["eap", "eap-ig", "eap-ig-activations", "exact", "edge-pruning", "acdc"]
 
-_ENTRIES: tuple[DiscoveryMethod, ...] = (EAP, EAP_IG, EAP_IG_ACTIVATIONS, EXACT, EDGE_PRUNING)
+_ENTRIES: tuple[DiscoveryMethod, ...] = (EAP, EAP_IG, EAP_IG_ACTIVATIONS, EXACT, EDGE_PRUNING, ACDC)
 
 METHODS: Mapping[str, DiscoveryMethod] = MappingProxyType({m.name: m for m in _ENTRIES})
 

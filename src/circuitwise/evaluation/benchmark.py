@@ -181,6 +181,13 @@ def cannot_run(name: str, model: Any) -> str | None:
         n = graph_of(model).n_edges
         if n > MAX_EXACT_EDGES:
             return f"exact patching takes one forward per edge and this model has {n} edges (limit {MAX_EXACT_EDGES})"
+    if name == "acdc":
+        from circuitwise.circuits.acdc import MAX_BENCHMARK_EDGES
+
+        n = graph_of(model).n_edges
+        if n > MAX_BENCHMARK_EDGES:
+            return (f"ACDC tries the edges one by one (up to one forward each) and this model has {n} edges "
+                    f"(benchmark limit {MAX_BENCHMARK_EDGES}; `circuitwise circuit --circuit acdc` runs it anyway)")
     return None
 
 

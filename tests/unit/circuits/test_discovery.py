@@ -67,7 +67,7 @@ def test_registry_and_bad_options(tiny_model, tiny_tok):
     assert get_args(MethodName) == tuple(METHODS)
     assert {"eap", "eap-ig", "eap-ig-activations", "exact"} <= set(METHODS)
     with pytest.raises(ConfigError, match="Choose one of"):
-        score_edges(tiny_model, tiny_tok, "acdc")
+        score_edges(tiny_model, tiny_tok, "path-patching")
     with pytest.raises(ConfigError, match="no option 'steps'.*gradient"):
         score_edges(tiny_model, tiny_tok, "eap", steps=3)
     with pytest.raises(ConfigError, match="no option 'gradient'.*steps, quadrature"):

@@ -72,8 +72,8 @@ def test_the_figure_has_both_curves_of_every_method_and_the_table_the_rows(resul
 
 
 def test_unknown_or_no_methods_are_errors_naming_the_registered_ones(known_model):
-    with pytest.raises(ConfigError, match="Unknown discovery method 'acdc'.*eap-ig"):
-        bm.plan_benchmark(known_model, ["eap", "acdc"])
+    with pytest.raises(ConfigError, match="Unknown discovery method 'path-patching'.*eap-ig"):
+        bm.plan_benchmark(known_model, ["eap", "path-patching"])
     with pytest.raises(ConfigError, match="at least one method"):
         bm.check_methods([])
 
