@@ -131,6 +131,7 @@ class RunFolder:
         self.force = False
         self.joins: frozenset[str] = frozenset()
         self._kept_mark: dict[str, Any] | None = None
+        self._discard_partial = False  # --force over an unfinished folder of other settings
         if command is not None:
             self.for_command(command, settings, force=force)
 
@@ -277,6 +278,25 @@ class RunFolder:
         if self.command is not None:
             self._check_writer()
 
+    def _held(self) -> bool:
+        """Whether a live process holds the lock now (its work in progress is refused as busy, exit 4,
+        when the lock is taken, not judged as an interrupted run's)."""
+        try:
+            pid = int(self.pid_path.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            return False
+        if pid == os.getpid():
+            return False
+        if os.name == "nt":
+            return True  # os.kill(pid, 0) would send Ctrl-C there; the lock itself then decides
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True  # alive, owned by another user
+        return True
+
     def _check_writer(self) -> None:
         """Refuse another command's folder, and replacing a complete result of other settings without --force."""
         for where, complete in ((self.out, True), (self.staging, False)):
@@ -294,6 +314,18 @@ class RunFolder:
                     f"--out, e.g. --out {self.out.parent / str(self.command)}.")
             if writer != self.command:
                 self._kept_mark = mark  # adding to a folder of `writer`: it stays theirs
+                continue
+            if not complete and mark is not None and mark.get("settings") != self.settings and not self._held():
+                # An interrupted run of other settings (another model, task, metric …): its checkpoints
+                # are keyed by model fingerprint and settings, so nothing would mix, but resuming it is
+                # not what the user asked for and its work would only lie there.
+                if not self.force:
+                    raise OutputError(
+                        f"--out {self.out} holds the unfinished work (in {where.name}) of `circuitwise {writer}` "
+                        f"with other settings ({_differences(mark.get('settings'), self.settings)}); it resumes "
+                        "only with the same settings. Re-run with those to resume it, add --force to discard it "
+                        "and start over, or give another --out.")
+                self._discard_partial = True
                 continue
             if complete and not self.force and (mark is None or mark.get("settings") != self.settings):
                 if mark is None:
@@ -321,7 +353,7 @@ class RunFolder:
             # A partial folder left by a failed run keeps only its checkpoints: every other file in
             # it is rewritten by this run or carried over afresh from the complete version.
             for p in self.staging.iterdir():
-                if p.name != CHECKPOINTS:
+                if p.name != CHECKPOINTS or self._discard_partial:
                     _remove(p)
             if self.out.is_dir():
                 for p in self.out.iterdir():

@@ -151,3 +151,16 @@ def test_evaluate_adds_to_a_circuit_folder_only_for_its_own_circuit(tmp_path):
     # The folder stays the circuit's, with its settings: `circuit` of the same settings still re-runs there.
     assert read_marker(out) == {"command": "circuit", "settings": {"method": "eap"}, "complete": True}
     RunFolder(out, command="circuit", settings={"method": "eap"}).check()
+
+
+def test_an_unfinished_folder_of_other_settings_is_refused_naming_both_and_force_discards_it(tmp_path):
+    out = tmp_path / "o"
+    _interrupted(out, "run", {"model": "bundled", "n": 10})
+    with pytest.raises(OutputError, match=r"unfinished work .*model: 'bundled' -> 'gpt2'.*--force") as info:
+        RunFolder(out, command="run", settings={"model": "gpt2", "n": 10}).check()
+    assert info.value.exit_code == 3
+    assert (tmp_path / ".o.partial" / ".patching" / "done.pt").exists()  # refused: nothing lost
+    with RunFolder(out, command="run", settings={"model": "gpt2", "n": 10}, force=True) as rf:
+        assert not (rf.path / ".patching").exists()  # the other model's checkpoints are gone
+        rf.commit()
+    assert read_marker(out) == {"command": "run", "settings": {"model": "gpt2", "n": 10}, "complete": True}
