@@ -20,7 +20,8 @@ from circuitwise.config import DEFAULT_RANDOM_SAMPLES, DEFAULT_SHORTLIST, RunCon
 F = RunConfig.model_fields
 METHOD_HELP = ("Edge scoring: eap-ig (integrated gradients on the input), eap (one gradient), eap-ig-activations "
                "(integrated gradients on each layer's activations), exact (one forward per edge; small models), "
-               "edge-pruning (learned edge masks at a target sparsity: -O kept=N or -O sparsity=0.95).")
+               "edge-pruning (learned edge masks at a target sparsity: -O kept=N or -O sparsity=0.95), acdc "
+               "(edges removed one by one while the KL to the clean run rises less than -O threshold=0.01 of its gap).")
 SELECTION_HELP = "target: fewest top edges reaching --circuit-target faithfulness; top-n: the --edges best; threshold: |score| ≥ --threshold."
 
 
