@@ -226,7 +226,11 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
 
     say("direct logit attribution")
     dla = direct_logit_attribution(model, tok, batch_size=resources.batch("dla", bs))
-    results.dla = dla.to_json()
+    dla_json = dla.to_json()
+    if dla.layers.per_example is not None:
+        # Each component's (embed, attn_out, mlp_out …) mean direct effect, resampled over prompts.
+        dla_json["layers"]["intervals"] = [iv.to_json() for iv in mean_intervals(dla.layers.per_example, rs)]
+    results.dla = dla_json
     pos, neg = top_heads(dla.heads.values, config.top_k)
     per = dla.heads.per_example
     ivs = (mean_intervals(torch.stack([per[:, l, h] for l, h in pos + neg], 1), rs)

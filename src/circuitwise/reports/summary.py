@@ -51,7 +51,9 @@ def summarize(results: RunResults) -> list[str]:
         )
     layers = dla.layers
     j = max(range(len(layers.values)), key=lambda k: abs(layers.values[k]))
-    out.append(f"The largest single component is {layers.labels[j]} ({_fmt(layers.values[j])}).")
+    iv = layers.intervals[j] if layers.intervals else None
+    out.append(f"The largest single component is {layers.labels[j]} ({_fmt(layers.values[j])}"
+               + (f"; {ci_words(iv)})." if iv is not None and ci_words(iv) else ")."))
     total = sum(abs(v) for row in dla.heads for v in row) or 1.0
     pos = ", ".join(f"{h.label} ({_fmt(h.value)}" + (f"; {ci_words(h.interval)})" if h.interval else ")")
                     for h in th.positive)

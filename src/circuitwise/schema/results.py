@@ -137,6 +137,7 @@ class BaselineSection(Section):
 class Series(Section):
     labels: list[str]
     values: list[float]
+    intervals: list[Interval | None] | None = None  # per value, over prompts (absent in older files)
 
 
 class DLASection(Section):
@@ -396,22 +397,31 @@ class RunResults(FileModel, Shows):
         """One line with the key numbers."""
         parts = [f"{self.task.name} on {self.model.name}", f"{self.task.n_prompts} prompts"]
         if self.baseline is not None:
-            parts.append(f"logit diff {self.baseline.logit_diff.mean:+.3f}, accuracy {self.baseline.accuracy:.0%}")
+            ci = _bracket(self.baseline.logit_diff.interval, "{:+.2f}")
+            parts.append(f"logit diff {self.baseline.logit_diff.mean:+.3f}{ci}, accuracy {self.baseline.accuracy:.0%}")
         if self.top_heads is not None and self.top_heads.positive:
             h = self.top_heads.positive[0]
             parts.append(f"top head {h.label} {h.value:+.3f}")
         if self.patching:
             parts.append(f"patching {', '.join(self.patching)}")
         if self.circuit is not None:
-            f = self.circuit.evaluation.faithfulness.faithfulness
+            fs = self.circuit.evaluation.faithfulness
+            f = fs.faithfulness
             parts.append(f"circuit {self.circuit.n_edges}/{self.circuit.total_edges} edges, faithfulness "
-                         + ("—" if f is None else f"{f:.2f}"))
+                         + ("—" if f is None else f"{f:.2f}{_bracket(fs.interval, '{:.2f}')}"))
         if not self.complete:
             parts.append("incomplete")
         return "; ".join(parts)
 
     def __repr__(self) -> str:
         return f"RunResults({self.headline()})"
+
+
+def _bracket(iv: Interval | None, fmt: str) -> str:
+    """`` [low, high]`` of an interval for a one-line headline; nothing for files without one."""
+    if iv is None or iv.low is None or iv.high is None:
+        return ""
+    return f" [{fmt.format(iv.low)}, {fmt.format(iv.high)}]"
 
 
 __all__ = [

@@ -104,8 +104,8 @@ def test_a_results_file_of_the_previous_release_gets_a_version_error(tmp_path, r
 
 
 # Fields added with the study's uncertainty (issue 23): intervals, the honest p-value, edge stability.
-UNCERTAINTY_FIELDS = {"interval", "accuracy_interval", "cpr_interval", "cmd_interval", "p_value_is_bound", "hits",
-                      "samples", "null", "stability"}
+UNCERTAINTY_FIELDS = {"interval", "intervals", "accuracy_interval", "cpr_interval", "cmd_interval",
+                      "p_value_is_bound", "hits", "samples", "null", "stability"}
 
 
 def _without(data, names):
@@ -123,11 +123,26 @@ def test_files_written_before_intervals_still_load(tmp_path, run_dir):
     assert data["top_heads"]["positive"][0]["interval"] is not None
     assert data["circuit"]["evaluation"]["faithfulness"]["interval"] is not None
     assert data["circuit"]["evaluation"]["stability"]["edges"] and data["circuit"]["top_edges"][0]["stability"] >= 0
+    assert len(data["dla"]["layers"]["intervals"]) == len(data["dla"]["layers"]["values"])
+    # the stored interval is the configured bootstrap of the stored per-prompt values, recomputed here
+    import torch
+
+    from circuitwise.config import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+    from circuitwise.evaluation.bootstrap import Resampling, mean_interval
+    from circuitwise.reports.summary import summarize
+
+    iv = mean_interval(torch.tensor(data["baseline"]["logit_diff"]["per_prompt"]).double(),
+                       Resampling(BOOTSTRAP_RESAMPLES, BOOTSTRAP_LEVEL, BOOTSTRAP_SEED))
+    assert data["baseline"]["logit_diff"]["interval"]["low"] == pytest.approx(iv.low, abs=1e-9)
+    assert data["baseline"]["logit_diff"]["interval"]["high"] == pytest.approx(iv.high, abs=1e-9)
+    new = cw.load_results(out)
+    assert "95% CI" in " ".join(summarize(new)) and "[" in new.headline()
     old = _without(data, UNCERTAINTY_FIELDS)  # ... a file of the release before has none
     loaded = cw.load_results(_write(tmp_path, old))
     assert loaded.baseline.logit_diff.interval is None and loaded.baseline.accuracy_interval is None
     assert loaded.circuit.evaluation.faithfulness.interval is None
     assert loaded.circuit.evaluation.random_baseline.p_value_is_bound is None
+    assert "CI" not in " ".join(summarize(loaded)) and "[" not in loaded.headline()
     from circuitwise.reports import write_report
 
     write_report(loaded, tmp_path / "old.html")  # the report renders an old file without the new numbers
