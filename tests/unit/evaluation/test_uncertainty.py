@@ -177,3 +177,23 @@ def test_the_evaluation_carries_intervals_and_a_connected_null(evaluated):
     assert "90% CI" in line
     # bootstrap=None (a library call that asks for none) adds no interval and no key
     assert "interval" not in ev.faithfulness.__class__(**{**ev.faithfulness.__dict__, "interval": None}).to_json()
+
+
+# ---- coverage: an interval from a small sample covers the value of a larger one -----------------------
+
+def test_intervals_from_40_prompts_cover_the_values_on_400():
+    import circuitwise as cw
+    from circuitwise.attribution import baseline
+    from circuitwise.evaluation.faithfulness import faithfulness_of_masks
+
+    model = cw.load_model("bundled", device="cpu")
+    tok, _ = cw.tokenize_task(model, cw.get_task("opposites", n=400, seed=1), need_corrupted=True, on_invalid="drop")
+    small = tok.slice(0, 40)
+    rs = Resampling(1000, 0.95, 0)
+    ld_small, ld_large = baseline(model, small).logit_diff, baseline(model, tok).logit_diff
+    assert mean_interval(ld_small.double(), rs).covers(float(ld_large.mean()))
+    circuit = select_circuit(eap_ig(model, small, steps=5), "top-n", n=8, model=model, tok=small)
+    f_small = faithfulness_of_masks(model, small, circuit.edges)[0].with_interval(rs)
+    f_large = faithfulness_of_masks(model, tok, circuit.edges)[0]
+    assert f_small.interval.covers(f_large.faithfulness)
+    assert f_small.interval.high - f_small.interval.low > 0  # a real spread, not a point
