@@ -138,6 +138,12 @@ class RunConfig(BaseModel):
         "(the task's roles), end (positions counted from each prompt's last token), or auto (token when the "
         "prompts have one length, else role; without roles, only the sweeps without positions run).",
     )
+    metric: str = Field(
+        "logit_diff", description="What every stage measures at the answer position: logit_diff (correct − incorrect "
+        "logit), prob or logprob of the correct answer, or kl (KL divergence of the next-token distribution from "
+        "the clean run's; 0 = clean). Baseline, patching, discovery and faithfulness use it; DLA and the logit lens "
+        "decompose the logit difference whatever it is (the others are not linear in the residual)."
+    )
     attribution: bool = Field(True, description="Also run attribution patching and show its agreement with the exact sweeps.")
     exhaustive: bool = Field(
         False, description="Patch every cell exactly, however long it takes. Default: when every cell would take "
@@ -169,6 +175,15 @@ class RunConfig(BaseModel):
     @classmethod
     def _a_target(cls, v: float) -> float:
         return check_target(v)
+
+    @field_validator("metric")
+    @classmethod
+    def _a_metric(cls, v: str) -> str:
+        from circuitwise.metrics import METRICS
+
+        if v not in METRICS:
+            raise ValueError(f"must be one of {', '.join(METRICS)}")
+        return v
 
     @field_validator("max_memory")
     @classmethod

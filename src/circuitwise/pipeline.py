@@ -47,6 +47,7 @@ from circuitwise.patching.attribution import attribution_sweeps
 from circuitwise.patching.result import DegenerateNormalizationWarning
 from circuitwise.patching.resume import CheckpointWarning
 from circuitwise.patching.sweeps import get_sweep
+from circuitwise.metrics import prepared_for
 from circuitwise.plan import choose_exact_cells, corrupted_view, plan_resources, plan_run
 from circuitwise.reports import write_report
 from circuitwise.reports.study import circuit_file
@@ -180,14 +181,19 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
     for line in resources.lines():
         say(line)
     bs = resources.batch("baseline", 1)
+    if config.metric != "logit_diff":
+        # Every stage reads the metric from the same tokens: a vocabulary metric's flag, and kl's
+        # reference (the clean run's next-token distribution, one forward), set here once.
+        say(f"metric: {config.metric}")
+        tok = prepared_for(model, tok, config.metric, batch_size=bs)
     say(f"baseline on {len(tok)} prompts")
-    bl = baseline(model, tok, batch_size=bs, progress=partial(step, "baseline"))
+    bl = baseline(model, tok, batch_size=bs, progress=partial(step, "baseline"), metric=config.metric)
     gap, scale = None, 1.0
     if tok.corrupted is not None and (config.patching or config.circuit):
         # One forward of the corrupted prompts tells the plan whether patching has a gap to restore.
-        corrupted_ld = baseline(model, corrupted_view(tok), batch_size=bs, top_k=1,
-                                progress=partial(step, "corrupted baseline")).logit_diff
-        clean_mean, corrupted_mean = float(bl.logit_diff.mean()), float(corrupted_ld.mean())
+        corrupted = baseline(model, corrupted_view(tok), batch_size=bs, top_k=1, metric=config.metric,
+                             progress=partial(step, "corrupted baseline")).values
+        clean_mean, corrupted_mean = float(bl.values.mean()), float(corrupted.mean())
         gap, scale = clean_mean - corrupted_mean, max(abs(clean_mean), abs(corrupted_mean))
     plan = plan_run(config, tok, model, gap=gap, scale=scale)
     for note in plan.notes:
@@ -221,6 +227,8 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
     # Intervals over prompts: accuracy is the mean of "the correct answer is ahead" per prompt.
     bl_json["logit_diff"]["interval"] = mean_interval(ld, rs).to_json()
     bl_json["accuracy_interval"] = mean_interval((ld > 0).double(), rs).to_json()
+    if bl.metric_values is not None:
+        bl_json["metric"]["interval"] = mean_interval(bl.metric_values.double(), rs).to_json()
     results.baseline = bl_json
     save()
 
@@ -257,7 +265,7 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
                 # A degenerate gap: the plan has said so once already, as for the exact sweeps below.
                 warnings.simplefilter("ignore", DegenerateNormalizationWarning)
                 estimates = attribution_sweeps(model, tok, plan.sweeps, batch_size=resources.batch("attribution", bs),
-                                               align=config.align,
+                                               align=config.align, metric=config.metric,
                                                progress=partial(step, "attribution patching"))
         selection = choose_exact_cells(config, tok, model, plan.sweeps, estimates)
         if (chosen := selection.note()) is not None:
@@ -269,7 +277,7 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             exacts = activation_sweeps(model, tok, plan.sweeps, batch_size=resources.batch("patching", bs), out=out,
-                                       align=config.align, cells=selection.cells,
+                                       align=config.align, cells=selection.cells, metric=config.metric,
                                        progress=partial(step, "activation patching"))
         for w in caught:
             # The plan already said it once; per-sweep repeats of the degenerate warning are noise.
@@ -321,7 +329,7 @@ def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, e
 
     say(f"circuit discovery: {config.circuit}")
     found = find_circuit(model, tok, method=config.circuit, options=config.method_options(), target=config.circuit_target,
-                         batch_size=bs, progress=progress)
+                         batch_size=bs, progress=progress, metric=config.metric)
     ev = evaluate_circuit(model, tok, found.circuit, scores=found.scores, random_samples=DEFAULT_RANDOM_SAMPLES, shortlist=DEFAULT_SHORTLIST,
                           batch_size=eval_bs, progress=progress, bootstrap=resampling())
     ev, why_not = with_stability(ev, model, tok, found.circuit, method=config.circuit, options=config.method_options(),

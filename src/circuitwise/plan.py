@@ -13,6 +13,7 @@ from typing import Any
 
 from circuitwise.config import EXACT_PATCHING_SECONDS
 from circuitwise.errors import ConfigError, TaskError
+from circuitwise.metrics import get_metric
 from circuitwise.models.cost import nominal_flops, seconds
 from circuitwise.models.memory import Shapes, Stage, budget_of, estimate, fit_batch, refuse_unless_fits
 from circuitwise.models.weights import supports
@@ -20,7 +21,7 @@ from circuitwise.patching.cells import Selection, cell_flops, select_cells
 from circuitwise.patching.positions import sweep_positions
 from circuitwise.patching.result import MIN_GAP
 from circuitwise.patching.sweeps import get_sweep
-from circuitwise.sizes import human
+from circuitwise.sizes import duration, human
 from circuitwise.tasks.tokenize import TokenizedTask
 
 POSITION_FREE_FALLBACK = "heads"
@@ -42,7 +43,7 @@ class StagePlan:
                 "seconds": round(self.seconds, 3)}
 
     def line(self) -> str:
-        return f"{self.stage}: batch {self.batch}, ≤ {human(self.memory)}, ≈ {_duration(self.seconds)}"
+        return f"{self.stage}: batch {self.batch}, ≤ {human(self.memory)}, ≈ {duration(self.seconds)}"
 
 
 @dataclass(frozen=True)
@@ -121,14 +122,6 @@ def choose_exact_cells(config: Any, tok: TokenizedTask, model: Any, sweeps: tupl
     return select_cells(costs, ranking, EXACT_PATCHING_SECONDS * nominal_flops(model.W_E.device))
 
 
-def _duration(secs: float) -> str:
-    if secs < 1:
-        return "<1 s"
-    if secs < 120:
-        return f"{secs:.0f} s"
-    return f"{secs / 60:.0f} min"
-
-
 @dataclass(frozen=True)
 class Plan:
     """What a run will do. ``notes`` say, in sentences, what was adapted or skipped and why."""
@@ -156,6 +149,11 @@ def plan_run(config: Any, tok: TokenizedTask, model: Any, *, gap: float | None =
     wanted = tuple(dict.fromkeys(config.patching))
     for what in wanted:
         get_sweep(what)  # an unknown name is an explicit request that cannot be met
+    metric = getattr(config, "metric", "logit_diff")
+    if not get_metric(metric).linear:
+        notes.append(f"Metric {metric}: baseline, patching, circuit discovery and faithfulness measure it; direct "
+                     "logit attribution and the logit lens decompose the logit difference, since "
+                     f"{metric} is not linear in the residual stream.")
     if tok.corrupted is None:
         if wanted or config.circuit:
             notes.append("Patching and circuit discovery were skipped: the task has no corrupted prompts. "
@@ -168,7 +166,8 @@ def plan_run(config: Any, tok: TokenizedTask, model: Any, *, gap: float | None =
     no_circuit = gap is not None and (degenerate or not abs(gap) > CIRCUIT_REL_GAP * max(1.0, scale))
     circuit = config.circuit or None
     if degenerate:
-        notes.append(f"The clean and corrupted prompts give almost the same logit difference (gap {gap:+.2g}, "
+        label = get_metric(metric).label
+        notes.append(f"The clean and corrupted prompts give almost the same {label} (gap {gap:+.2g}, "
                      f"below {MIN_GAP:g}): there is nothing for a patch to restore, so patching values are "
                      "reported as degenerate (empty) and the raw metrics kept. Use a corruption that changes "
                      "the answer.")

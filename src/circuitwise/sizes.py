@@ -36,4 +36,13 @@ def human(n: float) -> str:
     return f"{int(n)} B"
 
 
-__all__ = ["human", "parse_size"]
+def duration(secs: float) -> str:
+    """Seconds for people: <1 s, 42 s, 7 min (the plan's estimates and the report's table)."""
+    if secs < 1:
+        return "<1 s"
+    if secs < 120:
+        return f"{secs:.0f} s"
+    return f"{secs / 60:.0f} min"
+
+
+__all__ = ["duration", "human", "parse_size"]

@@ -98,7 +98,8 @@ def test_the_console_table_shows_the_json_rows(run):
 def test_an_unknown_method_is_exit_2_before_any_work(setup):
     ckpt, task, root = setup
     out = root / "never"
-    r, err = invoke("benchmark", task, "--model", root / "no-such-model", "--methods", "eap,path-patching", "--out", out)
+    r, err = invoke("benchmark", task, "--model", root / "no-such-model", "--methods", "eap,path-patching",
+                    "--out", out)
     assert r is None and err is not None and err.exit_code == 2
     assert "path-patching" in str(err) and "eap-ig" in str(err)
     assert not out.exists()  # refused before the model (which does not exist) was even looked for

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import torch
 
-from circuitwise.metrics import gather_last, logit_diff
+from circuitwise.metrics import columns, gather_last, get_metric, logit_diff, targets_of
 from circuitwise.tasks.tokenize import TokenizedTask
 from circuitwise.types import Shows
 
@@ -28,6 +28,14 @@ class Baseline(Shows):
     answer_probs: torch.Tensor  # [batch, 2]
     correct_rank: torch.Tensor  # [batch] 0 = the model's top prediction
     top_k: tuple[tuple[TopToken, ...], ...]
+    # The chosen metric per prompt when it is not the logit difference (prob, logprob, kl).
+    metric: str = "logit_diff"
+    metric_values: torch.Tensor | None = None  # [batch]
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The chosen metric per prompt (the logit difference unless another was asked for)."""
+        return self.logit_diff if self.metric_values is None else self.metric_values
 
     @property
     def logit_diff(self) -> torch.Tensor:
@@ -50,14 +58,22 @@ class Baseline(Shows):
             "answer_probs": self.answer_probs.tolist(),
             "correct_rank": self.correct_rank.tolist(),
             "top_k": [[t.__dict__ for t in row] for row in self.top_k],
+            **({} if self.metric_values is None else
+               {"metric": {"name": self.metric, "per_prompt": self.metric_values.tolist(),
+                           "mean": float(self.metric_values.mean())}}),
         }
 
 
 @torch.inference_mode()
 def baseline(model: Any, tok: TokenizedTask, *, top_k: int = 10, batch_size: int = 32,
-             progress: Callable[[int, int], None] | None = None) -> Baseline:
-    """Run the clean prompts and read each at its own last token; ``progress(done, total)`` per batch."""
-    ans_l, ans_p, ranks, tops = [], [], [], []
+             progress: Callable[[int, int], None] | None = None, metric: str = "logit_diff") -> Baseline:
+    """Run the clean prompts and read each at its own last token; ``progress(done, total)`` per batch.
+
+    ``metric`` other than the logit difference is also read per prompt (``tok`` set up for it by
+    :func:`circuitwise.metrics.prepared_for`: kl compares with the reference it carries).
+    """
+    chosen = get_metric(metric)
+    ans_l, ans_p, ranks, tops, values = [], [], [], [], []
     n_batches = -(-len(tok) // batch_size)
     for bi, b in enumerate(tok.batches(batch_size)):
         if progress is not None:
@@ -66,6 +82,8 @@ def baseline(model: Any, tok: TokenizedTask, *, top_k: int = 10, batch_size: int
         logprobs = last_logits.log_softmax(-1)
         a = last_logits.gather(-1, b.answers)
         ans_l.append(a)
+        if chosen.name != "logit_diff":
+            values.append(chosen.fn(columns(last_logits, targets_of(b))).float())
         ans_p.append(logprobs.gather(-1, b.answers).exp())
         ranks.append((last_logits > a[:, :1]).sum(-1))
         k = min(top_k, last_logits.shape[-1])
@@ -77,7 +95,8 @@ def baseline(model: Any, tok: TokenizedTask, *, top_k: int = 10, batch_size: int
             ))
     if progress is not None:
         progress(n_batches, n_batches)
-    return Baseline(torch.cat(ans_l).cpu(), torch.cat(ans_p).cpu(), torch.cat(ranks).cpu(), tuple(tops))
+    return Baseline(torch.cat(ans_l).cpu(), torch.cat(ans_p).cpu(), torch.cat(ranks).cpu(), tuple(tops),
+                    chosen.name, torch.cat(values).cpu() if values else None)
 
 
 __all__ = ["Baseline", "TopToken", "baseline"]

@@ -73,7 +73,8 @@ def eap_ig(
 
 
 METHOD = DiscoveryMethod(
-    "eap-ig", "EAP with integrated gradients on the input embedding (left points k = 0…n−1 by default, as MIB's reference).",
+    "eap-ig",
+    "EAP with integrated gradients on the input embedding (left points k = 0…n−1 by default, as MIB's reference).",
     EAPIGOptions, score_eap_ig,
 )
 

@@ -85,6 +85,7 @@ def benchmark(
     split: Optional[str] = opts.SPLIT,
     drop_invalid: Optional[bool] = opts.DROP_INVALID,
     processing: Optional[bool] = opts.PROCESSING,
+    metric: Optional[str] = opts.METRIC,
     force: bool = opts.FORCE,
     old_methods: Optional[List[str]] = opts.alias("--methods"),
     old_target: Optional[float] = opts.alias("--target"),
@@ -95,18 +96,20 @@ def benchmark(
     from circuitwise.errors import ConfigError
     from circuitwise.evaluation.benchmark import benchmark as run_benchmark
     from circuitwise.evaluation.benchmark import check_methods
+    from circuitwise.metrics import get_metric
 
     methods = opts.merge(methods, old_methods, old="--methods", new="--circuit")
     target = opts.merge(target, old_target, old="--target", new="--circuit-target")
     target = F["circuit_target"].default if target is None else target
     names = check_methods(split_names(methods))  # an unknown method fails before the model loads
     check_ablation(ablation)
+    metric = get_metric(metric or F["metric"].default).name  # before the model loads
     try:
         check_target(target)
     except ValueError as e:
         raise ConfigError(f"--circuit-target {e}.") from None
     settings = dict(task=task, model=model, methods=names, target=target, ablation=ablation, n=n, seed=seed,
-                    corruption=corruption, split=split, drop_invalid=drop_invalid, processing=processing, dtype=dtype)
+                    corruption=corruption, split=split, drop_invalid=drop_invalid, processing=processing, dtype=dtype, metric=metric)
     folder = benchmark_folder(out, settings, force)
     folder.check()  # a file, another command's folder or another benchmark's result fails before any work
     with folder:  # locked from the start: a second command here is refused
@@ -114,7 +117,7 @@ def benchmark(
                        device_map, n_devices)
         with progress_bar() as update:
             result = run_benchmark(m, tok, names, target=target, ablation=ablation,  # type: ignore[arg-type]
-                                   batch_size=batch_size, progress=update, notes=show_note)
+                                   batch_size=batch_size, progress=update, notes=show_note, metric=metric)
         paths = write_benchmark(folder, result)
     console.print(results_table(result))
     console.print(f"Results: {paths['json'].resolve()}", highlight=False, markup=False)

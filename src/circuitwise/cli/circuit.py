@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -41,6 +42,13 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
         except yaml.YAMLError:
             out[key.strip()] = value
     return out
+
+
+def _metric(name: Optional[str]) -> str:
+    """--metric, checked before any work (its default from config.py)."""
+    from circuitwise.metrics import get_metric
+
+    return get_metric(name or F["metric"].default).name
 
 
 @contextmanager
@@ -113,6 +121,7 @@ def circuit(
     split: Optional[str] = opts.SPLIT,
     drop_invalid: Optional[bool] = opts.DROP_INVALID,
     processing: Optional[bool] = opts.PROCESSING,
+    metric: Optional[str] = opts.METRIC,
     force: bool = opts.FORCE,
     export_eap_ig: Optional[Path] = typer.Option(None, "--export-eap-ig", help="Also write the scores and circuit as an EAP-IG graph (MIB's submission format): FILE.json or FILE.pt. [default: none]"),
     old_method: Optional[str] = opts.alias("--method"),
@@ -138,6 +147,7 @@ def circuit(
     except ValueError as e:
         raise ConfigError(f"--circuit-target {e}.") from None
     option = opts.merge(option, old_option, old="--option", new="--circuit-option")
+    metric = _metric(metric)
     given = {k: v for k, v in dict(quadrature=quadrature, gradient=gradient, direction=direction).items()
              if v is not None}
     if old_steps is not None:  # --steps was every method's `steps`: edge pruning's training steps as well
@@ -158,7 +168,7 @@ def circuit(
     settings = dict(task=task, model=model, method=method, options=options, selection=selection, target=target,
                     edges=edges, threshold=threshold, by=by, prune=prune, ablation=ablation,
                     random_samples=random_samples, shortlist=shortlist, n=n, seed=seed, corruption=corruption,
-                    split=split, drop_invalid=drop_invalid, processing=processing, dtype=dtype)
+                    split=split, drop_invalid=drop_invalid, processing=processing, dtype=dtype, metric=metric)
     folder = study_folder(out).for_command("circuit", settings, force=force)
     folder.check()  # a file, another command's folder or another circuit's result fails before any work
     with folder:  # locked from the start: a second command here is refused
@@ -172,7 +182,8 @@ def circuit(
         with progress_bar() as update:
             found = find_circuit(m, tok, method=method, options=options, selection=selection,
                                  n=edges, threshold=threshold, target=target, by=by, prune=prune,  # type: ignore[arg-type]
-                                 ablation=ablation, batch_size=batch_size, progress=update)  # type: ignore[arg-type]
+                                 ablation=ablation, batch_size=batch_size, progress=update,  # type: ignore[arg-type]
+                                 metric=metric)
             ev = evaluate_circuit(m, tok, found.circuit, scores=found.scores, ablation=ablation,  # type: ignore[arg-type]
                                   random_samples=random_samples, shortlist=shortlist, batch_size=batch_size,
                                   progress=update, bootstrap=resampling())
@@ -223,6 +234,9 @@ def evaluate(
     split: Optional[str] = opts.SPLIT,
     drop_invalid: Optional[bool] = opts.DROP_INVALID,
     processing: Optional[bool] = opts.PROCESSING,
+    metric: Optional[str] = typer.Option(None, "--metric", show_default=False, help=(
+        "Measure faithfulness with this metric (logit_diff, prob, logprob, kl) instead of the one the circuit "
+        "was found with. [default: the circuit's own]")),
     force: bool = opts.FORCE,
     ignore_fingerprint: bool = typer.Option(False, "--ignore-fingerprint", help="Evaluate even where circuit.json's model fingerprint (architecture, shapes, processing, weights hash) differs from the loaded model's, e.g. the same checkpoint processed on another device. [default: off]"),
 ) -> None:
@@ -239,6 +253,8 @@ def evaluate(
 
     if out is not None:
         prepare_dir(out)  # a file, or a folder of other files, fails before any work
+    if metric is not None:
+        metric = _metric(metric)
     # circuit.json or an EAP-IG graph (.json/.pt), told apart by content; malformed fails here, before the model loads
     kind, raw = read_graph_file(circuit_file)
     named = (raw.get("model") or {}).get("name") if kind == "circuitwise" else None  # EAP-IG files name none
@@ -255,7 +271,7 @@ def evaluate(
         own = source is not None and (out / "circuit.json").resolve() == source.resolve()
         settings = dict(circuit=str(circuit_file.resolve()), task=task, model=name, ablation=ablation,
                         random_samples=random_samples, shortlist=shortlist, n=n, seed=seed, corruption=corruption,
-                        split=split, drop_invalid=drop_invalid, processing=processing, dtype=dtype)
+                        split=split, drop_invalid=drop_invalid, processing=processing, dtype=dtype, metric=metric)
         folder = study_folder(out, source).for_command("evaluate", settings, force=force,
                                                        joins={"circuit"} if own else ())
         folder.check()  # before the model loads
@@ -274,6 +290,8 @@ def evaluate(
             circ = Circuit.from_json(raw, m, source=str(circuit_file))
         else:
             circ = circuit_from_eap_ig(raw, m, source=str(circuit_file))
+        if metric is not None:
+            circ = dataclasses.replace(circ, metric=metric)
         with progress_bar() as update:
             ev = evaluate_circuit(m, tok, circ, ablation=ablation, random_samples=random_samples,  # type: ignore[arg-type]
                                   shortlist=shortlist, curve=out is not None, batch_size=batch_size, progress=update,

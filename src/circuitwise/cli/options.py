@@ -56,6 +56,7 @@ CORRUPTION = config_option(F, "corruption", "--corruption")
 SPLIT = config_option(F, "split", "--split")
 DROP_INVALID = config_option(F, "drop_invalid", "--drop-invalid/--strict")
 PROCESSING = config_option(F, "processing", "--processing/--no-processing")
+METRIC = config_option(F, "metric", "--metric")
 # Every command that writes a folder: a complete result of other settings is never replaced silently.
 FORCE = typer.Option(False, "--force", show_default=False,
                      help="Replace a complete result of other settings in --out (without it such a folder is "

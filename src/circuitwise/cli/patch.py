@@ -58,7 +58,7 @@ def patch(
                                help="exact (activation patching), attribution (gradient estimate), or both."),
     direction: str = typer.Option("denoise", "--direction",
                                   help="denoise: clean activations into the corrupted run; noise: the reverse."),
-    metric: str = typer.Option("logit_diff", "--metric", help="Metric of the answer logits."),
+    metric: Optional[str] = opts.METRIC,
     normalize: bool = typer.Option(True, "--normalize/--no-normalize",
                                    help="(patched − corrupted) / (clean − corrupted), or the raw metric."),
     batch_size: Optional[int] = opts.config_option(F, "batch_size", "--batch-size"),
@@ -89,7 +89,7 @@ def patch(
     for w in what:
         get_sweep(w)
     check_direction(direction)
-    get_metric(metric)  # a metric the sweeps cannot compute is refused here, before the model is loaded
+    metric = get_metric(metric or F["metric"].default).name  # an unknown metric is refused before the model loads
     # Sweeps accumulate in one folder, so the sweep names are not part of its settings; the rest decides
     # every sweep's numbers, and a complete folder of other settings is replaced only with --force.
     settings = dict(task=task, model=model, method=method, direction=direction, metric=metric, normalize=normalize,

@@ -49,6 +49,7 @@ class CompareConfig(BaseModel):
     permutations: int = Field(10_000, ge=100, le=1_000_000, description="Permutations of the tests (paired: all 2^n sign flips when that is fewer, an exact test).")
     min_difference: float = Field(1e-4, ge=0, description="Differences at most this large (logits, or patching's restored share) are float rounding and never flagged.")
     top_k: int = Field(3, ge=1, le=20, description="How many of the heads that differ most to show with their attention.")
+    metric: str = Field("logit_diff", description=RunConfig.model_fields["metric"].description)
     patching: bool = Field(True, description="Run the 'heads' activation-patching sweep on each side and compare it.")
     circuit: str | None = Field("eap-ig", description="Circuit discovery method on each side (eap-ig, eap, exact), or none to skip circuits.")
     circuit_options: dict[str, Any] = Field(default_factory=dict,
@@ -62,6 +63,11 @@ class CompareConfig(BaseModel):
     @classmethod
     def _a_target(cls, v: float) -> float:
         return check_target(v)
+
+    @field_validator("metric")
+    @classmethod
+    def _a_metric(cls, v: str) -> str:
+        return RunConfig._a_metric(v)
 
     @model_validator(mode="after")
     def _circuit_options_apply(self) -> "CompareConfig":
@@ -83,7 +89,7 @@ class CompareConfig(BaseModel):
         return RunConfig.build(task=task, model=model, split=split, device=self.device, dtype=self.dtype, max_memory=self.max_memory,
                                device_map=self.device_map, n_devices=self.n_devices, batch_size=self.batch_size,
                                processing=self.processing, n=self.n, seed=self.seed, corruption=self.corruption,
-                               drop_invalid=self.drop_invalid, out=self.out)
+                               drop_invalid=self.drop_invalid, out=self.out, metric=self.metric)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

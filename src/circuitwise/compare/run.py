@@ -9,6 +9,8 @@ config.yaml first, compare.json as stages finish, compare.html, and ``complete: 
 
 from __future__ import annotations
 
+import dataclasses
+
 import shlex
 import warnings
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ from circuitwise.plan import corrupted_view
 from circuitwise.reports.compare import summarize_compare, write_compare_page
 from circuitwise.runfolder import RunFolder
 from circuitwise.tasks.task import Task
+from circuitwise.metrics import prepared_for
 
 Progress = Callable[[str], None]
 Steps = Callable[[str, int, int], None]
@@ -82,6 +85,9 @@ class _Study:
     bs: int
     ld: torch.Tensor
     corrupted_ld: torch.Tensor | None
+    # The chosen metric per prompt (the logit difference unless --metric says otherwise).
+    values: torch.Tensor | None = None
+    corrupted_values: torch.Tensor | None = None
     dla: DLA | None = None
     patch: PatchResult | None = None
     found: Discovery | None = None
@@ -164,6 +170,9 @@ def _stages(config: CompareConfig, folder: RunFolder, tasks: Any, models: Any, s
     res.logit_diff = stat("logit_diff", ["metric"], [1], ["logit_diff"], ld[0], ld[1], correct=False)
     acc = [(st.ld > 0).double()[:, None] for st in studies]
     res.accuracy = stat("accuracy", ["metric"], [1], ["accuracy"], acc[0], acc[1], correct=False)
+    if config.metric != "logit_diff":
+        vals = [st.values[:, None] for st in studies if st.values is not None]
+        res.metric = stat("metric", ["metric"], [1], [config.metric], vals[0], vals[1], correct=False)
     save()
 
     for st in studies:
@@ -202,6 +211,7 @@ def _stages(config: CompareConfig, folder: RunFolder, tasks: Any, models: Any, s
                 warnings.simplefilter("always")
                 # Checkpoints go to the staging folder, so an interrupted compare resumes its sweeps.
                 st.patch = activation_patching(st.side.model, st.side.tok, "heads", batch_size=st.bs, out=folder.path,
+                                               metric=config.metric,
                                                progress=partial(step, f"patching heads ({st.side.which.upper()})"))
             for w in caught:
                 if issubclass(w.category, (CheckpointWarning, CheckFailedWarning)):
@@ -245,19 +255,24 @@ def _baselines(side: Loaded, config: CompareConfig, step: Steps, say: Progress) 
     T = int(side.tok.clean.shape[1])
     bs = config.batch_size or min(batch_for(st, side.model, T, default_batch_size(side.model))
                                   for st in ("dla", "patching", "edges", "evaluation"))
+    if config.metric != "logit_diff":
+        # Every stage of this side reads the metric from these tokens (kl: the clean reference, computed once).
+        side = dataclasses.replace(side, tok=prepared_for(side.model, side.tok, config.metric, batch_size=bs))
     say(f"baseline: side {side.which.upper()} ({side.label}), {len(side.tok)} prompts")
-    ld = baseline(side.model, side.tok, batch_size=bs, top_k=1,
-                  progress=partial(step, f"baseline ({side.which.upper()})")).logit_diff
+    bl = baseline(side.model, side.tok, batch_size=bs, top_k=1, metric=config.metric,
+                  progress=partial(step, f"baseline ({side.which.upper()})"))
     corrupted = None
     if side.tok.corrupted is not None and (config.patching or config.circuit):
-        corrupted = baseline(side.model, corrupted_view(side.tok), batch_size=bs, top_k=1).logit_diff
-    return _Study(side, bs, ld.double(), None if corrupted is None else corrupted.double())
+        corrupted = baseline(side.model, corrupted_view(side.tok), batch_size=bs, top_k=1, metric=config.metric)
+    return _Study(side, bs, bl.logit_diff.double(), None if corrupted is None else corrupted.logit_diff.double(),
+                  bl.values.double(), None if corrupted is None else corrupted.values.double())
 
 
 def _gap(st: _Study) -> tuple[float | None, float]:
-    if st.corrupted_ld is None:
+    """The chosen metric's clean − corrupted gap (what patching and faithfulness restore), and its scale."""
+    if st.corrupted_values is None or st.values is None:
         return None, 1.0
-    clean, corr = float(st.ld.mean()), float(st.corrupted_ld.mean())
+    clean, corr = float(st.values.mean()), float(st.corrupted_values.mean())
     return clean - corr, max(abs(clean), abs(corr))
 
 
@@ -313,7 +328,8 @@ def _circuit_stage(config: CompareConfig, plan: ComparePlan, studies: list[_Stud
         if method:
             say(f"circuit discovery ({method}): side {st.side.which.upper()}")
             st.found = find_circuit(st.side.model, st.side.tok, method=method, options=config.method_options(),
-                                    target=config.circuit_target, batch_size=st.bs, progress=progress)
+                                    target=config.circuit_target, batch_size=st.bs, progress=progress,
+                                    metric=config.metric)
             folder.write_json(f"circuit_{st.side.which}.json", st.found.circuit.to_json())
     fa, fb = studies[0].found, studies[1].found
     if fa is None or fb is None:

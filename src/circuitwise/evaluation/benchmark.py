@@ -26,6 +26,7 @@ from circuitwise.circuits.scores import EdgeScores, Progress, no_progress
 from circuitwise.circuits.select import select_target
 from circuitwise.errors import ConfigError
 from circuitwise.evaluation.mib import MIBResult, mib_metrics
+from circuitwise.metrics import prepared_for
 from circuitwise.schema.benchmark import FORMAT, VERSION
 from circuitwise.tasks.tokenize import TokenizedTask
 
@@ -235,6 +236,7 @@ def benchmark(
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
         raise ConfigError(f"The target faithfulness must be in (0, 1], got {target!r} (0.9 is usual).")
     plan = plan_benchmark(model, methods)
+    tok = prepared_for(model, tok, metric)  # kl's reference once, not once per method
     for s in plan.skipped:
         notes(f"{s.method} skipped: {s.reason}.")
     results = []

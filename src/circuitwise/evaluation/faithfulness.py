@@ -55,8 +55,11 @@ class Faithfulness:
 
     @property
     def kept_fraction(self) -> float:
-        """``m_circuit / m_clean``: the share of the clean logit difference the circuit keeps."""
-        return self.circuit_metric / self.clean_metric if self.clean_metric else math.nan
+        """``m_circuit / m_clean``: the share of the clean logit difference the circuit keeps (NaN where the
+        clean metric is about zero, as a KL to the clean run is by definition)."""
+        if not abs(self.clean_metric) > 1e-6 * max(1.0, abs(self.corrupted_metric)):
+            return math.nan
+        return self.circuit_metric / self.clean_metric
 
     @property
     def edge_fraction(self) -> float:

@@ -58,15 +58,19 @@ class Metric:
     linear: bool = False
     # Larger means closer to the clean run (all but kl); reports say "higher is better" or not.
     higher_is_clean: bool = True
+    # In a sentence: "the clean and corrupted prompts give almost the same {label}".
+    label: str = ""
 
 
 METRICS: dict[str, Metric] = {
     "logit_diff": Metric("logit_diff", logit_diff, "logit(correct) − logit(incorrect) at the last token",
-                         linear=True),
-    "prob": Metric("prob", prob, "probability of the correct answer at the last token", vocab=True),
-    "logprob": Metric("logprob", logprob, "log-probability of the correct answer at the last token", vocab=True),
+                         linear=True, label="logit difference"),
+    "prob": Metric("prob", prob, "probability of the correct answer at the last token", vocab=True,
+                   label="probability of the correct answer"),
+    "logprob": Metric("logprob", logprob, "log-probability of the correct answer at the last token", vocab=True,
+                      label="log-probability of the correct answer"),
     "kl": Metric("kl", kl, "KL divergence of the last token's distribution from the clean run's (0 = clean)",
-                 vocab=True, reference=True, higher_is_clean=False),
+                 vocab=True, reference=True, higher_is_clean=False, label="KL divergence from the clean run"),
 }
 
 

@@ -29,6 +29,7 @@ from circuitwise.schema.results import (
     TopHeads,
 )
 from circuitwise.schema.sweeps import RunSweep, Sweep
+from circuitwise.sizes import duration, human
 
 
 def overview_html(r: RunResults) -> str:
@@ -150,7 +151,14 @@ def sections(results: RunResults, ids: str = "") -> list[tuple[str, str, str]]:
         out.append(("patching", "Activation patching", render("run/skipped.html", reason=r.patching_skipped)))
     if r.circuit:
         out.append(("circuit", "Circuit", circuit_html(r.circuit, ids)))
+    if r.plan is not None:
+        out.append(("plan", "The plan: what ran, and what it cost", plan_html(r)))
     return out
+
+
+def plan_html(r: RunResults) -> str:
+    """What the run decided before any work, with the memory and time plan of every stage."""
+    return render("run/plan.html", plan=r.plan, res=r.plan.resources, human=human, duration=duration)
 
 
 def build_page(results: RunResults) -> Page:
@@ -168,4 +176,4 @@ def write_report(results: RunResults, path: Path) -> Path:
 
 
 __all__ = ["attention_section_html", "baseline_html", "build_page", "circuit_html", "dla_html", "overview_html",
-           "patching_html", "sections", "sweep_figure", "sweep_html", "top_heads_html", "write_report"]
+           "patching_html", "plan_html", "sections", "sweep_figure", "sweep_html", "top_heads_html", "write_report"]

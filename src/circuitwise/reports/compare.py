@@ -214,10 +214,11 @@ def _summary(page: Page, r: dict[str, Any]) -> None:
 def _baseline(page: Page, r: dict[str, Any]) -> None:
     la, lb = r["a"]["label"], r["b"]["label"]
     stats = []
-    for name in ("logit_diff", "accuracy"):
+    for name in ("logit_diff", "accuracy", "metric"):
         c = r.get(name)
         if c:
-            stats.append([name.replace("_", " "), _f(c["a"][0], 3) + " " + _ci(c, "a", 0),
+            label = c["cells"][0] if name == "metric" else name.replace("_", " ")
+            stats.append([label, _f(c["a"][0], 3) + " " + _ci(c, "a", 0),
                           _f(c["b"][0], 3) + " " + _ci(c, "b", 0), _f(c["diff"][0], 3) + " " + _ci(c, "diff", 0),
                           _p(c["p"][0]), "yes" if c["significant"][0] else "no"])
     ea, eb = r["a"]["logit_diff"], r["b"]["logit_diff"]

@@ -266,6 +266,7 @@ class CompareResults(FileModel, Shows):
     b: Side
     logit_diff: Comparison | None = None
     accuracy: Comparison | None = None
+    metric: Comparison | None = None  # the run's --metric per prompt, when not the logit difference
     lens: Comparison | None = None
     layers: Comparison | None = None
     heads: Comparison | None = None

@@ -122,6 +122,15 @@ class LogitDiff(Section):
     interval: Interval | None = None
 
 
+class MetricValues(Section):
+    """The run's metric per prompt, when it is not the logit difference."""
+
+    name: str
+    per_prompt: list[float]
+    mean: float
+    interval: Interval | None = None
+
+
 class BaselineSection(Section):
     """The model's own answers on the clean prompts (``Baseline.to_json``)."""
 
@@ -132,6 +141,7 @@ class BaselineSection(Section):
     answer_probs: list[list[float]]
     correct_rank: list[int]
     top_k: list[list[TopToken]]
+    metric: MetricValues | None = None  # the run's --metric, when not the logit difference
 
 
 class Series(Section):

@@ -68,3 +68,18 @@ def test_a_figure_waits_for_plotly_where_its_output_comes_without_it():
     # plotly's own drawing script is wrapped, so it runs once plotly.js is on the page.
     assert html.count("Plotly.newPlot(") == 1 and "cwQueue" in html
     assert html.index("cwQueue") < html.index("Plotly.newPlot(")
+
+
+def test_the_report_shows_the_plan_with_every_stage_of_the_memory_and_time_plan(evil_results):
+    import re
+
+    from circuitwise.sizes import duration, human
+
+    html = build_page(evil_results).render()
+    body = html[html.index("Decided before any work"):]
+    res = evil_results.plan.resources
+    assert res is not None and res.stages
+    text = re.sub(r"\s+", " ", re.sub("<[^>]+>", " ", body))
+    assert f"{res.device} in {res.dtype}" in text and human(res.budget_bytes) in text
+    for s in res.stages:
+        assert f"{s.stage} {s.batch} {human(s.memory_bytes)} {duration(s.seconds)}".replace("<", "&lt;") in text
