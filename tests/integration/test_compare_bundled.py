@@ -37,7 +37,7 @@ def test_digits_against_words_on_the_bundled_model(tmp_path):
 
 def test_found_against_held_out_prompts_is_unpaired(tmp_path):
     out = cw.compare(a="opposites", split_a="train", split_b="heldout-template", model="bundled", n=24,
-                     out=tmp_path / "held-out", patching=False, random_circuits=5)
+                     out=tmp_path / "held-out", patching=False, random_samples=5)
     r = out.results
     assert not r.pairing.paired and "two-sample" in r.logit_diff.test
     cross = {(c.circuit, c.on): c for c in r.circuits.cross}

@@ -53,9 +53,10 @@ def compare(
     ig_steps: Optional[int] = _opt("ig_steps", "--ig-steps"),
     circuit_option: Optional[List[str]] = _opt("circuit_options", "--circuit-option", "-O",
                                                extra="As KEY=VALUE; repeat for several.", metavar="KEY=VALUE"),
-    random_circuits: Optional[int] = _opt("random_circuits", "--random-circuits"),
+    random_samples: Optional[int] = _opt("random_samples", "--random-samples"),
     config: Optional[Path] = typer.Option(None, "--config", help="Re-run from a config.yaml written by an earlier compare; other options override it. [default: none]"),
     force: bool = opts.FORCE,
+    old_random: Optional[int] = opts.alias("--random-circuits"),
 ) -> None:
     """Compare two studies side by side, each difference with its confidence interval and test: compare.html + compare.json."""
     from circuitwise.cli.circuit import parse_options
@@ -68,7 +69,8 @@ def compare(
         drop_invalid=drop_invalid, pairing=pairing, alpha=alpha, confidence=confidence, bootstrap=bootstrap,
         permutations=permutations, top_k=top_k, patching=patching, metric=metric,
         circuit=None if circuit is None else ("" if circuit == "none" else circuit),
-        circuit_target=circuit_target, ig_steps=ig_steps, random_circuits=random_circuits,
+        circuit_target=circuit_target, ig_steps=ig_steps,
+        random_samples=opts.merge(random_samples, old_random, old="--random-circuits", new="--random-samples"),
         circuit_options=None if circuit_option is None else parse_options(circuit_option),
     ).items() if v is not None}
     base = CompareConfig.from_yaml(config).model_dump() if config else {}

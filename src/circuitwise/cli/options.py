@@ -71,6 +71,7 @@ DEPRECATED: dict[str, dict[str, str]] = {
                 "--option": "--circuit-option"},
     "benchmark": {"--methods": "--circuit", "--target": "--circuit-target"},
     "patch": {"--what": "--patch", "-w": "--patch"},
+    "compare": {"--random-circuits": "--random-samples"},
 }
 
 

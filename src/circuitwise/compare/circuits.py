@@ -104,6 +104,7 @@ def evaluate_on(model: Any, tok: TokenizedTask, on: str, circuits: dict[str, Dis
             circuit=side, on=on, faithfulness=_num(own.faithfulness), kept_fraction=_num(own.kept_fraction),
             n_edges=own.n_edges, random_mean=_num(sum(finite) / len(finite)) if finite else None,
             random_std=_num(base.std) if len(finite) > 1 else None, random_p=base.p_value,
+            random_p_is_bound=base.p_value_is_bound,
             random_faithfulness=[_num(x) for x in rnd], per_example=floats(own.per_example),
         ))
     return out

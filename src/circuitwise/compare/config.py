@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from circuitwise.config import (DEFAULT_BUILTIN_N, DEFAULT_TARGET, TARGET_RANGE, DtypeName, RunConfig, check_target,
+from circuitwise.config import (DEFAULT_BUILTIN_N, DEFAULT_RANDOM_SAMPLES, DEFAULT_TARGET, TARGET_RANGE, DtypeName, RunConfig, check_target,
                                 circuit_method_options, problems_of, read_yaml_mapping)
 from circuitwise.errors import ConfigError
 
@@ -57,7 +57,18 @@ class CompareConfig(BaseModel):
     circuit_target: float = Field(DEFAULT_TARGET, description="Grow each circuit until it reaches this faithfulness, "
                                   f"in {TARGET_RANGE}.")
     ig_steps: int | None = Field(None, ge=1, le=100, description=RunConfig.model_fields["ig_steps"].description)
-    random_circuits: int = Field(20, ge=1, le=1000, description="Random circuits of each circuit's size, on each side (the baseline of cross-faithfulness).")
+    random_samples: int = Field(DEFAULT_RANDOM_SAMPLES, ge=1, le=1000, description="Random connected circuits of each circuit's size, on each side (the baseline of cross-faithfulness; as many as `circuit`'s, so a p-value can fall below 0.01).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        # config.yaml files written before one name per idea say random_circuits.
+        if isinstance(data, dict) and "random_circuits" in data:
+            data = dict(data)
+            old = data.pop("random_circuits")
+            if data.setdefault("random_samples", old) != old:
+                raise ValueError("random_circuits (the old name) and random_samples disagree; give random_samples only")
+        return data
 
     @field_validator("circuit_target")
     @classmethod

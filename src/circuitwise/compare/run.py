@@ -351,7 +351,7 @@ def _circuit_stage(config: CompareConfig, plan: ComparePlan, studies: list[_Stud
     for st in studies:
         say(f"cross-faithfulness on side {st.side.which.upper()}")
         use = found if plan.cross and cc.same_graph(fa, fb) else {st.side.which: found[st.side.which]}
-        cross += cc.evaluate_on(st.side.model, st.side.tok, st.side.which, use, samples=config.random_circuits,
+        cross += cc.evaluate_on(st.side.model, st.side.tok, st.side.which, use, samples=config.random_samples,
                                 seed=config.seed, batch_size=st.bs, progress=progress)
     own = {c.circuit: c for c in cross if c.circuit == c.on}
     res.circuits = Circuits(

@@ -30,6 +30,11 @@ def _p(x: float | None) -> str:
     return "—" if x is None else (f"{x:.2g}" if x >= 1e-3 else f"{x:.1e}")
 
 
+def _p_text(cell: dict[str, Any]) -> str:
+    """A random baseline's p-value, as the bound it is when no random circuit reached the circuit."""
+    return f"p {'<' if cell.get('random_p_is_bound') else '='} {_p(cell['random_p'])}"
+
+
 def _ci(c: dict[str, Any], key: str, i: int, digits: int = 2) -> str:
     lo, hi = c[f"{key}_low"][i], c[f"{key}_high"][i]
     return f"[{_f(lo, digits)}, {_f(hi, digits)}]"
@@ -124,7 +129,7 @@ def _circuit_sentences(r: dict[str, Any], a: str, b: str) -> list[str]:
             f"The {names[cell['circuit']]} circuit keeps {_f(cell['kept_fraction'], sign=False)} of the logit "
             "difference "
             f"on {names[cell['on']]} (faithfulness {_f(cell['faithfulness'], sign=False)}, against "
-            f"{_f(rnd, sign=False)} for random circuits of its size; p = {_p(cell['random_p'])})."
+            f"{_f(rnd, sign=False)} for random circuits of its size; {_p_text(cell)})."
         )
     return out
 
@@ -320,7 +325,7 @@ def _circuits(page: Page, r: dict[str, Any]) -> None:
     drawn = [figure_html(go.Figure(c[k]["figure"]), f"fig-cmp-circuit-{k}") for k in ("a", "b") if c[k].get("figure")]
     cross = [[names[x["circuit"]], names[x["on"]], x["n_edges"], _f(x["faithfulness"], 3, False),
               _f(x["kept_fraction"], 3, False), f'{_f(x["random_mean"], 3, False)} ± {_f(x["random_std"], 3, False)}',
-              _p(x["random_p"])] for x in c["cross"]]
+              _p_text(x)] for x in c["cross"]]
     ov = c.get("overlap")
     shared = [[e] for e in ov["shared_edges"][:30]] if ov else []
     page.add("circuits", "Circuits: overlap and cross-faithfulness",

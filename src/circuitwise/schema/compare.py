@@ -214,6 +214,8 @@ class CrossCell(_Model):
     random_mean: float | None
     random_std: float | None
     random_p: float
+    # True when no random circuit reached the faithfulness: random_p is then the bound 1/(samples + 1).
+    random_p_is_bound: bool | None = None
     random_faithfulness: Floats
     per_example: Floats
 

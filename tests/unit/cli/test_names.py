@@ -118,3 +118,12 @@ def test_steps_still_reaches_edge_prunings_training_steps(tmp_path, monkeypatch)
     assert seen == {"method": "edge-pruning", "given": {"steps": 7}, "ig_steps": None}
     r = invoke("circuit", "opposites", "--circuit", "edge-pruning", "--ig-steps", "7", "--out", tmp_path / "o")
     assert r.exit_code == 2 and "ig_steps applies to the integrated-gradient methods" in r.output
+
+
+def test_an_old_compare_config_with_random_circuits_still_loads(tmp_path):
+    from circuitwise.compare.config import CompareConfig
+
+    cfg = CompareConfig.build(a="opposites", random_circuits=7)
+    assert cfg.random_samples == 7 and "random_circuits" not in cfg.model_dump()
+    with pytest.raises(Exception, match="disagree"):
+        CompareConfig.build(a="opposites", random_circuits=7, random_samples=8)

@@ -63,4 +63,4 @@ def same_run(two_route):
 
     root, ckpt, model = two_route
     return cw.compare(a=str(root / "upper.jsonl"), model=str(ckpt), models=(model, model), out=root / "same",
-                      random_circuits=3)
+                      random_samples=3)

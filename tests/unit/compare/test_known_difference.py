@@ -109,3 +109,10 @@ def test_unpaired_statistics_also_find_the_routes(two_route):
     assert not r.pairing.paired and "pairing paired" in r.pairing.reason  # auto on two files: said, not guessed
     assert "two-sample" in r.heads.test and set(r.heads.flagged()) == PLANTED
     assert r.patching is None and r.circuits is None
+
+
+def test_cross_faithfulness_p_values_say_when_they_are_bounds(same_run):
+    for cell in same_run.results.circuits.cross:
+        reached = sum(f is not None and f >= cell.faithfulness for f in cell.random_faithfulness)
+        assert cell.random_p_is_bound == (reached == 0)
+        assert cell.random_p == pytest.approx((reached + 1) / (len(cell.random_faithfulness) + 1))
