@@ -139,3 +139,32 @@ def export(
     task = get_task(name, **_options(n, seed, corruption, split))
     task.to_jsonl(file)
     console.print(f"Wrote {len(task):,} examples of {task.name} to {file}", highlight=False, markup=False)
+
+
+@tasks_app.command("import")
+def import_task(
+    file: Path = typer.Argument(..., help="MIB's data file: JSONL (datasets' to_json), a JSON list, or the Hub "
+                                "viewer's rows."),
+    out: Path = typer.Argument(..., help="Task file to write (.jsonl), for any command: "
+                               "`circuitwise circuit OUT.jsonl`."),
+    mib: str = typer.Option(..., "--mib", help="Which MIB task the rows are: ioi, mcqa, arc-easy, arc-challenge, "
+                            "arithmetic-addition, arithmetic-subtraction."),
+    counterfactual: Optional[str] = typer.Option(None, "--counterfactual", show_default=False, help=(
+        "The counterfactual column to patch from. [default: MIB's: s2_io_flip_counterfactual for ioi, "
+        "symbol_counterfactual for mcqa and arc, random_counterfactual for arithmetic]")),
+    n: Optional[int] = typer.Option(None, "--n", min=1, show_default=False,
+                                    help="Keep the first n examples (MIB's num_examples). [default: all]"),
+) -> None:
+    """Convert MIB's task rows (Hugging Face layout) into a circuitwise task file, as MIB's circuit track reads them."""
+    from circuitwise.errors import ConfigError
+    from circuitwise.tasks.mib import import_mib
+
+    if out.suffix.lower() != ".jsonl":
+        raise ConfigError(f"Import writes JSONL; name the file with a .jsonl suffix (got {out.name!r}).")
+    done = import_mib(file, mib, counterfactual=counterfactual)
+    task = done.task if n is None else done.task.subset(range(min(n, len(done.task))))
+    task.to_jsonl(out)
+    for line in done.lines():
+        console.print(line, highlight=False, markup=False)
+    console.print(f"Wrote {len(task):,} examples to {out}; answers that are not one token for a model are "
+                  "dropped when it is used, as MIB's loader does (--drop-invalid).", highlight=False, markup=False)
