@@ -270,7 +270,9 @@ class RunFolder:
             foreign = sorted(n for n in names if n not in OURS and not n.endswith(".tmp"))
             # A few loose files (the user's notes) are carried into each new version; a folder with
             # subfolders or many files of its own is somebody's work, never to be swapped away.
-            if any((out / n).is_dir() for n in foreign) or len(foreign) > MAX_FOREIGN_FILES:
+            # A command that writes its own layout in place (`mib`: a folder per method) owns those folders.
+            own_layout = self.command is not None and (read_marker(out) or {}).get("command") == self.command
+            if not own_layout and (any((out / n).is_dir() for n in foreign) or len(foreign) > MAX_FOREIGN_FILES):
                 raise OutputError(
                     f"--out {out} holds files circuitwise did not write ({', '.join(foreign[:3])}"
                     f"{', …' if len(foreign) > 3 else ''}). A run replaces its output folder whole when it "
@@ -372,6 +374,13 @@ class RunFolder:
         mark = (dict(self._kept_mark, complete=complete) if self._kept_mark is not None
                 else {"command": self.command, "settings": self.settings, "complete": complete})
         atomic_write_json(self.staging / MARKER, mark)
+
+    def mark_in_place(self, *, complete: bool) -> None:
+        """Record this command as the writer of ``out`` itself, for a command that writes its files there
+        directly, pair by pair (``mib``: resumable without a staged copy; the lock still guards it)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.out / MARKER, {"command": self.command, "settings": self.settings,
+                                              "complete": complete})
 
     def write_text(self, name: str, text: str | bytes) -> Path:
         return atomic_write_text(self.path / name, text)

@@ -61,7 +61,7 @@ def _register() -> None:
     # Each module adds its commands to `app`; the order here is the order of `--help`.
     from circuitwise.cli import prompt, run  # noqa: F401
 
-    for optional in ("tasks", "patch", "circuit", "compare", "benchmark"):
+    for optional in ("tasks", "patch", "circuit", "compare", "benchmark", "mib"):
         try:
             __import__(f"circuitwise.cli.{optional}")
         except ModuleNotFoundError as e:

@@ -1,0 +1,190 @@
+"""`circuitwise mib`: a MIB circuit-track submission, every task × model × method, resumable per pair."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from circuitwise.cli import app, console, show_note
+from circuitwise.cli import options as opts
+from circuitwise.cli.benchmark import split_names
+from circuitwise.cli.circuit import progress_bar
+from circuitwise.config import RunConfig
+
+F = RunConfig.model_fields
+DEFAULT_METHODS = ("eap-ig",)
+
+
+def _pairs(given: list[str], kind: str) -> list[tuple[str, str | None]]:
+    """``NAME`` or ``NAME=SOURCE`` entries (repeatable, or comma-separated)."""
+    from circuitwise.errors import ConfigError
+    from circuitwise.evaluation.mib_submission import check_name
+
+    out = []
+    for item in given:
+        for entry in item.split(","):
+            name, eq, source = entry.strip().partition("=")
+            try:
+                check_name(kind, name)
+            except ValueError as e:
+                raise ConfigError(f"--{kind} {entry!r}: {e}.") from None
+            out.append((name, source.strip() or None if eq else None))
+    if len({n for n, _ in out}) != len(out):
+        raise ConfigError(f"--{kind} names a {kind} twice; give each once.")
+    return out
+
+
+def _task_source(name: str, source: str | None, out: Path) -> str:
+    """A task circuitwise can read for MIB task ``name``: a built-in, a task file, or MIB's rows imported."""
+    from circuitwise.errors import ConfigError
+    from circuitwise.tasks import get_task
+    from circuitwise.tasks.builtin import specs
+    from circuitwise.tasks.mib import MIB_TASKS, import_mib, read_rows
+
+    if source is None:
+        if name in {s.name for s in specs()}:
+            return name
+        raise ConfigError(f"--task {name} needs its data: --task {name}=FILE (MIB's rows, or a circuitwise task "
+                          "file); MIB's data sets are not shipped with circuitwise.")
+    path = Path(source)
+    if path.is_file():
+        rows = read_rows(path) if path.suffix.lower() in (".json", ".jsonl") else []
+        first = rows[0] if rows and isinstance(rows[0], dict) else {}
+        if "prompt" in first and "clean" not in first:  # MIB's layout, not a circuitwise task file
+            if name not in MIB_TASKS:
+                raise ConfigError(f"{source} holds MIB rows, but {name!r} is not a MIB task ({', '.join(MIB_TASKS)}); "
+                                  "name the task as MIB does.")
+            done = import_mib(path, name)
+            for line in done.lines():
+                show_note(line)
+            dest = out / ".tasks" / f"{name}.jsonl"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            done.task.to_jsonl(dest)
+            return str(dest)
+    get_task(source)  # a built-in name or a task file; anything else fails here, before any model loads
+    return source
+
+
+@app.command()
+def mib(
+    task: list[str] = typer.Option(..., "--task", metavar="NAME[=SOURCE]", show_default=False, help=(
+        "A MIB task (ioi, mcqa, arithmetic-addition, arithmetic-subtraction, arc-easy, arc-challenge, or any "
+        "name), with its data: MIB's rows (JSON/JSONL), a circuitwise task file or a built-in task. Repeat, or "
+        "separate with commas.")),
+    model: list[str] = typer.Option(..., "--model", "-m", metavar="NAME[=SOURCE]", show_default=False, help=(
+        "A model by MIB's name (gpt2, qwen2.5, gemma2, llama3: their Hub checkpoints) or any name=SOURCE (a Hub "
+        "name, a local checkpoint folder, bundled). Repeat, or separate with commas.")),
+    methods: list[str] | None = typer.Option(None, "--circuit", metavar="METHOD", show_default=False, help=(
+        f"Discovery method(s), repeatable or comma-separated. [default: {', '.join(DEFAULT_METHODS)}]")),
+    out: Path = typer.Option(Path("runs/mib"), "--out", "-o", help="Submission folder: "
+                             "METHOD/TASK_MODEL/importances.json, leaderboard.json and .html."),
+    ablation: str = typer.Option("corrupted", "--ablation", help="Edges outside a circuit read the corrupted run "
+                                 "(MIB's patching), or the mean."),
+    metric: str | None = opts.METRIC,
+    n: int | None = opts.N,
+    seed: int | None = opts.SEED,
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1,
+                                          help="Prompts per forward; default from the model size."),
+    device: str | None = opts.DEVICE,
+    dtype: str | None = opts.DTYPE,
+    max_memory: str | None = opts.MAX_MEMORY,
+    force: bool = opts.FORCE,
+) -> None:
+    """Run every method on every task × model and write MIB's circuit-track submission, checked against its rules."""
+    from circuitwise.circuits.patch import check_ablation
+    from circuitwise.evaluation.benchmark import check_methods
+    from circuitwise.evaluation.mib_submission import (
+        MIB_MODELS,
+        check_layout,
+        leaderboard,
+        pair_folder,
+        read_done,
+        run_pair,
+    )
+    from circuitwise.metrics import get_metric
+    from circuitwise.pipeline import prepare
+    from circuitwise.runfolder import RunFolder, atomic_write_json
+
+    names = list(check_methods(split_names(methods) or list(DEFAULT_METHODS)))
+    tasks, models = _pairs(task, "task"), _pairs(model, "model")
+    check_ablation(ablation)
+    metric = get_metric(metric or F["metric"].default).name
+    # Pairs accumulate in one folder (more tasks, models or methods later); these decide every pair's numbers.
+    settings = dict(metric=metric, ablation=ablation, n=n, seed=seed, dtype=dtype)
+    folder = RunFolder(out, command="mib", settings=settings, force=force)
+    folder.check()  # a file, another command's folder, or pairs of other settings: before any model loads
+    with folder:
+        folder.mark_in_place(complete=False)
+        sources = {name: _task_source(name, src, folder.out) for name, src in tasks}  # every task read first
+        state = folder.out / "leaderboard.json"
+        done = read_done(state)
+        results = list(done.values())
+        for model_name, model_src in models:
+            the_model = None
+            for task_name, _ in tasks:
+                todo = [m for m in names if (m, task_name, model_name) not in done
+                        or not (pair_folder(folder.out, m, task_name, model_name) / "importances.json").is_file()]
+                if not todo:
+                    continue
+                cfg = RunConfig.build(**{k: v for k, v in dict(
+                    task=sources[task_name], model=model_src or MIB_MODELS.get(model_name, model_name), n=n,
+                    seed=seed, device=device, dtype=dtype, max_memory=max_memory, drop_invalid=True,
+                ).items() if v is not None})
+                prepared = prepare(cfg, need_corrupted=True, purpose="MIB's circuit track", model=the_model,
+                                   notes=show_note, stages=("edges", "evaluation"),
+                                   progress=lambda msg: console.print(msg, highlight=False, markup=False))
+                the_model, tok = prepared.model, prepared.tok
+                for method in todo:
+                    console.print(f"{method} on {task_name} × {model_name} ({len(tok)} prompts)", highlight=False,
+                                  markup=False)
+                    with progress_bar() as update:
+                        r = run_pair(the_model, tok, method=method, task=task_name, model_name=model_name,
+                                     out=folder.out, metric=metric, ablation=ablation,  # type: ignore[arg-type]
+                                     batch_size=batch_size, progress=update)
+                    results = [x for x in results if (x.method, x.task, x.model) != (method, task_name, model_name)]
+                    results.append(r)
+                    board = leaderboard(results)
+                    atomic_write_json(state, board)  # each finished pair is kept: a rerun resumes after it
+                    _write_page(folder.out / "leaderboard.html", board)
+        problems = check_layout(folder.out, sorted({r.method for r in results}))
+        for p in problems:
+            show_note(p)
+        folder.mark_in_place(complete=True)
+    _print_board(leaderboard(results))
+    console.print(f"Submission: {folder.out.resolve()} ({'ready for MIB' if not problems else 'see the notes'})",
+                  highlight=False, markup=False)
+
+
+def _cells(board: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    headers = ["method", *(f"{c} CPR ↑ / CMD ↓" for c in board["columns"])]
+    rows = []
+    for method, cols in board["methods"].items():
+        rows.append([method, *("—" if cols[c] is None else f"{cols[c]['cpr']:.3f} / {cols[c]['cmd']:.3f}"
+                               for c in board["columns"])])
+    return headers, rows
+
+
+def _write_page(path: Path, board: dict[str, Any]) -> None:
+    from circuitwise.reports.html import Page, esc, table
+    from circuitwise.runfolder import atomic_write_text
+
+    headers, rows = _cells(board)
+    page = Page("MIB circuit track", f"{len(board['pairs'])} task × model × method pairs")
+    page.add("leaderboard", "CPR (higher is better) and CMD (lower is better) per task and model",
+             table(headers, [[esc(c) for c in row] for row in rows], numeric=range(1, len(headers))))
+    atomic_write_text(path, page.render())
+
+
+def _print_board(board: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    headers, rows = _cells(board)
+    t = Table(*headers)
+    for row in rows:
+        t.add_row(*row)
+    console.print(t)
+
+
+__all__ = ["mib"]

@@ -1,0 +1,86 @@
+"""`circuitwise mib`: MIB's submission layout for every task × model × method, its numbers equal to
+evaluating each written file, resumable per pair, and bad input refused before any model loads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from circuitwise.evaluation.mib_submission import check_layout
+from tests.unit.cli.conftest import invoke, no_model_loads  # noqa: F401 (a fixture, used by name)
+from tests.unit.tasks.test_mib_import import IOI
+
+
+@pytest.fixture(scope="module")
+def submission(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mib")
+    rows = root / "ioi_rows.jsonl"
+    rows.write_text("".join(json.dumps(IOI) + "\n" for _ in range(6)))
+    out = root / "sub"
+    args = ["mib", "--task", f"ioi={rows}", "--task", "opposites", "--model", "bundled=bundled",
+            "--model", "llama=bundled-llama", "--circuit", "eap", "--n", 6, "--out", out]
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    return out, args, r.output
+
+
+def test_the_folder_is_mibs_layout_and_passes_its_rules(submission):
+    out, _, output = submission
+    pairs = sorted(p.name for p in (out / "eap").iterdir())
+    assert pairs == ["ioi_bundled", "ioi_llama", "opposites_bundled", "opposites_llama"]
+    for p in pairs:
+        assert [f.name for f in (out / "eap" / p).iterdir()] == ["importances.json"]
+        graph = json.loads((out / "eap" / p / "importances.json").read_text())
+        assert set(graph) == {"cfg", "nodes", "edges"} and all(e["in_graph"] for e in graph["edges"].values())
+    assert check_layout(out, ["eap"]) == [] and "ready for MIB" in output
+
+
+def test_each_pairs_numbers_are_those_of_its_written_file(submission):
+    out, _, _ = submission
+    board = json.loads((out / "leaderboard.json").read_text())
+    cell = board["methods"]["eap"]["opposites_bundled"]
+    r = invoke("evaluate", out / "eap" / "opposites_bundled" / "importances.json", "opposites", "--model", "bundled",
+               "--n", 6, "--random-samples", 0, "--shortlist", 0, "--json")
+    assert r.exit_code == 0, r.output
+    mib = json.loads(r.output[r.output.index("{"):])["mib"]
+    assert (mib["cpr"], mib["cmd"]) == pytest.approx((cell["cpr"], cell["cmd"]), abs=1e-9)
+    assert "opposites_bundled" in (out / "leaderboard.html").read_text()
+
+
+def test_a_rerun_resumes_with_no_work(submission, monkeypatch):
+    out, args, _ = submission
+    before = (out / "leaderboard.json").read_text()
+    import circuitwise.evaluation.mib_submission as sub
+
+    def refuse(*_a, **_k):
+        raise AssertionError("a finished pair was scored again")
+
+    monkeypatch.setattr(sub, "score_edges", refuse)
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    assert (out / "leaderboard.json").read_text() == before
+
+
+def test_the_rules_catch_a_stray_file_a_bad_name_and_too_few_tasks(tmp_path):
+    pair = tmp_path / "m" / "ioi_gpt2"
+    pair.mkdir(parents=True)
+    (pair / "importances.json").write_text("{}")
+    (pair / "notes.txt").write_text("x")
+    (tmp_path / "m" / "ioi-gpt2").mkdir()
+    problems = check_layout(tmp_path, ["m"])
+    assert any("notes.txt" in p for p in problems) and any("ioi-gpt2 is not named" in p for p in problems)
+    assert any("at least 2 tasks and 2 models" in p for p in problems)
+
+
+@pytest.mark.usefixtures("no_model_loads")
+@pytest.mark.parametrize("args,says", [
+    (["--task", "mcqa", "--model", "gpt2", "--circuit", "eap"], "needs its data"),
+    (["--task", "ioi", "--model", "gpt2", "--circuit", "path-patching"], "Unknown discovery method"),
+    (["--task", "io_i", "--model", "gpt2"], "letters, digits"),
+    (["--task", "ioi", "--task", "ioi", "--model", "gpt2"], "twice"),
+    (["--task", "ioi", "--model", "gpt2", "--metric", "accuracy"], "logit_diff, prob"),
+])
+def test_bad_input_is_refused_before_any_model_loads(tmp_path, args, says):
+    r = invoke("mib", *args, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and says in r.output, r.output
