@@ -62,4 +62,29 @@ def prune_rows(graph: Graph, keep: torch.Tensor) -> torch.Tensor:
     return out
 
 
-__all__ = ["prune_dangling", "prune_rows", "receiver_nodes"]
+def one_pass_prune(graph: Graph, keep: torch.Tensor) -> torch.Tensor:
+    """``keep`` ``[K, edge]`` after one pass of the prune in hannamw/EAP-IG at 7af394a, the commit MIB's
+    circuit track pins: nodes without a kept incoming or outgoing edge are dropped (the input always
+    has "incoming" ones, the logits always stay), then the edges of dropped nodes, once. Its loop
+    compares the nodes before the edges are dropped, so it stops after that first pass (fixed upstream
+    in 55a2be2): an edge whose far end lost its last edge in that pass is still counted. MIB prints
+    this count (``weighted_edge_count``); its evaluation then patches the dangling edges like any other,
+    which changes no metric, so only the count differs from :func:`prune_rows`.
+    """
+    S = len(graph.senders)
+    s_idx, r_idx = graph.edge_index
+    t_idx = receiver_nodes(graph)[r_idx]
+    keep = keep.bool().cpu()
+    K = keep.shape[0]
+    has_out = torch.zeros(K, S + 1, dtype=torch.bool)
+    has_in = torch.zeros(K, S + 1, dtype=torch.bool)
+    rows, edges = keep.nonzero(as_tuple=True)
+    has_out[rows, s_idx[edges]] = True
+    has_in[rows, t_idx[edges]] = True
+    has_in[:, 0] = True
+    alive = has_out & has_in
+    alive[:, S] = True
+    return keep & alive[:, s_idx] & alive[:, t_idx]
+
+
+__all__ = ["one_pass_prune", "prune_dangling", "prune_rows", "receiver_nodes"]

@@ -6,8 +6,9 @@ Defined as the Mechanistic Interpretability Benchmark's circuit track computes t
 - budgets: 0.1 %, 0.2 %, 0.5 %, 1 %, 2 %, 5 %, 10 %, 20 %, 50 % and 100 % of the graph's edges;
   a budget ``b`` takes the top ``int(b · E)`` edges by score (``E`` = every edge of the graph),
   then prunes the edges off every input→logits path (EAP-IG's ``apply_topn(…, prune=True)``;
-  ours is :func:`~circuitwise.circuits.prune.prune_dangling`, which removes the same edges). The
-  edges left are MIB's ``weighted_edge_count``.
+  ours is :func:`~circuitwise.circuits.prune.prune_dangling`, which removes the same edges). MIB's
+  printed ``weighted_edge_count`` is a little larger: its pinned EAP-IG prunes one pass only
+  (:func:`~circuitwise.circuits.prune.one_pass_prune`, shown beside ours as ``mib_edge_count``).
 - faithfulness ``f = (m(C) − m(∅)) / (m(N) − m(∅))`` of the task-mean metric: ``m(N)`` the full
   model (the clean run), ``m(∅)`` the empty circuit (every edge patched: with corrupted-run
   patching, the corrupted run), ``m(C)`` the circuit with every other edge patched.
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 
 from circuitwise.circuits.patch import Ablation, PatchedMetrics, check_ablation, normalise, patched_metrics
-from circuitwise.circuits.prune import prune_dangling
+from circuitwise.circuits.prune import one_pass_prune, prune_dangling
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
 from circuitwise.circuits.select import Rank, top_edges
 from circuitwise.errors import ConfigError
@@ -44,7 +45,8 @@ MIB_RANKINGS: tuple[Rank, ...] = ("signed", "abs")
 CONVENTIONS: dict[str, str] = {
     "budgets": "top int(b*E) edges for b in 0.1%,0.2%,0.5%,1%,2%,5%,10%,20%,50%,100% of all E edges",
     "pruning": "after top-n, edges off every input->logits path are dropped (EAP-IG apply_topn prune=True); "
-               "n_edges counts what is left (MIB's weighted_edge_count)",
+               "n_edges counts what is left; mib_edge_count is MIB's printed weighted_edge_count, whose pinned "
+               "EAP-IG (7af394a) prunes one pass only and so keeps edges left dangling (same faithfulness)",
     "faithfulness": "(m(C) - m(empty)) / (m(N) - m(empty)) of the task-mean metric, never clipped",
     "m(N)": "the full model: the clean run",
     "m(empty)": "no edge kept: every edge patched (corrupted-run patching: the corrupted run)",
@@ -65,12 +67,16 @@ class MIBCurve:
 
     ranking: Rank
     top: list[int]  # edges taken before pruning: int(budget * total_edges)
-    n_edges: list[int]  # edges left after pruning
+    n_edges: list[int]  # edges left after pruning to every input→logits path (EAP-IG's prune since 55a2be2)
     circuit_metric: list[float]  # m(C), task mean
     faithfulness: list[float]
+    # What MIB prints: its pinned EAP-IG prunes one pass only (circuits.prune.one_pass_prune), so the
+    # count keeps edges left dangling by that pass; the faithfulness is the same either way.
+    mib_edge_count: list[int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"ranking": self.ranking, "top": self.top, "n_edges": self.n_edges,
+                **({} if self.mib_edge_count is None else {"mib_edge_count": self.mib_edge_count}),
                 "circuit_metric": self.circuit_metric, "faithfulness": self.faithfulness,
                 "area_under": area_under(self.faithfulness), "area_from_1": area_from_1(self.faithfulness)}
 
@@ -162,6 +168,12 @@ def mib_masks(scores: EdgeScores) -> tuple[torch.Tensor, list[int], list[list[in
     return torch.stack(masks), tops, counts
 
 
+def mib_edge_counts(scores: EdgeScores, tops: list[int]) -> list[list[int]]:
+    """Per ranking, the edge count MIB's pinned code prints at each budget (one prune pass)."""
+    return [one_pass_prune(scores.graph, torch.stack([top_edges(scores, k, by) for k in tops])).sum(1).tolist()
+            for by in MIB_RANKINGS]
+
+
 def _areas(y: torch.Tensor) -> torch.Tensor:
     """:func:`_area` of each row of ``y`` ``[R, budgets]``."""
     b = torch.tensor(MIB_BUDGETS, dtype=torch.float64)
@@ -190,7 +202,9 @@ def mib_from_metrics(scores: EdgeScores, pm: PatchedMetrics, tops: list[int], co
     full, empty = float(pm.clean.mean()), float(means[0])
     f = normalise(means[1:], full, empty).tolist()
     n = len(tops)
-    curves = [MIBCurve(by, list(tops), counts[i], means[1 + i * n: 1 + (i + 1) * n].tolist(), f[i * n:(i + 1) * n])
+    mib_counts = mib_edge_counts(scores, tops)
+    curves = [MIBCurve(by, list(tops), counts[i], means[1 + i * n: 1 + (i + 1) * n].tolist(), f[i * n:(i + 1) * n],
+                       mib_counts[i])
               for i, by in enumerate(MIB_RANKINGS)]
     res = MIBResult(list(MIB_BUDGETS), scores.graph.n_edges, curves[0], curves[1], full, empty, scores.method,
                     scores.metric, ablation, n_examples)

@@ -261,6 +261,8 @@ class MIBCurve(Section):
     ranking: str
     top: list[int]
     n_edges: list[int]
+    # MIB's printed count (its pinned prune stops after one pass; evaluation.mib.MIBCurve).
+    mib_edge_count: list[int] | None = None
     circuit_metric: list[Num]
     faithfulness: list[Num]
     area_under: Num
