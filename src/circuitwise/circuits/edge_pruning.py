@@ -37,6 +37,7 @@ from typing import Any, Literal, get_args
 
 import torch
 
+from circuitwise.circuits.eap_ig import EAPIGOptions, score_eap_ig
 from circuitwise.circuits.forward import GraphModel, run_graph
 from circuitwise.circuits.patch import Ablation, check_ablation, mean_outputs, normalise
 from circuitwise.circuits.registry import DiscoveryMethod
@@ -47,6 +48,7 @@ from circuitwise.tasks.tokenize import TokenizedTask
 
 Objective = Literal["metric", "kl"]
 Granularity = Literal["edge", "node"]
+WarmStart = Literal["none", "eap-ig"]
 Stopped = Literal["steps", "seconds"]
 
 DEFAULT_SPARSITY = 0.95
@@ -86,6 +88,15 @@ class EdgePruningOptions:
         ablation: what a pruned edge reads: the corrupted run (``"corrupted"``) or the sender's
             mean over the task's clean prompts (``"mean"``). Evaluate with the same ablation.
         seed: seeds the mask noise; the same seed, options and inputs give identical masks.
+        warm_start: ``"eap-ig"`` starts each mask's ``log α`` from EAP-IG's ranking of it (MIB's
+            best edge-pruning entries start from attribution): ``init_log_alpha + warm_spread·(2u − 1)``
+            with ``u`` the mask's rank by ``|score|`` in [0, 1] (1 = first; at node granularity a
+            sender's score is the sum of its edges'), so the likely edges start kept and the rest
+            start near the cut; ``"none"`` starts every mask at ``init_log_alpha``.
+        warm_spread: half the range of the warm start's ``log α`` around ``init_log_alpha``. 0.5: on the
+            bundled Llama it reaches in 50 steps the circuit cold training reaches in 200 (faithfulness
+            0.928 against 0.920 cold at 50); at 2 both bundled models lost a needed edge the ranking put
+            low (0.89), as a high ``init_log_alpha`` does (bench/edge_pruning_warm.py).
     """
 
     steps: int = 400
@@ -102,6 +113,8 @@ class EdgePruningOptions:
     granularity: Granularity = "edge"
     ablation: Ablation = "corrupted"
     seed: int = 0
+    warm_start: WarmStart = "none"
+    warm_spread: float = 0.5
 
     def __post_init__(self) -> None:
         def whole(name: str, v: Any, lo: int) -> None:
@@ -137,7 +150,8 @@ class EdgePruningOptions:
                 and st[0] < 0 and st[1] > 1):
             raise ConfigError(f"Edge pruning's stretch must be a pair (l, r) with l < 0 < 1 < r, got {st!r} "
                               "((-0.1, 1.1) is usual).")
-        for name, kinds in (("objective", Objective), ("granularity", Granularity)):
+        real("warm_spread", self.warm_spread, _num(self.warm_spread) and self.warm_spread >= 0, "a number ≥ 0")
+        for name, kinds in (("objective", Objective), ("granularity", Granularity), ("warm_start", WarmStart)):
             if getattr(self, name) not in get_args(kinds):
                 raise ConfigError(f"Unknown edge-pruning {name} {getattr(self, name)!r}. "
                                   f"Choose one of: {', '.join(get_args(kinds))}.")
@@ -275,17 +289,29 @@ class PruningResult:
     last_task_loss: float
 
 
+def warm_log_alpha(ranking: torch.Tensor, options: EdgePruningOptions) -> torch.Tensor:
+    """The warm start's ``log α`` from a score per mask: spread by rank (``|score|``; ties by index)."""
+    M = ranking.numel()
+    order = torch.argsort(ranking.abs().double(), descending=True, stable=True)
+    u = torch.empty(M, dtype=torch.float64)
+    u[order] = torch.linspace(1.0, 0.0, M, dtype=torch.float64) if M > 1 else torch.ones(1, dtype=torch.float64)
+    return (float(options.init_log_alpha) + float(options.warm_spread) * (2 * u - 1)).float()
+
+
 def train_masks(setup: PruningSetup, options: EdgePruningOptions, *, progress: Progress = no_progress,
-                t0: float | None = None) -> PruningResult:
-    """Optimise the masks' ``log α`` and the Lagrange multipliers; deterministic given ``options.seed``."""
+                t0: float | None = None, init: torch.Tensor | None = None) -> PruningResult:
+    """Optimise the masks' ``log α`` and the Lagrange multipliers; deterministic given ``options.seed``.
+
+    ``init``: each mask's starting ``log α`` (a warm start); default ``init_log_alpha`` everywhere.
+    """
     t0 = time.perf_counter() if t0 is None else t0
     gm: GraphModel = setup.prep.gm
     hc = HardConcrete(float(options.temperature), *map(float, options.stretch))
     M = setup.n_masks
     goal = options.target_sparsity(M)
     warm = options.warmup * options.steps
-    log_alpha = torch.full((M,), float(options.init_log_alpha), dtype=torch.float32, device=gm.device,
-                           requires_grad=True)
+    start = torch.full((M,), float(options.init_log_alpha)) if init is None else init.float().reshape(M)
+    log_alpha = start.to(gm.device).clone().requires_grad_(True)
     lambdas = torch.zeros(2, dtype=torch.float32, device=gm.device, requires_grad=True)
     opt = torch.optim.Adam([log_alpha], lr=options.lr)
     opt_lambda = torch.optim.Adam([lambdas], lr=options.lambda_lr, maximize=True)
@@ -352,7 +378,14 @@ def edge_pruning(
     options.target_sparsity(setup.n_masks)  # a bad target fails before any training
     if options.objective == "metric":
         normalise(0.0, setup.clean_metric, setup.corrupted_metric)  # a degenerate gap fails now
-    res = train_masks(setup, options, progress=progress, t0=t0)
+    init = None
+    if options.warm_start == "eap-ig":
+        warm = score_eap_ig(model, tok, EAPIGOptions(), batch_size=batch_size, metric=metric, progress=progress,
+                            check=False).scores
+        if options.granularity == "node":  # a sender's attribution: the sum of its edges' (the node's own)
+            warm = torch.zeros(len(prep.gm.graph.senders)).index_add_(0, prep.gm.graph.edge_index[0], warm)
+        init = warm_log_alpha(warm, options)
+    res = train_masks(setup, options, progress=progress, t0=t0, init=init)
     hc = HardConcrete(float(options.temperature), *map(float, options.stretch))
     p = setup.edge_masks(hc.p_nonzero(res.log_alpha.double())).float()
     g = prep.gm.graph
@@ -417,4 +450,4 @@ METHOD = DiscoveryMethod(
 
 __all__ = ["DEFAULT_SPARSITY", "METHOD", "EdgePruningOptions", "Granularity", "HardConcrete", "Objective",
            "PruningResult", "PruningSetup", "edge_pruning", "edge_pruning_nodes", "learned_circuit", "setup_pruning",
-           "task_loss", "train_masks"]
+           "task_loss", "train_masks", "WarmStart", "warm_log_alpha"]
