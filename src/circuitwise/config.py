@@ -42,6 +42,13 @@ BOOTSTRAP_SEED = 0
 # resampled prompt by prompt.
 STABILITY_GROUPS = 20
 
+# Mechanism read-outs (attribution.mechanism) of the run's top heads read the first this many prompts in
+# one cached forward per batch: they describe what a head reads and writes, and their cost (patterns and
+# scores of the heads' layers) stays bounded on large tasks; the run notes when it caps. They list this
+# many top tokens and source tokens per head.
+MECHANISM_PROMPTS = 64
+MECHANISM_TOP_TOKENS = 5
+
 # `patch`'s sweeps when --patch is not given: the two position-free-or-token-aligned sweeps that apply to
 # any task with corrupted prompts (`run` adds heads_by_pos, which its plan can align or skip).
 PATCH_SWEEPS = ("resid_pre", "heads")
@@ -276,6 +283,6 @@ def default_batch_size(model: Any) -> int:
     return max(1, min(64, int(2_000_000 / max(d, 1))))
 
 
-__all__ = ["BOOTSTRAP_LEVEL", "BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "DEFAULT_BUILTIN_N", "DEFAULT_RANDOM_SAMPLES", "DEFAULT_SHORTLIST", "DEFAULT_TARGET", "EXACT_PATCHING_SECONDS", "IG_METHODS", "STABILITY_GROUPS",
+__all__ = ["BOOTSTRAP_LEVEL", "BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "DEFAULT_BUILTIN_N", "DEFAULT_RANDOM_SAMPLES", "DEFAULT_SHORTLIST", "DEFAULT_TARGET", "EXACT_PATCHING_SECONDS", "IG_METHODS", "MECHANISM_PROMPTS", "MECHANISM_TOP_TOKENS", "STABILITY_GROUPS",
            "PATCH_SWEEPS", "TARGET_RANGE", "DtypeName", "RunConfig", "check_target", "circuit_method_options",
            "default_batch_size", "problems_of", "read_yaml_mapping"]

@@ -21,12 +21,15 @@ import torch
 
 from circuitwise.attribution import attention_patterns, baseline, direct_logit_attribution, top_heads
 from circuitwise.attribution.dla import head_label
+from circuitwise.attribution.mechanism import mechanism_readouts
 from circuitwise.config import (
     BOOTSTRAP_LEVEL,
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
     DEFAULT_RANDOM_SAMPLES,
     DEFAULT_SHORTLIST,
+    MECHANISM_PROMPTS,
+    MECHANISM_TOP_TOKENS,
     STABILITY_GROUPS,
     RunConfig,
     default_batch_size,
@@ -53,6 +56,7 @@ from circuitwise.reports import write_report
 from circuitwise.reports.study import circuit_file
 from circuitwise.runfolder import RunFolder
 from circuitwise.schema import RunResults, RunSweep
+from circuitwise.schema.results import MechanismSection
 from circuitwise.tasks import get_task, tokenize_task
 from circuitwise.tasks.builtin import specs
 from circuitwise.tasks.tokenize import Dropped, TokenizedTask, describe_dropped
@@ -255,6 +259,7 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
                          "patterns": pats.values.tolist()}
     save()
 
+    ranked: list[tuple[int, int]] = []
     if plan.sweeps:
         sweeps: dict[str, RunSweep] = {}
         estimates = {}
@@ -307,6 +312,9 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
         results.patching_skipped = ("the task has no corrupted prompts; build it with a corruption "
                                     "scheme (--corruption) or add 'corrupted' fields to run patching")
 
+    _mechanism_stage(model, tok, results, picked_heads(pos, neg, ranked), resources.batch("dla", bs), say)
+    save()
+
     if plan.circuit:
         results.circuit = nan_to_none(_circuit_stage(model, tok, config, resources.batch("edges", bs),
                                                      resources.batch("evaluation", bs), folder, say, step))
@@ -318,6 +326,36 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
     results.complete = True
     save()
     return results
+
+
+def picked_heads(pos: list[tuple[int, int]], neg: list[tuple[int, int]],
+                 ranked: list[tuple[int, int]]) -> dict[tuple[int, int], list[str]]:
+    """The heads the run read out, each with what picked it (DLA's top ± heads, patching's top heads)."""
+    picked: dict[tuple[int, int], list[str]] = {}
+    for why, heads in (("dla+", pos), ("dla-", neg), ("patching", ranked)):
+        for hd in heads:
+            picked.setdefault(hd, []).append(why)
+    return picked
+
+
+def _mechanism_stage(model: Any, tok: TokenizedTask, results: RunResults, picked: dict[tuple[int, int], list[str]],
+                     bs: int, say: Progress) -> None:
+    """Mechanism read-outs of the picked heads: one cached forward per batch over a bounded set of prompts."""
+    if not picked:
+        return
+    say(f"mechanism read-outs of {len(picked)} heads")
+    mech = mechanism_readouts(model, tok, list(picked), max_prompts=MECHANISM_PROMPTS, top_k=MECHANISM_TOP_TOKENS,
+                              batch_size=bs)
+    if mech.capped:
+        note = (f"mechanism read-outs use the first {mech.n_prompts} of {mech.of} prompts "
+                f"(config.MECHANISM_PROMPTS): they describe the heads, the estimates above use every prompt")
+        log.info(note)
+        say(f"note: {note}")
+        results.notes = [*results.notes, note]
+    data = mech.to_json()
+    for h in data["heads"]:
+        h["picked_by"] = picked[(h["layer"], h["head"])]
+    results.mechanism = MechanismSection.model_validate(nan_to_none(data))
 
 
 def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, eval_bs: int, folder: RunFolder,

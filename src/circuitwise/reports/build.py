@@ -24,6 +24,7 @@ from circuitwise.schema.results import (
     CircuitSection,
     DLASection,
     Example,
+    MechanismSection,
     Processing,
     RunResults,
     TopHeads,
@@ -72,6 +73,11 @@ def dla_html(d: DLASection, output_mean: float | None = None, ids: str = "") -> 
 
 def top_heads_html(th: TopHeads, att: Attention | None, ids: str = "") -> str:
     return render("run/top_heads.html", th=th, att=att, ids=ids)
+
+
+def mechanism_html(m: MechanismSection) -> str:
+    """What the top heads read, prefer and write (attribution/mechanism.py's read-outs)."""
+    return render("run/mechanism.html", m=m)
 
 
 def attention_section_html(att: Attention, ids: str = "", title: str = "") -> str:
@@ -145,6 +151,8 @@ def sections(results: RunResults, ids: str = "") -> list[tuple[str, str, str]]:
                     dla_html(r.dla, r.baseline.logit_diff.mean if r.baseline else None, ids)))
     if r.top_heads:
         out.append(("heads", "Top heads and their attention", top_heads_html(r.top_heads, r.attention, ids)))
+    if r.mechanism is not None and r.mechanism.heads:
+        out.append(("mechanism", "What the top heads read and write", mechanism_html(r.mechanism)))
     if r.patching:
         out.append(("patching", "Activation patching", patching_html(r.patching, r.patching_attention, ids)))
     elif r.patching_skipped:
@@ -175,5 +183,6 @@ def write_report(results: RunResults, path: Path) -> Path:
     return path
 
 
-__all__ = ["attention_section_html", "baseline_html", "build_page", "circuit_html", "dla_html", "overview_html",
-           "patching_html", "plan_html", "sections", "sweep_figure", "sweep_html", "top_heads_html", "write_report"]
+__all__ = ["attention_section_html", "baseline_html", "build_page", "circuit_html", "dla_html", "mechanism_html",
+           "overview_html", "patching_html", "plan_html", "sections", "sweep_figure", "sweep_html", "top_heads_html",
+           "write_report"]

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from circuitwise.schema.results import DLASection, Interval, RunResults
+from circuitwise.schema.results import (
+    CircuitSection,
+    DLASection,
+    Interval,
+    MechanismHead,
+    MechanismWrite,
+    RunResults,
+)
+
+# Heads whose read-out the summary tells (the report's mechanism section has them all).
+SUMMARY_HEADS = 3
 
 
 def _fmt(x: float) -> str:
@@ -63,9 +73,121 @@ def summarize(results: RunResults) -> list[str]:
         f"Heads that push towards the correct answer most: {pos} — together {share:.0%} of all heads' "
         f"absolute direct effect. Heads that push against it: {neg}."
     )
+    if results.mechanism is not None:
+        out.extend(mechanism_lines(results))
+    if results.circuit is not None:
+        out.extend(circuit_lines(results.circuit))
     if results.task.n_dropped:
         out.append(f"{results.task.n_dropped} example(s) were dropped as unusable with this tokenizer.")
     return out
+
+
+def _where(h: MechanismHead, key: str) -> str:
+    return f"position {key}" + (" (counted from the end)" if h.positions_from == "end" else "")
+
+
+def _effect(w: MechanismWrite, what: str) -> str:
+    """What a write does to the token it read, in words, with the copying score."""
+    if w.z is None:
+        return f"reading {what} it writes nothing the unembedding reads"
+    verb = "copies it" if w.copies else "suppresses it" if w.suppresses else "neither copies nor suppresses it"
+    return f"reading {what} it {verb} (copying score z {w.z:+.1f}, cosine {w.cosine:+.2f})"
+
+
+def _score_words(score: float | None) -> str:
+    return "" if score is None else f" (mean score {score:+.2f})"
+
+
+def head_story(h: MechanismHead) -> str:
+    """One head's read-out in one sentence: where it looks, what its query prefers, what it writes."""
+    pos = next(p for p in h.positions if p.key == h.reads_position)
+    role = next((r for r in h.roles if r.key == h.reads_role), None)
+    if role is not None:
+        reads = f"the {role.key} token (mean attention {role.attention:.2f})"
+    else:
+        reads = f"{_where(h, pos.key)} (mean attention {pos.attention:.2f}"
+        # A token worth naming only where it is the same in most prompts (a template's fixed word).
+        if pos.token is not None and pos.token_count is not None and 2 * pos.token_count > pos.n:
+            reads += f"; {pos.token!r} there in {pos.token_count} of {pos.n} prompts"
+        reads += ")"
+    qk_role = next((r for r in h.roles if r.key == h.qk_role), None)
+    if qk_role is not None:
+        qk_text = f"the {qk_role.key} token{_score_words(qk_role.score)}"
+    else:
+        qk = next(p for p in h.positions if p.key == h.qk_position)
+        qk_text = f"{_where(h, qk.key)}{_score_words(qk.score)}"
+    out = h.output
+    if out.z is None:
+        writes = "its output at the answer position writes nothing the unembedding reads"
+    else:
+        verb = ("raises" if out.copies else "lowers" if out.suppresses
+                else "does not single out")
+        writes = f"its output {verb} the correct answer (z {out.z:+.1f}, cosine {out.cosine:+.2f})"
+    return (f"{h.label} attends from the answer position most to {reads}; its query scores {qk_text} highest; "
+            f"{_effect(h.ov_attended, 'the token it attends to')}, {_effect(h.ov_answer, 'the answer token')}; "
+            f"{writes}.")
+
+
+def story_heads(r: RunResults) -> list[MechanismHead]:
+    """The read-out heads in the order the story tells them: DLA's strongest heads towards the answer
+    and patching's strongest heads taken in turn (each list by its own ranking), then the rest."""
+    m = r.mechanism
+    if m is None:
+        return []
+    by_label = {h.label: h for h in m.heads}
+    dla = [h.label for h in r.top_heads.positive] if r.top_heads is not None else []
+    patched = [h.label for h in m.heads if "patching" in h.picked_by]
+    sweep = (r.patching or {}).get("heads")
+    if sweep is not None:
+        grid = sweep.values
+
+        def effect(label: str) -> float:
+            h = by_label[label]
+            v = grid[h.layer][h.head]
+            return abs(v) if isinstance(v, (int, float)) else 0.0
+
+        patched.sort(key=effect, reverse=True)
+    order: list[str] = []
+    for pair in zip(dla, patched, strict=False):
+        order.extend(pair)
+    order += dla[len(patched):] + patched[len(dla):] + [h.label for h in m.heads]
+    return [by_label[label] for label in dict.fromkeys(order) if label in by_label]
+
+
+def mechanism_lines(r: RunResults) -> list[str]:
+    """What the top heads read and write, in one sentence each (the report's section has them all)."""
+    m = r.mechanism
+    if m is None:
+        return []
+    out = [head_story(h) for h in story_heads(r)[:SUMMARY_HEADS]]
+    if out and m.capped:
+        out.append(f"These read-outs use the first {m.n_prompts} of the {m.of} prompts.")
+    return out
+
+
+def p_words(p: float | None, bound: bool | None, samples: int | None) -> str:
+    """``p < 0.0099 (100 samples)`` where no random circuit reached the circuit (the p-value is then a bound)."""
+    if p is None:
+        return "p undefined"
+    of = f" over {samples} samples" if samples else ""
+    return f"p {'<' if bound else '='} {p:.2g}{of}"
+
+
+def circuit_lines(c: CircuitSection) -> list[str]:
+    """How faithful the circuit is, and how sure we are (its interval, the random-circuit p-value)."""
+    f = c.evaluation.faithfulness
+    if f.faithfulness is None:
+        text = (f"The {c.method} circuit ({c.n_edges} of {c.total_edges} edges) has no faithfulness: the "
+                "clean and corrupted metrics are too close to normalise by.")
+    else:
+        text = (f"The {c.method} circuit ({c.n_edges} of {c.total_edges} edges) restores {f.faithfulness:.2f}"
+                f"{ci(f.interval, '{:.2f}')} of the clean–corrupted gap ({f.ablation} ablation)")
+        rb = c.evaluation.random_baseline
+        if rb is not None and rb.random_mean is not None:
+            text += (f"; random {rb.null + ' ' if rb.null else ''}circuits of its size restore {rb.random_mean:.2f} "
+                     f"on average ({p_words(rb.p_value, rb.p_value_is_bound, rb.samples)})")
+        text += "."
+    return [text]
 
 
 # Below this a gap is float rounding; above it, it has a cause and the summary names it.
@@ -134,4 +256,5 @@ def _first_positive_run(vals: list[float]) -> int | None:
     return i
 
 
-__all__ = ["FLOAT_GAP", "ci", "ci_words", "dla_closure", "summarize"]
+__all__ = ["FLOAT_GAP", "SUMMARY_HEADS", "ci", "ci_words", "circuit_lines", "dla_closure", "head_story",
+           "mechanism_lines", "p_words", "story_heads", "summarize"]

@@ -193,6 +193,73 @@ class Attention(Section):
     patterns: list[list[list[float]]]
 
 
+class MechanismSource(Section):
+    """A role or source position seen from the answer position (mean attention and pre-softmax score)."""
+
+    key: str  # the role, or the position ("-1": the answer position, when counted from the end)
+    attention: float
+    score: Num  # null where a sliding window masks it in every prompt
+    n: int  # prompts that have it
+    token: str | None = None  # the token most often there, on token_count of those prompts
+    token_count: int | None = None
+
+
+class MechanismToken(Section):
+    token: str
+    id: int
+    value: float
+
+
+class MechanismWrite(Section):
+    """What a head writes to the logits when it reads one token (attribution/mechanism.py: Write)."""
+
+    reads: Literal["attended", "answer", "output"]
+    input: Literal["residual", "embedding", "mixed", "head output"]
+    top: list[MechanismToken]
+    bottom: list[MechanismToken]
+    z: Num  # the read token's z-score among all tokens' logits: the copying score
+    rank: Num
+    top_fraction: Num
+    bottom_fraction: Num
+    cosine: Num
+    copies: bool
+    suppresses: bool
+    n: int
+
+
+class MechanismHead(Section):
+    """One head's read-out: what it reads from the answer position, its QK preference, its OV writes."""
+
+    layer: int
+    head: int
+    label: str
+    picked_by: list[str] = Field(default_factory=list)  # "dla+", "dla-", "patching"
+    n_prompts: int
+    positions_from: Literal["start", "end"]
+    roles: list[MechanismSource]
+    positions: list[MechanismSource]
+    top_sources: list[MechanismToken]
+    reads_role: str | None
+    reads_position: str
+    qk_role: str | None
+    qk_position: str
+    attended: str
+    attended_fraction: float
+    ov_attended: MechanismWrite
+    ov_answer: MechanismWrite
+    output: MechanismWrite
+
+
+class MechanismSection(Section):
+    """Mechanism read-outs of the run's top heads, on the first ``n_prompts`` of ``of`` prompts."""
+
+    n_prompts: int
+    of: int
+    capped: bool
+    copy_z: float
+    heads: list[MechanismHead]
+
+
 class Faithfulness(Section):
     faithfulness: Num
     kept_fraction: Num
@@ -391,6 +458,7 @@ class RunResults(FileModel, Shows):
     patching_attention: Attention | None = None
     patching_skipped: str | None = None
     circuit: CircuitSection | None = None
+    mechanism: MechanismSection | None = None  # absent in files written before mechanism read-outs
 
     @classmethod
     def legacy(cls, data: dict[str, Any]) -> str | None:
@@ -439,7 +507,8 @@ def _bracket(iv: Interval | None, fmt: str) -> str:
 __all__ = [
     "Agreement", "AgreementEdge", "Attention", "BaselineSection", "CircuitSection", "Completeness", "DLASection",
     "Evaluation", "Interval", "Example", "FORMAT", "Fingerprint", "MIB", "MIBCurve", "MethodConfig", "Faithfulness",
-    "HeadValue", "LogitDiff", "ModelInfo", "Plan", "Processing", "ProcessingStep", "RandomBaseline", "RunResults",
+    "HeadValue", "LogitDiff", "MechanismHead", "MechanismSection", "MechanismSource", "MechanismToken",
+    "MechanismWrite", "ModelInfo", "Plan", "Processing", "ProcessingStep", "RandomBaseline", "RunResults",
     "Selection", "StableEdge", "Stability",
     "Series", "TaskInfo", "TopEdge", "TopHeads", "TopToken", "VERSION",
 ]
