@@ -21,9 +21,10 @@ head, it does not estimate an effect, and the cost stays bounded on large tasks)
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -38,6 +39,11 @@ from circuitwise.tasks.tokenize import TokenizedTask
 # deviations of all tokens' logits above (below) their mean: with tens of thousands of tokens,
 # a z of 3 is the top fraction of a percent, well clear of an unrelated token's spread.
 COPY_Z = 3.0
+# ... and when the write is aimed at that token more than a random direction typically is: its cosine
+# with the token's unembedding at least one spread of a random direction's (1/sqrt(d_model)). This
+# rules out what the z-score alone is fooled by: an unembedding most tokens of which read nothing
+# (a write into unread space moves a few tokens a little, and their z is huge).
+AIMED = 1.0
 # A write whose logits spread less than this fraction of what a random vector of its norm would
 # give reads as silent (the head writes into space the unembedding does not read): its z-scores
 # would be rounding noise, so none is given.
@@ -94,8 +100,8 @@ class Write:
     ``top_fraction`` / ``bottom_fraction``: share of prompts where it is among the ``k`` most raised
     / lowered (the IOI paper's copy and negative copy scores); ``copies``: ``z >= COPY_Z`` and
     among the top ``k`` on at least half the prompts, and ``cosine`` (the mean cosine of the write with
-    the token's centred unembedding column) ``COPY_Z`` random-direction spreads from 0 — the z-score
-    alone is fooled by unembeddings where most tokens read nothing; ``suppresses``: the same below.
+    the token's centred unembedding column) at least ``AIMED`` random-direction spreads above 0;
+    ``suppresses``: the same below.
     ``n``: prompts whose write is not silent (every statistic is over those; none when 0).
     """
 
@@ -171,7 +177,7 @@ class Mechanism:
 
     def to_json(self) -> dict[str, Any]:
         return {"n_prompts": self.n_prompts, "of": self.of, "capped": self.capped,
-                "copy_z": COPY_Z, "heads": [h.to_json() for h in self.heads]}
+                "copy_z": COPY_Z, "aimed": AIMED, "heads": [h.to_json() for h in self.heads]}
 
     def __getitem__(self, label: str) -> HeadMechanism:
         for h in self.heads:
@@ -231,12 +237,13 @@ def mechanism_readouts(model: Any, tok: TokenizedTask, heads: Sequence[tuple[int
                 r.z.append(z[i])
     scale = {k: torch.cat(v_) for k, v_ in scales.items()}
     unembed = _Unembed.of(model)
-    out = [_head(model, ro, unembed, sub, l, h, rows[(l, h)], scale, n_kv, top_k) for l, h in heads]
+    values = functools.cache(lambda: _Values.of(model))  # only where an answer is not in its prompt
+    out = [_head(model, ro, unembed, values, sub, l, h, rows[(l, h)], scale, n_kv, top_k) for l, h in heads]
     return Mechanism(n_prompts=n, of=len(tok), heads=tuple(out))
 
 
-def _head(model: Any, ro: Readout, unembed: _Unembed, tok: TokenizedTask, l: int, h: int, r: _Rows,
-          scale: dict[str, torch.Tensor], n_kv: int, k: int) -> HeadMechanism:
+def _head(model: Any, ro: Readout, unembed: _Unembed, values: Callable[[], _Values], tok: TokenizedTask, l: int,
+          h: int, r: _Rows, scale: dict[str, torch.Tensor], n_kv: int, k: int) -> HeadMechanism:
     n = len(tok)
     aligned = tok.same_length
     lasts = [int(x) for x in tok.last]
@@ -282,8 +289,10 @@ def _head(model: Any, ro: Readout, unembed: _Unembed, tok: TokenizedTask, l: int
 
     ans = tok.answers[:, 0].cpu()
     found = [v is not None for v in r.v_ans]
-    v_ans = torch.stack([v if v is not None else _embedding_value(model, l, h // (model.cfg.n_heads // n_kv), int(t))
-                         for v, t in zip(r.v_ans, ans.tolist(), strict=True)])
+    missing = [int(t) for v, t in zip(r.v_ans, ans.tolist(), strict=True) if v is None]
+    embedded: Iterator[torch.Tensor] = iter(
+        _embedding_values(model, values(), l, h // (model.cfg.n_heads // n_kv), missing) if missing else [])
+    v_ans = torch.stack([v if v is not None else next(embedded) for v in r.v_ans])
     src: Input = "residual" if all(found) else "embedding" if not any(found) else "mixed"
     return HeadMechanism(
         layer=l, head=h, label=head_label(l, h), n_prompts=n, positions_from="start" if aligned else "end",
@@ -347,19 +356,32 @@ def _normed(ro: Readout, l: int, out: torch.Tensor, final_scale: torch.Tensor | 
     return out
 
 
-def _embedding_value(model: Any, l: int, kv: int, t: int) -> torch.Tensor:
-    """The head's value vector for token ``t`` from its embedding alone, through the layer's own input norm."""
-    x = model.W_E[t].reshape(1, 1, -1)
+def _embedding_values(model: Any, values: _Values, l: int, kv: int, ids: list[int]) -> torch.Tensor:
+    """[n, d_head] the head's value vectors for tokens ``ids`` from their embeddings alone, through the
+    layer's own input norm (what the head would read at a position holding nothing but the token)."""
+    x = model.W_E[torch.tensor(ids, device=model.W_E.device)].unsqueeze(1)  # [n, 1, d_model]
     try:
         x = model.blocks[l].ln1(x)
     except AttributeError:  # no input norm on this block
         pass
-    v = x.reshape(-1).float().cpu() @ model.W_V[l, kv].float().cpu()
-    try:
-        v = v + model.b_V[l, kv].float().cpu()
-    except AttributeError:  # bias-free projections
-        pass
-    return v
+    v = x[:, 0].float().cpu() @ values.W_V[l, kv].float().cpu()
+    return v if values.b_V is None else v + values.b_V[l, kv].float().cpu()
+
+
+@dataclass(frozen=True)
+class _Values:
+    """The bridge stacks ``W_V`` / ``b_V`` over every layer on each access: read once per call."""
+
+    W_V: torch.Tensor  # [layer, kv head, d_model, d_head]
+    b_V: torch.Tensor | None  # [layer, kv head, d_head]; None for bias-free projections
+
+    @classmethod
+    def of(cls, model: Any) -> _Values:
+        try:
+            b_V = model.b_V
+        except AttributeError:
+            b_V = None
+        return cls(model.W_V, b_V)
 
 
 @dataclass(frozen=True)
@@ -401,7 +423,7 @@ def _write(model: Any, unembed: _Unembed, out: torch.Tensor, read: torch.Tensor,
     u = unembed.centred(read)
     cos = float(((out * u).sum(-1) / (out.norm(dim=-1) * u.norm(dim=-1)).clamp_min(1e-30)).mean())
     # A random direction's cosine with a fixed one has spread 1/sqrt(d_model).
-    aimed = abs(cos) * math.sqrt(out.shape[-1]) >= COPY_Z
+    spreads = cos * math.sqrt(out.shape[-1])
     mean = (logits - logits.mean(1, keepdim=True)).mean(0)
     top, bottom = mean.topk(k), (-mean).topk(k)
 
@@ -418,8 +440,9 @@ def _write(model: Any, unembed: _Unembed, out: torch.Tensor, read: torch.Tensor,
     zm = float(z.mean())
     top_frac, bottom_frac = float((rank < k).float().mean()), float((from_bottom < k).float().mean())
     return Write(reads, input, tv(top.indices, top.values), tv(bottom.indices, -bottom.values), zm,
-                 float(rank.median()), top_frac, bottom_frac, cos, aimed and zm >= COPY_Z and top_frac >= 0.5,
-                 aimed and zm <= -COPY_Z and bottom_frac >= 0.5, int(live.sum()))
+                 float(rank.median()), top_frac, bottom_frac, cos,
+                 spreads >= AIMED and zm >= COPY_Z and top_frac >= 0.5,
+                 spreads <= -AIMED and zm <= -COPY_Z and bottom_frac >= 0.5, int(live.sum()))
 
 
-__all__ = ["COPY_Z", "HeadMechanism", "Mechanism", "SourceWeight", "TokenValue", "Write", "mechanism_readouts"]
+__all__ = ["AIMED", "COPY_Z", "HeadMechanism", "Mechanism", "SourceWeight", "TokenValue", "Write", "mechanism_readouts"]

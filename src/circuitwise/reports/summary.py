@@ -98,7 +98,7 @@ def _score_words(score: float | None) -> str:
     return "" if score is None else f" (mean score {score:+.2f})"
 
 
-def head_story(h: MechanismHead) -> str:
+def head_story(h: MechanismHead, copy_z: float) -> str:
     """One head's read-out in one sentence: where it looks, what its query prefers, what it writes."""
     pos = next(p for p in h.positions if p.key == h.reads_position)
     role = next((r for r in h.roles if r.key == h.reads_role), None)
@@ -120,9 +120,11 @@ def head_story(h: MechanismHead) -> str:
     if out.z is None:
         writes = "its output at the answer position writes nothing the unembedding reads"
     else:
-        verb = ("raises" if out.copies else "lowers" if out.suppresses
-                else "does not single out")
-        writes = f"its output {verb} the correct answer (z {out.z:+.1f}, cosine {out.cosine:+.2f})"
+        # The output's own z says whether it moves the answer; the copy flags (top few on most
+        # prompts) are about singling out a token read, which is the OV read-outs' story.
+        verb = "raises" if out.z >= copy_z else "lowers" if out.z <= -copy_z else "barely moves"
+        writes = (f"its output {verb} the correct answer (z {out.z:+.1f}, median rank {out.rank:.0f}, "
+                  f"cosine {out.cosine:+.2f})")
     return (f"{h.label} attends from the answer position most to {reads}; its query scores {qk_text} highest; "
             f"{_effect(h.ov_attended, 'the token it attends to')}, {_effect(h.ov_answer, 'the answer token')}; "
             f"{writes}.")
@@ -159,7 +161,7 @@ def mechanism_lines(r: RunResults) -> list[str]:
     m = r.mechanism
     if m is None:
         return []
-    out = [head_story(h) for h in story_heads(r)[:SUMMARY_HEADS]]
+    out = [head_story(h, m.copy_z) for h in story_heads(r)[:SUMMARY_HEADS]]
     if out and m.capped:
         out.append(f"These read-outs use the first {m.n_prompts} of the {m.of} prompts.")
     return out

@@ -257,6 +257,8 @@ class MechanismSection(Section):
     of: int
     capped: bool
     copy_z: float
+    # copies/suppresses also need the write's cosine with the token ≥ aimed/sqrt(d_model) (absent: older files)
+    aimed: float | None = None
     heads: list[MechanismHead]
 
 

@@ -19,19 +19,22 @@ from circuitwise.metrics import gather_last
 from tests.unit.circuits.ground_truth.cases import BY_NAME
 from tests.unit.circuits.ground_truth.gpt2 import LETTERS
 
-_booted: dict[str, tuple] = {}
+_booted: dict[tuple[str, str], tuple] = {}
+_built: dict[str, object] = {}
 
 
 @pytest.fixture(scope="session")
 def case(tmp_path_factory):
-    """``case(name)``: ``(model, tok)`` of a ground-truth construction, booted once per session."""
+    """``case(name, dtype)``: ``(model, tok)`` of a ground-truth construction, booted once per session."""
 
-    def get(name: str):
-        if name not in _booted:
+    def get(name: str, dtype: str = "float32"):
+        if (name, dtype) not in _booted:
             c = BY_NAME[name]
-            model = cw.load_model(str(c.build(tmp_path_factory.mktemp(name))), device="cpu")
-            _booted[name] = (model, cw.tokenize_task(model, c.task(), need_corrupted=True)[0])
-        return _booted[name]
+            if name not in _built:
+                _built[name] = c.build(tmp_path_factory.mktemp(name))
+            model = cw.load_model(str(_built[name]), device="cpu", dtype=dtype)
+            _booted[(name, dtype)] = (model, cw.tokenize_task(model, c.task(), need_corrupted=True)[0])
+        return _booted[(name, dtype)]
 
     return get
 
@@ -147,6 +150,24 @@ def test_prompts_of_different_lengths_count_positions_from_the_end(case):
     assert keys["-4"].token_count == len(ragged) // 2  # BOS on the others
     assert h.qk_position in {"-4", "-3", "-2", "-1"}  # among the positions every prompt has
     _copies(h.ov_attended)
+
+
+@pytest.mark.parametrize("name", ["single-head", "llama-gqa"])
+def test_bfloat16_reads_out_what_float32_does(case, name):
+    """Within a stated bound: attention to 0.02, the copying score's z to 2% (the model's bf16 logits
+    differ from float32's by about that), the same positions, roles and flags."""
+    heads = [(1, 1)] if name == "single-head" else [(0, 0), (1, 2)]
+    full = mechanism_readouts(*case(name), heads)
+    half = mechanism_readouts(*case(name, "bfloat16"), heads)
+    for a, b in zip(full.heads, half.heads, strict=True):
+        assert (a.reads_position, a.qk_position, a.attended) == (b.reads_position, b.qk_position, b.attended)
+        for p, q in zip(a.positions, b.positions, strict=True):
+            assert abs(p.attention - q.attention) < 0.02
+        for wa, wb in ((a.ov_attended, b.ov_attended), (a.ov_answer, b.ov_answer), (a.output, b.output)):
+            assert (wa.copies, wa.suppresses) == (wb.copies, wb.suppresses)
+            assert (wa.z is None) == (wb.z is None)
+            if wa.z is not None and abs(wa.z) > COPY_Z:
+                assert wb.z == pytest.approx(wa.z, rel=0.02)
 
 
 def test_read_outs_are_capped_and_serialise(known):
