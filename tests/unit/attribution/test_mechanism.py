@@ -7,6 +7,7 @@ name the position (or role) the head reads, its query's preference, and the toke
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -199,3 +200,25 @@ def test_a_heads_output_read_out_is_its_direct_logit_attribution(family, family_
     W_U = model.W_U.float()
     got = (out * (W_U[:, tok.answers[:, 0]] - W_U[:, tok.answers[:, 1]]).T).sum(-1)
     torch.testing.assert_close(got, dla.heads.per_example[:, l, h], atol=1e-4, rtol=1e-4)
+
+
+def test_every_family_reads_the_attention_circuitsvis_shows(family_model):
+    """On each family's tiny random checkpoint: the mean attention by position is the mean, over prompts,
+    of each prompt's last row of the pattern ``attention_patterns`` returns (and a row sums to 1)."""
+    from circuitwise.attribution import attention_patterns
+
+    model = family_model
+    tok = cw.tokenize_task(model, cw.get_task("opposites-seed"))[0]
+    head = (model.cfg.n_layers - 1, model.cfg.n_heads - 1)
+    h = mechanism_readouts(model, tok, [head]).heads[0]
+    rows = [attention_patterns(model, tok, [head], example=i).values[0, -1] for i in range(len(tok))]
+    by_key: dict[str, list[float]] = {}
+    for row in rows:
+        for p, a in enumerate(row.tolist()):
+            key = str(p) if tok.same_length else str(p - len(row))
+            by_key.setdefault(key, []).append(a)
+    assert {p.key: p.n for p in h.positions} == {k: len(v) for k, v in by_key.items()}
+    for p in h.positions:
+        assert p.attention == pytest.approx(sum(by_key[p.key]) / len(by_key[p.key]), abs=1e-5)
+    assert all(float(r.sum()) == pytest.approx(1.0, abs=1e-4) for r in rows)
+    assert h.output.z is None or math.isfinite(h.output.z)

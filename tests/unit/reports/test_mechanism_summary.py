@@ -98,3 +98,18 @@ def test_the_report_has_the_mechanism_section_and_old_results_still_load(known_r
     old = cw.load_results(tmp_path)
     assert old.mechanism is None
     assert not any(line.startswith("L1H0 attends") for line in summarize(old))
+
+
+def test_a_run_caps_the_read_outs_and_says_so(tmp_path):
+    cfg = RunConfig(task="opposites", model="bundled", n=MECHANISM_PROMPTS + 6, out=tmp_path / "run", patching=(),
+                    attribution=False, circuit=None, top_k=2)
+    res = cw.run(cfg).results
+    m = res.mechanism
+    assert m is not None and (m.n_prompts, m.of, m.capped) == (MECHANISM_PROMPTS, MECHANISM_PROMPTS + 6, True)
+    assert any(f"first {MECHANISM_PROMPTS} of {MECHANISM_PROMPTS + 6} prompts" in note for note in res.notes)
+    # DLA's top two heads each way, and nothing else without patching.
+    assert sorted(h.label for h in m.heads) == sorted(h.label for h in res.top_heads.positive + res.top_heads.negative)
+    capped = f"These read-outs use the first {MECHANISM_PROMPTS} of the {MECHANISM_PROMPTS + 6} prompts."
+    assert capped in summarize(res)
+    # The task has roles (N1, ADJ, BUT, N2, END): every head is read out by role as well.
+    assert all({r.key for r in h.roles} >= {"N1", "ADJ", "END"} for h in m.heads)
