@@ -14,7 +14,8 @@ head, it does not estimate an effect, and the cost stays bounded on large tasks)
   reads a head. The input is the head's actual value vector (``hook_v``) at the position read: for
   layer > 0 the residual there already holds what earlier layers moved in, which the raw embedding
   does not. The copying score asks what the IOI paper's copy score asks — does the head raise the
-  token it reads? — as that token's z-score among all tokens' logits (and its rank);
+  token it reads? — as that token's z-score among all tokens' logits, with its rank, its top-5
+  share over prompts and the cosine of the write with its unembedding (see ``COPY_Z``, ``AIMED``);
 - **QK**: the pre-softmax score (``hook_attn_scores``) at the answer position, averaged the same way;
   the preferred role / position is the one the query scores highest.
 """
