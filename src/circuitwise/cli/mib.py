@@ -90,6 +90,9 @@ def mib(
     device: str | None = opts.DEVICE,
     dtype: str | None = opts.DTYPE,
     max_memory: str | None = opts.MAX_MEMORY,
+    device_map: str | None = opts.DEVICE_MAP,
+    n_devices: int | None = opts.N_DEVICES,
+    processing: bool | None = opts.PROCESSING,
     force: bool = opts.FORCE,
 ) -> None:
     """Run every method on every task × model and write MIB's circuit-track submission, checked against its rules."""
@@ -112,7 +115,7 @@ def mib(
     check_ablation(ablation)
     metric = get_metric(metric or F["metric"].default).name
     # Pairs accumulate in one folder (more tasks, models or methods later); these decide every pair's numbers.
-    settings = dict(metric=metric, ablation=ablation, n=n, seed=seed, dtype=dtype)
+    settings = dict(metric=metric, ablation=ablation, n=n, seed=seed, dtype=dtype, processing=processing)
     folder = RunFolder(out, command="mib", settings=settings, force=force)
     folder.check()  # a file, another command's folder, or pairs of other settings: before any model loads
     with folder:
@@ -131,6 +134,7 @@ def mib(
                 cfg = RunConfig.build(**{k: v for k, v in dict(
                     task=sources[task_name], model=model_src or MIB_MODELS.get(model_name, model_name), n=n,
                     seed=seed, device=device, dtype=dtype, max_memory=max_memory, drop_invalid=True,
+                    device_map=device_map, n_devices=n_devices, processing=processing,
                 ).items() if v is not None})
                 prepared = prepare(cfg, need_corrupted=True, purpose="MIB's circuit track", model=the_model,
                                    notes=show_note, stages=("edges", "evaluation"),
