@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from circuitwise.config import EXACT_PATCHING_SECONDS
-from circuitwise.errors import ConfigError, TaskError
-from circuitwise.metrics import get_metric
+from circuitwise.errors import ConfigError, MemoryBudgetError, TaskError
+from circuitwise.metrics import get_metric, held_bytes
 from circuitwise.models.cost import nominal_flops, seconds
 from circuitwise.models.memory import Shapes, Stage, budget_of, estimate, fit_batch, refuse_unless_fits
 from circuitwise.models.weights import supports
@@ -86,6 +86,14 @@ def plan_resources(config: Any, tok: TokenizedTask, model: Any, prefer: int) -> 
     if corrupted and config.circuit and supports(model) is None:
         wanted += ["edges", "evaluation"]
     refuse_unless_fits(wanted, model, T, what=f"This run of {len(tok)} prompts")
+    # What the metric holds for the whole run (kl's clean reference) comes off every stage's budget.
+    held = held_bytes(getattr(config, "metric", "logit_diff"), len(tok), s.d_vocab)
+    if held and held >= budget:
+        raise MemoryBudgetError(
+            f"--metric {config.metric} holds {human(held)} (the clean run's next-token distribution of "
+            f"{len(tok)} prompts over {s.d_vocab:,} tokens), more than the memory budget ({human(budget)}). "
+            "Use fewer prompts (--n), --metric logprob or prob, or a larger --max-memory.")
+    budget -= held
     steps = getattr(config.method_options(), "steps", 5) if config.circuit else 5
     exact = exact_patching_flops(config, tok, model) if "patching" in wanted else 0.0
     if not config.exhaustive and config.attribution:
@@ -95,9 +103,9 @@ def plan_resources(config: Any, tok: TokenizedTask, model: Any, prefer: int) -> 
         b = max(1, min(fit_batch(stage, s, T, budget, prefer, device), len(tok)))
         secs = seconds(stage, s, T, len(tok), str(device), model.W_E.dtype, steps=int(steps or 5),
                        flops=exact if stage == "patching" else None)
-        out.append(StagePlan(stage, b, estimate(stage, s, T, b, device), secs))
+        out.append(StagePlan(stage, b, estimate(stage, s, T, b, device) + held, secs))
     given = getattr(model, "circuitwise_max_memory", None) is not None
-    return ResourcePlan(tuple(out), budget, given, str(device), str(model.W_E.dtype).removeprefix("torch."))
+    return ResourcePlan(tuple(out), budget + held, given, str(device), str(model.W_E.dtype).removeprefix("torch."))
 
 
 def exact_patching_flops(config: Any, tok: TokenizedTask, model: Any) -> float:

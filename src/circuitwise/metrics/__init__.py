@@ -21,8 +21,9 @@ from typing import Any, Callable
 import torch
 
 # Rows of full-vocabulary logits built at once by a vocabulary metric's read-out (chunks keep a
-# stacked run's transient below rows × vocab; 128 rows of GPT-2's vocabulary are 51 MB in float64).
-READOUT_ROWS = 128
+# stacked run's transient small: 32 rows × vocab × ~40 bytes, 64 MB at GPT-2's vocabulary, 164 MB at
+# Llama 3's; see held_bytes).
+READOUT_ROWS = 32
 
 
 def logit_diff(answer_logits: torch.Tensor) -> torch.Tensor:
@@ -72,6 +73,15 @@ METRICS: dict[str, Metric] = {
     "kl": Metric("kl", kl, "KL divergence of the last token's distribution from the clean run's (0 = clean)",
                  vocab=True, reference=True, higher_is_clean=False, label="KL divergence from the clean run"),
 }
+
+
+def held_bytes(metric: Metric | str, n_prompts: int, d_vocab: int) -> int:
+    """Memory a metric holds beside a stage's own: kl's clean reference (``N × vocab`` float32, for the
+    whole run) and a vocabulary metric's read-out chunk (float32 logits and float64 copies of them, of
+    the reference and of the terms: about 40 bytes per row and token). The memory plan adds it."""
+    m = get_metric(metric) if isinstance(metric, str) else metric
+    held = 4 * n_prompts * d_vocab if m.reference else 0
+    return held + (40 * READOUT_ROWS * d_vocab if m.vocab else 0)
 
 
 def get_metric(name: str) -> Metric:
@@ -231,4 +241,4 @@ def answer_directions(model: Any, answers: torch.Tensor) -> tuple[torch.Tensor, 
 
 __all__ = ["METRICS", "READOUT_ROWS", "Metric", "Targets", "answer_directions", "answer_logits", "as_targets",
            "columns", "gather_last", "get_metric", "kl", "logit_diff", "logprob", "prob", "readout",
-           "clean_reference", "prepared_for", "reference_of", "targets_of"]
+           "clean_reference", "held_bytes", "prepared_for", "reference_of", "targets_of"]

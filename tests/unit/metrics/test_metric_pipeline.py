@@ -87,3 +87,21 @@ def test_an_unknown_metric_is_refused_before_any_model_loads(tmp_path, command):
     r = invoke(*command, "--metric", "accuracy", "--out", tmp_path / "o")
     assert r.exit_code == 2 and "logit_diff, prob, logprob, kl" in r.output, r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_the_memory_plan_counts_what_the_metric_holds(bundled_tok, monkeypatch):
+    from circuitwise import plan as plan_mod
+    from circuitwise.config import RunConfig
+    from circuitwise.errors import MemoryBudgetError
+    from circuitwise.metrics import held_bytes
+
+    model, tok = bundled_tok
+    base = plan_mod.plan_resources(RunConfig(task="opposites"), tok, model, prefer=8)
+    kl = plan_mod.plan_resources(RunConfig(task="opposites", metric="kl"), tok, model, prefer=8)
+    held = held_bytes("kl", len(tok), model.cfg.d_vocab)
+    assert held == 4 * len(tok) * model.cfg.d_vocab + held_bytes("prob", len(tok), model.cfg.d_vocab)
+    for a, b in zip(base.stages, kl.stages, strict=True):
+        assert b.memory - a.memory == held and b.batch <= a.batch
+    monkeypatch.setattr(plan_mod, "budget_of", lambda _m: held)
+    with pytest.raises(MemoryBudgetError, match="--metric kl holds .*--n"):
+        plan_mod.plan_resources(RunConfig(task="opposites", metric="kl"), tok, model, prefer=8)
