@@ -10,11 +10,10 @@ from typing import Any, Iterator, List, Optional
 
 import typer
 
-from circuitwise.cli import app, console, err_console, show_note
+from circuitwise.cli import app, console, err_console, show_note, warn
 from circuitwise.cli.progress import Bars
 from circuitwise.circuits.eap import EAPOptions
 from circuitwise.circuits.edge_pruning import EdgePruningOptions
-from circuitwise.circuits.exact import ExactOptions
 from circuitwise.cli import options as opts
 from circuitwise.config import DEFAULT_RANDOM_SAMPLES, DEFAULT_SHORTLIST, RunConfig
 
@@ -93,7 +92,9 @@ def circuit(
     ig_steps: Optional[int] = opts.config_option(F, "ig_steps", "--ig-steps", min=1),
     quadrature: Optional[str] = typer.Option(None, "--quadrature", help=f"eap-ig / eap-ig-activations: integration points between corrupted (0) and clean (1): left (k/n, k=0..n-1; eap-ig's default, as MIB's reference, EAP-IG's edge-level EAP-IG-inputs), right (k=1..n; eap-ig-activations' default, circuitkit, EAP-IG's node methods), midpoint (circuitwise 0.1), trapezoid. [default: per method]"),
     gradient: Optional[str] = typer.Option(None, "--gradient", help=f"eap: the run the gradient is taken at: clean (noising; EAP-IG/MIB, default {EAPOptions.gradient!r}) or corrupted (denoising; TransformerLens, circuitwise 0.1)."),
-    direction: Optional[str] = typer.Option(None, "--direction", help=f"exact: noise (clean run, one edge corrupted; default {ExactOptions.direction!r}) or denoise."),
+    # `--direction` is patch's (activation patching, default denoise); the exact method's own direction
+    # (default noise) is `-O direction=…`, so one flag never means two things with two defaults.
+    direction: Optional[str] = opts.alias("--direction"),
     option: Optional[List[str]] = opts.config_option(
         F, "circuit_options", "--circuit-option", "-O", metavar="KEY=VALUE",
         extra=f"As KEY=VALUE, repeat for several: e.g. -O steps=10 (edge-pruning's training steps, default "
@@ -148,6 +149,9 @@ def circuit(
         raise ConfigError(f"--circuit-target {e}.") from None
     option = opts.merge(option, old_option, old="--option", new="--circuit-option")
     metric = _metric(metric)
+    if direction is not None:
+        warn("--direction is deprecated; use -O direction=" + direction + " in circuit (the exact method's option; "
+             "--direction is activation patching's, in `patch`).")
     given = {k: v for k, v in dict(quadrature=quadrature, gradient=gradient, direction=direction).items()
              if v is not None}
     if old_steps is not None:  # --steps was every method's `steps`: edge pruning's training steps as well

@@ -68,7 +68,7 @@ FORCE = typer.Option(False, "--force", show_default=False,
 # stay as hidden aliases that still work and print a deprecation warning (old → new, per command).
 DEPRECATED: dict[str, dict[str, str]] = {
     "circuit": {"--method": "--circuit", "--target": "--circuit-target", "--steps": "--ig-steps",
-                "--option": "--circuit-option"},
+                "--option": "--circuit-option", "--direction": "-O direction="},
     "benchmark": {"--methods": "--circuit", "--target": "--circuit-target"},
     "patch": {"--what": "--patch", "-w": "--patch"},
     "compare": {"--random-circuits": "--random-samples"},

@@ -66,6 +66,7 @@ def test_the_shortlist_default_comes_from_the_config():
     (["circuit", "opposites", "--method", "eap"], "--method", "--circuit"),
     (["circuit", "opposites", "--target", "0.8"], "--target", "--circuit-target"),
     (["circuit", "opposites", "--option", "quadrature=midpoint"], "--option", "--circuit-option"),
+    (["circuit", "opposites", "--circuit", "exact", "--direction", "denoise"], "--direction", "-O direction="),
     (["benchmark", "opposites", "--methods", "eap"], "--methods", "--circuit"),
     (["patch", "opposites", "--what", "heads"], "--what", "--patch"),
     (["patch", "opposites", "-w", "heads"], "--what", "--patch"),
