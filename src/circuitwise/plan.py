@@ -249,7 +249,11 @@ def check_options(config: Any, *, sweeps_flag: str = "--patch") -> None:
         raise ConfigError(f"Unknown patching sweep {unknown[0]!r}. Choose one of: {', '.join(SWEEPS)} "
                           f"({sweeps_flag} NAME, repeatable; {sweeps_flag} none skips patching).")
     if hasattr(config, "method_options"):
-        config.method_options()  # an option the circuit method does not declare
+        options = config.method_options()  # an option the circuit method does not declare
+        if config.circuit:
+            from circuitwise.circuits.methods import check_metric
+
+            check_metric(config.circuit, options, getattr(config, "metric", "logit_diff"))
 
 
 __all__ = ["Plan", "ResourcePlan", "StagePlan", "check_options", "choose_exact_cells", "corrupted_view",

@@ -15,6 +15,8 @@ from typing import Any
 from circuitwise.circuits.gradients import gradient_edge_scores
 from circuitwise.circuits.registry import DiscoveryMethod, Gradient, check_choice, options_config
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
+from circuitwise.errors import ConfigError
+from circuitwise.metrics import get_metric
 from circuitwise.tasks.tokenize import TokenizedTask
 
 
@@ -30,6 +32,10 @@ class EAPOptions:
 
 def score_eap(model: Any, tok: TokenizedTask, options: EAPOptions, *, batch_size: int | None = None,
               metric: str = "logit_diff", progress: Progress = no_progress, check: bool = True) -> EdgeScores:
+    if options.gradient == "clean" and get_metric(metric).reference:
+        # circuits.methods.check_metric says it to the front ends before any work; this guards the library.
+        raise ConfigError("kl has zero gradient at the clean run, so EAP with its gradient there scores every edge 0; "
+                          "use gradient='corrupted', or eap-ig.")
     prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
     alpha = 1.0 if options.gradient == "clean" else 0.0
     return gradient_edge_scores(prep, [alpha], [1.0], batch_size=prep.batch_size, method="eap",

@@ -31,6 +31,19 @@ if tuple(METHODS) != get_args(MethodName):  # a programming error, caught at imp
     raise RuntimeError(f"MethodName {get_args(MethodName)} and the registry {tuple(METHODS)} disagree")
 
 
+def check_metric(method: str, options: Any, metric: str) -> None:
+    """Refuse, before any work, a method that cannot score anything under ``metric``.
+
+    kl is the divergence from the clean run: it is at its minimum there, so its gradient at the clean
+    run is zero and EAP taken there (``gradient=clean``) would score every edge 0.
+    """
+    from circuitwise.metrics import get_metric
+
+    if get_metric(metric).reference and method == "eap" and getattr(options, "gradient", None) == "clean":
+        raise ConfigError("--metric kl has zero gradient at the clean run (its minimum), so eap with its gradient "
+                          "there scores every edge 0. Use -O gradient=corrupted, or eap-ig.")
+
+
 def get_method(name: str) -> DiscoveryMethod:
     if name not in METHODS:
         raise ConfigError(f"Unknown discovery method {name!r}. Choose one of: {', '.join(METHODS)}.")
@@ -69,4 +82,4 @@ def score_nodes(model: Any, tok: TokenizedTask, method: str = "eap-ig", options:
     return m.score(model, tok, opts, **common).node_scores()
 
 
-__all__ = ["METHODS", "DiscoveryMethod", "MethodName", "get_method", "score_edges", "score_nodes"]
+__all__ = ["check_metric", "METHODS", "DiscoveryMethod", "MethodName", "get_method", "score_edges", "score_nodes"]

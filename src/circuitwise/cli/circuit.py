@@ -160,6 +160,9 @@ def circuit(
     given.update(parse_options(option or []))
     # Only the options the method declares; a bad method or option fails before loading anything.
     options = circuit_method_options(method, given, ig_steps)
+    from circuitwise.circuits.methods import check_metric
+
+    check_metric(method, options, metric)  # eap at the clean run scores nothing under kl: said before any work
     if selection == "top-n" and edges is None:
         raise ConfigError("--selection top-n needs --edges N (how many edges to keep).")
     if selection == "threshold" and threshold is None:

@@ -23,6 +23,7 @@ import torch
 from circuitwise.attribution import attention_patterns, baseline, direct_logit_attribution
 from circuitwise.attribution.dla import DLA, head_label
 from circuitwise.circuits import Discovery, find_circuit
+from circuitwise.circuits.methods import check_metric
 from circuitwise.compare import circuits as cc
 from circuitwise.compare.config import CompareConfig
 from circuitwise.compare.match import match_edges, match_labels
@@ -132,6 +133,8 @@ def compare(a: CompareConfig | str | Path | Task | None = None, b: str | Path | 
     else:
         names = {k: str(v) for k, v in (("a", a), ("b", b)) if v is not None}
         config = CompareConfig.build(**{**options, **names})
+    if config.circuit:
+        check_metric(config.circuit, config.method_options(), config.metric)  # before any model loads
     say = progress or (lambda _m: None)
     step = steps or (lambda _l, _d, _t: None)
     tell = notes or (lambda n: say(f"note: {n}"))

@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 
 from circuitwise.circuits.circuit import model_info
 from circuitwise.circuits.graph import graph_of
-from circuitwise.circuits.methods import METHODS, get_method, score_edges
+from circuitwise.circuits.methods import METHODS, check_metric, get_method, score_edges
 from circuitwise.circuits.patch import Ablation, check_ablation
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress
 from circuitwise.circuits.select import select_target
@@ -168,8 +168,12 @@ def edges_cell(edges: int | None, total: int) -> str:
     return "not reached" if edges is None else f"{edges} ({edges / total:.1%})"
 
 
-def cannot_run(name: str, model: Any) -> str | None:
-    """Why registered method ``name`` cannot score ``model``'s whole graph, or None."""
+def cannot_run(name: str, model: Any, metric: str = "logit_diff") -> str | None:
+    """Why registered method ``name`` cannot score ``model``'s whole graph under ``metric``, or None."""
+    try:
+        check_metric(name, METHODS[name].options(), metric)
+    except ConfigError as e:
+        return str(e).split(". Use")[0].removeprefix("--metric ")
     entry = METHODS[name]
     check = getattr(entry, "supports", None)  # a method may say for itself what it cannot run
     if callable(check):
@@ -202,12 +206,12 @@ def check_methods(methods: Sequence[str] | None) -> tuple[str, ...]:
     return names
 
 
-def plan_benchmark(model: Any, methods: Sequence[str] | None = None) -> BenchmarkPlan:
+def plan_benchmark(model: Any, methods: Sequence[str] | None = None, metric: str = "logit_diff") -> BenchmarkPlan:
     """Decide, before any work, which methods run and which are skipped (and why)."""
     names = check_methods(methods)
     run, skipped = [], []
     for name in names:
-        why = cannot_run(name, model)
+        why = cannot_run(name, model, metric)
         if why is None:
             run.append(name)
         else:
@@ -235,7 +239,7 @@ def benchmark(
     check_ablation(ablation)
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
         raise ConfigError(f"The target faithfulness must be in (0, 1], got {target!r} (0.9 is usual).")
-    plan = plan_benchmark(model, methods)
+    plan = plan_benchmark(model, methods, metric)
     tok = prepared_for(model, tok, metric)  # kl's reference once, not once per method
     for s in plan.skipped:
         notes(f"{s.method} skipped: {s.reason}.")

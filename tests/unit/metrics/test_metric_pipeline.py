@@ -105,3 +105,22 @@ def test_the_memory_plan_counts_what_the_metric_holds(bundled_tok, monkeypatch):
     monkeypatch.setattr(plan_mod, "budget_of", lambda _m: held)
     with pytest.raises(MemoryBudgetError, match="--metric kl holds .*--n"):
         plan_mod.plan_resources(RunConfig(task="opposites", metric="kl"), tok, model, prefer=8)
+
+
+@pytest.mark.usefixtures("no_model_loads")
+@pytest.mark.parametrize("command", [["run", "opposites", "--circuit", "eap"],
+                                     ["circuit", "opposites", "--circuit", "eap"],
+                                     ["compare", "opposites", "--circuit", "eap"]])
+def test_eap_at_the_clean_run_under_kl_is_refused_before_any_work(tmp_path, command):
+    r = invoke(*command, "--metric", "kl", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "zero gradient at the clean run" in r.output, r.output
+    assert "gradient=corrupted" in r.output
+
+
+def test_benchmark_skips_eap_under_kl_and_says_why(bundled_tok):
+    from circuitwise.evaluation.benchmark import plan_benchmark
+
+    model, _ = bundled_tok
+    plan = plan_benchmark(model, ["eap", "eap-ig"], "kl")
+    assert plan.run == ("eap-ig",) and "zero gradient" in plan.skipped[0].reason
+    assert plan_benchmark(model, ["eap", "eap-ig"]).run == ("eap", "eap-ig")
