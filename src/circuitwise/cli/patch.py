@@ -90,6 +90,11 @@ def patch(
         get_sweep(w)
     check_direction(direction)
     metric = get_metric(metric or F["metric"].default).name  # an unknown metric is refused before the model loads
+    if get_metric(metric).reference and direction == "noise" and method in ("attribution", "both"):
+        # Noising takes attribution's gradient at the clean run, where kl is at its minimum: every estimate is 0.
+        raise ConfigError("--metric kl has zero gradient at the clean run, so attribution patching with --direction "
+                          "noise (its gradient there) estimates every cell 0. Use --direction denoise, or --method "
+                          "exact.")
     # Sweeps accumulate in one folder, so the sweep names are not part of its settings; the rest decides
     # every sweep's numbers, and a complete folder of other settings is replaced only with --force.
     settings = dict(task=task, model=model, method=method, direction=direction, metric=metric, normalize=normalize,

@@ -124,3 +124,10 @@ def test_benchmark_skips_eap_under_kl_and_says_why(bundled_tok):
     plan = plan_benchmark(model, ["eap", "eap-ig"], "kl")
     assert plan.run == ("eap-ig",) and "zero gradient" in plan.skipped[0].reason
     assert plan_benchmark(model, ["eap", "eap-ig"]).run == ("eap", "eap-ig")
+
+
+@pytest.mark.usefixtures("no_model_loads")
+def test_attribution_noising_under_kl_is_refused_before_any_work(tmp_path):
+    r = invoke("patch", "opposites", "--metric", "kl", "--method", "attribution", "--direction", "noise",
+               "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "zero gradient at the clean run" in r.output and "denoise" in r.output, r.output
