@@ -28,6 +28,7 @@ from circuitwise.config import (
     BOOTSTRAP_SEED,
     DEFAULT_RANDOM_SAMPLES,
     DEFAULT_SHORTLIST,
+    DEFAULT_TARGET,
     MECHANISM_PROMPTS,
     MECHANISM_TOP_TOKENS,
     STABILITY_GROUPS,
@@ -143,7 +144,85 @@ def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] =
         say(message)
     if stages and len(tok):
         refuse_unless_fits(stages, model, int(tok.clean.shape[1]), what=f"{purpose} on {len(tok)} prompts")
+    if config.metric != "logit_diff" and len(tok):
+        # Every stage of every command reads the metric from these tokens: a vocabulary metric's flag,
+        # and kl's reference (the clean run's next-token distribution), computed once here, not per stage.
+        say(f"metric: {config.metric}")
+        tok = prepared_for(model, tok, config.metric)
     return Prepared(model, tok, dropped, builtin)
+
+
+@dataclass(frozen=True)
+class CircuitStudy:
+    """A discovered circuit and its checks: what `run`'s circuit stage and `circuit` produce alike."""
+
+    found: Any  # circuits.Discovery: the scores and the selected circuit
+    evaluation: Any  # evaluation.Evaluation, with stability where the method allows it
+    note: str | None  # why edge stability was not measured, if it was not
+
+
+def study_circuit(model: Any, tok: TokenizedTask, *, method: str, options: Any, metric: str = "logit_diff",
+                  selection: str = "target", target: float = DEFAULT_TARGET, n: int | None = None,
+                  threshold: float | None = None, by: str = "abs", prune: bool = True, ablation: str = "corrupted",
+                  random_samples: int = DEFAULT_RANDOM_SAMPLES, shortlist: int = DEFAULT_SHORTLIST,
+                  batch_size: int | None = None, eval_batch_size: int | None = None,
+                  progress: Callable[[int, int, str], None] | None = None) -> CircuitStudy:
+    """The one circuit stage every command runs: score the edges, select the circuit, check it against
+    random circuits and exact patching of a shortlist, and measure its edges' stability."""
+    tell = progress or (lambda _d, _t, _w: None)
+    found = find_circuit(model, tok, method=method, options=options, selection=selection, n=n, threshold=threshold,
+                         target=target, by=by, prune=prune, ablation=ablation,
+                         batch_size=batch_size, progress=tell, metric=metric)
+    eval_bs = batch_size if eval_batch_size is None else eval_batch_size
+    ev = evaluate_circuit(model, tok, found.circuit, scores=found.scores, ablation=ablation,
+                          random_samples=random_samples, shortlist=shortlist, batch_size=eval_bs, progress=tell,
+                          bootstrap=resampling())
+    ev, why_not = with_stability(ev, model, tok, found.circuit, method=method, options=options, rs=resampling(),
+                                 groups=STABILITY_GROUPS, batch_size=batch_size, progress=tell)
+    return CircuitStudy(found, ev, why_not)
+
+
+@dataclass(frozen=True)
+class SweepStudy:
+    """One patching sweep, exact and/or attribution, as `patch` runs it (the stage `run` runs in bulk)."""
+
+    exact: Any  # patching.PatchResult or None
+    attribution: Any
+    seconds: dict[str, float]
+    warnings: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {}
+        if self.exact is not None:
+            entry["exact"] = self.exact.to_json()
+        if self.attribution is not None:
+            entry["attribution"] = self.attribution.to_json()
+            if self.exact is not None:
+                entry["correlation"] = self.attribution.correlation(self.exact)
+        return entry
+
+
+def study_sweep(model: Any, tok: TokenizedTask, what: str, *, method: str, out: Path | None = None,
+                progress: Callable[[int, int], None] | None = None, **options: Any) -> SweepStudy:
+    """Activation patching (``method`` exact or both: checkpointed under ``out``, resumable) and attribution
+    patching (attribution or both) of one sweep; ``options``: direction, metric, normalize, batch_size, align."""
+    import time
+
+    from circuitwise.patching import activation_patching, attribution_patching
+
+    exact = attr = None
+    seconds: dict[str, float] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if method in ("exact", "both"):
+            t0 = time.monotonic()
+            exact = activation_patching(model, tok, what, out=out, progress=progress, **options)
+            seconds["exact"] = time.monotonic() - t0
+        if method in ("attribution", "both"):
+            t0 = time.monotonic()
+            attr = attribution_patching(model, tok, what, **options)
+            seconds["attribution"] = time.monotonic() - t0
+    return SweepStudy(exact, attr, seconds, list(dict.fromkeys(str(c.message) for c in caught)))
 
 
 def run(config: RunConfig, *, progress: Progress | None = None, model: Any = None,
@@ -185,11 +264,6 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
     for line in resources.lines():
         say(line)
     bs = resources.batch("baseline", 1)
-    if config.metric != "logit_diff":
-        # Every stage reads the metric from the same tokens: a vocabulary metric's flag, and kl's
-        # reference (the clean run's next-token distribution, one forward), set here once.
-        say(f"metric: {config.metric}")
-        tok = prepared_for(model, tok, config.metric, batch_size=bs)
     say(f"baseline on {len(tok)} prompts")
     bl = baseline(model, tok, batch_size=bs, progress=partial(step, "baseline"), metric=config.metric)
     gap, scale = None, 1.0
@@ -366,12 +440,10 @@ def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, e
         step(what, done, total)
 
     say(f"circuit discovery: {config.circuit}")
-    found = find_circuit(model, tok, method=config.circuit, options=config.method_options(), target=config.circuit_target,
-                         batch_size=bs, progress=progress, metric=config.metric)
-    ev = evaluate_circuit(model, tok, found.circuit, scores=found.scores, random_samples=DEFAULT_RANDOM_SAMPLES, shortlist=DEFAULT_SHORTLIST,
-                          batch_size=eval_bs, progress=progress, bootstrap=resampling())
-    ev, why_not = with_stability(ev, model, tok, found.circuit, method=config.circuit, options=config.method_options(),
-                                 rs=resampling(), groups=STABILITY_GROUPS, batch_size=bs, progress=progress)
+    assert config.circuit is not None  # the plan runs this stage only with a method
+    study = study_circuit(model, tok, method=config.circuit, options=config.method_options(), metric=config.metric,
+                          target=config.circuit_target, batch_size=bs, eval_batch_size=eval_bs, progress=progress)
+    found, ev, why_not = study.found, study.evaluation, study.note
     if why_not is not None:
         say(f"note: {why_not}")
     folder.write_json("circuit.json", circuit_file(found.circuit, ev))
@@ -451,4 +523,5 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["Prepared", "RunOutputs", "prepare", "resampling", "run"]
+__all__ = ["CircuitStudy", "Prepared", "RunOutputs", "SweepStudy", "prepare", "resampling", "run", "study_circuit",
+           "study_sweep"]

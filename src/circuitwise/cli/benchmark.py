@@ -114,7 +114,7 @@ def benchmark(
     folder.check()  # a file, another command's folder or another benchmark's result fails before any work
     with folder:  # locked from the start: a second command here is refused
         m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory,
-                       device_map, n_devices)
+                       device_map, n_devices, metric=metric)
         with progress_bar() as update:
             result = run_benchmark(m, tok, names, target=target, ablation=ablation,  # type: ignore[arg-type]
                                    batch_size=batch_size, progress=update, notes=show_note, metric=metric)

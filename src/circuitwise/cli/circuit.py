@@ -61,14 +61,14 @@ def _load(task: str, model: str, device: Optional[str], n: Optional[int], seed: 
           corruption: Optional[str], split: Optional[str], drop_invalid: Optional[bool],
           processing: Optional[bool] = None, dtype: Optional[str] = None, max_memory: Optional[str] = None,
           device_map: Optional[str] = None, n_devices: Optional[int] = None,
-          stages: tuple[Any, ...] = ("edges", "evaluation")) -> tuple[Any, Any]:
+          stages: tuple[Any, ...] = ("edges", "evaluation"), metric: Optional[str] = None) -> tuple[Any, Any]:
     from circuitwise.pipeline import prepare
 
     cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
                                                    device_map=device_map, n_devices=n_devices, n=n, seed=seed,
                                                    processing=processing,
                                                    corruption=corruption, split=split,
-                                                   drop_invalid=drop_invalid).items() if v is not None})
+                                                   drop_invalid=drop_invalid, metric=metric).items() if v is not None})
     # Status goes to stderr, so `--json` output on stdout stays one clean JSON object.
     with err_console.status(f"loading {cfg.task} and {cfg.model}…") as status:
         prepared = prepare(cfg, need_corrupted=True, purpose="Circuit discovery", notes=show_note, stages=stages,
@@ -131,13 +131,9 @@ def circuit(
     old_option: Optional[List[str]] = opts.alias("--option"),
 ) -> None:
     """Find the circuit behind the task's answer (EAP / EAP-IG / exact), check it, and write it out."""
-    from circuitwise.circuits import find_circuit
     from circuitwise.config import check_target, circuit_method_options
     from circuitwise.errors import ConfigError
-    from circuitwise.evaluation import evaluate_circuit
-    from circuitwise.config import STABILITY_GROUPS
-    from circuitwise.evaluation.stability import with_stability
-    from circuitwise.pipeline import resampling
+    from circuitwise.pipeline import study_circuit
     from circuitwise.reports.study import study_folder, write_outputs
 
     method = opts.merge(method, old_method, old="--method", new="--circuit") or F["circuit"].default
@@ -180,22 +176,19 @@ def circuit(
     folder.check()  # a file, another command's folder or another circuit's result fails before any work
     with folder:  # locked from the start: a second command here is refused
         m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory,
-                       device_map, n_devices)
+                       device_map, n_devices, metric=metric)
         if export_eap_ig is not None:
             from circuitwise.circuits import graph_of
             from circuitwise.circuits.interop import check_exportable
 
             check_exportable(graph_of(m))  # an attention-only model has no EAP-IG graph: say so before the work
         with progress_bar() as update:
-            found = find_circuit(m, tok, method=method, options=options, selection=selection,
-                                 n=edges, threshold=threshold, target=target, by=by, prune=prune,  # type: ignore[arg-type]
-                                 ablation=ablation, batch_size=batch_size, progress=update,  # type: ignore[arg-type]
-                                 metric=metric)
-            ev = evaluate_circuit(m, tok, found.circuit, scores=found.scores, ablation=ablation,  # type: ignore[arg-type]
+            # The circuit stage `run` runs too (pipeline.study_circuit), with this command's selection.
+            study = study_circuit(m, tok, method=method, options=options, metric=metric, selection=selection,
+                                  target=target, n=edges, threshold=threshold, by=by, prune=prune, ablation=ablation,
                                   random_samples=random_samples, shortlist=shortlist, batch_size=batch_size,
-                                  progress=update, bootstrap=resampling())
-            ev, why_not = with_stability(ev, m, tok, found.circuit, method=method, options=options, rs=resampling(),
-                                         groups=STABILITY_GROUPS, batch_size=batch_size, progress=update)
+                                  progress=update)
+        found, ev, why_not = study.found, study.evaluation, study.note
         if why_not is not None:
             show_note(why_not)
         paths = write_outputs(out, found.circuit, ev, found.scores, folder=folder,
@@ -283,8 +276,10 @@ def evaluate(
                                                        joins={"circuit"} if own else ())
         folder.check()  # before the model loads
     with folder if folder is not None else nullcontext() as folder:
+        # The metric the circuit will be measured in, so its tokens are set up for it once (kl's reference).
+        measured = metric or (raw.get("metric") if kind == "circuitwise" else None) or F["metric"].default
         m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory,
-                       device_map, n_devices, stages=("evaluation",))
+                       device_map, n_devices, stages=("evaluation",), metric=measured)
         if kind == "circuitwise":
             # Same shapes are not the same model: a circuit found on another checkpoint is refused here.
             said = check_same_model(

@@ -7,8 +7,6 @@ resumes an interrupted sweep where it stopped.
 
 from __future__ import annotations
 
-import time
-import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any, List, Optional
@@ -25,13 +23,13 @@ def _load(task: str, model: Optional[str], device: Optional[str], processing: Op
           n: Optional[int], seed: Optional[int], corruption: Optional[str], split: Optional[str],
           drop_invalid: Optional[bool], dtype: Optional[str] = None,
           max_memory: Optional[str] = None, device_map: Optional[str] = None,
-          n_devices: Optional[int] = None) -> tuple[Any, Any]:
+          n_devices: Optional[int] = None, metric: Optional[str] = None) -> tuple[Any, Any]:
     from circuitwise.pipeline import prepare
 
     cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
                                                    device_map=device_map, n_devices=n_devices, processing=processing,
                                                    n=n, seed=seed, corruption=corruption, split=split,
-                                                   drop_invalid=drop_invalid).items() if v is not None})
+                                                   drop_invalid=drop_invalid, metric=metric).items() if v is not None})
     # Status goes to stderr, so `--json` output on stdout stays one clean JSON object.
     with err_console.status(f"loading {cfg.task} and {cfg.model}…") as status:
         prepared = prepare(cfg, need_corrupted=True, purpose="Patching", notes=show_note, stages=("patching",),
@@ -104,7 +102,7 @@ def patch(
     folder.check()  # a file, another command's folder or other settings' sweeps fail before the model loads
     with folder:
         the_model, tok = _load(task, model, device, processing, n, seed, corruption, split, drop_invalid, dtype, max_memory,
-                               device_map, n_devices)
+                               device_map, n_devices, metric=metric)
         settings = dict(metric=metric, normalize=normalize, direction=direction, batch_size=batch_size, align=align)
         results = PatchingFile(circuitwise_version=__version__, task=tok.task.name,
                                model=str(getattr(the_model, "circuitwise_name", model)), dtype=dtype_of(the_model),
@@ -120,27 +118,19 @@ def patch(
 
 
 def _one_sweep(w: str, method: str, the_model: Any, tok: Any, out: Path, opts: dict[str, Any]) -> dict[str, Any]:
-    from circuitwise.patching import activation_patching, attribution_patching
+    """One sweep through the pipeline's patching stage (pipeline.study_sweep), told as it ends."""
+    from circuitwise.pipeline import study_sweep
 
-    entry: dict[str, Any] = {}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        if method in ("exact", "both"):
-            t0 = time.monotonic()
-            with Bars(console) as bars:
-                exact = activation_patching(the_model, tok, w, out=out, progress=partial(bars.step, f"{w} (exact)"),
-                                            **opts)
-            entry["exact"] = exact.to_json()
-            _say(w, "exact", exact, time.monotonic() - t0)
-        if method in ("attribution", "both"):
-            t0 = time.monotonic()
-            attr = attribution_patching(the_model, tok, w, **opts)
-            entry["attribution"] = attr.to_json()
-            _say(w, "attribution", attr, time.monotonic() - t0)
-            if method == "both":
-                entry["correlation"] = attr.correlation(exact)
-                console.print(f"  attribution vs exact: Pearson r = {entry['correlation']:.3f}", highlight=False)
-    for warning in dict.fromkeys(str(c.message) for c in caught):
+    with Bars(console) as bars:
+        done = study_sweep(the_model, tok, w, method=method, out=out, progress=partial(bars.step, f"{w} (exact)"),
+                           **opts)
+    for kind, res in (("exact", done.exact), ("attribution", done.attribution)):
+        if res is not None:
+            _say(w, kind, res, done.seconds[kind])
+    entry = done.to_json()
+    if "correlation" in entry:
+        console.print(f"  attribution vs exact: Pearson r = {entry['correlation']:.3f}", highlight=False)
+    for warning in done.warnings:
         console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False)
     return entry
 
