@@ -134,7 +134,7 @@ def mib(
                 cfg = RunConfig.build(**{k: v for k, v in dict(
                     task=sources[task_name], model=model_src or MIB_MODELS.get(model_name, model_name), n=n,
                     seed=seed, device=device, dtype=dtype, max_memory=max_memory, drop_invalid=True,
-                    device_map=device_map, n_devices=n_devices, processing=processing,
+                    device_map=device_map, n_devices=n_devices, processing=processing, metric=metric,
                 ).items() if v is not None})
                 prepared = prepare(cfg, need_corrupted=True, purpose="MIB's circuit track", model=the_model,
                                    notes=show_note, stages=("edges", "evaluation"),
