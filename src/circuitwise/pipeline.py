@@ -52,7 +52,7 @@ from circuitwise.patching.result import DegenerateNormalizationWarning
 from circuitwise.patching.resume import CheckpointWarning
 from circuitwise.patching.sweeps import get_sweep
 from circuitwise.metrics import prepared_for
-from circuitwise.plan import choose_exact_cells, corrupted_view, plan_resources, plan_run
+from circuitwise.plan import choose_exact_cells, corrupted_view, plan_resources, plan_run, reference_batch
 from circuitwise.reports import write_report
 from circuitwise.reports.study import circuit_file
 from circuitwise.runfolder import RunFolder
@@ -148,7 +148,8 @@ def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] =
         # Every stage of every command reads the metric from these tokens: a vocabulary metric's flag,
         # and kl's reference (the clean run's next-token distribution), computed once here, not per stage.
         say(f"metric: {config.metric}")
-        tok = prepared_for(model, tok, config.metric)
+        # Memory first: a reference that cannot fit is refused before its forwards (plan.metric_held).
+        tok = prepared_for(model, tok, config.metric, batch_size=reference_batch(config.metric, tok, model))
     return Prepared(model, tok, dropped, builtin)
 
 

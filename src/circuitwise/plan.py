@@ -87,12 +87,7 @@ def plan_resources(config: Any, tok: TokenizedTask, model: Any, prefer: int) -> 
         wanted += ["edges", "evaluation"]
     refuse_unless_fits(wanted, model, T, what=f"This run of {len(tok)} prompts")
     # What the metric holds for the whole run (kl's clean reference) comes off every stage's budget.
-    held = held_bytes(getattr(config, "metric", "logit_diff"), len(tok), s.d_vocab)
-    if held and held >= budget:
-        raise MemoryBudgetError(
-            f"--metric {config.metric} holds {human(held)} (the clean run's next-token distribution of "
-            f"{len(tok)} prompts over {s.d_vocab:,} tokens), more than the memory budget ({human(budget)}). "
-            "Use fewer prompts (--n), --metric logprob or prob, or a larger --max-memory.")
+    held = metric_held(getattr(config, "metric", "logit_diff"), len(tok), model)
     budget -= held
     steps = getattr(config.method_options(), "steps", 5) if config.circuit else 5
     exact = exact_patching_flops(config, tok, model) if "patching" in wanted else 0.0
@@ -106,6 +101,28 @@ def plan_resources(config: Any, tok: TokenizedTask, model: Any, prefer: int) -> 
         out.append(StagePlan(stage, b, estimate(stage, s, T, b, device) + held, secs))
     given = getattr(model, "circuitwise_max_memory", None) is not None
     return ResourcePlan(tuple(out), budget + held, given, str(device), str(model.W_E.dtype).removeprefix("torch."))
+
+
+def metric_held(metric: str, n_prompts: int, model: Any) -> int:
+    """Bytes ``metric`` holds beside every stage (metrics.held_bytes), or a refusal, before any work, when
+    that alone passes the memory budget."""
+    s = Shapes.from_model(model)
+    held, budget = held_bytes(metric, n_prompts, s.d_vocab), budget_of(model)
+    if held and held >= budget:
+        raise MemoryBudgetError(
+            f"--metric {metric} holds {human(held)} (the clean run's next-token distribution of "
+            f"{n_prompts} prompts over {s.d_vocab:,} tokens), more than the memory budget ({human(budget)}). "
+            "Use fewer prompts (--n), --metric logprob or prob, or a larger --max-memory.")
+    return held
+
+
+def reference_batch(metric: str, tok: TokenizedTask, model: Any) -> int:
+    """Prompts per forward for kl's reference (full logits of every position, as the baseline's), in
+    the budget left beside what the metric holds; the refusal of :func:`metric_held` comes first."""
+    held = metric_held(metric, len(tok), model)
+    b = fit_batch("baseline", Shapes.from_model(model), int(tok.clean.shape[1]), budget_of(model) - held, 16,
+                  model.W_E.device)
+    return max(1, min(b, len(tok)))
 
 
 def exact_patching_flops(config: Any, tok: TokenizedTask, model: Any) -> float:
@@ -257,4 +274,4 @@ def check_options(config: Any, *, sweeps_flag: str = "--patch") -> None:
 
 
 __all__ = ["Plan", "ResourcePlan", "StagePlan", "check_options", "choose_exact_cells", "corrupted_view",
-           "exact_patching_flops", "plan_resources", "plan_run"]
+           "exact_patching_flops", "metric_held", "reference_batch", "plan_resources", "plan_run"]

@@ -113,7 +113,7 @@ class RunFolder:
     """
 
     def __init__(self, out: Path | str, *, replaces: Iterable[str] = (), command: str | None = None,
-                 settings: dict[str, Any] | None = None, force: bool = False):
+                 settings: dict[str, Any] | None = None, force: bool = False, in_place: bool = False):
         # Absolute, so `--out .` has a name and a parent to stage beside (symlinks are kept as given).
         self.out = Path(os.path.abspath(out))
         self.replaces = frozenset(replaces)
@@ -124,6 +124,8 @@ class RunFolder:
         self.pid_path = self.out.parent / f".{self.out.name}.lock.pid"
         self._lock: FileLock | None = None
         self._remove_lock_file = False
+        # Written in place, pair by pair (mark_in_place), instead of staged and swapped in whole.
+        self.in_place = in_place
         self._staged = False
         self.committed = False
         self.command: str | None = None
@@ -270,8 +272,9 @@ class RunFolder:
             foreign = sorted(n for n in names if n not in OURS and not n.endswith(".tmp"))
             # A few loose files (the user's notes) are carried into each new version; a folder with
             # subfolders or many files of its own is somebody's work, never to be swapped away.
-            # A command that writes its own layout in place (`mib`: a folder per method) owns those folders.
-            own_layout = self.command is not None and (read_marker(out) or {}).get("command") == self.command
+            # A command that writes its own layout in place (`mib`: a folder per method) owns those folders;
+            # a staged command's folder never holds subfolders of its own, so theirs stay refused.
+            own_layout = self.in_place and (read_marker(out) or {}).get("command") == self.command
             if not own_layout and (any((out / n).is_dir() for n in foreign) or len(foreign) > MAX_FOREIGN_FILES):
                 raise OutputError(
                     f"--out {out} holds files circuitwise did not write ({', '.join(foreign[:3])}"

@@ -116,7 +116,7 @@ def mib(
     metric = get_metric(metric or F["metric"].default).name
     # Pairs accumulate in one folder (more tasks, models or methods later); these decide every pair's numbers.
     settings = dict(metric=metric, ablation=ablation, n=n, seed=seed, dtype=dtype, processing=processing)
-    folder = RunFolder(out, command="mib", settings=settings, force=force)
+    folder = RunFolder(out, command="mib", settings=settings, force=force, in_place=True)
     folder.check()  # a file, another command's folder, or pairs of other settings: before any model loads
     with folder:
         folder.mark_in_place(complete=False)

@@ -164,3 +164,12 @@ def test_an_unfinished_folder_of_other_settings_is_refused_naming_both_and_force
         assert not (rf.path / ".patching").exists()  # the other model's checkpoints are gone
         rf.commit()
     assert read_marker(out) == {"command": "run", "settings": {"model": "gpt2", "n": 10}, "complete": True}
+
+
+def test_a_staged_commands_own_folder_with_a_subfolder_of_someone_elses_is_still_refused(tmp_path):
+    out = tmp_path / "o"
+    _folder_of(out, "run", settings={"n": 1})
+    (out / "my-work").mkdir()
+    with pytest.raises(OutputError, match="did not write"):
+        RunFolder(out, command="run", settings={"n": 1}).check()
+    RunFolder(out, command="run", settings={"n": 1}, in_place=True).check()  # `mib` writes its folders there

@@ -131,3 +131,21 @@ def test_attribution_noising_under_kl_is_refused_before_any_work(tmp_path):
     r = invoke("patch", "opposites", "--metric", "kl", "--method", "attribution", "--direction", "noise",
                "--out", tmp_path / "o")
     assert r.exit_code == 2 and "zero gradient at the clean run" in r.output and "denoise" in r.output, r.output
+
+
+def test_a_kl_reference_that_cannot_fit_is_refused_before_its_forwards(bundled_tok, monkeypatch):
+    import circuitwise.metrics as metrics_mod
+    import circuitwise.pipeline as pipeline_mod
+    from circuitwise import plan as plan_mod
+    from circuitwise.config import RunConfig
+    from circuitwise.errors import MemoryBudgetError
+
+    model, _ = bundled_tok
+    monkeypatch.setattr(plan_mod, "budget_of", lambda _m: 1000)
+
+    def never(*_a, **_k):
+        raise AssertionError("the reference was computed before the memory check")
+
+    monkeypatch.setattr(metrics_mod, "clean_reference", never)
+    with pytest.raises(MemoryBudgetError, match="--metric kl holds"):
+        pipeline_mod.prepare(RunConfig(task="opposites", n=N, metric="kl"), model=model)
