@@ -66,5 +66,9 @@ class DegenerateMetricError(CircuitwiseError):
     """A normalised score was asked for where the clean–corrupted gap is (near) zero."""
 
 
+class TranscoderError(ConfigError):
+    """Transcoders that cannot be read or do not fit the model (shapes, layers, layout)."""
+
+
 class SchemaError(ConfigError):
     """A results, patching, circuit or compare file is of another version, another tool, or malformed."""

@@ -61,7 +61,8 @@ def _register() -> None:
     # Each module adds its commands to `app`; the order here is the order of `--help`.
     from circuitwise.cli import prompt, run  # noqa: F401
 
-    for optional in ("tasks", "patch", "circuit", "compare", "benchmark", "mib"):
+    for optional in ("tasks", "patch", "circuit", "compare", "benchmark", "mib", "transcoders", "graph",
+                     "figures"):
         try:
             __import__(f"circuitwise.cli.{optional}")
         except ModuleNotFoundError as e:
