@@ -2,10 +2,10 @@
 
 ``results.json`` (:class:`RunResults`), ``patching.json`` (:class:`PatchingFile`),
 ``circuit.json`` (:class:`CircuitFile`), ``compare.json`` (:class:`CompareResults`), ``evaluation.json``
-(:class:`EvaluationFile`), ``scores.json`` (:class:`ScoresFile`) and ``benchmark.json``
-(:class:`BenchmarkFile`). The stages fill them, the report, the notebook display and ``compare``
-read only them; their JSON Schemas are exported to ``schema/`` in the repository
-(``make schema``). This package sits below the stages (it imports only ``errors`` and ``types``), so
+(:class:`EvaluationFile`), ``scores.json`` (:class:`ScoresFile`), ``benchmark.json``
+(:class:`BenchmarkFile`) and ``graph.json`` (:class:`GraphFile`). The stages fill them, the report,
+the notebook display and ``compare`` read only them; their JSON Schemas are exported to ``schema/``
+in the repository (``make schema``). This package sits below the stages (it imports only ``errors`` and ``types``), so
 any stage may build a section and the CLI, the pipeline and the reports may read one.
 """
 
@@ -17,6 +17,7 @@ from circuitwise.schema.base import FileModel, Open, Section
 from circuitwise.schema.benchmark import BenchmarkFile
 from circuitwise.schema.circuit import CircuitFile
 from circuitwise.schema.compare import CompareResults
+from circuitwise.schema.graph import GraphFile
 from circuitwise.schema.patching import PatchEntry, PatchingFile
 from circuitwise.schema.results import RunResults
 from circuitwise.schema.study import EvaluationFile, ScoresFile
@@ -25,7 +26,7 @@ from circuitwise.schema.sweeps import RunSweep, Sweep
 # Every file model, by the name of the schema file exported for it.
 FILES: dict[str, type[FileModel]] = {"results": RunResults, "patching": PatchingFile, "circuit": CircuitFile,
                                      "compare": CompareResults, "evaluation": EvaluationFile, "scores": ScoresFile,
-                                     "benchmark": BenchmarkFile}
+                                     "benchmark": BenchmarkFile, "graph": GraphFile}
 
 
 def load_results(path: str | Path) -> RunResults:
@@ -53,6 +54,6 @@ def load_circuit_file(path: str | Path) -> CircuitFile:
     return CircuitFile.load(path)
 
 
-__all__ = ["FILES", "BenchmarkFile", "CircuitFile", "CompareResults", "EvaluationFile", "FileModel", "Open",
-           "PatchEntry", "PatchingFile", "RunResults", "RunSweep", "ScoresFile", "Section", "Sweep",
+__all__ = ["FILES", "BenchmarkFile", "CircuitFile", "CompareResults", "EvaluationFile", "FileModel", "GraphFile",
+           "Open", "PatchEntry", "PatchingFile", "RunResults", "RunSweep", "ScoresFile", "Section", "Sweep",
            "load_circuit_file", "load_compare", "load_patching", "load_results"]

@@ -1,0 +1,249 @@
+"""An attribution graph out: circuitwise's ``graph.json`` and Neuronpedia's graph JSON (schema 1.0.0).
+
+Node ids are circuit-tracer's, so a graph opens in Neuronpedia as its own do, and they never
+collide (the error node once took ``{layer}_{pos}_{pos}``, the id of feature ``pos`` at the same
+place):
+
+- feature ``i`` of layer ``l`` at position ``p``: ``{l}_{i}_{p}`` (a feature index is ≥ 0),
+- layer ``l``'s MLP reconstruction error at ``p``: ``{l}_-1_{p}`` (−1 is never a feature),
+- the embedding of token ``t`` at ``p``: ``E_{t}_{p}``,
+- the logit of token ``t`` at ``p``: ``{n_layers + 1}_{t}_{p}`` (no feature sits past the last layer).
+
+Neuronpedia's ``feature`` of a feature node is the Cantor pairing of (layer, index), as circuit-
+tracer writes it when no Neuronpedia source set is named: one integer per feature, decodable.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from circuitwise.errors import SchemaError
+from circuitwise.runfolder import atomic_write_text
+from circuitwise.schema.graph import (
+    FEATURE_TYPE,
+    GraphEdge,
+    GraphFile,
+    GraphModel,
+    GraphNode,
+    GraphSettings,
+    GraphTarget,
+    GraphTranscoders,
+    NeuronpediaGraph,
+    validate_neuronpedia,
+)
+
+GENERATOR_URL = "https://github.com/circuitwise/circuitwise"
+
+
+# ---- node ids ------------------------------------------------------------------------------------
+
+def feature_id(layer: int, feature: int, pos: int) -> str:
+    return f"{layer}_{feature}_{pos}"
+
+
+def error_id(layer: int, pos: int) -> str:
+    return f"{layer}_-1_{pos}"
+
+
+def embedding_id(token_id: int, pos: int) -> str:
+    return f"E_{token_id}_{pos}"
+
+
+def logit_id(token_id: int, pos: int, n_layers: int) -> str:
+    return f"{n_layers + 1}_{token_id}_{pos}"
+
+
+def node_id(kind: str, *, layer: int | None, pos: int, feature: int | None, n_layers: int) -> str:
+    """The id of a node of ``kind`` (see the module's docstring)."""
+    if kind == "feature" and layer is not None and feature is not None:
+        return feature_id(layer, feature, pos)
+    if kind == "error" and layer is not None:
+        return error_id(layer, pos)
+    if kind == "embedding" and feature is not None:
+        return embedding_id(feature, pos)
+    if kind == "logit" and feature is not None:
+        return logit_id(feature, pos, n_layers)
+    raise ValueError(f"a {kind} node with layer={layer}, feature={feature} has no id")
+
+
+def cantor(x: int, y: int) -> int:
+    """Cantor's pairing: one natural number per pair of natural numbers, decodable (:func:`uncantor`)."""
+    return (x + y) * (x + y + 1) // 2 + y
+
+
+def uncantor(z: int) -> tuple[int, int]:
+    w = int(((8 * z + 1) ** 0.5 - 1) // 2)
+    # Float square roots of large z can be one off: step to the exact w.
+    while (w + 1) * (w + 2) // 2 <= z:
+        w += 1
+    while w * (w + 1) // 2 > z:
+        w -= 1
+    y = z - w * (w + 1) // 2
+    return w - y, y
+
+
+# ---- graph.json ----------------------------------------------------------------------------------
+
+def write_graph(graph: GraphFile, path: str | Path) -> Path:
+    """``graph.json`` (or, given a folder, ``graph.json`` in it), validated as it is written."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / GraphFile.FILENAME
+    return atomic_write_text(path, graph.dump_text())
+
+
+def load_graph(path: str | Path) -> GraphFile:
+    """``graph.json`` (or its folder), validated: a file of another version or tool is a clear SchemaError."""
+    return GraphFile.load(path)
+
+
+# ---- Neuronpedia ---------------------------------------------------------------------------------
+
+def slug_of(text: str, limit: int = 60) -> str:
+    """A Neuronpedia slug (lowercase letters, digits and hyphens) from a prompt or a task's name."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-")
+    return slug or "graph"
+
+
+def _generator() -> dict[str, str]:
+    try:
+        v = version("circuitwise")
+    except PackageNotFoundError:  # a source tree that was never installed
+        v = "unknown"
+    return {"name": "circuitwise", "version": v, "url": GENERATOR_URL}
+
+
+def _np_node(n: GraphNode, n_layers: int) -> dict[str, Any]:
+    kind = n.kind
+    out: dict[str, Any] = {"node_id": n.id, "feature_type": FEATURE_TYPE[kind], "ctx_idx": n.pos}
+    if kind == "feature":
+        assert n.layer is not None and n.feature is not None  # GraphNode's validator guarantees both
+        out.update(feature=cantor(n.layer, n.feature), layer=str(n.layer), jsNodeId=f"{n.layer}_{n.feature}-0",
+                   clerp=n.label)
+    elif kind == "error":
+        out.update(feature=-1, layer=str(n.layer), jsNodeId=f"{n.layer}_-1-{n.pos}", clerp=n.label)
+    elif kind == "embedding":
+        out.update(feature=n.pos, layer="E", jsNodeId=f"E_{n.feature}-{n.pos}", clerp=n.label)
+    else:
+        prob = 0.0 if n.prob is None else n.prob
+        out.update(feature=n.feature, layer=str(n_layers + 1), jsNodeId=f"L_{n.feature}-{n.pos}",
+                   clerp=n.label or f'Output "{n.token}" (p={prob:.3f})', token_prob=prob, is_target_logit=n.target)
+    if n.influence is not None:
+        out["influence"] = n.influence
+    if n.activation is not None:
+        out["activation"] = n.activation
+    return out
+
+
+def to_neuronpedia(graph: GraphFile, *, slug: str | None = None, scan: str | None = None,
+                   source_set: str | None = None) -> dict[str, Any]:
+    """``graph`` as Neuronpedia's graph JSON (schema 1.0.0), validated.
+
+    ``scan`` is the model's id on Neuronpedia (default: the model's name); ``source_set`` the
+    Neuronpedia source set of the transcoders' feature dashboards, where they are published there.
+    """
+    n_layers = graph.model.n_layers
+    now_ms = time.time() * 1000
+    metadata: dict[str, Any] = {
+        "slug": slug or slug_of(graph.task or graph.prompt),
+        "scan": scan or graph.model.name,
+        "prompt_tokens": list(graph.tokens),
+        "prompt": graph.prompt,
+        "node_threshold": graph.settings.node_threshold,
+        "schema_version": 1,
+        "info": {"description": graph.target.description, "generator": _generator(), "create_time_ms": now_ms,
+                 "source_urls": [graph.transcoders.source]},
+        "pruning_settings": {"node_threshold": graph.settings.node_threshold,
+                             "edge_threshold": graph.settings.edge_threshold},
+    }
+    if source_set is not None:
+        metadata["feature_details"] = {"neuronpedia_source_set": source_set}
+    data: dict[str, Any] = {
+        "metadata": metadata,
+        "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
+        "nodes": [_np_node(n, n_layers) for n in graph.nodes],
+        "links": [{"source": e.source, "target": e.target, "weight": e.weight} for e in graph.edges],
+    }
+    # A failure here is circuitwise's bug (the graph file was valid): it says which field.
+    validate_neuronpedia(data, "the exported graph")
+    return data
+
+
+def write_neuronpedia(graph: GraphFile, path: str | Path, **options: Any) -> Path:
+    """Write :func:`to_neuronpedia` of ``graph`` to ``path`` (a folder: ``{slug}.json`` in it)."""
+    import json
+
+    data = to_neuronpedia(graph, **options)
+    path = Path(path)
+    if path.is_dir():
+        path = path / f"{data['metadata']['slug']}.json"
+    return atomic_write_text(path, json.dumps(data, allow_nan=False))
+
+
+def _layer_of(node: Any, where: str) -> int:
+    try:
+        return int(node.layer)
+    except (TypeError, ValueError):
+        raise SchemaError(f"{where}: node {node.node_id} has layer {node.layer!r}, not a layer number.") from None
+
+
+def from_neuronpedia(data: Any, *, source: str = "the graph", model_name: str | None = None,
+                     transcoders: str = "unknown", node_threshold: float | None = None,
+                     edge_threshold: float | None = None) -> GraphFile:
+    """A Neuronpedia graph JSON (a parsed file or a path; circuitwise's or circuit-tracer's) as a
+    :class:`GraphFile`, so circuitwise's page draws it. Token ids are read from the embedding nodes'
+    ids (``E_{token}_{pos}``); positions without an embedding node get −1.
+    """
+    np_graph: NeuronpediaGraph = validate_neuronpedia(data, source)
+    meta = np_graph.metadata
+    tokens = list(meta.prompt_tokens)
+    ids = [-1] * len(tokens)
+    logit_layers = {_layer_of(n, source) for n in np_graph.nodes if n.feature_type == "logit"}
+    inner = [_layer_of(n, source) for n in np_graph.nodes if n.feature_type not in ("logit", "embedding")]
+    n_layers = (min(logit_layers) - 1) if logit_layers else (max(inner, default=-1) + 1)
+    nodes = []
+    for n in np_graph.nodes:
+        common: dict[str, Any] = dict(id=n.node_id, pos=n.ctx_idx, activation=n.activation, influence=n.influence,
+                                      label=n.clerp)
+        if n.feature_type == "embedding":
+            token_id = int(n.node_id.split("_")[1]) if n.node_id.startswith("E_") else -1
+            ids[n.ctx_idx] = token_id
+            nodes.append(GraphNode(kind="embedding", feature=token_id, token=tokens[n.ctx_idx], **common))
+        elif n.feature_type == "logit":
+            extra = n.model_extra or {}
+            token = _logit_token(n.clerp)
+            nodes.append(GraphNode(kind="logit", feature=n.feature, token=token, prob=extra.get("token_prob"),
+                                   target=bool(extra.get("is_target_logit", False)),
+                                   **{**common, "label": n.clerp if token is None else ""}))
+        elif n.feature_type == "mlp reconstruction error":
+            nodes.append(GraphNode(kind="error", layer=_layer_of(n, source), **common))
+        else:
+            layer = _layer_of(n, source)
+            parts = n.node_id.split("_")
+            index = int(parts[1]) if len(parts) == 3 and parts[1].lstrip("-").isdigit() else uncantor(n.feature or 0)[1]
+            nodes.append(GraphNode(kind="feature", layer=layer, feature=index, **common))
+    pruning = meta.pruning_settings
+    node_t = node_threshold or meta.node_threshold or (pruning.node_threshold if pruning else None) or 1.0
+    edge_t = edge_threshold or (pruning.edge_threshold if pruning else None) or 1.0
+    return GraphFile(
+        model=GraphModel(name=model_name or meta.scan, n_layers=max(n_layers, 1)),
+        prompt=meta.prompt, tokens=tokens, token_ids=ids,
+        target=GraphTarget(mode="salient", description=(meta.info.description or "") if meta.info else ""),
+        transcoders=GraphTranscoders(source=transcoders, kind="cross-layer", n_features=[]),
+        settings=GraphSettings(node_threshold=node_t, edge_threshold=edge_t),
+        nodes=nodes, edges=[GraphEdge(source=e.source, target=e.target, weight=e.weight) for e in np_graph.links],
+        notes=[f"read from a Neuronpedia graph JSON ({source})"])
+
+
+def _logit_token(clerp: str) -> str | None:
+    """The token of circuitwise's or circuit-tracer's logit label ``Output "tok" (p=0.123)``."""
+    m = re.fullmatch(r'Output "(.*)" \(p=[0-9.eE+-]+\)', clerp, re.S)
+    return m.group(1) if m else None
+
+
+__all__ = ["cantor", "embedding_id", "error_id", "feature_id", "from_neuronpedia", "load_graph", "logit_id",
+           "node_id", "slug_of", "to_neuronpedia", "uncantor", "write_graph", "write_neuronpedia"]
