@@ -15,24 +15,31 @@ tracer writes it when no Neuronpedia source set is named: one integer per featur
 
 from __future__ import annotations
 
+import ast
 import re
 import time
+from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from circuitwise.errors import SchemaError
+from circuitwise.features.graph import AttributionGraph
 from circuitwise.runfolder import atomic_write_text
 from circuitwise.schema.graph import (
     FEATURE_TYPE,
+    Context,
     GraphEdge,
     GraphFile,
     GraphModel,
     GraphNode,
+    GraphScores,
     GraphSettings,
     GraphTarget,
     GraphTranscoders,
     NeuronpediaGraph,
+    NodeKind,
+    TargetMode,
     validate_neuronpedia,
 )
 
@@ -88,6 +95,114 @@ def uncantor(z: int) -> tuple[int, int]:
 
 # ---- graph.json ----------------------------------------------------------------------------------
 
+_KIND: dict[str, NodeKind] = {"feature": "feature", "error": "error", "token": "embedding", "target": "logit"}
+_TARGET_MODE: dict[str, TargetMode] = {"salient": "salient", "tokens": "token", "token": "token", "metric": "metric"}
+
+
+def _layout(graph: AttributionGraph) -> tuple[list[str], list[int], int, list[str]]:
+    """Tokens shown, their ids, the offset from a node's position to its column, and notes.
+
+    A prompt's graph shows its own tokens. A task's graph has positions relative to the answer
+    (0 the read-out position, −1 the one before …): it shows its longest prompt's tokens, ending at
+    the read-out position; a column that prompt does not reach is blank.
+    """
+    longest = max(range(len(graph.tokens)), key=lambda i: len(graph.tokens[i]))
+    strs, ids = list(graph.token_strs[longest]), list(graph.tokens[longest])
+    if graph.positions == "absolute":
+        return strs, ids, 0, []
+    first = min((x.position for x in graph.nodes), default=0)
+    offset = max(len(strs) - 1, -first)
+    pad = offset + 1 - len(strs)
+    notes = [f"a graph over {len(graph.prompts)} prompts: positions are relative to the read-out position; "
+             f"the tokens shown are prompt {longest + 1}'s"]
+    return [""] * pad + strs, [-1] * pad + ids, offset, notes
+
+
+def _transcoders(info: dict[str, Any], source: str | None) -> GraphTranscoders:
+    cross = bool(info.get("cross_layer")) or "cross" in str(info.get("kind", ""))
+    widths = info.get("n_features", info.get("widths", []))
+    widths = [int(w) for w in widths] if isinstance(widths, (list, tuple)) else []
+    extra = {k: v for k, v in info.items() if k not in ("kind", "cross_layer", "n_features", "widths", "activation",
+                                                         "source") and isinstance(v, (str, int, float, bool))}
+    return GraphTranscoders(source=source or str(info.get("source", "unknown")),
+                            kind="cross-layer" if cross else "per-layer", n_features=widths,
+                            activation=info.get("activation"), **extra)
+
+
+def graph_file(graph: AttributionGraph, *, transcoders: str | None = None, node_threshold: float | None = None,
+               edge_threshold: float | None = None, task: str | None = None, description: str = "",
+               contexts: Mapping[tuple[int, int], Sequence[Context]] | None = None,
+               notes: Sequence[str] = ()) -> GraphFile:
+    """The engine's graph as ``graph.json``'s typed file: every node of ``graph`` and every non-zero link.
+
+    Prune first (:func:`~circuitwise.features.prune_graph`) for a readable graph: this writes what it is
+    given. ``contexts`` maps a feature's ``(layer, index)`` to its top activating contexts. The
+    thresholds default to those recorded in ``graph.meta`` (1.0: nothing pruned).
+    """
+    strs, ids, offset, layout_notes = _layout(graph)
+    n_layers = graph.n_layers
+    influence = None if graph.influence is None else graph.influence.double().tolist()
+    targets = [i for i, x in enumerate(graph.nodes) if x.kind == "target"]
+    top = max(targets, key=lambda i: graph.nodes[i].probability or 0.0) if targets else -1
+    names: list[str] = []
+    nodes: list[GraphNode] = []
+    for i, x in enumerate(graph.nodes):
+        kind = _KIND[x.kind]
+        pos = x.position + offset
+        layer = x.layer if kind in ("feature", "error") else None
+        feature = x.feature if kind == "feature" else (x.token if kind in ("embedding", "logit") else None)
+        nid = node_id(kind, layer=layer, pos=pos, feature=feature, n_layers=n_layers)
+        token = None
+        if kind == "embedding":
+            token = strs[pos] if 0 <= pos < len(strs) else ""
+        elif kind == "logit":
+            token = _target_token(x.label, x.token)
+        ctx = list(contexts.get((x.layer, x.feature), ())) if contexts is not None and kind == "feature" else []
+        nodes.append(GraphNode(id=nid, kind=kind, layer=layer, pos=pos, feature=feature, token=token,
+                               activation=x.value, influence=None if influence is None else influence[i],
+                               prob=x.probability if kind == "logit" else None, target=i == top,
+                               label=x.label if kind == "logit" and x.token < 0 else "", contexts=ctx))
+        names.append(nid)
+    edges = [GraphEdge(source=names[j], target=names[i], weight=w) for i, j, w in graph.edges()]
+    scores = None
+    if graph.scores:
+        scores = GraphScores(replacement=graph.scores.get("replacement"),
+                             completeness=graph.scores.get("completeness"))
+    meta = graph.meta
+    mode = _TARGET_MODE.get(graph.targets, "salient")
+    return GraphFile(
+        model=GraphModel(name=graph.model, n_layers=n_layers), task=task,
+        prompt=graph.prompts[0] if len(graph.prompts) == 1 else " | ".join(graph.prompts[:3])
+        + (" …" if len(graph.prompts) > 3 else ""),
+        tokens=strs, token_ids=ids,
+        target=GraphTarget(mode=mode, description=description or _describe(graph, mode)),
+        transcoders=_transcoders(graph.transcoders, transcoders),
+        settings=GraphSettings(node_threshold=node_threshold or float(meta.get("node_threshold", 1.0)),
+                               edge_threshold=edge_threshold or float(meta.get("edge_threshold", 1.0))),
+        nodes=nodes, edges=edges, scores=scores, notes=[*layout_notes, *notes])
+
+
+def _target_token(label: str, token: int) -> str:
+    """A logit target's token text from the engine's label ``logit ' young'`` (the metric: "metric")."""
+    if token < 0:
+        return "metric"
+    if label.startswith("logit "):
+        try:
+            text = ast.literal_eval(label[len("logit "):])
+        except (ValueError, SyntaxError):
+            return label
+        return text if isinstance(text, str) else label
+    return label or str(token)
+
+
+def _describe(graph: AttributionGraph, mode: str) -> str:
+    t = [x for x in graph.nodes if x.kind == "target"]
+    if mode == "metric":
+        return "the task's metric"
+    shown = ", ".join(repr(_target_token(x.label, x.token)) for x in t[:5])
+    return f"the logit{'s' if len(t) != 1 else ''} of {shown}{' …' if len(t) > 5 else ''}"
+
+
 def write_graph(graph: GraphFile, path: str | Path) -> Path:
     """``graph.json`` (or, given a folder, ``graph.json`` in it), validated as it is written."""
     path = Path(path)
@@ -134,18 +249,21 @@ def _np_node(n: GraphNode, n_layers: int) -> dict[str, Any]:
                    clerp=n.label or f'Output "{n.token}" (p={prob:.3f})', token_prob=prob, is_target_logit=n.target)
     if n.influence is not None:
         out["influence"] = n.influence
-    if n.activation is not None:
+    # Only a feature's value is an activation (an error's or embedding's is a norm, a logit's a logit).
+    if kind == "feature" and n.activation is not None:
         out["activation"] = n.activation
     return out
 
 
-def to_neuronpedia(graph: GraphFile, *, slug: str | None = None, scan: str | None = None,
+def to_neuronpedia(graph: GraphFile | AttributionGraph, *, slug: str | None = None, scan: str | None = None,
                    source_set: str | None = None) -> dict[str, Any]:
     """``graph`` as Neuronpedia's graph JSON (schema 1.0.0), validated.
 
     ``scan`` is the model's id on Neuronpedia (default: the model's name); ``source_set`` the
     Neuronpedia source set of the transcoders' feature dashboards, where they are published there.
     """
+    if isinstance(graph, AttributionGraph):
+        graph = graph_file(graph)
     n_layers = graph.model.n_layers
     now_ms = time.time() * 1000
     metadata: dict[str, Any] = {
@@ -173,7 +291,7 @@ def to_neuronpedia(graph: GraphFile, *, slug: str | None = None, scan: str | Non
     return data
 
 
-def write_neuronpedia(graph: GraphFile, path: str | Path, **options: Any) -> Path:
+def write_neuronpedia(graph: GraphFile | AttributionGraph, path: str | Path, **options: Any) -> Path:
     """Write :func:`to_neuronpedia` of ``graph`` to ``path`` (a folder: ``{slug}.json`` in it)."""
     import json
 
@@ -245,5 +363,5 @@ def _logit_token(clerp: str) -> str | None:
     return m.group(1) if m else None
 
 
-__all__ = ["cantor", "embedding_id", "error_id", "feature_id", "from_neuronpedia", "load_graph", "logit_id",
-           "node_id", "slug_of", "to_neuronpedia", "uncantor", "write_graph", "write_neuronpedia"]
+__all__ = ["cantor", "embedding_id", "error_id", "feature_id", "from_neuronpedia", "graph_file", "load_graph",
+           "logit_id", "node_id", "slug_of", "to_neuronpedia", "uncantor", "write_graph", "write_neuronpedia"]

@@ -33,6 +33,7 @@ VERSION = 1
 NEURONPEDIA_SCHEMA: Final = "1.0.0"
 
 NodeKind = Literal["feature", "error", "embedding", "logit"]
+TargetMode = Literal["metric", "salient", "token"]
 # Neuronpedia's ``feature_type`` of each kind of node.
 FEATURE_TYPE: Final[dict[str, str]] = {"feature": "cross layer transcoder", "error": "mlp reconstruction error",
                                        "embedding": "embedding", "logit": "logit"}
@@ -73,6 +74,8 @@ class GraphNode(Section):
     pos: int = Field(ge=0)
     feature: int | None = None
     token: str | None = None
+    # A feature's activation; for the other kinds the engine's value of the node (an error's or an
+    # embedding's norm, a logit's logit less the mean logit). Neuronpedia's file carries features' only.
     activation: Num = None
     influence: Num = None
     # A logit's probability and whether it is the graph's target (a metric's logits may be several).
@@ -119,7 +122,7 @@ class GraphTarget(Open):
     """What the graph explains: ``metric`` (the task's metric direction), ``salient`` (the most likely
     logits) or ``token`` (one token's logit)."""
 
-    mode: Literal["metric", "salient", "token"]
+    mode: TargetMode
     description: str = ""
 
 
@@ -351,4 +354,5 @@ def validate_neuronpedia(data: Any, source: str = "the graph") -> NeuronpediaGra
 
 __all__ = ["FEATURE_TYPE", "FORMAT", "NEURONPEDIA_SCHEMA", "VERSION", "Context", "GraphEdge", "GraphFile",
            "GraphModel", "GraphNode", "GraphScores", "GraphSettings", "GraphTarget", "GraphTranscoders", "NPLink",
-           "NPMetadata", "NPNode", "NPQParams", "NeuronpediaGraph", "NodeKind", "validate_neuronpedia"]
+           "NPMetadata", "NPNode", "NPQParams", "NeuronpediaGraph", "NodeKind", "TargetMode",
+           "validate_neuronpedia"]
