@@ -232,7 +232,33 @@ def _generator() -> dict[str, str]:
     return {"name": "circuitwise", "version": v, "url": GENERATOR_URL}
 
 
-def _np_node(n: GraphNode, n_layers: int) -> dict[str, Any]:
+def cumulative_influence(influence: Sequence[float | None]) -> list[float | None]:
+    """circuit-tracer's (and so Neuronpedia's) ``influence`` of a node: the share of the total that the
+    nodes of at least its influence hold (the most influential node's own share … 1 for the least).
+    A viewer keeps the nodes whose value is ≤ its node threshold. Nodes without one stay None."""
+    known = sorted((v, i) for i, v in enumerate(influence) if v is not None)[::-1]
+    total = sum(v for v, _ in known)
+    out: list[float | None] = [None] * len(influence)
+    running = 0.0
+    for v, i in known:
+        running += v
+        out[i] = running / total if total > 0 else 1.0
+    return out
+
+
+def shares_of_cumulative(cumulative: Sequence[float | None]) -> list[float | None]:
+    """Each node's own share of the total influence, from :func:`cumulative_influence`'s form (nodes of
+    no influence tie with the least influential node before them: one of them gets its share)."""
+    known = sorted((v, i) for i, v in enumerate(cumulative) if v is not None)
+    out: list[float | None] = [None] * len(cumulative)
+    before = 0.0
+    for v, i in known:
+        out[i] = max(v - before, 0.0)
+        before = v
+    return out
+
+
+def _np_node(n: GraphNode, n_layers: int, influence: float | None) -> dict[str, Any]:
     kind = n.kind
     out: dict[str, Any] = {"node_id": n.id, "feature_type": FEATURE_TYPE[kind], "ctx_idx": n.pos}
     if kind == "feature":
@@ -247,8 +273,8 @@ def _np_node(n: GraphNode, n_layers: int) -> dict[str, Any]:
         prob = 0.0 if n.prob is None else n.prob
         out.update(feature=n.feature, layer=str(n_layers + 1), jsNodeId=f"L_{n.feature}-{n.pos}",
                    clerp=n.label or f'Output "{n.token}" (p={prob:.3f})', token_prob=prob, is_target_logit=n.target)
-    if n.influence is not None:
-        out["influence"] = n.influence
+    if influence is not None:
+        out["influence"] = influence
     # Only a feature's value is an activation (an error's or embedding's is a norm, a logit's a logit).
     if kind == "feature" and n.activation is not None:
         out["activation"] = n.activation
@@ -283,7 +309,8 @@ def to_neuronpedia(graph: GraphFile | AttributionGraph, *, slug: str | None = No
     data: dict[str, Any] = {
         "metadata": metadata,
         "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
-        "nodes": [_np_node(n, n_layers) for n in graph.nodes],
+        "nodes": [_np_node(n, n_layers, c) for n, c in
+                  zip(graph.nodes, cumulative_influence([n.influence for n in graph.nodes]), strict=True)],
         "links": [{"source": e.source, "target": e.target, "weight": e.weight} for e in graph.edges],
     }
     # A failure here is circuitwise's bug (the graph file was valid): it says which field.
@@ -324,8 +351,9 @@ def from_neuronpedia(data: Any, *, source: str = "the graph", model_name: str | 
     inner = [_layer_of(n, source) for n in np_graph.nodes if n.feature_type not in ("logit", "embedding")]
     n_layers = (min(logit_layers) - 1) if logit_layers else (max(inner, default=-1) + 1)
     nodes = []
-    for n in np_graph.nodes:
-        common: dict[str, Any] = dict(id=n.node_id, pos=n.ctx_idx, activation=n.activation, influence=n.influence,
+    shares = shares_of_cumulative([n.influence for n in np_graph.nodes])
+    for n, share in zip(np_graph.nodes, shares, strict=True):
+        common: dict[str, Any] = dict(id=n.node_id, pos=n.ctx_idx, activation=n.activation, influence=share,
                                       label=n.clerp)
         if n.feature_type == "embedding":
             token_id = int(n.node_id.split("_")[1]) if n.node_id.startswith("E_") else -1
@@ -363,5 +391,6 @@ def _logit_token(clerp: str) -> str | None:
     return m.group(1) if m else None
 
 
-__all__ = ["cantor", "embedding_id", "error_id", "feature_id", "from_neuronpedia", "graph_file", "load_graph",
-           "logit_id", "node_id", "slug_of", "to_neuronpedia", "uncantor", "write_graph", "write_neuronpedia"]
+__all__ = ["cantor", "cumulative_influence", "embedding_id", "error_id", "feature_id", "from_neuronpedia", "graph_file",
+           "load_graph", "logit_id", "node_id", "shares_of_cumulative", "slug_of", "to_neuronpedia", "uncantor",
+           "write_graph", "write_neuronpedia"]

@@ -65,8 +65,9 @@ class Context(Section):
 class GraphNode(Section):
     """A node. ``layer``: the feature's (or error's) layer, ``None`` for embeddings and logits.
     ``feature``: the feature's index in its layer's transcoder, the token id of an embedding or a
-    logit, ``None`` for an error. ``influence``: its share of the target's total influence (circuit-
-    tracer's pruning score; logits have none)."""
+    logit, ``None`` for an error. ``influence``: its share of the targets' total influence (its
+    effect on them, direct and through other nodes, over all nodes' — circuit-tracer's pruning score;
+    logits have none). Neuronpedia's file carries it in circuit-tracer's cumulative form."""
 
     id: str
     kind: NodeKind

@@ -21,8 +21,8 @@ IDS = [50256, 32, 7619, 318]
 
 def small_graph() -> GraphFile:
     n_layers = 2
-    nodes = [GraphNode(id=embedding_id(t, p), kind="embedding", pos=p, feature=t, token=TOKENS[p], influence=0.1 * p)
-             for p, t in enumerate(IDS)]
+    nodes = [GraphNode(id=embedding_id(t, p), kind="embedding", pos=p, feature=t, token=TOKENS[p],
+                       influence=0.05 + 0.1 * p) for p, t in enumerate(IDS)]
     ctx = [Context(source="task", tokens=TOKENS, pos=3, activation=2.5, index=0, activations=[0.0, 0.1, 0.4, 2.5]),
            Context(source="corpus", tokens=["The", " cat", " is"], pos=1, activation=1.25, index=7)]
     nodes += [

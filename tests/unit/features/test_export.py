@@ -12,9 +12,11 @@ import pytest
 from circuitwise.errors import SchemaError
 from circuitwise.features.export import (
     cantor,
+    cumulative_influence,
     from_neuronpedia,
     load_graph,
     node_id,
+    shares_of_cumulative,
     to_neuronpedia,
     uncantor,
     write_graph,
@@ -69,7 +71,7 @@ def test_export_fits_neuronpedias_schema_with_its_feature_types():
     young = by_id["3_42_3"]
     assert young["layer"] == "3" and young["is_target_logit"] is True and young["token_prob"] == 0.625
     assert young["clerp"] == 'Output " young" (p=0.625)'
-    assert by_id["0_3_3"]["activation"] == 2.5 and by_id["0_3_3"]["influence"] == 0.4
+    assert by_id["0_3_3"]["activation"] == 2.5
     assert "activation" not in by_id["0_-1_3"]  # an error node has no activation: absent, not null
     assert data["links"][0] == {"source": "E_7619_2", "target": "0_1_2", "weight": 0.5}
     meta = data["metadata"]
@@ -95,6 +97,21 @@ def test_ids_are_unique_and_never_collide():
     assert "0_3_3" in {n["node_id"] for n in data["nodes"]} and "0_-1_3" in {n["node_id"] for n in data["nodes"]}
 
 
+def test_influence_is_written_in_circuit_tracers_cumulative_form():
+    # circuit-tracer: sort by influence, cumulative sum over the total; a viewer keeps value <= threshold.
+    assert cumulative_influence([0.1, None, 0.6, 0.3, 0.0]) == pytest.approx([1.0, None, 0.6, 0.9, 1.0])
+    shares = shares_of_cumulative(cumulative_influence([0.1, None, 0.6, 0.3, 0.0]))
+    assert shares == pytest.approx([0.1, None, 0.6, 0.3, 0.0])
+    g = small_graph()
+    data = to_neuronpedia(g)
+    total = sum(n.influence or 0.0 for n in g.nodes)
+    by_id = {n["node_id"]: n for n in data["nodes"]}
+    assert by_id["1_0_3"]["influence"] == pytest.approx(0.7 / total)  # the most influential node: its own share
+    assert by_id["0_3_3"]["influence"] == pytest.approx((0.7 + 0.4) / total)
+    assert max(n["influence"] for n in data["nodes"] if "influence" in n) == pytest.approx(1.0)
+    assert "influence" not in by_id["3_42_3"]  # logits have none
+
+
 def test_cantor_pairing_decodes():
     pairs = [(0, 0), (0, 3), (5, 0), (25, 16383), (40, 2**17 - 1), (3, 10**9)]
     assert [uncantor(cantor(x, y)) for x, y in pairs] == pairs
@@ -117,8 +134,12 @@ def test_neuronpedia_file_round_trips_into_the_same_graph(tmp_path):
     assert path.name == "opposites.json"
     back = from_neuronpedia(path)
     assert back.tokens == g.tokens and back.token_ids == g.token_ids and back.model.n_layers == 2
-    keep = ("id", "kind", "layer", "pos", "feature", "activation", "influence", "prob", "target")
+    keep = ("id", "kind", "layer", "pos", "feature", "activation", "prob", "target")
     assert [{k: getattr(n, k) for k in keep} for n in back.nodes] == [{k: getattr(n, k) for k in keep} for n in g.nodes]
+    # Influence comes back as each node's share of the total.
+    total = sum(n.influence or 0.0 for n in g.nodes)
+    assert [n.influence for n in back.nodes] == pytest.approx(
+        [None if n.influence is None else n.influence / total for n in g.nodes], abs=1e-12)
     assert [n.token for n in back.nodes if n.kind == "logit"] == [" young", ' "old"']
     assert back.edges == g.edges
     assert back.settings.node_threshold == 0.8 and back.settings.edge_threshold == 0.98
