@@ -26,9 +26,6 @@ from circuitwise.config import (
     BOOTSTRAP_LEVEL,
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
-    DEFAULT_RANDOM_SAMPLES,
-    DEFAULT_SHORTLIST,
-    DEFAULT_TARGET,
     MECHANISM_PROMPTS,
     MECHANISM_TOP_TOKENS,
     STABILITY_GROUPS,
@@ -52,7 +49,8 @@ from circuitwise.patching.result import DegenerateNormalizationWarning
 from circuitwise.patching.resume import CheckpointWarning
 from circuitwise.patching.sweeps import get_sweep
 from circuitwise.metrics import prepared_for
-from circuitwise.plan import choose_exact_cells, corrupted_view, plan_resources, plan_run, reference_batch
+from circuitwise.plan import (BenchmarkRequest, CircuitRequest, Study, SweepRequest, choose_exact_cells, corrupted_view,
+                              plan_resources, plan_run, reference_batch)
 from circuitwise.reports import write_report
 from circuitwise.reports.study import circuit_file
 from circuitwise.runfolder import RunFolder
@@ -162,25 +160,42 @@ class CircuitStudy:
     note: str | None  # why edge stability was not measured, if it was not
 
 
-def study_circuit(model: Any, tok: TokenizedTask, *, method: str, options: Any, metric: str = "logit_diff",
-                  selection: str = "target", target: float = DEFAULT_TARGET, n: int | None = None,
-                  threshold: float | None = None, by: str = "abs", prune: bool = True, ablation: str = "corrupted",
-                  random_samples: int = DEFAULT_RANDOM_SAMPLES, shortlist: int = DEFAULT_SHORTLIST,
-                  batch_size: int | None = None, eval_batch_size: int | None = None,
+def load_study(study: Study, *, progress: Progress | None = None, notes: Progress | None = None,
+               model: Any = None) -> Prepared:
+    """The runner's first step for every command but ``run``: the task and the model, the task tokenized
+    for the model and set up for the metric, and the memory the command's stages need checked — once."""
+    return prepare(study.config, need_corrupted=True, purpose=study.purpose, stages=study.memory_stages,
+                   progress=progress, notes=notes, model=model)
+
+
+def study_circuit(model: Any, tok: TokenizedTask, request: CircuitRequest, *, metric: str = "logit_diff",
+                  eval_batch_size: int | None = None,
                   progress: Callable[[int, int, str], None] | None = None) -> CircuitStudy:
     """The one circuit stage every command runs: score the edges, select the circuit, check it against
     random circuits and exact patching of a shortlist, and measure its edges' stability."""
+    r = request
     tell = progress or (lambda _d, _t, _w: None)
-    found = find_circuit(model, tok, method=method, options=options, selection=selection, n=n, threshold=threshold,
-                         target=target, by=by, prune=prune, ablation=ablation,
-                         batch_size=batch_size, progress=tell, metric=metric)
-    eval_bs = batch_size if eval_batch_size is None else eval_batch_size
-    ev = evaluate_circuit(model, tok, found.circuit, scores=found.scores, ablation=ablation,
-                          random_samples=random_samples, shortlist=shortlist, batch_size=eval_bs, progress=tell,
+    found = find_circuit(model, tok, method=r.method, options=r.options, selection=r.selection, n=r.edges,
+                         threshold=r.threshold, target=r.target, by=r.by, prune=r.prune,
+                         ablation=r.ablation, batch_size=r.batch_size, progress=tell, metric=metric)
+    eval_bs = r.batch_size if eval_batch_size is None else eval_batch_size
+    ev = evaluate_circuit(model, tok, found.circuit, scores=found.scores, ablation=r.ablation,
+                          random_samples=r.random_samples, shortlist=r.shortlist, batch_size=eval_bs, progress=tell,
                           bootstrap=resampling())
-    ev, why_not = with_stability(ev, model, tok, found.circuit, method=method, options=options, rs=resampling(),
-                                 groups=STABILITY_GROUPS, batch_size=batch_size, progress=tell)
+    ev, why_not = with_stability(ev, model, tok, found.circuit, method=r.method, options=r.options, rs=resampling(),
+                                 groups=STABILITY_GROUPS, batch_size=r.batch_size, progress=tell)
     return CircuitStudy(found, ev, why_not)
+
+
+def study_benchmark(model: Any, tok: TokenizedTask, request: BenchmarkRequest, *, metric: str = "logit_diff",
+                    progress: Callable[[int, int, str], None] | None = None,
+                    notes: Progress | None = None) -> Any:
+    """The benchmark stage: every requested method on the same prompts, MIB's CPR/CMD side by side."""
+    from circuitwise.evaluation.benchmark import benchmark
+
+    r = request
+    return benchmark(model, tok, list(r.methods), target=r.target, ablation=r.ablation,
+                     batch_size=r.batch_size, progress=progress, notes=notes, metric=metric)
 
 
 @dataclass(frozen=True)
@@ -203,23 +218,25 @@ class SweepStudy:
         return entry
 
 
-def study_sweep(model: Any, tok: TokenizedTask, what: str, *, method: str, out: Path | None = None,
-                progress: Callable[[int, int], None] | None = None, **options: Any) -> SweepStudy:
-    """Activation patching (``method`` exact or both: checkpointed under ``out``, resumable) and attribution
-    patching (attribution or both) of one sweep; ``options``: direction, metric, normalize, batch_size, align."""
+def study_sweep(model: Any, tok: TokenizedTask, what: str, request: SweepRequest, *, metric: str = "logit_diff",
+                out: Path | None = None, progress: Callable[[int, int], None] | None = None) -> SweepStudy:
+    """Activation patching (``request.method`` exact or both: checkpointed under ``out``, resumable) and
+    attribution patching (attribution or both) of one sweep."""
     import time
 
     from circuitwise.patching import activation_patching, attribution_patching
 
+    r = request
+    options = dict(direction=r.direction, metric=metric, normalize=r.normalize, batch_size=r.batch_size, align=r.align)
     exact = attr = None
     seconds: dict[str, float] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if method in ("exact", "both"):
+        if r.method in ("exact", "both"):
             t0 = time.monotonic()
             exact = activation_patching(model, tok, what, out=out, progress=progress, **options)
             seconds["exact"] = time.monotonic() - t0
-        if method in ("attribution", "both"):
+        if r.method in ("attribution", "both"):
             t0 = time.monotonic()
             attr = attribution_patching(model, tok, what, **options)
             seconds["attribution"] = time.monotonic() - t0
@@ -442,8 +459,8 @@ def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, e
 
     say(f"circuit discovery: {config.circuit}")
     assert config.circuit is not None  # the plan runs this stage only with a method
-    study = study_circuit(model, tok, method=config.circuit, options=config.method_options(), metric=config.metric,
-                          target=config.circuit_target, batch_size=bs, eval_batch_size=eval_bs, progress=progress)
+    request = CircuitRequest(config.circuit, config.method_options(), target=config.circuit_target, batch_size=bs)
+    study = study_circuit(model, tok, request, metric=config.metric, eval_batch_size=eval_bs, progress=progress)
     found, ev, why_not = study.found, study.evaluation, study.note
     if why_not is not None:
         say(f"note: {why_not}")
@@ -524,5 +541,5 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["CircuitStudy", "Prepared", "RunOutputs", "SweepStudy", "prepare", "resampling", "run", "study_circuit",
-           "study_sweep"]
+__all__ = ["CircuitStudy", "Prepared", "RunOutputs", "SweepStudy", "load_study", "prepare", "resampling", "run",
+           "study_benchmark", "study_circuit", "study_sweep"]

@@ -9,9 +9,18 @@ lengths, ``--align role`` without roles) is an error, and it is raised here, bef
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
-from circuitwise.config import EXACT_PATCHING_SECONDS
+from circuitwise.config import (
+    DEFAULT_RANDOM_SAMPLES,
+    DEFAULT_SHORTLIST,
+    DEFAULT_TARGET,
+    EXACT_PATCHING_SECONDS,
+    PATCH_SWEEPS,
+    RunConfig,
+    check_target,
+    circuit_method_options,
+)
 from circuitwise.errors import ConfigError, MemoryBudgetError, TaskError
 from circuitwise.metrics import get_metric, held_bytes
 from circuitwise.models.cost import nominal_flops, seconds
@@ -273,5 +282,183 @@ def check_options(config: Any, *, sweeps_flag: str = "--patch") -> None:
             check_metric(config.circuit, options, getattr(config, "metric", "logit_diff"))
 
 
-__all__ = ["Plan", "ResourcePlan", "StagePlan", "check_options", "choose_exact_cells", "corrupted_view",
-           "exact_patching_flops", "metric_held", "reference_batch", "plan_resources", "plan_run"]
+# ---------------------------------------------------------------------------------------------------------------
+# What a command asks of the runner. Every front end (run, circuit, evaluate, patch, benchmark, mib) builds
+# one Study; each request's constructor below checks every option against what its stage will do, before
+# any model is loaded, and names the flag to change. The runner (pipeline) then loads once (load_study)
+# and runs the requested stages.
+
+PatchMethod = Literal["exact", "attribution", "both"]
+
+
+@dataclass(frozen=True)
+class CircuitRequest:
+    """The circuit stage: a discovery method with its typed options, the selection, and the checks."""
+
+    method: str
+    options: Any
+    selection: str = "target"
+    target: float = DEFAULT_TARGET
+    edges: int | None = None
+    threshold: float | None = None
+    by: str = "abs"
+    prune: bool = True
+    ablation: str = "corrupted"
+    random_samples: int = DEFAULT_RANDOM_SAMPLES
+    shortlist: int = DEFAULT_SHORTLIST
+    batch_size: int | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the circuit (a folder of other settings is replaced only with --force)."""
+        return dict(method=self.method, options=self.options, selection=self.selection, target=self.target,
+                    edges=self.edges, threshold=self.threshold, by=self.by, prune=self.prune, ablation=self.ablation,
+                    random_samples=self.random_samples, shortlist=self.shortlist)
+
+
+def circuit_request(method: str, given: dict[str, Any], *, metric: str, ig_steps: int | None = None,
+                    selection: str = "target", target: float = DEFAULT_TARGET, edges: int | None = None,
+                    threshold: float | None = None, by: str = "abs", prune: bool = True, ablation: str = "corrupted",
+                    random_samples: int = DEFAULT_RANDOM_SAMPLES, shortlist: int = DEFAULT_SHORTLIST,
+                    batch_size: int | None = None) -> CircuitRequest:
+    """A checked circuit request, or a ConfigError naming the flag, before any model is loaded."""
+    from circuitwise.circuits.methods import check_metric
+    from circuitwise.circuits.patch import check_ablation
+    from circuitwise.circuits.select import SELECTIONS, Rank
+
+    try:
+        check_target(target)
+    except ValueError as e:
+        raise ConfigError(f"--circuit-target {e}.") from None
+    # Only the options the method declares; a bad method or option fails here.
+    options = circuit_method_options(method, given, ig_steps)
+    check_metric(method, options, metric)  # eap at the clean run scores nothing under kl
+    if selection not in SELECTIONS:
+        raise ConfigError(f"Unknown --selection {selection!r}. Choose one of: {', '.join(SELECTIONS)}.")
+    if selection == "top-n" and edges is None:
+        raise ConfigError("--selection top-n needs --edges N (how many edges to keep).")
+    if selection == "threshold" and threshold is None:
+        raise ConfigError("--selection threshold needs --threshold T (the score cut-off).")
+    if by not in get_args(Rank):
+        raise ConfigError(f"Unknown --by {by!r}. Choose one of: {', '.join(get_args(Rank))}.")
+    check_ablation(ablation)
+    return CircuitRequest(method, options, selection, target, edges, threshold, by, prune, ablation,
+                          random_samples, shortlist, batch_size)
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """The patching stage: sweeps by name, exact and/or attribution, and how they are measured."""
+
+    sweeps: tuple[str, ...] = PATCH_SWEEPS
+    method: PatchMethod = "exact"
+    direction: str = "denoise"
+    normalize: bool = True
+    align: str = "auto"
+    batch_size: int | None = None
+
+    def settings(self) -> dict[str, Any]:
+        # Sweeps accumulate in one folder, so their names are not part of its settings.
+        return dict(method=self.method, direction=self.direction, normalize=self.normalize, align=self.align)
+
+
+def sweep_request(sweeps: list[str] | tuple[str, ...] | None, *, metric: str, method: str = "exact",
+                  direction: str = "denoise", normalize: bool = True, align: str = "auto",
+                  batch_size: int | None = None, sweeps_flag: str = "--patch") -> SweepRequest:
+    """A checked patching request, or a ConfigError naming the flag, before any model is loaded."""
+    from circuitwise.patching.sweeps import SWEEPS, check_direction
+
+    names = tuple(dict.fromkeys(sweeps)) if sweeps else PATCH_SWEEPS
+    unknown = [w for w in names if w not in SWEEPS]
+    if unknown:
+        raise ConfigError(f"Unknown patching sweep {unknown[0]!r}. Choose one of: {', '.join(SWEEPS)} "
+                          f"({sweeps_flag} NAME, repeatable).")
+    if method not in get_args(PatchMethod):
+        raise ConfigError(f"Unknown --method {method!r}. Use exact, attribution or both.")
+    check_direction(direction)
+    if align not in get_args(RunConfig.model_fields["align"].annotation):
+        raise ConfigError(f"Unknown --align {align!r}. Use token, role, end or auto.")
+    if get_metric(metric).reference and direction == "noise" and method in ("attribution", "both"):
+        # Noising takes attribution's gradient at the clean run, where kl is at its minimum: every estimate is 0.
+        raise ConfigError(f"--metric {metric} has zero gradient at the clean run, so attribution patching with "
+                          "--direction noise (its gradient there) estimates every cell 0. Use --direction denoise, "
+                          "or --method exact.")
+    return SweepRequest(names, method, direction, normalize, align, batch_size)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class BenchmarkRequest:
+    """The benchmark stage: every named discovery method on the same prompts."""
+
+    methods: tuple[str, ...]
+    target: float = DEFAULT_TARGET
+    ablation: str = "corrupted"
+    batch_size: int | None = None
+
+    def settings(self) -> dict[str, Any]:
+        return dict(methods=self.methods, target=self.target, ablation=self.ablation)
+
+
+def benchmark_request(methods: list[str] | None, *, target: float = DEFAULT_TARGET, ablation: str = "corrupted",
+                      batch_size: int | None = None) -> BenchmarkRequest:
+    """A checked benchmark request, or a ConfigError naming the flag, before any model is loaded."""
+    from circuitwise.circuits.patch import check_ablation
+    from circuitwise.evaluation.benchmark import check_methods
+
+    names = check_methods(methods)
+    check_ablation(ablation)
+    try:
+        check_target(target)
+    except ValueError as e:
+        raise ConfigError(f"--circuit-target {e}.") from None
+    return BenchmarkRequest(names, target, ablation, batch_size)
+
+
+# What the memory plan must fit, and how the loader names the work, per command.
+_STAGES: dict[str, tuple[tuple[Stage, ...], str]] = {
+    "circuit": (("edges", "evaluation"), "Circuit discovery"),
+    "benchmark": (("edges", "evaluation"), "Circuit discovery"),
+    "evaluate": (("evaluation",), "Circuit discovery"),
+    "patch": (("patching",), "Patching"),
+}
+
+
+@dataclass(frozen=True)
+class Study:
+    """One command's whole request: what to load (``config``: task, model, placement, precision, metric)
+    and the stage(s) to run on it. Built by every front end and checked before any model is loaded."""
+
+    config: RunConfig
+    command: str
+    circuit: CircuitRequest | None = None
+    sweeps: SweepRequest | None = None
+    benchmark: BenchmarkRequest | None = None
+
+    @property
+    def purpose(self) -> str:
+        return _STAGES.get(self.command, ((), "This analysis"))[1]
+
+    @property
+    def memory_stages(self) -> tuple[Stage, ...]:
+        return _STAGES.get(self.command, ((), ""))[0]
+
+    def settings(self, **extra: Any) -> dict[str, Any]:
+        """Everything that decides the command's numbers: its folder's settings marker."""
+        cfg = self.config
+        out: dict[str, Any] = dict(task=cfg.task, model=cfg.model, n=cfg.n, seed=cfg.seed, corruption=cfg.corruption,
+                                   split=cfg.split, drop_invalid=cfg.drop_invalid, processing=cfg.processing,
+                                   dtype=cfg.dtype, metric=cfg.metric)
+        for request in (self.circuit, self.sweeps, self.benchmark):
+            if request is not None:
+                out.update(request.settings())
+        return {**out, **extra}
+
+
+def study_config(**given: Any) -> RunConfig:
+    """The loading half of a command's options as a RunConfig (None: the config's default)."""
+    return RunConfig.build(**{k: v for k, v in given.items() if v is not None})
+
+
+__all__ = ["BenchmarkRequest", "CircuitRequest", "Plan", "ResourcePlan", "StagePlan", "Study", "SweepRequest",
+           "benchmark_request", "check_options", "choose_exact_cells", "circuit_request", "corrupted_view",
+           "exact_patching_flops", "metric_held", "plan_resources", "plan_run", "reference_batch", "study_config",
+           "sweep_request"]

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from circuitwise.cli import app, console, show_note
-from circuitwise.cli.circuit import _load, progress_bar
+from circuitwise.cli.circuit import load, progress_bar
 from circuitwise.cli import options as opts
 from circuitwise.config import RunConfig
 
@@ -91,33 +91,27 @@ def benchmark(
     old_target: Optional[float] = opts.alias("--target"),
 ) -> None:
     """Run every discovery method on the same prompts: CPR, CMD, edges at --circuit-target, seconds; benchmark.html + .json."""
-    from circuitwise.circuits.patch import check_ablation
-    from circuitwise.config import check_target
-    from circuitwise.errors import ConfigError
-    from circuitwise.evaluation.benchmark import benchmark as run_benchmark
-    from circuitwise.evaluation.benchmark import check_methods
     from circuitwise.metrics import get_metric
+    from circuitwise.pipeline import study_benchmark
+    from circuitwise.plan import Study, benchmark_request, study_config
 
     methods = opts.merge(methods, old_methods, old="--methods", new="--circuit")
     target = opts.merge(target, old_target, old="--target", new="--circuit-target")
     target = F["circuit_target"].default if target is None else target
-    names = check_methods(split_names(methods))  # an unknown method fails before the model loads
-    check_ablation(ablation)
     metric = get_metric(metric or F["metric"].default).name  # before the model loads
-    try:
-        check_target(target)
-    except ValueError as e:
-        raise ConfigError(f"--circuit-target {e}.") from None
-    settings = dict(task=task, model=model, methods=names, target=target, ablation=ablation, n=n, seed=seed,
-                    corruption=corruption, split=split, drop_invalid=drop_invalid, processing=processing, dtype=dtype, metric=metric)
-    folder = benchmark_folder(out, settings, force)
+    # Every option checked (an unknown method, ablation or target) before anything loads.
+    study = Study(study_config(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
+                               device_map=device_map, n_devices=n_devices, n=n, seed=seed, processing=processing,
+                               corruption=corruption, split=split, drop_invalid=drop_invalid, metric=metric),
+                  "benchmark", benchmark=benchmark_request(split_names(methods), target=target, ablation=ablation,
+                                                           batch_size=batch_size))
+    folder = benchmark_folder(out, study.settings(), force)
     folder.check()  # a file, another command's folder or another benchmark's result fails before any work
     with folder:  # locked from the start: a second command here is refused
-        m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory,
-                       device_map, n_devices, metric=metric)
+        m, tok = load(study)
         with progress_bar() as update:
-            result = run_benchmark(m, tok, names, target=target, ablation=ablation,  # type: ignore[arg-type]
-                                   batch_size=batch_size, progress=update, notes=show_note, metric=metric)
+            result = study_benchmark(m, tok, study.benchmark, metric=metric, progress=update,  # type: ignore[arg-type]
+                                     notes=show_note)
         paths = write_benchmark(folder, result)
     console.print(results_table(result))
     console.print(f"Results: {paths['json'].resolve()}", highlight=False, markup=False)

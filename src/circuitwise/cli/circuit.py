@@ -57,22 +57,14 @@ def progress_bar() -> Iterator[Any]:
         yield lambda done, total, what: bars.step(what, done, total)
 
 
-def _load(task: str, model: str, device: Optional[str], n: Optional[int], seed: Optional[int],
-          corruption: Optional[str], split: Optional[str], drop_invalid: Optional[bool],
-          processing: Optional[bool] = None, dtype: Optional[str] = None, max_memory: Optional[str] = None,
-          device_map: Optional[str] = None, n_devices: Optional[int] = None,
-          stages: tuple[Any, ...] = ("edges", "evaluation"), metric: Optional[str] = None) -> tuple[Any, Any]:
-    from circuitwise.pipeline import prepare
+def load(study: Any) -> tuple[Any, Any]:
+    """The runner's loading step (pipeline.load_study) with a status line on stderr."""
+    from circuitwise.pipeline import load_study
 
-    cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
-                                                   device_map=device_map, n_devices=n_devices, n=n, seed=seed,
-                                                   processing=processing,
-                                                   corruption=corruption, split=split,
-                                                   drop_invalid=drop_invalid, metric=metric).items() if v is not None})
+    cfg = study.config
     # Status goes to stderr, so `--json` output on stdout stays one clean JSON object.
     with err_console.status(f"loading {cfg.task} and {cfg.model}…") as status:
-        prepared = prepare(cfg, need_corrupted=True, purpose="Circuit discovery", notes=show_note, stages=stages,
-                           progress=lambda msg: (err_console.log(msg), status.update(msg)))
+        prepared = load_study(study, notes=show_note, progress=lambda msg: (err_console.log(msg), status.update(msg)))
     return prepared.model, prepared.tok
 
 
@@ -131,18 +123,13 @@ def circuit(
     old_option: Optional[List[str]] = opts.alias("--option"),
 ) -> None:
     """Find the circuit behind the task's answer (EAP / EAP-IG / exact), check it, and write it out."""
-    from circuitwise.config import check_target, circuit_method_options
-    from circuitwise.errors import ConfigError
     from circuitwise.pipeline import study_circuit
+    from circuitwise.plan import Study, circuit_request, study_config
     from circuitwise.reports.study import study_folder, write_outputs
 
     method = opts.merge(method, old_method, old="--method", new="--circuit") or F["circuit"].default
     target = opts.merge(target, old_target, old="--target", new="--circuit-target")
     target = F["circuit_target"].default if target is None else target
-    try:
-        check_target(target)
-    except ValueError as e:
-        raise ConfigError(f"--circuit-target {e}.") from None
     option = opts.merge(option, old_option, old="--option", new="--circuit-option")
     metric = _metric(metric)
     if direction is not None:
@@ -154,29 +141,24 @@ def circuit(
         opts.merge(None, old_steps, old="--steps", new="--ig-steps (or -O steps=N for edge-pruning)")
         given["steps"] = old_steps
     given.update(parse_options(option or []))
-    # Only the options the method declares; a bad method or option fails before loading anything.
-    options = circuit_method_options(method, given, ig_steps)
-    from circuitwise.circuits.methods import check_metric
-
-    check_metric(method, options, metric)  # eap at the clean run scores nothing under kl: said before any work
-    if selection == "top-n" and edges is None:
-        raise ConfigError("--selection top-n needs --edges N (how many edges to keep).")
-    if selection == "threshold" and threshold is None:
-        raise ConfigError("--selection threshold needs --threshold T (the score cut-off).")
+    # Every option checked against what the stage will do (plan.circuit_request), before anything loads.
+    study = Study(study_config(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
+                               device_map=device_map, n_devices=n_devices, n=n, seed=seed, processing=processing,
+                               corruption=corruption, split=split, drop_invalid=drop_invalid, metric=metric),
+                  "circuit",
+                  circuit=circuit_request(method, given, metric=metric, ig_steps=ig_steps, selection=selection,
+                                          target=target, edges=edges, threshold=threshold, by=by, prune=prune,
+                                          ablation=ablation, random_samples=random_samples, shortlist=shortlist,
+                                          batch_size=batch_size))
     if export_eap_ig is not None:
         from circuitwise.circuits.interop import format_for
 
         format_for(export_eap_ig)  # a wrong suffix fails before any work
     # Everything that decides the result: a complete folder of other settings is replaced only with --force.
-    settings = dict(task=task, model=model, method=method, options=options, selection=selection, target=target,
-                    edges=edges, threshold=threshold, by=by, prune=prune, ablation=ablation,
-                    random_samples=random_samples, shortlist=shortlist, n=n, seed=seed, corruption=corruption,
-                    split=split, drop_invalid=drop_invalid, processing=processing, dtype=dtype, metric=metric)
-    folder = study_folder(out).for_command("circuit", settings, force=force)
+    folder = study_folder(out).for_command("circuit", study.settings(), force=force)
     folder.check()  # a file, another command's folder or another circuit's result fails before any work
     with folder:  # locked from the start: a second command here is refused
-        m, tok = _load(task, model, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory,
-                       device_map, n_devices, metric=metric)
+        m, tok = load(study)
         if export_eap_ig is not None:
             from circuitwise.circuits import graph_of
             from circuitwise.circuits.interop import check_exportable
@@ -184,11 +166,8 @@ def circuit(
             check_exportable(graph_of(m))  # an attention-only model has no EAP-IG graph: say so before the work
         with progress_bar() as update:
             # The circuit stage `run` runs too (pipeline.study_circuit), with this command's selection.
-            study = study_circuit(m, tok, method=method, options=options, metric=metric, selection=selection,
-                                  target=target, n=edges, threshold=threshold, by=by, prune=prune, ablation=ablation,
-                                  random_samples=random_samples, shortlist=shortlist, batch_size=batch_size,
-                                  progress=update)
-        found, ev, why_not = study.found, study.evaluation, study.note
+            done = study_circuit(m, tok, study.circuit, metric=metric, progress=update)  # type: ignore[arg-type]
+        found, ev, why_not = done.found, done.evaluation, done.note
         if why_not is not None:
             show_note(why_not)
         paths = write_outputs(out, found.circuit, ev, found.scores, folder=folder,
@@ -248,8 +227,12 @@ def evaluate(
     from circuitwise.errors import ConfigError
     from circuitwise.evaluation import evaluate_circuit
     from circuitwise.models.fingerprint import check_same_model
+    from circuitwise.circuits.patch import check_ablation
     from circuitwise.pipeline import resampling
+    from circuitwise.plan import Study, study_config
     from circuitwise.reports.study import prepare_dir, study_folder, write_outputs
+
+    check_ablation(ablation)  # before any work
 
     if out is not None:
         prepare_dir(out)  # a file, or a folder of other files, fails before any work
@@ -278,8 +261,10 @@ def evaluate(
     with folder if folder is not None else nullcontext() as folder:
         # The metric the circuit will be measured in, so its tokens are set up for it once (kl's reference).
         measured = metric or (raw.get("metric") if kind == "circuitwise" else None) or F["metric"].default
-        m, tok = _load(task, name, device, n, seed, corruption, split, drop_invalid, processing, dtype, max_memory,
-                       device_map, n_devices, stages=("evaluation",), metric=measured)
+        m, tok = load(Study(study_config(task=task, model=name, device=device, dtype=dtype, max_memory=max_memory,
+                                         device_map=device_map, n_devices=n_devices, n=n, seed=seed,
+                                         processing=processing, corruption=corruption, split=split,
+                                         drop_invalid=drop_invalid, metric=measured), "evaluate"))
         if kind == "circuitwise":
             # Same shapes are not the same model: a circuit found on another checkpoint is refused here.
             said = check_same_model(

@@ -13,28 +13,12 @@ from typing import Any, List, Optional
 
 import typer
 
-from circuitwise.cli import app, console, err_console, show_note
+from circuitwise.cli import app, console
 from circuitwise.cli.progress import Bars
 from circuitwise.cli import options as opts
 from circuitwise.config import PATCH_SWEEPS, RunConfig
 
 F = RunConfig.model_fields
-def _load(task: str, model: Optional[str], device: Optional[str], processing: Optional[bool],
-          n: Optional[int], seed: Optional[int], corruption: Optional[str], split: Optional[str],
-          drop_invalid: Optional[bool], dtype: Optional[str] = None,
-          max_memory: Optional[str] = None, device_map: Optional[str] = None,
-          n_devices: Optional[int] = None, metric: Optional[str] = None) -> tuple[Any, Any]:
-    from circuitwise.pipeline import prepare
-
-    cfg = RunConfig.build(**{k: v for k, v in dict(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
-                                                   device_map=device_map, n_devices=n_devices, processing=processing,
-                                                   n=n, seed=seed, corruption=corruption, split=split,
-                                                   drop_invalid=drop_invalid, metric=metric).items() if v is not None})
-    # Status goes to stderr, so `--json` output on stdout stays one clean JSON object.
-    with err_console.status(f"loading {cfg.task} and {cfg.model}…") as status:
-        prepared = prepare(cfg, need_corrupted=True, purpose="Patching", notes=show_note, stages=("patching",),
-                           progress=lambda msg: (err_console.log(msg), status.update(msg)))
-    return prepared.model, prepared.tok
 
 
 @app.command()
@@ -72,58 +56,51 @@ def patch(
 ) -> None:
     """Activation patching sweeps (exact, fast) and attribution patching, resumable: OUT/patching.json."""
     from circuitwise import __version__
-    from circuitwise.errors import ConfigError
+    from circuitwise.cli.circuit import load
     from circuitwise.metrics import get_metric
     from circuitwise.models import dtype_of
     from circuitwise.models.fingerprint import fingerprint
-    from circuitwise.patching.sweeps import check_direction, get_sweep
+    from circuitwise.plan import Study, study_config, sweep_request
     from circuitwise.runfolder import RunFolder
     from circuitwise.schema import PatchEntry, PatchingFile
     from circuitwise.types import nan_to_none
 
-    what = opts.merge(what, old_what, old="--what", new="--patch") or list(PATCH_SWEEPS)
-    if method not in ("exact", "attribution", "both"):
-        raise ConfigError(f"Unknown --method {method!r}. Use exact, attribution or both.")
-    for w in what:
-        get_sweep(w)
-    check_direction(direction)
+    what = opts.merge(what, old_what, old="--what", new="--patch")
     metric = get_metric(metric or F["metric"].default).name  # an unknown metric is refused before the model loads
-    if get_metric(metric).reference and direction == "noise" and method in ("attribution", "both"):
-        # Noising takes attribution's gradient at the clean run, where kl is at its minimum: every estimate is 0.
-        raise ConfigError("--metric kl has zero gradient at the clean run, so attribution patching with --direction "
-                          "noise (its gradient there) estimates every cell 0. Use --direction denoise, or --method "
-                          "exact.")
+    # Every option checked against what the sweeps will do (plan.sweep_request), before anything loads.
+    study = Study(study_config(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
+                               device_map=device_map, n_devices=n_devices, processing=processing, n=n, seed=seed,
+                               corruption=corruption, split=split, drop_invalid=drop_invalid, metric=metric),
+                  "patch", sweeps=sweep_request(what, metric=metric, method=method, direction=direction,
+                                                normalize=normalize, align=align, batch_size=batch_size))
+    request = study.sweeps
+    assert request is not None
     # Sweeps accumulate in one folder, so the sweep names are not part of its settings; the rest decides
     # every sweep's numbers, and a complete folder of other settings is replaced only with --force.
-    settings = dict(task=task, model=model, method=method, direction=direction, metric=metric, normalize=normalize,
-                    align=align, processing=processing, n=n, seed=seed, corruption=corruption, split=split,
-                    drop_invalid=drop_invalid, dtype=dtype)
-    folder = RunFolder(out, command="patch", settings=settings, force=force)
+    folder = RunFolder(out, command="patch", settings=study.settings(), force=force)
     folder.check()  # a file, another command's folder or other settings' sweeps fail before the model loads
     with folder:
-        the_model, tok = _load(task, model, device, processing, n, seed, corruption, split, drop_invalid, dtype, max_memory,
-                               device_map, n_devices, metric=metric)
-        settings = dict(metric=metric, normalize=normalize, direction=direction, batch_size=batch_size, align=align)
+        the_model, tok = load(study)
         results = PatchingFile(circuitwise_version=__version__, task=tok.task.name,
-                               model=str(getattr(the_model, "circuitwise_name", model)), dtype=dtype_of(the_model),
-                               fingerprint=fingerprint(the_model), n_examples=len(tok))
+                               model=str(getattr(the_model, "circuitwise_name", study.config.model)),
+                               dtype=dtype_of(the_model), fingerprint=fingerprint(the_model), n_examples=len(tok))
         results.sweeps = _earlier_sweeps(folder.path / "patching.json", results)
-        for w in dict.fromkeys(what):
+        for w in request.sweeps:
             # Validated as it is assigned, and the whole file again as it is written.
             results.sweeps = {**results.sweeps, w: PatchEntry.model_validate(
-                nan_to_none(_one_sweep(w, method, the_model, tok, folder.path, settings)))}
+                nan_to_none(_one_sweep(w, request, metric, the_model, tok, folder.path)))}
             folder.write_text("patching.json", results.dump_text())
         folder.commit()
     console.print(f"Results: {(out / 'patching.json').resolve()}", highlight=False, markup=False)
 
 
-def _one_sweep(w: str, method: str, the_model: Any, tok: Any, out: Path, opts: dict[str, Any]) -> dict[str, Any]:
+def _one_sweep(w: str, request: Any, metric: str, the_model: Any, tok: Any, out: Path) -> dict[str, Any]:
     """One sweep through the pipeline's patching stage (pipeline.study_sweep), told as it ends."""
     from circuitwise.pipeline import study_sweep
 
     with Bars(console) as bars:
-        done = study_sweep(the_model, tok, w, method=method, out=out, progress=partial(bars.step, f"{w} (exact)"),
-                           **opts)
+        done = study_sweep(the_model, tok, w, request, metric=metric, out=out,
+                           progress=partial(bars.step, f"{w} (exact)"))
     for kind, res in (("exact", done.exact), ("attribution", done.attribution)):
         if res is not None:
             _say(w, kind, res, done.seconds[kind])

@@ -72,19 +72,14 @@ def test_the_shortlist_default_comes_from_the_config():
     (["patch", "opposites", "-w", "heads"], "--what", "--patch"),
 ])
 def test_an_old_spelling_works_and_warns(tmp_path, args, old, new, monkeypatch):
-    # The command goes as far as loading the task's model, which is stopped there: the old flag was accepted.
-    import circuitwise.cli.circuit as circuit_cli
-    import circuitwise.cli.patch as patch_cli
-
+    # The command goes as far as the runner's loading step, which is stopped there: the old flag was accepted.
     class Loaded(Exception):
         pass
 
     def stop(*_a, **_k):
         raise Loaded
 
-    monkeypatch.setattr(circuit_cli, "_load", stop)
-    monkeypatch.setattr("circuitwise.cli.benchmark._load", stop)
-    monkeypatch.setattr(patch_cli, "_load", stop)
+    monkeypatch.setattr("circuitwise.pipeline.load_study", stop)
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "o")])
     assert isinstance(result.exception, Loaded), result.output
     text = " ".join(result.output.split())
@@ -97,15 +92,13 @@ def test_old_and_new_spellings_that_disagree_are_refused(tmp_path, no_model_load
 
 
 def test_steps_still_reaches_edge_prunings_training_steps(tmp_path, monkeypatch):
-    import circuitwise.cli.circuit as circuit_cli
-
     seen = {}
 
     def stop(*_a, **_k):
         raise RuntimeError("stop")
 
-    monkeypatch.setattr(circuit_cli, "_load", stop)
-    from circuitwise import config
+    monkeypatch.setattr("circuitwise.pipeline.load_study", stop)
+    from circuitwise import config, plan
 
     real = config.circuit_method_options
 
@@ -113,7 +106,7 @@ def test_steps_still_reaches_edge_prunings_training_steps(tmp_path, monkeypatch)
         seen.update(method=method, given=dict(given), ig_steps=ig_steps)
         return real(method, given, ig_steps)
 
-    monkeypatch.setattr(config, "circuit_method_options", spy)
+    monkeypatch.setattr(plan, "circuit_method_options", spy)  # the plan checks a circuit request's options
     CliRunner().invoke(app, ["circuit", "opposites", "--circuit", "edge-pruning", "--steps", "7",
                              "--out", str(tmp_path / "o")])
     assert seen == {"method": "edge-pruning", "given": {"steps": 7}, "ig_steps": None}

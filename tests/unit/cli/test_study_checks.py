@@ -1,0 +1,56 @@
+"""Every front end builds one Study whose requests are checked before any model loads (plan.*_request).
+
+Options that used to be checked only when their stage ran (an unknown --selection or --by after the
+edges were scored, an unknown --align after the model loaded) are refused up front, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from circuitwise.errors import ConfigError
+from circuitwise.plan import Study, benchmark_request, circuit_request, study_config, sweep_request
+from tests.unit.cli.conftest import invoke
+
+
+@pytest.mark.parametrize("args, said", [
+    (["circuit", "opposites", "--selection", "best"], "Unknown --selection 'best'"),
+    (["circuit", "opposites", "--by", "size"], "Unknown --by 'size'"),
+    (["circuit", "opposites", "--ablation", "zero"], "Unknown ablation 'zero'"),
+    (["circuit", "opposites", "--selection", "top-n"], "--selection top-n needs --edges N"),
+    (["evaluate", "c.json", "opposites", "--ablation", "zero"], "Unknown ablation 'zero'"),
+    (["patch", "opposites", "--align", "middle"], "Unknown --align 'middle'"),
+    (["patch", "opposites", "--method", "guess"], "Unknown --method 'guess'"),
+    (["patch", "opposites", "--patch", "heads", "--patch", "nope"], "Unknown patching sweep 'nope'"),
+    (["benchmark", "opposites", "--ablation", "zero"], "Unknown ablation 'zero'"),
+    (["benchmark", "opposites", "--circuit", "eap,nope"], "nope"),
+])
+def test_bad_options_are_refused_before_anything_loads(tmp_path, no_model_loads, args, said):
+    out = tmp_path / "o"
+    r = invoke(*args, "--out", out)
+    assert r.exit_code == 2, r.output
+    assert said in r.output
+    assert not out.exists()
+
+
+def test_a_study_settings_are_its_config_and_its_requests():
+    metric = "logit_diff"
+    study = Study(study_config(task="opposites", n=8), "circuit",
+                  circuit=circuit_request("eap", {}, metric=metric, selection="top-n", edges=5))
+    s = study.settings()
+    assert (s["task"], s["n"], s["method"], s["selection"], s["edges"]) == ("opposites", 8, "eap", "top-n", 5)
+    assert study.memory_stages == ("edges", "evaluation")
+    patch = Study(study_config(task="opposites"), "patch", sweeps=sweep_request(None, metric=metric))
+    assert patch.sweeps is not None and patch.sweeps.sweeps == ("resid_pre", "heads")
+    assert "sweeps" not in patch.settings()  # sweeps accumulate in one folder
+    bench = benchmark_request(["eap", "eap"], target=0.8)
+    assert bench.methods == ("eap",)
+
+
+def test_requests_refuse_what_their_stage_cannot_do():
+    with pytest.raises(ConfigError, match="zero gradient at the clean run"):
+        sweep_request(["heads"], metric="kl", method="attribution", direction="noise")
+    with pytest.raises(ConfigError, match=r"--circuit-target must be in \(0, 1\]"):
+        circuit_request("eap-ig", {}, metric="logit_diff", target=1.5)
+    with pytest.raises(ConfigError, match="--selection threshold needs --threshold"):
+        circuit_request("eap-ig", {}, metric="logit_diff", selection="threshold")
