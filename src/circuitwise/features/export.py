@@ -242,7 +242,7 @@ def cumulative_influence(influence: Sequence[float | None]) -> list[float | None
     running = 0.0
     for v, i in known:
         running += v
-        out[i] = running / total if total > 0 else 1.0
+        out[i] = min(running / total, 1.0) if total > 0 else 1.0
     return out
 
 
@@ -297,7 +297,8 @@ def to_neuronpedia(graph: GraphFile | AttributionGraph, *, slug: str | None = No
         "scan": scan or graph.model.name,
         "prompt_tokens": list(graph.tokens),
         "prompt": graph.prompt,
-        "node_threshold": graph.settings.node_threshold,
+        # The file holds what pruning kept: a viewer shows all of it at first (its slider prunes further).
+        "node_threshold": 1.0,
         "schema_version": 1,
         "info": {"description": graph.target.description, "generator": _generator(), "create_time_ms": now_ms,
                  "source_urls": [graph.transcoders.source]},
@@ -373,7 +374,8 @@ def from_neuronpedia(data: Any, *, source: str = "the graph", model_name: str | 
             index = int(parts[1]) if len(parts) == 3 and parts[1].lstrip("-").isdigit() else uncantor(n.feature or 0)[1]
             nodes.append(GraphNode(kind="feature", layer=layer, feature=index, **common))
     pruning = meta.pruning_settings
-    node_t = node_threshold or meta.node_threshold or (pruning.node_threshold if pruning else None) or 1.0
+    # pruning_settings first: circuitwise writes the whole kept graph with a default view threshold of 1.
+    node_t = node_threshold or (pruning.node_threshold if pruning else None) or meta.node_threshold or 1.0
     edge_t = edge_threshold or (pruning.edge_threshold if pruning else None) or 1.0
     return GraphFile(
         model=GraphModel(name=model_name or meta.scan, n_layers=max(n_layers, 1)),

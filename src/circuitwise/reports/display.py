@@ -33,11 +33,15 @@ from circuitwise.circuits.discover import Discovery
 from circuitwise.circuits.draw import circuit_figure
 from circuitwise.evaluation.evaluate import CircuitEvaluation
 from circuitwise.evaluation.outputs import summary_lines
+from circuitwise.features.export import graph_file
+from circuitwise.features.graph import AttributionGraph
 from circuitwise.patching.result import PatchResult
 from circuitwise.reports.build import attention_section_html, baseline_html, dla_html, sections, sweep_html
+from circuitwise.reports.graph import graph_output
 from circuitwise.reports.html import CSS, _circuitsvis_js, render, uses_circuitsvis
 from circuitwise.schema.circuit import CircuitFile
 from circuitwise.schema.compare import CompareResults
+from circuitwise.schema.graph import GraphFile
 from circuitwise.schema.patching import PatchingFile
 from circuitwise.schema.results import Attention, BaselineSection, DLASection, Example, RunResults
 from circuitwise.schema.sweeps import Sweep
@@ -252,6 +256,16 @@ def _(d: Discovery) -> str:
 @html_of.register
 def _(e: CircuitEvaluation) -> str:
     return figures_output(f"Circuit evaluation ({e.circuit.method or 'circuit'})", e.figures(), summary_lines(e))
+
+
+@html_of.register
+def _(g: GraphFile) -> str:
+    return graph_output(g)
+
+
+@html_of.register
+def _(g: AttributionGraph) -> str:
+    return graph_output(graph_file(g))
 
 
 # ---- .show() ------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from circuitwise.errors import SchemaError
 from circuitwise.schema.base import FileModel, Num, Open, Section
+from circuitwise.types import Shows
 
 FORMAT: Final = "circuitwise.graph"
 VERSION = 1
@@ -65,9 +66,9 @@ class Context(Section):
 class GraphNode(Section):
     """A node. ``layer``: the feature's (or error's) layer, ``None`` for embeddings and logits.
     ``feature``: the feature's index in its layer's transcoder, the token id of an embedding or a
-    logit, ``None`` for an error. ``influence``: its share of the targets' total influence (its
-    effect on them, direct and through other nodes, over all nodes' — circuit-tracer's pruning score;
-    logits have none). Neuronpedia's file carries it in circuit-tracer's cumulative form."""
+    logit, ``None`` for an error. ``influence``: its influence on the targets, direct and through other
+    nodes (circuit-tracer's pruning score: ``w · (Â + Â² + …)``, the target weights ``w`` summing to
+    1; logits have none). Neuronpedia's file carries it in circuit-tracer's cumulative form."""
 
     id: str
     kind: NodeKind
@@ -139,12 +140,13 @@ class GraphScores(Open):
     completeness: Num = None
 
 
-class GraphFile(FileModel):
+class GraphFile(FileModel, Shows):
     FORMAT: ClassVar[str] = FORMAT
     VERSION_FIELD: ClassVar[str] = "version"
     VERSION: ClassVar[int] = VERSION
     FILENAME: ClassVar[str] = "graph.json"
     REMEDY: ClassVar[str] = "Re-create it with `circuitwise graph TASK_OR_PROMPT --transcoders DIR --out DIR`."
+    show_name: ClassVar[str | None] = "graph"
 
     format: Literal["circuitwise.graph"] = "circuitwise.graph"
     version: int = VERSION

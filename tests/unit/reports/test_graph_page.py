@@ -1,0 +1,97 @@
+"""The attribution graph's page: self-contained, drawn from graph.json alone, strings escaped; in
+headless Chromium it draws every node the threshold keeps, with no console errors, and a clicked
+node's panel shows its numbers, links and contexts."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import circuitwise  # noqa: F401  (registers the notebook renderers)
+from circuitwise.features.export import graph_file
+from circuitwise.reports.graph import graph_data, graph_page, write_graph_page
+from circuitwise.schema.graph import GraphFile
+from tests.unit.features.small_graph import small_graph
+from tests.unit.features.test_export_engine import _graph
+from tests.unit.reports.test_browser import _headless
+
+
+def _hostile() -> GraphFile:
+    g = small_graph().model_dump()
+    g["tokens"][1] = "</script><script>alert(1)</script>"
+    g["prompt"] = "<img src=x onerror=alert(2)>"
+    return GraphFile.model_validate(g)
+
+
+def test_data_indexes_links_by_node():
+    g = small_graph()
+    d = graph_data(g)
+    ids = [n["id"] for n in d["nodes"]]
+    assert ids == [n.id for n in g.nodes] and d["n_layers"] == 2 and d["tokens"] == g.tokens
+    assert [(ids[s], ids[t], w) for s, t, w in d["edges"]] == [(e.source, e.target, e.weight) for e in g.edges]
+    assert d["nodes"][4]["contexts"][1]["tokens"] == ["The", " cat", " is"]
+
+
+def test_page_is_self_contained_and_escapes_the_prompt():
+    html = graph_page(_hostile())
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
+    assert "&lt;img src=x onerror=alert(2)&gt;" in html
+    # Nothing is fetched: no external script, stylesheet or image.
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", html)
+    assert "cwGraph(" in html and "Most influential features" in html
+
+
+def test_notebook_display_of_the_file_and_of_the_engines_graph():
+    out = small_graph()._repr_html_()
+    assert 'class="cwd"' in out and "cwGraph(" in out and "Attribution graph — opposites" in out
+    from circuitwise.reports.display import html_of
+
+    out = html_of(_graph())
+    assert "cwGraph(" in out and "3_5_2" in out
+
+
+def _kept(g: GraphFile, threshold: float) -> set[str]:
+    """The page's node threshold written out: features and errors by influence until the share is reached."""
+    ranked = sorted((n for n in g.nodes if n.kind in ("feature", "error")), key=lambda n: -(n.influence or 0.0))
+    total = sum(n.influence or 0.0 for n in ranked)
+    keep, running = {n.id for n in g.nodes if n.kind in ("embedding", "logit")}, 0.0
+    for n in ranked:
+        if running / total >= threshold:
+            break
+        keep.add(n.id)
+        running += n.influence or 0.0
+    return keep
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("threshold", [1.0, 0.6])
+def test_page_draws_in_chromium_and_shows_the_clicked_node(tmp_path, threshold):
+    g = small_graph()
+    path = write_graph_page(g, tmp_path)
+    dom, console = _headless(path.resolve().as_uri() + f"#threshold={threshold}&node=0_3_3", tmp_path)
+    assert console == [], "console messages:\n" + "\n".join(console)
+    drawn = set(re.findall(r'class="cwg-node[^"]*" data-id="([^"]+)"', dom))
+    assert drawn == _kept(g, threshold) | {"0_3_3"}
+    assert (threshold == 1.0) == (drawn == {n.id for n in g.nodes})
+    n_links = len(re.findall(r'<path[^>]*class="cwg-edge"', dom))
+    assert n_links == sum(e.source in drawn and e.target in drawn for e in g.edges)
+    panel = re.search(r'<div class="cwg-panel">(.*?)</div></div></div>', dom, re.S)
+    assert panel, "the clicked node's panel is missing"
+    text = panel.group(1)
+    assert 'class="cwg-activation">2.500<' in text and 'class="cwg-influence">0.400<' in text
+    assert 'data-id="E_318_3"' in text and 'data-id="1_0_3"' in text and "+2.000" in text and "-1.000" in text
+    assert "corpus 7" in text and "cwg-peak" in text
+
+
+@pytest.mark.browser
+def test_a_hostile_token_stays_text_in_chromium(tmp_path):
+    path = write_graph_page(_hostile(), tmp_path)
+    dom, console = _headless(path.resolve().as_uri(), tmp_path)
+    assert console == []
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)" in dom  # drawn as the token's text
+
+
+def test_engine_graph_page(tmp_path):
+    path = write_graph_page(graph_file(_graph()), tmp_path / "g.html")
+    assert path.name == "g.html" and "3_5_2" in path.read_text()
