@@ -6,13 +6,12 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-DIVERGING = "RdBu"
+from circuitwise.reports.style import DIVERGING, MARGIN, NEGATIVE, NEUTRAL, POSITIVE, TEMPLATE
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 380) -> go.Figure:
     fig.update_layout(
-        title=title, xaxis_title=x, yaxis_title=y, height=height, margin=dict(l=60, r=20, t=50, b=60),
-        template="plotly_white",
+        title=title, xaxis_title=x, yaxis_title=y, height=height, margin=MARGIN, template=TEMPLATE,
     )
     return fig
 
@@ -21,12 +20,12 @@ def line(values: Sequence[float], labels: Sequence[str], title: str, y: str = "l
          x: str = "") -> go.Figure:
     fig = go.Figure(go.Scatter(x=list(labels), y=list(values), mode="lines+markers",
                                hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
-    fig.add_hline(y=0, line_width=1, line_color="#888")
+    fig.add_hline(y=0, line_width=1, line_color=NEUTRAL)
     return _layout(fig, title, x, y)
 
 
 def bars(values: Sequence[float], labels: Sequence[str], title: str, y: str = "logit difference") -> go.Figure:
-    colors = ["#2166ac" if v >= 0 else "#b2182b" for v in values]
+    colors = [POSITIVE if v >= 0 else NEGATIVE for v in values]
     fig = go.Figure(go.Bar(x=list(labels), y=list(values), marker_color=colors,
                            hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
     return _layout(fig, title, "", y)

@@ -21,6 +21,8 @@ import plotly.graph_objects as go
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from circuitwise.reports.style import figure_div
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
 header{background:#1f2937;color:#fff;padding:18px 28px}
@@ -105,8 +107,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequen
 def figure_html(fig: go.Figure, div_id: str) -> Markup:
     """The figure's div and the script that draws it (plotly writes both; strings in the figure are
     JSON-escaped by plotly). The drawing waits for plotly.js where a notebook output comes without it."""
-    out = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                      config={"displaylogo": False, "responsive": True})
+    out = figure_div(fig, div_id)  # the one style, and the download buttons, of every figure
     m = _SCRIPT.search(out)
     if m is None:  # not plotly's usual layout: leave it as plotly wrote it
         return Markup(out)

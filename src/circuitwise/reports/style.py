@@ -1,0 +1,105 @@
+"""The one look of circuitwise's figures, and the page's download buttons.
+
+Every plotly figure passes through :func:`figure_div` on its way into a page (the run report, compare,
+circuit.html, notebook displays), which applies :data:`TEMPLATE` (fonts, sizes, colours, margins) and
+the figure config with its download buttons; :mod:`circuitwise.reports.export` draws the same styled
+figures to SVG and PNG. A figure built elsewhere (evaluation's curves, the circuit drawing stored in
+results.json) gets the same look here, where it is drawn, so no figure needs to know about the style.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+# The page's CSS font first (reports/html.py), then what every system has, so an SVG opened
+# elsewhere falls back to a similar sans-serif.
+FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
+FONT_SIZE = 13
+TITLE_SIZE = 15
+TEXT_COLOR = "#1d1d1f"
+# Signed quantities (logit differences, restored fractions) centre a diverging scale on zero.
+DIVERGING = "RdBu"
+POSITIVE, NEGATIVE, NEUTRAL = "#2166ac", "#b2182b", "#888888"
+COLORWAY = ["#2166ac", "#c2410c", "#31a354", "#756bb1", "#4b5563", "#d62728", "#17becf", "#bcbd22"]
+MARGIN = {"l": 60, "r": 20, "t": 50, "b": 60}
+# An exported figure's size when neither the call nor the figure gives one (the report's column is
+# about this wide); PNGs are drawn at SCALE times it, for sharp text on high-density screens.
+WIDTH, HEIGHT, SCALE = 900, 400, 2
+
+
+def _template() -> go.layout.Template:
+    base = go.layout.Template(pio.templates["plotly_white"])
+    base.layout.update(
+        font={"family": FONT, "size": FONT_SIZE, "color": TEXT_COLOR},
+        title={"font": {"size": TITLE_SIZE}, "x": 0.01, "xanchor": "left"},
+        margin=MARGIN, colorway=COLORWAY, colorscale={"diverging": DIVERGING},
+        legend={"font": {"size": FONT_SIZE - 1}}, hoverlabel={"font": {"family": FONT}},
+    )
+    return base
+
+
+TEMPLATE = _template()
+
+
+def styled(fig: go.Figure | dict[str, Any]) -> go.Figure:
+    """A copy of ``fig`` in circuitwise's style (its own template, if any, replaced; its data and sizes kept)."""
+    out = go.Figure(fig)
+    out.layout.template = TEMPLATE
+    return out
+
+
+def config(name: str) -> dict[str, Any]:
+    """The plotly config of a figure drawn as ``name``: the modebar's camera saves a PNG, a second
+    button an SVG (both drawn in the browser, offline), named after the figure."""
+    return {"displaylogo": False, "responsive": True,
+            "toImageButtonOptions": {"format": "png", "filename": name, "scale": SCALE},
+            "modeBarButtonsToAdd": [_SVG_BUTTON]}
+
+
+# A modebar button's click is a function, which JSON cannot hold: the config carries this marker and
+# figure_div puts the button's JavaScript in its place (it runs where Plotly is defined: the drawing
+# waits for plotly.js).
+_SVG_BUTTON = "__circuitwise_svg_button__"
+SVG_TITLE = "Download plot as an SVG"
+
+
+def _svg_button_js(name: str) -> str:
+    opts = json.dumps({"format": "svg", "filename": name}).replace("<", "\\u003c")
+    return ('{"name":"downloadSvg","title":' + json.dumps(SVG_TITLE) + ',"icon":Plotly.Icons["camera-retro"],'
+            '"click":function(gd){Plotly.downloadImage(gd,' + opts + ");}}")
+
+
+_recording: ContextVar[dict[str, go.Figure] | None] = ContextVar("circuitwise_figures", default=None)
+
+
+@contextmanager
+def recording() -> Iterator[dict[str, go.Figure]]:
+    """Collect, by div id, every figure that :func:`figure_div` draws inside the block (styled): the
+    figures of a page exactly as the page shows them."""
+    figs: dict[str, go.Figure] = {}
+    token = _recording.set(figs)
+    try:
+        yield figs
+    finally:
+        _recording.reset(token)
+
+
+def figure_div(fig: go.Figure, div_id: str) -> str:
+    """The figure's div and plotly's drawing script, styled and with the download buttons."""
+    fig = styled(fig)
+    figs = _recording.get()
+    if figs is not None:
+        figs[div_id] = fig
+    out: str = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=config(div_id))
+    return out.replace(json.dumps(_SVG_BUTTON), _svg_button_js(div_id))
+
+
+__all__ = ["COLORWAY", "DIVERGING", "FONT", "HEIGHT", "MARGIN", "NEGATIVE", "NEUTRAL", "POSITIVE", "SCALE",
+           "SVG_TITLE", "TEMPLATE", "WIDTH", "config", "figure_div", "recording", "styled"]

@@ -1,0 +1,176 @@
+"""Figures out (reports/export.py, reports/style.py, `circuitwise figures`): the exported figures are the
+page's, styled as the page draws them, each with its download buttons; bad folders, names and options are
+refused before any work, and an export folder is replaced whole or not at all. The drawing itself (SVG and
+PNG through headless Chromium) is tested in test_export_browser.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import plotly.graph_objects as go
+import pytest
+
+from circuitwise.config import RunConfig
+from circuitwise.errors import CircuitwiseError, ConfigError, OutputError, SchemaError
+from circuitwise.pipeline import run
+from circuitwise.reports import export, style
+from circuitwise.reports.html import figure_html
+from circuitwise.schema import load_results
+from tests.unit.cli.conftest import invoke
+
+RUN_FIGURES = ["logit-lens", "dla-layers", "dla-heads", "patching-resid_pre", "patching-heads",
+               "patching-heads_by_pos", "circuit", "faithfulness_curve", "mib", "agreement"]
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory, tiny_model):
+    """A whole run of the tiny model (every stage: DLA, three sweeps, a circuit with its evaluation)."""
+    out = tmp_path_factory.mktemp("export") / "run"
+    run(RunConfig(task="opposites-seed", model="tiny", out=out, top_k=2), model=tiny_model)
+    return out
+
+
+def _page_figure_ids(run_dir) -> list[str]:
+    text = (run_dir / "report.html").read_text(encoding="utf-8")
+    return re.findall(r'<div id="(fig-[^"]+)" class="plotly-graph-div"', text)
+
+
+def test_every_figure_of_the_page_is_exported_under_its_name(run_dir):
+    figs = export.figures(run_dir)
+    assert list(figs) == RUN_FIGURES
+    # Every figure the written report draws is exported; beyond them only the circuit's stored figures
+    # (the static drawing, where the page shows the circuit interactively instead).
+    on_page = [export.figure_name(div_id) for div_id in _page_figure_ids(run_dir)]
+    assert on_page == [n for n in RUN_FIGURES if n in on_page] and len(on_page) >= len(RUN_FIGURES) - 1
+    assert set(figs) - set(on_page) <= set(load_results(run_dir).circuit.figures)
+
+
+def test_the_exported_figures_hold_the_results_numbers(run_dir):
+    r = load_results(run_dir)
+    figs = export.figures(run_dir)
+    assert list(figs["logit-lens"].data[0].y) == r.dla.logit_lens.values
+    assert list(figs["logit-lens"].data[0].x) == r.dla.logit_lens.labels
+    assert list(figs["dla-layers"].data[0].y) == r.dla.layers.values
+    assert [list(row) for row in figs["dla-heads"].data[0].z] == r.dla.heads
+    assert [list(row) for row in figs["patching-resid_pre"].data[0].z] == r.patching["resid_pre"].values
+    # The circuit's figures come from results.json as stored (built by the evaluation), restyled only.
+    stored = go.Figure(r.circuit.figures["faithfulness_curve"])
+    assert [list(t.y) for t in figs["faithfulness_curve"].data] == [list(t.y) for t in stored.data]
+    assert figs["faithfulness_curve"].layout.title.text == stored.layout.title.text
+
+
+def test_one_style_for_the_page_and_the_exports(run_dir):
+    figs = export.figures(run_dir)
+    for name, fig in figs.items():
+        assert fig.layout.template == style.TEMPLATE, name
+    t = style.TEMPLATE.layout
+    assert t.font.family == style.FONT and t.margin.l == style.MARGIN["l"] and t.colorscale.diverging
+    # The page draws the same template: every figure's JSON in report.html carries its font.
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert html.count(json.dumps(style.FONT)[1:-1]) >= len(figs)
+    # A figure built elsewhere with plotly's own template (the evaluation's curves) is restyled, not left as is.
+    plain = go.Figure(go.Scatter(y=[1, 2]), layout=dict(template="plotly_dark", height=321))
+    restyled = style.styled(plain)
+    assert restyled.layout.template == style.TEMPLATE and restyled.layout.height == 321
+    assert plain.layout.template != style.TEMPLATE  # the caller's figure is not changed
+
+
+def test_every_figure_on_a_page_has_png_and_svg_download_buttons():
+    out = str(figure_html(go.Figure(go.Bar(x=[1], y=[2])), "fig-x"))
+    config = re.search(r'"toImageButtonOptions": (\{[^}]*\})', out)
+    assert config and json.loads(config.group(1)) == {"format": "png", "filename": "fig-x", "scale": style.SCALE}
+    # The SVG button is JavaScript (a click function), placed where the config's marker was.
+    assert "__circuitwise_svg_button__" not in out
+    assert f'"title":"{style.SVG_TITLE}"' in out
+    assert 'Plotly.downloadImage(gd,{"format": "svg", "filename": "fig-x"})' in out
+    # ... inside the drawing that waits for plotly.js (Plotly.Icons is only defined once it is there).
+    assert out.index("cwQueue") < out.index("Plotly.Icons")
+
+
+def test_only_picks_figures_and_a_wrong_name_lists_the_others(run_dir):
+    figs = export.figures(run_dir)
+    assert list(export.select(figs, ["circuit", "dla-heads", "circuit"])) == ["circuit", "dla-heads"]
+    assert export.select(figs, None) is figs
+    with pytest.raises(ConfigError, match="No figure named dla-head, bogus.*its figures are: logit-lens"):
+        export.select(figs, ["dla-head", "bogus"])
+
+
+def test_folders_without_figures_are_refused_with_what_to_give(tmp_path, run_dir):
+    with pytest.raises(ConfigError, match="does not exist"):
+        export.figures(tmp_path / "missing")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        export.figures(tmp_path / "file")
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "circuit.json").write_text("{}")
+    with pytest.raises(ConfigError, match="circuit study.*circuit.html"):
+        export.figures(study)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "results.json").write_text('{"format": "something else"}')
+    with pytest.raises(SchemaError):
+        export.figures(bad)
+
+
+def test_options_out_of_range_are_refused():
+    for kwargs, message in (({"formats": ("jpg",)}, "Unknown figure format"), ({"formats": ()}, "none given"),
+                            ({"width": 5}, "--width 5"), ({"scale": 0}, "--scale 0")):
+        with pytest.raises(ConfigError, match=message):
+            export.ExportOptions(**kwargs)
+
+
+def test_out_must_be_its_own_folder(tmp_path, run_dir):
+    for bad in (run_dir, run_dir / "figures", run_dir.parent):
+        with pytest.raises(OutputError, match="run folder"):
+            export.check_out(bad, run_dir)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "mine.txt").write_text("keep")
+    with pytest.raises(OutputError, match="did not write"):
+        export.check_out(notes, run_dir)
+    export.check_out(tmp_path / "new", run_dir)
+    assert export.default_out(run_dir) == run_dir.parent / "run-figures"
+
+
+def test_an_export_replaces_the_previous_one_whole_or_not_at_all(tmp_path, run_dir):
+    out = tmp_path / "figs"
+    first = export.write({("a", "svg"): b"<svg/>", ("b", "png"): b"png"}, out, {"n": 1})
+    assert sorted(p.name for p in first.values()) == ["a.svg", "b.png"]
+    export.check_out(out, run_dir)  # a folder an export wrote may be written again
+    export.write({("c", "svg"): b"<svg/>"}, out, {"n": 2})
+    assert sorted(os.listdir(out)) == [".circuitwise.json", "c.svg"]  # no figure of the last export lingers
+    # A write that fails half-way (the second file cannot be created) leaves the previous export as it was.
+    with pytest.raises(OutputError):
+        export.write({("d", "svg"): b"<svg/>", ("no/such", "svg"): b"<svg/>"}, out, {"n": 3})
+    assert sorted(os.listdir(out)) == [".circuitwise.json", "c.svg"]
+    assert sorted(os.listdir(tmp_path)) == ["figs"]  # no staging folder left behind
+
+
+def test_without_a_browser_the_error_says_how_to_install_one(tmp_path, run_dir, monkeypatch):
+    monkeypatch.delenv(export.BROWSER_ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(CircuitwiseError, match="apt-get install chromium.*download buttons.*work offline") as e:
+        export.save_figures(run_dir, tmp_path / "figs")
+    assert type(e.value) is CircuitwiseError
+    assert not (tmp_path / "figs").exists()
+    monkeypatch.setenv(export.BROWSER_ENV, str(tmp_path / "no-chromium"))
+    with pytest.raises(ConfigError, match="CIRCUITWISE_CHROMIUM"):
+        export.find_browser()
+
+
+def test_cli_refuses_bad_input_before_any_work(tmp_path, run_dir):
+    out = tmp_path / "figs"
+    r = invoke("figures", tmp_path / "missing", "--out", out)
+    assert r.exit_code == 2 and "does not exist" in r.output
+    r = invoke("figures", run_dir, "--only", "bogus", "--out", out)
+    assert r.exit_code == 2 and "No figure named bogus" in r.output and "dla-heads" in r.output
+    r = invoke("figures", run_dir, "--format", "jpg", "--out", out)
+    assert r.exit_code == 2 and "svg, png, both" in r.output
+    r = invoke("figures", run_dir, "--out", run_dir / "figures")
+    assert r.exit_code == 3 and "run folder" in r.output
+    r = invoke("figures", run_dir, "--width", "3", "--out", out)
+    assert r.exit_code == 2 and "--width 3" in r.output
+    assert not out.exists() and not (run_dir / "figures").exists()
