@@ -188,6 +188,18 @@ def attribution_graph(model: Any, transcoders: TranscoderSet, prompt_or_tokens: 
     return _build(model, run, tcs, feats, tgt, plan, prompt, as_targets(targets))
 
 
+def target_read(graph: AttributionGraph, w: Any, index: int) -> tuple[torch.Tensor, float]:
+    """Target ``index``'s read vector on the final normed residual and its constant term (model ``w``'s
+    weights): the metric direction, or a token's unembedding less the mean one."""
+    node = graph.nodes[graph.target_nodes][index]
+    W_U = w.W_U
+    b_U = w.b_U if w.b_U is not None else torch.zeros(W_U.shape[1], dtype=W_U.dtype, device=W_U.device)
+    if node.token < 0:
+        a, b = graph.meta["metric_tokens"]
+        return W_U[:, a] - W_U[:, b], float(b_U[a] - b_U[b])
+    return W_U[:, node.token] - W_U.mean(1), float(b_U[node.token] - b_U.mean())
+
+
 def _active(run: CleanRun) -> list[tuple[int, int, int, float]]:
     """Active features ``(layer, position, feature, activation)`` in node order."""
     out = []
@@ -243,8 +255,10 @@ def _build(model: Any, run: CleanRun, tcs: TranscoderSet, feats: list[tuple[int,
         block[:, nF + nE: nF + nE + nT] = torch.einsum("btd,td->bt", g_emb, run.embed)
         adj[rows] = block.float().cpu()
     bias[[r[0] for r in recv]] = _bias(run, tcs, recv).float().cpu()
-    meta = {"position": int(tgt[0][0].position), "bos": run.bos, "batch_rows": plan.batch_rows,
-            "adjacency_bytes": plan.adjacency_bytes, "target_spec": repr(targets)}
+    meta: dict[str, Any] = {"position": int(tgt[0][0].position), "bos": run.bos, "batch_rows": plan.batch_rows,
+                            "adjacency_bytes": plan.adjacency_bytes, "target_spec": repr(targets)}
+    if isinstance(targets, LogitDiff):
+        meta["metric_tokens"] = [token_id(model, targets.answer), token_id(model, targets.wrong)]
     return AttributionGraph(
         nodes=tuple(nodes), adjacency=adj, bias=bias, model=_model_name(model), n_layers=L, prompts=(prompt,),
         tokens=(tuple(run.tokens.tolist()),), token_strs=(tstr,), targets=_kind(targets),
@@ -311,4 +325,4 @@ def _bias(run: CleanRun, tcs: TranscoderSet, recv: list[tuple[int, int, int, tor
 
 
 __all__ = ["DEFAULT_BATCH_ROWS", "GraphPlan", "LogitDiff", "Salient", "Targets", "Tokens", "as_targets",
-           "attribution_graph", "describe_set", "plan_graph", "token_id"]
+           "attribution_graph", "describe_set", "plan_graph", "target_read", "token_id"]

@@ -125,6 +125,19 @@ def frozen_norm(norm: Norm | None, x: torch.Tensor, scale: torch.Tensor | None) 
     return y if norm.bias is None else y + norm.bias
 
 
+def _attention(w: Weights, l: int, x: torch.Tensor, rot: list[Any] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The live attention of rows ``x`` ``[T, d]``: its pattern ``[1, H, T, T]`` and output before any post-norm."""
+    lw, T = w.layers[l], x.shape[0]
+    h1 = K.attn_in(w, l, x)
+    r = None if rot is None else rot[l]
+    q = K.prep_q(w, l, K.split(K.linear(h1, lw.w_q, lw.b_q), w.d_head)[None], r)
+    k = K.prep_k(w, l, K.split(K.linear(h1, lw.w_k, lw.b_k), w.d_head)[None], r)
+    v = K.split(K.linear(h1, lw.w_v, lw.b_v), w.d_head)[None].transpose(1, 2)
+    p = K.pattern(w, l, q, k, torch.arange(T, device=x.device))
+    z = K.mix(w, p, v).transpose(1, 2).reshape(T, -1)
+    return p, K.linear(z, lw.w_o, lw.b_o)
+
+
 def _mlp_raw(w: Weights, l: int, x: torch.Tensor) -> torch.Tensor:
     """The MLP module's output before any post-norm (what a transcoder replaces)."""
     lw = w.layers[l]
@@ -164,19 +177,11 @@ def clean_run(model: Any, transcoders: TranscoderSet, tokens: torch.Tensor, w: W
     x = embed(model, tokens, dt)
     e0 = x
     rot = w.rotary(T) if w.rot_dim else None
-    q_pos = torch.arange(T, device=dev)
     out: dict[str, list[Any]] = {k: [] for k in ("patterns", "s_ln1", "s_ln2", "s_post_attn", "s_post_mlp",
                                                   "tc_in", "mlp_out")}
     for l in range(w.n_layers):
         lw = w.layers[l]
-        h1 = K.attn_in(w, l, x)
-        r = None if rot is None else rot[l]
-        q = K.prep_q(w, l, K.split(K.linear(h1, lw.w_q, lw.b_q), w.d_head)[None], r)
-        k = K.prep_k(w, l, K.split(K.linear(h1, lw.w_k, lw.b_k), w.d_head)[None], r)
-        v = K.split(K.linear(h1, lw.w_v, lw.b_v), w.d_head)[None].transpose(1, 2)
-        p = K.pattern(w, l, q, k, q_pos)  # [1, H, T, T]
-        z = K.mix(w, p, v).transpose(1, 2).reshape(T, -1)
-        a_raw = K.linear(z, lw.w_o, lw.b_o)
+        p, a_raw = _attention(w, l, x, rot)
         attn = a_raw if lw.post_attn is None else lw.post_attn(a_raw)
         mid = x + attn
         src = _mlp_norm_src(w, l, x, mid)
@@ -244,6 +249,57 @@ def frozen_forward(run: CleanRun, transcoders: TranscoderSet, embed: torch.Tenso
     return tc_in, frozen_norm(w.ln_final, x, run.s_final)
 
 
+@dataclass(frozen=True)
+class Edit:
+    """Feature activations changed in the live (unfrozen) replacement.
+
+    ``keep``: per layer a ``[T, n_features]`` mask; features outside it are zero (None: all kept).
+    ``set_to``: ``(layer, position, feature, value)``: that feature's activation is ``value``.
+    """
+
+    keep: tuple[torch.Tensor, ...] | None = None
+    set_to: tuple[tuple[int, int, int, float], ...] = ()
+
+
+@torch.no_grad()
+def live_forward(run: CleanRun, transcoders: TranscoderSet, edit: Edit | None = None) -> torch.Tensor:
+    """The *unfrozen* model with each MLP replaced by its transcoders plus the clean run's error node:
+    attention, norms and the features themselves all recomputed; ``edit`` changes feature activations.
+    Without an edit it is the model. Returns the final normed residual ``[T, d]`` (targets read it).
+    """
+    w = run.w
+    tcs = transcoders.to(w.device, w.dtype)
+    x = run.embed
+    T = x.shape[0]
+    rot = w.rotary(T) if w.rot_dim else None
+    acts: list[torch.Tensor] = []
+    for l in range(w.n_layers):
+        lw = w.layers[l]
+        _, a_raw = _attention(w, l, x, rot)
+        mid = x + (a_raw if lw.post_attn is None else lw.post_attn(a_raw))
+        src = _mlp_norm_src(w, l, x, mid)
+        norm = _mlp_norm(w, l)
+        m_in = src if norm is None else norm(src)
+        t_in = m_in if tcs[l].site == "mlp_in" else src
+        a = tcs[l].encode(t_in)
+        if run.bos:
+            a[0] = 0
+        if edit is not None:
+            if edit.keep is not None:
+                a = a * edit.keep[l]
+            for el, p, f, v in edit.set_to:
+                if el == l:
+                    a[p, f] = v
+        acts.append(a)
+        t = tcs[l]
+        m_raw = a @ (t.W_dec[:, 0] if t.cross_layer else t.W_dec) + (t.b_dec[0] if t.cross_layer else t.b_dec)
+        for s_ in range(l if tcs.cross_layer else 0):
+            m_raw = m_raw + acts[s_] @ tcs[s_].W_dec[:, l - s_]
+        m_raw = m_raw + t.skip(t_in) + run.errors[l]
+        x = mid + (m_raw if lw.post_mlp is None else lw.post_mlp(m_raw))
+    return K.final_norm(w, x)
+
+
 def replacement_logits(run: CleanRun, transcoders: TranscoderSet) -> torch.Tensor:
     """Logits ``[T, vocab]`` of the frozen replacement with error nodes: equal to the model's."""
     w = run.w
@@ -256,5 +312,5 @@ def replacement_logits(run: CleanRun, transcoders: TranscoderSet) -> torch.Tenso
     return logits
 
 
-__all__ = ["CleanRun", "check_model", "clean_run", "compute_dtype", "embed", "frozen_forward", "frozen_norm",
-           "is_bos", "replacement_logits"]
+__all__ = ["CleanRun", "Edit", "check_model", "clean_run", "compute_dtype", "embed", "frozen_forward", "frozen_norm",
+           "is_bos", "live_forward", "replacement_logits"]
