@@ -31,6 +31,12 @@ def _pairs(given: list[str], kind: str) -> list[tuple[str, str | None]]:
             except ValueError as e:
                 raise ConfigError(f"--{kind} {entry!r}: {e}.") from None
             out.append((name, source.strip() or None if eq else None))
+    if kind == "task":
+        from circuitwise.tasks.mib import MIB_BUILTINS
+
+        # A built-in MIB generator named alone (--task mib-mcqa) is MIB's task of that name, under MIB's name.
+        mib_name = {builtin: name for name, builtin in MIB_BUILTINS.items()}
+        out = [(mib_name[n], n) if s is None and n in mib_name else (n, s) for n, s in out]
     if len({n for n, _ in out}) != len(out):
         raise ConfigError(f"--{kind} names a {kind} twice; give each once.")
     return out
@@ -46,8 +52,14 @@ def _task_source(name: str, source: str | None, out: Path) -> str:
     if source is None:
         if name in {s.name for s in specs()}:
             return name
+        from circuitwise.tasks.mib import FROM_FILE, MIB_BUILTINS, from_file_help
+
+        if name in FROM_FILE:
+            raise ConfigError(f"--task {name} needs its data: --task {name}=FILE. " + from_file_help(name))
+        generated = (f" Or generate it offline: --task {name}={MIB_BUILTINS[name]} (`circuitwise tasks show "
+                     f"{MIB_BUILTINS[name]}`).") if name in MIB_BUILTINS else ""
         raise ConfigError(f"--task {name} needs its data: --task {name}=FILE (MIB's rows, or a circuitwise task "
-                          "file); MIB's data sets are not shipped with circuitwise.")
+                          "file); MIB's data sets are not shipped with circuitwise." + generated)
     path = Path(source)
     if path.is_file():
         rows = read_rows(path) if path.suffix.lower() in (".json", ".jsonl") else []
@@ -71,8 +83,9 @@ def _task_source(name: str, source: str | None, out: Path) -> str:
 def mib(
     task: list[str] = typer.Option(..., "--task", metavar="NAME[=SOURCE]", show_default=False, help=(
         "A MIB task (ioi, mcqa, arithmetic-addition, arithmetic-subtraction, arc-easy, arc-challenge, or any "
-        "name), with its data: MIB's rows (JSON/JSONL), a circuitwise task file or a built-in task. Repeat, or "
-        "separate with commas.")),
+        "name), with its data: MIB's rows (JSON/JSONL), a circuitwise task file or a built-in task; "
+        "mib-ioi, mib-mcqa, mib-arithmetic-addition and mib-arithmetic-subtraction alone are MIB's tasks "
+        "generated offline. Repeat, or separate with commas.")),
     model: list[str] = typer.Option(..., "--model", "-m", metavar="NAME[=SOURCE]", show_default=False, help=(
         "A model by MIB's name (gpt2, qwen2.5, gemma2, llama3: their Hub checkpoints) or any name=SOURCE (a Hub "
         "name, a local checkpoint folder, bundled). Repeat, or separate with commas.")),

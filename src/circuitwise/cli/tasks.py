@@ -81,11 +81,18 @@ def show(
         console.print(Text(f"(no tokens shown: {e})", style="yellow"))
         tok_model = None
     console.print(Text.assemble(("task ", "dim"), (task.name, "bold"), f": {task.description}"))
+    _print_card(name)
     if tok_model is None:
         for i, ex in enumerate(task):
             _print_text_example(i, ex)
         return
-    tok, dropped = tokenize_task(tok_model, task, on_invalid="drop")
+    try:
+        tok, dropped = tokenize_task(tok_model, task, on_invalid="drop")
+    except CircuitwiseError as e:  # no example usable with this tokenizer: say why, show the text
+        console.print(Text(f"(no tokens shown: {e})", style="yellow"))
+        for i, ex in enumerate(task):
+            _print_text_example(i, ex)
+        return
     if dropped:
         console.print(Text(describe_dropped(dropped, len(task), task.name), style="yellow"))
         for d in dropped[:3]:
@@ -109,6 +116,16 @@ def show(
         if roles:
             console.print(Text.assemble(("  roles:     ", "dim"),
                                         ", ".join(f"{r}@{p}" for r, p in sorted(roles.items(), key=lambda kv: kv[1]))))
+
+
+def _print_card(name: str) -> None:
+    """An MIB task's card: its sizes, counterfactuals, source and measured accuracy."""
+    from circuitwise.tasks.builtin._mib import CARDS
+
+    card = CARDS.get(name)
+    if card is not None:
+        for line in card.lines():
+            console.print(Text(line, style="dim"), highlight=False)
 
 
 def _print_text_example(i: int, ex: Any) -> None:

@@ -15,7 +15,13 @@ prompt pair and answers MIB's circuit track evaluates (MIB_circuit_track/dataset
   ``prompt`` and ``random_counterfactual.prompt``; answers ``str(label)`` and the counterfactual's.
 
 MIB keeps only rows whose answers are single tokens for the model; circuitwise's tokenizer check
-does the same per model when the task is used (``--drop-invalid`` counts them).
+does the same per model when the task is used (``--drop-invalid`` counts them). It checks the answer
+in context (prompt + answer), so MIB's arithmetic rows ("… A: " then "91") are dropped on GPT-2's BPE,
+where the prompt's last space merges into the number; Llama 3's tokenizer splits it off.
+
+Without the Hub, ``ioi``, ``mcqa`` and the two arithmetic tasks are generated offline to MIB's
+definitions (:data:`MIB_BUILTINS`: ``circuitwise tasks show mib-ioi``); ``arc-easy`` and
+``arc-challenge`` come only from a file (:func:`from_file_help` says how to get it).
 """
 
 from __future__ import annotations
@@ -39,6 +45,33 @@ MIB_TASKS: dict[str, str] = {
     "arithmetic-addition": "random_counterfactual",
     "arithmetic-subtraction": "random_counterfactual",
 }
+
+
+#: MIB's tasks circuitwise generates offline: MIB's name -> the built-in task (``circuitwise tasks show NAME``).
+MIB_BUILTINS: dict[str, str] = {
+    "ioi": "mib-ioi",
+    "mcqa": "mib-mcqa",
+    "arithmetic-addition": "mib-arithmetic-addition",
+    "arithmetic-subtraction": "mib-arithmetic-subtraction",
+}
+#: MIB's tasks that come only from a file (their questions are ARC's, not generated): name -> Hub data set.
+FROM_FILE: dict[str, str] = {"arc-easy": "mib-bench/arc_easy", "arc-challenge": "mib-bench/arc_challenge"}
+
+
+def from_file_help(task: str) -> str:
+    """How to get MIB's ``task`` rows onto this machine and use them (for ``arc-easy``/``arc-challenge``)."""
+    hub = FROM_FILE.get(task, f"mib-bench/{task.replace('-', '_')}")
+    file = f"{hub.split('/')[-1]}_test.jsonl"
+    return (
+        f"MIB's {task} is a task from a file: its questions are ARC's (AI2), not generated, and the data set is "
+        f"not shipped with circuitwise. On a machine that reaches the Hugging Face Hub, save it as JSONL:\n"
+        f"  python -c \"from datasets import load_dataset; load_dataset('{hub}', split='test').to_json('{file}')\"\n"
+        f"(or split='train' / 'validation'; the Hub's dataset viewer's rows export works too). Then, here:\n"
+        f"  circuitwise tasks import {file} {task}.jsonl --mib {task}    (a task file for any command)\n"
+        f"  circuitwise mib --task {task}={file} ...                      (MIB's rows, read directly)\n"
+        f"Each row needs prompt, choices.label, answerKey and symbol_counterfactual (prompt, choices.label, "
+        f"answerKey); `tasks import` names any field a file lacks."
+    )
 
 
 class _Missing(Exception):
@@ -180,4 +213,4 @@ def import_mib(path: Path | str, task: str, *, counterfactual: str | None = None
                     len(rows), dict(skipped), cf)
 
 
-__all__ = ["MIB_TASKS", "Imported", "import_mib", "read_rows"]
+__all__ = ["FROM_FILE", "MIB_BUILTINS", "MIB_TASKS", "Imported", "from_file_help", "import_mib", "read_rows"]

@@ -63,6 +63,13 @@ def get_task(name_or_path: str | Path, **options: Any) -> Task:
         n = options.get("n")
         # Files are used in their own order; --n takes the first n (seed and the rest do not apply).
         return task.subset(range(min(n, len(task)))) if isinstance(n, int) and n > 0 else task
+    from circuitwise.tasks.mib import FROM_FILE, MIB_BUILTINS, from_file_help
+
+    if key in FROM_FILE:  # MIB's ARC tasks: say how to get the file rather than "unknown"
+        raise TaskError(from_file_help(key))
+    if key in MIB_BUILTINS:
+        raise TaskError(f"{key!r} is MIB's name for a task; its built-in generator is {MIB_BUILTINS[key]!r} "
+                        f"(`circuitwise tasks show {MIB_BUILTINS[key]}`).")
     raise TaskError(
         f"Unknown task {key!r}. Built-in tasks: {', '.join(sorted(REGISTRY))}; or give the path "
         "of a .jsonl, .csv or .yaml task file."
@@ -71,7 +78,17 @@ def get_task(name_or_path: str | Path, **options: Any) -> Task:
 
 def _load_builtins() -> None:
     # Imported here, not at module import, so `import circuitwise` stays cheap.
-    from circuitwise.tasks.builtin import counting, ioi, numbers, opposites, seed, timezones  # noqa: F401
+    from circuitwise.tasks.builtin import (  # noqa: F401
+        counting,
+        ioi,
+        mib_arithmetic,
+        mib_ioi,
+        mib_mcqa,
+        numbers,
+        opposites,
+        seed,
+        timezones,
+    )
 
 
 def specs() -> list[TaskSpec]:
