@@ -4,6 +4,11 @@
 with TransformerLens hooks, each end as TransformerLens's ``attribution_patching.Node`` fields
 (``kind``, ``layer``, ``head``; the edge exists at every position). ``Circuit.from_json`` checks
 the file against the model it is evaluated on.
+
+Position-aware circuits (:mod:`circuitwise.circuits.positional`) add the position columns at the
+top (``positions``: mode and labels) and, per edge, its score at each position (``position_scores``) and
+the positions where it is kept (``kept_positions``; every one, unless the circuit was chosen as
+(edge, position) pairs). Files without them are position-agnostic circuits, as before.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 import torch
 
 from circuitwise.circuits.graph import Graph, graph_of
+from circuitwise.circuits.positional import PositionSpec
 from circuitwise.errors import ConfigError
 from circuitwise.models.fingerprint import fingerprint
 from circuitwise.models.loading import dtype_of
@@ -55,10 +61,26 @@ class Circuit(Shows):
     model: dict[str, Any] = field(default_factory=dict)
     task: str | None = None
     metric: str = "logit_diff"
+    # Position-aware circuits: the columns, each edge's score per column, the (edge, column) pairs kept.
+    positions: PositionSpec | None = None
+    position_scores: torch.Tensor | None = None  # [edge, column]
+    position_keep: torch.Tensor | None = None  # [edge, column] bool; None: every position of a kept edge
 
     def __post_init__(self) -> None:
         if self.edges.shape != (self.graph.n_edges,) or self.edges.dtype != torch.bool:
             raise ValueError("edges must be a bool tensor with one entry per graph edge")
+        shape = None if self.positions is None else (self.graph.n_edges, len(self.positions.labels))
+        for name in ("position_scores", "position_keep"):
+            t = getattr(self, name)
+            if t is not None and (shape is None or t.shape != shape):
+                raise ValueError(f"{name} needs positions and the shape [edge, position column] {shape}")
+        if self.position_keep is not None and not torch.equal(self.position_keep.any(-1), self.edges):
+            raise ValueError("position_keep must keep each circuit edge at one position or more, and no other edge")
+
+    @property
+    def positional(self) -> bool:
+        """Whether only some positions of some edge are kept (faithfulness then patches by position)."""
+        return self.position_keep is not None and not bool(self.position_keep[self.edges].all())
 
     @property
     def n_edges(self) -> int:
@@ -67,6 +89,21 @@ class Circuit(Shows):
     def __repr__(self) -> str:
         return (f"Circuit({self.method or 'circuit'} on {self.task or 'a task'}: {self.n_edges} of "
                 f"{self.graph.n_edges} edges ({self.edge_fraction:.1%}), {len(self.nodes())} nodes)")
+
+    def pair_mask(self) -> torch.Tensor:
+        """``[edge, column]`` bool: the (edge, position) pairs the circuit keeps (every position of a
+        kept edge, unless chosen by position). Needs the circuit's positions."""
+        if self.positions is None:
+            raise ConfigError("This circuit has no position columns; score with positions='tokens' or 'roles'.")
+        if self.position_keep is not None:
+            return self.position_keep
+        return self.edges[:, None].expand(-1, len(self.positions.labels)).clone()
+
+    def position_pairs(self) -> list[tuple[str, str]]:
+        """``(edge name, position label)`` of each kept (edge, position) pair."""
+        assert self.positions is not None
+        labels = self.positions.labels
+        return [(self.graph.edge_names[e], labels[c]) for e, c in self.pair_mask().nonzero().tolist()]
 
     @property
     def edge_fraction(self) -> float:
@@ -95,8 +132,14 @@ class Circuit(Shows):
         return [n for n in order if n in names]
 
     def with_edges(self, edges: torch.Tensor, **selection: Any) -> "Circuit":
-        return Circuit(self.graph, edges.bool().cpu(), self.scores, self.method,
-                       {**self.selection, **selection}, self.model, self.task, self.metric)
+        edges = edges.bool().cpu()
+        keep = None
+        if self.position_keep is not None:  # an added edge is kept at every position, a dropped one at none
+            old = self.position_keep & edges[:, None]
+            keep = torch.where((edges & ~self.edges)[:, None], True, old)
+        return Circuit(self.graph, edges, self.scores, self.method,
+                       {**self.selection, **selection}, self.model, self.task, self.metric,
+                       self.positions, self.position_scores, keep)
 
     # -- JSON -------------------------------------------------------------------------------------
 
@@ -111,6 +154,7 @@ class Circuit(Shows):
                 "sender": sender, "receiver": receiver, "score": score,
                 "tl_sender": self.graph.senders[s].tl_node(),
                 "tl_receiver": self.graph.receivers[r].tl_node(self.graph.n_layers),
+                **self._edge_positions(self.graph.edge_ids[f"{sender}->{receiver}"]),
             })
         data = {
             "format": FORMAT, "version": VERSION,
@@ -119,8 +163,23 @@ class Circuit(Shows):
             "n_edges": self.n_edges, "total_edges": self.graph.n_edges, "edge_fraction": self.edge_fraction,
             "nodes": self.nodes(), "edges": edges,
         }
+        if self.positions is not None:
+            data["positions"] = {"mode": self.positions.mode, "labels": list(self.positions.labels)}
         CircuitFile.model_validate(data)  # validated on write: a failure is circuitwise's bug
         return data
+
+    def _edge_positions(self, i: int) -> dict[str, Any]:
+        """Edge ``i``'s circuit.json fields for its positions (none for position-agnostic circuits)."""
+        if self.positions is None:
+            return {}
+        labels = self.positions.labels
+        out: dict[str, Any] = {}
+        if self.position_scores is not None:
+            out["position_scores"] = {p: (None if math.isnan(v) else v)
+                                for p, v in zip(labels, self.position_scores[i].tolist(), strict=True)}
+        keep = self.position_keep[i].tolist() if self.position_keep is not None else [True] * len(labels)
+        out["kept_positions"] = [p for p, k in zip(labels, keep, strict=True) if k]
+        return out
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -170,6 +229,10 @@ class Circuit(Shows):
             raise ConfigError(f"{source} has no \"edges\" list. Re-create it with `circuitwise circuit`.")
         keep = torch.zeros(graph.n_edges, dtype=torch.bool)
         scores = torch.full((graph.n_edges,), float("nan"))
+        spec = _positions_of(data, source)
+        C = 0 if spec is None else len(spec.labels)
+        pos_scores = torch.full((graph.n_edges, C), float("nan"))
+        pos_keep = torch.zeros(graph.n_edges, C, dtype=torch.bool)
         for j, e in enumerate(edges):
             if not isinstance(e, dict) or not isinstance(e.get("sender"), str) or not isinstance(e.get("receiver"), str):
                 raise ConfigError(f"{source}: edge {j} needs string fields \"sender\" and \"receiver\".")
@@ -180,8 +243,20 @@ class Circuit(Shows):
             keep[i] = True
             if isinstance(e.get("score"), (int, float)):
                 scores[i] = float(e["score"])
+            if spec is not None:
+                col = {p: c for c, p in enumerate(spec.labels)}
+                kept = e.get("kept_positions", list(spec.labels))
+                unknown = [p for p in kept if p not in col]
+                if unknown or not kept:
+                    raise ConfigError(f"{source}: edge {j} keeps positions {kept!r}; each edge needs one or more "
+                                      f"of the file's position labels {list(spec.labels)}.")
+                pos_keep[i, [col[p] for p in kept]] = True
+                for p, v in (e.get("position_scores") or {}).items():
+                    if p in col and isinstance(v, (int, float)):
+                        pos_scores[i, col[p]] = float(v)
         return cls(graph, keep, scores, data.get("method"), dict(data.get("selection") or {}),
-                   have or want, data.get("task"), data.get("metric") or "logit_diff")
+                   have or want, data.get("task"), data.get("metric") or "logit_diff",
+                   spec, None if spec is None else pos_scores, None if spec is None else pos_keep)
 
     @classmethod
     def load(cls, path: str | Path, model: Any) -> "Circuit":
@@ -193,6 +268,18 @@ class Circuit(Shows):
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path} is not valid JSON ({e}). Re-create it with `circuitwise circuit`.") from None
         return cls.from_json(data, model, source=str(path))
+
+
+def _positions_of(data: dict[str, Any], source: str) -> PositionSpec | None:
+    pos = data.get("positions")
+    if pos is None:
+        return None
+    mode, labels = (pos.get("mode"), pos.get("labels")) if isinstance(pos, dict) else (None, None)
+    if mode not in ("tokens", "roles") or not isinstance(labels, list) or not labels \
+            or not all(isinstance(p, str) for p in labels) or len(set(labels)) < len(labels):
+        raise ConfigError(f"{source}: \"positions\" must be {{\"mode\": \"tokens\" or \"roles\", \"labels\": "
+                          f"[distinct names]}}, not {pos!r}. Re-create it with `circuitwise circuit`.")
+    return PositionSpec(mode, tuple(labels))
 
 
 __all__ = ["Circuit", "FORMAT", "VERSION", "model_info"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from circuitwise.circuits.gradients import gradient_edge_scores
+from circuitwise.circuits.positional import PositionOption, position_spec, positional_gradient_scores
 from circuitwise.circuits.registry import DiscoveryMethod, Gradient, check_choice, options_config
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
 from circuitwise.errors import ConfigError
@@ -22,12 +23,15 @@ from circuitwise.tasks.tokenize import TokenizedTask
 
 @dataclass(frozen=True)
 class EAPOptions:
-    """``gradient``: the run the gradient is taken at (see the module docstring)."""
+    """``gradient``: the run the gradient is taken at (see the module docstring); ``positions``:
+    also split each score over token positions or task roles (:mod:`circuitwise.circuits.positional`)."""
 
     gradient: Gradient = "clean"
+    positions: PositionOption = "none"
 
     def __post_init__(self) -> None:
         check_choice("eap", "gradient", self.gradient, Gradient)
+        check_choice("eap", "positions", self.positions, PositionOption)
 
 
 def score_eap(model: Any, tok: TokenizedTask, options: EAPOptions, *, batch_size: int | None = None,
@@ -36,10 +40,17 @@ def score_eap(model: Any, tok: TokenizedTask, options: EAPOptions, *, batch_size
         # circuits.methods.check_metric says it to the front ends before any work; this guards the library.
         raise ConfigError("kl has zero gradient at the clean run, so EAP with its gradient there scores every edge 0; "
                           "use gradient='corrupted', or eap-ig.")
+    if options.positions != "none":
+        position_spec(tok, options.positions)  # prompts the positions cannot line up: refused before any work
     prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
     alpha = 1.0 if options.gradient == "clean" else 0.0
+    config = options_config(options)
+    if options.positions != "none":
+        return positional_gradient_scores(prep, [alpha], [1.0], options.positions, method="eap", config=config,
+                                          progress=progress)
+    del config["positions"]  # position-agnostic scores record what they always did
     return gradient_edge_scores(prep, [alpha], [1.0], batch_size=prep.batch_size, method="eap",
-                                config=options_config(options), progress=progress)
+                                config=config, progress=progress)
 
 
 def eap(
@@ -47,13 +58,14 @@ def eap(
     tok: TokenizedTask,
     *,
     gradient: Gradient = EAPOptions.gradient,
+    positions: PositionOption = EAPOptions.positions,
     batch_size: int | None = None,
     metric: str = "logit_diff",
     progress: Progress = no_progress,
     check: bool = True,
 ) -> EdgeScores:
     """Score every edge by ``(clean_s − corrupted_s) · ∂metric/∂input_r`` at the ``gradient`` run."""
-    return score_eap(model, tok, EAPOptions(gradient), batch_size=batch_size, metric=metric,
+    return score_eap(model, tok, EAPOptions(gradient, positions), batch_size=batch_size, metric=metric,
                      progress=progress, check=check)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from circuitwise.circuits.gradients import gradient_edge_scores, quadrature_points
+from circuitwise.circuits.positional import PositionOption, position_spec, positional_gradient_scores
 from circuitwise.circuits.registry import DiscoveryMethod, Quadrature, check_choice, check_steps, options_config
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
 from circuitwise.tasks.tokenize import TokenizedTask
@@ -25,16 +26,19 @@ from circuitwise.tasks.tokenize import TokenizedTask
 @dataclass(frozen=True)
 class EAPIGOptions:
     """``steps``: integration steps (gradients: steps, or steps + 1 for the trapezoid rule);
-    ``quadrature``: where along the corrupted → clean path they are taken."""
+    ``quadrature``: where along the corrupted → clean path they are taken; ``positions``: also split
+    each score over token positions or task roles (:mod:`circuitwise.circuits.positional`)."""
 
     steps: int = 5
     # MIB's reference (hannamw/EAP-IG's edge-level EAP-IG-inputs at 7af394a, the commit MIB's
     # circuit track pins) sums α = k/n for k = 0…n−1: the default, so scores compare with MIB's.
     quadrature: Quadrature = "left"
+    positions: PositionOption = "none"
 
     def __post_init__(self) -> None:
         check_steps("EAP-IG", self.steps)
         check_choice("eap-ig", "quadrature", self.quadrature, Quadrature)
+        check_choice("eap-ig", "positions", self.positions, PositionOption)
 
 
 #: Kept for callers of circuitwise 0.1.
@@ -50,10 +54,16 @@ def ig_alphas(steps: int, quadrature: Quadrature = EAPIGOptions.quadrature) -> l
 def score_eap_ig(model: Any, tok: TokenizedTask, options: EAPIGOptions, *, batch_size: int | None = None,
                  metric: str = "logit_diff", progress: Progress = no_progress, check: bool = True) -> EdgeScores:
     alphas, weights = quadrature_points(options.quadrature, options.steps)
+    if options.positions != "none":
+        position_spec(tok, options.positions)  # prompts the positions cannot line up: refused before any work
     prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
+    config = {**options_config(options), "interpolation": "input-embedding"}
+    if options.positions != "none":
+        return positional_gradient_scores(prep, alphas, weights, options.positions, method="eap-ig", config=config,
+                                          progress=progress)
+    del config["positions"]  # position-agnostic scores record what they always did
     return gradient_edge_scores(prep, alphas, weights, batch_size=prep.batch_size, method="eap-ig",
-                                config={**options_config(options), "interpolation": "input-embedding"},
-                                progress=progress)
+                                config=config, progress=progress)
 
 
 def eap_ig(
@@ -62,13 +72,14 @@ def eap_ig(
     *,
     steps: int = EAPIGOptions.steps,
     quadrature: Quadrature = EAPIGOptions.quadrature,
+    positions: PositionOption = EAPIGOptions.positions,
     batch_size: int | None = None,
     metric: str = "logit_diff",
     progress: Progress = no_progress,
     check: bool = True,
 ) -> EdgeScores:
     """Score every edge by ``(clean_s − corrupted_s) · Σ_k w_k ∂metric/∂input_r(x(α_k))``."""
-    return score_eap_ig(model, tok, EAPIGOptions(steps, quadrature), batch_size=batch_size, metric=metric,
+    return score_eap_ig(model, tok, EAPIGOptions(steps, quadrature, positions), batch_size=batch_size, metric=metric,
                         progress=progress, check=check)
 
 

@@ -230,7 +230,9 @@ def run_graph(
 
     Args:
         keep: ``[K, sender, receiver]`` (1 = the receiver reads the live sender, 0 = it reads
-            ``replacement``); ``None`` runs unpatched. Non-edges are ignored.
+            ``replacement``); ``None`` runs unpatched. Non-edges are ignored. Position-resolved
+            edges (``circuits.positional``): ``[K, sender, receiver, N, pos]``, the edge read live
+            or replaced at each example's each position (no ``prefix`` or ``resume`` then).
         replacement: sender outputs ``[sender, N or 1, pos, d]`` used where ``keep`` is 0.
         record: return every sender's output ``[sender, K*N, pos, d]`` (with ``prefix``, at
             positions ``prefix.start:`` only).
@@ -252,7 +254,11 @@ def run_graph(
     g, w = gm.graph, gm.w
     N, P, d = x0.shape
     p0 = 0 if prefix is None else prefix.start
-    last_only = not record and receiver_grad is None
+    positional = keep is not None and keep.dim() == 5
+    if positional and (prefix is not None or resume is not None):
+        raise ValueError("position-resolved keep masks run every position: no prefix or resume")
+    # A position-resolved mask patches receivers at every position, so every position is computed.
+    last_only = not record and receiver_grad is None and not positional
     K = 1 if keep is None else int(keep.shape[0])
     H, S, L = g.n_heads, len(g.senders), g.n_layers
     x = x0 if K == 1 else x0.repeat(K, 1, 1)
@@ -264,7 +270,8 @@ def run_graph(
     if keep is not None:
         if replacement is None:
             raise ValueError("keep needs a replacement")
-        drop = (1 - keep.to(x.dtype)) * g.adjacency.to(x.device)
+        adj = g.adjacency.to(x.device)
+        drop = (1 - keep.to(x.dtype)) * (adj[:, :, None, None] if positional else adj)
         D = x.new_zeros(K, S, N, P, d)  # live − replacement, per sender
     differentiable = keep is not None and keep.requires_grad
     # Every edge either kept or dropped (not a mask being trained): the first layer's shortcut.
@@ -297,11 +304,14 @@ def run_graph(
             return None
         dr = drop[:, :n_send, rs]
         if isinstance(rs, int):
-            dr = dr.unsqueeze(-1)
+            dr = dr.unsqueeze(2)
         if not bool(dr.any()) and not dr.requires_grad:  # a mask being differentiated always patches
             return None
         assert Dt is not None
-        R, Pq = dr.shape[-1], Dt.shape[3]
+        R, Pq = dr.shape[2], Dt.shape[3]
+        if positional:  # each example's each position drops its own edges
+            delta = torch.einsum("ksrnp,ksnpd->rknpd", dr, Dt[:, :n_send]).reshape(R, KN, Pq, d)
+            return resid.unsqueeze(0) - delta
         Dn = Dt[:, :n_send].reshape(K, n_send, N * Pq * d)
         if K == 1:
             delta = (dr[0].T @ Dn[0]).view(R, KN, Pq, d)
@@ -421,10 +431,13 @@ def run_graph(
     # The logits receiver: only each example's last position is read.
     final_resid = resid[:, 0] if last_only else resid[rows, at.repeat(K)]  # [KN, d]
     if drop is not None:
-        dr = drop[:, :, g.logits_receiver]  # [K, S]
+        dr = drop[:, :, g.logits_receiver]  # [K, S], or [K, S, N, pos] position-resolved
+        if positional:
+            dr = dr[:, :, torch.arange(N, device=x.device), at]  # each example's last position
         if bool(dr.any()) or dr.requires_grad:
             D_fin = D_last[:, :, :, 0] if last_only else D[:, :, torch.arange(N, device=x.device), at]
-            final_resid = final_resid - torch.einsum("ksnd,ks->knd", D_fin, dr).reshape(KN, d)
+            how = "ksnd,ksn->knd" if positional else "ksnd,ks->knd"
+            final_resid = final_resid - torch.einsum(how, D_fin, dr).reshape(KN, d)
     if receiver_grad is not None:
         final_resid = final_resid.unsqueeze(0)
         _on_grad(final_resid, g.logits_receiver, receiver_grad)

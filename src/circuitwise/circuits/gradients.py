@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -74,6 +75,45 @@ def contraction_hook(g: Graph, scores: torch.Tensor, delta: Callable[[], torch.T
     return on_grad
 
 
+def positional_contraction_hook(g: Graph, scores: torch.Tensor, delta: Callable[[], torch.Tensor],
+                                last: torch.Tensor, weights: torch.Tensor, Nb: int, columns: torch.Tensor
+                                ) -> ReceiverGrad:
+    """:func:`contraction_hook` per position column: adds into ``scores[s, r, c]`` the part of
+    ``Σ_c w_c · delta_s · grad_r`` at the positions ``columns`` ``[Nb, P]`` assigns to column ``c``
+    (−1: none, padding past the last token, where every gradient is zero).
+
+    Each column is one masked matrix product, so nothing per example × edge × position is held.
+    """
+    rows = torch.arange(Nb, device=scores.device)
+    c = int(weights.numel())
+    C = scores.shape[-1]
+    uniform = bool((weights == weights[0]).all())
+    masks = [columns == j for j in range(C)]
+    at_last = columns[rows, last]  # the logits receiver's column, per example
+
+    def on_grad(rs: slice | int, grad: torch.Tensor) -> None:
+        # The integration points combined as contraction_hook combines them (the same rounding).
+        g5 = grad.reshape(grad.shape[0], c, Nb, *grad.shape[2:])
+        if uniform:
+            gsum = g5.sum(1) * weights[0]
+        else:
+            gsum = torch.einsum("rc...,c->r...", g5, weights.to(grad.dtype))
+        d = delta()
+        if rs == g.logits_receiver:  # gsum [1, Nb, d] at each example's last position
+            per = torch.einsum("snd,nd->sn", d[:, rows, last], gsum[0])
+            for j in range(C):
+                scores[:, rs, j] += per[:, at_last == j].sum(1)
+            return
+        n_send = g.senders_before(rs.start if isinstance(rs, slice) else rs)
+        flat = d[:n_send].reshape(n_send, -1)
+        for j in range(C):
+            gj = gsum * masks[j].to(gsum.dtype)[None, :, :, None]
+            part = flat @ gj.reshape(gj.shape[0], -1).T
+            scores[:n_send, rs, j] += part if isinstance(rs, slice) else part[:, 0]
+
+    return on_grad
+
+
 def score_dtype(gm: GraphModel) -> torch.dtype:
     return torch.float64 if gm.dtype == torch.float64 else torch.float32
 
@@ -94,6 +134,44 @@ def gradient_edge_scores(
     progress: Progress = no_progress,
 ) -> EdgeScores:
     t0 = time.perf_counter()
+    sums = gradient_sums(prep, alphas, weights, batch_size=batch_size, method=method, progress=progress)
+    g, n = prep.gm.graph, len(prep.tok)
+    return EdgeScores(
+        graph=g,
+        scores=g.from_dense(sums.scores).float().cpu(),
+        method=method,
+        metric=prep.metric_name,
+        config=config,
+        clean_metric=sums.clean_sum / n,
+        corrupted_metric=sums.corrupted_sum / n,
+        n_examples=n,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+@dataclass(frozen=True)
+class GradientSums:
+    """Edge scores ``[sender, receiver]`` (or ``[sender, receiver, column]``) averaged over examples,
+    and the clean and corrupted metrics summed over them."""
+
+    scores: torch.Tensor
+    clean_sum: float
+    corrupted_sum: float
+
+
+def gradient_sums(
+    prep: Prepared,
+    alphas: Sequence[float],
+    weights: Sequence[float],
+    *,
+    batch_size: int,
+    method: str,
+    progress: Progress = no_progress,
+    columns: Callable[[TokenizedTask], torch.Tensor] | None = None,
+    n_columns: int = 0,
+) -> GradientSums:
+    """The engine of :func:`gradient_edge_scores`; with ``columns`` (a batch's ``[N, P]`` position
+    columns, −1 for none) the scores keep ``n_columns`` position columns (circuits.positional)."""
     gm, tok, metric = prep.gm, prep.tok, prep.metric
     g = gm.graph
     # A single gradient at an end point records that run's sender outputs on the way: one forward fewer.
@@ -116,7 +194,8 @@ def gradient_edge_scores(
     def one(b: TokenizedTask) -> tuple[torch.Tensor, float, float]:
         """One batch's summed edge scores, and its clean and corrupted metric sums."""
         assert b.corrupted is not None
-        scores = torch.zeros(len(g.senders), len(g.receivers), dtype=score_dtype(gm), device=gm.device)
+        shape = (len(g.senders), len(g.receivers)) + ((n_columns,) if columns is not None else ())
+        scores = torch.zeros(shape, dtype=score_dtype(gm), device=gm.device)
         clean_sum = corr_sum = 0.0
         Nb = len(b)
         state: dict[str, torch.Tensor] = {}
@@ -142,8 +221,12 @@ def gradient_edge_scores(
         per_fwd = max(1, batch_size // Nb)
         for chunk, w in chunks(alphas, weights, per_fwd):
             c = len(chunk)
-            on_grad = contraction_hook(g, scores, lambda: state["delta"], b.last - start,
-                                       torch.tensor(w, dtype=gm.dtype, device=gm.device), Nb)
+            w_t = torch.tensor(w, dtype=gm.dtype, device=gm.device)
+            if columns is None:
+                on_grad = contraction_hook(g, scores, lambda: state["delta"], b.last - start, w_t, Nb)
+            else:
+                on_grad = positional_contraction_hook(g, scores, lambda: state["delta"], b.last - start, w_t, Nb,
+                                                      columns(b).to(gm.device)[:, start:])
             alpha = torch.tensor(chunk, dtype=gm.dtype, device=gm.device).view(c, 1, 1, 1)
             x0 = (e_k.unsqueeze(0) + alpha * (e_c - e_k).unsqueeze(0))[:, :, start:].reshape(c * Nb, -1, e_c.shape[-1])
             x0 = x0.detach().requires_grad_(True)
@@ -171,17 +254,8 @@ def gradient_edge_scores(
     clean_sum = sum(p[1] for p in parts)
     corr_sum = sum(p[2] for p in parts)
     scores /= n
-    return EdgeScores(
-        graph=g,
-        scores=g.from_dense(scores).float().cpu(),
-        method=method,
-        metric=prep.metric_name,
-        config=config,
-        clean_metric=clean_sum / n,
-        corrupted_metric=corr_sum / n,
-        n_examples=n,
-        seconds=time.perf_counter() - t0,
-    )
+    return GradientSums(scores, clean_sum, corr_sum)
 
 
-__all__ = ["chunks", "contraction_hook", "gradient_edge_scores", "quadrature_points", "score_dtype"]
+__all__ = ["GradientSums", "chunks", "contraction_hook", "gradient_edge_scores", "gradient_sums",
+           "positional_contraction_hook", "quadrature_points", "score_dtype"]

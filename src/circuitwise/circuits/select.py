@@ -17,6 +17,7 @@ import torch
 
 from circuitwise.circuits.circuit import Circuit, model_info
 from circuitwise.circuits.patch import Ablation, check_ablation, normalise, patched_metrics
+from circuitwise.circuits.positional import PositionalEdgeScores
 from circuitwise.circuits.prune import prune_dangling
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
 from circuitwise.errors import ConfigError
@@ -58,7 +59,32 @@ def _finish(scores: EdgeScores, keep: torch.Tensor, prune: bool, model: Any, tok
     selection = {**selection, "pruned": prune, "edges_before_pruning": before}
     return Circuit(scores.graph, keep, scores.scores.clone(), scores.method, selection,
                    model_info(model) if model is not None else {},
-                   tok.task.name if tok is not None else None, scores.metric)
+                   tok.task.name if tok is not None else None, scores.metric, **_positions(scores))
+
+
+def _positions(scores: EdgeScores) -> dict[str, Any]:
+    """A circuit's position fields from position-aware scores (none from position-agnostic ones)."""
+    if not isinstance(scores, PositionalEdgeScores):
+        return {}
+    return {"positions": scores.positions, "position_scores": scores.by_position.clone()}
+
+
+def select_positional(scores: PositionalEdgeScores, *, n: int | None = None, model: Any = None,
+                      tok: TokenizedTask | None = None) -> Circuit:
+    """The circuit of the ``n`` (edge, position) pairs of largest ``|score|`` (no pruning: a pair's
+    sender may be fed at other positions, through attention, than the pair's own)."""
+    if not isinstance(scores, PositionalEdgeScores):
+        raise ConfigError("Choosing (edge, position) pairs needs position-aware scores: score with "
+                          "positions='tokens' or 'roles' (e.g. -O positions=roles).")
+    if n is None or isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"A positional circuit needs a positive number of (edge, position) pairs n, got {n!r}.")
+    flat = torch.zeros(scores.by_position.numel(), dtype=torch.bool)
+    flat[scores.ranking_pairs()[:n]] = True
+    keep = flat.view_as(scores.by_position)
+    return Circuit(scores.graph, keep.any(-1), scores.scores.clone(), scores.method,
+                   {"kind": "top-n-positional", "n": n, "by": "abs"},
+                   model_info(model) if model is not None else {}, tok.task.name if tok is not None else None,
+                   scores.metric, scores.positions, scores.by_position.clone(), keep)
 
 
 def select_top_n(scores: EdgeScores, *, n: int | None = None, by: Rank = "abs", prune: bool = True,
@@ -167,4 +193,4 @@ def select_circuit(scores: EdgeScores, selection: str = "target", **options: Any
 
 
 __all__ = ["GRID_POINTS", "SELECTIONS", "Rank", "Selection", "SelectionName", "select_circuit", "select_target",
-           "select_threshold", "select_top_n", "geometric_sizes", "top_edges"]
+           "select_positional", "select_threshold", "select_top_n", "geometric_sizes", "top_edges"]

@@ -22,6 +22,7 @@ import torch
 
 from circuitwise.circuits.circuit import Circuit
 from circuitwise.circuits.patch import Ablation, PatchedMetrics, check_ablation, normalise, patched_metrics
+from circuitwise.circuits.positional import PositionSpec, position_spec, positional_patched_metrics
 from circuitwise.circuits.scores import Progress, no_progress, prepare
 from circuitwise.errors import ConfigError
 from circuitwise.evaluation.bootstrap import Interval, Resampling, normalised_intervals
@@ -104,8 +105,18 @@ def faithfulness_rows(pm: PatchedMetrics, masks: torch.Tensor, ablation: str) ->
     ]
 
 
-def _check_fits(circuit: Circuit, model: Any) -> None:
+def _check_fits(circuit: Circuit, model: Any, *, pairs: bool = False) -> None:
+    """Raise unless ``circuit`` was found on ``model``'s graph; a circuit of (edge, position) pairs
+    only where the caller measures pairs (``pairs``): the others patch whole edges."""
     from circuitwise.circuits.graph import graph_of
+
+    if circuit.positional and not pairs:
+        raise ConfigError(
+            "This circuit keeps some edges at some positions only (its circuit.json's kept_positions), and this "
+            "evaluation (random circuits, curve, MIB metrics) patches whole edges. Measure it with "
+            "circuitwise.evaluation.faithfulness / completeness, which patch (edge, position) pairs, or drop "
+            "kept_positions from the file to evaluate its edges at every position."
+        )
 
     g = graph_of(model)
     if (g.n_layers, g.n_heads, g.has_mlp) != (circuit.graph.n_layers, circuit.graph.n_heads, circuit.graph.has_mlp):
@@ -117,10 +128,57 @@ def _check_fits(circuit: Circuit, model: Any) -> None:
 
 def faithfulness(model: Any, tok: TokenizedTask, circuit: Circuit, *, ablation: Ablation = "corrupted",
                  batch_size: int | None = None, progress: Progress = no_progress, check: bool = True) -> Faithfulness:
-    """The circuit alone: every other edge patched (see the module docstring)."""
-    _check_fits(circuit, model)
+    """The circuit alone: every other edge patched (see the module docstring); a circuit chosen as
+    (edge, position) pairs: every other pair (:func:`positional_faithfulness`)."""
+    _check_fits(circuit, model, pairs=True)
+    if circuit.positional:
+        if ablation != "corrupted":
+            raise ConfigError("Circuits of (edge, position) pairs are measured with corrupted-run patching only; "
+                              "use --ablation corrupted.")
+        return positional_faithfulness(model, tok, circuit, batch_size=batch_size, progress=progress, check=check)
     return faithfulness_of_masks(model, tok, circuit.edges, ablation=ablation, metric=circuit.metric,
                                  batch_size=batch_size, progress=progress, check=check)[0]
+
+
+def positional_faithfulness_of_masks(
+    model: Any, tok: TokenizedTask, keep: torch.Tensor, positions: PositionSpec, *, metric: str = "logit_diff",
+    batch_size: int | None = None, progress: Progress = no_progress, check: bool = True,
+) -> list[Faithfulness]:
+    """Faithfulness of (edge, position) sets ``[K, edge, column]`` (bool): only the kept edges at the
+    kept positions carry the clean run, every other (edge, position) the corrupted run's value.
+    Counts (``n_edges``, ``total_edges``) are of (edge, position) pairs."""
+    prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
+    keep = keep.bool()
+    if keep.dim() == 2:
+        keep = keep[None]
+    pm = positional_patched_metrics(prep, keep, positions, progress=progress)
+    return faithfulness_rows(pm, keep.flatten(1), "corrupted")
+
+
+def _pair_spec(circuit: Circuit, tok: TokenizedTask) -> PositionSpec:
+    """The circuit's position columns, checked against the task it is evaluated on."""
+    assert circuit.positions is not None
+    mine = circuit.positions
+    theirs = position_spec(tok, mine.mode)
+    if mine.mode == "roles" and not set(theirs.labels) <= set(mine.labels):
+        raise ConfigError(f"The circuit keeps edges at the roles {list(mine.labels)} but task {tok.task.name!r} has "
+                          f"roles {list(theirs.labels)}. Evaluate it on a task with the same roles.")
+    if mine.mode == "tokens" and len(theirs.labels) > len(mine.labels):
+        raise ConfigError(f"The circuit keeps edges at {len(mine.labels)} token positions but the prompts of task "
+                          f"{tok.task.name!r} have {len(theirs.labels)}. Evaluate it on prompts of its length.")
+    return mine
+
+
+def positional_faithfulness(model: Any, tok: TokenizedTask, circuit: Circuit, *, complement: bool = False,
+                            batch_size: int | None = None, progress: Progress = no_progress,
+                            check: bool = True) -> Faithfulness:
+    """A circuit's (edge, position) pairs alone (or, ``complement``, all the others alone): every
+    other pair patched to the corrupted run."""
+    _check_fits(circuit, model, pairs=True)
+    spec = _pair_spec(circuit, tok)
+    keep = circuit.pair_mask()
+    return positional_faithfulness_of_masks(model, tok, ~keep if complement else keep, spec, metric=circuit.metric,
+                                            batch_size=batch_size, progress=progress, check=check)[0]
 
 
 @dataclass(frozen=True)
@@ -140,11 +198,17 @@ class Completeness:
 def completeness(model: Any, tok: TokenizedTask, circuit: Circuit, *, ablation: Ablation = "corrupted",
                  batch_size: int | None = None, progress: Progress = no_progress, check: bool = True) -> Completeness:
     """Run the complement of the circuit alone (the circuit's own edges patched)."""
-    _check_fits(circuit, model)
+    _check_fits(circuit, model, pairs=True)
+    if circuit.positional:
+        if ablation != "corrupted":
+            raise ConfigError("Circuits of (edge, position) pairs are measured with corrupted-run patching only; "
+                              "use --ablation corrupted.")
+        return Completeness(positional_faithfulness(model, tok, circuit, complement=True, batch_size=batch_size,
+                                                    progress=progress, check=check))
     comp = faithfulness_of_masks(model, tok, ~circuit.edges, ablation=ablation, metric=circuit.metric,
                                  batch_size=batch_size, progress=progress, check=check, what="completeness")[0]
     return Completeness(comp)
 
 
 __all__ = ["Completeness", "Faithfulness", "completeness", "faithfulness", "faithfulness_of_masks",
-           "faithfulness_rows"]
+           "faithfulness_rows", "positional_faithfulness", "positional_faithfulness_of_masks"]

@@ -53,6 +53,18 @@ class Edge(Open):
     score: Num = None
     tl_sender: dict[str, Any] | None = None
     tl_receiver: dict[str, Any] | None = None
+    # Position-aware circuits only (absent in position-agnostic ones): the edge's score at each
+    # position column, and the columns where the circuit keeps it.
+    position_scores: dict[str, Num] | None = None
+    kept_positions: list[str] | None = None
+
+
+class PositionColumns(Open):
+    """A position-aware circuit's columns: token positions (``tokens``) or the task's roles (``roles``,
+    plus ``other`` for the tokens no role names), labelled in reading order: a token × layer grid's x axis."""
+
+    mode: Literal["tokens", "roles"]
+    labels: list[str]
 
 
 class CircuitFile(FileModel):
@@ -83,6 +95,8 @@ class CircuitFile(FileModel):
     mib: MIB | None = None
     # How often each edge is chosen again over bootstrap resamples of the prompts (absent in older files).
     stability: Stability | None = None
+    # Position-aware circuits (circuits.positional); absent: every edge at every position.
+    positions: PositionColumns | None = None
 
     def __repr__(self) -> str:
         size = f"{self.n_edges if self.n_edges is not None else len(self.edges)}"
@@ -90,4 +104,5 @@ class CircuitFile(FileModel):
         return f"CircuitFile({self.method or 'circuit'} on {self.task or 'a task'}: {size}{total} edges)"
 
 
-__all__ = ["CircuitFile", "CircuitModel", "CircuitSelection", "Edge", "FORMAT", "GraphInfo", "VERSION"]
+__all__ = ["CircuitFile", "CircuitModel", "CircuitSelection", "Edge", "FORMAT", "GraphInfo", "PositionColumns",
+           "VERSION"]
