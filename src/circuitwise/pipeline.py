@@ -168,6 +168,46 @@ def load_study(study: Study, *, progress: Progress | None = None, notes: Progres
                    progress=progress, notes=notes, model=model)
 
 
+@dataclass(frozen=True)
+class Baselines:
+    """The clean run's baseline and, where patching or a circuit will follow, the corrupted run's metric."""
+
+    clean: Any  # attribution.Baseline
+    corrupted: Any  # attribution.Baseline of the corrupted prompts, or None
+
+    @property
+    def gap(self) -> tuple[float | None, float]:
+        """The metric's clean − corrupted gap (what patching and faithfulness restore), and its scale."""
+        if self.corrupted is None:
+            return None, 1.0
+        clean, corr = float(self.clean.values.mean()), float(self.corrupted.values.mean())
+        return clean - corr, max(abs(clean), abs(corr))
+
+
+def measure_baseline(model: Any, tok: TokenizedTask, *, batch_size: int, metric: str, corrupted: bool,
+                     top_k: int = 10, step: Steps | None = None, label: str = "") -> Baselines:
+    """The baseline stage of every study (run, each side of compare): the clean prompts' metric, logit
+    difference, accuracy and top predictions; the corrupted prompts' metric when ``corrupted`` asks for it
+    (one forward tells the plan whether patching has a gap to restore)."""
+    tell = step or (lambda _l, _d, _t: None)
+    bl = baseline(model, tok, batch_size=batch_size, top_k=top_k, metric=metric,
+                  progress=partial(tell, f"baseline{label}"))
+    bad = None
+    if corrupted and tok.corrupted is not None:
+        bad = baseline(model, corrupted_view(tok), batch_size=batch_size, top_k=1, metric=metric,
+                       progress=partial(tell, f"corrupted baseline{label}"))
+    return Baselines(bl, bad)
+
+
+def discover(model: Any, tok: TokenizedTask, request: CircuitRequest, *, metric: str = "logit_diff",
+             progress: Callable[[int, int, str], None] | None = None) -> Any:
+    """Score the edges with the request's method and select its circuit (circuits.Discovery)."""
+    r = request
+    return find_circuit(model, tok, method=r.method, options=r.options, selection=r.selection, n=r.edges,
+                        threshold=r.threshold, target=r.target, by=r.by, prune=r.prune,
+                        ablation=r.ablation, batch_size=r.batch_size, progress=progress, metric=metric)
+
+
 def study_circuit(model: Any, tok: TokenizedTask, request: CircuitRequest, *, metric: str = "logit_diff",
                   eval_batch_size: int | None = None,
                   progress: Callable[[int, int, str], None] | None = None) -> CircuitStudy:
@@ -175,9 +215,7 @@ def study_circuit(model: Any, tok: TokenizedTask, request: CircuitRequest, *, me
     random circuits and exact patching of a shortlist, and measure its edges' stability."""
     r = request
     tell = progress or (lambda _d, _t, _w: None)
-    found = find_circuit(model, tok, method=r.method, options=r.options, selection=r.selection, n=r.edges,
-                         threshold=r.threshold, target=r.target, by=r.by, prune=r.prune,
-                         ablation=r.ablation, batch_size=r.batch_size, progress=tell, metric=metric)
+    found = discover(model, tok, r, metric=metric, progress=tell)
     eval_bs = r.batch_size if eval_batch_size is None else eval_batch_size
     ev = evaluate_circuit(model, tok, found.circuit, scores=found.scores, ablation=r.ablation,
                           random_samples=r.random_samples, shortlist=r.shortlist, batch_size=eval_bs, progress=tell,
@@ -206,6 +244,8 @@ class SweepStudy:
     attribution: Any
     seconds: dict[str, float]
     warnings: list[str]
+    # The warnings themselves (category, message), for callers that sort them (compare keeps checkpoint ones).
+    caught: tuple[Any, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         entry: dict[str, Any] = {}
@@ -240,7 +280,7 @@ def study_sweep(model: Any, tok: TokenizedTask, what: str, request: SweepRequest
             t0 = time.monotonic()
             attr = attribution_patching(model, tok, what, **options)
             seconds["attribution"] = time.monotonic() - t0
-    return SweepStudy(exact, attr, seconds, list(dict.fromkeys(str(c.message) for c in caught)))
+    return SweepStudy(exact, attr, seconds, list(dict.fromkeys(str(c.message) for c in caught)), tuple(caught))
 
 
 def run(config: RunConfig, *, progress: Progress | None = None, model: Any = None,
@@ -283,14 +323,10 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
         say(line)
     bs = resources.batch("baseline", 1)
     say(f"baseline on {len(tok)} prompts")
-    bl = baseline(model, tok, batch_size=bs, progress=partial(step, "baseline"), metric=config.metric)
-    gap, scale = None, 1.0
-    if tok.corrupted is not None and (config.patching or config.circuit):
-        # One forward of the corrupted prompts tells the plan whether patching has a gap to restore.
-        corrupted = baseline(model, corrupted_view(tok), batch_size=bs, top_k=1, metric=config.metric,
-                             progress=partial(step, "corrupted baseline")).values
-        clean_mean, corrupted_mean = float(bl.values.mean()), float(corrupted.mean())
-        gap, scale = clean_mean - corrupted_mean, max(abs(clean_mean), abs(corrupted_mean))
+    measured = measure_baseline(model, tok, batch_size=bs, metric=config.metric, step=step,
+                                corrupted=bool(config.patching or config.circuit))
+    bl = measured.clean
+    gap, scale = measured.gap
     plan = plan_run(config, tok, model, gap=gap, scale=scale)
     for note in plan.notes:
         log.info(note)
@@ -541,5 +577,5 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["CircuitStudy", "Prepared", "RunOutputs", "SweepStudy", "load_study", "prepare", "resampling", "run",
+__all__ = ["Baselines", "CircuitStudy", "Prepared", "discover", "measure_baseline", "RunOutputs", "SweepStudy", "load_study", "prepare", "resampling", "run",
            "study_benchmark", "study_circuit", "study_sweep"]

@@ -263,23 +263,18 @@ def corrupted_view(tok: TokenizedTask) -> TokenizedTask:
 
 
 def check_options(config: Any, *, sweeps_flag: str = "--patch") -> None:
-    """Refuse, before any model is loaded, what the options alone decide cannot work.
+    """Refuse, before any model is loaded, what `run`'s options alone decide cannot work: its patching
+    and circuit stages are checked as the same requests every other command builds (one set of checks).
 
     The messages name the flags of the command in hand (``sweeps_flag``: run's ``--patch``), not
     those of the command whose registry raised them first (patch's ``--what``).
     """
-    from circuitwise.patching.sweeps import SWEEPS
-
-    unknown = [w for w in getattr(config, "patching", ()) if w not in SWEEPS]
-    if unknown:
-        raise ConfigError(f"Unknown patching sweep {unknown[0]!r}. Choose one of: {', '.join(SWEEPS)} "
-                          f"({sweeps_flag} NAME, repeatable; {sweeps_flag} none skips patching).")
-    if hasattr(config, "method_options"):
-        options = config.method_options()  # an option the circuit method does not declare
-        if config.circuit:
-            from circuitwise.circuits.methods import check_metric
-
-            check_metric(config.circuit, options, getattr(config, "metric", "logit_diff"))
+    metric = getattr(config, "metric", "logit_diff")
+    if getattr(config, "patching", ()):
+        sweep_request(config.patching, metric=metric, align=getattr(config, "align", "auto"), sweeps_flag=sweeps_flag)
+    if getattr(config, "circuit", None):
+        circuit_request(config.circuit, config.circuit_options, metric=metric, ig_steps=config.ig_steps,
+                        target=config.circuit_target)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -53,6 +53,8 @@ def list_tasks(ctx: typer.Context) -> None:
     console.print(table)
     console.print("Show examples: [bold]circuitwise tasks show NAME --n 5[/]; a task file (.jsonl, .csv, "
                   ".yaml) can be named wherever a task is.", highlight=False)
+    console.print("MIB's arc-easy and arc-challenge come from a file: [bold]circuitwise tasks show arc-easy[/] "
+                  "says how to get it.", highlight=False)
 
 
 @tasks_app.command("show")
@@ -172,7 +174,11 @@ def import_task(
     n: Optional[int] = typer.Option(None, "--n", min=1, show_default=False,
                                     help="Keep the first n examples (MIB's num_examples). [default: all]"),
 ) -> None:
-    """Convert MIB's task rows (Hugging Face layout) into a circuitwise task file, as MIB's circuit track reads them."""
+    """Convert MIB's task rows (Hugging Face layout) into a circuitwise task file, as MIB's circuit track reads them.
+
+    Without the rows, ioi, mcqa and arithmetic are built in, generated offline to MIB's definitions: mib-ioi,
+    mib-mcqa, mib-arithmetic-addition, mib-arithmetic-subtraction (`circuitwise tasks show mib-ioi`).
+    """
     from circuitwise.errors import ConfigError
     from circuitwise.tasks.mib import import_mib
 

@@ -20,9 +20,9 @@ from typing import Any, Callable
 
 import torch
 
-from circuitwise.attribution import attention_patterns, baseline, direct_logit_attribution
+from circuitwise.attribution import attention_patterns, direct_logit_attribution
 from circuitwise.attribution.dla import DLA, head_label
-from circuitwise.circuits import Discovery, find_circuit
+from circuitwise.circuits import Discovery
 from circuitwise.circuits.methods import check_metric
 from circuitwise.compare import circuits as cc
 from circuitwise.compare.config import CompareConfig
@@ -34,15 +34,14 @@ from circuitwise.compare.stats import Side as Values
 from circuitwise.compare.stats import compare_sides
 from circuitwise.config import default_batch_size
 from circuitwise.errors import ConfigError
-from circuitwise.patching import activation_patching
 from circuitwise.patching.activation import CheckFailedWarning
 from circuitwise.patching.result import DegenerateNormalizationWarning, PatchResult
 from circuitwise.patching.resume import CheckpointWarning
 from circuitwise.models import dtype_of
 from circuitwise.models.fingerprint import fingerprint
 from circuitwise.models.memory import batch_for
-from circuitwise.pipeline import processing_json
-from circuitwise.plan import corrupted_view
+from circuitwise.pipeline import discover, measure_baseline, processing_json, study_sweep
+from circuitwise.plan import CircuitRequest, SweepRequest
 from circuitwise.reports.compare import summarize_compare, write_compare_page
 from circuitwise.runfolder import RunFolder
 from circuitwise.tasks.task import Task
@@ -210,13 +209,13 @@ def _stages(config: CompareConfig, folder: RunFolder, tasks: Any, models: Any, s
     for st, p in zip(studies, plans):
         if "heads" in p.sweeps:
             say(f"activation patching: heads, side {st.side.which.upper()}")
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                # Checkpoints go to the staging folder, so an interrupted compare resumes its sweeps.
-                st.patch = activation_patching(st.side.model, st.side.tok, "heads", batch_size=st.bs, out=folder.path,
-                                               metric=config.metric,
-                                               progress=partial(step, f"patching heads ({st.side.which.upper()})"))
-            for w in caught:
+            # The runner's patching stage (as `patch` runs it); checkpoints go to the staging folder, so an
+            # interrupted compare resumes its sweeps.
+            done = study_sweep(st.side.model, st.side.tok, "heads", SweepRequest(("heads",), batch_size=st.bs),
+                               metric=config.metric, out=folder.path,
+                               progress=partial(step, f"patching heads ({st.side.which.upper()})"))
+            st.patch = done.exact
+            for w in done.caught:
                 if issubclass(w.category, (CheckpointWarning, CheckFailedWarning)):
                     res.warnings.append(f"Side {st.side.which.upper()}: {w.message}")
                     say(f"warning: {w.message}")
@@ -262,11 +261,10 @@ def _baselines(side: Loaded, config: CompareConfig, step: Steps, say: Progress) 
         # Every stage of this side reads the metric from these tokens (kl: the clean reference, computed once).
         side = dataclasses.replace(side, tok=prepared_for(side.model, side.tok, config.metric, batch_size=bs))
     say(f"baseline: side {side.which.upper()} ({side.label}), {len(side.tok)} prompts")
-    bl = baseline(side.model, side.tok, batch_size=bs, top_k=1, metric=config.metric,
-                  progress=partial(step, f"baseline ({side.which.upper()})"))
-    corrupted = None
-    if side.tok.corrupted is not None and (config.patching or config.circuit):
-        corrupted = baseline(side.model, corrupted_view(side.tok), batch_size=bs, top_k=1, metric=config.metric)
+    # The runner's baseline stage, as `run` takes it.
+    m = measure_baseline(side.model, side.tok, batch_size=bs, metric=config.metric, top_k=1, step=step,
+                         corrupted=bool(config.patching or config.circuit), label=f" ({side.which.upper()})")
+    bl, corrupted = m.clean, m.corrupted
     return _Study(side, bs, bl.logit_diff.double(), None if corrupted is None else corrupted.logit_diff.double(),
                   bl.values.double(), None if corrupted is None else corrupted.values.double())
 
@@ -330,9 +328,10 @@ def _circuit_stage(config: CompareConfig, plan: ComparePlan, studies: list[_Stud
     for st, method in zip(studies, plan.circuit):
         if method:
             say(f"circuit discovery ({method}): side {st.side.which.upper()}")
-            st.found = find_circuit(st.side.model, st.side.tok, method=method, options=config.method_options(),
-                                    target=config.circuit_target, batch_size=st.bs, progress=progress,
-                                    metric=config.metric)
+            # The runner's discovery step (the circuit stage of `run` and `circuit`, less its own checks:
+            # compare checks each circuit on both sides below).
+            request = CircuitRequest(method, config.method_options(), target=config.circuit_target, batch_size=st.bs)
+            st.found = discover(st.side.model, st.side.tok, request, metric=config.metric, progress=progress)
             folder.write_json(f"circuit_{st.side.which}.json", st.found.circuit.to_json())
     fa, fb = studies[0].found, studies[1].found
     if fa is None or fb is None:

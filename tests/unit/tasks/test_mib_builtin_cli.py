@@ -27,6 +27,13 @@ def test_show_prints_the_card_before_the_examples(gpt2_dir, name):
 
 
 @pytest.mark.usefixtures("no_model_loads")
+def test_the_list_has_the_builtins_and_points_to_arcs_file():
+    r = invoke("tasks")
+    assert r.exit_code == 0 and all(name in r.output for name in TASKS)
+    assert "arc-easy and arc-challenge come from a file: circuitwise tasks show arc-easy" in r.output
+
+
+@pytest.mark.usefixtures("no_model_loads")
 def test_show_arc_says_how_to_get_the_file_and_import_it():
     r = invoke("tasks", "show", "arc-challenge")
     assert r.exit_code != 0

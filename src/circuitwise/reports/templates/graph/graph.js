@@ -86,7 +86,7 @@
       if (n.kind === "feature") { return "L" + n.layer + " #" + n.feature + " @" + n.pos; }
       if (n.kind === "error") { return "error L" + n.layer + " @" + n.pos; }
       if (n.kind === "embedding") { return "token " + quoted(n.token) + " @" + n.pos; }
-      return "logit " + (n.token === "metric" ? (n.label || "metric") : quoted(n.token));
+      return n.token === "metric" ? (n.label || "metric") : "logit " + quoted(n.token);
     }
 
     function render() {
@@ -170,7 +170,11 @@
         var line = h("div", "cwg-context");
         line.appendChild(h("span", "cwg-source", c.source + (c.index !== null && c.index !== undefined ? " " + c.index : "") + " · " + num(c.activation)));
         var peak = c.activation > 0 ? c.activation : 1;
+        // A window around the peak: a dozen tokens before it, a few after.
+        var from = Math.max(0, c.pos - 12), to = Math.min(c.tokens.length, c.pos + 5);
+        if (from > 0) { line.appendChild(h("span", "note", "… ")); }
         c.tokens.forEach(function (t, p) {
+          if (p < from || p >= to) { return; }
           var s = h("span", "tok" + (p === c.pos ? " cwg-peak" : ""), visible(t));
           var a = c.activations ? Math.max(c.activations[p], 0) / peak : (p === c.pos ? 1 : 0);
           if (a > 0) { s.style.background = "rgba(124,58,237," + (0.12 + 0.6 * Math.min(a, 1)).toFixed(2) + ")"; }

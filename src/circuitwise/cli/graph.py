@@ -1,0 +1,251 @@
+"""`circuitwise graph`: a feature-level attribution graph of one prompt (or a task's prompt), written out.
+
+The run folder gets ``graph.json`` (circuitwise's graph file, which the page and the notebook read),
+``neuronpedia.json`` (Neuronpedia's graph JSON, schema 1.0.0: upload it, or open it in circuit-
+tracer's viewer) and ``graph.html`` (the self-contained page). What it will do is printed first;
+bad options, a missing transcoder set, a prompt given ``--target metric`` are refused before the
+model loads.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.text import Text
+
+from circuitwise.cli import app, console, err_console, show_note
+from circuitwise.cli import options as opts
+
+F = opts.F
+FILES = ("graph.json", "neuronpedia.json", "graph.html")
+TARGET_HELP = ("What the graph explains: metric (the task's logit difference, correct − incorrect answer; tasks "
+               "only), salient (the most likely next tokens, to 95% of the probability, at most 10), or one token "
+               "as it follows the prompt (e.g. ' young', with its leading space). [default: metric for a task, "
+               "salient for a prompt]")
+
+
+def _prune_default(name: str) -> float:
+    """The engine's default threshold (features.prune.prune_graph's own: defaults live once)."""
+    from circuitwise.features.prune import prune_graph
+
+    value = inspect.signature(prune_graph).parameters[name].default
+    return float(value)
+
+
+@dataclass(frozen=True)
+class GraphRequest:
+    """What the command was asked, decided before any model loads."""
+
+    subject: str  # the task's name or the prompt
+    is_task: bool
+    prompt: str
+    example: int
+    texts: tuple[str, ...]  # where the features' contexts come from (the task's prompts, or the prompt)
+    target: str  # metric | salient | a token
+    answers: tuple[str, str] | None  # a task example's (correct, incorrect)
+
+
+def _is_task(text: str) -> bool:
+    from circuitwise.tasks.builtin import specs
+
+    path = Path(text)
+    return text in {s.name for s in specs()} or (len(text) < 4096 and "\n" not in text and
+                                (path.suffix.lower() in (".jsonl", ".csv", ".yaml", ".yml") or path.is_file()))
+
+
+def resolve(subject: str, target: str | None, example: int, n: int | None, seed: int | None,
+            split: str | None) -> GraphRequest:
+    """The prompt and targets of ``subject`` (a built-in task, a task file, or a prompt); errors say the fix."""
+    from circuitwise.errors import ConfigError
+    from circuitwise.tasks import get_task
+
+    if not subject.strip():
+        raise ConfigError("Give a task (e.g. opposites), a task file, or a prompt in quotes.")
+    if not _is_task(subject):
+        if target == "metric":
+            raise ConfigError(f"--target metric needs a task (its answers define the metric); {subject!r} is a "
+                              "prompt. Use --target salient, or --target ' TOKEN' for one answer token.")
+        if n is not None or split is not None:
+            raise ConfigError("--n and --split choose a task's prompts; this graph is of one prompt. Leave them out.")
+        return GraphRequest(subject, False, subject, 0, (subject,), target or "salient", None)
+    options = {k: v for k, v in dict(n=n, seed=seed, split=split).items() if v is not None}
+    task = get_task(subject, **options)
+    examples = task.examples
+    if not 0 <= example < len(examples):
+        raise ConfigError(f"--example {example} is outside the task's {len(examples)} prompts "
+                          f"(0 … {len(examples) - 1}).")
+    ex = examples[example]
+    return GraphRequest(task.name, True, ex.clean, example, tuple(e.clean for e in examples), target or "metric",
+                        (ex.correct, ex.incorrect))
+
+
+def _targets(req: GraphRequest) -> Any:
+    from circuitwise.features.attribute import LogitDiff, Salient, Tokens
+
+    if req.target == "metric":
+        assert req.answers is not None  # resolve() refuses metric for a prompt
+        return LogitDiff(*req.answers)
+    if req.target == "salient":
+        return Salient()
+    return Tokens((req.target,))
+
+
+def _corpus(path: Path | None, limit: int) -> tuple[str, ...]:
+    from circuitwise.errors import ConfigError
+
+    if path is None:
+        return ()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"Cannot read --corpus {path}: {e}. Give a UTF-8 text file, one context per line.") from None
+    texts = tuple(line for line in lines if line.strip())[:limit]
+    if not texts:
+        raise ConfigError(f"--corpus {path} has no text: give a file with one context per line.")
+    return texts
+
+
+def _plan_lines(req: GraphRequest, model: str, transcoders: str, node_t: float, edge_t: float,
+                corpus: tuple[str, ...], out: Path) -> list[str]:
+    what = (f"prompt {req.example} of task {req.subject}: {req.prompt!r}" if req.is_task else f"prompt {req.prompt!r}")
+    target = {"metric": f"the logit difference {req.answers[0]!r} − {req.answers[1]!r}" if req.answers else "",
+              "salient": "the most likely next tokens"}.get(req.target, f"the logit of {req.target!r}")
+    contexts = f"{len(req.texts)} task prompt{'s' if len(req.texts) != 1 else ''}" if req.is_task else "the prompt"
+    if corpus:
+        contexts += f" and {len(corpus)} corpus lines"
+    return [f"graph of {what}",
+            f"model {model}, transcoders {transcoders}",
+            f"target: {target}",
+            f"pruned to node threshold {node_t:g}, edge threshold {edge_t:g}",
+            f"top activating contexts from {contexts}",
+            f"writes {', '.join(FILES)} to {out}"]
+
+
+@app.command()
+def graph(
+    task_or_prompt: str = typer.Argument(..., help="A built-in task (its --example'th prompt is graphed), a task "
+                                                   "file, or a prompt in quotes."),
+    model: str = typer.Option(F["model"].default, "--model", "-m", help=F["model"].description),
+    transcoders: str = typer.Option(..., "--transcoders", "-t", help="The transcoders that replace the MLPs: a folder "
+                                    "(circuitwise's or circuit-tracer's layout) or bundled / bundled-llama, the sets "
+                                    "shipped for the bundled models."),
+    target: str | None = typer.Option(None, "--target", help=TARGET_HELP, show_default=False),
+    node_threshold: float | None = typer.Option(None, "--node-threshold", min=0.0, max=1.0, show_default=False,
+                                                   help="Keep the fewest features and error nodes holding this share "
+                                                        "of the total influence (tokens and targets always stay). "
+                                                        f"[default: {_prune_default('node_threshold')}]"),
+    edge_threshold: float | None = typer.Option(None, "--edge-threshold", min=0.0, max=1.0, show_default=False,
+                                                   help="Keep the fewest links holding this share of the total link "
+                                                        f"influence. [default: {_prune_default('edge_threshold')}]"),
+    example: int = typer.Option(0, "--example", min=0, help="Which of the task's prompts to graph (from 0)."),
+    corpus: Path | None = typer.Option(None, "--corpus", help="A text file, one context per line: features' top "
+                                          "activating contexts are also looked for there. [default: none]"),
+    corpus_lines: int = typer.Option(500, "--corpus-lines", min=1, help="Read at most this many corpus lines."),
+    contexts: int = typer.Option(5, "--contexts", min=0, help="Top activating contexts kept per feature and source."),
+    scan: str | None = typer.Option(None, "--scan", help="The model's id on Neuronpedia, written as the "
+                                       "Neuronpedia file's scan. [default: the model's name]", show_default=False),
+    out: Path = typer.Option(Path("runs/graph"), "--out", "-o", help="Folder for graph.json, neuronpedia.json, "
+                             "graph.html."),
+    device: str | None = opts.DEVICE,
+    dtype: str | None = opts.DTYPE,
+    max_memory: str | None = opts.MAX_MEMORY,
+    n: int | None = opts.N,
+    seed: int | None = opts.SEED,
+    split: str | None = opts.SPLIT,
+    processing: bool | None = opts.PROCESSING,
+    force: bool = opts.FORCE,
+) -> None:
+    """Draw the attribution graph of a prompt through transcoders: features, error nodes, tokens and logits."""
+    from circuitwise.errors import ConfigError
+    from circuitwise.features.formats import load_transcoders
+    from circuitwise.runfolder import RunFolder
+
+    node_t = _prune_default("node_threshold") if node_threshold is None else node_threshold
+    edge_t = _prune_default("edge_threshold") if edge_threshold is None else edge_threshold
+    if node_t <= 0 or edge_t <= 0:
+        raise ConfigError("--node-threshold and --edge-threshold are shares of the total influence in (0, 1]; "
+                          "0 would keep nothing.")
+    req = resolve(task_or_prompt, target, example, n, seed, split)
+    texts = _corpus(corpus, corpus_lines)
+    budget = None
+    if max_memory is not None:
+        from circuitwise.sizes import parse_size
+
+        try:
+            budget = parse_size(max_memory)
+        except ValueError as e:
+            raise ConfigError(f"--max-memory {max_memory!r}: {e}") from None
+    settings = dict(subject=req.subject, prompt=req.prompt, model=model, transcoders=transcoders, target=req.target,
+                    node_threshold=node_t, edge_threshold=edge_t, example=example, n=n, seed=seed, split=split,
+                    corpus=str(corpus) if corpus else None, corpus_lines=corpus_lines, contexts=contexts,
+                    dtype=dtype, processing=processing, scan=scan)
+    folder = RunFolder(out, replaces=FILES, command="graph", settings=settings, force=force)
+    folder.check()  # a file, another command's folder or another graph's result fails before any work
+    tcs = load_transcoders(transcoders)  # a missing or malformed set fails before the model loads
+    console.print(Text("plan:", style="bold"))
+    for line in _plan_lines(req, model, transcoders, node_t, edge_t, texts, Path(out)):
+        console.print("  " + line, highlight=False, markup=False)
+    with folder:
+        paths, summary = _run(req, model, tcs, transcoders, node_t, edge_t, texts, contexts, scan, device, dtype,
+                              processing, budget, folder)
+    for line in summary:
+        console.print("  " + line, highlight=False, markup=False)
+    console.print(f"Graph: {paths['html'].resolve()}", highlight=False, markup=False)
+
+
+def _run(req: GraphRequest, model_name: str, tcs: Any, source: str, node_t: float, edge_t: float,
+         corpus: tuple[str, ...], k: int, scan: str | None, device: str | None, dtype: str | None,
+         processing: bool | None, budget: int | None, folder: Any) -> tuple[dict[str, Path], list[str]]:
+    from circuitwise.features.attribute import attribution_graph
+    from circuitwise.features.contexts import feature_contexts, merge_contexts
+    from circuitwise.features.export import graph_file, to_neuronpedia
+    from circuitwise.features.formats import check_model
+    from circuitwise.features.prune import prune_graph
+    from circuitwise.models import load_model
+    from circuitwise.reports.graph import graph_page
+
+    started = time.perf_counter()
+    with err_console.status(f"loading {model_name}…") as status:
+        kw: dict[str, Any] = {k: v for k, v in dict(device=device, dtype=dtype, processing=processing).items()
+                              if v is not None}
+        m = load_model(model_name, **kw)
+        warning = check_model(tcs, m, name=source, allow_other=False)
+        if warning:
+            show_note(warning)
+        status.update("attribution graph: clean run and backward passes…")
+        full = attribution_graph(m, tcs, req.prompt, _targets(req), budget=budget)
+        status.update("pruning…")
+        # Named as the user named it ("bundled", a hub name), not by the path it was loaded from.
+        kept = prune_graph(full, node_t, edge_t).with_(model=model_name)
+        feats = sorted({(x.layer, x.feature) for x in kept.nodes if x.kind == "feature"})
+        status.update(f"top activating contexts of {len(feats)} features…")
+        found = feature_contexts(m, tcs, req.texts, feats, source="task", k=k)
+        if corpus:
+            found = merge_contexts(found, feature_contexts(m, tcs, corpus, feats, source="corpus", k=k))
+    notes = ([f"the graph of the task's prompt {req.example}; contexts from its {len(req.texts)} prompts"]
+             if req.is_task else [])
+    description = ""
+    if req.target == "metric" and req.answers is not None:
+        description = f"logit({req.answers[0]!r}) − logit({req.answers[1]!r})"
+    gf = graph_file(kept, transcoders=source, node_threshold=node_t, edge_threshold=edge_t,
+                    task=req.subject if req.is_task else None, description=description, contexts=found, notes=notes)
+    folder.write_text("graph.json", gf.dump_text())
+    import json
+
+    folder.write_text("neuronpedia.json", json.dumps(to_neuronpedia(gf, scan=scan), allow_nan=False))
+    folder.write_text("graph.html", graph_page(gf))
+    folder.commit()
+    out = folder.out
+    s = kept.scores
+    summary = [f"{sum(x.kind == 'feature' for x in kept.nodes)} features, {sum(x.kind == 'error' for x in kept.nodes)} "
+               f"error nodes, {len(gf.edges)} links kept of {full.n_nodes} nodes "
+               f"({sum(x.kind == 'feature' for x in full.nodes)} active features)",
+               f"replacement score {s.get('replacement', float('nan')):.3f}, completeness "
+               f"{s.get('completeness', float('nan')):.3f} (full graph)",
+               f"{time.perf_counter() - started:.1f} s"]
+    return {"graph": out / "graph.json", "neuronpedia": out / "neuronpedia.json", "html": out / "graph.html"}, summary

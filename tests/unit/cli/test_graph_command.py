@@ -1,0 +1,105 @@
+"""`circuitwise graph`: refusals before any model loads, and a whole run on the bundled model whose
+files hold the engine's numbers (every link equals its adjacency entry), validate, and draw."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from circuitwise.features.attribute import LogitDiff, Tokens, attribution_graph
+from circuitwise.features.export import load_graph
+from circuitwise.features.formats import load_transcoders, save_transcoders
+from circuitwise.schema.graph import validate_neuronpedia
+from tests.unit.cli.conftest import invoke, no_model_loads  # noqa: F401  (a fixture, used by name)
+from tests.unit.features.random_transcoders import random_set
+
+PROMPT = "A tortoise is old, but a kitten is"
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    import circuitwise as cw
+
+    return cw.load_model("bundled", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tc_dir(tmp_path_factory, bundled):
+    return save_transcoders(random_set(bundled, "relu", n_features=48, seed=4), tmp_path_factory.mktemp("tc") / "set")
+
+
+@pytest.mark.parametrize("args, message", [
+    ((PROMPT, "--target", "metric"), "--target metric needs a task"),
+    (("opposites", "--example", "100000"), "--example 100000 is outside the task's"),
+    ((PROMPT, "--n", "3"), "--n and --split choose a task's prompts"),
+    ((PROMPT, "--node-threshold", "0"), "0 would keep nothing"),
+    ((PROMPT, "--corpus", "missing.txt"), "Cannot read --corpus missing.txt"),
+])
+def test_bad_requests_are_refused_before_the_model_loads(tmp_path, no_model_loads, tc_dir, args, message):  # noqa: F811
+    r = invoke("graph", *args, "--model", "bundled", "--transcoders", tc_dir, "--out", tmp_path / "g")
+    assert r.exit_code == 2 and message in r.output
+    assert not (tmp_path / "g").exists()
+
+
+def test_a_missing_transcoder_set_is_refused_before_the_model_loads(tmp_path, no_model_loads):  # noqa: F811
+    r = invoke("graph", PROMPT, "--model", "bundled", "--transcoders", tmp_path / "none", "--out", tmp_path / "g")
+    assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def _check_run(out, bundled, tc_dir, prompt, targets):
+    g = load_graph(out)  # validated on read
+    full = attribution_graph(bundled, load_transcoders(tc_dir), prompt, targets)
+    # Every written link is the engine's direct effect of its sender on its receiver.
+    index = {}
+    for i, x in enumerate(full.nodes):
+        kind = {"token": "embedding", "target": "logit"}.get(x.kind, x.kind)
+        index[(kind, x.layer if kind in ("feature", "error") else None, x.position,
+               x.feature if kind == "feature" else (x.token if kind in ("embedding", "logit") else None))] = i
+    at = {n.id: index[(n.kind, n.layer, n.pos, n.feature)] for n in g.nodes}
+    assert g.edges, "the pruned graph kept no link"
+    for e in g.edges:
+        assert e.weight == pytest.approx(float(full.adjacency[at[e.target], at[e.source]]), rel=1e-4, abs=1e-6)
+    for n in g.nodes:
+        assert n.activation == pytest.approx(full.nodes[at[n.id]].value, rel=1e-5, abs=1e-6)
+    np_data = json.loads((out / "neuronpedia.json").read_text())
+    validate_neuronpedia(np_data)
+    assert {x["node_id"] for x in np_data["nodes"]} == {n.id for n in g.nodes}
+    assert len(np_data["links"]) == len(g.edges) and np_data["metadata"]["prompt_tokens"] == g.tokens
+    html = (out / "graph.html").read_text()
+    assert "cwGraph(" in html and "<script src" not in html
+    return g
+
+
+def test_a_task_graph_on_the_bundled_model(tmp_path, bundled, tc_dir):
+    out = tmp_path / "g"
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("The old man and the young boy\n\nA big dog is not small\n")
+    r = invoke("graph", "opposites", "--model", "bundled", "--transcoders", tc_dir, "--n", "6", "--corpus", corpus,
+               "--out", out)
+    assert r.exit_code == 0, r.output
+    assert r.output.index("plan:") < r.output.index("features,")  # the plan comes first
+    assert "target: the logit difference" in r.output and "top activating contexts from 6 task prompts and 2 corpus" \
+        in r.output
+    from circuitwise.tasks import get_task
+
+    ex = get_task("opposites", n=6).examples[0]
+    g = _check_run(out, bundled, tc_dir, ex.clean, LogitDiff(ex.correct, ex.incorrect))
+    assert g.task == "opposites" and g.target.mode == "metric" and g.prompt == ex.clean
+    assert [n.token for n in g.nodes if n.kind == "logit"] == ["metric"]
+    feats = [n for n in g.nodes if n.kind == "feature"]
+    assert feats and all(c.source in ("task", "corpus") for n in feats for c in n.contexts)
+    assert any(c.source == "task" and c.index == 0 for n in feats for c in n.contexts)
+    # Other settings into the same folder: refused before any work unless --force.
+    r = invoke("graph", "opposites", "--model", "bundled", "--transcoders", tc_dir, "--n", "6", "--out", out)
+    assert r.exit_code == 3 and "--force" in r.output
+
+
+def test_a_prompt_graph_on_the_bundled_model(tmp_path, bundled, tc_dir):
+    out = tmp_path / "g"
+    r = invoke("graph", PROMPT, "--model", "bundled", "--transcoders", tc_dir, "--target", " young",
+               "--node-threshold", "0.5", "--out", out)
+    assert r.exit_code == 0, r.output
+    g = _check_run(out, bundled, tc_dir, PROMPT, Tokens((" young",)))
+    assert g.task is None and g.target.mode == "token" and g.settings.node_threshold == 0.5
+    assert [n.token for n in g.nodes if n.kind == "logit"] == [" young"]
