@@ -301,15 +301,17 @@ def _read(tc_in: list[torch.Tensor], final: torch.Tensor, chunk: list[tuple[int,
 
 
 def _pullback(run: CleanRun, tcs: TranscoderSet, chunk: list[tuple[int, int, int, torch.Tensor, float]],
-              sources: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Gradients of each copy's read-out at the embedding and at every layer's MLP write ``[B, T, d]``."""
+              sources: list[torch.Tensor], attn: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Gradients of each copy's read-out at the embedding and at every layer's MLP write ``[B, T, d]``
+    (and, with ``attn``, then at every layer's attention write)."""
     B = len(chunk)
     with torch.enable_grad():
         e = run.embed.expand(B, -1, -1).clone().requires_grad_(True)
         ws = [s.expand(B, -1, -1).clone().requires_grad_(True) for s in sources]
-        tc_in, final = frozen_forward(run, tcs, e, ws)
+        probes = [torch.zeros_like(e, requires_grad=True) for _ in sources] if attn else []
+        tc_in, final = frozen_forward(run, tcs, e, ws, probes or None)
         out = _read(tc_in, final, chunk).sum()
-        grads = torch.autograd.grad(out, [e, *ws], allow_unused=True)
+        grads = torch.autograd.grad(out, [e, *ws, *probes], allow_unused=True)
     filled = [torch.zeros_like(e) if g is None else g for g in grads]
     return filled[0], filled[1:]
 

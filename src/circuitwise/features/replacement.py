@@ -112,8 +112,9 @@ def _scale(norm: Norm | None, x: torch.Tensor) -> torch.Tensor | None:
     return None if norm is None else norm.scale(x)
 
 
-def frozen_norm(norm: Norm | None, x: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-    """``norm(x)`` with its scale frozen: linear in ``x`` (LayerNorm's centring kept) plus its bias."""
+def frozen_norm(norm: Norm | None, x: torch.Tensor, scale: torch.Tensor | None, bias: bool = True) -> torch.Tensor:
+    """``norm(x)`` with its scale frozen: linear in ``x`` (LayerNorm's centring kept) plus its bias
+    (left out with ``bias=False``: the linear part alone, for moving a difference through)."""
     if norm is None:
         return x
     assert scale is not None  # recorded with the norm
@@ -122,7 +123,7 @@ def frozen_norm(norm: Norm | None, x: torch.Tensor, scale: torch.Tensor | None) 
     y = x / scale
     if norm.weight is not None:
         y = y * norm.weight
-    return y if norm.bias is None else y + norm.bias
+    return y if norm.bias is None or not bias else y + norm.bias
 
 
 def _attention(w: Weights, l: int, x: torch.Tensor, rot: list[Any] | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,14 +218,15 @@ def clean_run(model: Any, transcoders: TranscoderSet, tokens: torch.Tensor, w: W
                     writes=writes, errors=errors, bos=bos, **out)
 
 
-def frozen_forward(run: CleanRun, transcoders: TranscoderSet, embed: torch.Tensor,
-                   writes: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+def frozen_forward(run: CleanRun, transcoders: TranscoderSet, embed: torch.Tensor, writes: list[torch.Tensor],
+                   attn_add: list[torch.Tensor] | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The frozen replacement from its sources: the embedding ``[B, T, d]`` and each layer's MLP write
     less the skip path ``[B, T, d]`` (features, decoder bias, error).
 
     Returns every transcoder input ``[B, T, d_in]`` (what feature pre-activations read) and the
     final normed residual ``[B, T, d]`` (what targets read). Linear in the sources plus a constant
-    (the biases): with ``run``'s own sources it is the clean run.
+    (the biases): with ``run``'s own sources it is the clean run. ``attn_add`` (per layer ``[B, T, d]``)
+    is added to each attention's write (zeros: a probe whose gradient is the read-out's there).
     """
     w = run.w
     tcs = transcoders
@@ -239,7 +241,7 @@ def frozen_forward(run: CleanRun, transcoders: TranscoderSet, embed: torch.Tenso
         z = K.mix(w, p, v).transpose(1, 2).reshape(B, T, -1)
         a_raw = K.linear(z, lw.w_o, lw.b_o)
         attn = frozen_norm(lw.post_attn, a_raw, run.s_post_attn[l])
-        mid = x + attn
+        mid = x + attn if attn_add is None else x + attn + attn_add[l]
         src = _mlp_norm_src(w, l, x, mid)
         m_in = frozen_norm(_mlp_norm(w, l), src, run.s_ln2[l])
         t_in = m_in if tcs[l].site == "mlp_in" else src
