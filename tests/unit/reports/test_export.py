@@ -174,3 +174,23 @@ def test_cli_refuses_bad_input_before_any_work(tmp_path, run_dir):
     r = invoke("figures", run_dir, "--width", "3", "--out", out)
     assert r.exit_code == 2 and "--width 3" in r.output
     assert not out.exists() and not (run_dir / "figures").exists()
+
+
+def _fake_browser(tmp_path, script: str):
+    path = tmp_path / "fake-chromium"
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+    return path
+
+
+def test_a_browser_that_fails_leaves_nothing_written(tmp_path, run_dir, monkeypatch):
+    out = tmp_path / "figs"
+    monkeypatch.setenv(export.BROWSER_ENV, str(_fake_browser(tmp_path, "echo broken >&2; exit 1\n")))
+    with pytest.raises(CircuitwiseError, match=r"(?s)exited \(1\) before drawing the figures.*broken"):
+        export.save_figures(run_dir, out)
+    # One that draws nothing for a figure (plotly.js threw) names the figure and the format.
+    dom = '<pre data-job="0" data-kind="error">Error: bad figure</pre><div id="done">done</div>'
+    monkeypatch.setenv(export.BROWSER_ENV, str(_fake_browser(tmp_path, f"echo '{dom}'\n")))
+    with pytest.raises(CircuitwiseError, match="could not draw figure dla-heads as svg: Error: bad figure"):
+        export.save_figures(run_dir, out, formats=("svg",), only=["dla-heads"])
+    assert sorted(os.listdir(tmp_path)) == ["fake-chromium"]

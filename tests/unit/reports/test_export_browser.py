@@ -103,7 +103,9 @@ _CHECK = """
 <script>
 window.addEventListener("load", async function () {
   await new Promise(function (r) { setTimeout(r, 200); });
-  var out = {};
+  var out = {}, pending = [], download = Plotly.downloadImage;
+  // The SVG button's click saves through Plotly.downloadImage: watch it finish (headless keeps no file).
+  Plotly.downloadImage = function (gd, opts) { var p = download(gd, opts); pending.push(p); return p; };
   for (const gd of document.querySelectorAll(".plotly-graph-div")) {
     var count = function (sel) { return gd.querySelectorAll(sel).length; };
     var title = gd.querySelector(".gtitle");
@@ -115,6 +117,9 @@ window.addEventListener("load", async function () {
     var png = await Plotly.toImage(gd, {format: "png", width: 500, height: 300});
     r.svg = decodeURIComponent(svg.slice(svg.indexOf(",") + 1)).slice(0, 200);
     r.png = png.slice(0, 22);
+    pending = [];
+    gd.querySelector('.modebar-btn[data-title="SVG_TITLE"]').click();
+    r.svg_download = pending.length ? await pending[0] : null;
     out[gd.id] = r;
   }
   var pre = document.createElement("pre"); pre.id = "cw-check"; pre.textContent = JSON.stringify(out);
@@ -145,6 +150,7 @@ def test_the_pages_buttons_and_plotly_to_image_work_offline_and_match_the_export
     assert set(names.values()) <= set(RUN_FIGURES) and len(names) >= len(RUN_FIGURES) - 1
     for div_id, d in drawn.items():
         assert d["png_button"] == 1 and d["svg_button"] == 1, div_id
+        assert d["svg_download"] == f"{div_id}.svg", div_id
         assert d["svg"].startswith("<svg") and d["png"] == "data:image/png;base64,", div_id
         # The exported file shows what the page shows: the same title and the same marks.
         exported_marks = _marks(ET.parse(out / f"{names[div_id]}.svg").getroot())
