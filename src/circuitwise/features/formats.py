@@ -56,6 +56,7 @@ VERSION = 1
 WEIGHTS = "transcoders.safetensors"
 MANIFEST = "transcoders.json"
 CONFIG = "config.yaml"
+CARD_MD, CARD_JSON = "CARD.md", "card.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
 # The transcoders shipped in the package: models/bundled's names → features/bundled/<folder>.
@@ -87,6 +88,9 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would keep the files from everyone else
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -418,7 +422,7 @@ def _read_gemma_scope_folder(folder: Path) -> TranscoderSet:
 def _names(ts: TranscoderSet, layout: Layout) -> set[str]:
     n = len(ts)
     if layout == "circuitwise":
-        return {WEIGHTS, MANIFEST}
+        return {WEIGHTS, MANIFEST, CARD_MD, CARD_JSON}
     if layout == "circuit-tracer":
         return {CONFIG, *(f"layer_{i}.safetensors" for i in range(n))}
     if layout == "circuit-tracer-clt":
@@ -478,6 +482,12 @@ def _write_circuitwise(ts: TranscoderSet, folder: Path) -> None:
         layers.append({"layer": t.layer, "activation": t.activation, "k": t.k, "site": t.site,
                        "n_features": t.n_features, "skip": t.W_skip is not None, "meta": t.meta})
     _save_tensors(tensors, folder / WEIGHTS)
+    if ts.meta.get("card"):
+        card = json.dumps({"model": ts.model, "card": ts.meta["card"], "training": ts.meta.get("training")},
+                          indent=2, allow_nan=False)
+        _atomic(folder / CARD_JSON, lambda p: _write_text(p, card + "\n"))
+        page = card_markdown(ts)
+        _atomic(folder / CARD_MD, lambda p: _write_text(p, page))
     manifest = {"format": FORMAT, "version": VERSION, "model": ts.model, "fingerprint": ts.fingerprint,
                 "cross_layer": ts.cross_layer, "layers": layers, "meta": ts.meta, "sha256": _sha256(folder / WEIGHTS)}
     text = json.dumps(manifest, indent=2, allow_nan=False)
@@ -581,3 +591,25 @@ def check_model(ts: TranscoderSet, model: Any, *, name: Any = None, allow_other:
     if allow_other:
         return msg
     raise TranscoderError(msg)
+
+
+def card_markdown(ts: TranscoderSet) -> str:
+    """The card as a short markdown page (numbers from ``ts.meta['card']``)."""
+    card = ts.meta.get("card") or {}
+    tr = ts.meta.get("training") or {}
+    t0 = ts[0]
+    kind = (f"{'cross-layer' if ts.cross_layer else 'per-layer'} {t0.activation}"
+            + (f" (k={t0.k})" if t0.activation == "topk" else "") + (", skip" if t0.W_skip is not None else ""))
+    lines = [f"# Transcoders for {ts.model or 'a model'}", "",
+             f"{len(ts)} layers × {t0.n_features} features, {kind}, reading {t0.site}.", ""]
+    if tr:
+        lines += [f"Trained on {tr.get('tokens')} tokens ({tr.get('steps')} steps of {tr.get('batch_tokens')}), "
+                  f"lr {tr.get('lr')}, seed {tr.get('seed')}, in {tr.get('seconds')} s.", ""]
+    if card:
+        lines += [f"Held out: {card.get('heldout_tokens')} tokens ({card.get('heldout_rows')} rows).", "",
+                  "| layer | FVU | L0 |", "|---|---|---|"]
+        lines += [f"| {l} | {f:.4f} | {z:.1f} |" for l, (f, z) in enumerate(zip(card["fvu"], card["l0"], strict=True))]
+        lines += ["", "With every MLP replaced by its transcoders (no error terms):", "",
+                  f"- KL from the model's next-token distribution: {card['kl']:.4f} nats per token",
+                  f"- top-1 agreement with the model: {100 * card['top1_agreement']:.1f}%", ""]
+    return "\n".join(lines)
