@@ -271,7 +271,8 @@ def check_options(config: Any, *, sweeps_flag: str = "--patch") -> None:
     """
     metric = getattr(config, "metric", "logit_diff")
     if getattr(config, "patching", ()):
-        sweep_request(config.patching, metric=metric, align=getattr(config, "align", "auto"), sweeps_flag=sweeps_flag)
+        sweep_request(config.patching, metric=metric, align=getattr(config, "align", "auto"), sweeps_flag=sweeps_flag,
+                      none_skips=True)
     if getattr(config, "circuit", None):
         circuit_request(config.circuit, config.circuit_options, metric=metric, ig_steps=config.ig_steps,
                         target=config.circuit_target)
@@ -358,15 +359,17 @@ class SweepRequest:
 
 def sweep_request(sweeps: list[str] | tuple[str, ...] | None, *, metric: str, method: str = "exact",
                   direction: str = "denoise", normalize: bool = True, align: str = "auto",
-                  batch_size: int | None = None, sweeps_flag: str = "--patch") -> SweepRequest:
+                  batch_size: int | None = None, sweeps_flag: str = "--patch",
+                  none_skips: bool = False) -> SweepRequest:
     """A checked patching request, or a ConfigError naming the flag, before any model is loaded."""
     from circuitwise.patching.sweeps import SWEEPS, check_direction
 
     names = tuple(dict.fromkeys(sweeps)) if sweeps else PATCH_SWEEPS
     unknown = [w for w in names if w not in SWEEPS]
     if unknown:
+        skip = f"; {sweeps_flag} none skips patching" if none_skips else ""
         raise ConfigError(f"Unknown patching sweep {unknown[0]!r}. Choose one of: {', '.join(SWEEPS)} "
-                          f"({sweeps_flag} NAME, repeatable).")
+                          f"({sweeps_flag} NAME, repeatable{skip}).")
     if method not in get_args(PatchMethod):
         raise ConfigError(f"Unknown --method {method!r}. Use exact, attribution or both.")
     check_direction(direction)
