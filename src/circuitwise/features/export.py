@@ -99,23 +99,43 @@ _KIND: dict[str, NodeKind] = {"feature": "feature", "error": "error", "token": "
 _TARGET_MODE: dict[str, TargetMode] = {"salient": "salient", "tokens": "token", "token": "token", "metric": "metric"}
 
 
-def _layout(graph: AttributionGraph) -> tuple[list[str], list[int], int, list[str]]:
-    """Tokens shown, their ids, the offset from a node's position to its column, and notes.
+def _layout(graph: AttributionGraph) -> tuple[list[str], list[int], list[int], list[str]]:
+    """The columns shown (their text and token ids), each node's column, and notes.
 
     A prompt's graph shows its own tokens. A task's graph has positions relative to the answer
     (0 the read-out position, −1 the one before …): it shows its longest prompt's tokens, ending at
-    the read-out position; a column that prompt does not reach is blank.
+    the read-out position (a column that prompt does not reach is blank). A task graph aligned by
+    role (``meta["position_labels"]`` such as ``ADJ+1``) has one column per label, in the order of
+    their positions, named by the label.
     """
     longest = max(range(len(graph.tokens)), key=lambda i: len(graph.tokens[i]))
     strs, ids = list(graph.token_strs[longest]), list(graph.tokens[longest])
     if graph.positions == "absolute":
-        return strs, ids, 0, []
+        return strs, ids, [x.position for x in graph.nodes], []
+    n = len(graph.prompts)
+    labels = graph.meta.get("position_labels")
+    if isinstance(labels, list) and len(labels) == len(graph.nodes) and not all(_is_int(x) for x in labels):
+        where: dict[str, list[int]] = {}
+        for x, label in zip(graph.nodes, labels, strict=True):
+            where.setdefault(str(label), []).append(x.position)
+        names = sorted(where, key=lambda k: (sum(where[k]) / len(where[k]), k))
+        column = {k: i for i, k in enumerate(names)}
+        notes = [f"a graph over {n} prompts, aligned by role: each column is a role's word or an offset from it"]
+        return names, [-1] * len(names), [column[str(label)] for label in labels], notes
     first = min((x.position for x in graph.nodes), default=0)
     offset = max(len(strs) - 1, -first)
     pad = offset + 1 - len(strs)
-    notes = [f"a graph over {len(graph.prompts)} prompts: positions are relative to the read-out position; "
+    notes = [f"a graph over {n} prompts: positions are relative to the read-out position; "
              f"the tokens shown are prompt {longest + 1}'s"]
-    return [""] * pad + strs, [-1] * pad + ids, offset, notes
+    return [""] * pad + strs, [-1] * pad + ids, [x.position + offset for x in graph.nodes], notes
+
+
+def _is_int(text: Any) -> bool:
+    try:
+        int(str(text))
+    except ValueError:
+        return False
+    return True
 
 
 def _transcoders(info: dict[str, Any], source: str | None) -> GraphTranscoders:
@@ -139,7 +159,7 @@ def graph_file(graph: AttributionGraph, *, transcoders: str | None = None, node_
     given. ``contexts`` maps a feature's ``(layer, index)`` to its top activating contexts. The
     thresholds default to those recorded in ``graph.meta`` (1.0: nothing pruned).
     """
-    strs, ids, offset, layout_notes = _layout(graph)
+    strs, ids, columns, layout_notes = _layout(graph)
     n_layers = graph.n_layers
     influence = None if graph.influence is None else graph.influence.double().tolist()
     targets = [i for i, x in enumerate(graph.nodes) if x.kind == "target"]
@@ -148,7 +168,7 @@ def graph_file(graph: AttributionGraph, *, transcoders: str | None = None, node_
     nodes: list[GraphNode] = []
     for i, x in enumerate(graph.nodes):
         kind = _KIND[x.kind]
-        pos = x.position + offset
+        pos = columns[i]
         layer = x.layer if kind in ("feature", "error") else None
         feature = x.feature if kind == "feature" else (x.token if kind in ("embedding", "logit") else None)
         nid = node_id(kind, layer=layer, pos=pos, feature=feature, n_layers=n_layers)

@@ -72,3 +72,21 @@ def test_a_task_graph_is_laid_out_from_its_read_out_position():
     assert f.nodes[3].token == "metric" and f.nodes[3].label.startswith("logit(")
     assert f.target.mode == "metric" and "relative" in f.notes[0]
     to_neuronpedia(f)
+
+
+def test_a_role_aligned_task_graph_has_a_column_per_role_label():
+    # Two nodes at the same offset from the answer but under different roles stay two nodes (two columns).
+    nodes = (Node("feature", 0, -3, 3, 1.0), Node("feature", 0, -3, 3, 0.5), Node("token", -1, -3),
+             Node("token", -1, -3), Node("target", 2, 0, token=-1, label="metric (correct − incorrect)"))
+    adj = torch.zeros(5, 5)
+    adj[0, 2], adj[1, 3], adj[4, 0], adj[4, 1] = 1.0, 0.5, 2.0, -1.0
+    g = AttributionGraph(nodes=nodes, adjacency=adj, bias=torch.zeros(5), model="tiny", n_layers=2,
+                         prompts=("x y z w", "p q r s"), tokens=((1, 2, 3, 4), (5, 6, 7, 8)),
+                         token_strs=(("x", " y", " z", " w"), ("p", " q", " r", " s")), targets="metric",
+                         transcoders={}, dtype="float32", positions="relative",
+                         meta={"position_labels": ["ADJ+1", "N1", "ADJ+1", "N1", "0"], "align": "role"})
+    f = graph_file(g)
+    assert f.tokens == ["ADJ+1", "N1", "0"] and f.token_ids == [-1, -1, -1]
+    assert [n.id for n in f.nodes] == ["0_3_0", "0_3_1", "E_-1_0", "E_-1_1", "3_-1_2"]
+    assert "aligned by role" in f.notes[0]
+    to_neuronpedia(f)
