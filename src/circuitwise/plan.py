@@ -417,6 +417,7 @@ _STAGES: dict[str, tuple[tuple[Stage, ...], str]] = {
     "benchmark": (("edges", "evaluation"), "Circuit discovery"),
     "evaluate": (("evaluation",), "Circuit discovery"),
     "patch": (("patching",), "Patching"),
+    "mib": (("edges", "evaluation"), "MIB's circuit track"),
 }
 
 

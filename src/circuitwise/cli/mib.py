@@ -120,7 +120,8 @@ def mib(
         run_pair,
     )
     from circuitwise.metrics import get_metric
-    from circuitwise.pipeline import prepare
+    from circuitwise.pipeline import load_study
+    from circuitwise.plan import Study, study_config
     from circuitwise.runfolder import RunFolder, atomic_write_json
 
     names = list(check_methods(split_names(methods) or list(DEFAULT_METHODS)))
@@ -144,14 +145,13 @@ def mib(
                         or not (pair_folder(folder.out, m, task_name, model_name) / "importances.json").is_file()]
                 if not todo:
                     continue
-                cfg = RunConfig.build(**{k: v for k, v in dict(
+                study = Study(study_config(
                     task=sources[task_name], model=model_src or MIB_MODELS.get(model_name, model_name), n=n,
                     seed=seed, device=device, dtype=dtype, max_memory=max_memory, drop_invalid=True,
-                    device_map=device_map, n_devices=n_devices, processing=processing, metric=metric,
-                ).items() if v is not None})
-                prepared = prepare(cfg, need_corrupted=True, purpose="MIB's circuit track", model=the_model,
-                                   notes=show_note, stages=("edges", "evaluation"),
-                                   progress=lambda msg: console.print(msg, highlight=False, markup=False))
+                    device_map=device_map, n_devices=n_devices, processing=processing, metric=metric), "mib")
+                # The runner's one loading step; a model already loaded for an earlier task is reused.
+                prepared = load_study(study, model=the_model, notes=show_note,
+                                      progress=lambda msg: console.print(msg, highlight=False, markup=False))
                 the_model, tok = prepared.model, prepared.tok
                 for method in todo:
                     console.print(f"{method} on {task_name} × {model_name} ({len(tok)} prompts)", highlight=False,
