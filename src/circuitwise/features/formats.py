@@ -605,11 +605,17 @@ def card_markdown(ts: TranscoderSet) -> str:
     if tr:
         lines += [f"Trained on {tr.get('tokens')} tokens ({tr.get('steps')} steps of {tr.get('batch_tokens')}), "
                   f"lr {tr.get('lr')}, seed {tr.get('seed')}, in {tr.get('seconds')} s.", ""]
-    if card:
-        lines += [f"Held out: {card.get('heldout_tokens')} tokens ({card.get('heldout_rows')} rows).", "",
-                  "| layer | FVU | L0 |", "|---|---|---|"]
-        lines += [f"| {l} | {f:.4f} | {z:.1f} |" for l, (f, z) in enumerate(zip(card["fvu"], card["l0"], strict=True))]
-        lines += ["", "With every MLP replaced by its transcoders (no error terms):", "",
-                  f"- KL from the model's next-token distribution: {card['kl']:.4f} nats per token",
-                  f"- top-1 agreement with the model: {100 * card['top1_agreement']:.1f}%", ""]
+    if card.get("heldout_tokens"):
+        lines += [f"Held out: {card['heldout_tokens']} tokens ({card.get('heldout_rows')} rows).", ""]
+    if card.get("fvu"):
+        l0 = card.get("l0") or [float("nan")] * len(card["fvu"])
+        lines += ["| layer | FVU | L0 |", "|---|---|---|"]
+        lines += [f"| {l} | {f:.4f} | {z:.1f} |" for l, (f, z) in enumerate(zip(card["fvu"], l0, strict=True))] + [""]
+    if "kl" in card or "top1_agreement" in card:
+        lines += ["With every MLP replaced by its transcoders (no error terms):", ""]
+        if "kl" in card:
+            lines.append(f"- KL from the model's next-token distribution: {card['kl']:.4f} nats per token")
+        if "top1_agreement" in card:
+            lines.append(f"- top-1 agreement with the model: {100 * card['top1_agreement']:.1f}%")
+        lines.append("")
     return "\n".join(lines)
