@@ -49,6 +49,10 @@ STABILITY_GROUPS = 20
 MECHANISM_PROMPTS = 64
 MECHANISM_TOP_TOKENS = 5
 
+# The circuit explorer shows its heads' attention from the answer position on this many first prompts
+# (one forward each; results.json stays small on a large task).
+EXPLORER_PROMPTS = 16
+
 # `patch`'s sweeps when --patch is not given: the two position-free-or-token-aligned sweeps that apply to
 # any task with corrupted prompts (`run` adds heads_by_pos, which its plan can align or skip).
 PATCH_SWEEPS = ("resid_pre", "heads")
@@ -283,6 +287,6 @@ def default_batch_size(model: Any) -> int:
     return max(1, min(64, int(2_000_000 / max(d, 1))))
 
 
-__all__ = ["BOOTSTRAP_LEVEL", "BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "DEFAULT_BUILTIN_N", "DEFAULT_RANDOM_SAMPLES", "DEFAULT_SHORTLIST", "DEFAULT_TARGET", "EXACT_PATCHING_SECONDS", "IG_METHODS", "MECHANISM_PROMPTS", "MECHANISM_TOP_TOKENS", "STABILITY_GROUPS",
+__all__ = ["BOOTSTRAP_LEVEL", "BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "DEFAULT_BUILTIN_N", "DEFAULT_RANDOM_SAMPLES", "DEFAULT_SHORTLIST", "DEFAULT_TARGET", "EXACT_PATCHING_SECONDS", "EXPLORER_PROMPTS", "IG_METHODS", "MECHANISM_PROMPTS", "MECHANISM_TOP_TOKENS", "STABILITY_GROUPS",
            "PATCH_SWEEPS", "TARGET_RANGE", "DtypeName", "RunConfig", "check_target", "circuit_method_options",
            "default_batch_size", "problems_of", "read_yaml_mapping"]

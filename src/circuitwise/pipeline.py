@@ -514,7 +514,18 @@ def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, e
         "top_edges": top_edges(found.circuit, ev),
         # Plotly JSON, so the report is still rendered from results.json alone.
         "figures": {name: json.loads(fig.to_json()) for name, fig in ev.figures().items()},
+        "attention": _circuit_attention(model, tok, found.circuit),
     }
+
+
+def _circuit_attention(model: Any, tok: TokenizedTask, circuit: Any) -> dict[str, Any]:
+    """The circuit's heads' attention from the answer position on the first prompts (the explorer's panel)."""
+    from circuitwise.attribution.attention import answer_attention
+    from circuitwise.config import EXPLORER_PROMPTS
+
+    nodes = set(circuit.nodes())
+    heads = [(s.layer, s.head) for s in circuit.graph.senders if s.kind == "head" and s.name in nodes]
+    return answer_attention(model, tok, heads, max_prompts=EXPLORER_PROMPTS)
 
 
 def top_edges(circuit: Any, ev: Any, k: int = 20) -> list[dict[str, Any]]:

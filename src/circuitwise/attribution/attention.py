@@ -38,4 +38,20 @@ def attention_patterns(
                              config={"example": example})
 
 
-__all__ = ["AttentionPatterns", "attention_patterns"]
+@torch.inference_mode()
+def answer_attention(model: Any, tok: TokenizedTask, heads: Sequence[tuple[int, int]], *,
+                     max_prompts: int) -> dict[str, Any]:
+    """What ``heads`` attend to from the answer position on the first ``max_prompts`` prompts, one
+    unpadded forward each (the circuit explorer's attention panel): ``rows[head][prompt][key]``."""
+    examples = list(range(min(max_prompts, len(tok))))
+    rows: list[list[list[float]]] = [[] for _ in heads]
+    for i in examples:
+        if not heads:
+            break
+        pats = attention_patterns(model, tok, heads, example=i)
+        for j, last_row in enumerate(pats.values[:, -1].tolist()):
+            rows[j].append(last_row)
+    return {"examples": examples, "heads": [head_label(l, h) for l, h in heads], "rows": rows, "of": len(tok)}
+
+
+__all__ = ["AttentionPatterns", "answer_attention", "attention_patterns"]

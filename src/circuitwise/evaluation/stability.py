@@ -55,6 +55,10 @@ class EdgeStability:
     seed: int
     rule: str
     seconds: float
+    # [group, edge] mean scores of the blocks of prompts, and [group] their sizes: the explorer's
+    # per-prompt view of an edge (each block one prompt when groups == n_examples).
+    group_scores: torch.Tensor | None = None
+    group_sizes: torch.Tensor | None = None
 
     def circuit_edges(self) -> list[tuple[str, float]]:
         """The circuit's edges with their frequencies, least stable first."""
@@ -84,11 +88,21 @@ class EdgeStability:
             sender, receiver = name.split("->")
             return {"sender": sender, "receiver": receiver}
 
+        index = {n: i for i, n in enumerate(self.edge_names)}
+        S = self.group_scores
+
+        def scores(name: str) -> dict[str, Any]:
+            if S is None:
+                return {}
+            return {"scores": [v if v == v else None for v in S[:, index[name]].tolist()]}
+
+        sizes = {"group_sizes": [int(n) for n in self.group_sizes.tolist()]} if self.group_sizes is not None else {}
         return {
             "resamples": self.resamples, "groups": self.groups, "n_examples": self.n_examples, "seed": self.seed,
             "rule": self.rule, "seconds": self.seconds,
-            "edges": [{**split(n), "frequency": f} for n, f in self.circuit_edges()],
+            "edges": [{**split(n), "frequency": f, **scores(n)} for n, f in self.circuit_edges()],
             "contenders": [{**split(n), "frequency": f} for n, f in self.contenders()],
+            **sizes,
         }
 
 
@@ -163,7 +177,7 @@ def edge_stability(model: Any, tok: TokenizedTask, circuit: Circuit, *, method: 
     resampled = torch.where(S.isnan().any(0)[None], torch.nan, resampled)
     keep, rule = reselect(circuit, resampled)
     return EdgeStability(keep.double().mean(0), circuit.edges.clone(), circuit.graph.edge_names, rs.resamples, G,
-                         len(tok), rs.seed, rule, time.perf_counter() - start)
+                         len(tok), rs.seed, rule, time.perf_counter() - start, S, sizes)
 
 
 __all__ = ["ADDITIVE_METHODS", "EdgeStability", "edge_stability", "group_scores", "reselect", "with_stability"]

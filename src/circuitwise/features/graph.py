@@ -10,9 +10,11 @@ edges into a logit (its token's logit minus the mean logit) or the task's metric
 What no node carries (biases, seen through the frozen model) is ``bias``: for every receiver
 ``adjacency[i].sum() + bias[i] == value[i]`` (the test of completeness of the decomposition).
 
-For a graph over a whole task (:func:`circuitwise.features.task_graph`), positions are relative to
-the answer position (``0`` is the position whose logits are read, ``-1`` the one before …) and every
-number is a mean over the prompts in which the node occurs, weighted as ``meta["n_prompts"]`` says.
+For a graph over a whole task (:func:`circuitwise.features.task_graph.task_graph`), positions are
+relative to the answer position (``0`` is the position whose logits are read, ``-1`` the one before …)
+and every number is a mean over all ``meta["n_prompts"]`` prompts, a node absent from a prompt counting
+as zero there (so rows still close); ``meta["node_counts"]`` says in how many prompts each node occurs
+and ``meta["position_labels"]`` names its aligned position (an offset, or a role such as ``ADJ+1``).
 """
 
 from __future__ import annotations

@@ -16,8 +16,10 @@ import plotly.graph_objects as go
 from markupsafe import Markup
 
 from circuitwise.reports import figures
+from circuitwise.reports.explorer import explorer_data, explorer_html
 from circuitwise.reports.html import Page, render
 from circuitwise.reports.summary import dla_closure, summarize
+from circuitwise.schema.circuit import CircuitFile
 from circuitwise.schema.results import (
     Attention,
     BaselineSection,
@@ -133,15 +135,18 @@ CIRCUIT_FIGURES = {
 }
 
 
-def circuit_html(c: CircuitSection, ids: str = "") -> str:
+def circuit_html(c: CircuitSection, ids: str = "", explorer: str = "") -> str:
+    """The circuit section; ``explorer`` (:func:`explorer.explorer_html`) replaces the static drawing."""
     sel = c.selection
     reached = not (sel.kind == "target" and not getattr(sel, "reached", True))
-    figs = [(name, CIRCUIT_FIGURES.get(name, name), go.Figure(fig)) for name, fig in c.figures.items()]
-    return render("run/circuit.html", c=c, ids=ids, reached=reached, figures=figs)
+    figs = [(name, CIRCUIT_FIGURES.get(name, name), go.Figure(fig)) for name, fig in c.figures.items()
+            if not (explorer and name == "circuit")]
+    return render("run/circuit.html", c=c, ids=ids, reached=reached, figures=figs, explorer=Markup(explorer))
 
 
-def sections(results: RunResults, ids: str = "") -> list[tuple[str, str, str]]:
-    """``(anchor, heading, body)`` of every section the results have, in the report's order."""
+def sections(results: RunResults, ids: str = "", circuit: CircuitFile | None = None) -> list[tuple[str, str, str]]:
+    """``(anchor, heading, body)`` of every section the results have, in the report's order; ``circuit``:
+    the run's circuit.json (all its edges in the explorer; without it, results.json's strongest ones)."""
     r = results
     out = [("summary", "Summary", overview_html(r))] if r.baseline and r.dla and r.top_heads else []
     if r.baseline:
@@ -158,7 +163,8 @@ def sections(results: RunResults, ids: str = "") -> list[tuple[str, str, str]]:
     elif r.patching_skipped:
         out.append(("patching", "Activation patching", render("run/skipped.html", reason=r.patching_skipped)))
     if r.circuit:
-        out.append(("circuit", "Circuit", circuit_html(r.circuit, ids)))
+        explorer = explorer_html(explorer_data(results=r, circuit=circuit), ids)
+        out.append(("circuit", "Circuit", circuit_html(r.circuit, ids, explorer)))
     if r.plan is not None:
         out.append(("plan", "The plan: what ran, and what it cost", plan_html(r)))
     return out
@@ -169,20 +175,27 @@ def plan_html(r: RunResults) -> str:
     return render("run/plan.html", plan=r.plan, res=r.plan.resources, human=human, duration=duration)
 
 
-def build_page(results: RunResults) -> Page:
+def build_page(results: RunResults, circuit: CircuitFile | None = None) -> Page:
     m, t = results.model, results.task
     page = Page(f"circuitwise — {t.name} on {m.name}",
                 f"{t.n_prompts} prompts · {m.n_layers} layers × {m.n_heads} heads")
-    for anchor, heading, body in sections(results):
+    for anchor, heading, body in sections(results, circuit=circuit):
         page.add(anchor, heading, body)
     return page
 
 
+def run_circuit(results: RunResults, folder: Path) -> CircuitFile | None:
+    """The run's circuit.json in ``folder``, when the run found a circuit and the file is there."""
+    if results.circuit is None or not (Path(folder) / results.circuit.file).is_file():
+        return None
+    return CircuitFile.load(Path(folder) / results.circuit.file)
+
+
 def write_report(results: RunResults, path: Path) -> Path:
-    build_page(results).write(path)
+    build_page(results, run_circuit(results, Path(path).parent)).write(path)
     return path
 
 
 __all__ = ["attention_section_html", "baseline_html", "build_page", "circuit_html", "dla_html", "mechanism_html",
-           "overview_html", "patching_html", "plan_html", "sections", "sweep_figure", "sweep_html", "top_heads_html",
-           "write_report"]
+           "overview_html", "patching_html", "plan_html", "run_circuit", "sections", "sweep_figure", "sweep_html",
+           "top_heads_html", "write_report"]

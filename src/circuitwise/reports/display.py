@@ -30,20 +30,20 @@ from circuitwise.attribution.baseline import Baseline
 from circuitwise.attribution.dla import DLA
 from circuitwise.circuits.circuit import Circuit
 from circuitwise.circuits.discover import Discovery
-from circuitwise.circuits.draw import circuit_figure
 from circuitwise.evaluation.evaluate import CircuitEvaluation
 from circuitwise.evaluation.outputs import summary_lines
 from circuitwise.features.export import graph_file
 from circuitwise.features.graph import AttributionGraph
 from circuitwise.patching.result import PatchResult
 from circuitwise.reports.build import attention_section_html, baseline_html, dla_html, sections, sweep_html
+from circuitwise.reports.explorer import explorer_data, explorer_html
 from circuitwise.reports.graph import graph_output
 from circuitwise.reports.html import CSS, _circuitsvis_js, render, uses_circuitsvis
 from circuitwise.schema.circuit import CircuitFile
 from circuitwise.schema.compare import CompareResults
 from circuitwise.schema.graph import GraphFile
 from circuitwise.schema.patching import PatchingFile
-from circuitwise.schema.results import Attention, BaselineSection, DLASection, Example, RunResults
+from circuitwise.schema.results import Attention, BaselineSection, DLASection, Evaluation, Example, RunResults
 from circuitwise.schema.sweeps import Sweep
 from circuitwise.types import nan_to_none, register_display
 
@@ -174,12 +174,16 @@ def patching_file_html(p: PatchingFile) -> str:
     return fragment(f"Patching: {p.task} on {p.model}", parts, f"{p.n_examples} examples")
 
 
+def figures_body(figures: dict[str, go.Figure], summary: Sequence[str] = (), rows: Sequence[Sequence[str]] = (),
+                 headers: Sequence[str] = ()) -> str:
+    return render("figures.html", ids=ids(), figures=list(figures.items()), summary=list(summary), rows=list(rows),
+                  headers=list(headers))
+
+
 def figures_output(title: str, figures: dict[str, go.Figure], summary: Sequence[str] = (),
                    rows: Sequence[Sequence[str]] = (), headers: Sequence[str] = ()) -> str:
     """Figures (a circuit, its curve, its agreement) with a summary list and an optional table (plain-text cells)."""
-    body = render("figures.html", ids=ids(), figures=list(figures.items()), summary=list(summary), rows=list(rows),
-                  headers=list(headers))
-    return fragment(title, [("", body)])
+    return fragment(title, [("", figures_body(figures, summary, rows, headers))])
 
 
 def circuit_output(c: CircuitFile, figure: go.Figure) -> str:
@@ -245,7 +249,8 @@ def _(r: PatchResult) -> str:
 
 @html_of.register
 def _(c: Circuit) -> str:
-    return circuit_output(CircuitFile.model_validate(c.to_json()), circuit_figure(c))
+    data = explorer_data(circuit=CircuitFile.model_validate(nan_to_none(c.to_json())))
+    return fragment(f"Circuit ({c.method or 'circuit'} on {c.task or 'a task'})", [("", explorer_html(data, ids()))])
 
 
 @html_of.register
@@ -255,7 +260,11 @@ def _(d: Discovery) -> str:
 
 @html_of.register
 def _(e: CircuitEvaluation) -> str:
-    return figures_output(f"Circuit evaluation ({e.circuit.method or 'circuit'})", e.figures(), summary_lines(e))
+    data = explorer_data(circuit=CircuitFile.model_validate(nan_to_none(e.circuit.to_json())),
+                         evaluation=Evaluation.model_validate(nan_to_none(e.to_json())))
+    figs = {k: f for k, f in e.figures().items() if k != "circuit"}
+    return fragment(f"Circuit evaluation ({e.circuit.method or 'circuit'})",
+                    [("", explorer_html(data, ids())), ("", figures_body(figs, summary_lines(e)))])
 
 
 @html_of.register

@@ -8,6 +8,7 @@ rendered in ``reports/``; the evaluation's summary sentences stay in ``evaluatio
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,13 @@ from circuitwise.circuits.circuit import Circuit
 from circuitwise.circuits.scores import EdgeScores
 from circuitwise.evaluation.evaluate import CircuitEvaluation
 from circuitwise.evaluation.outputs import summary_lines
+from circuitwise.reports.explorer import explorer_data, explorer_html
 from circuitwise.reports.html import render
 from circuitwise.runfolder import RunFolder
 from circuitwise.schema.circuit import CircuitFile
+from circuitwise.schema.results import Evaluation
 from circuitwise.schema.study import EvaluationFile, ScoresFile
+from circuitwise.types import nan_to_none
 
 
 def prepare_dir(out: Path) -> Path:
@@ -32,13 +36,22 @@ def prepare_dir(out: Path) -> Path:
 
 
 def figures_html(figures: dict[str, go.Figure], title: str, summary: list[str],
-                 stability: dict[str, Any] | None = None) -> str:
+                 stability: dict[str, Any] | None = None, explorer: str = "") -> str:
     """circuit.html: the study's figures and summary, plotly.js inlined once (templates/study/circuit.html);
-    ``stability``: ``EdgeStability.to_json()``, drawn as a table of the circuit's edges."""
+    ``stability``: ``EdgeStability.to_json()``, drawn as a table of the circuit's edges; ``explorer``
+    (:func:`explorer.explorer_html`) replaces the static drawing of the circuit."""
     from plotly.offline import get_plotlyjs
 
-    return render("study/circuit.html", title=title, summary=summary, figures=list(figures.items()),
-                  plotly_js=Markup(get_plotlyjs()), stability=stability)
+    figs = [(name, fig) for name, fig in figures.items() if not (explorer and name == "circuit")]
+    return render("study/circuit.html", title=title, summary=summary, figures=figs,
+                  plotly_js=Markup(get_plotlyjs()), stability=stability, explorer=Markup(explorer))
+
+
+def study_explorer(circuit: dict[str, Any], evaluation: CircuitEvaluation) -> str:
+    """The explorer of a circuit study, from the files it writes: circuit.json's data and the evaluation."""
+    data = explorer_data(circuit=CircuitFile.model_validate(circuit),
+                         evaluation=Evaluation.model_validate(nan_to_none(evaluation.to_json())))
+    return explorer_html(data)
 
 
 def study_folder(out: Path, source: Path | None = None) -> RunFolder:
@@ -89,15 +102,19 @@ def write_outputs(out: Path, circuit: Circuit, evaluation: CircuitEvaluation, sc
         with study_folder(out, source) as own:
             return write_outputs(out, circuit, evaluation, scores, extra, source=source, folder=own)
     if source is None:
-        folder.write_json("circuit.json", circuit_file(circuit, evaluation))
-    elif "circuit.json" in folder.replaces:
-        folder.write_text("circuit.json", Path(source).read_bytes())
+        cdata = circuit_file(circuit, evaluation)
+        folder.write_json("circuit.json", cdata)
+    else:
+        cdata = json.loads(Path(source).read_text(encoding="utf-8"))
+        if "circuit.json" in folder.replaces:
+            folder.write_text("circuit.json", Path(source).read_bytes())
     if scores is not None:
         folder.write_json("scores.json", scores_file(scores))
     folder.write_json("evaluation.json", evaluation_file(evaluation, extra))
     title = f"Circuit for {circuit.task or 'task'} ({circuit.method or 'circuit'})"
     stability = evaluation.stability.to_json() if evaluation.stability is not None else None
-    folder.write_text("circuit.html", figures_html(evaluation.figures(), title, summary_lines(evaluation), stability))
+    folder.write_text("circuit.html", figures_html(evaluation.figures(), title, summary_lines(evaluation), stability,
+                                                   study_explorer(cdata, evaluation)))
     folder.commit()
     paths = {"circuit": out / "circuit.json", "evaluation": out / "evaluation.json", "html": out / "circuit.html"}
     if scores is not None:
@@ -112,4 +129,5 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-__all__ = ["evaluation_file", "figures_html", "prepare_dir", "scores_file", "study_folder", "write_outputs"]
+__all__ = ["evaluation_file", "figures_html", "prepare_dir", "scores_file", "study_explorer", "study_folder",
+           "write_outputs"]

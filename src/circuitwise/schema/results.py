@@ -393,6 +393,9 @@ class StableEdge(Section):
     sender: str
     receiver: str
     frequency: float  # share of bootstrap resamples whose re-selected circuit holds the edge
+    # The edge's mean score on each block of prompts the resamples draw (per prompt when the blocks are
+    # single prompts); circuit edges only, absent in older files and for contenders.
+    scores: list[Num] | None = None
 
 
 class Stability(Section):
@@ -407,6 +410,7 @@ class Stability(Section):
     seconds: float
     edges: list[StableEdge]
     contenders: list[StableEdge] = Field(default_factory=list)
+    group_sizes: list[int] | None = None  # prompts in each block, in order (absent in older files)
 
 
 class TopEdge(Section):
@@ -414,6 +418,16 @@ class TopEdge(Section):
     receiver: str
     score: Num
     stability: Num = None  # selection frequency over resamples (absent in older files)
+
+
+class CircuitAttention(Section):
+    """What the circuit's heads attend to from the answer position on the first prompts (the explorer's
+    attention panel): ``rows[head][prompt][key]``, keys as the prompt's tokens (``task.examples``)."""
+
+    examples: list[int]
+    heads: list[str]
+    rows: list[list[list[float]]]
+    of: int  # prompts in the run
 
 
 class CircuitSection(Section):
@@ -430,6 +444,7 @@ class CircuitSection(Section):
     top_edges: list[TopEdge]
     # Plotly figure JSON (``fig.to_json()``) of the circuit, curve and agreement, drawn as stored.
     figures: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    attention: CircuitAttention | None = None  # absent in older files
 
 
 class RunResults(FileModel, Shows):
@@ -507,8 +522,9 @@ def _bracket(iv: Interval | None, fmt: str) -> str:
 
 
 __all__ = [
-    "Agreement", "AgreementEdge", "Attention", "BaselineSection", "CircuitSection", "Completeness", "DLASection",
-    "Evaluation", "Interval", "Example", "FORMAT", "Fingerprint", "MIB", "MIBCurve", "MethodConfig", "Faithfulness",
+    "Agreement", "AgreementEdge", "Attention", "BaselineSection", "CircuitAttention", "CircuitSection", "Completeness",
+    "DLASection", "Evaluation", "Interval", "Example", "FORMAT", "Fingerprint", "MIB", "MIBCurve", "MethodConfig",
+    "Faithfulness",
     "HeadValue", "LogitDiff", "MechanismHead", "MechanismSection", "MechanismSource", "MechanismToken",
     "MechanismWrite", "ModelInfo", "Plan", "Processing", "ProcessingStep", "RandomBaseline", "RunResults",
     "Selection", "StableEdge", "Stability",

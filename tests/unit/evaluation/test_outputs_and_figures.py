@@ -34,7 +34,8 @@ def test_write_outputs(known_model, study, tmp_path):
     paths = write_outputs(tmp_path / "out", found.circuit, ev, found.scores)
     html = paths["html"].read_text()
     assert re.search(r"<script[^>]*\bsrc=", html) is None  # nothing loaded from a CDN
-    assert html.count("Plotly.newPlot") == 4  # circuit, curve, MIB budgets, agreement
+    assert html.count("Plotly.newPlot") == 3  # curve, MIB budgets, agreement
+    assert html.count("window.cwExplorer(") == 1  # the circuit itself, in the explorer
     assert "MIB" in html and "CPR" in html
     ev_json = json.loads(paths["evaluation"].read_text())
     assert ev_json["faithfulness"]["faithfulness"] >= 0.9

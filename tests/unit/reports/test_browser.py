@@ -43,11 +43,14 @@ def test_report_renders_with_figures_and_no_console_errors(tmp_path, tiny_model)
     assert console == [], "console messages:\n" + "\n".join(console)
     # Each plotly figure draws an <svg class="main-svg"> into its div once plotly.js has run.
     for fig in ("fig-logit-lens", "fig-layers", "fig-heads", "fig-patch-resid_pre", "fig-patch-heads",
-                "fig-patch-heads_by_pos", "fig-circuit-circuit", "fig-circuit-faithfulness_curve"):
+                "fig-patch-heads_by_pos", "fig-circuit-faithfulness_curve"):
         m = re.search(rf'<div id="{fig}"[^>]*class="[^"]*plotly-graph-div[^"]*"[^>]*>(.{{0,3000}})', dom, re.S)
         assert m and "main-svg" in m.group(1), f"figure {fig} was not drawn"
     # circuitsvis renders its React view into the div (it is empty until its script has run).
     for cv in ("cv-positive", "cv-negative", "cv-patching"):
         m = re.search(rf'<div id="{cv}" class="cv">(.{{0,400}})', dom, re.S)
         assert m and "Head Selector" in m.group(1), f"attention view {cv} was not drawn"
+    # The circuit explorer replaces the static circuit figure: its SVG and edges are drawn.
+    m = re.search(r'<div class="cwx" id="cwx">(.*)', dom, re.S)
+    assert m and 'class="cwx-svg"' in m.group(1) and 'class="cwx-edge' in m.group(1), "the explorer was not drawn"
     assert "Summary" in dom and "Direct logit attribution" in dom

@@ -30,13 +30,15 @@ def shown(tiny_model):
 
 # A plotly figure's div in the browser's DOM, and what plotly drew into it.
 FIGURE = r'<div id="(cw[0-9a-f]{8}-[^"]+)"[^>]*class="[^"]*plotly-graph-div[^"]*"[^>]*>(.{0,3000})'
-FIGURES = {"baseline": 0, "dla": 3, "attention": 0, "patching": 1, "circuit": 1, "evaluation": 2}
+# A circuit is drawn by the explorer (no plotly); an evaluation adds its curve and agreement figures.
+FIGURES = {"baseline": 0, "dla": 3, "attention": 0, "patching": 1, "circuit": 0, "evaluation": 2}
 
 
 @pytest.mark.parametrize("name", sorted(FIGURES))
 def test_each_result_displays_its_figures_offline(shown, name):
     html = shown[name]._repr_html_()
     assert html.count("Plotly.newPlot(") >= FIGURES[name]
+    assert ("window.cwExplorer(" in html) == (name in ("circuit", "evaluation"))
     assert ("CircuitsVis.render(" in html) == (name == "attention")
     # plotly.js comes with the output (inlined once, loaded only where the page lacks it), never a CDN.
     assert html.count("if(!window.Plotly)") == (1 if FIGURES[name] else 0)

@@ -1,0 +1,148 @@
+"""The circuit explorer's data: every number it shows is a number of results.json / circuit.json.
+
+One small run on the tiny model (6 prompts: per-prompt edge scores are exactly per prompt); the
+browser side (clicks in Chromium) is tests/unit/reports/test_explorer_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+import torch
+
+from circuitwise.attribution.attention import attention_patterns
+from circuitwise.config import RunConfig
+from circuitwise.pipeline import run
+from circuitwise.reports.explorer import explorer_data, explorer_html
+from circuitwise.schema.circuit import CircuitFile
+from circuitwise.schema.results import RunResults
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("explorer") / "run"
+    run(RunConfig(task="opposites-seed", model="tiny", out=out, top_k=2), model=tiny_model)
+    return out
+
+
+@pytest.fixture(scope="module")
+def files(tiny_run):
+    results = RunResults.load(tiny_run / "results.json")
+    circuit = CircuitFile.load(tiny_run / "circuit.json")
+    return results, circuit, explorer_data(results=results, circuit=circuit)
+
+
+def test_edges_are_circuit_json_s_strongest_first_with_their_per_prompt_scores(files):
+    results, circuit, data = files
+    assert {(e["s"], e["r"]) for e in data["edges"]} == {(e.sender, e.receiver) for e in circuit.edges}
+    mags = [abs(e["score"]) for e in data["edges"]]
+    assert mags == sorted(mags, reverse=True)
+    stab = results.circuit.evaluation.stability
+    assert data["groups"] == {"sizes": [1] * 6, "per_prompt": True, "n_examples": 6}
+    for e in data["edges"]:
+        exact = next(c.score for c in circuit.edges if (c.sender, c.receiver) == (e["s"], e["r"]))
+        assert e["score"] == pytest.approx(exact, rel=1e-5)
+        # Invariant: the edge's score is the mean of its per-prompt scores (the method is additive).
+        assert sum(e["scores"]) / len(e["scores"]) == pytest.approx(exact, rel=1e-4, abs=1e-7)
+        st = next(s for s in stab.edges if (s.sender, s.receiver) == (e["s"], e["r"]))
+        assert e["freq"] == st.frequency
+
+
+def test_node_numbers_are_the_runs(files):
+    results, _, data = files
+    d = results.dla
+    for name, node in data["nodes"].items():
+        if node["kind"] != "head":
+            continue
+        layer, head = map(int, name[1:].split("H"))
+        dla = node["dla"]
+        assert dla["value"] == d.heads[layer][head] and dla["share"] == d.heads[layer][head] / d.logit_diff
+        # Invariant: the per-prompt direct effects average to the mean shown.
+        assert sum(dla["per_prompt"]) / len(dla["per_prompt"]) == pytest.approx(dla["value"], rel=1e-4, abs=1e-6)
+        sw = results.patching["heads"]
+        p = node["patching"]
+        assert p["value"] == sw.values[layer][head]
+        assert p["per_prompt"] == pytest.approx([ex[layer][head] for ex in sw.per_example], rel=1e-5)
+        # The headline is a ratio of means over prompts: recomputed from the raw metric.
+        raw = torch.tensor([ex[layer][head] for ex in sw.raw])
+        clean, corr = torch.tensor(sw.clean), torch.tensor(sw.corrupted)
+        assert p["value"] == pytest.approx(float((raw.mean() - corr.mean()) / (clean.mean() - corr.mean())), rel=1e-5)
+    # MLPs, the input and the logits: their per-layer direct effects add up to the logit difference.
+    parts = sum(n["dla"]["value"] for k, n in data["nodes"].items() if n["kind"] in ("mlp", "input"))
+    assert parts == pytest.approx(sum(v for lab, v in zip(d.layers.labels, d.layers.values, strict=True)
+                                      if lab.endswith("mlp_out") and f"MLP{lab.split('_')[0]}" in data["nodes"]
+                                      or lab in ("embed", "pos_embed")))
+    assert data["nodes"]["logits"]["dla"]["share"] == 1.0
+
+
+def test_attention_rows_are_the_heads_patterns_on_each_prompt(files, tiny_model):
+    from circuitwise.tasks import get_task, tokenize_task
+
+    results, _, data = files
+    a = data["attention"]
+    assert a["examples"] == list(range(6)) and a["of"] == 6
+    tok, _ = tokenize_task(tiny_model, get_task("opposites-seed"))
+    for name, rows in a["heads"].items():
+        layer, head = map(int, name[1:].split("H"))
+        for i in (0, 3):
+            ref = attention_patterns(tiny_model, tok, [(layer, head)], example=i).values[0, -1]
+            assert rows[i] == pytest.approx(ref.tolist(), abs=1e-6)
+            assert sum(rows[i]) == pytest.approx(1.0, abs=1e-5)
+            assert len(rows[i]) == len(a["tokens"][i]) == len(results.task.examples[i].tokens)
+
+
+def test_the_curve_holds_measured_sizes_only(files):
+    results, _, data = files
+    ev = results.circuit.evaluation
+    ns = [p["n"] for p in data["curve"]]
+    assert ns == sorted(set(ns))
+    for p in data["curve"]:
+        if p["from"] == "the circuit itself":
+            assert (p["n"], p["f"]) == (ev.faithfulness.n_edges, ev.faithfulness.faithfulness)
+        else:
+            i = ev.curve.n_edges.index(p["n"])  # the first point that pruned to this size
+            assert p["f"] == ev.curve.faithfulness[i]
+
+
+def test_positions_are_the_position_sweeps(files):
+    results, _, data = files
+    grids = data["positions"]["grids"]
+    for ours, theirs in zip(grids["resid_pre"]["values"], results.patching["resid_pre"].values, strict=True):
+        assert ours == pytest.approx(theirs, rel=1e-5)
+    for name in (n for n in data["nodes"] if data["nodes"][n]["kind"] == "head"):
+        layer, head = map(int, name[1:].split("H"))
+        cube = results.patching["heads_by_pos"].values
+        assert grids[f"heads_by_pos {name}"]["values"][0] == pytest.approx(
+            [cube[layer][p][head] for p in range(len(cube[layer]))], rel=1e-5)
+
+
+def test_a_prompt_that_closes_the_script_stays_inside_the_json(files):
+    results, circuit, _ = files
+    evil = "</script><script>alert(1)</script><!--"
+    data = results.model_dump(mode="json")
+    data["task"]["examples"][0]["tokens"][0] = evil
+    data["task"]["examples"][0]["clean"] = evil
+    html = explorer_html(explorer_data(results=RunResults.model_validate(data), circuit=circuit), "x-")
+    assert evil not in html and "alert(1)" in html
+    blob = re.search(r'<script type="application/json" id="x-cwx-data">(.*?)</script>', html, re.S).group(1)
+    assert json.loads(blob)["attention"]["prompts"][0] == evil
+
+
+def test_without_a_run_every_panel_says_what_is_missing(files):
+    _, circuit, _ = files
+    data = explorer_data(circuit=circuit)
+    assert data["n_edges"] == len(circuit.edges) and data["curve"] == []
+    for key in ("dla", "patching", "mechanism", "attention", "positions"):
+        assert "circuitwise run" in data["missing"][key] or "run's results.json" in data["missing"][key]
+    assert all(set(n) == {"kind"} for n in data["nodes"].values())
+    assert "window.cwExplorer(" in explorer_html(data)
+
+
+def test_rounded_per_prompt_values_keep_six_digits(files):
+    results, _, data = files
+    node = next(n for n in data["nodes"].values() if n["kind"] == "head")
+    for x in node["dla"]["per_prompt"]:
+        assert x is None or math.isfinite(x) and len(f"{abs(x):.6g}".replace(".", "").lstrip("0")) <= 6
