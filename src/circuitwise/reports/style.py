@@ -46,13 +46,18 @@ def _template() -> go.layout.Template:
 
 
 TEMPLATE = _template()
+_TEMPLATE_JSON = TEMPLATE.to_plotly_json()
 
 
 def styled(fig: go.Figure | dict[str, Any]) -> go.Figure:
     """A copy of ``fig`` in circuitwise's style (its own template, if any, replaced; its data and sizes kept)."""
-    out = go.Figure(fig)
-    out.layout.template = TEMPLATE
-    return out
+    return go.Figure(_styled_json(fig))
+
+
+def _styled_json(fig: go.Figure | dict[str, Any]) -> dict[str, Any]:
+    # As plain JSON: assigning a Template object re-validates all of it, for every figure of a page.
+    data = fig.to_plotly_json() if isinstance(fig, go.Figure) else fig
+    return {**data, "layout": {**data.get("layout", {}), "template": _TEMPLATE_JSON}}
 
 
 def config(name: str) -> dict[str, Any]:
@@ -91,13 +96,14 @@ def recording() -> Iterator[dict[str, go.Figure]]:
         _recording.reset(token)
 
 
-def figure_div(fig: go.Figure, div_id: str) -> str:
+def figure_div(fig: go.Figure | dict[str, Any], div_id: str) -> str:
     """The figure's div and plotly's drawing script, styled and with the download buttons."""
-    fig = styled(fig)
+    data = _styled_json(fig)
     figs = _recording.get()
     if figs is not None:
-        figs[div_id] = fig
-    out: str = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=config(div_id))
+        figs[div_id] = go.Figure(data)
+    out: str = pio.to_html(data, full_html=False, include_plotlyjs=False, div_id=div_id, config=config(div_id),
+                           validate=False)
     return out.replace(json.dumps(_SVG_BUTTON), _svg_button_js(div_id))
 
 
