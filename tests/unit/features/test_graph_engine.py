@@ -133,13 +133,31 @@ def test_every_family_reproduces_logits_and_freezing_takes_effect(family_model):
     with torch.no_grad(), model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", lambda a, hook: 2 * a)]):
         live = model(tokens[None])[0]
     assert not torch.allclose(live, ref, atol=1e-2)
-    # A graph on this family: rows sum to values.
+    # A graph on this family: rows sum to values, chunking changes nothing, entries equal ablations.
     g = attribution_graph(model, tcs, tokens, targets=Salient_top2())
     recv = _receivers(g)
     gap = (g.adjacency[recv].sum(1) + g.bias[recv] - g.values.float()[recv]).abs()
     # Relative to the terms summed: random post-norm families (Gemma 2/3) have edges of 1e4 that cancel.
     scale = g.adjacency[recv].abs().sum(1) + g.bias[recv].abs() + 1.0
     assert float((gap / scale).max()) < 1e-5
+    other = attribution_graph(model, tcs, tokens, targets=Salient_top2(), batch_rows=5)
+    assert float(((g.adjacency - other.adjacency).abs().amax(1)[recv] / scale).max()) < 1e-5
+    senders = list(range(0, g.token_nodes.stop, max(1, g.token_nodes.stop // 12)))
+    B = len(senders)
+    acts = [a.expand(B, -1, -1).clone() for a in run.acts]
+    errs = [e.expand(B, -1, -1).clone() for e in run.errors]
+    emb = run.embed.expand(B, -1, -1).clone()
+    for b, j in enumerate(senders):
+        n = g.nodes[j]
+        if n.kind == "feature":
+            acts[n.layer][b, n.position, n.feature] = 0
+        elif n.kind == "error":
+            errs[n.layer][b, n.position] = 0
+        else:
+            emb[b, n.position] = 0
+    full = _readouts(run, tcs, g, [a[None] for a in run.acts], [e[None] for e in run.errors], run.embed[None])
+    effect = (full - _readouts(run, tcs, g, acts, errs, emb)).T
+    assert float(((effect - g.adjacency[recv][:, senders]).abs().amax(1) / scale).max()) < 1e-5
 
 
 def Salient_top2():
