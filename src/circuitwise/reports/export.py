@@ -119,8 +119,8 @@ def figures(run_dir: str | Path) -> dict[str, go.Figure]:
 
             results = load_results(run_dir)
             build_page(results)
-            # The circuit's figures as results.json stores them, those the page draws otherwise too (the
-            # static drawing of the circuit, where the page shows an interactive view in its place).
+            # The circuit's stored figures export even where the page does not draw them as they are
+            # (the static drawing of the circuit, where the page shows an interactive view instead).
             circuit_figures = results.circuit.figures if results.circuit else {}
             stored = {name: style.styled(fig) for name, fig in circuit_figures.items()}
         else:
