@@ -20,6 +20,7 @@ from rich.text import Text
 
 from circuitwise.cli import app, console, err_console, show_note
 from circuitwise.cli import options as opts
+from circuitwise.features.contexts import DEFAULT_CONTEXTS, DEFAULT_CORPUS_LINES, DEFAULT_TASK_TEXTS
 
 F = opts.F
 FILES = ("graph.json", "neuronpedia.json", "graph.html")
@@ -45,7 +46,8 @@ class GraphRequest:
     is_task: bool
     prompt: str
     example: int
-    texts: tuple[str, ...]  # where the features' contexts come from (the task's prompts, or the prompt)
+    texts: tuple[str, ...]  # where the features' contexts come from (the task's first prompts, or the prompt)
+    n_prompts: int  # how many prompts the task has
     target: str  # metric | salient | a token
     answers: tuple[str, str] | None  # a task example's (correct, incorrect)
 
@@ -59,7 +61,7 @@ def _is_task(text: str) -> bool:
 
 
 def resolve(subject: str, target: str | None, example: int, n: int | None, seed: int | None,
-            split: str | None) -> GraphRequest:
+            split: str | None, context_prompts: int = DEFAULT_TASK_TEXTS) -> GraphRequest:
     """The prompt and targets of ``subject`` (a built-in task, a task file, or a prompt); errors say the fix."""
     from circuitwise.errors import ConfigError
     from circuitwise.tasks import get_task
@@ -72,7 +74,7 @@ def resolve(subject: str, target: str | None, example: int, n: int | None, seed:
                               "prompt. Use --target salient, or --target ' TOKEN' for one answer token.")
         if n is not None or split is not None:
             raise ConfigError("--n and --split choose a task's prompts; this graph is of one prompt. Leave them out.")
-        return GraphRequest(subject, False, subject, 0, (subject,), target or "salient", None)
+        return GraphRequest(subject, False, subject, 0, (subject,), 1, target or "salient", None)
     options = {k: v for k, v in dict(n=n, seed=seed, split=split).items() if v is not None}
     task = get_task(subject, **options)
     examples = task.examples
@@ -80,7 +82,8 @@ def resolve(subject: str, target: str | None, example: int, n: int | None, seed:
         raise ConfigError(f"--example {example} is outside the task's {len(examples)} prompts "
                           f"(0 … {len(examples) - 1}).")
     ex = examples[example]
-    return GraphRequest(task.name, True, ex.clean, example, tuple(e.clean for e in examples), target or "metric",
+    texts = tuple(e.clean for e in examples[:context_prompts])
+    return GraphRequest(task.name, True, ex.clean, example, texts, len(examples), target or "metric",
                         (ex.correct, ex.incorrect))
 
 
@@ -110,12 +113,18 @@ def _corpus(path: Path | None, limit: int) -> tuple[str, ...]:
     return texts
 
 
+def _texts_said(req: GraphRequest) -> str:
+    if len(req.texts) < req.n_prompts:
+        return f"the first {len(req.texts)} of the task's {req.n_prompts} prompts (--context-prompts)"
+    return f"{len(req.texts)} task prompt{'s' if len(req.texts) != 1 else ''}"
+
+
 def _plan_lines(req: GraphRequest, model: str, transcoders: str, node_t: float, edge_t: float,
                 corpus: tuple[str, ...], out: Path) -> list[str]:
     what = (f"prompt {req.example} of task {req.subject}: {req.prompt!r}" if req.is_task else f"prompt {req.prompt!r}")
     target = {"metric": f"the logit difference {req.answers[0]!r} − {req.answers[1]!r}" if req.answers else "",
               "salient": "the most likely next tokens"}.get(req.target, f"the logit of {req.target!r}")
-    contexts = f"{len(req.texts)} task prompt{'s' if len(req.texts) != 1 else ''}" if req.is_task else "the prompt"
+    contexts = _texts_said(req) if req.is_task else "the prompt"
     if corpus:
         contexts += f" and {len(corpus)} corpus lines"
     return [f"graph of {what}",
@@ -145,8 +154,13 @@ def graph(
     example: int = typer.Option(0, "--example", min=0, help="Which of the task's prompts to graph (from 0)."),
     corpus: Path | None = typer.Option(None, "--corpus", help="A text file, one context per line: features' top "
                                           "activating contexts are also looked for there. [default: none]"),
-    corpus_lines: int = typer.Option(500, "--corpus-lines", min=1, help="Read at most this many corpus lines."),
-    contexts: int = typer.Option(5, "--contexts", min=0, help="Top activating contexts kept per feature and source."),
+    corpus_lines: int = typer.Option(DEFAULT_CORPUS_LINES, "--corpus-lines", min=1,
+                                     help="Read at most this many corpus lines."),
+    context_prompts: int = typer.Option(DEFAULT_TASK_TEXTS, "--context-prompts", min=1,
+                                        help="Look for contexts in at most this many of the task's prompts (one "
+                                             "forward each)."),
+    contexts: int = typer.Option(DEFAULT_CONTEXTS, "--contexts", min=0,
+                                 help="Top activating contexts kept per feature and source."),
     scan: str | None = typer.Option(None, "--scan", help="The model's id on Neuronpedia, written as the "
                                        "Neuronpedia file's scan. [default: the model's name]", show_default=False),
     out: Path = typer.Option(Path("runs/graph"), "--out", "-o", help="Folder for graph.json, neuronpedia.json, "
@@ -170,7 +184,7 @@ def graph(
     if node_t <= 0 or edge_t <= 0:
         raise ConfigError("--node-threshold and --edge-threshold are shares of the total influence in (0, 1]; "
                           "0 would keep nothing.")
-    req = resolve(task_or_prompt, target, example, n, seed, split)
+    req = resolve(task_or_prompt, target, example, n, seed, split, context_prompts)
     texts = _corpus(corpus, corpus_lines)
     budget = None
     if max_memory is not None:
@@ -182,7 +196,8 @@ def graph(
             raise ConfigError(f"--max-memory {max_memory!r}: {e}") from None
     settings = dict(subject=req.subject, prompt=req.prompt, model=model, transcoders=transcoders, target=req.target,
                     node_threshold=node_t, edge_threshold=edge_t, example=example, n=n, seed=seed, split=split,
-                    corpus=str(corpus) if corpus else None, corpus_lines=corpus_lines, contexts=contexts,
+                    corpus=str(corpus) if corpus else None, corpus_lines=corpus_lines,
+                    context_prompts=context_prompts, contexts=contexts,
                     dtype=dtype, processing=processing, scan=scan)
     folder = RunFolder(out, replaces=FILES, command="graph", settings=settings, force=force)
     folder.check()  # a file, another command's folder or another graph's result fails before any work
@@ -227,8 +242,7 @@ def _run(req: GraphRequest, model_name: str, tcs: Any, source: str, node_t: floa
         found = feature_contexts(m, tcs, req.texts, feats, source="task", k=k)
         if corpus:
             found = merge_contexts(found, feature_contexts(m, tcs, corpus, feats, source="corpus", k=k))
-    notes = ([f"the graph of the task's prompt {req.example}; contexts from its {len(req.texts)} prompts"]
-             if req.is_task else [])
+    notes = [f"the graph of the task's prompt {req.example}; contexts from {_texts_said(req)}"] if req.is_task else []
     description = ""
     if req.target == "metric" and req.answers is not None:
         description = f"logit({req.answers[0]!r}) − logit({req.answers[1]!r})"

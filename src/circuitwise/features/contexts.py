@@ -18,6 +18,10 @@ from circuitwise.features.transcoder import TranscoderSet
 from circuitwise.schema.graph import Context
 
 DEFAULT_CONTEXTS = 5
+# Where contexts are looked for, by default: a task's first prompts and a corpus's first lines (one
+# clean run each: a built-in task may have thousands of prompts).
+DEFAULT_TASK_TEXTS = 200
+DEFAULT_CORPUS_LINES = 500
 # Longer texts are cut to their first tokens: a context is read at a glance.
 MAX_CONTEXT_TOKENS = 64
 
@@ -69,4 +73,5 @@ def merge_contexts(*parts: dict[tuple[int, int], list[Context]]) -> dict[tuple[i
     return out
 
 
-__all__ = ["DEFAULT_CONTEXTS", "MAX_CONTEXT_TOKENS", "feature_contexts", "merge_contexts"]
+__all__ = ["DEFAULT_CONTEXTS", "DEFAULT_CORPUS_LINES", "DEFAULT_TASK_TEXTS", "MAX_CONTEXT_TOKENS", "feature_contexts",
+           "merge_contexts"]

@@ -4,6 +4,7 @@ files hold the engine's numbers (every link equals its adjacency entry), validat
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,18 @@ def test_a_prompt_graph_on_the_bundled_model(tmp_path, bundled, tc_dir):
     g = _check_run(out, bundled, tc_dir, PROMPT, Tokens((" young",)))
     assert g.task is None and g.target.mode == "token" and g.settings.node_threshold == 0.5
     assert [n.token for n in g.nodes if n.kind == "logit"] == [" young"]
+
+
+def test_contexts_come_from_a_tasks_first_prompts_only():
+    from circuitwise.cli.graph import _plan_lines, resolve
+    from circuitwise.features.contexts import DEFAULT_TASK_TEXTS
+
+    req = resolve("opposites", None, 3, None, None, None)
+    assert req.n_prompts > DEFAULT_TASK_TEXTS and len(req.texts) == DEFAULT_TASK_TEXTS and req.target == "metric"
+    assert req.prompt == req.texts[3]
+    lines = _plan_lines(req, "bundled", "bundled", 0.8, 0.98, (), Path("runs/g"))
+    assert f"the first {DEFAULT_TASK_TEXTS} of the task's {req.n_prompts} prompts (--context-prompts)" in lines[4]
+    assert lines[-1].endswith("to runs/g")
+    assert len(resolve("opposites", None, 0, 6, None, None, context_prompts=50).texts) == 6
+    prompt = resolve(PROMPT, " young", 0, None, None, None)
+    assert not prompt.is_task and prompt.texts == (PROMPT,) and prompt.target == " young"
