@@ -171,3 +171,20 @@ def test_memory_is_planned_and_bad_targets_refused(tiny_model):
         attribution_graph(tiny_model, tcs, PROMPT, budget=10_000)
     with pytest.raises(ConfigError, match="single token"):
         attribution_graph(tiny_model, tcs, PROMPT, targets=Tokens((" tortoiseshellfish",)))
+
+
+def test_a_bfloat16_model_is_attributed_in_float32(tiny_ckpt, tiny_model):
+    import circuitwise as cw
+
+    bf16 = cw.load_model(str(tiny_ckpt), device="cpu", dtype="bfloat16")
+    tcs = random_set(tiny_model, "topk_skip")
+    g = attribution_graph(bf16, tcs, PROMPT, targets=LogitDiff(" young", " old"))
+    g32 = attribution_graph(tiny_model, tcs, PROMPT, targets=LogitDiff(" young", " old"))
+    assert g.dtype == "float32"
+    recv = _receivers(g)
+    assert float((g.adjacency[recv].sum(1) + g.bias[recv] - g.values.float()[recv]).abs().max()) < 1e-5
+    # The same graph as the float32 model's, to bfloat16's rounding of the weights.
+    assert g.nodes[-1].value == pytest.approx(g32.nodes[-1].value, abs=0.02)
+    run = clean_run(bf16, tcs, torch.tensor(g.tokens[0]))
+    ref = bf16(run.tokens[None])[0].float()
+    assert float((replacement_logits(run, tcs) - ref).abs().max()) < 0.02 * float(ref.abs().max())
