@@ -75,6 +75,7 @@
   }
 
   window.cwExplorer = function (root, data) {
+    var t0 = performance.now();
     var state = {k: data.edges.length, node: null, edge: null, prompt: 0, grid: null};
     var maxAbs = 0;
     data.edges.forEach(function (e) { if (ok(e.score)) maxAbs = Math.max(maxAbs, Math.abs(e.score)); });
@@ -396,5 +397,9 @@
     panel.setAttribute("data-panel", "none");
     add(panel, el("p", {"class": "cwx-note"}, "Click a node or an edge of the circuit to see its numbers here."));
     drawPositions();
+    // When it was drawn (ms since the page started loading) and what drawing it took: the browser test
+    // holds a 2,000-prompt run's page to its budget with these.
+    root.setAttribute("data-drawn-ms", String(Math.round(performance.now())));
+    root.setAttribute("data-init-ms", (performance.now() - t0).toFixed(1));
   };
 })();
