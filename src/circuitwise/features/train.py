@@ -578,3 +578,47 @@ def transcoder_card(model: Any, ts: TranscoderSet, rows: Sequence[torch.Tensor],
         n += int(mask.sum())
     return {"fvu": fvu, "l0": l0, "kl": kl_sum / n, "top1_agreement": agree / n, "heldout_tokens": n,
             "heldout_rows": len(rows)}
+
+
+def read_corpus(source: str | Path) -> list[str]:
+    """Training texts from a text file (one document a line), a JSONL file (``{"text": …}`` rows, or a task
+    file's ``clean`` + ``correct``), or a built-in task's name (its prompts with their answers)."""
+    path = Path(source)
+    if path.is_file():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"the corpus {path} cannot be read as UTF-8 text ({e}); give a text or JSONL file") from e
+        if path.suffix.lower() != ".jsonl":
+            texts = [line for line in lines if line.strip()]
+        else:
+            texts = []
+            for i, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ConfigError(f"{path}, line {i}: not JSON ({e.msg}); each line is one JSON object "
+                                      "with a 'text' field") from None
+                if isinstance(row, str):
+                    texts.append(row)
+                elif isinstance(row, dict) and isinstance(row.get("text"), str):
+                    texts.append(row["text"])
+                elif isinstance(row, dict) and isinstance(row.get("clean"), str):
+                    texts.append(row["clean"] + str(row.get("correct") or ""))
+                else:
+                    raise ConfigError(f"{path}, line {i}: no 'text' field; each line is one JSON object with a "
+                                      "'text' field (or a task row with 'clean' and 'correct')")
+    else:
+        from circuitwise.errors import TaskError
+        from circuitwise.tasks.builtin import get_task
+
+        try:
+            task = get_task(str(source))
+        except TaskError as e:
+            raise ConfigError(f"the corpus {str(source)!r} is neither a file nor a built-in task ({e})") from None
+        texts = [e.clean + e.correct for e in task.examples]
+    if not texts:
+        raise ConfigError(f"the corpus {source} holds no text; give a file with one document a line")
+    return texts
