@@ -296,7 +296,7 @@ def _read(tc_in: list[torch.Tensor], final: torch.Tensor, chunk: list[tuple[int,
           ) -> torch.Tensor:
     """Each stacked copy's read-out: copy ``b`` reads its receiver's site at its position."""
     sites = tc_in + [final]
-    vals = [sites[site][b, p] @ u for b, (_, site, p, u, _) in enumerate(chunk)]
+    vals = [sites[site][b, p] @ u for b, (_, site, p, u, _) in enumerate(chunk)]  # final unread below the top
     return torch.stack(vals)
 
 
@@ -309,7 +309,10 @@ def _pullback(run: CleanRun, tcs: TranscoderSet, chunk: list[tuple[int, int, int
         e = run.embed.expand(B, -1, -1).clone().requires_grad_(True)
         ws = [s.expand(B, -1, -1).clone().requires_grad_(True) for s in sources]
         probes = [torch.zeros_like(e, requires_grad=True) for _ in sources] if attn else []
-        tc_in, final = frozen_forward(run, tcs, e, ws, probes or None)
+        # Feature receivers read below the top: the layers above them cannot matter.
+        top = max(r[1] for r in chunk)
+        L = len(sources)
+        tc_in, final = frozen_forward(run, tcs, e, ws, probes or None, upto=None if top >= L else top)
         out = _read(tc_in, final, chunk).sum()
         grads = torch.autograd.grad(out, [e, *ws, *probes], allow_unused=True)
     filled = [torch.zeros_like(e) if g is None else g for g in grads]

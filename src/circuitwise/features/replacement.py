@@ -219,7 +219,8 @@ def clean_run(model: Any, transcoders: TranscoderSet, tokens: torch.Tensor, w: W
 
 
 def frozen_forward(run: CleanRun, transcoders: TranscoderSet, embed: torch.Tensor, writes: list[torch.Tensor],
-                   attn_add: list[torch.Tensor] | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+                   attn_add: list[torch.Tensor] | None = None,
+                   upto: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The frozen replacement from its sources: the embedding ``[B, T, d]`` and each layer's MLP write
     less the skip path ``[B, T, d]`` (features, decoder bias, error).
 
@@ -227,6 +228,8 @@ def frozen_forward(run: CleanRun, transcoders: TranscoderSet, embed: torch.Tenso
     final normed residual ``[B, T, d]`` (what targets read). Linear in the sources plus a constant
     (the biases): with ``run``'s own sources it is the clean run. ``attn_add`` (per layer ``[B, T, d]``)
     is added to each attention's write (zeros: a probe whose gradient is the read-out's there).
+    ``upto``: stop once layer ``upto``'s transcoder input is computed (what feature receivers of layers
+    ≤ ``upto`` read); the second value is then the residual there, not the final one.
     """
     w = run.w
     tcs = transcoders
@@ -235,6 +238,8 @@ def frozen_forward(run: CleanRun, transcoders: TranscoderSet, embed: torch.Tenso
     tc_in = []
     for l in range(w.n_layers):
         lw = w.layers[l]
+        if upto is not None and l > upto:
+            return tc_in, x
         h1 = frozen_norm(lw.ln1, x, run.s_ln1[l])
         v = K.split(K.linear(h1, lw.w_v, lw.b_v), w.d_head).transpose(1, 2)  # [B, Hkv, T, dh]
         p = run.patterns[l].expand(B, -1, -1, -1)
