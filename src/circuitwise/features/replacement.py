@@ -235,7 +235,7 @@ def frozen_forward(run: CleanRun, transcoders: TranscoderSet, embed: torch.Tenso
     tcs = transcoders
     x = embed
     B, T, _ = x.shape
-    tc_in = []
+    tc_in: list[torch.Tensor] = []
     for l in range(w.n_layers):
         lw = w.layers[l]
         if upto is not None and l > upto:
