@@ -17,13 +17,14 @@ from circuitwise.circuits.eap_ig_activations import METHOD as EAP_IG_ACTIVATIONS
 from circuitwise.circuits.edge_pruning import METHOD as EDGE_PRUNING
 from circuitwise.circuits.exact import METHOD as EXACT
 from circuitwise.circuits.registry import COMMON, DiscoveryMethod
+from circuitwise.circuits.relp import METHOD as RELP
 from circuitwise.circuits.scores import EdgeScores, NodeScores
 from circuitwise.errors import ConfigError
 from circuitwise.tasks.tokenize import TokenizedTask
 
-MethodName = Literal["eap", "eap-ig", "eap-ig-activations", "exact", "edge-pruning", "acdc"]
+MethodName = Literal["eap", "eap-ig", "eap-ig-activations", "exact", "edge-pruning", "acdc", "relp"]
 
-_ENTRIES: tuple[DiscoveryMethod, ...] = (EAP, EAP_IG, EAP_IG_ACTIVATIONS, EXACT, EDGE_PRUNING, ACDC)
+_ENTRIES: tuple[DiscoveryMethod, ...] = (EAP, EAP_IG, EAP_IG_ACTIVATIONS, EXACT, EDGE_PRUNING, ACDC, RELP)
 
 METHODS: Mapping[str, DiscoveryMethod] = MappingProxyType({m.name: m for m in _ENTRIES})
 
@@ -39,9 +40,9 @@ def check_metric(method: str, options: Any, metric: str) -> None:
     """
     from circuitwise.metrics import get_metric
 
-    if get_metric(metric).reference and method == "eap" and getattr(options, "gradient", None) == "clean":
-        raise ConfigError("--metric kl has zero gradient at the clean run (its minimum), so eap with its gradient "
-                          "there scores every edge 0. Use -O gradient=corrupted, or eap-ig.")
+    if get_metric(metric).reference and method in ("eap", "relp") and getattr(options, "gradient", None) == "clean":
+        raise ConfigError(f"--metric kl has zero gradient at the clean run (its minimum), so {method} with its "
+                          "gradient there scores every edge 0. Use -O gradient=corrupted, or eap-ig.")
 
 
 def get_method(name: str) -> DiscoveryMethod:

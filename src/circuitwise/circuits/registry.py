@@ -50,6 +50,8 @@ class DiscoveryMethod(Generic[O]):
     options_type: type[O]
     score: Callable[..., Any]
     nodes: Callable[..., Any] | None = None
+    # Why the method cannot score a model (said before any work), beyond what every engine checks; None: it can.
+    supports: Callable[[Any], str | None] | None = None
 
     @property
     def option_names(self) -> tuple[str, ...]:

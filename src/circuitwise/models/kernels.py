@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from circuitwise.models import relevance
 from circuitwise.models.precision import HALF
 from circuitwise.models.weights import Layer, Weights
 
@@ -99,7 +100,7 @@ def pattern(w: Weights, l: int, q: torch.Tensor, k: torch.Tensor, q_pos: torch.T
     scores = scores.masked_fill(~ok, float("-inf"))
     # The softmax's normaliser is a sum over keys: float32 in half precision (as Hugging Face does).
     probs = scores.softmax(-1, dtype=torch.float32).to(q.dtype) if q.dtype in HALF else scores.softmax(-1)
-    return probs.view(B, H, Tq, -1)
+    return relevance.pattern(probs).view(B, H, Tq, -1)
 
 
 def mix(w: Weights, p: torch.Tensor, v: torch.Tensor, group: int | None = None) -> torch.Tensor:
@@ -119,10 +120,13 @@ def attn_write(w: Weights, l: int, z: torch.Tensor) -> torch.Tensor:
 def mlp_write(w: Weights, l: int, x: torch.Tensor) -> torch.Tensor:
     """What the MLP adds to the residual, from its normed input ``x``."""
     lw = w.layers[l]
+    # relevance.*: identity under relevance patching's rules, the plain kernel otherwise.
     if lw.w_gate is None:
-        hidden = w.act(linear(x, lw.w_in, lw.b_in))
+        pre = linear(x, lw.w_in, lw.b_in)
+        hidden = relevance.activation(pre, w.act(pre))
     else:
-        hidden = w.act(linear(x, lw.w_gate, lw.b_gate)) * linear(x, lw.w_in, lw.b_in)
+        pre = linear(x, lw.w_gate, lw.b_gate)
+        hidden = relevance.gate(relevance.activation(pre, w.act(pre)) * linear(x, lw.w_in, lw.b_in))
     out = linear(hidden, lw.w_out, lw.b_out)
     return out if lw.post_mlp is None else lw.post_mlp(out)
 

@@ -12,6 +12,7 @@ and none waits for another. The CLI sets :data:`WORKERS` from the cores (cli.thr
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -51,7 +52,8 @@ def map_pieces(fn: Callable[[T], R], pieces: Sequence[T], device: torch.device |
     torch.set_num_threads(1)
     ex = ThreadPoolExecutor(workers, thread_name_prefix="circuitwise")
     try:
-        futures = [ex.submit(run, p) for p in pieces]
+        # Each piece in a copy of the caller's context: context-scoped settings (models.relevance) hold there too.
+        futures = [ex.submit(contextvars.copy_context().run, run, p) for p in pieces]
         out = []
         for i, f in enumerate(futures):
             out.append(f.result())

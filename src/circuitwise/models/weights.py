@@ -30,6 +30,7 @@ from typing import Any, Callable, Literal
 import torch
 import torch.nn.functional as F
 
+from circuitwise.models import relevance
 from circuitwise.models.activations import ACTIVATIONS
 from circuitwise.models.precision import HALF
 
@@ -59,6 +60,12 @@ class Norm:
             w = None if self.weight is None else self.weight.float()
             b = None if self.bias is None else self.bias.float()
             return Norm(self.kind, w, b, self.eps)(x.float()).to(x.dtype)
+        if relevance.norm_rule():
+            # LRP's LN-rule (relevance patching): the divisor is a constant; the same values.
+            xc = x - x.mean(-1, keepdim=True) if self.kind == "LN" else x
+            y = xc / (xc.pow(2).mean(-1, keepdim=True) + self.eps).sqrt().detach()
+            y = y if self.weight is None else y * self.weight
+            return y if self.bias is None else y + self.bias
         if self.kind == "LN":
             return F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
         y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -77,6 +84,11 @@ class Norm:
         if dy.dtype in HALF:  # the sums over d_model in float32, as in the forward
             return dy.copy_(self.backward(x.float(), dy.float()))
         g = dy if self.weight is None else dy.mul_(self.weight)
+        if relevance.norm_rule():  # the LN-rule's backward: the divisor held constant
+            if self.kind == "LN":
+                x = x - x.mean(-1, keepdim=True)
+                g.sub_(g.mean(-1, keepdim=True))
+            return g.mul_(torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
         if self.kind == "LN":
             x = x - x.mean(-1, keepdim=True)
             g.sub_(g.mean(-1, keepdim=True))
