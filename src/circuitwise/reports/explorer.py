@@ -64,11 +64,20 @@ def _edges(circuit: CircuitFile | None, results: RunResults | None,
                     f"{c.file} beside it holds all of them)")
     else:
         rows = []
+    by_pos: dict[tuple[str, str], Any] = {}
+    if circuit is not None and circuit.positions is not None:
+        labels = circuit.positions.labels
+        for e in circuit.edges:
+            if e.position_scores is not None:
+                kept = set(labels if e.kept_positions is None else e.kept_positions)
+                by_pos[(e.sender, e.receiver)] = {"scores": _rs([e.position_scores.get(p) for p in labels]),
+                                                  "kept": [p in kept for p in labels]}
     out = []
     for s, r, score in rows:
         st = stab.get((s, r))
         out.append({"s": s, "r": r, "score": score, "freq": st.frequency if st is not None else None,
-                    "scores": _rs(st.scores) if st is not None and st.scores is not None else None})
+                    "scores": _rs(st.scores) if st is not None and st.scores is not None else None,
+                    "by_pos": by_pos.get((s, r))})
     def strength(e: dict[str, Any]) -> float:
         x = e["score"]
         return -abs(x) if x is not None and math.isfinite(x) else math.inf
@@ -284,6 +293,9 @@ def explorer_data(*, results: RunResults | None = None, circuit: CircuitFile | N
         "nodes": nodes,
         "attention": _attention(results) if results is not None else None,
         "positions": positions,
+        # A position-aware circuit (circuits.positional): its columns; each edge's by_pos says where it is kept.
+        "columns": None if circuit is None or circuit.positions is None else {
+            "mode": circuit.positions.mode, "labels": circuit.positions.labels},
         "missing": missing,
     }
 

@@ -50,6 +50,14 @@
           r.edges[panel.getAttribute("data-edge")] = {values: values(panel),
             missing: Array.prototype.map.call(panel.querySelectorAll(".cwx-missing"), function (m) { return m.textContent; })};
         });
+        // A position-aware circuit's (edge, position) pairs: each click shows its edge's panel.
+        var pairs = Array.prototype.map.call(root.querySelectorAll(".cwx-pair"), function (g) {
+          return [g.getAttribute("data-edge"), g.getAttribute("data-pos")]; });
+        r.pairs = {};
+        pairs.forEach(function (ep) {
+          click(root.querySelector('.cwx-pair[data-edge="' + ep[0] + '"][data-pos="' + ep[1] + '"]'));
+          r.pairs[panel.getAttribute("data-edge") + "@" + ep[1]] = values(panel);
+        });
         var grid = root.querySelector(".cwx-grid-select");
         r.grids = {};
         if (grid) {

@@ -146,3 +146,30 @@ def test_rounded_per_prompt_values_keep_six_digits(files):
     node = next(n for n in data["nodes"].values() if n["kind"] == "head")
     for x in node["dla"]["per_prompt"]:
         assert x is None or math.isfinite(x) and len(f"{abs(x):.6g}".replace(".", "").lstrip("0")) <= 6
+
+
+@pytest.fixture(scope="module")
+def positional(tiny_model):
+    """A position-aware circuit (PEAP): its 7 strongest (edge, token position) pairs."""
+    from circuitwise.circuits import score_edges
+    from circuitwise.circuits.select import select_positional
+    from circuitwise.tasks import get_task, tokenize_task
+
+    tok, _ = tokenize_task(tiny_model, get_task("opposites-seed"), need_corrupted=True)
+    scores = score_edges(tiny_model, tok, "eap", positions="tokens", batch_size=6)
+    return CircuitFile.model_validate(select_positional(scores, n=7).to_json())
+
+
+def test_a_position_aware_circuit_keeps_its_pairs_and_per_position_scores(positional):
+    data = explorer_data(circuit=positional)
+    labels = positional.positions.labels
+    assert data["columns"] == {"mode": "tokens", "labels": labels}
+    pairs = 0
+    for e in positional.edges:
+        ours = next(x for x in data["edges"] if (x["s"], x["r"]) == (e.sender, e.receiver))["by_pos"]
+        assert ours["scores"] == pytest.approx([e.position_scores[p] for p in labels], rel=1e-5, abs=1e-12)
+        assert [p for p, k in zip(labels, ours["kept"], strict=True) if k] == e.kept_positions
+        # Invariant: an edge's score is the sum of its scores by position.
+        assert sum(ours["scores"]) == pytest.approx(e.score, rel=1e-4, abs=1e-7)
+        pairs += len(e.kept_positions)
+    assert pairs == 7

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from markupsafe import Markup
 
 from circuitwise.config import RunConfig
 from circuitwise.pipeline import run
@@ -222,3 +223,57 @@ def test_a_2000_prompt_runs_page_opens_in_under_2_seconds(tiny_run, tmp_path):
     assert _num(node["values"]["dla-dist-n"]) == 2000
     busy = max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
     assert best < 2000 * busy, f"the page's load event came {best:.0f} ms after navigation (machine load {busy:.1f}x)"
+
+
+def test_a_position_aware_circuits_notebook_output_draws_its_pairs(tiny_model, tmp_path):
+    """A PEAP circuit shown in a notebook (no run's files): each kept (edge, position) pair is drawn on
+    the token × layer grid and its click shows the edge's score at every position, as circuit.json has it;
+    the panels with no data say so."""
+    from circuitwise.circuits import score_edges
+    from circuitwise.circuits.select import select_positional
+    from circuitwise.reports.display import html_of
+    from circuitwise.reports.html import render
+    from circuitwise.tasks import get_task, tokenize_task
+
+    tok, _ = tokenize_task(tiny_model, get_task("opposites-seed"), need_corrupted=True)
+    circuit = select_positional(score_edges(tiny_model, tok, "eap", positions="tokens", batch_size=6), n=7)
+    page = tmp_path / "circuit.html"
+    page.write_text(render("standalone.html", name="circuit", body=Markup(html_of(circuit))), encoding="utf-8")
+    out, console, _ = _clicked(page, tmp_path)
+    assert out["errors"] == [] and console == [], "\n".join(out["errors"] + console)
+    (ex,) = out["explorers"]
+    file = CircuitFile.model_validate(circuit.to_json())
+    labels = file.positions.labels
+    kept = {f"{e.sender}->{e.receiver}@{labels.index(p)}" for e in file.edges for p in e.kept_positions}
+    assert set(ex["pairs"]) == kept and len(kept) == 7
+    for key, values in ex["pairs"].items():
+        name = key.split("@")[0]
+        e = next(e for e in file.edges if f"{e.sender}->{e.receiver}" == name)
+        got = [_num(values[f"edge-pos-{j}"]) for j in range(len(labels))]
+        assert got == pytest.approx([e.position_scores[p] for p in labels], rel=1e-5, abs=1e-12)
+    head = next(k for k in ex["nodes"] if k.startswith("L"))
+    assert any("circuitwise run" in m for m in ex["nodes"][head]["missing"])
+
+
+def test_circuit_html_of_a_circuit_study_draws_the_explorer(tiny_model, tmp_path):
+    """circuit.html as `circuitwise circuit` writes it (reports.study.write_outputs): the slider's
+    faithfulness at the circuit's own size is the evaluation's, and the panels a study lacks say so."""
+    import circuitwise as cw
+    from circuitwise.reports.study import write_outputs
+    from circuitwise.tasks import get_task, tokenize_task
+
+    tok, _ = tokenize_task(tiny_model, get_task("opposites-seed"), need_corrupted=True)
+    found = cw.find_circuit(tiny_model, tok, method="eap", target=0.9)
+    ev = cw.evaluate_circuit(tiny_model, tok, found.circuit, scores=found.scores, random_samples=2)
+    paths = write_outputs(tmp_path / "study", found.circuit, ev, found.scores)
+    out, console, _ = _clicked(paths["html"], tmp_path)
+    assert out["errors"] == [] and console == [], "\n".join(out["errors"] + console)
+    (ex,) = out["explorers"]
+    n = found.circuit.n_edges
+    assert ex["max"] == n and ex["slider"][str(n)]["how"] == "measured"
+    assert _num(ex["slider"][str(n)]["values"]["faith"]) == pytest.approx(ev.faithfulness.faithfulness)
+    assert set(ex["edges"]) == {f"{s}->{r}" for s, r, _ in found.circuit.edge_list()}
+    for (s, r, score) in found.circuit.edge_list():
+        shown = ex["edges"][f"{s}->{r}"]
+        assert _num(shown["values"]["edge-score"]) == pytest.approx(score, rel=1e-5)
+        assert any("edge stability was not measured" in m for m in shown["missing"])

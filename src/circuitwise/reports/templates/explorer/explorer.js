@@ -186,6 +186,7 @@
 
     function draw() {
       showFaith();
+      if (typeof drawPairs === "function") drawPairs();
       graph.textContent = "";
       if (!data.edges.length) { add(graph, missing("The circuit has no edges.")); return; }
       var shown = data.edges.slice(0, state.k), visible = {};
@@ -332,6 +333,15 @@
         el("p", {}, ["score ", v("edge-score", e.score, signed(e.score, 5)), " (mean over prompts; rank " + (i + 1) + " of " + data.edges.length + ")"]),
         port ? el("p", {"class": "cwx-note"}, "into the " + {q: "query", k: "key", v: "value"}[port] + " input of " + e.r.split(".")[0]) : null,
         el("p", {}, ["chosen again in ", v("edge-freq", e.freq, e.freq === null ? "—" : pct(e.freq)), " of bootstrap resamples"])]);
+      if (e.by_pos && data.columns) {
+        var pt = el("table", {}, el("tr", {}, [el("th", {}, data.columns.mode === "roles" ? "role" : "position"), el("th", {}, "score"), el("th", {}, "kept")]));
+        data.columns.labels.forEach(function (label, j) {
+          pt.appendChild(el("tr", {}, [el("td", {}, el("span", {"class": "cwx-tok"}, label)),
+            el("td", {}, v("edge-pos-" + j, e.by_pos.scores[j], signed(e.by_pos.scores[j], 5))), el("td", {}, e.by_pos.kept[j] ? "yes" : "")]));
+        });
+        add(panel, section("Score per position", el("div", {}, [el("p", {"class": "cwx-note"},
+          "the edge's score split by the position its receiver reads (summed: the score above); the circuit keeps it where marked"), pt])));
+      }
       if (!g || !e.scores) { add(panel, section("Score per prompt", missing(data.missing.edge_scores || "no per-prompt scores in the files"))); return; }
       var rows = el("table", {}, el("tr", {}, [el("th", {}, g.per_prompt ? "prompt" : "block (prompts)"), el("th", {}, "score")]));
       var start = 0, wsum = 0, n = 0, top = 0;
@@ -349,6 +359,80 @@
         el("p", {"class": "cwx-note"}, g.per_prompt ? "each prompt scored on its own (the edge-stability pass)" :
           "the edge-stability pass scores " + g.sizes.length + " blocks of the " + g.n_examples + " prompts, each on its own"),
         el("p", {}, ["their prompt-weighted mean ", v("edge-mean", n ? wsum / n : null, signed(n ? wsum / n : null, 5))]), rows])));
+    }
+
+    /* ---- a position-aware circuit's kept (edge, position) pairs on a token × layer grid ---- */
+    var pairBox = el("div", {"class": "cwx-pairs"});
+    root.insertBefore(pairBox, posBox);
+
+    function drawPairs() {
+      pairBox.textContent = "";
+      if (!data.columns) return;
+      var labels = data.columns.labels, shown = data.edges.slice(0, state.k), pairs = [], big = 0;
+      shown.forEach(function (e) {
+        if (!e.by_pos) return;
+        e.by_pos.kept.forEach(function (kept, j) {
+          if (kept) { pairs.push({e: e, i: data.edges.indexOf(e), j: j, score: e.by_pos.scores[j]}); }
+        });
+      });
+      pairs.forEach(function (p) { if (ok(p.score)) big = Math.max(big, Math.abs(p.score)); });
+      // Each column holds the nodes its pairs join, side by side within a row; empty columns stay narrow.
+      var inCol = labels.map(function () { return {}; });
+      pairs.forEach(function (p) { inCol[p.j][p.e.s] = 1; inCol[p.j][p.e.r.split(".")[0]] = 1; });
+      var BW = 58, BH = 22, x = 70, colX = [], colW = [];
+      labels.forEach(function (_, j) {
+        var perRow = {};
+        Object.keys(inCol[j]).forEach(function (n) { var r = rowOf(n); perRow[r] = (perRow[r] || 0) + 1; });
+        var wide = Math.max(0, Math.max.apply(null, [0].concat(Object.keys(perRow).map(function (r) { return perRow[r]; }))));
+        colX.push(x); colW.push(wide ? wide * (BW + 8) + 12 : 28); x += colW[j];
+      });
+      var W = x + 10, H = height + 40;
+      var svg = sv("svg", {width: W, height: H, "class": "cwx-pair-svg"});
+      rows.forEach(function (r) {
+        svg.appendChild(sv("text", {x: 4, y: rowY(r) + 4, "font-size": 10, fill: "#6b7280"}, r === "input" || r === "logits" ? r :
+          (r.indexOf("attn") === 0 ? "L" + r.slice(4) + " attn" : "L" + r.slice(3) + " MLP")));
+      });
+      var at = {};
+      labels.forEach(function (label, j) {
+        svg.appendChild(sv("rect", {x: colX[j], y: 4, width: colW[j] - 2, height: height - 8, fill: j % 2 ? "#f9fafb" : "#fff"}));
+        svg.appendChild(sv("text", {x: colX[j] + colW[j] / 2, y: height + 14, "font-size": 10, "text-anchor": "middle"},
+          label.length > 12 ? label.slice(0, 11) + "…" : label));
+        var count = {};
+        Object.keys(inCol[j]).sort().forEach(function (n) {
+          var r = rowOf(n), c = count[r] = (count[r] || 0) + 1;
+          at[n + "@" + j] = [colX[j] + 6 + (c - 0.5) * (BW + 8), rowY(r)];
+        });
+      });
+      pairs.slice().reverse().forEach(function (p) {
+        var a = at[p.e.s + "@" + p.j], parts = p.e.r.split("."), b = at[parts[0] + "@" + p.j];
+        var x0 = a[0], y0 = a[1] - BH / 2, x1 = b[0] + (parts[1] ? PORTS[parts[1]] * 0.6 : 0), y1 = b[1] + BH / 2;
+        var sign = !ok(p.score) ? "none" : p.score < 0 ? "neg" : "pos", color = {pos: POS, neg: NEG, none: NONE}[sign];
+        var w = ok(p.score) && big ? 1 + (5 * Math.abs(p.score)) / big : 1, hw = Math.max(4, w), hl = Math.max(8, w * 1.6), yb = y1 + hl;
+        var dy = Math.max(16, y0 - yb);
+        var g = sv("g", {"class": "cwx-pair", "data-edge": p.i, "data-pos": p.j});
+        g.appendChild(sv("path", {d: "M" + x0 + "," + y0 + " C" + x0 + "," + (y0 - dy * 0.4) + " " + x1 + "," + (yb + dy * 0.4) + " " + x1 + "," + (yb - 1),
+          fill: "none", stroke: color, "stroke-width": w, "stroke-opacity": 0.8}));
+        g.appendChild(sv("path", {d: "M" + x1 + "," + y1 + " L" + (x1 - hw) + "," + yb + " L" + (x1 + hw) + "," + yb + " z", fill: color}));
+        g.appendChild(sv("title", {}, p.e.s + " → " + p.e.r + " at " + labels[p.j] + ": " + signed(p.score, 4)));
+        g.style.cursor = "pointer";
+        g.addEventListener("click", function () { state.edge = p.i; state.node = null; edgePanel(p.i); draw(); });
+        svg.appendChild(g);
+      });
+      Object.keys(at).forEach(function (key) {
+        var n = key.split("@")[0], q = at[key];
+        svg.appendChild(sv("rect", {x: q[0] - BW / 2, y: q[1] - BH / 2, width: BW, height: BH, rx: 4, fill: "#fff", stroke: "#6b7280"}));
+        svg.appendChild(sv("text", {x: q[0], y: q[1] + 4, "font-size": 10, "text-anchor": "middle"}, n));
+      });
+      add(pairBox, [el("h4", {}, "Position-resolved edges (" + (data.columns.mode === "roles" ? "role" : "token") + " × layer)"),
+        el("p", {"class": "cwx-note"}, pairs.length + " kept (edge, " + (data.columns.mode === "roles" ? "role" : "position") +
+          ") pairs of the edges shown; each arrow is the edge at the position its receiver reads (width by that score, colour by its sign)."),
+        el("div", {"style": "overflow:auto"}, svg)]);
+      pairBox.setAttribute("data-pairs", String(pairs.length));
+    }
+
+    function rowOf(n) {
+      var k = kind(n);
+      return k === "input" || k === "logits" ? k : k === "mlp" ? "mlp" + n.slice(3) : "attn" + headOf(n)[0];
     }
 
     /* ---- patching by position on a token × layer grid ---- */
