@@ -99,12 +99,11 @@ class GraphPlan:
         return self.n_features + self.n_errors + self.n_tokens + self.n_targets
 
 
-def plan_graph(model: Any, run: CleanRun, n_features: int, n_targets: int, batch_rows: int,
+def plan_graph(model: Any, w: Any, T: int, n_features: int, n_targets: int, batch_rows: int,
                budget: int | None = None) -> GraphPlan:
-    """The memory a graph needs (``N²`` float32 adjacency, plus one frozen forward and its gradients per
-    row of a batch); refuses with the fixes when even one row does not fit."""
-    w = run.w
-    T, L, d = int(run.tokens.shape[0]), w.n_layers, w.d_model
+    """The memory a graph of ``T`` tokens needs (``N²`` float32 adjacency, plus one frozen forward and its
+    gradients per row of a batch); refuses with the fixes when even one row does not fit."""
+    L, d = w.n_layers, w.d_model
     n = n_features + L * T + T + n_targets
     adj = 4 * n * n
     # Per stacked row: ~12 [T, d] tensors per layer (norms, v, z, writes, leaves, their gradients) and the
@@ -180,11 +179,13 @@ def attribution_graph(model: Any, transcoders: TranscoderSet, prompt_or_tokens: 
     if not -T <= position < T:
         raise ConfigError(f"position {position} is outside the prompt's {T} tokens")
     position %= T
+    # Before any forward: the nodes every graph has (errors, tokens, one target) must fit.
+    plan_graph(model, w, T, 0, 1, batch_rows, budget)
     tcs = transcoders.to(w.device, w.dtype)
     run = clean_run(model, tcs, tokens, w)
     feats = _active(run)
     tgt = _target_rows(model, run, as_targets(targets), position)
-    plan = plan_graph(model, run, len(feats), len(tgt), batch_rows, budget)
+    plan = plan_graph(model, w, T, len(feats), len(tgt), batch_rows, budget)
     return _build(model, run, tcs, feats, tgt, plan, prompt, as_targets(targets))
 
 

@@ -188,3 +188,14 @@ def test_a_bfloat16_model_is_attributed_in_float32(tiny_ckpt, tiny_model):
     run = clean_run(bf16, tcs, torch.tensor(g.tokens[0]))
     ref = bf16(run.tokens[None])[0].float()
     assert float((replacement_logits(run, tcs) - ref).abs().max()) < 0.02 * float(ref.abs().max())
+
+
+def test_a_graph_that_cannot_fit_is_refused_before_any_forward(tiny_model, monkeypatch):
+    import circuitwise.features.attribute as A
+
+    def no_forward(*a, **k):
+        raise AssertionError("the clean run started")
+
+    monkeypatch.setattr(A, "clean_run", no_forward)
+    with pytest.raises(MemoryBudgetError, match="Fixes: a shorter prompt"):
+        attribution_graph(tiny_model, random_set(tiny_model, "topk_skip"), PROMPT, budget=1000)
