@@ -30,6 +30,13 @@ TARGET_HELP = ("What the graph explains: metric (the task's logit difference, co
                "salient for a prompt]")
 
 
+def _task_graph_default(name: str) -> Any:
+    """features.task_graph's own default for ``name``."""
+    from circuitwise.features.task_graph import task_graph
+
+    return inspect.signature(task_graph).parameters[name].default
+
+
 def _prune_default(name: str) -> float:
     """The engine's default threshold (features.prune.prune_graph's own: defaults live once)."""
     from circuitwise.features.prune import prune_graph
@@ -50,6 +57,8 @@ class GraphRequest:
     n_prompts: int  # how many prompts the task has
     target: str  # metric | salient | a token
     answers: tuple[str, str] | None  # a task example's (correct, incorrect)
+    task: Any = None  # the Task (a whole-task graph reads it)
+    whole: bool = False  # one graph over the task's prompts (features.task_graph), not one prompt's
 
 
 def _is_task(text: str) -> bool:
@@ -61,7 +70,7 @@ def _is_task(text: str) -> bool:
 
 
 def resolve(subject: str, target: str | None, example: int, n: int | None, seed: int | None,
-            split: str | None, context_prompts: int = DEFAULT_TASK_TEXTS) -> GraphRequest:
+            split: str | None, context_prompts: int = DEFAULT_TASK_TEXTS, whole: bool = False) -> GraphRequest:
     """The prompt and targets of ``subject`` (a built-in task, a task file, or a prompt); errors say the fix."""
     from circuitwise.errors import ConfigError
     from circuitwise.tasks import get_task
@@ -74,7 +83,13 @@ def resolve(subject: str, target: str | None, example: int, n: int | None, seed:
                               "prompt. Use --target salient, or --target ' TOKEN' for one answer token.")
         if n is not None or split is not None:
             raise ConfigError("--n and --split choose a task's prompts; this graph is of one prompt. Leave them out.")
+        if whole:
+            raise ConfigError(f"--whole-task needs a task; {subject!r} is a prompt. Leave --whole-task out, or "
+                              "name a task (`circuitwise tasks` lists them).")
         return GraphRequest(subject, False, subject, 0, (subject,), 1, target or "salient", None)
+    if whole and target not in (None, "metric"):
+        raise ConfigError(f"--whole-task explains the task's metric (correct − incorrect answer in every prompt); "
+                          f"--target {target!r} is one prompt's. Leave --target out, or drop --whole-task.")
     options = {k: v for k, v in dict(n=n, seed=seed, split=split).items() if v is not None}
     task = get_task(subject, **options)
     examples = task.examples
@@ -84,7 +99,7 @@ def resolve(subject: str, target: str | None, example: int, n: int | None, seed:
     ex = examples[example]
     texts = tuple(e.clean for e in examples[:context_prompts])
     return GraphRequest(task.name, True, ex.clean, example, texts, len(examples), target or "metric",
-                        (ex.correct, ex.incorrect))
+                        (ex.correct, ex.incorrect), task, whole)
 
 
 def _targets(req: GraphRequest) -> Any:
@@ -120,8 +135,11 @@ def _texts_said(req: GraphRequest) -> str:
 
 
 def _plan_lines(req: GraphRequest, model: str, transcoders: str, node_t: float, edge_t: float,
-                corpus: tuple[str, ...], out: Path) -> list[str]:
+                corpus: tuple[str, ...], out: Path, graph_prompts: int = 0, align: str = "") -> list[str]:
     what = (f"prompt {req.example} of task {req.subject}: {req.prompt!r}" if req.is_task else f"prompt {req.prompt!r}")
+    if req.whole:
+        what = (f"task {req.subject}: the graphs of its first {min(graph_prompts, req.n_prompts)} prompts, nodes "
+                f"aligned by {align} position, averaged")
     target = {"metric": f"the logit difference {req.answers[0]!r} − {req.answers[1]!r}" if req.answers else "",
               "salient": "the most likely next tokens"}.get(req.target, f"the logit of {req.target!r}")
     contexts = _texts_said(req) if req.is_task else "the prompt"
@@ -152,6 +170,14 @@ def graph(
                                                    help="Keep the fewest links holding this share of the total link "
                                                         f"influence. [default: {_prune_default('edge_threshold')}]"),
     example: int = typer.Option(0, "--example", min=0, help="Which of the task's prompts to graph (from 0)."),
+    whole_task: bool = typer.Option(False, "--whole-task", help="One graph over the task: each of its first "
+                                    "--graph-prompts prompts' graphs (target: the task's metric), nodes aligned "
+                                    "across prompts by --align, averaged."),
+    graph_prompts: int = typer.Option(16, "--graph-prompts", min=1, help="--whole-task: how many of the task's "
+                                      "prompts are graphed (one graph each)."),
+    align: str = typer.Option(_task_graph_default("align"), "--align", help="--whole-task: relative (a position "
+                              "is its offset from the answer position) or role (named by the task's roles, "
+                              "e.g. ADJ+1)."),
     corpus: Path | None = typer.Option(None, "--corpus", help="A text file, one context per line: features' top "
                                           "activating contexts are also looked for there. [default: none]"),
     corpus_lines: int = typer.Option(DEFAULT_CORPUS_LINES, "--corpus-lines", min=1,
@@ -184,7 +210,9 @@ def graph(
     if node_t <= 0 or edge_t <= 0:
         raise ConfigError("--node-threshold and --edge-threshold are shares of the total influence in (0, 1]; "
                           "0 would keep nothing.")
-    req = resolve(task_or_prompt, target, example, n, seed, split, context_prompts)
+    if align not in ("relative", "role"):
+        raise ConfigError(f"--align {align!r}: choose relative or role.")
+    req = resolve(task_or_prompt, target, example, n, seed, split, context_prompts, whole_task)
     texts = _corpus(corpus, corpus_lines)
     budget = None
     if max_memory is not None:
@@ -197,25 +225,36 @@ def graph(
     settings = dict(subject=req.subject, prompt=req.prompt, model=model, transcoders=transcoders, target=req.target,
                     node_threshold=node_t, edge_threshold=edge_t, example=example, n=n, seed=seed, split=split,
                     corpus=str(corpus) if corpus else None, corpus_lines=corpus_lines,
-                    context_prompts=context_prompts, contexts=contexts,
+                    context_prompts=context_prompts, contexts=contexts, whole_task=whole_task,
+                    graph_prompts=graph_prompts if whole_task else None, align=align if whole_task else None,
                     dtype=dtype, processing=processing, scan=scan)
     folder = RunFolder(out, replaces=FILES, command="graph", settings=settings, force=force)
     folder.check()  # a file, another command's folder or another graph's result fails before any work
     tcs = load_transcoders(transcoders)  # a missing or malformed set fails before the model loads
     console.print(Text("plan:", style="bold"))
-    for line in _plan_lines(req, model, transcoders, node_t, edge_t, texts, Path(out)):
+    for line in _plan_lines(req, model, transcoders, node_t, edge_t, texts, Path(out), graph_prompts, align):
         console.print("  " + line, highlight=False, markup=False)
     with folder:
         paths, summary = _run(req, model, tcs, transcoders, node_t, edge_t, texts, contexts, scan, device, dtype,
-                              processing, budget, folder)
+                              processing, budget, folder, graph_prompts, align)
     for line in summary:
         console.print("  " + line, highlight=False, markup=False)
     console.print(f"Graph: {paths['html'].resolve()}", highlight=False, markup=False)
 
 
+def _kept_labels(full: Any, kept: Any) -> Any:
+    """``kept`` with its task graph's per-node position labels (prune_graph keeps the full graph's list)."""
+    labels = full.meta.get("position_labels")
+    if not isinstance(labels, list) or len(labels) != full.n_nodes or len(labels) == kept.n_nodes:
+        return kept
+    by_node = dict(zip(full.nodes, labels, strict=True))
+    return kept.with_(meta={**kept.meta, "position_labels": [by_node[x] for x in kept.nodes]})
+
+
 def _run(req: GraphRequest, model_name: str, tcs: Any, source: str, node_t: float, edge_t: float,
          corpus: tuple[str, ...], k: int, scan: str | None, device: str | None, dtype: str | None,
-         processing: bool | None, budget: int | None, folder: Any) -> tuple[dict[str, Path], list[str]]:
+         processing: bool | None, budget: int | None, folder: Any, graph_prompts: int = 16,
+         align: str = "relative") -> tuple[dict[str, Path], list[str]]:
     from circuitwise.features.attribute import attribution_graph
     from circuitwise.features.contexts import feature_contexts, merge_contexts
     from circuitwise.features.export import graph_file, to_neuronpedia
@@ -232,17 +271,27 @@ def _run(req: GraphRequest, model_name: str, tcs: Any, source: str, node_t: floa
         warning = check_model(tcs, m, name=source, allow_other=False)
         if warning:
             show_note(warning)
-        status.update("attribution graph: clean run and backward passes…")
-        full = attribution_graph(m, tcs, req.prompt, _targets(req), budget=budget)
+        if req.whole:
+            from circuitwise.features.task_graph import task_graph
+
+            status.update(f"attribution graphs of {min(graph_prompts, req.n_prompts)} prompts…")
+            full = task_graph(m, tcs, req.task, align=align, max_prompts=graph_prompts,  # type: ignore[arg-type]
+                              budget=budget)
+        else:
+            status.update("attribution graph: clean run and backward passes…")
+            full = attribution_graph(m, tcs, req.prompt, _targets(req), budget=budget)
         status.update("pruning…")
         # Named as the user named it ("bundled", a hub name), not by the path it was loaded from.
         kept = prune_graph(full, node_t, edge_t).with_(model=model_name)
+        kept = _kept_labels(full, kept)
         feats = sorted({(x.layer, x.feature) for x in kept.nodes if x.kind == "feature"})
         status.update(f"top activating contexts of {len(feats)} features…")
         found = feature_contexts(m, tcs, req.texts, feats, source="task", k=k)
         if corpus:
             found = merge_contexts(found, feature_contexts(m, tcs, corpus, feats, source="corpus", k=k))
     notes = [f"the graph of the task's prompt {req.example}; contexts from {_texts_said(req)}"] if req.is_task else []
+    if req.whole:
+        notes = [f"contexts from {_texts_said(req)}"]
     description = ""
     if req.target == "metric" and req.answers is not None:
         description = f"logit({req.answers[0]!r}) − logit({req.answers[1]!r})"

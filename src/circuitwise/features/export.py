@@ -23,7 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from circuitwise.errors import SchemaError
+from circuitwise.errors import ConfigError, SchemaError
 from circuitwise.features.graph import AttributionGraph
 from circuitwise.runfolder import atomic_write_text
 from circuitwise.schema.graph import (
@@ -114,6 +114,10 @@ def _layout(graph: AttributionGraph) -> tuple[list[str], list[int], list[int], l
         return strs, ids, [x.position for x in graph.nodes], []
     n = len(graph.prompts)
     labels = graph.meta.get("position_labels")
+    if isinstance(labels, list) and len(labels) != len(graph.nodes) and not all(_is_int(x) for x in labels):
+        raise ConfigError(f"the graph's meta['position_labels'] has {len(labels)} labels for its {len(graph.nodes)} "
+                          "nodes (a pruned task graph keeps the full graph's list): give the kept nodes' labels, "
+                          "in node order, before writing it")
     if isinstance(labels, list) and len(labels) == len(graph.nodes) and not all(_is_int(x) for x in labels):
         where: dict[str, list[int]] = {}
         for x, label in zip(graph.nodes, labels, strict=True):

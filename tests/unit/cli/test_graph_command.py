@@ -119,3 +119,38 @@ def test_contexts_come_from_a_tasks_first_prompts_only():
     assert len(resolve("opposites", None, 0, 6, None, None, context_prompts=50).texts) == 6
     prompt = resolve(PROMPT, " young", 0, None, None, None)
     assert not prompt.is_task and prompt.texts == (PROMPT,) and prompt.target == " young"
+
+
+@pytest.mark.parametrize("align", ["relative", "role"])
+def test_a_whole_task_graph_on_the_bundled_model(tmp_path, bundled, tc_dir, align):
+    from circuitwise.features.export import graph_file
+    from circuitwise.features.prune import prune_graph
+    from circuitwise.features.task_graph import task_graph
+    from circuitwise.tasks import get_task
+
+    out = tmp_path / "g"
+    r = invoke("graph", "opposites", "--whole-task", "--n", "5", "--graph-prompts", "3", "--align", align,
+               "--model", "bundled", "--transcoders", tc_dir, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert f"the graphs of its first 3 prompts, nodes aligned by {align} position, averaged" in r.output
+    g = load_graph(out)
+    # The file is the engine's averaged, pruned graph: same ids, same links, same weights.
+    from circuitwise.cli.graph import _kept_labels
+
+    full = task_graph(bundled, load_transcoders(tc_dir), get_task("opposites", n=5), align=align, max_prompts=3)
+    want = graph_file(_kept_labels(full, prune_graph(full).with_(model="bundled")))
+    if align == "role":  # one column per role label, each node under its own
+        assert g.tokens[-1] == "END" and "ADJ" in g.tokens
+    assert [n.id for n in g.nodes] == [n.id for n in want.nodes] and g.tokens == want.tokens
+    assert [(e.source, e.target) for e in g.edges] == [(e.source, e.target) for e in want.edges]
+    assert [e.weight for e in g.edges] == pytest.approx([e.weight for e in want.edges], rel=1e-5, abs=1e-7)
+    validate_neuronpedia(out / "neuronpedia.json")
+    assert g.target.mode == "metric" and "over 3 prompts" in " ".join(g.notes)
+
+
+def test_whole_task_refusals(tmp_path, no_model_loads, tc_dir):  # noqa: F811
+    for args, message in [((PROMPT, "--whole-task"), "--whole-task needs a task"),
+                          (("opposites", "--whole-task", "--target", "salient"), "--whole-task explains the task's"),
+                          (("opposites", "--whole-task", "--align", "word"), "--align 'word': choose relative or role")]:
+        r = invoke("graph", *args, "--model", "bundled", "--transcoders", tc_dir, "--out", tmp_path / "g")
+        assert r.exit_code == 2 and message in r.output, r.output

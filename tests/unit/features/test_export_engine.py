@@ -90,3 +90,13 @@ def test_a_role_aligned_task_graph_has_a_column_per_role_label():
     assert [n.id for n in f.nodes] == ["0_3_0", "0_3_1", "E_-1_0", "E_-1_1", "3_-1_2"]
     assert "aligned by role" in f.notes[0]
     to_neuronpedia(f)
+
+
+def test_role_labels_of_another_length_are_refused():
+    import pytest
+
+    from circuitwise.errors import ConfigError
+
+    g = _graph().with_(positions="relative", meta={"position_labels": ["ADJ", "N1"]})
+    with pytest.raises(ConfigError, match="has 2 labels for its 8 nodes"):
+        graph_file(g)
