@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from markupsafe import Markup
 
 import circuitwise  # noqa: F401  (registers the notebook renderers)
 from circuitwise.features.export import graph_file
@@ -95,3 +96,21 @@ def test_a_hostile_token_stays_text_in_chromium(tmp_path):
 def test_engine_graph_page(tmp_path):
     path = write_graph_page(graph_file(_graph()), tmp_path / "g.html")
     assert path.name == "g.html" and "3_5_2" in path.read_text()
+
+
+@pytest.mark.browser
+def test_two_notebook_outputs_draw_side_by_side(tmp_path):
+    """Two graph outputs on one page (as a notebook shows them): the script is defined once, each
+    output draws its own graph into its own element, no console errors."""
+    from circuitwise.reports.display import html_of
+    from circuitwise.reports.html import render
+
+    first, second = small_graph(), graph_file(_graph())
+    body = first._repr_html_() + html_of(second)
+    path = tmp_path / "notebook.html"
+    path.write_text(render("standalone.html", name="nb", body=Markup(body)))
+    dom, console = _headless(path.resolve().as_uri(), tmp_path)
+    assert console == [], "console messages:\n" + "\n".join(console)
+    drawn = re.findall(r'class="cwg-node[^"]*" data-id="([^"]+)"', dom)
+    assert sorted(drawn) == sorted([n.id for n in first.nodes] + [n.id for n in second.nodes])
+    assert dom.count('class="cwg-svg"') == 2
