@@ -126,10 +126,12 @@ def frozen_norm(norm: Norm | None, x: torch.Tensor, scale: torch.Tensor | None, 
     return y if norm.bias is None or not bias else y + norm.bias
 
 
-def _attention(w: Weights, l: int, x: torch.Tensor, rot: list[Any] | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The live attention of rows ``x`` ``[T, d]``: its pattern ``[1, H, T, T]`` and output before any post-norm."""
+def _attention(w: Weights, l: int, x: torch.Tensor, rot: list[Any] | None,
+               h1: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The live attention of rows ``x`` ``[T, d]`` (or of its normed ``h1``): its pattern ``[1, H, T, T]``
+    and output before any post-norm."""
     lw, T = w.layers[l], x.shape[0]
-    h1 = K.attn_in(w, l, x)
+    h1 = K.attn_in(w, l, x) if h1 is None else h1
     r = None if rot is None else rot[l]
     q = K.prep_q(w, l, K.split(K.linear(h1, lw.w_q, lw.b_q), w.d_head)[None], r)
     k = K.prep_k(w, l, K.split(K.linear(h1, lw.w_k, lw.b_k), w.d_head)[None], r)
@@ -269,10 +271,13 @@ class Edit:
 
 
 @torch.no_grad()
-def live_forward(run: CleanRun, transcoders: TranscoderSet, edit: Edit | None = None) -> torch.Tensor:
+def live_forward(run: CleanRun, transcoders: TranscoderSet, edit: Edit | None = None,
+                 freeze_norms: bool = False) -> torch.Tensor:
     """The *unfrozen* model with each MLP replaced by its transcoders plus the clean run's error node:
     attention, norms and the features themselves all recomputed; ``edit`` changes feature activations.
     Without an edit it is the model. Returns the final normed residual ``[T, d]`` (targets read it).
+    ``freeze_norms``: every residual norm's scale held at the clean run's (attention and features still
+    live), to tell how much of a gap to the frozen graph is the norms' response.
     """
     w = run.w
     tcs = transcoders.to(w.device, w.dtype)
@@ -282,11 +287,12 @@ def live_forward(run: CleanRun, transcoders: TranscoderSet, edit: Edit | None = 
     acts: list[torch.Tensor] = []
     for l in range(w.n_layers):
         lw = w.layers[l]
-        _, a_raw = _attention(w, l, x, rot)
-        mid = x + (a_raw if lw.post_attn is None else lw.post_attn(a_raw))
+        fn = (lambda n, v, sc: frozen_norm(n, v, sc)) if freeze_norms else \
+            (lambda n, v, sc: v if n is None else n(v))  # noqa: E731
+        _, a_raw = _attention(w, l, x, rot, fn(lw.ln1, x, run.s_ln1[l]))
+        mid = x + fn(lw.post_attn, a_raw, run.s_post_attn[l])
         src = _mlp_norm_src(w, l, x, mid)
-        norm = _mlp_norm(w, l)
-        m_in = src if norm is None else norm(src)
+        m_in = fn(_mlp_norm(w, l), src, run.s_ln2[l])
         t_in = m_in if tcs[l].site == "mlp_in" else src
         a = tcs[l].encode(t_in)
         if run.bos:
@@ -303,8 +309,8 @@ def live_forward(run: CleanRun, transcoders: TranscoderSet, edit: Edit | None = 
         for s_ in range(l if tcs.cross_layer else 0):
             m_raw = m_raw + acts[s_] @ tcs[s_].W_dec[:, l - s_]
         m_raw = m_raw + t.skip(t_in) + run.errors[l]
-        x = mid + (m_raw if lw.post_mlp is None else lw.post_mlp(m_raw))
-    return K.final_norm(w, x)
+        x = mid + fn(lw.post_mlp, m_raw, run.s_post_mlp[l])
+    return frozen_norm(w.ln_final, x, run.s_final) if freeze_norms else K.final_norm(w, x)
 
 
 def replacement_logits(run: CleanRun, transcoders: TranscoderSet) -> torch.Tensor:

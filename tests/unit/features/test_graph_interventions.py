@@ -53,6 +53,7 @@ def test_unedited_live_model_is_the_model_and_the_whole_graph_is_faithful(tiny_m
     run = clean_run(tiny_model, tcs, torch.tensor(g.tokens[0]))
     logits = live_forward(run, tcs) @ run.w.W_U + run.w.b_U
     assert torch.allclose(logits, tiny_model(run.tokens[None])[0], atol=1e-5)
+    assert torch.allclose(live_forward(run, tcs, freeze_norms=True), live_forward(run, tcs), atol=1e-5)
     f = feature_faithfulness(tiny_model, tcs, g)
     assert f.faithfulness == pytest.approx(1.0, abs=1e-6) and f.n_features == g.features.stop
     with pytest.raises(ConfigError, match="not active"):
