@@ -282,7 +282,7 @@ def shares_of_cumulative(cumulative: Sequence[float | None]) -> list[float | Non
     return out
 
 
-def _np_node(n: GraphNode, n_layers: int, influence: float | None) -> dict[str, Any]:
+def _np_node(n: GraphNode, n_layers: int, influence: float | None, n_logits: int = 1) -> dict[str, Any]:
     kind = n.kind
     out: dict[str, Any] = {"node_id": n.id, "feature_type": FEATURE_TYPE[kind], "ctx_idx": n.pos}
     if kind == "feature":
@@ -294,9 +294,12 @@ def _np_node(n: GraphNode, n_layers: int, influence: float | None) -> dict[str, 
     elif kind == "embedding":
         out.update(feature=n.pos, layer="E", jsNodeId=f"E_{n.feature}-{n.pos}", clerp=n.label)
     else:
-        prob = 0.0 if n.prob is None else n.prob
+        # Neuronpedia's viewer reads a logit's share from its clerp's "(p=…)" (and fails without it) and
+        # weighs logits by token_prob: a target with no probability (the task's metric) gets an equal share.
+        prob = 1.0 / max(n_logits, 1) if n.prob is None else n.prob
+        text = n.label if n.feature is not None and n.feature < 0 and n.label else n.token
         out.update(feature=n.feature, layer=str(n_layers + 1), jsNodeId=f"L_{n.feature}-{n.pos}",
-                   clerp=n.label or f'Output "{n.token}" (p={prob:.3f})', token_prob=prob, is_target_logit=n.target)
+                   clerp=f'Output "{text}" (p={prob:.3f})', token_prob=prob, is_target_logit=n.target)
     if influence is not None:
         out["influence"] = influence
     # Only a feature's value is an activation (an error's or embedding's is a norm, a logit's a logit).
@@ -334,7 +337,7 @@ def to_neuronpedia(graph: GraphFile | AttributionGraph, *, slug: str | None = No
     data: dict[str, Any] = {
         "metadata": metadata,
         "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
-        "nodes": [_np_node(n, n_layers, c) for n, c in
+        "nodes": [_np_node(n, n_layers, c, sum(m.kind == "logit" for m in graph.nodes)) for n, c in
                   zip(graph.nodes, cumulative_influence([n.influence for n in graph.nodes]), strict=True)],
         "links": [{"source": e.source, "target": e.target, "weight": e.weight} for e in graph.edges],
     }
@@ -387,9 +390,11 @@ def from_neuronpedia(data: Any, *, source: str = "the graph", model_name: str | 
         elif n.feature_type == "logit":
             extra = n.model_extra or {}
             token = _logit_token(n.clerp)
+            label = "" if token is not None else n.clerp
+            if n.feature is not None and n.feature < 0:  # the task's metric: its label is the text
+                token, label = "metric", token or n.clerp
             nodes.append(GraphNode(kind="logit", feature=n.feature, token=token, prob=extra.get("token_prob"),
-                                   target=bool(extra.get("is_target_logit", False)),
-                                   **{**common, "label": n.clerp if token is None else ""}))
+                                   target=bool(extra.get("is_target_logit", False)), **{**common, "label": label}))
         elif n.feature_type == "mlp reconstruction error":
             nodes.append(GraphNode(kind="error", layer=_layer_of(n, source), **common))
         else:

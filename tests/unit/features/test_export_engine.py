@@ -3,6 +3,7 @@ every non-zero entry of the adjacency as a link from its sender (column) to its 
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from circuitwise.features.export import graph_file, to_neuronpedia
@@ -100,3 +101,25 @@ def test_role_labels_of_another_length_are_refused():
     g = _graph().with_(positions="relative", meta={"position_labels": ["ADJ", "N1"]})
     with pytest.raises(ConfigError, match="has 2 labels for its 8 nodes"):
         graph_file(g)
+
+
+def test_every_logit_clerp_carries_its_share_as_neuronpedias_viewer_reads_it():
+    # Neuronpedia's viewer takes a logit's share from "(p=…)" in its clerp and weighs logits by token_prob.
+    nodes = (Node("feature", 0, 1, 3, 1.0), Node("token", -1, 0, token=4), Node("token", -1, 1, token=6),
+             Node("target", 2, 1, token=-1, label="logit(' young') - logit(' old')"))
+    adj = torch.zeros(4, 4)
+    adj[0, 1], adj[3, 0] = 1.0, 2.0
+    g = AttributionGraph(nodes=nodes, adjacency=adj, bias=torch.zeros(4), model="tiny", n_layers=2,
+                         prompts=("x y",), tokens=((4, 6),), token_strs=(("x", " y"),), targets="metric",
+                         transcoders={}, dtype="float32")
+    data = to_neuronpedia(g)
+    (metric,) = [n for n in data["nodes"] if n["feature_type"] == "logit"]
+    assert metric["clerp"] == """Output "logit(' young') - logit(' old')" (p=1.000)""" and metric["token_prob"] == 1.0
+    for n in to_neuronpedia(_graph())["nodes"]:
+        if n["feature_type"] == "logit":
+            assert float(n["clerp"].split("(p=")[1].split(")")[0]) == pytest.approx(n["token_prob"], abs=5e-4)
+    from circuitwise.features.export import from_neuronpedia
+
+    back = from_neuronpedia(data)
+    (m,) = [n for n in back.nodes if n.kind == "logit"]
+    assert m.token == "metric" and m.label == "logit(' young') - logit(' old')" and m.id == "3_-1_1"
