@@ -51,6 +51,6 @@ def test_report_renders_with_figures_and_no_console_errors(tmp_path, tiny_model)
         m = re.search(rf'<div id="{cv}" class="cv">(.{{0,400}})', dom, re.S)
         assert m and "Head Selector" in m.group(1), f"attention view {cv} was not drawn"
     # The circuit explorer replaces the static circuit figure: its SVG and edges are drawn.
-    m = re.search(r'<div class="cwx" id="cwx">(.*)', dom, re.S)
+    m = re.search(r'<div class="cwx" id="cwx"[^>]*>(.*)', dom, re.S)
     assert m and 'class="cwx-svg"' in m.group(1) and 'class="cwx-edge' in m.group(1), "the explorer was not drawn"
     assert "Summary" in dom and "Direct logit attribution" in dom

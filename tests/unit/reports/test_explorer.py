@@ -173,3 +173,40 @@ def test_a_position_aware_circuit_keeps_its_pairs_and_per_position_scores(positi
         assert sum(ours["scores"]) == pytest.approx(e.score, rel=1e-4, abs=1e-7)
         pairs += len(e.kept_positions)
     assert pairs == 7
+
+
+def grow(data: dict, n: int, groups: int = 20) -> dict:
+    """A run's results.json as if it had ``n`` prompts: every per-prompt list tiled to ``n``."""
+    def tile(xs: list) -> list:
+        return [xs[i % len(xs)] for i in range(n)]
+
+    d = json.loads(json.dumps(data))
+    d["task"]["examples"], d["task"]["n_prompts"] = tile(d["task"]["examples"]), n
+    b = d["baseline"]
+    for k in ("answer_logits", "answer_probs", "correct_rank", "top_k"):
+        b[k] = tile(b[k])
+    b["logit_diff"]["per_prompt"] = tile(b["logit_diff"]["per_prompt"])
+    d["dla"]["final_resid_per_prompt"] = tile(d["dla"]["final_resid_per_prompt"])
+    d["dla"]["heads_per_prompt"] = tile(d["dla"]["heads_per_prompt"])
+    for sw in d["patching"].values():
+        for k in ("per_example", "raw", "clean", "corrupted"):
+            if sw.get(k) is not None:
+                sw[k] = tile(sw[k])
+    ev = d["circuit"]["evaluation"]
+    ev["faithfulness"]["per_example"] = tile(ev["faithfulness"]["per_example"])
+    ev["completeness"]["complement"]["per_example"] = tile(ev["completeness"]["complement"]["per_example"])
+    st = ev["stability"]
+    st.update(groups=groups, n_examples=n, group_sizes=[n // groups] * groups)
+    for e in st["edges"]:
+        e["scores"] = [e["scores"][i % len(e["scores"])] for i in range(groups)]
+    return d
+
+
+def test_a_2000_prompt_report_lists_the_first_200_prompts_and_says_so(tiny_run):
+    from circuitwise.reports.build import BASELINE_ROWS, baseline_html
+
+    data = grow(json.loads((tiny_run / "results.json").read_text(encoding="utf-8")), 2000)
+    results = RunResults.model_validate(data)
+    html = baseline_html(results.baseline, results.task.examples)
+    assert html.count("<tr>") - 1 == BASELINE_ROWS == 200
+    assert "The first 200 of 2000 prompts" in html

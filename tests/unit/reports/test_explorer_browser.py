@@ -26,6 +26,7 @@ from circuitwise.pipeline import run
 from circuitwise.reports.build import build_page
 from circuitwise.schema.circuit import CircuitFile
 from circuitwise.schema.results import RunResults
+from tests.unit.reports.test_explorer import grow
 
 pytestmark = pytest.mark.browser
 
@@ -175,40 +176,13 @@ def test_clicks_show_the_files_numbers_with_no_console_errors(tiny_run, tmp_path
         assert row == pytest.approx([p[h] for p in results.patching["heads_by_pos"].values[layer]], rel=1e-5)
 
 
-def _grow(data: dict, n: int, groups: int = 20) -> dict:
-    """A run's results.json as if it had ``n`` prompts: every per-prompt list tiled to ``n``."""
-    def tile(xs: list) -> list:
-        return [xs[i % len(xs)] for i in range(n)]
-
-    d = json.loads(json.dumps(data))
-    d["task"]["examples"], d["task"]["n_prompts"] = tile(d["task"]["examples"]), n
-    b = d["baseline"]
-    for k in ("answer_logits", "answer_probs", "correct_rank", "top_k"):
-        b[k] = tile(b[k])
-    b["logit_diff"]["per_prompt"] = tile(b["logit_diff"]["per_prompt"])
-    d["dla"]["final_resid_per_prompt"] = tile(d["dla"]["final_resid_per_prompt"])
-    d["dla"]["heads_per_prompt"] = tile(d["dla"]["heads_per_prompt"])
-    for sw in d["patching"].values():
-        for k in ("per_example", "raw", "clean", "corrupted"):
-            if sw.get(k) is not None:
-                sw[k] = tile(sw[k])
-    ev = d["circuit"]["evaluation"]
-    ev["faithfulness"]["per_example"] = tile(ev["faithfulness"]["per_example"])
-    ev["completeness"]["complement"]["per_example"] = tile(ev["completeness"]["complement"]["per_example"])
-    st = ev["stability"]
-    st.update(groups=groups, n_examples=n, group_sizes=[n // groups] * groups)
-    for e in st["edges"]:
-        e["scores"] = [e["scores"][i % len(e["scores"])] for i in range(groups)]
-    return d
-
-
 @pytest.mark.slow
 def test_a_2000_prompt_runs_page_opens_in_under_2_seconds(tiny_run, tmp_path):
     """The tiny run's files grown to 2,000 prompts (a real 2,000-prompt run takes minutes here); the
     page's load event must come within 2 s of navigation (scaled by the machine's load when it is
     shared: the bound is CPU time, not a busy neighbour's), and the explorer's own drawing in 200 ms."""
     data = json.loads((tiny_run / "results.json").read_text(encoding="utf-8"))
-    results = RunResults.model_validate(_grow(data, 2000))
+    results = RunResults.model_validate(grow(data, 2000))
     page = tmp_path / "report.html"
     build_page(results, CircuitFile.load(tiny_run / "circuit.json")).write(page)
     best = None
