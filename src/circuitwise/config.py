@@ -163,7 +163,7 @@ class RunConfig(BaseModel):
     )
     circuit: str | None = Field(
         "eap-ig", description="Circuit discovery method when the task has corrupted prompts: eap-ig, eap, "
-        "eap-ig-activations, exact (small models only), edge-pruning, acdc, relp, or none to skip."
+        "eap-ig-activations, exact (small models only), edge-pruning, acdc, relp, bootstrap, or none to skip."
     )
     circuit_options: dict[str, Any] = Field(
         default_factory=dict, description="Options of the circuit method, defaults from its options dataclass "

@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any, Literal, Mapping, get_args
 
 from circuitwise.circuits.acdc import METHOD as ACDC
+from circuitwise.circuits.bootstrap import METHOD as BOOTSTRAP
 from circuitwise.circuits.eap import METHOD as EAP
 from circuitwise.circuits.eap_ig import METHOD as EAP_IG
 from circuitwise.circuits.eap_ig_activations import METHOD as EAP_IG_ACTIVATIONS
@@ -22,9 +23,9 @@ from circuitwise.circuits.scores import EdgeScores, NodeScores
 from circuitwise.errors import ConfigError
 from circuitwise.tasks.tokenize import TokenizedTask
 
-MethodName = Literal["eap", "eap-ig", "eap-ig-activations", "exact", "edge-pruning", "acdc", "relp"]
+MethodName = Literal["eap", "eap-ig", "eap-ig-activations", "exact", "edge-pruning", "acdc", "relp", "bootstrap"]
 
-_ENTRIES: tuple[DiscoveryMethod, ...] = (EAP, EAP_IG, EAP_IG_ACTIVATIONS, EXACT, EDGE_PRUNING, ACDC, RELP)
+_ENTRIES: tuple[DiscoveryMethod, ...] = (EAP, EAP_IG, EAP_IG_ACTIVATIONS, EXACT, EDGE_PRUNING, ACDC, RELP, BOOTSTRAP)
 
 METHODS: Mapping[str, DiscoveryMethod] = MappingProxyType({m.name: m for m in _ENTRIES})
 

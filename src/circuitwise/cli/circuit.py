@@ -22,7 +22,8 @@ METHOD_HELP = ("Edge scoring: eap-ig (integrated gradients on the input), eap (o
                "(integrated gradients on each layer's activations), exact (one forward per edge; small models), "
                "edge-pruning (learned edge masks at a target sparsity: -O kept=N or -O sparsity=0.95), acdc "
                "(edges removed one by one while the KL to the clean run rises less than -O threshold=0.01 of its gap), relp "
-               "(relevance patching: eap with LRP's rules for norms, activations and gates; -O attention_rule=true).")
+               "(relevance patching: eap with LRP's rules for norms, activations and gates; -O attention_rule=true), bootstrap "
+               "(edges by how often -O base=eap-ig ranks them top over prompt resamples).")
 SELECTION_HELP = "target: fewest top edges reaching --circuit-target faithfulness; top-n: the --edges best; threshold: |score| ≥ --threshold."
 
 

@@ -25,18 +25,13 @@ from typing import Any
 
 import torch
 
+from circuitwise.circuits.bootstrap import ADDITIVE_METHODS, group_scores
 from circuitwise.circuits.circuit import Circuit
-from circuitwise.circuits.methods import score_edges
 from circuitwise.circuits.prune import prune_rows
 from circuitwise.circuits.scores import Progress, no_progress
 from circuitwise.errors import ConfigError
 from circuitwise.evaluation.bootstrap import Resampling, resample_counts
 from circuitwise.tasks.tokenize import TokenizedTask
-
-# Methods whose edge score is a mean of per-prompt terms (gradient attribution), so that scoring
-# groups of prompts and averaging gives the whole task's score. Edge pruning learns one mask for all
-# prompts, and exact patching costs a forward per edge per group: neither is resampled.
-ADDITIVE_METHODS = ("eap", "eap-ig", "eap-ig-activations")
 
 # Edges outside the circuit that some resample chooses: the most frequent this many are listed.
 CONTENDERS = 10
@@ -104,23 +99,6 @@ class EdgeStability:
             "contenders": [{**split(n), "frequency": f} for n, f in self.contenders()],
             **sizes,
         }
-
-
-def group_scores(model: Any, tok: TokenizedTask, method: str, options: Any, groups: int, *,
-                 metric: str = "logit_diff", batch_size: int | None = None,
-                 progress: Progress = no_progress) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[groups, edge]`` mean scores of contiguous blocks of prompts, and ``[groups]`` their sizes."""
-    n = len(tok)
-    G = max(1, min(groups, n))
-    bounds = torch.linspace(0, n, G + 1).round().long().tolist()
-    rows, sizes = [], []
-    for g in range(G):
-        part = tok.slice(bounds[g], bounds[g + 1])
-        s = score_edges(model, part, method, options, batch_size=batch_size, metric=metric, check=False)
-        rows.append(s.scores.float())
-        sizes.append(bounds[g + 1] - bounds[g])
-        progress(g + 1, G, "edge stability")
-    return torch.stack(rows), torch.tensor(sizes, dtype=torch.float64)
 
 
 def reselect(circuit: Circuit, scores: torch.Tensor) -> tuple[torch.Tensor, str]:
