@@ -54,7 +54,7 @@ def _processing_text(p: Processing) -> str:
 
 
 # The per-prompt table shows this many prompts: a 2,000-prompt run's table of token spans alone took
-# longer to lay out than the rest of the page (the whole page opens in under 2 s with the cap).
+# longer to lay out than the rest of the page (with the cap it opens as fast as a 6-prompt run's).
 BASELINE_ROWS = 200
 
 
