@@ -32,12 +32,11 @@ from circuitwise.circuits.circuit import Circuit
 from circuitwise.circuits.discover import Discovery
 from circuitwise.evaluation.evaluate import CircuitEvaluation
 from circuitwise.evaluation.outputs import summary_lines
-from circuitwise.features.export import graph_file
 from circuitwise.features.graph import AttributionGraph
 from circuitwise.patching.result import PatchResult
 from circuitwise.reports.build import attention_section_html, baseline_html, dla_html, sections, sweep_html
 from circuitwise.reports.explorer import explorer_data, explorer_html
-from circuitwise.reports.graph import graph_output
+from circuitwise.reports.graph import engine_graph_output, graph_output
 from circuitwise.reports.html import CSS, _circuitsvis_js, render, uses_circuitsvis
 from circuitwise.schema.circuit import CircuitFile
 from circuitwise.schema.compare import CompareResults
@@ -274,7 +273,7 @@ def _(g: GraphFile) -> str:
 
 @html_of.register
 def _(g: AttributionGraph) -> str:
-    return graph_output(graph_file(g))
+    return engine_graph_output(g)
 
 
 # ---- .show() ------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from circuitwise.features.graph import AttributionGraph
 from circuitwise.reports.html import CSS, environment, render, script_json
 from circuitwise.schema.graph import GraphFile, GraphNode
 
@@ -119,6 +120,22 @@ def write_graph_page(graph: GraphFile, path: str | Path) -> Path:
     return atomic_write_text(path, graph_page(graph))
 
 
+def engine_graph_output(graph: AttributionGraph) -> str:
+    """The notebook output of the engine's graph. An unpruned one (no influence yet) is pruned first
+    with prune_graph's defaults, and the output says so: a whole graph's N² links would make an
+    output no browser draws."""
+    from circuitwise.features.export import graph_file
+    from circuitwise.features.prune import prune_graph
+
+    notes: list[str] = []
+    if graph.influence is None:
+        graph = prune_graph(graph)
+        notes.append(f"pruned for display with prune_graph's defaults (node threshold "
+                     f"{graph.meta['node_threshold']:g}, edge threshold {graph.meta['edge_threshold']:g}); "
+                     "prune it yourself for other thresholds")
+    return graph_output(graph_file(graph, notes=notes))
+
+
 def graph_output(graph: GraphFile) -> str:
     """The notebook output: the interactive graph and the summary, styles scoped to the output."""
     from circuitwise.reports.display import fragment
@@ -127,4 +144,5 @@ def graph_output(graph: GraphFile) -> str:
     return fragment(title, [("", graph_view(graph)), ("Summary", graph_summary(graph))], subtitle)
 
 
-__all__ = ["graph_data", "graph_output", "graph_page", "graph_summary", "graph_view", "write_graph_page"]
+__all__ = ["engine_graph_output", "graph_data", "graph_output", "graph_page", "graph_summary", "graph_view",
+           "write_graph_page"]

@@ -114,3 +114,13 @@ def test_two_notebook_outputs_draw_side_by_side(tmp_path):
     drawn = re.findall(r'class="cwg-node[^"]*" data-id="([^"]+)"', dom)
     assert sorted(drawn) == sorted([n.id for n in first.nodes] + [n.id for n in second.nodes])
     assert dom.count('class="cwg-svg"') == 2
+
+
+def test_an_unpruned_engine_graph_is_pruned_for_display():
+    from circuitwise.reports.display import html_of
+
+    g = _graph().with_(influence=None, scores={})
+    out = html_of(g)
+    assert "pruned for display with prune_graph" in out and "node threshold 0.8" in out
+    pruned = html_of(_graph())  # already pruned (has influence): shown as it is, without the note
+    assert "pruned for display" not in pruned
