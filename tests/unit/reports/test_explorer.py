@@ -210,3 +210,25 @@ def test_a_2000_prompt_report_lists_the_first_200_prompts_and_says_so(tiny_run):
     html = baseline_html(results.baseline, results.task.examples)
     assert html.count("<tr>") - 1 == BASELINE_ROWS == 200
     assert "The first 200 of 2000 prompts" in html
+
+
+def test_an_mlps_patching_is_its_mlp_out_row_at_its_largest_position(tiny_model, tmp_path):
+    out = tmp_path / "run"
+    run(RunConfig(task="opposites-seed", model="tiny", out=out, top_k=1, patching=("mlp_out",), circuit="eap"),
+        model=tiny_model)
+    results = RunResults.load(out / "results.json")
+    data = explorer_data(results=results, circuit=CircuitFile.load(out / "circuit.json"))
+    sw = results.patching["mlp_out"]
+    mlps = [n for n in data["nodes"] if n.startswith("MLP")]
+    assert mlps, "the tiny model's circuit has no MLP: pick another run"
+    for name in mlps:
+        layer = int(name[3:])
+        row = sw.values[layer]
+        at = max(range(len(row)), key=lambda i: abs(row[i]) if row[i] is not None else -1.0)
+        p = data["nodes"][name]["patching"]
+        assert (p["value"], p["position"], p["sweep"]) == (row[at], sw.labels["pos"][at], "mlp_out")
+        assert p["per_prompt"] == pytest.approx([ex[layer][at] for ex in sw.per_example], rel=1e-5)
+    # No heads sweep ran: a head's panel says so instead of showing nothing.
+    heads = [n for n in data["nodes"] if data["nodes"][n]["kind"] == "head"]
+    assert all(data["nodes"][h]["patching"] is None for h in heads)
+    assert "patching" not in data["missing"]  # the run did patch; the JS names the sweep a head needs
