@@ -474,7 +474,8 @@
       add(posBox, [el("label", {}, ["sweep ", select]),
         el("p", {"class": "cwx-note"}, (G.normalized ? "restored fraction" : "effect") + " of patching each layer at each token; • marks layers with circuit nodes (" +
           Object.keys(inCircuit).sort().map(function (l) { return "L" + l + ": " + inCircuit[l].join(", "); }).join("; ") +
-          "). The circuit's edges are position-agnostic: each stands for its write at every token."), svg]);
+          "). The circuit's edges are position-agnostic: each stands for its write at every token."),
+        el("div", {"style": "overflow:auto"}, svg)]);
     }
 
     draw();
