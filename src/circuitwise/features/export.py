@@ -39,6 +39,7 @@ from circuitwise.schema.graph import (
     GraphTranscoders,
     NeuronpediaGraph,
     NodeKind,
+    NPFeatureDetail,
     TargetMode,
     validate_neuronpedia,
 )
@@ -309,11 +310,13 @@ def _np_node(n: GraphNode, n_layers: int, influence: float | None, n_logits: int
 
 
 def to_neuronpedia(graph: GraphFile | AttributionGraph, *, slug: str | None = None, scan: str | None = None,
-                   source_set: str | None = None) -> dict[str, Any]:
+                   source_set: str | None = None, feature_base_url: str | None = None) -> dict[str, Any]:
     """``graph`` as Neuronpedia's graph JSON (schema 1.0.0), validated.
 
     ``scan`` is the model's id on Neuronpedia (default: the model's name); ``source_set`` the
-    Neuronpedia source set of the transcoders' feature dashboards, where they are published there.
+    Neuronpedia source set of the transcoders' feature dashboards, where they are published there;
+    ``feature_base_url`` where :func:`write_feature_details`' files are served (the viewer fetches
+    ``{feature_base_url}/{feature}.json``).
     """
     if isinstance(graph, AttributionGraph):
         graph = graph_file(graph)
@@ -332,8 +335,11 @@ def to_neuronpedia(graph: GraphFile | AttributionGraph, *, slug: str | None = No
         "pruning_settings": {"node_threshold": graph.settings.node_threshold,
                              "edge_threshold": graph.settings.edge_threshold},
     }
-    if source_set is not None:
-        metadata["feature_details"] = {"neuronpedia_source_set": source_set}
+    details = {k: v for k, v in dict(neuronpedia_source_set=source_set,
+                                     feature_json_base_url=feature_base_url and feature_base_url.rstrip("/")).items()
+               if v}
+    if details:
+        metadata["feature_details"] = details
     data: dict[str, Any] = {
         "metadata": metadata,
         "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
@@ -344,6 +350,41 @@ def to_neuronpedia(graph: GraphFile | AttributionGraph, *, slug: str | None = No
     # A failure here is circuitwise's bug (the graph file was valid): it says which field.
     validate_neuronpedia(data, "the exported graph")
     return data
+
+
+def feature_details(graph: GraphFile) -> dict[int, dict[str, Any]]:
+    """Each feature's top activating contexts in Anthropic's feature format, by Neuronpedia's ``feature``
+    (the Cantor pairing of layer and index): what its viewer shows for a clicked feature. Contexts are
+    grouped by source (the task's prompts, the corpus); logit effects are not computed (empty lists)."""
+    out: dict[int, dict[str, Any]] = {}
+    for n in graph.nodes:
+        if n.kind != "feature" or n.layer is None or n.feature is None:
+            continue
+        key = cantor(n.layer, n.feature)
+        if key in out:
+            continue  # the same feature at another position: one file per feature
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for c in n.contexts:
+            acts = c.activations if c.activations is not None else [
+                c.activation if i == c.pos else 0.0 for i in range(len(c.tokens))]
+            groups.setdefault(c.source, []).append({"tokens": list(c.tokens), "tokens_acts_list": list(acts),
+                                                    "train_token_ind": c.pos, "is_repeated_datapoint": False})
+        names = {"task": "Top activations in the task's prompts", "corpus": "Top activations in the corpus"}
+        detail = {"index": key, "top_logits": [], "bottom_logits": [],
+                  "examples_quantiles": [{"quantile_name": names[s], "examples": ex} for s, ex in groups.items()]}
+        NPFeatureDetail.model_validate(detail)  # a failure is circuitwise's bug
+        out[key] = detail
+    return out
+
+
+def write_feature_details(graph: GraphFile, folder: str | Path) -> list[Path]:
+    """:func:`feature_details` as ``{folder}/{feature}.json`` files (the folder is made); returns them."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [atomic_write_text(folder / f"{key}.json", json.dumps(detail, allow_nan=False))
+            for key, detail in feature_details(graph).items()]
 
 
 def write_neuronpedia(graph: GraphFile | AttributionGraph, path: str | Path, **options: Any) -> Path:
@@ -422,6 +463,6 @@ def _logit_token(clerp: str) -> str | None:
     return m.group(1) if m else None
 
 
-__all__ = ["cantor", "cumulative_influence", "embedding_id", "error_id", "feature_id", "from_neuronpedia", "graph_file",
-           "load_graph", "logit_id", "node_id", "shares_of_cumulative", "slug_of", "to_neuronpedia", "uncantor",
-           "write_graph", "write_neuronpedia"]
+__all__ = ["cantor", "cumulative_influence", "embedding_id", "error_id", "feature_details", "feature_id",
+           "from_neuronpedia", "graph_file", "load_graph", "logit_id", "node_id", "shares_of_cumulative", "slug_of",
+           "to_neuronpedia", "uncantor", "write_feature_details", "write_graph", "write_neuronpedia"]

@@ -294,6 +294,30 @@ class NeuronpediaGraph(NP):
         return out
 
 
+class NPFeatureExample(NP):
+    """One context in Anthropic's feature format (Neuronpedia's viewer reads
+    ``{feature_json_base_url}/{feature}.json``)."""
+
+    tokens: list[str]
+    tokens_acts_list: list[float]
+    train_token_ind: int
+    is_repeated_datapoint: bool = False
+
+
+class NPFeatureQuantile(NP):
+    quantile_name: str
+    examples: list[NPFeatureExample]
+
+
+class NPFeatureDetail(NP):
+    """A feature's details in Anthropic's feature format: its contexts, grouped, and its logit effects."""
+
+    index: int
+    top_logits: list[str]
+    bottom_logits: list[str]
+    examples_quantiles: list[NPFeatureQuantile]
+
+
 def _strict_numbers(data: Any, where: str = "") -> None:
     """JSON has no NaN or infinity: Python's json writes them, every browser's JSON.parse refuses them."""
     if isinstance(data, float) and not math.isfinite(data):
@@ -357,5 +381,5 @@ def validate_neuronpedia(data: Any, source: str = "the graph") -> NeuronpediaGra
 
 __all__ = ["FEATURE_TYPE", "FORMAT", "NEURONPEDIA_SCHEMA", "VERSION", "Context", "GraphEdge", "GraphFile",
            "GraphModel", "GraphNode", "GraphScores", "GraphSettings", "GraphTarget", "GraphTranscoders", "NPLink",
-           "NPMetadata", "NPNode", "NPQParams", "NeuronpediaGraph", "NodeKind", "TargetMode",
+           "NPFeatureDetail", "NPMetadata", "NPNode", "NPQParams", "NeuronpediaGraph", "NodeKind", "TargetMode",
            "validate_neuronpedia"]

@@ -151,6 +151,7 @@ def test_a_whole_task_graph_on_the_bundled_model(tmp_path, bundled, tc_dir, alig
 def test_whole_task_refusals(tmp_path, no_model_loads, tc_dir):  # noqa: F811
     for args, message in [((PROMPT, "--whole-task"), "--whole-task needs a task"),
                           (("opposites", "--whole-task", "--target", "salient"), "--whole-task explains the task's"),
-                          (("opposites", "--whole-task", "--align", "word"), "--align 'word': choose relative or role")]:
+                          (("opposites", "--whole-task", "--align", "word"),
+                           "--align 'word': choose relative or role")]:
         r = invoke("graph", *args, "--model", "bundled", "--transcoders", tc_dir, "--out", tmp_path / "g")
         assert r.exit_code == 2 and message in r.output, r.output

@@ -202,3 +202,26 @@ def test_graph_json_validates_against_its_exported_schema(tmp_path):
 
     schema = json.loads((Path(__file__).resolve().parents[3] / "schema" / "graph.schema.json").read_text())
     jsonschema.validate(json.loads(write_graph(small_graph(), tmp_path).read_text()), schema)
+
+
+def test_feature_details_in_anthropics_format_keyed_as_neuronpedia_fetches_them(tmp_path):
+    from circuitwise.features.export import feature_details, write_feature_details
+    from circuitwise.schema.graph import NPFeatureDetail
+
+    g = small_graph()
+    data = to_neuronpedia(g, feature_base_url="https://example.org/features/")
+    assert data["metadata"]["feature_details"] == {"feature_json_base_url": "https://example.org/features"}
+    details = feature_details(g)
+    # The viewer fetches {base}/{node.feature}.json for every feature node.
+    assert set(details) == {n["feature"] for n in data["nodes"] if n["feature_type"] == "cross layer transcoder"}
+    d = details[cantor(0, 3)]
+    NPFeatureDetail.model_validate(d)
+    task, corpus = d["examples_quantiles"]
+    assert task["examples"][0] == {"tokens": g.tokens, "tokens_acts_list": [0.0, 0.1, 0.4, 2.5], "train_token_ind": 3,
+                                   "is_repeated_datapoint": False}
+    # A context without per-token activations gets its peak alone.
+    assert corpus["examples"][0]["tokens_acts_list"] == [0.0, 1.25, 0.0] and "corpus" in corpus["quantile_name"]
+    assert details[cantor(1, 0)]["examples_quantiles"] == []
+    paths = write_feature_details(g, tmp_path / "features")
+    assert sorted(p.name for p in paths) == sorted(f"{k}.json" for k in details)
+    assert json.loads((tmp_path / "features" / f"{cantor(0, 3)}.json").read_text()) == d
