@@ -262,6 +262,7 @@ def _run(req: GraphRequest, model_name: str, tcs: Any, source: str, node_t: floa
     from circuitwise.features.prune import prune_graph
     from circuitwise.models import load_model
     from circuitwise.reports.graph import graph_page
+    from circuitwise.schema.graph import NeuronpediaGraph, viewer_problems
 
     started = time.perf_counter()
     with err_console.status(f"loading {model_name}…") as status:
@@ -300,7 +301,10 @@ def _run(req: GraphRequest, model_name: str, tcs: Any, source: str, node_t: floa
     folder.write_text("graph.json", gf.dump_text())
     import json
 
-    folder.write_text("neuronpedia.json", json.dumps(to_neuronpedia(gf, scan=scan), allow_nan=False))
+    np_data = to_neuronpedia(gf, scan=scan)
+    for problem in viewer_problems(NeuronpediaGraph.model_validate(np_data)):
+        show_note(f"neuronpedia.json: {problem}")
+    folder.write_text("neuronpedia.json", json.dumps(np_data, allow_nan=False))
     folder.write_text("graph.html", graph_page(gf))
     folder.commit()
     out = folder.out

@@ -331,6 +331,20 @@ def _strict_numbers(data: Any, where: str = "") -> None:
             _strict_numbers(v, f"{where}[{i}]")
 
 
+def viewer_problems(graph: NeuronpediaGraph) -> list[str]:
+    """What would keep Neuronpedia's viewer from drawing a valid file (its formatter's own demands)."""
+    problems = []
+    layers = [int(n.layer) for n in graph.nodes if n.feature_type != "logit" and str(n.layer).isdigit()]
+    if not layers or max(layers) == 0:
+        problems.append("Neuronpedia's viewer needs a feature or error node above layer 0 (its formatter stops "
+                        "with 'No layer found' otherwise): prune less (a higher --node-threshold)")
+    bad = [n.node_id for n in graph.nodes if n.feature_type == "logit" and "(p=" not in n.clerp]
+    if bad:
+        problems.append(f"Neuronpedia's viewer reads a logit's probability from '(p=…)' in its clerp; logit "
+                        f"{bad[0]} has none")
+    return problems
+
+
 def validate_neuronpedia(data: Any, source: str = "the graph") -> NeuronpediaGraph:
     """``data`` (a parsed file, or a path to one) checked as Neuronpedia's graph JSON (schema 1.0.0).
 
@@ -382,4 +396,4 @@ def validate_neuronpedia(data: Any, source: str = "the graph") -> NeuronpediaGra
 __all__ = ["FEATURE_TYPE", "FORMAT", "NEURONPEDIA_SCHEMA", "VERSION", "Context", "GraphEdge", "GraphFile",
            "GraphModel", "GraphNode", "GraphScores", "GraphSettings", "GraphTarget", "GraphTranscoders", "NPLink",
            "NPFeatureDetail", "NPMetadata", "NPNode", "NPQParams", "NeuronpediaGraph", "NodeKind", "TargetMode",
-           "validate_neuronpedia"]
+           "validate_neuronpedia", "viewer_problems"]

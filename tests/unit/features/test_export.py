@@ -225,3 +225,16 @@ def test_feature_details_in_anthropics_format_keyed_as_neuronpedia_fetches_them(
     paths = write_feature_details(g, tmp_path / "features")
     assert sorted(p.name for p in paths) == sorted(f"{k}.json" for k in details)
     assert json.loads((tmp_path / "features" / f"{cantor(0, 3)}.json").read_text()) == d
+
+
+def test_what_neuronpedias_viewer_needs_beyond_the_schema():
+    from circuitwise.schema.graph import viewer_problems
+
+    data = to_neuronpedia(small_graph())
+    assert viewer_problems(validate_neuronpedia(data)) == []
+    low = json.loads(json.dumps(data))
+    low["nodes"] = [n for n in low["nodes"] if n["layer"] in ("E", "0", "3")]
+    low["links"] = []
+    low["nodes"][-1]["clerp"] = "young"
+    problems = viewer_problems(validate_neuronpedia(low))
+    assert len(problems) == 2 and "above layer 0" in problems[0] and "(p=" in problems[1]
