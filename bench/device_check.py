@@ -128,8 +128,15 @@ def quantities(model: Any, task: Any, steps: int) -> tuple[dict[str, torch.Tenso
         res = faithfulness_of_masks(model, tok, masks)
         vals["faithfulness.per_example"] = _f64(torch.stack([f.per_example for f in res]))
 
+    def relp() -> None:
+        from circuitwise.circuits import score_edges
+        from circuitwise.circuits.relp import cannot_relp
+
+        if cannot_relp(model) is None:  # soft-capped families have no LRP rule (refused, not an error)
+            vals["relp.scores"] = _f64(score_edges(model, tok, "relp").scores)
+
     for name, fn in (("baseline", base), ("dla", dla), ("activation_patching", act),
-                     ("attribution_patching", attr), ("eap_ig", ig), ("faithfulness", faith)):
+                     ("attribution_patching", attr), ("eap_ig", ig), ("relp", relp), ("faithfulness", faith)):
         step(name, fn)
     return vals, info
 
@@ -217,6 +224,37 @@ def check_family(family: str, root: Path, args: argparse.Namespace) -> dict[str,
     entry["float32_pass"] = bool(f32) and clean_runs and all(v.get("pass", False) for v in f32.values())
     entry["seconds"] = time.perf_counter() - t0
     return entry
+
+
+def check_feature_graph(args: argparse.Namespace) -> dict[str, Any]:
+    """The attribution graph (issue 25) of the seed prompt on the bundled model with its shipped
+    transcoders: CPU float32 against the device in float32 (adjacency, bias, replacement score)."""
+    from circuitwise.features.attribute import attribution_graph
+    from circuitwise.features.formats import load_transcoders
+
+    prompt = "A tortoise is old, but a kitten is"
+    out: dict[str, Any] = {"prompt": prompt}
+    graphs = {}
+    for label, device in (("cpu_float32", "cpu"), ("device_float32", args.device)):
+        t = time.perf_counter()
+        try:
+            model = load("bundled", device, "float32")  # type: ignore[arg-type]
+            ts = load_transcoders("bundled").to(device)
+            graphs[label] = attribution_graph(model, ts, prompt)
+            out[label] = {"seconds": time.perf_counter() - t, "nodes": len(graphs[label].nodes)}
+        except Exception as e:  # noqa: BLE001 - recorded
+            out[label] = {"error": error_record(e)}
+    if len(graphs) == 2:
+        a, b = graphs["cpu_float32"], graphs["device_float32"]
+        # The same active features at the same places (values may round differently across devices).
+        same_nodes = [n.key for n in a.nodes] == [n.key for n in b.nodes]
+        out["same_nodes"] = same_nodes
+        if same_nodes:
+            cmp = compare({"graph.adjacency": _f64(a.adjacency), "graph.bias": _f64(a.bias)},
+                          {"graph.adjacency": _f64(b.adjacency), "graph.bias": _f64(b.bias)}, F32_TARGET)
+            out["float32_vs_cpu"] = cmp
+            out["float32_pass"] = all(v.get("pass", False) for v in cmp.values())
+    return out
 
 
 # -- part 2: real shapes ------------------------------------------------------------------------------
@@ -497,6 +535,9 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001
                 res["families"][fam] = {"error": {"stage": "check_family", **error_record(e)}}
             save()
+        print("# feature graph (bundled, shipped transcoders)", flush=True)
+        res["feature_graph"] = check_feature_graph(args)
+        save()
         if not args.no_real:
             small = args.quick and not args.device.startswith("cuda")
             name, builder = ("gpt2-4L-256", build_small_gpt2) if small else ("gpt2-small", build_gpt2_small)
