@@ -156,11 +156,14 @@ def _plan_lines(req: GraphRequest, model: str, transcoders: str, node_t: float, 
 @app.command()
 def graph(
     task_or_prompt: str = typer.Argument(..., help="A built-in task (its --example'th prompt is graphed), a task "
-                                                   "file, or a prompt in quotes."),
+                                                   "file, or a prompt in quotes; or a graph file to draw (a "
+                                                   "graph.json, or Neuronpedia's / circuit-tracer's graph JSON)."),
     model: str = typer.Option(F["model"].default, "--model", "-m", help=F["model"].description),
-    transcoders: str = typer.Option(..., "--transcoders", "-t", help="The transcoders that replace the MLPs: a folder "
-                                    "(circuitwise's or circuit-tracer's layout) or bundled / bundled-llama, the sets "
-                                    "shipped for the bundled models."),
+    transcoders: str | None = typer.Option(None, "--transcoders", "-t", show_default=False,
+                                           help="The transcoders that replace the MLPs: a folder (circuitwise's or "
+                                                "circuit-tracer's layout) or bundled / bundled-llama, the sets "
+                                                "shipped for the bundled models. [default: none; needed unless a "
+                                                "graph file is drawn]"),
     target: str | None = typer.Option(None, "--target", help=TARGET_HELP, show_default=False),
     node_threshold: float | None = typer.Option(None, "--node-threshold", min=0.0, max=1.0, show_default=False,
                                                    help="Keep the fewest features and error nodes holding this share "
@@ -205,6 +208,20 @@ def graph(
     from circuitwise.features.formats import load_transcoders
     from circuitwise.runfolder import RunFolder
 
+    graph_path = _graph_file(task_or_prompt)
+    if graph_path is not None:
+        given = [flag for flag, value in (("--transcoders", transcoders), ("--target", target),
+                                          ("--node-threshold", node_threshold), ("--edge-threshold", edge_threshold),
+                                          ("--corpus", corpus), ("--whole-task", whole_task or None))
+                 if value is not None]
+        if given:
+            raise ConfigError(f"{task_or_prompt} is a graph file, drawn as it is: {', '.join(given)} apply only when "
+                              "a graph is computed. Leave them out (or give a task or a prompt).")
+        _draw_file(graph_path, out, scan, force)
+        return
+    if transcoders is None:
+        raise ConfigError("--transcoders is needed to compute a graph: a transcoder folder, or bundled / "
+                          "bundled-llama (the sets shipped for the bundled models).")
     node_t = _prune_default("node_threshold") if node_threshold is None else node_threshold
     edge_t = _prune_default("edge_threshold") if edge_threshold is None else edge_threshold
     if node_t <= 0 or edge_t <= 0:
@@ -240,6 +257,49 @@ def graph(
     for line in summary:
         console.print("  " + line, highlight=False, markup=False)
     console.print(f"Graph: {paths['html'].resolve()}", highlight=False, markup=False)
+
+
+def _graph_file(text: str) -> Path | None:
+    """``text`` as a graph file to draw (a .json file holding graph.json or Neuronpedia's graph JSON), else None."""
+    path = Path(text)
+    if len(text) > 4096 or "\n" in text or path.suffix.lower() != ".json" or not path.is_file():
+        return None
+    return path
+
+
+def _draw_file(path: Path, out: Path, scan: str | None, force: bool) -> None:
+    """graph.json, neuronpedia.json and graph.html of an existing graph file (no model, no transcoders)."""
+    import json
+
+    from circuitwise.errors import SchemaError
+    from circuitwise.features.export import from_neuronpedia, to_neuronpedia
+    from circuitwise.reports.graph import graph_page
+    from circuitwise.runfolder import RunFolder
+    from circuitwise.schema.graph import GraphFile, NeuronpediaGraph, viewer_problems
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SchemaError(f"Cannot read {path} as JSON ({e}); give a graph.json or a Neuronpedia graph JSON.") from None
+    if isinstance(data, dict) and data.get("format") == GraphFile.FORMAT:
+        gf = GraphFile.validate_data(data, str(path))
+    else:
+        gf = from_neuronpedia(data, source=str(path))
+    folder = RunFolder(out, replaces=FILES, command="graph", settings={"draw": str(path.resolve()), "scan": scan},
+                       force=force)
+    folder.check()
+    with folder:
+        np_data = to_neuronpedia(gf, scan=scan)
+        for problem in viewer_problems(NeuronpediaGraph.model_validate(np_data)):
+            show_note(f"neuronpedia.json: {problem}")
+        folder.write_text("graph.json", gf.dump_text())
+        folder.write_text("neuronpedia.json", json.dumps(np_data, allow_nan=False))
+        folder.write_text("graph.html", graph_page(gf))
+        folder.commit()
+    n_feat = sum(n.kind == "feature" for n in gf.nodes)
+    console.print(f"  {path}: {n_feat} features, {len(gf.nodes) - n_feat} other nodes, {len(gf.edges)} links",
+                  highlight=False, markup=False)
+    console.print(f"Graph: {(Path(out) / 'graph.html').resolve()}", highlight=False, markup=False)
 
 
 def _kept_labels(full: Any, kept: Any) -> Any:

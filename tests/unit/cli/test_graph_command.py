@@ -155,3 +155,35 @@ def test_whole_task_refusals(tmp_path, no_model_loads, tc_dir):  # noqa: F811
                            "--align 'word': choose relative or role")]:
         r = invoke("graph", *args, "--model", "bundled", "--transcoders", tc_dir, "--out", tmp_path / "g")
         assert r.exit_code == 2 and message in r.output, r.output
+
+
+def test_a_graph_file_is_drawn_without_a_model(tmp_path, no_model_loads):  # noqa: F811
+    from circuitwise.features.export import to_neuronpedia, write_graph
+    from tests.unit.features.small_graph import small_graph
+
+    g = small_graph()
+    # Neuronpedia's graph JSON as circuit-tracer writes it (its extra fields kept): drawn, ids kept.
+    theirs = to_neuronpedia(g)
+    theirs["metadata"]["transcoder_list"] = []
+    for node in theirs["nodes"]:
+        node.update(run_idx=0, reverse_ctx_idx=0)
+    (tmp_path / "theirs.json").write_text(json.dumps(theirs))
+    r = invoke("graph", tmp_path / "theirs.json", "--out", tmp_path / "view")
+    assert r.exit_code == 0, r.output
+    drawn = load_graph(tmp_path / "view")
+    assert [n.id for n in drawn.nodes] == [n.id for n in g.nodes] and drawn.edges == g.edges
+    assert "cwGraph(" in (tmp_path / "view" / "graph.html").read_text()
+    validate_neuronpedia(tmp_path / "view" / "neuronpedia.json")
+    # circuitwise's own graph.json: drawn as it is.
+    write_graph(g, tmp_path / "mine.json")
+    r = invoke("graph", tmp_path / "mine.json", "--out", tmp_path / "view2")
+    assert r.exit_code == 0, r.output
+    assert load_graph(tmp_path / "view2") == g
+    # Options that only apply when a graph is computed are refused, as is a computation without transcoders.
+    r = invoke("graph", tmp_path / "mine.json", "--target", "salient", "--out", tmp_path / "view3")
+    assert r.exit_code == 2 and "--target apply only when a graph is computed" in r.output
+    r = invoke("graph", PROMPT, "--out", tmp_path / "g")
+    assert r.exit_code == 2 and "--transcoders is needed to compute a graph" in r.output
+    (tmp_path / "bad.json").write_text('{"nodes": []}')
+    r = invoke("graph", tmp_path / "bad.json", "--out", tmp_path / "view4")
+    assert r.exit_code == 2 and "does not fit Neuronpedia's graph schema" in r.output
