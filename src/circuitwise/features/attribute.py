@@ -4,8 +4,9 @@ Receivers (rows) are the targets and every active feature; senders (columns) are
 error nodes and the token embeddings. The frozen replacement (:mod:`~circuitwise.features.replacement`)
 is linear in its senders, so a receiver's row is its read vector pulled back to every sender's write
 site: the gradient at each layer's MLP output (and at the embedding) times what the sender writes
-there. ``B`` receivers go through one backward pass as ``B`` copies of the frozen forward stacked
-along the batch, each copy's output being one receiver's read-out.
+there. ``B`` receivers share one backward pass, stacked along the batch: the frozen map's transposed
+pass (:func:`~circuitwise.features.replacement.pullback`, equal to autograd through the frozen forward
+and half its work: a linear map needs no forward to be differentiated).
 
 Targets: ``Salient`` (the most probable next tokens until their probability adds up to
 ``cumulative``, at most ``max_n``; circuit-tracer's choice), ``Tokens`` (named tokens) or
@@ -27,7 +28,7 @@ import torch
 
 from circuitwise.errors import ConfigError, MemoryBudgetError
 from circuitwise.features.graph import AttributionGraph, Node
-from circuitwise.features.replacement import CleanRun, check_model, clean_run, frozen_forward
+from circuitwise.features.replacement import CleanRun, check_model, clean_run, frozen_forward, pullback
 from circuitwise.features.transcoder import TranscoderSet
 from circuitwise.models.memory import Shapes, budget_of, resident
 from circuitwise.sizes import human
@@ -106,9 +107,9 @@ def plan_graph(model: Any, w: Any, T: int, n_features: int, n_targets: int, batc
     L, d = w.n_layers, w.d_model
     n = n_features + L * T + T + n_targets
     adj = 4 * n * n
-    # Per stacked row: ~12 [T, d] tensors per layer (norms, v, z, writes, leaves, their gradients) and the
-    # expanded patterns' mix, counted twice for autograd's saved tensors.
-    row = 2 * T * (12 * L * d + L * w.n_heads * T) * w.dtype.itemsize
+    # Per stacked row: the transposed pass keeps three [T, d] gradients per layer (MLP write, attention
+    # write, and the injected reads) and a few working ones, counted twice for the einsums' temporaries.
+    row = 2 * T * (4 * L * d + 8 * d) * w.dtype.itemsize
     if budget is None:
         s = Shapes.from_model(model)
         budget = budget_of(model) - int(resident(s, w.device))
@@ -235,10 +236,9 @@ def _build(model: Any, run: CleanRun, tcs: TranscoderSet, feats: list[tuple[int,
     for i, (l, p, f, _) in enumerate(feats):
         recv.append((i, l, p, tcs[l].W_enc[:, f], float(tcs[l].b_enc[f])))
     by_layer = _feature_index(feats, L, w.device)
-    sources = [run.writes[l] + run.errors[l] for l in range(L)]
     for lo in range(0, len(recv), plan.batch_rows):
         chunk = recv[lo:lo + plan.batch_rows]
-        g_emb, g_w = _pullback(run, tcs, chunk, sources)
+        g_emb, g_w, _ = pullback(run, tcs, [(site, p, u) for _, site, p, u, _ in chunk])
         rows = torch.tensor([r[0] for r in chunk])
         block = torch.zeros(len(chunk), N, dtype=w.dtype, device=w.device)
         for src in range(L):
@@ -291,33 +291,6 @@ def _feature_index(feats: list[tuple[int, int, int, float]], L: int, dev: torch.
                     torch.tensor([feats[i][2] for i in cols], dtype=torch.long, device=dev),
                     torch.tensor([feats[i][3] for i in cols], device=dev), cols))
     return out
-
-
-def _read(tc_in: list[torch.Tensor], final: torch.Tensor, chunk: list[tuple[int, int, int, torch.Tensor, float]]
-          ) -> torch.Tensor:
-    """Each stacked copy's read-out: copy ``b`` reads its receiver's site at its position."""
-    sites = tc_in + [final]
-    vals = [sites[site][b, p] @ u for b, (_, site, p, u, _) in enumerate(chunk)]  # final unread below the top
-    return torch.stack(vals)
-
-
-def _pullback(run: CleanRun, tcs: TranscoderSet, chunk: list[tuple[int, int, int, torch.Tensor, float]],
-              sources: list[torch.Tensor], attn: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Gradients of each copy's read-out at the embedding and at every layer's MLP write ``[B, T, d]``
-    (and, with ``attn``, then at every layer's attention write)."""
-    B = len(chunk)
-    with torch.enable_grad():
-        e = run.embed.expand(B, -1, -1).clone().requires_grad_(True)
-        ws = [s.expand(B, -1, -1).clone().requires_grad_(True) for s in sources]
-        probes = [torch.zeros_like(e, requires_grad=True) for _ in sources] if attn else []
-        # Feature receivers read below the top: the layers above them cannot matter.
-        top = max(r[1] for r in chunk)
-        L = len(sources)
-        tc_in, final = frozen_forward(run, tcs, e, ws, probes or None, upto=None if top >= L else top)
-        out = _read(tc_in, final, chunk).sum()
-        grads = torch.autograd.grad(out, [e, *ws, *probes], allow_unused=True)
-    filled = [torch.zeros_like(e) if g is None else g for g in grads]
-    return filled[0], filled[1:]
 
 
 @torch.no_grad()

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from circuitwise.errors import ConfigError
-from circuitwise.features.attribute import _pullback, target_read
+from circuitwise.features.attribute import target_read
 from circuitwise.features.graph import AttributionGraph
 from circuitwise.features.replacement import (
     CleanRun,
@@ -31,6 +31,7 @@ from circuitwise.features.replacement import (
     check_model,
     clean_run,
     frozen_norm,
+    pullback,
 )
 from circuitwise.features.transcoder import TranscoderSet
 
@@ -126,7 +127,6 @@ def head_loadings(model: Any, transcoders: TranscoderSet, graph: AttributionGrap
     tcs = transcoders.to(w.device, w.dtype)
     run = clean_run(model, tcs, torch.tensor(graph.tokens[0]), w)
     L = w.n_layers
-    sources = [run.writes[l] + run.errors[l] for l in range(L)]
     out: list[HeadLoading] = []
     for i, j in edges:
         n = graph.nodes[i]
@@ -136,8 +136,8 @@ def head_loadings(model: Any, transcoders: TranscoderSet, graph: AttributionGrap
             read = (L, n.position, target_read(graph, w, i - graph.target_nodes.start)[0])
         else:
             raise ConfigError(f"node {i} is a {n.kind}: only features and targets receive edges")
-        _, grads = _pullback(run, tcs, [(i, read[0], read[1], read[2], 0.0)], sources, attn=True)
-        g_attn = [g[0] for g in grads[L:]]
+        _, _, g_a = pullback(run, tcs, [read])
+        g_attn = [g[0] for g in g_a]
         loads, residual = _split(run, tcs, _writes(graph, run, tcs, j), graph.nodes[j].position, g_attn, read)
         out.append(HeadLoading(i, j, float(graph.adjacency[i, j]), residual, loads.float().cpu()))
     return out

@@ -221,8 +221,7 @@ def clean_run(model: Any, transcoders: TranscoderSet, tokens: torch.Tensor, w: W
 
 
 def frozen_forward(run: CleanRun, transcoders: TranscoderSet, embed: torch.Tensor, writes: list[torch.Tensor],
-                   attn_add: list[torch.Tensor] | None = None,
-                   upto: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+                   attn_add: list[torch.Tensor] | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The frozen replacement from its sources: the embedding ``[B, T, d]`` and each layer's MLP write
     less the skip path ``[B, T, d]`` (features, decoder bias, error).
 
@@ -230,8 +229,6 @@ def frozen_forward(run: CleanRun, transcoders: TranscoderSet, embed: torch.Tenso
     final normed residual ``[B, T, d]`` (what targets read). Linear in the sources plus a constant
     (the biases): with ``run``'s own sources it is the clean run. ``attn_add`` (per layer ``[B, T, d]``)
     is added to each attention's write (zeros: a probe whose gradient is the read-out's there).
-    ``upto``: stop once layer ``upto``'s transcoder input is computed (what feature receivers of layers
-    ≤ ``upto`` read); the second value is then the residual there, not the final one.
     """
     w = run.w
     tcs = transcoders
@@ -240,8 +237,6 @@ def frozen_forward(run: CleanRun, transcoders: TranscoderSet, embed: torch.Tenso
     tc_in: list[torch.Tensor] = []
     for l in range(w.n_layers):
         lw = w.layers[l]
-        if upto is not None and l > upto:
-            return tc_in, x
         h1 = frozen_norm(lw.ln1, x, run.s_ln1[l])
         v = K.split(K.linear(h1, lw.w_v, lw.b_v), w.d_head).transpose(1, 2)  # [B, Hkv, T, dh]
         p = run.patterns[l].expand(B, -1, -1, -1)
@@ -313,6 +308,62 @@ def live_forward(run: CleanRun, transcoders: TranscoderSet, edit: Edit | None = 
     return frozen_norm(w.ln_final, x, run.s_final) if freeze_norms else K.final_norm(w, x)
 
 
+def frozen_norm_t(norm: Norm | None, g: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """The transpose of :func:`frozen_norm`'s linear part: a gradient at its output → at its input."""
+    if norm is None:
+        return g
+    assert scale is not None
+    if norm.weight is not None:
+        g = g * norm.weight
+    g = g / scale
+    return g - g.mean(-1, keepdim=True) if norm.kind == "LN" else g
+
+
+def pullback(run: CleanRun, transcoders: TranscoderSet, reads: list[tuple[int, int, torch.Tensor]]
+             ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """Gradients of ``B`` read-outs of the frozen replacement, by its transposed pass (no forward needed:
+    the map is linear). ``reads[b] = (site, position, vector)``: site ``l < n_layers`` reads transcoder
+    ``l``'s input, ``n_layers`` the final normed residual.
+
+    Returns the gradients ``[B, T, d]`` at the embedding, at every layer's MLP write (before any
+    post-norm) and at every layer's attention write (after its post-norm). Equal to autograd through
+    :func:`frozen_forward` (tested); half its work and none of its saved activations.
+    """
+    w = run.w
+    tcs = transcoders
+    L, T, d, H, dh = w.n_layers, run.embed.shape[0], w.d_model, w.n_heads, w.d_head
+    B = len(reads)
+    dt, dev = w.dtype, w.device
+    inject = torch.zeros(L + 1, B, T, d, dtype=dt, device=dev)
+    for b, (site, p, u) in enumerate(reads):
+        inject[site, b, p] = u
+    top = max(site for site, _, _ in reads)
+    g = torch.zeros(B, T, d, dtype=dt, device=dev)  # at the residual after the last layer that matters
+    if top == L:
+        g = frozen_norm_t(w.ln_final, inject[L], run.s_final)
+    zeros = torch.zeros(B, T, d, dtype=dt, device=dev)
+    g_w = [zeros] * L
+    g_a = [zeros] * L
+    for l in range(min(top, L - 1), -1, -1):
+        lw = w.layers[l]
+        g_raw = frozen_norm_t(lw.post_mlp, g, run.s_post_mlp[l])
+        g_w[l] = g_raw
+        g_tin = inject[l] if l <= top else zeros
+        W_skip = tcs[l].W_skip
+        if W_skip is not None:
+            g_tin = g_tin + g_raw @ W_skip.T
+        g_src = frozen_norm_t(_mlp_norm(w, l), g_tin, run.s_ln2[l]) if tcs[l].site == "mlp_in" else g_tin
+        g_mid = g if lw.parallel else g + g_src
+        g_a[l] = g_mid
+        g_out = frozen_norm_t(lw.post_attn, g_mid, run.s_post_attn[l])
+        g_z = (g_out @ lw.w_o.T).view(B, T, H, dh).transpose(1, 2)  # [B, H, T, dh]
+        g_v = torch.einsum("hqk,bhqd->bhkd", run.patterns[l], g_z)
+        g_v = g_v.view(B, -1, w.group, T, dh).sum(2).transpose(1, 2).reshape(B, T, -1)  # [B, T, Hkv·dh]
+        g_x = g_mid + frozen_norm_t(lw.ln1, g_v @ lw.w_v.T, run.s_ln1[l])
+        g = g_x + g_src if lw.parallel else g_x
+    return g, g_w, g_a
+
+
 def replacement_logits(run: CleanRun, transcoders: TranscoderSet) -> torch.Tensor:
     """Logits ``[T, vocab]`` of the frozen replacement with error nodes: equal to the model's."""
     w = run.w
@@ -326,4 +377,4 @@ def replacement_logits(run: CleanRun, transcoders: TranscoderSet) -> torch.Tenso
 
 
 __all__ = ["CleanRun", "Edit", "check_model", "clean_run", "compute_dtype", "embed", "frozen_forward", "frozen_norm",
-           "is_bos", "live_forward", "replacement_logits"]
+           "frozen_norm_t", "is_bos", "live_forward", "pullback", "replacement_logits"]

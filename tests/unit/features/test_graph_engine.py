@@ -199,3 +199,31 @@ def test_a_graph_that_cannot_fit_is_refused_before_any_forward(tiny_model, monke
     monkeypatch.setattr(A, "clean_run", no_forward)
     with pytest.raises(MemoryBudgetError, match="Fixes: a shorter prompt"):
         attribution_graph(tiny_model, random_set(tiny_model, "topk_skip"), PROMPT, budget=1000)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "pythia", "gptj", "gemma2"])
+@pytest.mark.parametrize("kind,site", [("topk_skip", "mlp_in"), ("clt", "mlp_in"), ("topk_skip", "resid_mid")])
+def test_the_transposed_pass_equals_autograd(family_model_for, family, kind, site):
+    from circuitwise.features.replacement import pullback
+
+    model = family_model_for(family)
+    tcs = random_set(model, kind, site=site)
+    tokens = model.to_tokens(PROMPT)[0][:7]
+    run = clean_run(model, tcs, tokens)
+    L, T, d = len(tcs), len(tokens), model.cfg.d_model
+    g = torch.Generator().manual_seed(0)
+    for sites in ([L, 1, 0, L], [1, 0], [0]):  # targets and features; features only (the pass stops early)
+        reads = [(s, int(torch.randint(0, T, (1,), generator=g)), torch.randn(d, generator=g)) for s in sites]
+        with torch.enable_grad():
+            e = run.embed.expand(len(reads), -1, -1).clone().requires_grad_(True)
+            ws = [(run.writes[l] + run.errors[l]).expand_as(e).clone().requires_grad_(True) for l in range(L)]
+            probes = [torch.zeros_like(e, requires_grad=True) for _ in range(L)]
+            tc_in, final = frozen_forward(run, tcs, e, ws, probes)
+            sites_ = tc_in + [final]
+            out = sum(sites_[s][b, p] @ u for b, (s, p, u) in enumerate(reads))
+            ref = torch.autograd.grad(out, [e, *ws, *probes], allow_unused=True)
+        ref = [torch.zeros_like(e) if r is None else r for r in ref]
+        ge, gw, ga = pullback(run, tcs, reads)
+        scale = 1.0 + float(ref[0].abs().max())
+        for got, want in zip([ge, *gw, *ga], ref, strict=True):
+            assert float((got - want).abs().max()) <= 1e-5 * scale
