@@ -49,20 +49,23 @@ directly; the script checks the two sides' clean and corrupted logit differences
 
 Problems: ``random`` (tests/families.py's GPT-2 with 4 layers, random weights with randomised
 LayerNorm gains and biases, GPT-2's tokenizer, tied token embedding ×5; a last-letter copy task,
-see ``last_letter_task``), ``bundled`` (the bundled GPT-2-style model; the ``opposites`` task) and
+see ``last_letter_task``), ``bundled`` (the bundled GPT-2-style model; the ``opposites`` task),
 ``bundled-llama`` (the bundled Llama-style model: RMSNorm, rotary, SwiGLU, grouped-query attention,
-tied embeddings; ``opposites``).
+tied embeddings; ``opposites``) and ``random-llama`` (tests/families.py's Llama, 4 layers, random
+weights with randomised RMSNorm gains, 4 query / 2 key-value heads, its unembedding replaced by the
+token embedding ×5; the last-letter task). Not covered: Qwen (families.py's Qwen2 windows its
+attention to 4 tokens and has q/k/v biases; its HookedTransformer config was not written).
 Prompts are kept to the most common token length (the reference's n_pos must equal across clean
 and corrupted; one length also keeps padding out of the comparison).
 
 Results: ``bench/results/eap-ig-parity-<date>.json`` (every edge's score on both sides is not
 kept; the per-problem comparisons, faithfulness curves, edge counts, both sides' versions and the
 circuitwise commit are). Not part of the test suite. Figures and what they say: bench/README.md.
-Run (from the repository root; about 5 minutes on 2 shared cores, the first run also makes the
+Run (from the repository root; about 6 minutes on 2 shared cores, the first run also makes the
 venv):
 
     PYTHONPATH=/work/main .venv/bin/python bench/eap_ig_parity.py [--n 40] [--batch-size 20]
-        [--steps 5] [--problems random bundled bundled-llama] [--install-only] [--out PATH]
+        [--steps 5] [--problems random bundled bundled-llama random-llama] [--install-only] [--out PATH]
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ MIRROR = Path("/work/.mirror")
 TORCH = "torch==2.13.0"
 DEPS = ["transformer_lens==2.15.4", "transformers==4.51.3", "numpy<2", "datasets<3", "pyarrow<16",
         "matplotlib", "einops", "tqdm", TORCH]
-PROBLEMS = ("random", "bundled", "bundled-llama")
+PROBLEMS = ("random", "bundled", "bundled-llama", "random-llama")
 # circuitwise's other EAP-IG quadratures, compared with the reference too: what the choice of
 # integration points changes (the default, ``left``, is the reference's).
 OTHER_QUADRATURES = ("right", "midpoint")
@@ -158,7 +161,8 @@ def ensure_reference() -> tuple[Path | None, str]:
 # -- the shared problems ---------------------------------------------------------------------------
 
 def embed_scale(ckpt: Path, k: float) -> None:
-    """Scale the tied token embedding (and so the unembedding) by ``k``, in place: at random weights
+    """Scale the tied token embedding (and so the unembedding) by ``k``, in place (an untied
+    unembedding is replaced by the scaled embedding): at random weights
     this gives the opposites corruption (which puts the other adjective into the prompt) a logit
     difference of a few units instead of hundredths, so that faithfulness is not a ratio of noise."""
     import torch
@@ -166,7 +170,11 @@ def embed_scale(ckpt: Path, k: float) -> None:
 
     hf = AutoModelForCausalLM.from_pretrained(ckpt)
     with torch.no_grad():
-        hf.get_input_embeddings().weight.mul_(k)
+        emb = hf.get_input_embeddings().weight
+        emb.mul_(k)
+        out = hf.get_output_embeddings().weight
+        if out.data_ptr() != emb.data_ptr():  # untied (families.py's Llama): unembed with the embedding too
+            out.copy_(emb)
     hf.save_pretrained(ckpt, safe_serialization=True)
 
 
@@ -196,17 +204,18 @@ def build_problem(name: str, n: int, work: Path) -> dict[str, Any]:
     import circuitwise as cw
     from circuitwise.models.loading import load_model
 
-    if name == "random":
+    if name in ("random", "random-llama"):
         from tests.families import make_family_checkpoint
 
-        ckpt = make_family_checkpoint("gpt2", work / "gpt2-random", seed=0, n_layers=4)
+        family = "gpt2" if name == "random" else "llama"
+        ckpt = make_family_checkpoint(family, work / f"{family}-random", seed=0, n_layers=4)
         embed_scale(ckpt, 5.0)
-        source, family = str(ckpt), "gpt2"
+        source = str(ckpt)
     else:
         source, family = name, ("llama" if name == "bundled-llama" else "gpt2")
     model = load_model(source, device="cpu")
-    ckpt_dir = str(ckpt) if name == "random" else str(model_dir(name))
-    task = last_letter_task(4 * n) if name == "random" else cw.get_task("opposites")
+    ckpt_dir = source if name.startswith("random") else str(model_dir(name))
+    task = last_letter_task(4 * n) if name.startswith("random") else cw.get_task("opposites")
     tok, _ = cw.tokenize_task(model, task, need_corrupted=True, on_invalid="drop")
     # One token length for every prompt (the reference's n_pos must match between clean and corrupted,
     # and padding stays out of the comparison); spread over the task's examples, deterministically.
