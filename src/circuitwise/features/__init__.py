@@ -12,8 +12,8 @@ from circuitwise.features.graph import AttributionGraph, Node
 from circuitwise.features.heads import HeadLoading, head_loadings
 from circuitwise.features.interventions import InterventionResult, feature_faithfulness, intervene
 from circuitwise.features.prune import graph_scores, prune_graph
-from circuitwise.features.task_graph import task_graph
+from circuitwise.features.task_graph import task_faithfulness, task_graph
 
 __all__ = ["AttributionGraph", "HeadLoading", "InterventionResult", "LogitDiff", "Node", "Salient", "Tokens",
            "attribution_graph", "feature_faithfulness", "graph_scores", "head_loadings", "intervene", "prune_graph",
-           "task_graph"]
+           "task_faithfulness", "task_graph"]

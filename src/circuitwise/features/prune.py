@@ -22,6 +22,9 @@ import torch
 from circuitwise.errors import ConfigError
 from circuitwise.features.graph import AttributionGraph
 
+# Lists in a graph's meta with one entry per node (task graphs), kept in step with the nodes.
+PER_NODE_META = ("node_counts", "position_labels")
+
 
 def normalize(adjacency: torch.Tensor) -> torch.Tensor:
     """``|A|`` with each non-zero row summing to 1 (float64)."""
@@ -126,8 +129,11 @@ def prune_graph(graph: AttributionGraph, node_threshold: float = 0.8, edge_thres
     prep, pcomp = graph_scores(sub)
     meta = dict(graph.meta, node_threshold=node_threshold, edge_threshold=edge_threshold,
                 n_nodes_before=graph.n_nodes, n_edges_before=int((graph.adjacency != 0).sum()))
+    for key in PER_NODE_META:  # a task graph's per-node lists follow the kept nodes
+        if key in meta:
+            meta[key] = [meta[key][i] for i in idx.tolist()]
     return sub.with_(scores={"replacement": rep, "completeness": comp, "pruned_replacement": prep,
                              "pruned_completeness": pcomp}, meta=meta)
 
 
-__all__ = ["graph_scores", "influence", "node_influence", "normalize", "prune_graph", "prune_masks"]
+__all__ = ["PER_NODE_META", "graph_scores", "influence", "node_influence", "normalize", "prune_graph", "prune_masks"]

@@ -23,9 +23,11 @@ from typing import Any, Literal
 
 import torch
 
-from circuitwise.errors import MemoryBudgetError
+from circuitwise.errors import ConfigError, DegenerateMetricError, MemoryBudgetError
 from circuitwise.features.attribute import DEFAULT_BATCH_ROWS, LogitDiff, attribution_graph
 from circuitwise.features.graph import NODE_ORDER, AttributionGraph, Node
+from circuitwise.features.interventions import FeatureFaithfulness
+from circuitwise.features.replacement import Edit, check_model, clean_run, live_forward
 from circuitwise.features.transcoder import TranscoderSet
 from circuitwise.models.memory import Shapes, budget_of, resident
 from circuitwise.sizes import human
@@ -119,6 +121,49 @@ def task_graph(model: Any, transcoders: TranscoderSet, task: Task, *, align: Ali
         transcoders=ref.transcoders, dtype=ref.dtype, positions="relative", meta=meta)
 
 
+def task_faithfulness(model: Any, transcoders: TranscoderSet, graph: AttributionGraph,
+                      task: Task) -> FeatureFaithfulness:
+    """A task graph's features alone against all features, over the task's prompts, as edge circuits
+    are scored: ``(mean m_graph − mean m_none) / (mean m_all − mean m_none)`` with the metric (correct −
+    incorrect logit) in the unfrozen model, where ``m_graph`` keeps, in each prompt, the features whose
+    (layer, aligned position, feature) is a node of ``graph`` (every other feature zero), ``m_none``
+    zeroes every feature and ``m_all`` is the model; error nodes stay at each prompt's clean values.
+    ``task`` is the one the graph was built from (its first ``meta["n_prompts"]`` prompts are used)."""
+    if graph.positions != "relative":
+        raise ConfigError("task_faithfulness scores a task graph; for one prompt's graph use feature_faithfulness")
+    n = int(graph.meta["n_prompts"])
+    tt, _ = tokenize_task(model, task.subset(range(min(n, len(task)))))
+    if len(tt) != n or any(tuple(tt.clean[i, : int(tt.last[i]) + 1].tolist()) != graph.tokens[i] for i in range(n)):
+        raise ConfigError("this task's prompts are not the ones the graph was built from; pass the same task")
+    labels = graph.meta["position_labels"]
+    kept = {(x.layer, labels[i], x.feature) for i, x in enumerate(graph.nodes) if x.kind == "feature"}
+    w = check_model(model, transcoders)
+    tcs = transcoders.to(w.device, w.dtype)
+    total = torch.zeros(3, dtype=torch.float64)  # all, none, graph
+    for i in range(n):
+        last = int(tt.last[i])
+        run = clean_run(model, tcs, tt.clean[i, : last + 1], w)
+        roles = tt.roles[i] if tt.roles is not None else None
+        keys = [_position_key(p, last, roles, graph.meta["align"]) for p in range(last + 1)]
+        keep = [torch.zeros_like(a, dtype=torch.bool) for a in run.acts]
+        for l, key, f in kept:
+            for p, k in enumerate(keys):
+                if k == key:
+                    keep[l][p, f] = True
+        a, b = (int(x) for x in tt.answers[i])
+        u = w.W_U[:, a] - w.W_U[:, b]
+        c = 0.0 if w.b_U is None else float(w.b_U[a] - w.b_U[b])
+        none = Edit(keep=tuple(torch.zeros_like(k) for k in keep))
+        for j, edit in enumerate((None, none, Edit(keep=tuple(keep)))):
+            total[j] += float(live_forward(run, tcs, edit)[last] @ u) + c
+    m_all, m_none, m_graph = (float(v) / n for v in total)
+    gap = m_all - m_none
+    if abs(gap) <= 1e-6 * (1.0 + abs(m_all)):
+        raise DegenerateMetricError(f"the metric moves by {gap:.3g} on average when every feature is removed, so a "
+                                    "share of it is undefined; the features do not carry this task's answer")
+    return FeatureFaithfulness((m_graph - m_none) / gap, m_graph, m_all, m_none, len(kept))
+
+
 def _label(node: Node, pk: str) -> str:
     if node.kind == "feature":
         return f"L{node.layer} F{node.feature} @{pk}"
@@ -129,4 +174,4 @@ def _label(node: Node, pk: str) -> str:
     return "metric (correct − incorrect)"
 
 
-__all__ = ["Align", "task_graph"]
+__all__ = ["Align", "task_faithfulness", "task_graph"]

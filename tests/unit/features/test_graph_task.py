@@ -55,3 +55,31 @@ def _key(p, last, ex, align, model):
 
     tt, _ = tokenize_task(model, Task("one", (ex,)))
     return _position_key(p, last, tt.roles[0] if tt.roles else None, align)
+
+
+def test_task_faithfulness_is_one_for_every_feature_and_between_for_a_pruned_graph(tiny_model):
+    from circuitwise.errors import ConfigError
+    from circuitwise.features.interventions import feature_faithfulness
+    from circuitwise.features.prune import prune_graph
+    from circuitwise.features.task_graph import task_faithfulness
+
+    tcs = random_set(tiny_model, "jumprelu")
+    g = task_graph(tiny_model, tcs, TASK, align="role")
+    whole = task_faithfulness(tiny_model, tcs, g, TASK)
+    assert whole.faithfulness == pytest.approx(1.0, abs=1e-6)
+    pruned = prune_graph(g, 0.5, 0.9)
+    # Per-node meta follows the kept nodes.
+    full_label = {n.label: lab for n, lab in zip(g.nodes, g.meta["position_labels"], strict=True)}
+    assert [full_label[n.label] for n in pruned.nodes] == pruned.meta["position_labels"]
+    assert len(pruned.meta["node_counts"]) == pruned.n_nodes
+    part = task_faithfulness(tiny_model, tcs, pruned, TASK)
+    assert part.n_features < whole.n_features and part.none_metric == pytest.approx(whole.none_metric)
+    # One prompt: the task score is that prompt's own feature_faithfulness.
+    one = Task("one", TASK.examples[:1])
+    g1 = task_graph(tiny_model, tcs, one)
+    single = attribution_graph(tiny_model, tcs, TASK[0].clean, LogitDiff(" young", " old"))
+    p1, ps = prune_graph(g1, 0.5, 0.9), prune_graph(single, 0.5, 0.9)
+    assert task_faithfulness(tiny_model, tcs, p1, one).faithfulness == pytest.approx(
+        feature_faithfulness(tiny_model, tcs, ps).faithfulness, abs=1e-5)
+    with pytest.raises(ConfigError, match="not the ones"):
+        task_faithfulness(tiny_model, tcs, g, Task("other", TASK.examples[::-1]))
