@@ -121,7 +121,13 @@ def test_every_family_reproduces_logits_and_freezing_takes_effect(family_model):
     tcs = random_set(model, "topk_skip", n_features=16)
     tokens = model.to_tokens(PROMPT)[0][:8]
     run = clean_run(model, tcs, tokens)
-    ref = model(tokens[None])[0].to(run.logits.dtype)
+    # The patterns frozen are the bridge's own (its hook_pattern, read, never edited: OPT, GPT-Neo and
+    # GPT-J bridges drop edits there), and the replacement with error nodes gives the model's logits.
+    names = [f"blocks.{l}.attn.hook_pattern" for l in range(len(tcs))]
+    seen: dict = {}
+    with torch.no_grad(), model.hooks(fwd_hooks=[(n, lambda a, hook: seen.__setitem__(hook.name, a)) for n in names]):
+        ref = model(tokens[None])[0].to(run.logits.dtype)
+    assert max(float((seen[n][0] - run.patterns[l]).abs().max()) for l, n in enumerate(names)) < 1e-5
     assert float((replacement_logits(run, tcs) - ref).abs().max()) <= 1e-5 * max(1.0, float(ref.abs().max()))
     # Linear in all sources together: F(2s) − F(0) = 2 (F(s) − F(0)). The model itself is not (its
     # patterns and norm scales move), so this holds only if they are frozen.
