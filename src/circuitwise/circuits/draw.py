@@ -1,8 +1,11 @@
 """A plotly drawing of a circuit: layers bottom to top, nodes by type, edge width by score.
 
 Heads sit at x = head index and MLPs to their right; the input is at the bottom and the logits at
-the top. An edge into a head ends at that head's query, key or value port (left, centre, right
-under the head; dotted, dashed and solid). Blue edges have positive scores, red negative.
+the top. An edge into a head ends, with an arrowhead, at that head's query, key or value port
+(drawn as a small labelled marker under the head, joined to it: left q, centre k, right v; the
+edges into them dotted, dashed and solid). Blue edges have positive scores, red negative; the legend
+says so. This is the static figure (exports, notebooks without JavaScript); the report's explorer
+draws the same layout interactively.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ NODE_STYLE = {
     "logits": dict(color="#31a354", symbol="star", size=18),
 }
 PORT = {"q": (-0.22, "dot"), "k": (0.0, "dash"), "v": (0.22, "solid")}
+POSITIVE, NEGATIVE = "#2166ac", "#b2182b"
 
 
 def _node_xy(circuit: Circuit, name: str) -> tuple[float, float]:
@@ -42,6 +46,7 @@ def circuit_figure(circuit: Circuit, *, max_edges: int = 400, title: str | None 
     top = max(finite) if finite else 1.0
     fig = go.Figure()
     mid_x, mid_y, mid_text = [], [], []
+    ports: dict[tuple[str, str], tuple[float, float, float, float]] = {}
     for sender, receiver, score in reversed(shown):  # strongest drawn last, on top
         x0, y0 = _node_xy(circuit, sender)
         node, _, port = receiver.partition(".")
@@ -49,16 +54,38 @@ def circuit_figure(circuit: Circuit, *, max_edges: int = 400, title: str | None 
         dash = "solid"
         if port:
             dx, dash = PORT[port]
+            hx, hy = x1, y1
             x1, y1 = x1 + dx, y1 - 0.18
+            ports[(node, port)] = (x1, y1, hx, hy)
         width = 1.0 + 7.0 * (abs(score) / top if score is not None and top > 0 else 0.3)
-        color = "#b2182b" if score is not None and score < 0 else "#2166ac"
+        color = NEGATIVE if score is not None and score < 0 else POSITIVE
         fig.add_trace(go.Scatter(x=[x0, x1], y=[y0, y1], mode="lines", hoverinfo="skip", showlegend=False,
                                  line=dict(width=width, color=color, dash=dash), opacity=0.75))
+        # The arrowhead, on the last stretch of the edge, stopping short of the receiver's marker.
+        fig.add_annotation(x=x1, y=y1, ax=x0 + 0.8 * (x1 - x0), ay=y0 + 0.8 * (y1 - y0), xref="x", yref="y",
+                           axref="x", ayref="y", text="", showarrow=True, arrowhead=2, arrowsize=1.2,
+                           arrowwidth=max(1.0, width / 2.5), arrowcolor=color, standoff=4 if port else 8,
+                           opacity=0.9)
         mid_x.append((x0 + x1) / 2)
         mid_y.append((y0 + y1) / 2)
         mid_text.append(f"{sender} → {receiver}: {score:.4g}" if score is not None else f"{sender} → {receiver}")
     fig.add_trace(go.Scatter(x=mid_x, y=mid_y, mode="markers", marker=dict(size=6, opacity=0),
                              hovertext=mid_text, hoverinfo="text", showlegend=False))
+    if ports:
+        # Each q/k/v port the circuit feeds: a small labelled marker under its head, joined to it.
+        px, py, label = [], [], []
+        for (_node, port), (x, y, hx, hy) in sorted(ports.items()):
+            fig.add_trace(go.Scatter(x=[x, hx], y=[y, hy], mode="lines", hoverinfo="skip", showlegend=False,
+                                     line=dict(width=1, color="#9e9e9e")))
+            px.append(x)
+            py.append(y)
+            label.append(port)
+        fig.add_trace(go.Scatter(x=px, y=py, mode="markers+text", text=label, textposition="bottom center",
+                                 textfont=dict(size=10, color="#616161"), name="q / k / v input",
+                                 marker=dict(size=6, color="white", line=dict(width=1.2, color="#616161")),
+                                 hovertext=[f"{n}.{p}" for n, p in sorted(ports)], hoverinfo="text"))
+    for name, color in (("positive score", POSITIVE), ("negative score", NEGATIVE)):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name, line=dict(width=4, color=color)))
     nodes = set(circuit.nodes()) | {"input", "logits"}
     for kind, style in NODE_STYLE.items():
         names = [n for n in nodes if _kind(n) == kind]

@@ -175,7 +175,7 @@ def graph(
     example: int = typer.Option(0, "--example", min=0, help="Which of the task's prompts to graph (from 0)."),
     whole_task: bool = typer.Option(False, "--whole-task", help="One graph over the task: each of its first "
                                     "--graph-prompts prompts' graphs (target: the task's metric), nodes aligned "
-                                    "across prompts by --align, averaged."),
+                                    "across prompts by --align, averaged. [default: off]"),
     graph_prompts: int = typer.Option(16, "--graph-prompts", min=1, help="--whole-task: how many of the task's "
                                       "prompts are graphed (one graph each)."),
     align: str = typer.Option(_task_graph_default("align"), "--align", help="--whole-task: relative (a position "

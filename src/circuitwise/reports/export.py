@@ -80,7 +80,7 @@ def figure_name(div_id: str, kind: Literal["run", "compare"] = "run") -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def folder_kind(run_dir: Path) -> Literal["run", "compare"]:
+def folder_kind(run_dir: Path) -> Literal["run", "compare", "study"]:
     """Which page a folder's figures come from; a clear error for anything else."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -91,13 +91,10 @@ def folder_kind(run_dir: Path) -> Literal["run", "compare"]:
         return "run"
     if (run_dir / "compare.json").is_file():
         return "compare"
-    hint = ""
-    if (run_dir / "circuit.json").is_file() or (run_dir / "evaluation.json").is_file():
-        hint = (" It holds a circuit study (`circuitwise circuit`/`evaluate`), whose figures are drawn in its "
-                "circuit.html (each has its own download button); `circuitwise run` writes the circuit's figures "
-                "into results.json, from which they export.")
-    raise ConfigError(f"{run_dir} holds neither results.json nor compare.json, so there are no figures to "
-                      f"export.{hint} Give the folder of a `circuitwise run` or `circuitwise compare`.")
+    if (run_dir / "evaluation.json").is_file():
+        return "study"  # `circuitwise circuit` / `evaluate --out`: circuit.html's figures, kept in evaluation.json
+    raise ConfigError(f"{run_dir} holds no results.json, compare.json or evaluation.json, so there are no figures "
+                      "to export. Give the folder of a `circuitwise run`, `compare`, `circuit` or `evaluate --out`.")
 
 
 def figures(run_dir: str | Path) -> dict[str, go.Figure]:
@@ -123,12 +120,22 @@ def figures(run_dir: str | Path) -> dict[str, go.Figure]:
             # (the static drawing of the circuit, where the page shows an interactive view instead).
             circuit_figures = results.circuit.figures if results.circuit else {}
             stored = {name: style.styled(fig) for name, fig in circuit_figures.items()}
+        elif kind == "study":
+            from circuitwise.schema import EvaluationFile
+
+            ev = EvaluationFile.load(run_dir)
+            if not ev.figures:
+                raise ConfigError(f"{run_dir / 'evaluation.json'} was written before evaluation files kept their "
+                                  "figures. Re-check the circuit into a fresh folder to get them: `circuitwise "
+                                  f"evaluate {run_dir / 'circuit.json'} TASK --out NEW_DIR` (its circuit.html's "
+                                  "download buttons work either way).")
+            stored = {name: style.styled(go.Figure(fig)) for name, fig in ev.figures.items()}
         else:
             from circuitwise.reports.compare import build_compare_page
             from circuitwise.schema import load_compare
 
             build_compare_page(load_compare(run_dir).model_dump(mode="json"))
-    out = {figure_name(div_id, kind): fig for div_id, fig in drawn.items()}
+    out = {figure_name(div_id, "compare" if kind == "compare" else "run"): fig for div_id, fig in drawn.items()}
     missing = {name: fig for name, fig in stored.items() if name not in out}
     if not missing:
         return out

@@ -82,8 +82,9 @@ def scores_file(scores: EdgeScores) -> dict[str, Any]:
 
 def evaluation_file(evaluation: CircuitEvaluation, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """evaluation.json's content, validated: the header, the evaluation, and what the command adds."""
+    figures = {name: json.loads(fig.to_json()) for name, fig in evaluation.figures().items()}
     data = {"format": EvaluationFile.FORMAT, "schema_version": EvaluationFile.VERSION, **evaluation.to_json(),
-            **(extra or {})}
+            "figures": figures, **(extra or {})}
     EvaluationFile.model_validate(data)
     return data
 

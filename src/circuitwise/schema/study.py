@@ -42,6 +42,9 @@ class EvaluationFile(FileModel):
     # Added by `circuitwise circuit` (not by `evaluate`, which scores nothing).
     scoring_seconds: Num = None
     n_examples: int | None = None
+    # circuit.html's figures as plotly JSON, so `circuitwise figures` exports them from the files alone
+    # (written since circuitwise 0.3; absent in older files).
+    figures: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class TopScore(Section):

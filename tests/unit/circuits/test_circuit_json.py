@@ -60,5 +60,13 @@ def test_figure(circuit):
     fig = circuit_figure(circuit)
     names = {t.name for t in fig.data if t.name}
     assert {"input", "logits"} <= names
-    widths = [t.line.width for t in fig.data if t.mode == "lines"]
+    # One line per edge (hover off), plus the legend's sign samples and the ports' joins (no legend, grey).
+    edges = [t for t in fig.data if t.mode == "lines" and t.showlegend is False and t.line.color != "#9e9e9e"]
+    widths = [t.line.width for t in edges]
     assert len(widths) == circuit.n_edges and max(widths) > min(widths)
+    # Every edge ends in an arrowhead, and every q/k/v port it feeds is drawn and labelled.
+    assert len([a for a in fig.layout.annotations if a.showarrow]) == circuit.n_edges
+    fed = {r.rsplit(".", 1)[1] for _, r, _ in circuit.edge_list() if "." in r}
+    ports = next((t for t in fig.data if t.name == "q / k / v input"), None)
+    assert (ports is not None and set(ports.text) == fed) if fed else ports is None
+    assert {"positive score", "negative score"} <= names

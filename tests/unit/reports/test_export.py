@@ -103,11 +103,11 @@ def test_folders_without_figures_are_refused_with_what_to_give(tmp_path, run_dir
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="is a file"):
         export.figures(tmp_path / "file")
-    study = tmp_path / "study"
-    study.mkdir()
-    (study / "circuit.json").write_text("{}")
-    with pytest.raises(ConfigError, match="circuit study.*circuit.html"):
-        export.figures(study)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "circuit.json").write_text("{}")
+    with pytest.raises(ConfigError, match="no results.json, compare.json or evaluation.json"):
+        export.figures(alone)
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "results.json").write_text('{"format": "something else"}')
@@ -194,3 +194,30 @@ def test_a_browser_that_fails_leaves_nothing_written(tmp_path, run_dir, monkeypa
     with pytest.raises(CircuitwiseError, match="could not draw figure dla-heads as svg: Error: bad figure"):
         export.save_figures(run_dir, out, formats=("svg",), only=["dla-heads"])
     assert sorted(os.listdir(tmp_path)) == ["fake-chromium"]
+
+
+def test_a_circuit_folders_figures_export_from_its_evaluation_json(tmp_path, tiny_model):
+    """`circuitwise circuit` keeps circuit.html's figures in evaluation.json; they export from the file alone,
+    equal to the figures the evaluation drew; a file from before that is refused with the way to a new one."""
+    import json
+
+    import circuitwise as cw
+    from circuitwise.circuits import find_circuit
+    from circuitwise.evaluation import evaluate_circuit
+    from circuitwise.reports.study import write_outputs
+
+    tok, _ = cw.tokenize_task(tiny_model, cw.get_task("opposites-seed"), need_corrupted=True)
+    found = find_circuit(tiny_model, tok, method="eap", selection="top-n", n=6)
+    ev = evaluate_circuit(tiny_model, tok, found.circuit, scores=found.scores, random_samples=2, shortlist=0)
+    out = tmp_path / "study"
+    write_outputs(out, found.circuit, ev, found.scores)
+    figs = export.figures(out)
+    assert list(figs) == list(ev.figures()) and figs
+    for name, fig in ev.figures().items():
+        assert [t.type for t in figs[name].data] == [t.type for t in fig.data]
+        assert len(figs[name].data) == len(fig.data)
+    data = json.loads((out / "evaluation.json").read_text())
+    del data["figures"]
+    (out / "evaluation.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="written before evaluation files kept their figures.*evaluate"):
+        export.figures(out)
