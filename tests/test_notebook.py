@@ -16,7 +16,7 @@ nbclient = pytest.importorskip("nbclient")
 pytestmark = pytest.mark.integration
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "seed_study.ipynb"
-MARKS = {"plotly": "Plotly.newPlot(", "circuitsvis": "CircuitsVis.render("}
+MARKS = {"plotly": "Plotly.newPlot(", "circuitsvis": "CircuitsVis.render(", "explorer": "window.cwExplorer(document"}
 LIBRARIES = {"plotly": "if(!window.Plotly)", "circuitsvis": "if(!window.CircuitsVis)"}
 MAX_BYTES = 10 * 2**20
 
