@@ -12,13 +12,18 @@ of them. The layouts, as circuit-tracer (decoderesearch/circuit-tracer) and Gemm
     ``feature_output_hook``, optional ``activation``/``k`` and an optional ``transcoders`` list of
     files) and ``layer_{i}.safetensors`` with ``W_enc [n, d_in]`` (read with ``F.linear``),
     ``W_dec [n, d_out]``, ``b_enc``, ``b_dec``, optional ``W_skip [d_out, d_in]`` (applied as
-    ``x @ W_skip.T``), ``activation_function.threshold`` (JumpReLU) and ``k`` (TopK).
+    ``x @ W_skip.T``), ``activation_function.threshold`` (JumpReLU) and, when read, ``k`` (TopK).
+    circuitwise writes TopK's ``k`` to ``config.yaml`` only. Checked against circuit-tracer 0.5 itself
+    (``bench/circuit_tracer_formats.py``): ReLU and JumpReLU sets load there with identical activations and
+    reconstructions. Its loaders build ReLU or JumpReLU only, so a TopK set needs its ``TopK(k)`` put in
+    by hand, and its ``TopK`` keeps negative top-k values where circuitwise's clamps them at 0.
 ``circuit-tracer-clt``
     ``config.yaml`` with ``model_kind: cross_layer_transcoder``; ``W_enc_{i}.safetensors`` holding
     ``W_enc_{i} [n, d_in]``, ``b_enc_{i}``, ``b_dec_{i} [d_out]``, optional ``threshold_{i}``, and
     ``W_dec_{i}.safetensors`` holding ``W_dec_{i} [n, n_layers − i, d_out]``. circuit-tracer's CLT
     files carry no skip path; circuitwise adds ``W_skip_{i} [d_in, d_out]`` (its CLT class's
-    ``x @ W_skip[i]``) to the encoder file, which circuit-tracer ignores.
+    ``x @ W_skip[i]``) to the encoder file, which circuit-tracer ignores: a CLT's skip path does not
+    survive a trip through circuit-tracer (its own save drops one too).
 ``gemma-scope``
     ``layer_{i}/…/params.npz`` with ``W_enc [d_in, n]``, ``W_dec [n, d_out]``, ``b_enc``, ``b_dec``,
     ``threshold`` (JumpReLU, no skip path); read with ``allow_pickle=False``. A circuit-tracer
@@ -518,8 +523,8 @@ def _write_circuit_tracer(ts: TranscoderSet, folder: Path) -> None:
         d: dict[str, torch.Tensor] = {"W_enc": t.W_enc.T, "W_dec": t.W_dec, "b_enc": t.b_enc, "b_dec": t.b_dec}
         if t.threshold is not None and t.activation == "jumprelu":
             d["activation_function.threshold"] = t.threshold
-        if t.activation == "topk":
-            d["k"] = torch.tensor(t.k)
+        # TopK's k goes in config.yaml only: circuit-tracer 0.5 loads each layer's tensors strictly, and an
+        # extra `k` tensor makes its loader fail (bench/circuit_tracer_formats.py).
         if t.W_skip is not None:
             d["W_skip"] = t.W_skip.T
         _save_tensors(d, folder / f"layer_{t.layer}.safetensors")
