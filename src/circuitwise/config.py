@@ -49,9 +49,10 @@ STABILITY_GROUPS = 20
 MECHANISM_PROMPTS = 64
 MECHANISM_TOP_TOKENS = 5
 
-# The circuit explorer shows its heads' attention from the answer position on this many first prompts
-# (one forward each; results.json stays small on a large task).
-EXPLORER_PROMPTS = 16
+# The circuit explorer shows its heads' attention from the answer position on this many first prompts,
+# as many as the report's table of prompts lists (one row of T weights per head and prompt, from one
+# forward per batch: about 1 MB of results.json for 30 heads at 15 tokens).
+EXPLORER_PROMPTS = 200
 
 # `patch`'s sweeps when --patch is not given: the two position-free-or-token-aligned sweeps that apply to
 # any task with corrupted prompts (`run` adds heads_by_pos, which its plan can align or skip).

@@ -40,17 +40,27 @@ def attention_patterns(
 
 @torch.inference_mode()
 def answer_attention(model: Any, tok: TokenizedTask, heads: Sequence[tuple[int, int]], *,
-                     max_prompts: int) -> dict[str, Any]:
-    """What ``heads`` attend to from the answer position on the first ``max_prompts`` prompts, one
-    unpadded forward each (the circuit explorer's attention panel): ``rows[head][prompt][key]``."""
+                     max_prompts: int, batch_size: int = 32) -> dict[str, Any]:
+    """What ``heads`` attend to from the answer position on the first ``max_prompts`` prompts (the circuit
+    explorer's attention panel): ``rows[head][prompt][key]``. Prompts of one length run together, unpadded
+    (so each row is its prompt's own forward's), ``batch_size`` at a time."""
     examples = list(range(min(max_prompts, len(tok))))
-    rows: list[list[list[float]]] = [[] for _ in heads]
-    for i in examples:
-        if not heads:
-            break
-        pats = attention_patterns(model, tok, heads, example=i)
-        for j, last_row in enumerate(pats.values[:, -1].tolist()):
-            rows[j].append(last_row)
+    found: dict[int, list[list[float]]] = {}
+    layers = sorted({l for l, _ in heads})
+    names = {f"blocks.{l}.attn.hook_pattern" for l in layers}
+    by_length: dict[int, list[int]] = {}
+    for i in examples if heads else []:
+        by_length.setdefault(int(tok.last[i]) + 1, []).append(i)
+    for n, ids in by_length.items():
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start:start + batch_size]
+            _, cache = model.run_with_cache(tok.clean[chunk, :n], names_filter=lambda name: name in names,
+                                            return_type=None)
+            # [head, prompt, key]: each head's answer-position row.
+            last = torch.stack([cache[f"blocks.{l}.attn.hook_pattern"][:, h, n - 1] for l, h in heads]).float()
+            for k, i in enumerate(chunk):
+                found[i] = last[:, k].cpu().tolist()
+    rows: list[list[list[float]]] = [[found[i][j] for i in examples] for j in range(len(heads))]
     return {"examples": examples, "heads": [head_label(l, h) for l, h in heads], "rows": rows, "of": len(tok)}
 
 
