@@ -588,5 +588,5 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["Baselines", "CircuitStudy", "Prepared", "discover", "measure_baseline", "RunOutputs", "SweepStudy", "load_study", "prepare", "resampling", "run",
-           "study_benchmark", "study_circuit", "study_sweep"]
+__all__ = ["Baselines", "CircuitStudy", "Prepared", "RunOutputs", "SweepStudy", "discover", "load_study",
+           "measure_baseline", "prepare", "resampling", "run", "study_benchmark", "study_circuit", "study_sweep"]
