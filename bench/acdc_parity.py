@@ -85,6 +85,7 @@ VENV = VENVS / "acdc"
 SRC = VENVS / "acdc-src"  # the reference's acdc/ package, extracted from its git snapshot
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
+from bench._reference import circuitwise_state, embed_scale, run  # noqa: E402
 
 REF_REPO = "ArthurConmy/Automatic-Circuit-Discovery"
 REF_COMMIT = "bc99ace817974b5584b7ee203d596a8e2bbcd399"
@@ -107,13 +108,6 @@ VARIANTS = {"matched": {"direct_edges": False, "kl_dtype": "float64"},
 PAIRINGS = {"matched": ("matched", "reference"), "order": ("matched", "circuitwise"),
             "direct": ("direct", "circuitwise"), "shipped": ("shipped", "circuitwise")}
 LETTERS = [" A", " B", " C", " D", " E", " F", " G", " H", " J", " K", " L", " M", " N", " P", " R", " S"]
-
-
-def run(cmd: list[str], log: Path, env: dict[str, str] | None = None, timeout: int = 3600) -> int:
-    with log.open("a", encoding="utf-8") as f:
-        f.write(f"$ {' '.join(cmd)}\n")
-        f.flush()
-        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout).returncode
 
 
 def ensure_reference(ref_git: Path) -> tuple[Path | None, str]:
@@ -161,21 +155,6 @@ def letters_task(n: int, seed: int = 0):
         examples.append(cw.Example(clean=clean, correct=picks[3], incorrect=picks[4],
                                    corrupted=picks[0].strip() + "".join(picks[1:3]) + picks[4]))
     return cw.Task("last-letter", tuple(examples), "Repeat the last letter (random-weight GPT-2).")
-
-
-def embed_scale(ckpt: Path, k: float) -> None:
-    """Scale the tied token embedding (and so the unembedding) by ``k``, in place. At families.py's
-    scale the last-letter task's corruption moves the last token's distribution by only 1e-3 nats
-    (clean logit difference −0.19: the answer is not even preferred), which puts ACDC's thresholds
-    at the float32 noise of a KL over 50,257 tokens; ×5 gives a gap of about a nat, a trained model's
-    order of magnitude, and a clean logit difference of a few units."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    hf = AutoModelForCausalLM.from_pretrained(ckpt)
-    with torch.no_grad():
-        hf.transformer.wte.weight.mul_(k)
-    hf.save_pretrained(ckpt, safe_serialization=True)
 
 
 def build_problem(name: str, n: int, work: Path) -> dict[str, Any]:
@@ -437,15 +416,6 @@ def compare(mine: dict[str, Any], theirs: dict[str, Any], threshold: float) -> d
             "final_loss_circuitwise": mine["final_loss"], "final_loss_reference": theirs["final_loss"],
             "wall_s_circuitwise": mine["wall_s"], "cpu_s_circuitwise": mine["cpu_s"],
             "wall_s_reference": theirs["wall_s"], "cpu_s_reference": theirs["cpu_s"]}
-
-
-def circuitwise_state() -> dict[str, Any]:
-    """The commit this ran on, and the files under src/ that differed from it (others edit the tree)."""
-    def git(*a: str) -> str:
-        return subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout
-
-    return {"commit": git("rev-parse", "HEAD").strip(),
-            "src_uncommitted": [ln[3:] for ln in git("status", "--porcelain", "--", "src").splitlines() if ln]}
 
 
 def main() -> None:

@@ -88,6 +88,7 @@ VENV = VENVS / "eap-ig"
 SRC = VENVS / "eap-ig-src"  # eap/ (from EAP-IG) and MIB_circuit_track/ (from MIB's circuit track)
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
+from bench._reference import circuitwise_state, embed_scale, run  # noqa: E402
 
 EAP_REPO = "hannamw/EAP-IG"
 EAP_COMMIT = "7af394a5662de8b23ad6154716a0cd3993d447a3"
@@ -104,13 +105,6 @@ PROBLEMS = ("random", "bundled", "bundled-llama", "random-llama")
 # circuitwise's other EAP-IG quadratures, compared with the reference too: what the choice of
 # integration points changes (the default, ``left``, is the reference's).
 OTHER_QUADRATURES = ("right", "midpoint")
-
-
-def run(cmd: list[str], log: Path, env: dict[str, str] | None = None, timeout: int = 3600) -> int:
-    with log.open("a", encoding="utf-8") as f:
-        f.write(f"$ {' '.join(cmd)}\n")
-        f.flush()
-        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout).returncode
 
 
 def git_dir(repo: str) -> Path:
@@ -159,24 +153,6 @@ def ensure_reference() -> tuple[Path | None, str]:
 
 
 # -- the shared problems ---------------------------------------------------------------------------
-
-def embed_scale(ckpt: Path, k: float) -> None:
-    """Scale the tied token embedding (and so the unembedding) by ``k``, in place (an untied
-    unembedding is replaced by the scaled embedding): at random weights
-    this gives the opposites corruption (which puts the other adjective into the prompt) a logit
-    difference of a few units instead of hundredths, so that faithfulness is not a ratio of noise."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    hf = AutoModelForCausalLM.from_pretrained(ckpt)
-    with torch.no_grad():
-        emb = hf.get_input_embeddings().weight
-        emb.mul_(k)
-        out = hf.get_output_embeddings().weight
-        if out.data_ptr() != emb.data_ptr():  # untied (families.py's Llama): unembed with the embedding too
-            out.copy_(emb)
-    hf.save_pretrained(ckpt, safe_serialization=True)
-
 
 LETTERS = [" A", " B", " C", " D", " E", " F", " G", " H", " J", " K", " L", " M", " N", " P", " R", " S"]
 
@@ -497,15 +473,6 @@ def processing_of(model: Any) -> Any:
 
     rec = of(model)
     return rec.to_json() if rec is not None else None
-
-
-def circuitwise_state() -> dict[str, Any]:
-    """The commit this ran on, and the files under src/ that differed from it (others edit the tree)."""
-    def git(*a: str) -> str:
-        return subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout
-
-    return {"commit": git("rev-parse", "HEAD").strip(),
-            "src_uncommitted": [ln[3:] for ln in git("status", "--porcelain", "--", "src").splitlines() if ln]}
 
 
 def main() -> None:

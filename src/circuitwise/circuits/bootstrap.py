@@ -24,7 +24,7 @@ from typing import Any, Literal, get_args
 import torch
 
 from circuitwise.circuits.registry import DiscoveryMethod, check_choice, options_config
-from circuitwise.circuits.scores import EdgeScores, Progress, no_progress
+from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
 from circuitwise.errors import ConfigError
 from circuitwise.tasks.tokenize import TokenizedTask
 
@@ -104,13 +104,13 @@ def bootstrap_scores(S: torch.Tensor, sizes: torch.Tensor, *, resamples: int, to
 def score_bootstrap(model: Any, tok: TokenizedTask, options: BootstrapOptions, *, batch_size: int | None = None,
                     metric: str = "logit_diff", progress: Progress = no_progress, check: bool = True) -> EdgeScores:
     from circuitwise.circuits.graph import graph_of
-    from circuitwise.circuits.methods import check_metric, get_method, score_edges
+    from circuitwise.circuits.methods import check_metric, get_method
 
     base = get_method(options.base)
     check_metric(options.base, base.options(), metric)
     start = time.perf_counter()
-    if check:  # the engine against the bridge once, on the first prompts (the blocks skip it)
-        score_edges(model, tok.slice(0, min(len(tok), 2)), options.base, batch_size=batch_size, metric=metric)
+    if check:  # the engine against the bridge once, before the blocks (which skip it): no scoring pass
+        prepare(model, tok, metric, check=True, batch_size=batch_size)
     S, sizes = group_scores(model, tok, options.base, None, options.groups, metric=metric, batch_size=batch_size,
                             progress=progress, what=f"bootstrap ({options.base} by block)")
     graph = graph_of(model)

@@ -38,8 +38,8 @@ def score_eap(model: Any, tok: TokenizedTask, options: EAPOptions, *, batch_size
               metric: str = "logit_diff", progress: Progress = no_progress, check: bool = True) -> EdgeScores:
     if options.gradient == "clean" and get_metric(metric).reference:
         # circuits.methods.check_metric says it to the front ends before any work; this guards the library.
-        raise ConfigError("kl has zero gradient at the clean run, so EAP with its gradient there scores every edge 0; "
-                          "use gradient='corrupted', or eap-ig.")
+        raise ConfigError("kl has zero gradient at the clean run, so EAP (or RelP) with its gradient there scores "
+                          "every edge 0; use gradient='corrupted', or eap-ig.")
     if options.positions != "none":
         position_spec(tok, options.positions)  # prompts the positions cannot line up: refused before any work
     prep = prepare(model, tok, metric, check=check, batch_size=batch_size)

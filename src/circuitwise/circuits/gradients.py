@@ -46,6 +46,14 @@ def quadrature_points(rule: Quadrature, steps: int) -> tuple[list[float], list[f
     raise ValueError(rule)
 
 
+def combine_points(grad: torch.Tensor, weights: torch.Tensor, Nb: int, uniform: bool) -> torch.Tensor:
+    """``Σ_c w_c · grad[:, c]`` of a receiver gradient ``[R, c·Nb, …]`` over its ``c`` integration points."""
+    g5 = grad.reshape(grad.shape[0], int(weights.numel()), Nb, *grad.shape[2:])
+    if uniform:
+        return g5.sum(1) * weights[0]
+    return torch.einsum("rc...,c->r...", g5, weights.to(grad.dtype))
+
+
 def contraction_hook(g: Graph, scores: torch.Tensor, delta: Callable[[], torch.Tensor], last: torch.Tensor,
                      weights: torch.Tensor, Nb: int) -> ReceiverGrad:
     """A ``receiver_grad`` that adds ``Σ_c w_c · delta_s · grad_r`` into ``scores[s, r]``.
@@ -54,16 +62,10 @@ def contraction_hook(g: Graph, scores: torch.Tensor, delta: Callable[[], torch.T
     clean − corrupted outputs ``[S, Nb, P, d]``.
     """
     rows = torch.arange(Nb, device=scores.device)
-    c = int(weights.numel())
     uniform = bool((weights == weights[0]).all())
 
     def on_grad(rs: slice | int, grad: torch.Tensor) -> None:
-        # grad: [R, c·Nb, …]; the integration points are combined before contracting.
-        g5 = grad.reshape(grad.shape[0], c, Nb, *grad.shape[2:])
-        if uniform:
-            gsum = g5.sum(1) * weights[0]
-        else:
-            gsum = torch.einsum("rc...,c->r...", g5, weights.to(grad.dtype))
+        gsum = combine_points(grad, weights, Nb, uniform)
         d = delta()
         if rs == g.logits_receiver:  # gsum [1, Nb, d] at each example's last position
             scores[:, rs] += torch.einsum("snd,nd->s", d[:, rows, last], gsum[0])
@@ -85,19 +87,13 @@ def positional_contraction_hook(g: Graph, scores: torch.Tensor, delta: Callable[
     Each column is one masked matrix product, so nothing per example × edge × position is held.
     """
     rows = torch.arange(Nb, device=scores.device)
-    c = int(weights.numel())
     C = scores.shape[-1]
     uniform = bool((weights == weights[0]).all())
     masks = [columns == j for j in range(C)]
     at_last = columns[rows, last]  # the logits receiver's column, per example
 
     def on_grad(rs: slice | int, grad: torch.Tensor) -> None:
-        # The integration points combined as contraction_hook combines them (the same rounding).
-        g5 = grad.reshape(grad.shape[0], c, Nb, *grad.shape[2:])
-        if uniform:
-            gsum = g5.sum(1) * weights[0]
-        else:
-            gsum = torch.einsum("rc...,c->r...", g5, weights.to(grad.dtype))
+        gsum = combine_points(grad, weights, Nb, uniform)  # as contraction_hook combines them
         d = delta()
         if rs == g.logits_receiver:  # gsum [1, Nb, d] at each example's last position
             per = torch.einsum("snd,nd->sn", d[:, rows, last], gsum[0])
@@ -257,5 +253,5 @@ def gradient_sums(
     return GradientSums(scores, clean_sum, corr_sum)
 
 
-__all__ = ["GradientSums", "chunks", "contraction_hook", "gradient_edge_scores", "gradient_sums",
+__all__ = ["GradientSums", "chunks", "combine_points", "contraction_hook", "gradient_edge_scores", "gradient_sums",
            "positional_contraction_hook", "quadrature_points", "score_dtype"]

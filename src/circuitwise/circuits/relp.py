@@ -16,15 +16,14 @@ refused before any work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from circuitwise.circuits.eap import EAPOptions, score_eap
 from circuitwise.circuits.forward import graph_model
-from circuitwise.circuits.gradients import gradient_edge_scores
 from circuitwise.circuits.registry import DiscoveryMethod, Gradient, check_choice, options_config
-from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
+from circuitwise.circuits.scores import EdgeScores, Progress, no_progress
 from circuitwise.errors import ConfigError
-from circuitwise.metrics import get_metric
 from circuitwise.models.relevance import Rules, relevance, undefined_for
 from circuitwise.models.weights import supports
 from circuitwise.tasks.tokenize import TokenizedTask
@@ -57,14 +56,11 @@ def score_relp(model: Any, tok: TokenizedTask, options: RelPOptions, *, batch_si
     why = cannot_relp(model)
     if why is not None:
         raise ConfigError(f"relp cannot run on this model: {why}.")
-    if options.gradient == "clean" and get_metric(metric).reference:
-        raise ConfigError("kl has zero gradient at the clean run, so relp taken there scores every edge 0; use "
-                          "gradient='corrupted', or eap-ig.")
-    prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
-    alpha = 1.0 if options.gradient == "clean" else 0.0
+    # EAP's own scoring (its kl refusal, checks and engine), backpropagating by the rules: forwards are unchanged.
     with relevance(Rules(attention=options.attention_rule)):
-        return gradient_edge_scores(prep, [alpha], [1.0], batch_size=prep.batch_size, method="relp",
-                                    config=options_config(options), progress=progress)
+        scores = score_eap(model, tok, EAPOptions(options.gradient), batch_size=batch_size, metric=metric,
+                           progress=progress, check=check)
+    return replace(scores, method="relp", config=options_config(options))
 
 
 def relp(model: Any, tok: TokenizedTask, *, gradient: Gradient = RelPOptions.gradient,

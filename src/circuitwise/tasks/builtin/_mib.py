@@ -14,8 +14,12 @@ available; where a module had to guess, its docstring says so):
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from circuitwise.errors import TaskError
+from circuitwise.tasks.builtin._common import check_choice, check_n
 
 MIB_REPO = "aaronmueller/MIB"
 MIB_COMMIT = "cc2a160ef6da5508bd670e8c0ba696168a57fca3"
@@ -26,6 +30,23 @@ CIRCUIT_COMMIT = "b759df34433c9e31043ba9e02908ce0bf20e894f"
 Split = Literal["train", "validation", "test"]
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 DEFAULT_SPLIT = "train"  # what MIB's circuit track discovers circuits on (HFEAPDataset's default)
+
+
+def check_options(task: str, n: Any, seed: Any, corruption: str | None, split: str | None,
+                  counterfactuals: Sequence[str]) -> tuple[int | None, str, str]:
+    """``(n, counterfactual, split)`` of a ``mib-*`` builder's options, or a TaskError naming the fix."""
+    cf = check_choice(task, "corruption", corruption, counterfactuals, counterfactuals[0]) or ""
+    chosen = check_choice(task, "split", split, SPLITS, DEFAULT_SPLIT) or ""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TaskError(f"--seed must be a whole number, got {seed!r}.")
+    return check_n(n), cf, chosen
+
+
+def split_bounds(sizes: Mapping[str, int], split: str) -> tuple[int, int]:
+    """Where ``split`` starts and stops in one stream cut train | validation | test (``sizes`` in that order)."""
+    names = list(sizes)
+    start = sum(sizes[s] for s in names[:names.index(split)])
+    return start, start + sizes[split]
 
 
 @dataclass(frozen=True)

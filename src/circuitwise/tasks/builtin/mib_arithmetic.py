@@ -34,10 +34,18 @@ import random
 from functools import cache
 from typing import Any, Literal, get_args
 
-from circuitwise.errors import TaskError
 from circuitwise.tasks.builtin import TaskSpec, register
-from circuitwise.tasks.builtin._common import check_choice, check_n, example_rng
-from circuitwise.tasks.builtin._mib import CARDS, DEFAULT_SPLIT, Accuracy, Card, Split, source
+from circuitwise.tasks.builtin._common import example_rng
+from circuitwise.tasks.builtin._mib import (
+    CARDS,
+    DEFAULT_SPLIT,
+    Accuracy,
+    Card,
+    Split,
+    check_options,
+    source,
+    split_bounds,
+)
 from circuitwise.tasks.task import Example, Task
 from circuitwise.tasks.templating import fill
 
@@ -95,17 +103,11 @@ def _counterfactual(operation: str, a: int, b: int, rng: random.Random) -> tuple
 def build(operation: Operation, n: int | None = None, seed: int = 0, corruption: str | None = None,
           split: str | None = None, **_: Any) -> Task:
     task = f"mib-arithmetic-{operation}"
-    cf = check_choice(task, "corruption", corruption, COUNTERFACTUALS, COUNTERFACTUALS[0]) or ""
-    split = check_choice(task, "split", split, get_args(Split), DEFAULT_SPLIT) or ""
-    n = check_n(n)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TaskError(f"--seed must be a whole number, got {seed!r}.")
+    n, cf, split = check_options(task, n, seed, corruption, split, COUNTERFACTUALS)
     order = pairs(operation)
     random.Random(f"mib-arithmetic:{operation}:{seed}").shuffle(order)
-    sizes = split_sizes(operation)
-    names = list(sizes)
-    start = sum(sizes[s] for s in names[:names.index(split)])
-    chosen = order[start:start + sizes[split]][:n]
+    start, stop = split_bounds(split_sizes(operation), split)
+    chosen = order[start:stop][:n]
     examples = []
     for a, b in chosen:
         clean, off = prompt(operation, a, b)

@@ -40,10 +40,17 @@ import random
 from functools import lru_cache
 from typing import Any, Literal, get_args
 
-from circuitwise.errors import TaskError
 from circuitwise.tasks.builtin import TaskSpec, register
-from circuitwise.tasks.builtin._common import check_choice, check_n
-from circuitwise.tasks.builtin._mib import CARDS, DEFAULT_SPLIT, Accuracy, Card, Split, source
+from circuitwise.tasks.builtin._mib import (
+    CARDS,
+    DEFAULT_SPLIT,
+    Accuracy,
+    Card,
+    Split,
+    check_options,
+    source,
+    split_bounds,
+)
 from circuitwise.tasks.task import Example, Task
 from circuitwise.tasks.templating import article, fill
 
@@ -176,15 +183,10 @@ def stream(seed: int) -> tuple[tuple[str, dict[str, int], Drawn], ...]:
 
 def build(n: int | None = None, seed: int = 0, corruption: str | None = None, split: str | None = None,
           **_: Any) -> Task:
-    cf = check_choice("mib-ioi", "corruption", corruption, COUNTERFACTUALS, COUNTERFACTUALS[0]) or ""
-    split = check_choice("mib-ioi", "split", split, get_args(Split), DEFAULT_SPLIT) or ""
-    n = check_n(n)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TaskError(f"--seed must be a whole number, got {seed!r}.")
-    names = list(SPLIT_SIZES)
-    start = sum(SPLIT_SIZES[s] for s in names[:names.index(split)])
+    n, cf, split = check_options("mib-ioi", n, seed, corruption, split, COUNTERFACTUALS)
     # One stream of distinct prompts per seed, cut train | validation | test, so the splits never overlap.
-    rows = stream(seed)[start:start + SPLIT_SIZES[split]][:n]
+    start, stop = split_bounds(SPLIT_SIZES, split)
+    rows = stream(seed)[start:stop][:n]
     examples: list[Example] = []
     for clean, off, (ti, io, s, place, obj, io_first, new) in rows:
         ca, cb, cc = counterfactual_names(cf, io, s, new, io_first)

@@ -32,10 +32,17 @@ from __future__ import annotations
 import random
 from typing import Any, Literal, get_args
 
-from circuitwise.errors import TaskError
 from circuitwise.tasks.builtin import TaskSpec, register
-from circuitwise.tasks.builtin._common import check_choice, check_n
-from circuitwise.tasks.builtin._mib import CARDS, DEFAULT_SPLIT, Accuracy, Card, Split, source
+from circuitwise.tasks.builtin._mib import (
+    CARDS,
+    DEFAULT_SPLIT,
+    Accuracy,
+    Card,
+    Split,
+    check_options,
+    source,
+    split_bounds,
+)
 from circuitwise.tasks.task import Example, Task
 
 Counterfactual = Literal["symbol_counterfactual", "answerPosition_counterfactual"]
@@ -129,14 +136,8 @@ def counterfactual(cf: str, choices: tuple[str, ...], colour: str, rng: random.R
 
 def build(n: int | None = None, seed: int = 0, corruption: str | None = None, split: str | None = None,
           **_: Any) -> Task:
-    cf = check_choice("mib-mcqa", "corruption", corruption, COUNTERFACTUALS, COUNTERFACTUALS[0]) or ""
-    split = check_choice("mib-mcqa", "split", split, get_args(Split), DEFAULT_SPLIT) or ""
-    n = check_n(n)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TaskError(f"--seed must be a whole number, got {seed!r}.")
-    names = list(SPLIT_SIZES)
-    start = sum(SPLIT_SIZES[s] for s in names[:names.index(split)])
-    stop = start + SPLIT_SIZES[split]
+    n, cf, split = check_options("mib-mcqa", n, seed, corruption, split, COUNTERFACTUALS)
+    start, stop = split_bounds(SPLIT_SIZES, split)
     want = stop if n is None else min(stop, start + n)
     rng = random.Random(f"mib-mcqa:{seed}")
     letters = tuple(LETTERS[:NUM_CHOICES])
