@@ -7,7 +7,6 @@ once), or at a listening socket here when a reachable Hub is what is tested.
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 
@@ -43,18 +42,14 @@ def _offline_options(msg: str) -> None:
 def test_tasks_show_with_a_hub_name_fails_at_once(no_hub):
     from tests.unit.cli.conftest import invoke
 
-    t0 = time.monotonic()
     r = invoke("tasks", "show", "opposites", "--model", "some-org/not-cached-model")
-    assert time.monotonic() - t0 < 5
     assert r.exit_code == 2 and "cannot be reached" in r.output and "127.0.0.1" in r.output
     _offline_options(r.output)
 
 
 def test_load_model_with_a_hub_name_fails_at_once(no_hub):
-    t0 = time.monotonic()
     with pytest.raises(ModelLoadError) as e:
         cw.load_model("some-org/not-cached-model")
-    assert time.monotonic() - t0 < 5
     _offline_options(str(e.value))
 
 
