@@ -53,8 +53,10 @@ see ``last_letter_task``), ``bundled`` (the bundled GPT-2-style model; the ``opp
 ``bundled-llama`` (the bundled Llama-style model: RMSNorm, rotary, SwiGLU, grouped-query attention,
 tied embeddings; ``opposites``) and ``random-llama`` (tests/families.py's Llama, 4 layers, random
 weights with randomised RMSNorm gains, 4 query / 2 key-value heads, its unembedding replaced by the
-token embedding ×5; the last-letter task). Not covered: Qwen (families.py's Qwen2 windows its
-attention to 4 tokens and has q/k/v biases; its HookedTransformer config was not written).
+token embedding ×5; the last-letter task) and ``random-qwen`` (tests/families.py's Qwen2, 4 layers, made
+Qwen2.5-0.5B's architecture: randomised q/k/v biases, tied embeddings ×5, no sliding window, rope_theta
+1e6, 4 query / 2 key-value heads; the reference's HookedTransformer configured as TransformerLens 2.15's
+``Qwen2ForCausalLM`` entry and ``convert_qwen2_weights``; the last-letter task).
 Prompts are kept to the most common token length (the reference's n_pos must equal across clean
 and corrupted; one length also keeps padding out of the comparison).
 
@@ -65,7 +67,8 @@ Run (from the repository root; about 6 minutes on 2 shared cores, the first run 
 venv):
 
     PYTHONPATH=/work/main .venv/bin/python bench/eap_ig_parity.py [--n 40] [--batch-size 20]
-        [--steps 5] [--problems random bundled bundled-llama random-llama] [--install-only] [--out PATH]
+        [--steps 5] [--problems random bundled bundled-llama random-llama random-qwen]
+        [--install-only] [--out PATH]
 """
 
 from __future__ import annotations
@@ -101,7 +104,14 @@ MIRROR = Path("/work/.mirror")
 TORCH = "torch==2.13.0"
 DEPS = ["transformer_lens==2.15.4", "transformers==4.51.3", "numpy<2", "datasets<3", "pyarrow<16",
         "matplotlib", "einops", "tqdm", TORCH]
-PROBLEMS = ("random", "bundled", "bundled-llama", "random-llama")
+PROBLEMS = ("random", "bundled", "bundled-llama", "random-llama", "random-qwen")
+# The random families: tests/families.py's family and the config fields changed from its fixture.
+# random-qwen is Qwen2.5-0.5B's architecture at small shapes: q/k/v biases (randomised, as every
+# bias there), tied embeddings, every layer global (its use_sliding_window is false; the fixture's
+# 4-token window is not), rope_theta 1e6; grouped-query attention 4 / 2 as the fixture has it.
+RANDOM = {"random": ("gpt2", {}), "random-llama": ("llama", {}),
+          "random-qwen": ("qwen2", {"use_sliding_window": False, "tie_word_embeddings": True, "layer_types": None,
+                                    "rope_parameters": {"rope_theta": 1e6, "rope_type": "default"}})}
 # circuitwise's other EAP-IG quadratures, compared with the reference too: what the choice of
 # integration points changes (the default, ``left``, is the reference's).
 OTHER_QUADRATURES = ("right", "midpoint")
@@ -180,12 +190,19 @@ def build_problem(name: str, n: int, work: Path) -> dict[str, Any]:
     import circuitwise as cw
     from circuitwise.models.loading import load_model
 
-    if name in ("random", "random-llama"):
+    if name in RANDOM:
         from tests.families import make_family_checkpoint
 
-        family = "gpt2" if name == "random" else "llama"
-        ckpt = make_family_checkpoint(family, work / f"{family}-random", seed=0, n_layers=4)
+        family, shapes = RANDOM[name]
+        ckpt = make_family_checkpoint(family, work / f"{family}-random", seed=0, n_layers=4, shapes=shapes)
         embed_scale(ckpt, 5.0)
+        if "rope_parameters" in shapes:
+            # transformers 5 writes rope_parameters only; the reference's transformers 4.51 reads rope_theta
+            # (and would take its default, 1e4, without it).
+            cfg_file = ckpt / "config.json"
+            cfg = json.loads(cfg_file.read_text())
+            cfg["rope_theta"] = shapes["rope_parameters"]["rope_theta"]
+            cfg_file.write_text(json.dumps(cfg, indent=2))
         source = str(ckpt)
     else:
         source, family = name, ("llama" if name == "bundled-llama" else "gpt2")
@@ -283,7 +300,8 @@ from functools import partial
 import transformers
 from transformers import AutoModelForCausalLM
 from transformer_lens import HookedTransformer, HookedTransformerConfig
-from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights, convert_llama_weights
+from transformer_lens.pretrained.weight_conversions import (convert_gpt2_weights, convert_llama_weights,
+                                                            convert_qwen2_weights)
 import eap.utils, eap.attribute, eap.evaluate
 from eap.graph import Graph
 from eap.attribute import attribute
@@ -311,7 +329,7 @@ if P["family"] == "gpt2":
                                   act_fn=act, normalization_type="LNPre", eps=c.layer_norm_epsilon,
                                   original_architecture="GPT2LMHeadModel", device="cpu")
     convert = convert_gpt2_weights
-else:  # Llama, as TransformerLens's loading_from_pretrained configures it (with fold_ln: RMSPre)
+elif P["family"] == "llama":  # as TransformerLens's loading_from_pretrained configures it (with fold_ln: RMSPre)
     cfg = HookedTransformerConfig(n_layers=c.num_hidden_layers, n_heads=c.num_attention_heads, d_model=c.hidden_size,
                                   d_head=c.head_dim, d_mlp=c.intermediate_size, n_ctx=c.max_position_embeddings,
                                   d_vocab=c.vocab_size, act_fn="silu", normalization_type="RMSPre", eps=c.rms_norm_eps,
@@ -321,6 +339,19 @@ else:  # Llama, as TransformerLens's loading_from_pretrained configures it (with
                                   n_key_value_heads=c.num_key_value_heads, original_architecture="LlamaForCausalLM",
                                   device="cpu")
     convert = convert_llama_weights
+else:  # Qwen2: loading_from_pretrained's Qwen2ForCausalLM entry (with fold_ln: RMSPre); its n_ctx cap of 2048
+    # and default_prepend_bos do not matter here (the prompts are token ids, a few long).
+    if getattr(c, "use_sliding_window", False):
+        raise SystemExit("a windowed Qwen2 checkpoint: TransformerLens 2.15's Qwen2 config has no window")
+    d_head = c.hidden_size // c.num_attention_heads
+    cfg = HookedTransformerConfig(n_layers=c.num_hidden_layers, n_heads=c.num_attention_heads, d_model=c.hidden_size,
+                                  d_head=d_head, d_mlp=c.intermediate_size, n_ctx=2048, d_vocab=c.vocab_size,
+                                  act_fn=c.hidden_act, normalization_type="RMSPre", eps=c.rms_norm_eps,
+                                  positional_embedding_type="rotary", rotary_dim=d_head, rotary_adjacent_pairs=False,
+                                  rotary_base=int(c.rope_theta), final_rms=True, gated_mlp=True, use_attn_scale=True,
+                                  n_key_value_heads=c.num_key_value_heads, original_architecture="Qwen2ForCausalLM",
+                                  tokenizer_prepends_bos=True, default_prepend_bos=False, device="cpu")
+    convert = convert_qwen2_weights
 model = HookedTransformer(cfg)
 # What HookedTransformer.from_pretrained does by default (fold_ln, center_writing_weights — skipped by
 # TL for RMSNorm — and center_unembed).
@@ -498,7 +529,7 @@ def main() -> None:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "reference": {"eap_ig": {"repo": EAP_REPO, "commit": EAP_COMMIT},
                       "mib_circuit_track": {"repo": MIB_REPO, "commit": MIB_COMMIT}},
-        "n_prompts": args.n, "batch_size": args.batch_size, "steps": args.steps, "task": "opposites",
+        "n_prompts": args.n, "batch_size": args.batch_size, "steps": args.steps,
         "torch_threads": 1, "circuitwise": circuitwise_state(), "problems": {}}
     for name in args.problems:
         problem = build_problem(name, args.n, work)
@@ -508,6 +539,7 @@ def main() -> None:
               f"{mine['eap']['clean_metric']:.4f}, corrupted {mine['eap']['corrupted_metric']:.4f}", flush=True)
         theirs, why = reference(py, problem, mine["eap-ig"]["scores"], args.steps, args.batch_size, work)
         entry: dict[str, Any] = {"checkpoint": Path(problem["ckpt"]).name, "family": problem["family"],
+                                 "task": problem["tok"].task.name,
                                  "prompts": problem["prompts"], "n_edges": mine["graph"].n_edges,
                                  "processing_circuitwise": processing_of(problem["model"]),
                                  "logit_diff_circuitwise": {"clean": mine["eap"]["clean_metric"],
