@@ -11,18 +11,25 @@ weighted over the integration points (weights summing to one).
 ``x(α) = e_corr + α · (e_clean − e_corr)``: α = 1 alone is EAP at the clean run, α = 0 alone EAP at
 the corrupted run (TransformerLens's ``attribution_patch(granularity="edge")`` summed over
 positions), several α EAP-IG with integrated gradients on the input embedding (Hanna et al., 2024).
+
+Per-prompt scores of a few edges (:func:`per_prompt_scores`): the same contraction, kept per example
+for those edges only, while a scoring pass runs; nothing per prompt is held for the other edges.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
 
-from circuitwise.circuits.forward import GraphModel, Prefix, ReceiverGrad, first_difference, run_graph, shared_prefix
+from circuitwise.circuits.forward import (GraphModel, KQGrad, Prefix, ReceiverGrad, first_difference, run_graph,
+                                         shared_prefix)
 from circuitwise.circuits.graph import Graph
 from circuitwise.circuits.registry import Quadrature
 from circuitwise.circuits.scores import EdgeScores, Prepared, Progress, no_progress, sender_outputs
@@ -54,12 +61,52 @@ def combine_points(grad: torch.Tensor, weights: torch.Tensor, Nb: int, uniform: 
     return torch.einsum("rc...,c->r...", g5, weights.to(grad.dtype))
 
 
+@dataclass
+class PerPrompt:
+    """Per-example scores of the edges ``senders[i] → receivers[i]`` (dense indices), filled by every
+    gradient scoring pass that runs while :func:`per_prompt_scores` is active: one ``[E, n]`` part
+    per pass, in the order the passes ran (each the pass's examples in order)."""
+
+    senders: torch.Tensor
+    receivers: torch.Tensor
+    parts: list[torch.Tensor] = field(default_factory=list)
+
+    def values(self, n: int) -> torch.Tensor | None:
+        """``[E, n]``: the passes' parts side by side, or None unless they cover exactly ``n`` examples
+        (a method that does not score through :func:`gradient_sums` leaves no parts)."""
+        if sum(p.shape[1] for p in self.parts) != n:
+            return None
+        return torch.cat(self.parts, dim=1) if self.parts else torch.zeros(len(self.senders), 0, dtype=torch.float64)
+
+
+# A context variable, not a parameter: scoring functions share one signature across the registry, and
+# only the gradient engine can keep these terms cheaply (see per_prompt_scores).
+_PER_PROMPT: ContextVar[PerPrompt | None] = ContextVar("circuitwise_per_prompt", default=None)
+
+
+@contextmanager
+def per_prompt_scores(graph: Graph, edges: Sequence[int]) -> Iterator[PerPrompt]:
+    """While active, each gradient scoring pass (EAP, EAP-IG, RelP) also keeps the per-example score
+    of the given edge ids (their mean over the examples is the pass's score of each): ``O(E × n)``
+    numbers for a few edges, where per-example scores of every edge would be ``O(edges × n)``."""
+    s, r = graph.edge_index
+    idx = torch.as_tensor(list(edges), dtype=torch.long)
+    track = PerPrompt(s[idx].clone(), r[idx].clone())
+    token = _PER_PROMPT.set(track)
+    try:
+        yield track
+    finally:
+        _PER_PROMPT.reset(token)
+
+
 def contraction_hook(g: Graph, scores: torch.Tensor, delta: Callable[[], torch.Tensor], last: torch.Tensor,
-                     weights: torch.Tensor, Nb: int) -> ReceiverGrad:
+                     weights: torch.Tensor, Nb: int, per_prompt: tuple[PerPrompt, torch.Tensor] | None = None
+                     ) -> ReceiverGrad:
     """A ``receiver_grad`` that adds ``Σ_c w_c · delta_s · grad_r`` into ``scores[s, r]``.
 
     The batch of the run is ``c`` integration points × ``Nb`` examples; ``delta()`` is the senders'
-    clean − corrupted outputs ``[S, Nb, P, d]``.
+    clean − corrupted outputs ``[S, Nb, P, d]``. ``per_prompt``: the tracked edges and their
+    ``[E, Nb]`` buffer, which gets the same terms per example.
     """
     rows = torch.arange(Nb, device=scores.device)
     uniform = bool((weights == weights[0]).all())
@@ -67,6 +114,8 @@ def contraction_hook(g: Graph, scores: torch.Tensor, delta: Callable[[], torch.T
     def on_grad(rs: slice | int, grad: torch.Tensor) -> None:
         gsum = combine_points(grad, weights, Nb, uniform)
         d = delta()
+        if per_prompt is not None:
+            _per_example(g, per_prompt, rs, d, gsum, rows, last)
         if rs == g.logits_receiver:  # gsum [1, Nb, d] at each example's last position
             scores[:, rs] += torch.einsum("snd,nd->s", d[:, rows, last], gsum[0])
             return
@@ -75,6 +124,19 @@ def contraction_hook(g: Graph, scores: torch.Tensor, delta: Callable[[], torch.T
         scores[:n_send, rs] += part if isinstance(rs, slice) else part[:, 0]
 
     return on_grad
+
+
+def _per_example(g: Graph, per_prompt: tuple[PerPrompt, torch.Tensor], rs: slice | int, d: torch.Tensor,
+                 gsum: torch.Tensor, rows: torch.Tensor, last: torch.Tensor) -> None:
+    """Add the tracked edges' terms of receivers ``rs`` into their ``[E, Nb]`` buffer, per example."""
+    track, out = per_prompt
+    lo, hi = (rs.start, rs.stop) if isinstance(rs, slice) else (rs, rs + 1)
+    for e in ((track.receivers >= lo) & (track.receivers < hi)).nonzero().flatten().tolist():
+        s, r = int(track.senders[e]), int(track.receivers[e])
+        if r == g.logits_receiver:
+            out[e] += (d[s, rows, last] * gsum[0]).sum(-1).to(out.dtype)
+        else:
+            out[e] += (d[s] * gsum[r - lo]).sum((-2, -1)).to(out.dtype)
 
 
 def positional_contraction_hook(g: Graph, scores: torch.Tensor, delta: Callable[[], torch.Tensor],
@@ -108,6 +170,10 @@ def positional_contraction_hook(g: Graph, scores: torch.Tensor, delta: Callable[
             scores[:n_send, rs, j] += part if isinstance(rs, slice) else part[:, 0]
 
     return on_grad
+
+
+# kq(batch, start, weights, Nb, delta) -> the gradient run's kq_grad (gradient_sums).
+KQHooks = Callable[[TokenizedTask, int, torch.Tensor, int, Callable[[], torch.Tensor]], KQGrad]
 
 
 def score_dtype(gm: GraphModel) -> torch.dtype:
@@ -165,11 +231,15 @@ def gradient_sums(
     progress: Progress = no_progress,
     columns: Callable[[TokenizedTask], torch.Tensor] | None = None,
     n_columns: int = 0,
+    kq: KQHooks | None = None,
 ) -> GradientSums:
     """The engine of :func:`gradient_edge_scores`; with ``columns`` (a batch's ``[N, P]`` position
-    columns, −1 for none) the scores keep ``n_columns`` position columns (circuits.positional)."""
+    columns, −1 for none) the scores keep ``n_columns`` position columns (circuits.positional).
+    ``kq(batch, start, weights, Nb, delta)`` gives each gradient run's ``kq_grad`` (key/value
+    gradients split by query rows; circuits.positional_kq), which keeps its own sums."""
     gm, tok, metric = prep.gm, prep.tok, prep.metric
     g = gm.graph
+    track = _PER_PROMPT.get() if columns is None else None
     # A single gradient at an end point records that run's sender outputs on the way: one forward fewer.
     at_end = alphas[0] if len(alphas) == 1 and alphas[0] in (0.0, 1.0) else None
     n = len(tok)
@@ -187,11 +257,14 @@ def gradient_sums(
             done += 1
             progress(done, total, method)
 
-    def one(b: TokenizedTask) -> tuple[torch.Tensor, float, float]:
-        """One batch's summed edge scores, and its clean and corrupted metric sums."""
+    def one(b: TokenizedTask) -> tuple[torch.Tensor, float, float, torch.Tensor | None]:
+        """One batch's summed edge scores, its clean and corrupted metric sums, and its tracked edges'
+        per-example scores (:func:`per_prompt_scores`)."""
         assert b.corrupted is not None
         shape = (len(g.senders), len(g.receivers)) + ((n_columns,) if columns is not None else ())
         scores = torch.zeros(shape, dtype=score_dtype(gm), device=gm.device)
+        tracked = None if track is None else (track, torch.zeros(len(track.senders), len(b), dtype=scores.dtype,
+                                                                 device=gm.device))
         clean_sum = corr_sum = 0.0
         Nb = len(b)
         state: dict[str, torch.Tensor] = {}
@@ -219,7 +292,7 @@ def gradient_sums(
             c = len(chunk)
             w_t = torch.tensor(w, dtype=gm.dtype, device=gm.device)
             if columns is None:
-                on_grad = contraction_hook(g, scores, lambda: state["delta"], b.last - start, w_t, Nb)
+                on_grad = contraction_hook(g, scores, lambda: state["delta"], b.last - start, w_t, Nb, tracked)
             else:
                 on_grad = positional_contraction_hook(g, scores, lambda: state["delta"], b.last - start, w_t, Nb,
                                                       columns(b).to(gm.device)[:, start:])
@@ -228,9 +301,10 @@ def gradient_sums(
             x0 = x0.detach().requires_grad_(True)
             pre = None if prefix is None else Prefix(start, tuple((k.repeat(c, 1, 1, 1), v.repeat(c, 1, 1, 1))
                                                                   for k, v in prefix.kv))
+            kq_grad = None if kq is None else kq(b, start, w_t, Nb, lambda: state["delta"])
             with torch.enable_grad():
                 run = run_graph(gm, x0, b.last.repeat(c), targets_of(b).repeat(c), record=at_end is not None,
-                                receiver_grad=on_grad, prefix=pre)
+                                receiver_grad=on_grad, prefix=pre, kq_grad=kq_grad)
                 if at_end is not None:
                     assert run.outputs is not None
                     m_here = float(metric(run.answer_logits[0].detach()).sum())
@@ -243,15 +317,17 @@ def gradient_sums(
                         state["delta"] = other - run.outputs
                 torch.autograd.grad(metric(run.answer_logits[0]).sum(), x0)
             step()
-        return scores, clean_sum, corr_sum
+        return scores, clean_sum, corr_sum, None if tracked is None else tracked[1]
 
     parts = map_pieces(one, list(tok.batches(batch_size)), gm.device)
     scores = torch.stack([p[0] for p in parts]).sum(0)
     clean_sum = sum(p[1] for p in parts)
     corr_sum = sum(p[2] for p in parts)
     scores /= n
+    if track is not None:  # batches come back in order, so their examples line up with tok's
+        track.parts.append(torch.cat([p[3] for p in parts if p[3] is not None], dim=1).double().cpu())
     return GradientSums(scores, clean_sum, corr_sum)
 
 
-__all__ = ["GradientSums", "chunks", "combine_points", "contraction_hook", "gradient_edge_scores", "gradient_sums",
-           "positional_contraction_hook", "quadrature_points", "score_dtype"]
+__all__ = ["GradientSums", "PerPrompt", "chunks", "combine_points", "contraction_hook", "gradient_edge_scores",
+           "gradient_sums", "per_prompt_scores", "positional_contraction_hook", "quadrature_points", "score_dtype"]

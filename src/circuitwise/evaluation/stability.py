@@ -15,6 +15,10 @@ circuit's own size: the same number of top edges (by ``|score|`` or signed, as c
 pruning, or the same score threshold, then the same pruning. A target-faithfulness circuit is not
 grown again per resample (each growth measures faithfulness with patched forwards); its size is
 held, which is said in the output.
+
+The same pass also keeps each circuit edge's score on every prompt on its own
+(:func:`circuitwise.circuits.gradients.per_prompt_scores`: the gradient engine's terms per example
+for those few edges), for the explorer's edge panel; the other edges stay per block.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch
 
 from circuitwise.circuits.bootstrap import ADDITIVE_METHODS, group_scores
 from circuitwise.circuits.circuit import Circuit
+from circuitwise.circuits.gradients import per_prompt_scores
 from circuitwise.circuits.prune import prune_rows
 from circuitwise.circuits.scores import Progress, no_progress
 from circuitwise.errors import ConfigError
@@ -54,6 +59,9 @@ class EdgeStability:
     # per-prompt view of an edge (each block one prompt when groups == n_examples).
     group_scores: torch.Tensor | None = None
     group_sizes: torch.Tensor | None = None
+    # [circuit edge, prompt]: each circuit edge's score on each prompt alone (in the circuit's edge
+    # order); None where the method does not score through the gradient engine (eap-ig-activations).
+    prompt_scores: torch.Tensor | None = None
 
     def circuit_edges(self) -> list[tuple[str, float]]:
         """The circuit's edges with their frequencies, least stable first."""
@@ -84,12 +92,16 @@ class EdgeStability:
             return {"sender": sender, "receiver": receiver}
 
         index = {n: i for i, n in enumerate(self.edge_names)}
-        S = self.group_scores
+        S, P = self.group_scores, self.prompt_scores
+        row = {int(e): j for j, e in enumerate(self.circuit.nonzero().flatten().tolist())}
 
         def scores(name: str) -> dict[str, Any]:
-            if S is None:
-                return {}
-            return {"scores": [v if v == v else None for v in S[:, index[name]].tolist()]}
+            out: dict[str, Any] = {}
+            if S is not None:
+                out["scores"] = [v if v == v else None for v in S[:, index[name]].tolist()]
+            if P is not None:
+                out["prompt_scores"] = [v if v == v else None for v in P[row[index[name]]].tolist()]
+            return out
 
         sizes = {"group_sizes": [int(n) for n in self.group_sizes.tolist()]} if self.group_sizes is not None else {}
         return {
@@ -146,8 +158,10 @@ def edge_stability(model: Any, tok: TokenizedTask, circuit: Circuit, *, method: 
         raise ConfigError(f"Edge stability rescores groups of prompts, which gives the task's score only for "
                           f"methods that average per-prompt scores ({', '.join(ADDITIVE_METHODS)}), not {method}.")
     start = time.perf_counter()
-    S, sizes = group_scores(model, tok, method, options, groups, metric=circuit.metric, batch_size=batch_size,
-                            progress=progress)
+    ids = circuit.edges.nonzero().flatten().tolist()
+    with per_prompt_scores(circuit.graph, ids) as each:
+        S, sizes = group_scores(model, tok, method, options, groups, metric=circuit.metric, batch_size=batch_size,
+                                progress=progress)
     G = S.shape[0]
     # Groups drawn with replacement, each weighted by its prompts: the resample's mean score per edge.
     w = resample_counts(G, rs) * sizes[None]
@@ -155,7 +169,7 @@ def edge_stability(model: Any, tok: TokenizedTask, circuit: Circuit, *, method: 
     resampled = torch.where(S.isnan().any(0)[None], torch.nan, resampled)
     keep, rule = reselect(circuit, resampled)
     return EdgeStability(keep.double().mean(0), circuit.edges.clone(), circuit.graph.edge_names, rs.resamples, G,
-                         len(tok), rs.seed, rule, time.perf_counter() - start, S, sizes)
+                         len(tok), rs.seed, rule, time.perf_counter() - start, S, sizes, each.values(len(tok)))
 
 
 __all__ = ["ADDITIVE_METHODS", "EdgeStability", "edge_stability", "group_scores", "reselect", "with_stability"]

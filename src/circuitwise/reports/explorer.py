@@ -16,6 +16,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from circuitwise.config import EXPLORER_PROMPTS
 from circuitwise.reports.html import render, script_json
 from circuitwise.schema.circuit import CircuitFile
 from circuitwise.schema.results import Evaluation, MechanismHead, RunResults, Stability
@@ -51,7 +52,8 @@ def _head(name: str) -> tuple[int, int]:
 
 def _edges(circuit: CircuitFile | None, results: RunResults | None,
            stability: Stability | None) -> tuple[list[dict[str, Any]], str | None]:
-    """The circuit's edges, strongest |score| first, each with its resampling frequency and per-block scores."""
+    """The circuit's edges, strongest |score| first, each with its resampling frequency, per-block scores and
+    (where the method keeps them) its score on each prompt."""
     stab = {(e.sender, e.receiver): e for e in stability.edges} if stability is not None else {}
     note = None
     if circuit is not None:
@@ -77,6 +79,7 @@ def _edges(circuit: CircuitFile | None, results: RunResults | None,
         st = stab.get((s, r))
         out.append({"s": s, "r": r, "score": score, "freq": st.frequency if st is not None else None,
                     "scores": _rs(st.scores) if st is not None and st.scores is not None else None,
+                    "prompts": _rs(st.prompt_scores) if st is not None and st.prompt_scores is not None else None,
                     "by_pos": by_pos.get((s, r))})
     def strength(e: dict[str, Any]) -> float:
         x = e["score"]
@@ -285,6 +288,7 @@ def explorer_data(*, results: RunResults | None = None, circuit: CircuitFile | N
                                                circuit.total_edges if circuit is not None else None),
         "edges_note": note,
         "edges": [{**e, "score": _r(e["score"])} for e in edges],
+        "prompt_rows": EXPLORER_PROMPTS,  # an edge panel's table lists this many prompts (its histogram all)
         "curve": _curve(ev),
         "faithfulness": None if fs is None else {"value": fs.faithfulness, "n_edges": fs.n_edges},
         "groups": None if stability is None or stability.group_sizes is None else {

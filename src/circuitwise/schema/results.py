@@ -396,6 +396,9 @@ class StableEdge(Section):
     # The edge's mean score on each block of prompts the resamples draw (per prompt when the blocks are
     # single prompts); circuit edges only, absent in older files and for contenders.
     scores: list[Num] | None = None
+    # The edge's score on each prompt alone, in prompt order (gradient methods' circuit edges; absent in
+    # older files, for contenders and for eap-ig-activations).
+    prompt_scores: list[Num] | None = None
 
 
 class Stability(Section):

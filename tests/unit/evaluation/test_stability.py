@@ -64,3 +64,34 @@ def test_a_method_without_per_prompt_scores_is_refused(tiny_model, tiny_tok):
     circuit = select_circuit(scores, "top-n", n=5)
     with pytest.raises(ConfigError, match="edge-pruning"):
         edge_stability(tiny_model, tiny_tok, circuit, method="edge-pruning", options=None, rs=RS, groups=2)
+
+
+@pytest.mark.parametrize(("method", "options"), [("eap", {}), ("eap-ig", {"steps": 3}), ("relp", {})])
+def test_each_circuit_edges_score_on_each_prompt_is_that_prompt_scored_alone(tiny_model, tiny_tok, method, options):
+    """The stability pass keeps the circuit edges' per-example terms (circuits.gradients.per_prompt_scores),
+    whatever the blocks: each equals the method run on that prompt alone, and their mean the edge's score."""
+    scores = score_edges(tiny_model, tiny_tok, method, options)
+    circuit = select_circuit(scores, "top-n", n=8, model=tiny_model, tok=tiny_tok)
+    st = edge_stability(tiny_model, tiny_tok, circuit, method=method, options=options, rs=RS, groups=3)
+    ids = circuit.edges.nonzero().flatten()
+    n = len(tiny_tok)
+    assert st.prompt_scores is not None and st.prompt_scores.shape == (len(ids), n)
+    alone = torch.stack([score_edges(tiny_model, tiny_tok.slice(i, i + 1), method, options).scores.double()[ids]
+                         for i in range(n)], 1)
+    scale = float(alone.abs().max())  # float32 terms that cancel: batched and alone differ by ~3e-5 of the largest
+    torch.testing.assert_close(st.prompt_scores, alone, atol=1e-4 * scale, rtol=0)
+    torch.testing.assert_close(st.prompt_scores.mean(1), scores.scores.double()[ids], atol=1e-4 * scale, rtol=0)
+    assert float((alone - alone.mean(1, keepdim=True)).abs().max()) > 1e-2 * scale  # prompts differ: not a mean copied
+    by_name = {f"{e['sender']}->{e['receiver']}": e["prompt_scores"] for e in st.to_json()["edges"]}
+    names = [circuit.graph.edge_names[i] for i in ids.tolist()]
+    assert [by_name[nm] for nm in names] == st.prompt_scores.tolist()
+
+
+def test_a_method_outside_the_gradient_engine_keeps_blocks_only(tiny_model, tiny_tok):
+    """eap-ig-activations scores through its own loop: no per-prompt part, so no per-prompt scores (blocks stay)."""
+    scores = score_edges(tiny_model, tiny_tok, "eap-ig-activations", {"steps": 2})
+    circuit = select_circuit(scores, "top-n", n=6, model=tiny_model, tok=tiny_tok)
+    st = edge_stability(tiny_model, tiny_tok, circuit, method="eap-ig-activations", options={"steps": 2}, rs=RS,
+                        groups=2)
+    assert st.prompt_scores is None and st.group_scores is not None
+    assert all("prompt_scores" not in e and len(e["scores"]) == 2 for e in st.to_json()["edges"])

@@ -199,6 +199,8 @@ def grow(data: dict, n: int, groups: int = 20) -> dict:
     st.update(groups=groups, n_examples=n, group_sizes=[n // groups] * groups)
     for e in st["edges"]:
         e["scores"] = [e["scores"][i % len(e["scores"])] for i in range(groups)]
+        if e.get("prompt_scores") is not None:
+            e["prompt_scores"] = tile(e["prompt_scores"])
     return d
 
 

@@ -161,7 +161,11 @@ def test_clicks_show_the_files_numbers_with_no_console_errors(tiny_run, tmp_path
         st = stab[(e.sender, e.receiver)]
         assert _num(v["edge-score"]) == pytest.approx(e.score, rel=1e-5)
         assert _num(v["edge-freq"]) == st.frequency
-        assert [_num(v[f"edge-prompt-{i}"]) for i in range(len(st.scores))] == pytest.approx(st.scores, rel=1e-5)
+        # Each prompt's own score (the stability pass keeps them for the circuit's edges), all of them.
+        assert st.prompt_scores is not None and len(st.prompt_scores) == results.task.n_prompts
+        assert [_num(v[f"edge-prompt-{i}"]) for i in range(len(st.prompt_scores))] == \
+            pytest.approx(st.prompt_scores, rel=1e-5, abs=1e-9)
+        assert _num(v["edge-dist-n"]) == len(st.prompt_scores)
         assert _num(v["edge-mean"]) == pytest.approx(e.score, rel=1e-4, abs=1e-7)
 
     # The token × layer grid: every cell of each position sweep, and each circuit head's heads_by_pos row.
@@ -191,6 +195,10 @@ def test_a_2000_prompt_runs_page_opens_and_draws_every_prompt(tiny_run, tmp_path
     assert drawn > 0  # the explorer finished drawing (set last in its init; its timings are bench/explorer_load.py's)
     node = next(v for k, v in out["explorers"][0]["nodes"].items() if k.startswith("L"))
     assert _num(node["values"]["dla-dist-n"]) == 2000
+    # An edge's panel: its histogram counts every prompt's own score, its table lists the first 200.
+    edge = next(iter(out["explorers"][0]["edges"].values()))["values"]
+    assert _num(edge["edge-dist-n"]) == 2000
+    assert "edge-prompt-199" in edge and "edge-prompt-200" not in edge
 
 
 def test_a_position_aware_circuits_notebook_output_draws_its_pairs(tiny_model, tmp_path):

@@ -342,23 +342,43 @@
         add(panel, section("Score per position", el("div", {}, [el("p", {"class": "cwx-note"},
           "the edge's score split by the position its receiver reads (summed: the score above); the circuit keeps it where marked"), pt])));
       }
+      function scoreRows(xs, label, weight, shown) {
+        /* a table of scores with a signed bar each, and their weighted mean over every finite one */
+        var rows = el("table", {}, el("tr", {}, [el("th", {}, label(-1)), el("th", {}, "score")]));
+        var wsum = 0, n = 0, top = 0;
+        xs.forEach(function (x) { if (ok(x)) top = Math.max(top, Math.abs(x)); });
+        xs.forEach(function (x, j) {
+          if (ok(x)) { wsum += x * weight(j); n += weight(j); }
+          if (j >= shown) return;
+          rows.appendChild(el("tr", {}, [el("td", {}, label(j)), el("td", {}, [
+            sv("svg", {width: 60, height: 9}, sv("rect", {x: ok(x) && x < 0 ? 30 - (30 * -x) / (top || 1) : 30, y: 0,
+              width: ok(x) ? (30 * Math.abs(x)) / (top || 1) : 0, height: 9, fill: ok(x) && x < 0 ? NEG : POS})), " ",
+            v("edge-prompt-" + j, x, signed(x, 5))])]));
+        });
+        return {rows: rows, mean: n ? wsum / n : null};
+      }
+      if (e.prompts) {  /* each prompt's own score, kept by the edge-stability pass */
+        var shown = Math.min(e.prompts.length, data.prompt_rows);
+        var each = scoreRows(e.prompts, function (j) { return j < 0 ? "prompt" : "#" + j; }, function () { return 1; }, shown);
+        add(panel, section("Score per prompt", el("div", {}, [
+          el("p", {"class": "cwx-note"}, "each prompt's own score (the gradient terms of that prompt alone); their mean is the score above"),
+          distribution("edge-dist", e.prompts, ""),
+          el("p", {}, ["mean over prompts ", v("edge-mean", each.mean, signed(each.mean, 5))]),
+          shown < e.prompts.length ? el("p", {"class": "cwx-note"}, "the table lists the first " + shown + " of the " + e.prompts.length + " prompts; the histogram counts all of them") : null,
+          each.rows])));
+        return;
+      }
       if (!g || !e.scores) { add(panel, section("Score per prompt", missing(data.missing.edge_scores || "no per-prompt scores in the files"))); return; }
-      var rows = el("table", {}, el("tr", {}, [el("th", {}, g.per_prompt ? "prompt" : "block (prompts)"), el("th", {}, "score")]));
-      var start = 0, wsum = 0, n = 0, top = 0;
-      e.scores.forEach(function (x) { if (ok(x)) top = Math.max(top, Math.abs(x)); });
-      e.scores.forEach(function (x, j) {
-        var size = g.sizes[j], label = g.per_prompt ? "#" + start : "#" + start + "–" + (start + size - 1);
-        start += size;
-        if (ok(x)) { wsum += x * size; n += size; }
-        rows.appendChild(el("tr", {}, [el("td", {}, label), el("td", {}, [
-          sv("svg", {width: 60, height: 9}, sv("rect", {x: ok(x) && x < 0 ? 30 - (30 * -x) / (top || 1) : 30, y: 0,
-            width: ok(x) ? (30 * Math.abs(x)) / (top || 1) : 0, height: 9, fill: ok(x) && x < 0 ? NEG : POS})), " ",
-          v("edge-prompt-" + j, x, signed(x, 5))])]));
-      });
+      var starts = [], at = 0;
+      g.sizes.forEach(function (size) { starts.push(at); at += size; });
+      var blocks = scoreRows(e.scores, function (j) {
+        if (j < 0) return g.per_prompt ? "prompt" : "block (prompts)";
+        return g.per_prompt ? "#" + starts[j] : "#" + starts[j] + "–" + (starts[j] + g.sizes[j] - 1);
+      }, function (j) { return g.sizes[j]; }, e.scores.length);
       add(panel, section(g.per_prompt ? "Score per prompt" : "Score per block of prompts", el("div", {}, [
         el("p", {"class": "cwx-note"}, g.per_prompt ? "each prompt scored on its own (the edge-stability pass)" :
           "the edge-stability pass scores " + g.sizes.length + " blocks of the " + g.n_examples + " prompts, each on its own"),
-        el("p", {}, ["their prompt-weighted mean ", v("edge-mean", n ? wsum / n : null, signed(n ? wsum / n : null, 5))]), rows])));
+        el("p", {}, ["their prompt-weighted mean ", v("edge-mean", blocks.mean, signed(blocks.mean, 5))]), blocks.rows])));
     }
 
     /* ---- a position-aware circuit's kept (edge, position) pairs on a token × layer grid ---- */
