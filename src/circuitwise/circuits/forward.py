@@ -220,6 +220,7 @@ def run_graph(
     receiver_grad: ReceiverGrad | None = None,
     prefix: Prefix | None = None,
     resume: Resume | None = None,
+    dims: torch.Tensor | None = None,
     _kv: list | None = None,
     _resid: list | None = None,
 ) -> GraphRun:
@@ -245,6 +246,10 @@ def run_graph(
             ``replacement`` then hold positions ``prefix.start:`` only, ``last`` stays absolute.
         resume: start at a layer from an unpatched run's state (:class:`Resume`); every dropped
             edge must end at that layer or later.
+        dims: ``[K, sender, d]`` with ``keep``: the output dimensions of each sender that its dropped
+            edges still read live (1); they read ``replacement`` only where this is 0. MIB's node- and
+            neuron-level circuits (:mod:`circuitwise.circuits.neurons`): every edge dropped, a
+            sender's kept dimensions live. No ``resume`` then.
         _kv: a list that receives each layer's prepared keys and values (for :func:`shared_prefix`).
         _resid: a list that receives the residual entering each layer (for :class:`Resume`).
 
@@ -275,8 +280,14 @@ def run_graph(
         D = x.new_zeros(K, S, N, P, d)  # live − replacement, per sender
     differentiable = keep is not None and keep.requires_grad
     # Every edge either kept or dropped (not a mask being trained): the first layer's shortcut.
-    binary = (last_only and drop is not None and not differentiable and L > 1
+    # Kept dimensions (``dims``) make the input's replacement partial, which the shortcut cannot pick.
+    binary = (last_only and drop is not None and not differentiable and L > 1 and dims is None
               and bool(((drop == 0) | (drop == 1)).all()))
+    dim_drop = None
+    if dims is not None:
+        if keep is None or resume is not None or positional:
+            raise ValueError("dims needs keep, and no resume or position-resolved mask")
+        dim_drop = 1 - dims.to(x.dtype)
     outs = x.new_empty(S, KN, P, d) if record else None
     rep = replacement
 
@@ -296,6 +307,8 @@ def run_graph(
             Dt[:, sl] = live.view(K, N, Pq, d) - rp[sl]
         else:
             Dt[:, sl] = live.view(-1, K, N, Pq, d).transpose(0, 1) - rp[sl]
+        if dim_drop is not None:
+            Dt[:, sl] *= dim_drop[:, sl, None, None, :]
         return Dt
 
     def patched(resid: torch.Tensor, Dt: torch.Tensor | None, n_send: int, rs: slice | int) -> torch.Tensor | None:

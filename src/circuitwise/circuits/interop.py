@@ -304,6 +304,188 @@ def circuit_from_eap_ig(graph: EAPIGGraph, model: Any, *, source: str = "graph")
                    model_info(model), None, "logit_diff")
 
 
-__all__ = ["EAPIGFormat", "EAPIGGraph", "EAP_IG_SIGN", "check_exportable", "circuit_from_eap_ig", "edge_names", "export_eap_ig",
+
+# -- node- and neuron-level graphs (circuits.neurons) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EAPIGUnits:
+    """An EAP-IG graph file's node- and neuron-level content, in our sender order and sign: what
+    ``Graph.nodes_scores``, ``neurons_scores``, ``neurons_in_graph`` and ``nodes_in_graph`` hold."""
+
+    cfg: dict[str, Any]
+    graph: Graph
+    node_scores: torch.Tensor | None  # [sender]; NaN where unscored
+    neuron_scores: torch.Tensor | None  # [sender, d_model]; NaN where unscored
+    neurons: torch.Tensor | None  # [sender, d_model] bool
+    nodes: torch.Tensor  # [sender] bool
+
+
+def _units_cfg(graph: Graph, d_model: int) -> dict[str, Any]:
+    check_exportable(graph)
+    return {"n_layers": graph.n_layers, "n_heads": graph.n_heads, "parallel_attn_mlp": graph.parallel_attn_mlp,
+            "d_model": int(d_model)}
+
+
+def _unit_edges(graph: Graph, nodes: torch.Tensor) -> torch.Tensor:
+    """``[edge]`` bool: EAP-IG's edges after a node- or neuron-level ``apply_topn``: every edge out of a
+    kept node into a kept node (or the logits, always in the graph)."""
+    s_idx, r_idx = graph.edge_index
+    into = torch.cat([nodes, torch.ones(1, dtype=torch.bool)])[receiver_nodes(graph)[r_idx]]
+    return nodes[s_idx] & into
+
+
+def to_eap_ig_units_json(graph: Graph, d_model: int, *, node_scores: torch.Tensor | None = None,
+                         neuron_scores: torch.Tensor | None = None, neurons: torch.Tensor | None = None
+                         ) -> dict[str, Any]:
+    """Node scores (``[sender]``), neuron scores (``[sender, d]``) and a neuron-level circuit (``[sender, d]``
+    bool; a node-level one is whole rows) as EAP-IG's ``Graph.to_json`` would write them. A neuron-level
+    file always carries ``"neurons"`` (all false without a circuit, as after ``attribute_node``): EAP-IG's
+    neuron-level ``apply_topn`` needs it. Edge scores are EAP-IG's initial 0 (node-level attribution never
+    sets them); its loaders need the key."""
+    S = len(graph.senders)
+    nodes = torch.zeros(S, dtype=torch.bool) if neurons is None else neurons.bool().any(1).cpu()
+    if neuron_scores is not None and neurons is None:
+        neurons = torch.zeros(S, int(d_model), dtype=torch.bool)
+    node_dict: dict[str, Any] = {}
+    for i, s in enumerate(graph.senders):
+        entry: dict[str, Any] = {"in_graph": bool(nodes[i])}
+        if node_scores is not None:
+            entry["score"] = float(node_scores[i]) * EAP_IG_SIGN
+        if neuron_scores is not None:
+            assert neurons is not None
+            entry["neurons"] = neurons[i].bool().tolist()
+            entry["neurons_scores"] = (neuron_scores[i].float() * EAP_IG_SIGN).tolist()
+        node_dict[node_name(s)] = entry
+    node_dict["logits"] = {"in_graph": True}
+    in_graph = _unit_edges(graph, nodes)
+    edges = {name: {"score": 0.0, "in_graph": bool(in_graph[i])} for i, name in enumerate(edge_names(graph))}
+    return {"cfg": _units_cfg(graph, d_model), "nodes": node_dict, "edges": edges}
+
+
+def to_eap_ig_units_pt(graph: Graph, d_model: int, *, node_scores: torch.Tensor | None = None,
+                       neuron_scores: torch.Tensor | None = None, neurons: torch.Tensor | None = None
+                       ) -> dict[str, Any]:
+    """The same as EAP-IG's ``Graph.to_pt`` dict (``nodes_scores``, ``neurons_in_graph``, ``neurons_scores``)."""
+    S = len(graph.senders)
+    nodes = torch.zeros(S, dtype=torch.bool) if neurons is None else neurons.bool().any(1).cpu()
+    out: dict[str, Any] = {
+        "cfg": _units_cfg(graph, d_model),
+        "src_nodes": [node_name(s) for s in graph.senders],
+        "dst_nodes": [receiver_name(r) for r in graph.receivers],
+        "edges_scores": torch.zeros(S, len(graph.receivers)),
+        "edges_in_graph": graph.to_dense(_unit_edges(graph, nodes), fill=False),
+        "nodes_in_graph": nodes,
+    }
+    if node_scores is not None:
+        out["nodes_scores"] = node_scores.float().cpu() * EAP_IG_SIGN
+    if neuron_scores is not None:
+        out["neurons_in_graph"] = (torch.zeros(S, int(d_model), dtype=torch.bool) if neurons is None
+                                   else neurons.bool().cpu())
+        out["neurons_scores"] = neuron_scores.float().cpu() * EAP_IG_SIGN
+    return out
+
+
+def export_eap_ig_units(path: str | Path, graph: Graph, d_model: int, **content: torch.Tensor | None) -> Path:
+    """Write ``path`` (``.json`` or ``.pt``, by its suffix) atomically; ``content`` as
+    :func:`to_eap_ig_units_json` takes it."""
+    path = Path(path)
+    fmt = format_for(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if fmt == "json":
+        tmp.write_text(json.dumps(to_eap_ig_units_json(graph, d_model, **content)), encoding="utf-8")
+    else:
+        torch.save(to_eap_ig_units_pt(graph, d_model, **content), tmp)
+    tmp.replace(path)
+    return path
+
+
+def _unit_rows(values: Any, width: int, what: str, source: str) -> torch.Tensor:
+    if not isinstance(values, list) or len(values) != width:
+        raise ConfigError(f"{source}: {what} must be a list of {width} values (one per d_model dimension). {FIX}.")
+    return torch.tensor([float("nan") if v is None else v for v in values], dtype=torch.float32)
+
+
+def read_eap_ig_units(data: Any, source: str = "graph") -> EAPIGUnits:
+    """The node- and neuron-level content of an EAP-IG graph (its JSON dict or its ``.pt`` dict)."""
+    if isinstance(data, dict) and "src_nodes" in data:
+        read_eap_ig_pt(data, source)  # the edge part is checked as any EAP-IG .pt
+        g = _graph_of_cfg(data["cfg"], source)
+        S = len(g.senders)
+
+        def tensor(key: str, shape: tuple[int, ...]) -> torch.Tensor | None:
+            t = data.get(key)
+            if t is None:
+                return None
+            if not isinstance(t, torch.Tensor) or tuple(t.shape[: len(shape)]) != shape or t.dim() != len(shape):
+                raise ConfigError(f"{source}: {key} must be a tensor with {S} rows (one per src node). {FIX}.")
+            return t.detach().cpu()
+
+        ns = tensor("nodes_scores", (S,))
+        nr = data.get("neurons_scores")
+        d = int(nr.shape[1]) if isinstance(nr, torch.Tensor) and nr.dim() == 2 else 0
+        neuron_scores = tensor("neurons_scores", (S, d)) if nr is not None else None
+        neurons = tensor("neurons_in_graph", (S, d)) if data.get("neurons_in_graph") is not None else None
+        nodes = tensor("nodes_in_graph", (S,))
+        assert nodes is not None
+        return EAPIGUnits(dict(data["cfg"]), g, None if ns is None else ns.float() * EAP_IG_SIGN,
+                          None if neuron_scores is None else neuron_scores.float() * EAP_IG_SIGN,
+                          None if neurons is None else neurons.bool(), nodes.bool())
+    if not is_eap_ig_json(data):
+        raise ConfigError(f"{source} is not an EAP-IG graph (keys cfg, nodes, edges). {FIX}.")
+    read_eap_ig_json(data, source)  # the edge part is checked as any EAP-IG JSON
+    g = _graph_of_cfg(data["cfg"], source)
+    d_model = data["cfg"].get("d_model")
+    index = {node_name(s): i for i, s in enumerate(g.senders)}
+    S = len(g.senders)
+    nodes = torch.zeros(S, dtype=torch.bool)
+    node_scores = torch.full((S,), float("nan"))
+    neuron_scores = neurons = None
+    any_score = False
+    for name, entry in data["nodes"].items():
+        if name == "logits":
+            continue
+        if name not in index or not isinstance(entry, dict):
+            raise ConfigError(f"{source}: {name!r} is not a node of a {g.n_layers}-layer, {g.n_heads}-head EAP-IG "
+                              f"graph with an object value (nodes are input, a{{l}}.h{{h}}, m{{l}}). {FIX}.")
+        i = index[name]
+        nodes[i] = bool(entry.get("in_graph", False))
+        if entry.get("score") is not None:
+            node_scores[i] = _number(entry["score"], f"node {name!r} score", source)
+            any_score = True
+        for key in ("neurons", "neurons_scores"):
+            if key not in entry:
+                continue
+            if not isinstance(d_model, int):
+                raise ConfigError(f"{source}: a neuron-level graph needs cfg d_model. {FIX}.")
+            row = _unit_rows(entry[key], d_model, f"node {name!r} {key}", source)
+            if key == "neurons":
+                neurons = torch.zeros(S, d_model, dtype=torch.bool) if neurons is None else neurons
+                neurons[i] = row.bool()
+            else:
+                neuron_scores = torch.full((S, d_model), float("nan")) if neuron_scores is None else neuron_scores
+                neuron_scores[i] = row
+    return EAPIGUnits(dict(data["cfg"]), g, node_scores * EAP_IG_SIGN if any_score else None,
+                      None if neuron_scores is None else neuron_scores * EAP_IG_SIGN, neurons, nodes)
+
+
+def load_eap_ig_units(path: str | Path) -> EAPIGUnits:
+    """:func:`read_eap_ig_units` of a ``.json`` or ``.pt`` EAP-IG graph file (detected by content)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"Cannot read the graph file {path}: {e.strerror or e}. {FIX}.") from None
+    if raw[:2] == b"PK" or raw[:1] == b"\x80":
+        return read_eap_ig_units(load_pt(path), str(path))
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ConfigError(f"{path} is not valid JSON ({e}) nor a torch .pt file. {FIX}.") from None
+    return read_eap_ig_units(data, str(path))
+
+__all__ = ["EAPIGFormat", "EAPIGGraph", "EAPIGUnits", "EAP_IG_SIGN", "check_exportable", "circuit_from_eap_ig", "edge_names", "export_eap_ig",
            "format_for", "is_eap_ig_json", "load_pt", "node_name", "read_eap_ig_json", "read_eap_ig_pt",
-           "read_graph_file", "receiver_name", "to_eap_ig_json", "to_eap_ig_pt"]
+           "read_eap_ig_units", "read_graph_file", "receiver_name", "to_eap_ig_json", "to_eap_ig_pt",
+           "export_eap_ig_units", "load_eap_ig_units", "to_eap_ig_units_json", "to_eap_ig_units_pt"]
