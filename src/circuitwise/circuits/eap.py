@@ -14,6 +14,7 @@ from typing import Any
 
 from circuitwise.circuits.gradients import gradient_edge_scores
 from circuitwise.circuits.positional import PositionOption, position_spec, positional_gradient_scores
+from circuitwise.circuits.positional_kq import KVPositions, check_kv_positions, kq_gradient_scores
 from circuitwise.circuits.registry import DiscoveryMethod, Gradient, check_choice, options_config
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
 from circuitwise.errors import ConfigError
@@ -24,14 +25,19 @@ from circuitwise.tasks.tokenize import TokenizedTask
 @dataclass(frozen=True)
 class EAPOptions:
     """``gradient``: the run the gradient is taken at (see the module docstring); ``positions``:
-    also split each score over token positions or task roles (:mod:`circuitwise.circuits.positional`)."""
+    also split each score over token positions or task roles (:mod:`circuitwise.circuits.positional`);
+    ``kv_positions="key-query"``: also split key/value edges by query position
+    (:mod:`circuitwise.circuits.positional_kq`)."""
 
     gradient: Gradient = "clean"
     positions: PositionOption = "none"
+    kv_positions: KVPositions = "key"
 
     def __post_init__(self) -> None:
         check_choice("eap", "gradient", self.gradient, Gradient)
         check_choice("eap", "positions", self.positions, PositionOption)
+        check_choice("eap", "kv_positions", self.kv_positions, KVPositions)
+        check_kv_positions("eap", self.positions, self.kv_positions)
 
 
 def score_eap(model: Any, tok: TokenizedTask, options: EAPOptions, *, batch_size: int | None = None,
@@ -45,6 +51,10 @@ def score_eap(model: Any, tok: TokenizedTask, options: EAPOptions, *, batch_size
     prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
     alpha = 1.0 if options.gradient == "clean" else 0.0
     config = options_config(options)
+    del config["kv_positions"]  # recorded by key-query scores only: other scores record what they always did
+    if options.kv_positions == "key-query":
+        return kq_gradient_scores(prep, [alpha], [1.0], options.positions, method="eap", config=config,
+                                  progress=progress)
     if options.positions != "none":
         return positional_gradient_scores(prep, [alpha], [1.0], options.positions, method="eap", config=config,
                                           progress=progress)
@@ -59,13 +69,14 @@ def eap(
     *,
     gradient: Gradient = EAPOptions.gradient,
     positions: PositionOption = EAPOptions.positions,
+    kv_positions: KVPositions = EAPOptions.kv_positions,
     batch_size: int | None = None,
     metric: str = "logit_diff",
     progress: Progress = no_progress,
     check: bool = True,
 ) -> EdgeScores:
     """Score every edge by ``(clean_s − corrupted_s) · ∂metric/∂input_r`` at the ``gradient`` run."""
-    return score_eap(model, tok, EAPOptions(gradient, positions), batch_size=batch_size, metric=metric,
+    return score_eap(model, tok, EAPOptions(gradient, positions, kv_positions), batch_size=batch_size, metric=metric,
                      progress=progress, check=check)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from circuitwise.circuits.gradients import gradient_edge_scores, quadrature_points
 from circuitwise.circuits.positional import PositionOption, position_spec, positional_gradient_scores
+from circuitwise.circuits.positional_kq import KVPositions, check_kv_positions, kq_gradient_scores
 from circuitwise.circuits.registry import DiscoveryMethod, Quadrature, check_choice, check_steps, options_config
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
 from circuitwise.tasks.tokenize import TokenizedTask
@@ -27,18 +28,23 @@ from circuitwise.tasks.tokenize import TokenizedTask
 class EAPIGOptions:
     """``steps``: integration steps (gradients: steps, or steps + 1 for the trapezoid rule);
     ``quadrature``: where along the corrupted → clean path they are taken; ``positions``: also split
-    each score over token positions or task roles (:mod:`circuitwise.circuits.positional`)."""
+    each score over token positions or task roles (:mod:`circuitwise.circuits.positional`);
+    ``kv_positions="key-query"``: also split key/value edges by query position
+    (:mod:`circuitwise.circuits.positional_kq`)."""
 
     steps: int = 5
     # MIB's reference (hannamw/EAP-IG's edge-level EAP-IG-inputs at 7af394a, the commit MIB's
     # circuit track pins) sums α = k/n for k = 0…n−1: the default, so scores compare with MIB's.
     quadrature: Quadrature = "left"
     positions: PositionOption = "none"
+    kv_positions: KVPositions = "key"
 
     def __post_init__(self) -> None:
         check_steps("EAP-IG", self.steps)
         check_choice("eap-ig", "quadrature", self.quadrature, Quadrature)
         check_choice("eap-ig", "positions", self.positions, PositionOption)
+        check_choice("eap-ig", "kv_positions", self.kv_positions, KVPositions)
+        check_kv_positions("eap-ig", self.positions, self.kv_positions)
 
 
 #: Kept for callers of circuitwise 0.1.
@@ -58,6 +64,10 @@ def score_eap_ig(model: Any, tok: TokenizedTask, options: EAPIGOptions, *, batch
         position_spec(tok, options.positions)  # prompts the positions cannot line up: refused before any work
     prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
     config = {**options_config(options), "interpolation": "input-embedding"}
+    del config["kv_positions"]  # recorded by key-query scores only: other scores record what they always did
+    if options.kv_positions == "key-query":
+        return kq_gradient_scores(prep, alphas, weights, options.positions, method="eap-ig", config=config,
+                                  progress=progress)
     if options.positions != "none":
         return positional_gradient_scores(prep, alphas, weights, options.positions, method="eap-ig", config=config,
                                           progress=progress)
@@ -73,14 +83,15 @@ def eap_ig(
     steps: int = EAPIGOptions.steps,
     quadrature: Quadrature = EAPIGOptions.quadrature,
     positions: PositionOption = EAPIGOptions.positions,
+    kv_positions: KVPositions = EAPIGOptions.kv_positions,
     batch_size: int | None = None,
     metric: str = "logit_diff",
     progress: Progress = no_progress,
     check: bool = True,
 ) -> EdgeScores:
     """Score every edge by ``(clean_s − corrupted_s) · Σ_k w_k ∂metric/∂input_r(x(α_k))``."""
-    return score_eap_ig(model, tok, EAPIGOptions(steps, quadrature, positions), batch_size=batch_size, metric=metric,
-                        progress=progress, check=check)
+    return score_eap_ig(model, tok, EAPIGOptions(steps, quadrature, positions, kv_positions), batch_size=batch_size,
+                        metric=metric, progress=progress, check=check)
 
 
 METHOD = DiscoveryMethod(

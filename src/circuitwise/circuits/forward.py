@@ -45,6 +45,10 @@ from circuitwise.metrics import Targets, as_targets, readout
 
 # grad(receiver slice or index, ∂metric/∂receiver-input), called during the backward pass.
 ReceiverGrad = Callable[[slice | int, torch.Tensor], None]
+# kq_grad(layer, split), called during the backward pass: ``split(rows)`` (rows ``[K*N, pos]`` bool)
+# is ∂metric/∂input of the layer's key then value receivers ``[2H, K*N, pos, d]`` through the
+# attention of those query rows only (circuits.positional_kq).
+KQGrad = Callable[[int, Callable[[torch.Tensor], torch.Tensor]], None]
 
 
 def _unsupported(what: str) -> ConfigError:
@@ -220,7 +224,8 @@ def run_graph(
     receiver_grad: ReceiverGrad | None = None,
     prefix: Prefix | None = None,
     resume: Resume | None = None,
-    dims: torch.Tensor | None = None,
+    kq_grad: KQGrad | None = None,
+    kq: "KQPatch | None" = None,
     _kv: list | None = None,
     _resid: list | None = None,
 ) -> GraphRun:
@@ -246,10 +251,10 @@ def run_graph(
             ``replacement`` then hold positions ``prefix.start:`` only, ``last`` stays absolute.
         resume: start at a layer from an unpatched run's state (:class:`Resume`); every dropped
             edge must end at that layer or later.
-        dims: ``[K, sender, d]`` with ``keep``: the output dimensions of each sender that its dropped
-            edges still read live (1); they read ``replacement`` only where this is 0. MIB's node- and
-            neuron-level circuits (:mod:`circuitwise.circuits.neurons`): every edge dropped, a
-            sender's kept dimensions live. No ``resume`` then.
+        kq_grad: with ``receiver_grad``, also called with each layer's key/value input gradients split
+            by query rows (:data:`KQGrad`; circuits.positional_kq).
+        kq: key/value receivers read per query column (:class:`KQPatch`), with a position-resolved
+            ``keep`` (whose key/value entries it overrides).
         _kv: a list that receives each layer's prepared keys and values (for :func:`shared_prefix`).
         _resid: a list that receives the residual entering each layer (for :class:`Resume`).
 
@@ -280,14 +285,8 @@ def run_graph(
         D = x.new_zeros(K, S, N, P, d)  # live − replacement, per sender
     differentiable = keep is not None and keep.requires_grad
     # Every edge either kept or dropped (not a mask being trained): the first layer's shortcut.
-    # Kept dimensions (``dims``) make the input's replacement partial, which the shortcut cannot pick.
-    binary = (last_only and drop is not None and not differentiable and L > 1 and dims is None
+    binary = (last_only and drop is not None and not differentiable and L > 1
               and bool(((drop == 0) | (drop == 1)).all()))
-    dim_drop = None
-    if dims is not None:
-        if keep is None or resume is not None or positional:
-            raise ValueError("dims needs keep, and no resume or position-resolved mask")
-        dim_drop = 1 - dims.to(x.dtype)
     outs = x.new_empty(S, KN, P, d) if record else None
     rep = replacement
 
@@ -307,8 +306,6 @@ def run_graph(
             Dt[:, sl] = live.view(K, N, Pq, d) - rp[sl]
         else:
             Dt[:, sl] = live.view(-1, K, N, Pq, d).transpose(0, 1) - rp[sl]
-        if dim_drop is not None:
-            Dt[:, sl] *= dim_drop[:, sl, None, None, :]
         return Dt
 
     def patched(resid: torch.Tensor, Dt: torch.Tensor | None, n_send: int, rs: slice | int) -> torch.Tensor | None:
@@ -411,6 +408,11 @@ def run_graph(
         if _kv is not None:
             _kv.append((k, v))
         z = kernels.mix(w, kernels.pattern(w, l, q, k, q_pos, group=1), v, group=1)
+        if kq_grad is not None and receiver_grad is not None and not final:
+            _on_kq_grad(gm, l, z, q.detach(), resid.detach(), rot, q_pos,
+                        None if prefix is None else prefix.kv[l], coupled, kq_grad)
+        if kq is not None:
+            z = _kq_mix(gm, l, kq, z, q, q_pos, rot, resid, D, n_attn, coupled)
         Pq = z.shape[2]
         heads = torch.bmm(z.transpose(0, 1).reshape(H, KN * Pq, -1), gm.W_O[l]).view(H, KN, Pq, d)
         heads, rest = _post_attn(lw, heads)
@@ -569,6 +571,85 @@ def _on_qkv_grad(gm: GraphModel, layer: int, qkv: torch.Tensor, resid: torch.Ten
     qkv.register_hook(hook)
 
 
+def _kv_heads(gm: GraphModel, l: int, resid: torch.Tensor, inp: torch.Tensor, rot: Any, coupled: bool,
+              pkv: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Layer ``l``'s prepared keys and values ``[KN, H, key, d_head]`` from the key then value
+    receivers' own inputs ``inp`` ``[2H, KN, P, d]`` (the forward's kernels, so the same numbers),
+    after the prefix's ``pkv`` (repeated to KN rows) if any."""
+    H = gm.graph.n_heads
+    kv = _project(gm, l, H, 3 * H, resid, inp, coupled)
+    if gm.b_QKV[l] is not None and not coupled:
+        kv = kv + gm.b_QKV[l][H:, None, None, :]
+    k = kernels.prep_k(gm.w, l, kv[:H].permute(1, 2, 0, 3), rot, norm=not coupled)
+    v = kv[H:].transpose(0, 1)
+    if pkv is not None:
+        r = k.shape[0] // pkv[0].shape[0]
+        k, v = torch.cat([pkv[0].repeat(r, 1, 1, 1), k], 2), torch.cat([pkv[1].repeat(r, 1, 1, 1), v], 2)
+    return k, v
+
+
+def _on_kq_grad(gm: GraphModel, l: int, z: torch.Tensor, q: torch.Tensor, resid: torch.Tensor, rot: Any,
+                q_pos: torch.Tensor, pkv: tuple[torch.Tensor, torch.Tensor] | None, coupled: bool,
+                kq_grad: KQGrad) -> None:
+    """On ``z``'s gradient, hand ``kq_grad`` the key/value input gradients split by query rows.
+
+    A query row's output ``z[q]`` reads the keys and values only through its own attention row, so
+    the part of ∂m/∂in_r[k] that flows through query ``q`` is the backward of ``z`` from its
+    gradient at rows ``q`` alone: the layer's attention is re-run from detached inputs for that.
+    """
+    H = gm.graph.n_heads
+
+    def hook(gz: torch.Tensor) -> None:
+        def split(rows: torch.Tensor) -> torch.Tensor:
+            with torch.enable_grad():
+                inp = resid.unsqueeze(0).expand(2 * H, *resid.shape).detach().requires_grad_(True)
+                k, v = _kv_heads(gm, l, resid, inp, rot, coupled, pkv)
+                zz = kernels.mix(gm.w, kernels.pattern(gm.w, l, q, k, q_pos, group=1), v, group=1)
+                (g,) = torch.autograd.grad(zz, inp, gz * rows[:, None, :, None].to(gz.dtype))
+            return g
+
+        kq_grad(l, split)
+
+    z.register_hook(hook)
+
+
+@dataclass(frozen=True)
+class KQPatch:
+    """Key/value edges kept per (key column, query column): ``keep`` ``[K, sender, layer, 2H, C, C]``
+    (the layer's key receivers, then its values; 1 = the edge's value at that key column is read live
+    by the queries of that query column, 0 = from ``replacement``); ``columns`` ``[N, pos]`` each
+    position's column (−1: none, read live)."""
+
+    keep: torch.Tensor
+    columns: torch.Tensor
+
+
+def _kq_mix(gm: GraphModel, l: int, kq: KQPatch, z: torch.Tensor, q: torch.Tensor, q_pos: torch.Tensor, rot: Any,
+            resid: torch.Tensor, D: torch.Tensor | None, n_attn: int, coupled: bool) -> torch.Tensor:
+    """``z`` with each query column's rows recomputed from keys and values patched for that column."""
+    if D is None:
+        raise ValueError("kq needs a position-resolved keep and replacement")
+    H, C = gm.graph.n_heads, kq.keep.shape[-1]
+    K, N, P = D.shape[0], D.shape[2], D.shape[3]
+    cols = kq.columns.to(z.device)
+    onehot = torch.zeros(N, P, C + 1, dtype=D.dtype, device=z.device)
+    onehot.scatter_(-1, torch.where(cols < 0, C, cols)[..., None], 1.0)
+    rs = gm.graph.qkv_receivers(l)
+    adj = gm.graph.adjacency[:n_attn, rs.start + H:rs.stop].to(D.dtype).to(z.device)  # [S, 2H]
+    keep = kq.keep[:, :n_attn, l].to(D.dtype).to(z.device)  # [K, S, 2H, C, C]
+    for c in range(C):
+        rows = (cols == c).repeat(K, 1)  # [KN, P]
+        if not bool(rows.any()):
+            continue
+        kc = torch.cat([keep[..., c], torch.ones_like(keep[..., :1, c])], -1)  # padding reads live
+        drop = (1 - torch.einsum("ksrj,npj->ksrnp", kc, onehot)) * adj[None, :, :, None, None]
+        delta = torch.einsum("ksrnp,ksnpd->rknpd", drop, D[:, :n_attn]).reshape(2 * H, K * N, P, -1)
+        k, v = _kv_heads(gm, l, resid, resid.unsqueeze(0) - delta, rot, coupled, None)
+        zc = kernels.mix(gm.w, kernels.pattern(gm.w, l, q, k, q_pos, group=1), v, group=1)
+        z = torch.where(rows[:, None, :, None], zc, z)
+    return z
+
+
 def check_against_bridge(model: Any, gm: GraphModel, tokens: torch.Tensor, last: torch.Tensor,
                          answers: torch.Tensor, *, atol: float = 1e-3) -> None:
     """Raise if the graph forward's answer logits differ from the bridge's own forward.
@@ -595,5 +676,5 @@ def check_against_bridge(model: Any, gm: GraphModel, tokens: torch.Tensor, last:
     object.__setattr__(gm, "checked", True)
 
 
-__all__ = ["ACTIVATIONS", "GraphModel", "GraphRun", "Prefix", "ReceiverGrad", "check_against_bridge",
-           "first_difference", "graph_model", "run_graph", "shared_prefix"]
+__all__ = ["ACTIVATIONS", "GraphModel", "GraphRun", "KQGrad", "KQPatch", "Prefix", "ReceiverGrad",
+           "check_against_bridge", "first_difference", "graph_model", "run_graph", "shared_prefix"]

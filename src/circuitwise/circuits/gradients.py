@@ -28,8 +28,15 @@ from typing import Callable, Sequence
 
 import torch
 
-from circuitwise.circuits.forward import (GraphModel, KQGrad, Prefix, ReceiverGrad, first_difference, run_graph,
-                                         shared_prefix)
+from circuitwise.circuits.forward import (
+    GraphModel,
+    KQGrad,
+    Prefix,
+    ReceiverGrad,
+    first_difference,
+    run_graph,
+    shared_prefix,
+)
 from circuitwise.circuits.graph import Graph
 from circuitwise.circuits.registry import Quadrature
 from circuitwise.circuits.scores import EdgeScores, Prepared, Progress, no_progress, sender_outputs

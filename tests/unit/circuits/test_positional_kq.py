@@ -1,0 +1,158 @@
+"""Key × query split of position-aware attention edges (circuits.positional_kq).
+
+Invariants: summed over query columns a key/value edge's split is its per-key-position score, and
+summed over everything EAP's / EAP-IG's; nothing flows from a key to an earlier query. Reference:
+TransformerLens hooks — the key/value input of every head perturbed at every position, the gradient
+let through one query row of ``hook_z`` at a time — on a tiny GPT-2 and a rotary family (Pythia).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+import circuitwise as cw
+from circuitwise.circuits import graph_of, score_edges
+from circuitwise.circuits.positional import PositionalEdgeScores
+from circuitwise.circuits.positional_kq import KQEdgeScores, _kv_slot
+from circuitwise.errors import ConfigError
+from tests.unit.circuits.hook_reference import edge_hooks, replace, sender_values
+from tests.unit.circuits.test_positional import roles_task
+
+
+def _seed_tok(model: Any) -> Any:
+    return cw.tokenize_task(model, cw.get_task("opposites-seed"), need_corrupted=True)[0].slice(0, 4)
+
+
+@pytest.fixture(scope="module")
+def roles_tok(tiny_model):
+    return roles_task(tiny_model)
+
+
+# -- scores: invariants --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "opts"), [("eap", {"gradient": "clean"}), ("eap", {"gradient": "corrupted"}),
+                                              ("eap-ig", {"steps": 3})])
+def test_query_split_sums_to_the_key_position_score_and_to_eap(tiny_model, tiny_tok, method, opts):
+    plain = score_edges(tiny_model, tiny_tok, method, **opts, batch_size=4)
+    pos = score_edges(tiny_model, tiny_tok, method, **opts, positions="tokens", batch_size=4)
+    kq = score_edges(tiny_model, tiny_tok, method, **opts, positions="tokens", kv_positions="key-query", batch_size=4)
+    assert isinstance(kq, KQEdgeScores)
+    g = kq.graph
+    names = [g.edge_names[i] for i in kq.kv_edges.tolist()]
+    assert all(n.endswith((".k", ".v")) for n in names) and len(names) == sum(
+        n.endswith((".k", ".v")) for n in g.edge_names)
+    P = tiny_tok.clean.shape[1]
+    assert kq.by_pair.shape == (len(names), P, P)
+    # The per-(edge, position) scores are the positional path's own, unchanged.
+    torch.testing.assert_close(kq.by_position, pos.by_position, atol=0, rtol=0)
+    pair = kq.by_pair.double()
+    scale = float(pos.by_position.abs().max())
+    torch.testing.assert_close(pair.sum(-1), pos.by_position.double()[kq.kv_edges], atol=1e-6 * scale, rtol=0)
+    torch.testing.assert_close(pair.sum((1, 2)), plain.scores.double()[kq.kv_edges], atol=2e-6 * scale, rtol=0)
+    assert pair.abs().max() > 1e-3
+    # Causal attention: a key never reaches an earlier query.
+    later_key = torch.ones(P, P).tril(-1).bool()  # [key, query] with key > query
+    assert pair[:, later_key].abs().max() == 0
+    # And the split is a real split: some key reaches several queries with different weights.
+    assert (pair.abs() > 1e-4 * scale).sum(-1).max() > 1
+    assert kq.config["kv_positions"] == "key-query" and "kv_positions" not in pos.config
+
+
+def test_role_columns_split_on_prompts_of_different_lengths(tiny_model, roles_tok):
+    pos = score_edges(tiny_model, roles_tok, "eap-ig", steps=2, positions="roles", batch_size=4)
+    kq = score_edges(tiny_model, roles_tok, "eap-ig", steps=2, positions="roles", kv_positions="key-query",
+                     batch_size=4)
+    scale = float(pos.by_position.abs().max())
+    torch.testing.assert_close(kq.by_pair.double().sum(-1), pos.by_position.double()[kq.kv_edges],
+                               atol=1e-6 * scale, rtol=0)
+    labels = kq.positions.labels
+    s1, end = labels.index("S1"), labels.index("END")
+    # S1 comes before END in every prompt: END's keys never reach S1's queries.
+    assert kq.by_pair[:, end, s1].abs().max() == 0
+    assert kq.by_pair[:, s1, end].abs().max() > 0
+
+
+def test_the_option_needs_positions_and_a_known_value(tiny_model, tiny_tok):
+    with pytest.raises(ConfigError, match="add positions=tokens or positions=roles"):
+        score_edges(tiny_model, tiny_tok, "eap", kv_positions="key-query")
+    with pytest.raises(ConfigError, match="kv_positions must be one of key, key-query"):
+        score_edges(tiny_model, tiny_tok, "eap-ig", positions="tokens", kv_positions="query")
+    from circuitwise.config import circuit_method_options
+
+    opts = circuit_method_options("eap-ig", {"positions": "tokens", "kv_positions": "key-query"}, 3)
+    assert (opts.kv_positions, opts.steps) == ("key-query", 3)
+    plain = score_edges(tiny_model, tiny_tok, "eap", positions="tokens", kv_positions="key", batch_size=4)
+    assert type(plain) is PositionalEdgeScores
+
+
+# -- scores: TransformerLens reference -------------------------------------------------------------
+
+
+def tl_kq_reference(model: Any, tok: Any, alpha: float = 1.0) -> torch.Tensor:
+    """``[sender, layer, 2H, key pos, query pos]`` with TransformerLens hooks: ``Σ_n Δ_s[n, k] ·
+    ∂m_q/∂ε[n, k]`` / N, where ε is added to every head's key and value input (``hook_k_input``,
+    ``hook_v_input``) and ``m_q`` is the metric of a copy of the batch whose layer-l ``hook_z`` lets
+    the gradient through query row ``q`` only (the other rows detached: their values unchanged).
+    The input embedding runs at ``x_corr + α (x_clean − x_corr)`` (α = 1: the clean run)."""
+    g = graph_of(model)
+    L, H = g.n_layers, g.n_heads
+    N, P = tok.clean.shape
+    clean, corr = sender_values(model, tok.clean), sender_values(model, tok.corrupted)
+    delta = clean - corr  # [S, N, P, d]
+    x = (corr[:1] + alpha * (clean[:1] - corr[:1])).repeat(1, P, 1, 1)  # the input, P copies
+    tokens = tok.clean.repeat(P, 1)  # copy q of the batch: rows q*N … q*N+N−1
+    live = torch.eye(P, dtype=torch.bool).repeat_interleave(N, 0)  # [P*N, pos]: copy q's row q
+    last, answers = tok.last.repeat(P), tok.answers.repeat(P, 1)
+    out = torch.zeros(len(g.senders), L, 2 * H, P, P, dtype=torch.float64)
+    for l in range(L):
+        eps = {kind: torch.zeros(P * N, P, H, model.cfg.d_model, requires_grad=True) for kind in "kv"}
+
+        def add(kind: str, eps: dict = eps):
+            return lambda act, hook: act + eps[kind].to(act.dtype)
+
+        def one_row(act: torch.Tensor, hook: Any) -> torch.Tensor:
+            return torch.where(live[:, :, None, None], act, act.detach())
+
+        hooks = [("blocks.0.hook_resid_pre", replace(x)), (f"blocks.{l}.attn.hook_k_input", add("k")),
+                 (f"blocks.{l}.attn.hook_v_input", add("v")), (f"blocks.{l}.attn.hook_z", one_row)]
+        with edge_hooks(model), torch.enable_grad(), model.hooks(fwd_hooks=hooks):
+            logits = model(tokens)
+            rows = torch.arange(P * N)
+            a = logits[rows, last].gather(-1, answers)
+            gk, gv = torch.autograd.grad((a[:, 0] - a[:, 1]).sum(), [eps["k"], eps["v"]])
+        for i, grad in enumerate((gk, gv)):
+            gr = grad.double().view(P, N, P, H, -1)  # [query copy, n, key pos, head, d]
+            out[:, l, i * H:(i + 1) * H] = torch.einsum("snkd,qnkhd->shkq", delta, gr) / N
+    return out
+
+
+def _on_edges(kq: KQEdgeScores, dense: torch.Tensor) -> torch.Tensor:
+    """The reference's ``[sender, layer, 2H, …]`` entries of our key/value edges, in ``by_pair``'s order."""
+    g = kq.graph
+    s, r = g.edge_index
+    layer, slot = _kv_slot(g, r[kq.kv_edges])
+    return dense[s[kq.kv_edges], layer, slot]
+
+
+@pytest.mark.parametrize("family", ["gpt2", "pythia"])
+def test_eap_split_equals_transformerlens_hooks(family, tiny_model, family_model_for):
+    model = tiny_model if family == "gpt2" else family_model_for("pythia")
+    tok = _seed_tok(model)
+    kq = score_edges(model, tok, "eap", positions="tokens", kv_positions="key-query", batch_size=4)
+    ref = _on_edges(kq, tl_kq_reference(model, tok))
+    scale = float(ref.abs().max())
+    assert scale > 1e-3
+    torch.testing.assert_close(kq.by_pair.double(), ref, atol=2e-5 * scale, rtol=1e-4)
+
+
+def test_eap_ig_split_equals_transformerlens_hooks(tiny_model):
+    tok = _seed_tok(tiny_model)
+    kq = score_edges(tiny_model, tok, "eap-ig", steps=2, quadrature="midpoint", positions="tokens",
+                     kv_positions="key-query", batch_size=4)
+    ref = 0.5 * (tl_kq_reference(tiny_model, tok, 0.25) + tl_kq_reference(tiny_model, tok, 0.75))
+    ref = _on_edges(kq, ref)
+    torch.testing.assert_close(kq.by_pair.double(), ref, atol=2e-5 * float(ref.abs().max()), rtol=1e-4)
