@@ -79,8 +79,14 @@ def dla_html(d: DLASection, output_mean: float | None = None, ids: str = "") -> 
                                      "Per-head direct logit attribution", "head", "layer"))
 
 
+def attention_figure(att: Attention, title: str) -> Any:
+    """The patterns a circuitsvis view shows, as heatmaps: the view's twin that saves as SVG and PNG."""
+    return figures.attention(att.patterns, att.tokens, att.heads, f"{title} on prompt {att.example}")
+
+
 def top_heads_html(th: TopHeads, att: Attention | None, ids: str = "") -> str:
-    return render("run/top_heads.html", th=th, att=att, ids=ids)
+    fig = attention_figure(att, "Attention of the top heads") if att is not None else None
+    return render("run/top_heads.html", th=th, att=att, ids=ids, att_fig=fig)
 
 
 def mechanism_html(m: MechanismSection) -> str:
@@ -89,8 +95,9 @@ def mechanism_html(m: MechanismSection) -> str:
 
 
 def attention_section_html(att: Attention, ids: str = "", title: str = "") -> str:
-    """One circuitsvis view of some heads' attention on one prompt."""
-    return render("run/attention.html", att=att, ids=ids, title=title)
+    """One circuitsvis view of some heads' attention on one prompt, and its heatmaps."""
+    return render("run/attention.html", att=att, ids=ids, title=title,
+                  att_fig=attention_figure(att, title or "Attention patterns"))
 
 
 SWEEP_TITLES = {
@@ -130,7 +137,8 @@ def sweep_html(what: str, sweep: Sweep, ids: str = "") -> str:
 
 def patching_html(p: dict[str, RunSweep], att: Attention | None = None, ids: str = "") -> str:
     sweeps = [Markup(sweep_html(what, sweep, ids)) for what, sweep in p.items()]
-    return render("run/patching.html", sweeps=sweeps, att=att, ids=ids)
+    fig = attention_figure(att, "Attention of the heads patching ranks highest") if att is not None else None
+    return render("run/patching.html", sweeps=sweeps, att=att, ids=ids, att_fig=fig)
 
 
 CIRCUIT_FIGURES = {
@@ -202,6 +210,7 @@ def write_report(results: RunResults, path: Path) -> Path:
     return path
 
 
-__all__ = ["BASELINE_ROWS", "attention_section_html", "baseline_html", "build_page", "circuit_html", "dla_html",
+__all__ = ["BASELINE_ROWS", "attention_figure", "attention_section_html", "baseline_html", "build_page", "circuit_html",
+           "dla_html",
            "mechanism_html", "overview_html", "patching_html", "plan_html", "run_circuit", "sections", "sweep_figure",
            "sweep_html", "top_heads_html", "write_report"]

@@ -100,11 +100,11 @@ def folder_kind(run_dir: Path) -> Literal["run", "compare", "study"]:
 def figures(run_dir: str | Path) -> dict[str, go.Figure]:
     """Every figure the folder's page shows, by file name, styled as the page draws it.
 
-    A run folder (results.json): ``logit-lens``, ``dla-layers``, ``dla-heads``, ``patching-<sweep>``
-    for each patching sweep, and the circuit's (``circuit``, ``faithfulness_curve``, ``mib``,
-    ``agreement``) as far as the run made them. A compare folder (compare.json): compare.html's figures
-    (``baseline``, ``lens``, ``layers``, ``heads-a``, ``heads-b``, ``heads-diff``, ``patch-…``,
-    ``circuit-a``/``-b``). Only the folder's files are read.
+    A run folder (results.json): ``logit-lens``, ``dla-layers``, ``dla-heads``, ``attention-top-heads``,
+    ``patching-<sweep>`` for each patching sweep, ``attention-patching``, and the circuit's (``circuit``,
+    ``faithfulness_curve``, ``mib``, ``agreement``) as far as the run made them. A compare folder
+    (compare.json): compare.html's figures (``baseline``, ``lens``, ``layers``, ``heads-a``, ``heads-b``,
+    ``heads-diff``, ``patch-…``, ``circuit-a``/``-b``). Only the folder's files are read.
     """
     run_dir = Path(run_dir)
     kind = folder_kind(run_dir)

@@ -27,6 +27,8 @@ TEXT_COLOR = "#1d1d1f"
 # Signed quantities (logit differences, restored fractions) centre a diverging scale on zero.
 DIVERGING = "RdBu"
 POSITIVE, NEGATIVE, NEUTRAL = "#2166ac", "#b2182b", "#888888"
+# Quantities from 0 to 1 (attention weights) run white to the positive colour.
+SEQUENTIAL = "Blues"
 COLORWAY = ["#2166ac", "#c2410c", "#31a354", "#756bb1", "#4b5563", "#d62728", "#17becf", "#bcbd22"]
 MARGIN = {"l": 60, "r": 20, "t": 50, "b": 60}
 # An exported figure's size when neither the call nor the figure gives one (the report's column is
@@ -108,4 +110,4 @@ def figure_div(fig: go.Figure | dict[str, Any], div_id: str) -> str:
 
 
 __all__ = ["COLORWAY", "DIVERGING", "FONT", "HEIGHT", "MARGIN", "NEGATIVE", "NEUTRAL", "POSITIVE", "SCALE",
-           "SVG_TITLE", "TEMPLATE", "WIDTH", "config", "figure_div", "recording", "styled"]
+           "SEQUENTIAL", "SVG_TITLE", "TEMPLATE", "WIDTH", "config", "figure_div", "recording", "styled"]

@@ -31,7 +31,7 @@ def shown(tiny_model):
 # A plotly figure's div in the browser's DOM, and what plotly drew into it.
 FIGURE = r'<div id="(cw[0-9a-f]{8}-[^"]+)"[^>]*class="[^"]*plotly-graph-div[^"]*"[^>]*>(.{0,3000})'
 # A circuit is drawn by the explorer (no plotly); an evaluation adds its curve and agreement figures.
-FIGURES = {"baseline": 0, "dla": 3, "attention": 0, "patching": 1, "circuit": 0, "evaluation": 2}
+FIGURES = {"baseline": 0, "dla": 3, "attention": 1, "patching": 1, "circuit": 0, "evaluation": 2}
 
 
 @pytest.mark.parametrize("name", sorted(FIGURES))

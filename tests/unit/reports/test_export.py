@@ -20,8 +20,8 @@ from circuitwise.reports.html import figure_html
 from circuitwise.schema import load_results
 from tests.unit.cli.conftest import invoke
 
-RUN_FIGURES = ["logit-lens", "dla-layers", "dla-heads", "patching-resid_pre", "patching-heads",
-               "patching-heads_by_pos", "circuit", "faithfulness_curve", "mib", "agreement"]
+RUN_FIGURES = ["logit-lens", "dla-layers", "dla-heads", "attention-top-heads", "patching-resid_pre", "patching-heads",
+               "patching-heads_by_pos", "attention-patching", "circuit", "faithfulness_curve", "mib", "agreement"]
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +55,11 @@ def test_the_exported_figures_hold_the_results_numbers(run_dir):
     assert list(figs["dla-layers"].data[0].y) == r.dla.layers.values
     assert [list(row) for row in figs["dla-heads"].data[0].z] == r.dla.heads
     assert [list(row) for row in figs["patching-resid_pre"].data[0].z] == r.patching["resid_pre"].values
+    # The circuitsvis attention views' twins: one heatmap a head, its query × key pattern as results.json has it.
+    for name, att in (("attention-top-heads", r.attention), ("attention-patching", r.patching_attention)):
+        assert [t.name for t in figs[name].data] == att.heads
+        assert [[list(row) for row in t.z] for t in figs[name].data] == att.patterns
+        assert len(figs[name].data[0].x) == len(att.tokens) and str(figs[name].data[0].x[-1]).endswith(att.tokens[-1])
     # The circuit's figures come from results.json as stored (built by the evaluation), restyled only.
     stored = go.Figure(r.circuit.figures["faithfulness_curve"])
     assert [list(t.y) for t in figs["faithfulness_curve"].data] == [list(t.y) for t in stored.data]

@@ -66,6 +66,10 @@ def test_exported_svgs_parse_and_hold_every_mark_of_the_figure(exported, run_dir
     assert _marks(ET.parse(out / "logit-lens.svg").getroot())["points"] == len(r.dla.logit_lens.values)
     heads = ET.parse(out / "dla-heads.svg").getroot()
     assert _marks(heads)["heatmaps"] == 1
+    # The attention views' twins: a heatmap per head, each head's name a panel title.
+    att = ET.parse(out / "attention-top-heads.svg").getroot()
+    assert _marks(att)["heatmaps"] == len(r.attention.heads)
+    assert set(r.attention.heads) <= {"".join(e.itertext()) for e in att.iter()}
     ticks = lambda axis: ["".join(e.itertext()) for e in heads.iter() if e.attrib.get("class") == axis]  # noqa: E731
     assert ticks("xtick") == [str(h) for h in range(len(r.dla.heads[0]))]
     assert sorted(ticks("ytick")) == [str(layer) for layer in range(len(r.dla.heads))]
