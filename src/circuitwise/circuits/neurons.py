@@ -38,8 +38,12 @@ What MIB means. The reference is hannamw/EAP-IG at 7af394a, the copy MIB's circu
   graphs as ``"neurons"`` (bool per dimension) and ``"neurons_scores"``; the ``.pt`` as
   ``nodes_scores``, ``neurons_in_graph``, ``neurons_scores`` (:mod:`circuitwise.circuits.interop`).
   At 7af394a ``Graph.to_json`` fails on such graphs (it indexes a score row for the logits node,
-  which has none), so MIB's ``run_attribution.py --level node|neuron`` cannot save its JSON; its
-  ``Graph.from_json`` / ``from_pt`` read ours.
+  which has none), so MIB's ``run_attribution.py --level node|neuron`` cannot save its JSON.
+  ``Graph.from_pt`` reads our files exactly, and ``Graph.from_json`` (MIB's ``load_graph_from_json``
+  is the same code) our node-level JSON; a neuron-level JSON it misreads: it writes a head's row
+  through ``forward_index(node)``, whose default ``attn_slice=True`` is the whole layer's heads, so
+  every head of a layer gets the layer's last head's neurons (measured in ``bench/neuron_parity.py``).
+  Give MIB neuron-level graphs as ``.pt``.
 """
 
 from __future__ import annotations
@@ -362,8 +366,8 @@ def unit_faithfulness(model: Any, tok: TokenizedTask, circuits: UnitCircuit | Se
 def write_unit_graph(path: str | Path, scores: NeuronScores, *, level: Level = "neuron",
                      circuit: UnitCircuit | None = None) -> Path:
     """``scores`` (the nodes' at ``level="node"``) and optionally a circuit as an EAP-IG graph file
-    (``.json`` or ``.pt``) that MIB's ``Graph.from_json`` / ``from_pt`` and ``evaluate_area_under_curve(level=…)``
-    read."""
+    (``.json`` or ``.pt``) for MIB's ``evaluate_area_under_curve(level=…)``. Neuron level: give MIB the
+    ``.pt`` (its ``Graph.from_json`` gives every head a layer's last head's neurons; module docstring)."""
     check_choice("write_unit_graph", "level", level, Level)
     neurons = None if circuit is None else circuit.neurons
     if level == "node":
