@@ -290,7 +290,8 @@ def ours_on(problem: dict[str, Any], graph: Any, scores: dict[str, float]) -> di
 
 # -- the reference's side (run inside its venv) ----------------------------------------------------
 
-WORKER = r'''
+# The reference's model and batches, as MIB's scripts set them up (bench/mib_circuits_form.py uses it too).
+WORKER_MODEL = r'''
 import contextlib, io, json, sys, time
 import torch
 torch.set_num_threads(1)
@@ -368,6 +369,9 @@ corrupted = torch.tensor(P["tokens_corrupted"])
 labels = torch.tensor(P["labels"])
 B = P["batch_size"]
 loader = [(clean[i:i + B], corrupted[i:i + B], labels[i:i + B]) for i in range(0, len(clean), B)]
+'''
+
+WORKER = WORKER_MODEL + r'''
 with torch.no_grad():
     ld = lambda x: float(logit_diff(model(x), None, torch.full((len(x),), x.size(1)), labels, mean=True))
     hf_last = hf(clean).logits[:, -1].double()

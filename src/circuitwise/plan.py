@@ -9,7 +9,7 @@ lengths, ``--align role`` without roles) is an error, and it is raised here, bef
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from circuitwise.config import (
     DEFAULT_RANDOM_SAMPLES,
@@ -32,6 +32,10 @@ from circuitwise.patching.result import MIN_GAP
 from circuitwise.patching.sweeps import get_sweep
 from circuitwise.sizes import duration, human
 from circuitwise.tasks.tokenize import TokenizedTask
+
+if TYPE_CHECKING:
+    from circuitwise.circuits.select import Rank
+    from circuitwise.evaluation.mib_submission import SubmissionForm
 
 POSITION_FREE_FALLBACK = "heads"
 CIRCUIT_REL_GAP = 1e-4
@@ -411,6 +415,44 @@ def benchmark_request(methods: list[str] | None, *, target: float = DEFAULT_TARG
     return BenchmarkRequest(names, target, ablation, batch_size)
 
 
+@dataclass(frozen=True)
+class MIBRequest:
+    """The mib command's submission: its methods, MIB's form (importance scores, or circuits at MIB's
+    budgets ranked ``by``) and how edges outside a circuit are replaced."""
+
+    methods: tuple[str, ...]
+    form: SubmissionForm = "scores"
+    by: Rank = "abs"
+    ablation: str = "corrupted"
+
+    def settings(self) -> dict[str, Any]:
+        """What decides every pair's files and numbers; the scores form keeps the keys it always had (its
+        folders from before the circuit form existed resume)."""
+        return dict(ablation=self.ablation) if self.form == "scores" else dict(ablation=self.ablation,
+                                                                               form=self.form, by=self.by)
+
+
+def mib_request(methods: list[str], *, form: str = "scores", by: str | None = None,
+                ablation: str = "corrupted") -> MIBRequest:
+    """A checked mib request, or a ConfigError naming the flag, before any model is loaded."""
+    from circuitwise.circuits.patch import check_ablation
+    from circuitwise.circuits.select import Rank
+    from circuitwise.evaluation.benchmark import check_methods
+    from circuitwise.evaluation.mib_submission import check_form
+
+    names = check_methods(methods)
+    check_ablation(ablation)
+    form = check_form(form)
+    if by is not None and form == "scores":
+        raise ConfigError("--by ranks the edges of the circuits written with --form circuits; the scores form "
+                          "writes every edge's score and MIB ranks them itself (signed for CPR, absolute for "
+                          "CMD). Drop --by, or add --form circuits.")
+    rank = by or "abs"
+    if rank not in get_args(Rank):
+        raise ConfigError(f"Unknown --by {rank!r}. Choose one of: {', '.join(get_args(Rank))}.")
+    return MIBRequest(tuple(names), form, rank, ablation)  # type: ignore[arg-type]
+
+
 # What the memory plan must fit, and how the loader names the work, per command.
 _STAGES: dict[str, tuple[tuple[Stage, ...], str]] = {
     "circuit": (("edges", "evaluation"), "Circuit discovery"),
@@ -457,7 +499,7 @@ def study_config(**given: Any) -> RunConfig:
     return RunConfig.build(**{k: v for k, v in given.items() if v is not None})
 
 
-__all__ = ["BenchmarkRequest", "CircuitRequest", "Plan", "ResourcePlan", "StagePlan", "Study", "SweepRequest",
-           "benchmark_request", "check_options", "choose_exact_cells", "circuit_request", "corrupted_view",
-           "exact_patching_flops", "metric_held", "plan_resources", "plan_run", "reference_batch", "study_config",
-           "sweep_request"]
+__all__ = ["BenchmarkRequest", "CircuitRequest", "MIBRequest", "Plan", "ResourcePlan", "StagePlan", "Study",
+           "SweepRequest", "benchmark_request", "check_options", "choose_exact_cells", "circuit_request",
+           "corrupted_view", "exact_patching_flops", "metric_held", "mib_request", "plan_resources", "plan_run",
+           "reference_batch", "study_config", "sweep_request"]

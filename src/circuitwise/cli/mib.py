@@ -92,7 +92,12 @@ def mib(
     methods: list[str] | None = typer.Option(None, "--circuit", metavar="METHOD", show_default=False, help=(
         f"Discovery method(s), repeatable or comma-separated. [default: {', '.join(DEFAULT_METHODS)}]")),
     out: Path = typer.Option(Path("runs/mib"), "--out", "-o", help="Submission folder: "
-                             "METHOD/TASK_MODEL/importances.json, leaderboard.json and .html."),
+                             "METHOD/TASK_MODEL/importances.json (or the circuits), leaderboard.json and .html."),
+    form: str = typer.Option("scores", "--form", help="What each TASK_MODEL folder holds, as MIB's README allows: "
+                             "scores (importances.json, every edge's score) or circuits (9 files, one circuit per "
+                             "edge budget 0.1 %…50 %, pruned; circuit_0.1pct.json …)."),
+    by: str | None = typer.Option(None, "--by", show_default=False, help="With --form circuits: rank edges by abs "
+                                  "(magnitude) or signed score; one ranking gives both CPR and CMD. [default: abs]"),
     ablation: str = typer.Option("corrupted", "--ablation", help="Edges outside a circuit read the corrupted run "
                                  "(MIB's patching), or the mean."),
     metric: str | None = opts.METRIC,
@@ -109,27 +114,26 @@ def mib(
     force: bool = opts.FORCE,
 ) -> None:
     """Run every method on every task × model and write MIB's circuit-track submission, checked against its rules."""
-    from circuitwise.circuits.patch import check_ablation
-    from circuitwise.evaluation.benchmark import check_methods
     from circuitwise.evaluation.mib_submission import (
         MIB_MODELS,
         check_layout,
         leaderboard,
+        pair_done,
         pair_folder,
         read_done,
         run_pair,
     )
     from circuitwise.metrics import get_metric
     from circuitwise.pipeline import load_study
-    from circuitwise.plan import Study, study_config
+    from circuitwise.plan import Study, mib_request, study_config
     from circuitwise.runfolder import RunFolder, atomic_write_json
 
-    names = list(check_methods(split_names(methods) or list(DEFAULT_METHODS)))
+    request = mib_request(split_names(methods) or list(DEFAULT_METHODS), form=form, by=by, ablation=ablation)
+    names = list(request.methods)
     tasks, models = _pairs(task, "task"), _pairs(model, "model")
-    check_ablation(ablation)
     metric = get_metric(metric or F["metric"].default).name
     # Pairs accumulate in one folder (more tasks, models or methods later); these decide every pair's numbers.
-    settings = dict(metric=metric, ablation=ablation, n=n, seed=seed, dtype=dtype, processing=processing)
+    settings = dict(metric=metric, **request.settings(), n=n, seed=seed, dtype=dtype, processing=processing)
     folder = RunFolder(out, command="mib", settings=settings, force=force, in_place=True)
     folder.check()  # a file, another command's folder, or pairs of other settings: before any model loads
     with folder:
@@ -142,7 +146,7 @@ def mib(
             the_model = None
             for task_name, _ in tasks:
                 todo = [m for m in names if (m, task_name, model_name) not in done
-                        or not (pair_folder(folder.out, m, task_name, model_name) / "importances.json").is_file()]
+                        or not pair_done(pair_folder(folder.out, m, task_name, model_name), request.form)]
                 if not todo:
                     continue
                 study = Study(study_config(
@@ -159,7 +163,7 @@ def mib(
                     with progress_bar() as update:
                         r = run_pair(the_model, tok, method=method, task=task_name, model_name=model_name,
                                      out=folder.out, metric=metric, ablation=ablation,  # type: ignore[arg-type]
-                                     batch_size=batch_size, progress=update)
+                                     batch_size=batch_size, progress=update, form=request.form, by=request.by)
                     results = [x for x in results if (x.method, x.task, x.model) != (method, task_name, model_name)]
                     results.append(r)
                     board = leaderboard(results)
