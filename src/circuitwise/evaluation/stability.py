@@ -40,6 +40,9 @@ from circuitwise.tasks.tokenize import TokenizedTask
 
 # Edges outside the circuit that some resample chooses: the most frequent this many are listed.
 CONTENDERS = 10
+# Circuit edges whose score on each prompt is kept (the strongest by |score|): a few numbers per
+# prompt, so that results.json and the report stay small on large circuits and many prompts.
+PROMPT_SCORE_EDGES = 100
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,10 @@ class EdgeStability:
     # per-prompt view of an edge (each block one prompt when groups == n_examples).
     group_scores: torch.Tensor | None = None
     group_sizes: torch.Tensor | None = None
-    # [circuit edge, prompt]: each circuit edge's score on each prompt alone (in the circuit's edge
-    # order); None where the method does not score through the gradient engine (eap-ig-activations).
+    # [edge of prompt_edges, prompt]: those circuit edges' scores on each prompt alone; None where the
+    # method does not score through the gradient engine (eap-ig-activations).
     prompt_scores: torch.Tensor | None = None
+    prompt_edges: list[int] | None = None  # edge ids: the strongest PROMPT_SCORE_EDGES circuit edges
 
     def circuit_edges(self) -> list[tuple[str, float]]:
         """The circuit's edges with their frequencies, least stable first."""
@@ -93,13 +97,13 @@ class EdgeStability:
 
         index = {n: i for i, n in enumerate(self.edge_names)}
         S, P = self.group_scores, self.prompt_scores
-        row = {int(e): j for j, e in enumerate(self.circuit.nonzero().flatten().tolist())}
+        row = {e: j for j, e in enumerate(self.prompt_edges or [])}
 
         def scores(name: str) -> dict[str, Any]:
             out: dict[str, Any] = {}
             if S is not None:
                 out["scores"] = [v if v == v else None for v in S[:, index[name]].tolist()]
-            if P is not None:
+            if P is not None and index[name] in row:
                 out["prompt_scores"] = [v if v == v else None for v in P[row[index[name]]].tolist()]
             return out
 
@@ -158,7 +162,10 @@ def edge_stability(model: Any, tok: TokenizedTask, circuit: Circuit, *, method: 
         raise ConfigError(f"Edge stability rescores groups of prompts, which gives the task's score only for "
                           f"methods that average per-prompt scores ({', '.join(ADDITIVE_METHODS)}), not {method}.")
     start = time.perf_counter()
-    ids = circuit.edges.nonzero().flatten().tolist()
+    ids = circuit.edges.nonzero().flatten()
+    if circuit.scores is not None:
+        ids = ids[circuit.scores[ids].abs().argsort(descending=True, stable=True)]
+    ids = ids[:PROMPT_SCORE_EDGES].tolist()
     with per_prompt_scores(circuit.graph, ids) as each:
         S, sizes = group_scores(model, tok, method, options, groups, metric=circuit.metric, batch_size=batch_size,
                                 progress=progress)
@@ -169,7 +176,7 @@ def edge_stability(model: Any, tok: TokenizedTask, circuit: Circuit, *, method: 
     resampled = torch.where(S.isnan().any(0)[None], torch.nan, resampled)
     keep, rule = reselect(circuit, resampled)
     return EdgeStability(keep.double().mean(0), circuit.edges.clone(), circuit.graph.edge_names, rs.resamples, G,
-                         len(tok), rs.seed, rule, time.perf_counter() - start, S, sizes, each.values(len(tok)))
+                         len(tok), rs.seed, rule, time.perf_counter() - start, S, sizes, each.values(len(tok)), ids)
 
 
-__all__ = ["ADDITIVE_METHODS", "EdgeStability", "edge_stability", "group_scores", "reselect", "with_stability"]
+__all__ = ["ADDITIVE_METHODS", "PROMPT_SCORE_EDGES", "EdgeStability", "edge_stability", "group_scores", "reselect", "with_stability"]

@@ -73,7 +73,8 @@ def test_each_circuit_edges_score_on_each_prompt_is_that_prompt_scored_alone(tin
     scores = score_edges(tiny_model, tiny_tok, method, options)
     circuit = select_circuit(scores, "top-n", n=8, model=tiny_model, tok=tiny_tok)
     st = edge_stability(tiny_model, tiny_tok, circuit, method=method, options=options, rs=RS, groups=3)
-    ids = circuit.edges.nonzero().flatten()
+    ids = torch.tensor(st.prompt_edges)
+    assert sorted(st.prompt_edges) == circuit.edges.nonzero().flatten().tolist()  # fewer than PROMPT_SCORE_EDGES
     n = len(tiny_tok)
     assert st.prompt_scores is not None and st.prompt_scores.shape == (len(ids), n)
     alone = torch.stack([score_edges(tiny_model, tiny_tok.slice(i, i + 1), method, options).scores.double()[ids]
@@ -95,3 +96,20 @@ def test_a_method_outside_the_gradient_engine_keeps_blocks_only(tiny_model, tiny
                         groups=2)
     assert st.prompt_scores is None and st.group_scores is not None
     assert all("prompt_scores" not in e and len(e["scores"]) == 2 for e in st.to_json()["edges"])
+
+
+def test_per_prompt_scores_are_kept_for_the_strongest_circuit_edges_only(tiny_model, tiny_tok, monkeypatch):
+    """A large circuit keeps per-prompt scores for its PROMPT_SCORE_EDGES strongest edges; the rest per block."""
+    from circuitwise.evaluation import stability
+
+    monkeypatch.setattr(stability, "PROMPT_SCORE_EDGES", 3)
+    scores = score_edges(tiny_model, tiny_tok, "eap")
+    circuit = select_circuit(scores, "top-n", n=8, model=tiny_model, tok=tiny_tok)
+    st = edge_stability(tiny_model, tiny_tok, circuit, method="eap", options={}, rs=RS, groups=2)
+    ids = circuit.edges.nonzero().flatten()
+    strongest = ids[scores.scores[ids].abs().argsort(descending=True)][:3].tolist()
+    assert st.prompt_edges == strongest and st.prompt_scores.shape == (3, len(tiny_tok))
+    edges = st.to_json()["edges"]
+    kept = {circuit.graph.edge_names[i] for i in strongest}
+    assert {f"{e['sender']}->{e['receiver']}" for e in edges if "prompt_scores" in e} == kept
+    assert all(len(e["scores"]) == 2 for e in edges)
