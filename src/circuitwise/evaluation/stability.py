@@ -179,4 +179,5 @@ def edge_stability(model: Any, tok: TokenizedTask, circuit: Circuit, *, method: 
                          len(tok), rs.seed, rule, time.perf_counter() - start, S, sizes, each.values(len(tok)), ids)
 
 
-__all__ = ["ADDITIVE_METHODS", "PROMPT_SCORE_EDGES", "EdgeStability", "edge_stability", "group_scores", "reselect", "with_stability"]
+__all__ = ["ADDITIVE_METHODS", "PROMPT_SCORE_EDGES", "EdgeStability", "edge_stability", "group_scores", "reselect",
+           "with_stability"]
