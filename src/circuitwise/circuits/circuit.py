@@ -9,6 +9,10 @@ Position-aware circuits (:mod:`circuitwise.circuits.positional`) add the positio
 top (``positions``: mode and labels) and, per edge, its score at each position (``position_scores``) and
 the positions where it is kept (``kept_positions``; every one, unless the circuit was chosen as
 (edge, position) pairs). Files without them are position-agnostic circuits, as before.
+
+Circuits of (edge, key position, query position) units (:mod:`circuitwise.circuits.positional_kq`)
+also give each key/value edge its flows: ``kept_flows`` (``[key, query]`` label pairs; its
+``kept_positions`` are their keys) and ``flow_scores`` (key → query → score).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch
 
 from circuitwise.circuits.graph import Graph, graph_of
 from circuitwise.circuits.positional import PositionSpec
+from circuitwise.circuits.positional_kq import kv_edges
 from circuitwise.errors import ConfigError
 from circuitwise.models.fingerprint import fingerprint
 from circuitwise.models.loading import dtype_of
@@ -65,6 +70,10 @@ class Circuit(Shows):
     positions: PositionSpec | None = None
     position_scores: torch.Tensor | None = None  # [edge, column]
     position_keep: torch.Tensor | None = None  # [edge, column] bool; None: every position of a kept edge
+    # Circuits of (key/value edge, key column, query column) units: per key/value edge (positional_kq.kv_edges
+    # order) the flows kept and their scores; None: every query of a kept (edge, key column).
+    flows: torch.Tensor | None = None  # [kv edge, key column, query column] bool
+    flow_scores: torch.Tensor | None = None  # [kv edge, key column, query column]
 
     def __post_init__(self) -> None:
         if self.edges.shape != (self.graph.n_edges,) or self.edges.dtype != torch.bool:
@@ -76,10 +85,24 @@ class Circuit(Shows):
                 raise ValueError(f"{name} needs positions and the shape [edge, position column] {shape}")
         if self.position_keep is not None and not torch.equal(self.position_keep.any(-1), self.edges):
             raise ValueError("position_keep must keep each circuit edge at one position or more, and no other edge")
+        if self.flows is not None or self.flow_scores is not None:
+            C = 0 if self.positions is None else len(self.positions.labels)
+            kv = kv_edges(self.graph)
+            for t in (self.flows, self.flow_scores):
+                if t is not None and t.shape != (len(kv), C, C):
+                    raise ValueError(f"flows and flow_scores need positions and the shape [kv edge, key, query] "
+                                     f"{(len(kv), C, C)}")
+            if self.flows is not None and (self.position_keep is None
+                                           or not torch.equal(self.position_keep[kv], self.flows.any(-1))):
+                raise ValueError("flows need position_keep, whose key/value edges' positions are the flows' keys")
 
     @property
     def positional(self) -> bool:
         """Whether only some positions of some edge are kept (faithfulness then patches by position)."""
+        if self.flows is not None:
+            kept = self.position_keep[kv_edges(self.graph)]  # type: ignore[index]  # __post_init__: set with flows
+            if not bool(self.flows[kept].all()):
+                return True
         return self.position_keep is not None and not bool(self.position_keep[self.edges].all())
 
     @property
@@ -137,9 +160,13 @@ class Circuit(Shows):
         if self.position_keep is not None:  # an added edge is kept at every position, a dropped one at none
             old = self.position_keep & edges[:, None]
             keep = torch.where((edges & ~self.edges)[:, None], True, old)
+        flows = None
+        if self.flows is not None and keep is not None:  # likewise every flow of an added key/value edge
+            kv = kv_edges(self.graph)
+            flows = torch.where((edges & ~self.edges)[kv][:, None, None], True, self.flows & edges[kv][:, None, None])
         return Circuit(self.graph, edges, self.scores, self.method,
                        {**self.selection, **selection}, self.model, self.task, self.metric,
-                       self.positions, self.position_scores, keep)
+                       self.positions, self.position_scores, keep, flows, self.flow_scores)
 
     # -- JSON -------------------------------------------------------------------------------------
 
@@ -179,7 +206,20 @@ class Circuit(Shows):
                                 for p, v in zip(labels, self.position_scores[i].tolist(), strict=True)}
         keep = self.position_keep[i].tolist() if self.position_keep is not None else [True] * len(labels)
         out["kept_positions"] = [p for p, k in zip(labels, keep, strict=True) if k]
+        j = self._kv_row(i)
+        if j is not None and self.flows is not None:
+            out["kept_flows"] = [[labels[k], labels[q]] for k, q in self.flows[j].nonzero().tolist()]
+        if j is not None and self.flow_scores is not None:
+            out["flow_scores"] = {labels[k]: {labels[q]: (None if math.isnan(v) else v) for q, v in enumerate(row)}
+                                  for k, row in enumerate(self.flow_scores[j].tolist())}
         return out
+
+    def _kv_row(self, i: int) -> int | None:
+        """Edge ``i``'s row among the key/value edges (flows, flow_scores), None if it is none of them."""
+        if self.flows is None and self.flow_scores is None:
+            return None
+        hit = (kv_edges(self.graph) == i).nonzero()
+        return int(hit[0, 0]) if len(hit) else None
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -233,6 +273,11 @@ class Circuit(Shows):
         C = 0 if spec is None else len(spec.labels)
         pos_scores = torch.full((graph.n_edges, C), float("nan"))
         pos_keep = torch.zeros(graph.n_edges, C, dtype=torch.bool)
+        kv = kv_edges(graph)
+        kv_row = {int(e): j for j, e in enumerate(kv.tolist())}
+        flows = torch.zeros(len(kv), C, C, dtype=torch.bool)
+        flow_scores = torch.full((len(kv), C, C), float("nan"))
+        has_flows = any(isinstance(e, dict) and ("kept_flows" in e or "flow_scores" in e) for e in edges)
         for j, e in enumerate(edges):
             if not isinstance(e, dict) or not isinstance(e.get("sender"), str) or not isinstance(e.get("receiver"), str):
                 raise ConfigError(f"{source}: edge {j} needs string fields \"sender\" and \"receiver\".")
@@ -254,9 +299,13 @@ class Circuit(Shows):
                 for p, v in (e.get("position_scores") or {}).items():
                     if p in col and isinstance(v, (int, float)):
                         pos_scores[i, col[p]] = float(v)
+                if has_flows and i in kv_row:
+                    _read_flows(e, j, source, col, pos_keep[i], flows[kv_row[i]], flow_scores[kv_row[i]])
+        kq = spec is not None and has_flows
         return cls(graph, keep, scores, data.get("method"), dict(data.get("selection") or {}),
                    have or want, data.get("task"), data.get("metric") or "logit_diff",
-                   spec, None if spec is None else pos_scores, None if spec is None else pos_keep)
+                   spec, None if spec is None else pos_scores, None if spec is None else pos_keep,
+                   flows if kq else None, flow_scores if kq else None)
 
     @classmethod
     def load(cls, path: str | Path, model: Any) -> "Circuit":
@@ -268,6 +317,28 @@ class Circuit(Shows):
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path} is not valid JSON ({e}). Re-create it with `circuitwise circuit`.") from None
         return cls.from_json(data, model, source=str(path))
+
+
+def _read_flows(e: dict[str, Any], j: int, source: str, col: dict[str, int], kept: torch.Tensor,
+                flows: torch.Tensor, flow_scores: torch.Tensor) -> None:
+    """Edge ``j``'s ``kept_flows`` / ``flow_scores`` into its rows (a key/value edge of a units circuit)."""
+    pairs = e.get("kept_flows")
+    if pairs is None:  # every query of each kept key
+        flows[kept] = True
+    else:
+        for pair in pairs:
+            if not (isinstance(pair, list) and len(pair) == 2 and all(p in col for p in pair)):
+                raise ConfigError(f"{source}: edge {j}'s kept_flows holds {pair!r}; each must be [key, query] of the "
+                                  f"file's position labels {list(col)}.")
+            flows[col[pair[0]], col[pair[1]]] = True
+        if not torch.equal(flows.any(-1), kept):
+            raise ConfigError(f"{source}: edge {j}'s kept_flows have keys {sorted({p[0] for p in pairs})} but it is "
+                              f"kept at {[p for p, c in col.items() if kept[c]]}; they must be the same. Re-create it "
+                              "with circuitwise.")
+    for k, row in (e.get("flow_scores") or {}).items():
+        for q, v in (row or {}).items() if isinstance(row, dict) else ():
+            if k in col and q in col and isinstance(v, (int, float)):
+                flow_scores[col[k], col[q]] = float(v)
 
 
 def _positions_of(data: dict[str, Any], source: str) -> PositionSpec | None:

@@ -18,6 +18,7 @@ import torch
 from circuitwise.circuits.circuit import Circuit, model_info
 from circuitwise.circuits.patch import Ablation, check_ablation, normalise, patched_metrics
 from circuitwise.circuits.positional import PositionalEdgeScores
+from circuitwise.circuits.positional_kq import KQEdgeScores, select_kq
 from circuitwise.circuits.prune import prune_dangling
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
 from circuitwise.errors import ConfigError
@@ -85,6 +86,25 @@ def select_positional(scores: PositionalEdgeScores, *, n: int | None = None, mod
                    {"kind": "top-n-positional", "n": n, "by": "abs"},
                    model_info(model) if model is not None else {}, tok.task.name if tok is not None else None,
                    scores.metric, scores.positions, scores.by_position.clone(), keep)
+
+
+def select_kq_circuit(scores: KQEdgeScores, *, n: int | None = None, model: Any = None,
+                      tok: TokenizedTask | None = None) -> Circuit:
+    """The circuit of the ``n`` strongest units: (edge, position) pairs of the edges into queries, MLPs
+    and the logits, (edge, key position, query position) triples of those into keys and values
+    (:mod:`circuitwise.circuits.positional_kq`; no pruning, as :func:`select_positional`)."""
+    if n is None:
+        raise ConfigError("A circuit of units needs a positive number of them n, got None.")
+    keep = select_kq(scores, n)
+    kv = scores.kv_edges
+    pairs = keep.pairs.clone()
+    pairs[kv] = keep.triples.any(-1)
+    flow_scores = scores.by_pair.clone()
+    return Circuit(scores.graph, pairs.any(-1), scores.scores.clone(), scores.method,
+                   {"kind": "top-n-kq", "n": n, "by": "abs"},
+                   model_info(model) if model is not None else {}, tok.task.name if tok is not None else None,
+                   scores.metric, scores.positions, scores.by_position.clone(), pairs, keep.triples.clone(),
+                   flow_scores)
 
 
 def select_top_n(scores: EdgeScores, *, n: int | None = None, by: Rank = "abs", prune: bool = True,
@@ -193,4 +213,4 @@ def select_circuit(scores: EdgeScores, selection: str = "target", **options: Any
 
 
 __all__ = ["GRID_POINTS", "SELECTIONS", "Rank", "Selection", "SelectionName", "select_circuit", "select_target",
-           "select_positional", "select_threshold", "select_top_n", "geometric_sizes", "top_edges"]
+           "select_kq_circuit", "select_positional", "select_threshold", "select_top_n", "geometric_sizes", "top_edges"]

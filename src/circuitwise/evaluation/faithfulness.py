@@ -177,6 +177,13 @@ def positional_faithfulness(model: Any, tok: TokenizedTask, circuit: Circuit, *,
     _check_fits(circuit, model, pairs=True)
     spec = _pair_spec(circuit, tok)
     keep = circuit.pair_mask()
+    if circuit.flows is not None:  # (edge, key, query) units; imported here: kq_faithfulness builds on this module
+        from circuitwise.circuits.positional_kq import KQKeep
+        from circuitwise.evaluation.kq_faithfulness import kq_faithfulness_of_masks
+
+        units = KQKeep(~keep, ~circuit.flows) if complement else KQKeep(keep, circuit.flows)
+        return kq_faithfulness_of_masks(model, tok, units, spec, metric=circuit.metric, batch_size=batch_size,
+                                        progress=progress, check=check)[0]
     return positional_faithfulness_of_masks(model, tok, ~keep if complement else keep, spec, metric=circuit.metric,
                                             batch_size=batch_size, progress=progress, check=check)[0]
 

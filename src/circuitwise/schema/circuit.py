@@ -57,6 +57,10 @@ class Edge(Open):
     # position column, and the columns where the circuit keeps it.
     position_scores: dict[str, Num] | None = None
     kept_positions: list[str] | None = None
+    # Circuits of (edge, key position, query position) units, key/value edges only: the [key, query]
+    # column pairs kept (their keys are kept_positions) and each pair's score (key -> query -> score).
+    kept_flows: list[list[str]] | None = None
+    flow_scores: dict[str, dict[str, Num]] | None = None
 
 
 class PositionColumns(Open):

@@ -8,13 +8,14 @@ let through one query row of ``hook_z`` at a time — on a tiny GPT-2 and a rota
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 import torch
 
 import circuitwise as cw
-from circuitwise.circuits import graph_of, score_edges
+from circuitwise.circuits import Circuit, graph_of, score_edges
 from circuitwise.circuits.positional import PositionalEdgeScores, position_spec
 from circuitwise.circuits.positional_kq import (
     KQEdgeScores,
@@ -25,9 +26,11 @@ from circuitwise.circuits.positional_kq import (
     kv_edges,
     select_kq,
 )
+from circuitwise.circuits.select import select_kq_circuit
 from circuitwise.errors import ConfigError
-from circuitwise.evaluation.faithfulness import positional_faithfulness_of_masks
+from circuitwise.evaluation.faithfulness import completeness, faithfulness, positional_faithfulness_of_masks
 from circuitwise.evaluation.kq_faithfulness import kq_faithfulness_of_masks
+from circuitwise.schema.circuit import CircuitFile
 from tests.unit.circuits.hook_reference import edge_hooks, replace, sender_values
 from tests.unit.circuits.test_positional import roles_task
 
@@ -289,3 +292,36 @@ def test_units_need_key_query_scores(tiny_model, tiny_tok):
     assert abs(top[0][3]) == pytest.approx(float(strongest))
     data = kq.to_json(all_edges=False)
     assert all(t["query_position"] is not None for t in data["top_kq"])
+
+
+def test_circuit_json_records_the_flows_and_reloads(known_model, known_tok, tmp_path):
+    scores = score_edges(known_model, known_tok, "eap-ig", steps=3, positions="tokens", kv_positions="key-query")
+    c = select_kq_circuit(scores, n=7, model=known_model, tok=known_tok)
+    assert c.positional and c.n_edges == 3
+    labels = scores.positions.labels
+    data = c.to_json()
+    CircuitFile.model_validate(data)
+    by_edge = {f"{e['sender']}->{e['receiver']}": e for e in data["edges"]}
+    assert by_edge["L0H0->L1H0.v"]["kept_flows"] == [[k, labels[3]] for k in labels[1:]]
+    assert by_edge["L0H0->L1H0.v"]["kept_positions"] == list(labels[1:])
+    assert by_edge["input->L0H0.v"]["kept_flows"] == [[labels[1], q] for q in labels[1:]]
+    assert "kept_flows" not in by_edge["L1H0->logits"] and by_edge["L1H0->logits"]["kept_positions"] == [labels[3]]
+    row = int((scores.kv_edges == scores.graph.edge_id("L0H0", "L1H0.v")).nonzero())
+    assert by_edge["L0H0->L1H0.v"]["flow_scores"][labels[2]][labels[3]] == pytest.approx(
+        float(scores.by_pair[row, 2, 3]))
+    f = faithfulness(known_model, known_tok, c)
+    keep = select_kq(scores, 7)
+    ref = kq_faithfulness_of_masks(known_model, known_tok, keep, scores.positions)[0]
+    assert f.faithfulness == pytest.approx(ref.faithfulness) and f.faithfulness > 0.9
+    back = Circuit.load(c.save(tmp_path / "circuit.json"), known_model)
+    assert back.flows is not None and torch.equal(back.flows, c.flows) and torch.equal(back.pair_mask(), c.pair_mask())
+    assert faithfulness(known_model, known_tok, back).faithfulness == pytest.approx(f.faithfulness)
+    # The complement: every other unit alone does next to nothing.
+    assert abs(completeness(known_model, known_tok, back).complement.faithfulness) < 0.1
+    # A flow whose key is not among the edge's kept positions is refused, with the fix.
+    bad = json.loads((tmp_path / "circuit.json").read_text())
+    for e in bad["edges"]:
+        if e["receiver"] == "L1H0.v":
+            e["kept_flows"] = [[labels[0], labels[3]]]
+    with pytest.raises(ConfigError, match="must be the same"):
+        Circuit.from_json(bad, known_model)
