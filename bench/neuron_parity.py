@@ -16,7 +16,7 @@ Compared, per problem:
    and the MLP rows differ (reported: what the reference's choice changes).
 2. Faithfulness of neuron circuits at MIB's ten budgets (``int(p · S · d_model)`` neurons), signed and absolute
    rankings: the reference's ``evaluate_area_under_curve(level="neuron")`` on the reference's EAP-IG neuron scores
-   against circuitwise's ``top_units`` + ``unit_faithfulness`` on the same scores; then the areas (CPR-, CMD-style).
+   against circuitwise's ``evaluation.mib_units.mib_unit_metrics`` on the same scores; then the areas (CPR, CMD).
 3. Files: circuitwise writes its neuron scores (and a node-level file) with ``write_unit_graph``, ``.json`` and
    ``.pt``; the reference loads them with ``Graph.from_json`` / ``from_pt`` (MIB's ``load_graph_from_json`` is the
    same code) and its loaded neuron scores are compared with ours, and its curve on them with ours.
@@ -129,17 +129,13 @@ def ours(problem: dict[str, Any], steps: int, work: Path) -> dict[str, Any]:
 
 
 def our_curve(problem: dict[str, Any], scores: Any) -> dict[str, Any]:
-    """circuitwise's faithfulness at MIB's budgets for neuron scores ``scores`` (a NeuronScores)."""
-    from circuitwise.circuits.neurons import budget_units, top_units, unit_faithfulness
-    from circuitwise.evaluation.mib import MIB_BUDGETS, area_from_1, area_under
+    """circuitwise's faithfulness at MIB's budgets for neuron scores ``scores`` (evaluation.mib_units)."""
+    from circuitwise.evaluation.mib_units import mib_unit_metrics
 
-    res: dict[str, Any] = {}
-    sizes = budget_units(scores.scores.numel(), MIB_BUDGETS)
-    for by in ("signed", "abs"):
-        circuits = [top_units(scores, n, "neuron", by) for n in sizes]
-        f = unit_faithfulness(problem["model"], problem["tok"], circuits)
-        res[by] = {"n_neurons": sizes, "faithfulness": f, "area_under": area_under(f), "area_from_1": area_from_1(f)}
-    return res
+    r = mib_unit_metrics(problem["model"], problem["tok"], scores, level="neuron")
+    return {by: {"n_neurons": c.n_units, "faithfulness": c.faithfulness, **{k: c.to_json()[k] for k in
+                                                                          ("area_under", "area_from_1")}}
+            for by, c in (("signed", r.signed), ("abs", r.absolute))}
 
 
 def compare(mine: Any, theirs: Any, scale: float, rows: Any = None) -> dict[str, Any]:
