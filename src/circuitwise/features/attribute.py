@@ -30,7 +30,7 @@ from circuitwise.errors import ConfigError, MemoryBudgetError
 from circuitwise.features.graph import AttributionGraph, Node
 from circuitwise.features.replacement import CleanRun, check_model, clean_run, frozen_forward, pullback
 from circuitwise.features.transcoder import TranscoderSet
-from circuitwise.models.memory import Shapes, budget_of, resident
+from circuitwise.models.memory import Shapes, budget_of, default_budget, resident
 from circuitwise.sizes import human
 
 
@@ -113,7 +113,19 @@ def plan_graph(model: Any, w: Any, T: int, n_features: int, n_targets: int, batc
     if budget is None:
         s = Shapes.from_model(model)
         budget = budget_of(model) - int(resident(s, w.device))
-    free = budget - adj
+    if torch.device(w.device).type == "cpu":
+        free = budget - adj  # the adjacency and the backward rows share the one pool
+    else:
+        # The adjacency is filled in host RAM (attribution_graph moves each block of rows there), so on a
+        # GPU it counts against the RAM that is free, and the rows alone against the device's budget.
+        host = default_budget("cpu")
+        if adj > host:
+            raise MemoryBudgetError(
+                f"this attribution graph has {n} nodes ({n_features} active features, {L * T} error nodes, {T} "
+                f"tokens, {n_targets} targets): its dense adjacency needs {human(adj)} of RAM (it is kept on the "
+                f"CPU), over the {human(host)} free. Fixes: a shorter prompt, fewer targets, a sparser transcoder "
+                "set (TopK with a smaller k), or a machine with more RAM")
+        free = budget
     if free < row:
         raise MemoryBudgetError(
             f"this attribution graph has {n} nodes ({n_features} active features, {L * T} error nodes, {T} tokens, "

@@ -179,6 +179,26 @@ def test_memory_is_planned_and_bad_targets_refused(tiny_model):
         attribution_graph(tiny_model, tcs, PROMPT, targets=Tokens((" tortoiseshellfish",)))
 
 
+def test_on_a_gpu_the_adjacency_is_planned_against_ram_and_the_rows_against_the_device(monkeypatch):
+    """The adjacency is filled on the CPU: a GPU model's graph counts it against free RAM, not the device's budget."""
+    from types import SimpleNamespace
+
+    import circuitwise.features.attribute as A
+
+    w = SimpleNamespace(n_layers=2, d_model=64, dtype=torch.float32, device=torch.device("cuda", 0))
+    n = 1000 + 2 * 10 + 10 + 1
+    adj = 4 * n * n
+    monkeypatch.setattr(A, "default_budget", lambda device="cpu", loaded=0: 10 * adj)  # the host's RAM
+    plan = A.plan_graph(None, w, 10, 1000, 1, 64, budget=adj // 2)  # the device: less than the adjacency
+    assert plan.adjacency_bytes == adj and plan.batch_rows == min(64, (adj // 2) // plan.row_bytes)
+    monkeypatch.setattr(A, "default_budget", lambda device="cpu", loaded=0: adj - 1)
+    with pytest.raises(MemoryBudgetError, match="of RAM"):
+        A.plan_graph(None, w, 10, 1000, 1, 64, budget=10 * adj)
+    cpu = SimpleNamespace(**{**vars(w), "device": torch.device("cpu")})  # one pool: the adjacency and the rows
+    with pytest.raises(MemoryBudgetError, match="dense adjacency alone needs"):
+        A.plan_graph(None, cpu, 10, 1000, 1, 64, budget=adj // 2)
+
+
 def test_a_bfloat16_model_is_attributed_in_float32(tiny_ckpt, tiny_model):
     import circuitwise as cw
 
