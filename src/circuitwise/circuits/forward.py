@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import torch
 
-from circuitwise.models import kernels
+from circuitwise.models import kernels, placement
 from circuitwise.models.activations import ACTIVATIONS
 from circuitwise.models.precision import tolerance
 from circuitwise.models.weights import Weights, read_weights, supports
@@ -106,7 +106,8 @@ class GraphModel:
                 model(tokens.to(self.device))
             except _Stop:
                 pass
-        return got[0].to(self.dtype)
+        # On the embedding's device, where the caller's tensors are (a split model's first block may be elsewhere).
+        return got[0].to(device=self.device, dtype=self.dtype)
 
 
 _EMBED_LOCK = threading.Lock()
@@ -153,7 +154,8 @@ def _layout(graph: Graph, w: Weights) -> GraphModel:
         if lw.b_q is None and lw.b_k is None and lw.b_v is None:
             b_QKV.append(None)
         else:
-            z = lambda b, n: torch.zeros(n, dh, dtype=w.dtype, device=w.device) if b is None else b.view(n, dh)  # noqa: E731
+            z = lambda b, n, dev=lw.w_q.device: (torch.zeros(n, dh, dtype=w.dtype, device=dev)  # noqa: E731
+                                                 if b is None else b.view(n, dh))
             b_QKV.append(torch.cat([z(lw.b_q, H), per_q(z(lw.b_k, w.n_kv_heads)), per_q(z(lw.b_v, w.n_kv_heads))]))
         W_O.append(lw.w_o.view(H, dh, d))
     return GraphModel(graph=graph, w=w, W_QKV=tuple(W_QKV), b_QKV=tuple(b_QKV), W_O=tuple(W_O))
@@ -224,7 +226,6 @@ def run_graph(
     receiver_grad: ReceiverGrad | None = None,
     prefix: Prefix | None = None,
     resume: Resume | None = None,
-    dims: torch.Tensor | None = None,
     kq_grad: KQGrad | None = None,
     kq: "KQPatch | None" = None,
     _kv: list | None = None,
@@ -252,10 +253,6 @@ def run_graph(
             ``replacement`` then hold positions ``prefix.start:`` only, ``last`` stays absolute.
         resume: start at a layer from an unpatched run's state (:class:`Resume`); every dropped
             edge must end at that layer or later.
-        dims: ``[K, sender, d]`` with ``keep``: the output dimensions of each sender that its dropped
-            edges still read live (1); they read ``replacement`` only where this is 0. MIB's node- and
-            neuron-level circuits (:mod:`circuitwise.circuits.neurons`): every edge dropped, a
-            sender's kept dimensions live. No ``resume`` then.
         kq_grad: with ``receiver_grad``, also called with each layer's key/value input gradients split
             by query rows (:data:`KQGrad`; circuits.positional_kq).
         kq: key/value receivers read per query column (:class:`KQPatch`), with a position-resolved
@@ -290,23 +287,30 @@ def run_graph(
         D = x.new_zeros(K, S, N, P, d)  # live − replacement, per sender
     differentiable = keep is not None and keep.requires_grad
     # Every edge either kept or dropped (not a mask being trained): the first layer's shortcut.
-    # Kept dimensions (``dims``) make the input's replacement partial, which the shortcut cannot pick.
-    binary = (last_only and drop is not None and not differentiable and L > 1 and dims is None
+    binary = (last_only and drop is not None and not differentiable and L > 1
               and bool(((drop == 0) | (drop == 1)).all()))
-    dim_drop = None
-    if dims is not None:
-        if keep is None or resume is not None or positional:
-            raise ValueError("dims needs keep, and no resume or position-resolved mask")
-        dim_drop = 1 - dims.to(x.dtype)
     outs = x.new_empty(S, KN, P, d) if record else None
     rep = replacement
+    # A split model (models.placement): block l runs on w.device_of(l); what the walk carries moves
+    # where the device changes, and results and gradients come back to the caller's device.
+    home = here = x.device
+    resid: torch.Tensor
+    D_last: torch.Tensor | None = None
+    if receiver_grad is not None and w.split:
+        receiver_grad = _on_device(home, receiver_grad)
+
+    def cross(dev: torch.device) -> None:
+        nonlocal here, x0, resid, last, at, rows, D, rep, drop, D_last, rep_last
+        here = dev
+        x0, resid, last, at, rows = (placement.move(t, dev) for t in (x0, resid, last, at, rows))
+        D, rep, drop, D_last, rep_last = (placement.move_opt(t, dev) for t in (D, rep, drop, D_last, rep_last))
 
     def store(Dt: torch.Tensor | None, rp: torch.Tensor | None, sl: slice | int, live: torch.Tensor
               ) -> torch.Tensor | None:
         """``Dt`` with sender(s) ``sl``'s live − replacement written: ``live`` ``[KN, Pq, d]``, or
         ``[H, KN, Pq, d]`` for a layer's heads."""
         if outs is not None:
-            outs[sl] = live.detach()
+            outs[sl] = placement.move(live.detach(), home)
         if Dt is None:
             return None
         assert rp is not None
@@ -317,9 +321,6 @@ def run_graph(
             Dt[:, sl] = live.view(K, N, Pq, d) - rp[sl]
         else:
             Dt[:, sl] = live.view(-1, K, N, Pq, d).transpose(0, 1) - rp[sl]
-        if dim_drop is not None:
-            # On a split model (models.placement) this block may run away from where dims came from.
-            Dt[:, sl] *= dim_drop[:, sl, None, None, :].to(Dt.device)
         return Dt
 
     def patched(resid: torch.Tensor, Dt: torch.Tensor | None, n_send: int, rs: slice | int) -> torch.Tensor | None:
@@ -356,6 +357,8 @@ def run_graph(
         resid, first = (resume.resid if K == 1 else resume.resid.repeat(K, 1, 1)), resume.layer
     rot_all = w.rotary(p0 + P) if w.rot_dim else None
     for l in range(first, L):
+        if w.device_of(l) != here:
+            cross(w.device_of(l))
         lw = w.layers[l]
         rot = None if rot_all is None else (rot_all[l][0][p0:], rot_all[l][1][p0:])
         # A query/key norm over all heads couples the heads (OLMo 2): each receiver then runs the
@@ -369,8 +372,8 @@ def run_graph(
             resid_q = resid[rows, at.repeat(K)].unsqueeze(1)  # [KN, 1, d]
             if D is not None:
                 assert rep is not None
-                D_last = D[:, :, torch.arange(N, device=x.device), at].unsqueeze(3)  # [K, S, N, 1, d]
-                r_rows = torch.arange(N, device=x.device) if rep.shape[1] == N else torch.zeros_like(at)
+                D_last = D[:, :, torch.arange(N, device=resid.device), at].unsqueeze(3)  # [K, S, N, 1, d]
+                r_rows = torch.arange(N, device=resid.device) if rep.shape[1] == N else torch.zeros_like(at)
                 rep_last = rep[:, r_rows, at].unsqueeze(2)  # [S, N, 1, d]
             else:
                 D_last = None
@@ -394,7 +397,7 @@ def run_graph(
             if gm.b_QKV[l] is not None and not coupled:
                 qkv = qkv + gm.b_QKV[l][:, None, None, :]
             qh, kh, vh = qkv[:H], qkv[H:2 * H], qkv[2 * H:]
-            q_pos = torch.arange(p0, p0 + P, device=x.device)
+            q_pos = torch.arange(p0, p0 + P, device=resid.device)
             rot_q = rot
         else:
             inp = patched(resid, D, n_attn, rs)
@@ -408,7 +411,7 @@ def run_graph(
             if gm.b_QKV[l] is not None and not coupled:
                 qkv = qkv + gm.b_QKV[l][:, None, None, :]
             qh, kh, vh = qkv[:H], qkv[H:2 * H], qkv[2 * H:]
-            q_pos = torch.arange(p0, p0 + P, device=x.device)
+            q_pos = torch.arange(p0, p0 + P, device=resid.device)
             rot_q = rot
         lay = lambda t: t.permute(1, 2, 0, 3)  # noqa: E731  [H, KN, P, dh] -> [KN, P, H, dh]
         q = kernels.prep_q(w, l, lay(qh), rot_q, norm=not coupled)
@@ -457,23 +460,25 @@ def run_graph(
             resid = resid_mid + mlp_out
         else:
             resid = resid_mid
+    if w.unembed_device != here:
+        cross(w.unembed_device)
     # The logits receiver: only each example's last position is read.
     final_resid = resid[:, 0] if last_only else resid[rows, at.repeat(K)]  # [KN, d]
     if drop is not None:
         dr = drop[:, :, g.logits_receiver]  # [K, S], or [K, S, N, pos] position-resolved
         if positional:
-            dr = dr[:, :, torch.arange(N, device=x.device), at]  # each example's last position
+            dr = dr[:, :, torch.arange(N, device=resid.device), at]  # each example's last position
         if bool(dr.any()) or dr.requires_grad:
-            D_fin = D_last[:, :, :, 0] if last_only else D[:, :, torch.arange(N, device=x.device), at]
+            D_fin = D_last[:, :, :, 0] if last_only else D[:, :, torch.arange(N, device=resid.device), at]
             how = "ksnd,ksn->knd" if positional else "ksnd,ks->knd"
             final_resid = final_resid - torch.einsum(how, D_fin, dr).reshape(KN, d)
     if receiver_grad is not None:
         final_resid = final_resid.unsqueeze(0)
         _on_grad(final_resid, g.logits_receiver, receiver_grad)
         final_resid = final_resid[0]
-    targets = as_targets(answers).to(x.device).repeat(K)
+    targets = as_targets(answers).to(resid.device).repeat(K)
     cols = readout(kernels.final_norm(w, final_resid), w.W_U, w.b_U, targets, w.logit_softcap)
-    return GraphRun(answer_logits=cols.view(K, N, targets.width), outputs=outs)
+    return GraphRun(answer_logits=placement.move(cols, home).view(K, N, targets.width), outputs=outs)
 
 
 def _project(gm: GraphModel, l: int, lo: int, hi: int, resid: torch.Tensor, inp: torch.Tensor | None,
@@ -566,6 +571,11 @@ def _coupled_norms(gm: GraphModel, l: int, qkv: torch.Tensor, lo: int = 0) -> to
             t = k.repeat_interleave(g, 0)
         out.append(t)
     return torch.cat(out)
+
+
+def _on_device(device: torch.device, receiver_grad: ReceiverGrad) -> ReceiverGrad:
+    """``receiver_grad`` handed its gradients on ``device`` (where the caller's sums live)."""
+    return lambda rs, grad: receiver_grad(rs, placement.move(grad, device))
 
 
 def _on_grad(t: torch.Tensor, rs: slice | int, receiver_grad: ReceiverGrad) -> None:

@@ -76,8 +76,14 @@ def check_model(model: Any, transcoders: TranscoderSet) -> Weights:
     why = supports(model)
     if why is not None:
         raise ConfigError(f"attribution graphs run on circuitwise's engine, which does not support this model: "
-                          f"{why}. Load it on one device, or use a model family the engine covers")
+                          f"{why}. Use a model family the engine covers")
     w = read_weights(model, compute_dtype(model))
+    if w.split:
+        # The patching and circuit engines follow a split model's blocks; the replacement model's
+        # frozen-attention walks do not yet (they keep every layer's state on one device).
+        raise ConfigError("attribution graphs run on one device, and this model is split over "
+                          f"{', '.join(sorted({str(d) for d in (*w.devices, w.unembed_device)}))}. "
+                          "Load it with --device instead of --device-map")
     if len(transcoders) != w.n_layers:
         raise TranscoderError(f"the transcoder set has {len(transcoders)} layers, the model {w.n_layers}; "
                               "load the set trained on this model")

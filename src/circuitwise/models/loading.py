@@ -132,7 +132,7 @@ def load_model(
     trust_remote_code: bool = False,
     dtype: str | None = None,
     max_memory: int | None = None,
-    device_map: str | None = None,
+    device_map: str | dict[str, str | int] | None = None,
     n_devices: int | None = None,
 ):
     """Load a model as a TransformerLens ``TransformerBridge`` ready for analysis.
@@ -153,8 +153,9 @@ def load_model(
             the device's free memory. A local checkpoint that cannot fit is refused before loading.
         device_map: ``auto``, ``balanced`` or ``sequential``: split the model over the visible
             devices (TransformerLens's ``boot_transformers(device_map=…)``, accelerate), instead of
-            ``device``. ``n_devices``: split over this many CUDA devices. A model that ends up on
-            several devices is analysed through the bridge's hooks (the fast engines run on one).
+            ``device``; from Python also an explicit Hugging Face map ``{module: device}``.
+            ``n_devices``: split over this many CUDA devices. The engines follow a split model's
+            blocks (each block's weights where they live; :mod:`circuitwise.models.placement`).
 
     Raises:
         ModelLoadError: with the fix — an offline Hub, a bad folder, an unsupported architecture.
@@ -166,7 +167,7 @@ def load_model(
     # unreachable, a cached model loads offline and anything else fails now, without retries.
     offline = not is_local and check_hub(target)
     _quiet_transformers()
-    if device_map is not None and device_map not in DEVICE_MAPS:
+    if isinstance(device_map, str) and device_map not in DEVICE_MAPS:
         raise ModelLoadError(f"Unknown --device-map {device_map!r}. Use {', '.join(DEVICE_MAPS)}.")
     if (device_map is not None or n_devices is not None) and device is not None:
         raise ModelLoadError("--device and --device-map/--n-devices exclude each other: give --device for one "

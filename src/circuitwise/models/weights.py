@@ -23,6 +23,7 @@ engines still compare their unpatched output with the bridge's own forward befor
 from __future__ import annotations
 
 import math
+import operator
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 
 from circuitwise.models import relevance
 from circuitwise.models.activations import ACTIVATIONS
+from circuitwise.models.placement import move, move_opt
 from circuitwise.models.precision import HALF
 
 NormKind = Literal["LN", "RMS"]
@@ -167,11 +169,29 @@ class Weights:
     rot_style: RotaryStyle
     features: dict[str, Any]
     dtype: torch.dtype
-    device: torch.device
+    device: torch.device  # the embedding's: where inputs start
     # A weak reference: the caches keyed weakly by the model hold these, so a strong one would keep
     # every model ever read (and its GPU memory) alive.
     _model_ref: Any = field(repr=False, default=None)
     _rotary: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=dict, repr=False)
+    # Per block, the device its weights are on; the final norm's and unembedding's (models.placement).
+    # Empty / None: everything on ``device``.
+    devices: tuple[torch.device, ...] = ()
+    out_device: torch.device | None = None
+
+    def device_of(self, l: int) -> torch.device:
+        """The device block ``l`` runs on."""
+        return self.devices[l] if self.devices else self.device
+
+    @property
+    def unembed_device(self) -> torch.device:
+        """The device of the final norm and the unembedding."""
+        return self.device if self.out_device is None else self.out_device
+
+    @property
+    def split(self) -> bool:
+        """Whether the blocks (or the unembedding) are not all on the embedding's device."""
+        return any(d != self.device for d in (*self.devices, self.unembed_device))
 
     @property
     def model(self) -> Any:
@@ -210,11 +230,13 @@ class _Unsupported(Exception):
 
 def _check(model: Any) -> None:
     params = getattr(model, "parameters", None)  # stand-ins that only carry a cfg have none
-    devices = {p.device for p in params()} if callable(params) else set()
-    if len(devices) > 1:
-        # The engines run every layer on one device; split models go through the bridge's own hooks.
-        raise _Unsupported(f"the model is split over {len(devices)} devices "
-                           f"({', '.join(sorted(str(d) for d in devices))}); the fast engines run on one")
+    n_meta = sum(p.device.type == "meta" for p in params()) if callable(params) else 0
+    if n_meta:
+        # A split model's blocks are followed (models.placement), but offloaded weights have no
+        # values until accelerate's hooks load them inside the bridge's own forward.
+        raise _Unsupported(f"{n_meta} parameter tensors are offloaded (on meta, loaded from disk only inside "
+                           "the bridge's forward) and the fast engines read weights directly; give the split "
+                           "enough device and CPU memory (--max-memory) that nothing is offloaded")
     cfg = model.cfg
     flags = [
         ("attn_only", "the model is attention-only"),
@@ -363,13 +385,12 @@ def _read(model: Any, dtype: torch.dtype | None) -> Weights:
     dt = dtype or model.W_E.dtype
     det = lambda t: None if t is None else t.detach().to(dt)  # noqa: E731
     with torch.no_grad():
-        W = {n: _opt(lambda n=n: getattr(model, n)) for n in
-             ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O", "W_in", "b_in", "W_gate", "W_out", "b_out")}
-        Hkv = int(W["W_K"].shape[1])
-        flat = lambda t: t.permute(1, 0, 2).reshape(t.shape[1], -1)  # noqa: E731  [n,d,dh] -> [d,n·dh]
         layers = []
         parallel = bool(getattr(cfg, "parallel_attn_mlp", False))
         for l, block in enumerate(model.blocks):
+            # Each block's own parameters, where they live: the bridge's stacked W_Q… would gather a
+            # split model's blocks onto one device (models.placement).
+            W = _block_weights(model, block)
             attn = block.attn
             hf = attn.original_component
             ln1 = getattr(block, "ln1", None)
@@ -382,33 +403,42 @@ def _read(model: Any, dtype: torch.dtype | None) -> Weights:
                 post_attn=_norm(getattr(block, "ln1_post", None), cfg, dt),
                 post_mlp=_norm(getattr(block, "ln2_post", None), cfg, dt),
                 parallel=parallel, mlp_reads_ln1=parallel and ln2 is None and ln1 is not None,
-                w_q=det(flat(W["W_Q"][l])).contiguous(), b_q=det(_flat_bias(W["b_Q"], l)),
-                w_k=det(flat(W["W_K"][l])).contiguous(), b_k=det(_flat_bias(W["b_K"], l)),
-                w_v=det(flat(W["W_V"][l])).contiguous(), b_v=det(_flat_bias(W["b_V"], l)),
-                w_o=det(W["W_O"][l].reshape(H * dh, -1)).contiguous(),
-                b_o=det(None if W["b_O"] is None else W["b_O"][l]),
+                w_q=det(_flat(W["W_Q"])).contiguous(), b_q=det(_flat_bias(W["b_Q"])),
+                w_k=det(_flat(W["W_K"])).contiguous(), b_k=det(_flat_bias(W["b_K"])),
+                w_v=det(_flat(W["W_V"])).contiguous(), b_v=det(_flat_bias(W["b_V"])),
+                w_o=det(W["W_O"].reshape(H * dh, -1)).contiguous(),
+                b_o=det(W["b_O"]),
                 q_norm=_norm(qn, cfg, dt), k_norm=_norm(kn, cfg, dt),
                 qk_norm_per_head=getattr(attn, "_qk_norm_phase", "post_reshape") != "pre_reshape",
                 scale=_scale(model, l, hf, dh),
                 softcap=float(softcap) if softcap else None,
                 window=_window(model, l, hf),
-                w_in=det(W["W_in"][l]).contiguous(), b_in=det(None if W["b_in"] is None else W["b_in"][l]),
-                w_gate=det(None if W["W_gate"] is None else W["W_gate"][l]),
+                w_in=det(W["W_in"]).contiguous(), b_in=det(W["b_in"]),
+                w_gate=det(W["W_gate"] if getattr(cfg, "gated_mlp", False) else None),
                 b_gate=det(gate_bias),
-                w_out=det(W["W_out"][l]).contiguous(), b_out=det(None if W["b_out"] is None else W["b_out"][l]),
+                w_out=det(W["W_out"]).contiguous(), b_out=det(W["b_out"]),
             ))
+        Hkv = int(layers[0].w_k.shape[1]) // dh
         rotary = cfg.positional_embedding_type == "rotary"
         hf0 = model.blocks[0].attn.original_component
         gptj = rotary and _gptj_rotary(model) is not None
         rot_dim = int(getattr(hf0, "rotary_dim", None) or dh) if gptj else int(rotary)  # others: from their tables
         cap = getattr(cfg, "output_logits_soft_cap", -1.0) or -1.0
+        W_U = det(model.W_U)
+        ln_final = _norm(getattr(model, "ln_final", None), cfg, dt)
+        if ln_final is not None and ln_final.weight is not None and ln_final.weight.device != W_U.device:
+            # A map may put the final norm and the unembedding apart: its d_model gains go with the
+            # unembedding, so the final residual crosses once.
+            ln_final = Norm(ln_final.kind, move_opt(ln_final.weight, W_U.device), move_opt(ln_final.bias, W_U.device),
+                            ln_final.eps)
         w = Weights(
             n_layers=L, n_heads=H, n_kv_heads=Hkv, d_head=dh, d_model=int(cfg.d_model),
-            layers=tuple(layers), ln_final=_norm(getattr(model, "ln_final", None), cfg, dt),
-            W_U=det(model.W_U), b_U=det(_opt(lambda: model.b_U)),
+            layers=tuple(layers), ln_final=ln_final,
+            W_U=W_U, b_U=det(_opt(lambda: model.b_U)),
             logit_softcap=float(cap) if cap > 0 else None,
             act=ACTIVATIONS[cfg.act_fn], rot_dim=rot_dim, rot_style="pairs" if gptj else "half",
             features={}, dtype=dt, device=model.W_E.device, _model_ref=_ref(model),
+            devices=tuple(ly.w_qkv.device for ly in layers), out_device=W_U.device,
         )
         if rotary and not gptj:
             w.rot_dim = int(w.rotary(1)[0][0].shape[-1])
@@ -417,8 +447,34 @@ def _read(model: Any, dtype: torch.dtype | None) -> Weights:
         return w
 
 
-def _flat_bias(b: torch.Tensor | None, l: int) -> torch.Tensor | None:
-    return None if b is None else b[l].reshape(-1)
+_BLOCK_PARAMS = {"W_Q": "attn.W_Q", "W_K": "attn.W_K", "W_V": "attn.W_V", "W_O": "attn.W_O", "b_Q": "attn.b_Q",
+                 "b_K": "attn.b_K", "b_V": "attn.b_V", "b_O": "attn.b_O", "W_in": "mlp.W_in", "b_in": "mlp.b_in",
+                 "W_gate": "mlp.W_gate", "W_out": "mlp.W_out", "b_out": "mlp.b_out"}
+
+
+def _block_weights(model: Any, block: Any) -> dict[str, torch.Tensor | None]:
+    """One block's processed weights as the bridge's stacked accessors give each block's slice
+    (the same attribute paths and q/k/v/o reshapes), on the block's own device."""
+    qkv = getattr(model, "_reshape_qkv", lambda t: t)
+    o = getattr(model, "_reshape_o", lambda t: t)
+    out: dict[str, torch.Tensor | None] = {}
+    for name, path in _BLOCK_PARAMS.items():
+        t = _opt(lambda path=path: operator.attrgetter(path)(block))
+        if t is not None and name in ("W_Q", "W_K", "W_V"):
+            t = qkv(t)
+        elif t is not None and name == "W_O":
+            t = o(t)
+        out[name] = t
+    return out
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """``[n, d, dh]`` → ``[d, n·dh]``."""
+    return t.permute(1, 0, 2).reshape(t.shape[1], -1)
+
+
+def _flat_bias(b: torch.Tensor | None) -> torch.Tensor | None:
+    return None if b is None else b.reshape(-1)
 
 
 def describe(w: Weights) -> dict[str, Any]:
@@ -452,7 +508,7 @@ def _rotary_tables(w: Weights, T: int) -> list[tuple[torch.Tensor, torch.Tensor]
         # GPT-J: [max_pos, rot_dim] rows of sin|cos halves, each frequency for a pair of dims.
         sin, cos = table[:T, : w.rot_dim].to(w.dtype).chunk(2, dim=-1)
         pair = lambda t: t.repeat_interleave(2, dim=-1).to(w.device)  # noqa: E731
-        return [(pair(cos), pair(sin))] * w.n_layers
+        return _placed(w, [(pair(cos), pair(sin))] * w.n_layers)
     # Everyone else: the model's own cos/sin, read from one short forward (local and global
     # layers may rotate differently, as in Gemma 3, and RoPE scaling variants are all exact).
     names = [f"blocks.{l}.attn.hook_{t}" for l in range(w.n_layers) for t in ("cos", "sin")]
@@ -468,7 +524,12 @@ def _rotary_tables(w: Weights, T: int) -> list[tuple[torch.Tensor, torch.Tensor]
     for l in range(w.n_layers):
         cos, sin = got[f"blocks.{l}.attn.hook_cos"], got[f"blocks.{l}.attn.hook_sin"]
         out.append((cos.reshape(-1, cos.shape[-1])[:T].to(w.dtype), sin.reshape(-1, sin.shape[-1])[:T].to(w.dtype)))
-    return out
+    return _placed(w, out)
+
+
+def _placed(w: Weights, tables: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each layer's cos/sin on that layer's device (the same tensors on one device)."""
+    return [(move(c, w.device_of(l)), move(s, w.device_of(l))) for l, (c, s) in enumerate(tables)]
 
 
 __all__ = ["Layer", "Norm", "Weights", "describe", "read_weights", "supports"]

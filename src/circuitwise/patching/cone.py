@@ -16,6 +16,7 @@ import torch
 
 from circuitwise.metrics import Targets, as_targets, readout
 from circuitwise.models import kernels as K
+from circuitwise.models import placement
 from circuitwise.models.memory import MAX_ROWS
 from circuitwise.models.weights import Weights
 from circuitwise.patching.runs import MetricFn
@@ -38,6 +39,8 @@ class Cone:
         self.rot = w.rotary(T) if w.rot_dim else None
         self.keys, self.values = [], []
         for l, x in enumerate(resid_pre):
+            # Each layer's cached keys and values where the layer runs (models.placement).
+            x = placement.move(x, w.device_of(l)) if w.split else x
             lw, h = w.layers[l], K.attn_in(w, l, x)
             k = K.split(K.linear(h, lw.w_k, lw.b_k), w.d_head)
             self.keys.append(K.prep_k(w, l, k, self._rot(l)))
@@ -57,12 +60,28 @@ class Cone:
 
     def finish(self, l: int, resid_pre: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         """``resid_post`` of layer ``l`` from its ``resid_pre`` rows and attention's write."""
-        return K.finish(self.w, l, resid_pre, attn)
+        return self.on_layer(l, lambda r, a: K.finish(self.w, l, r, a), resid_pre, attn)
+
+    def attn_write(self, l: int, z: torch.Tensor) -> torch.Tensor:
+        """What layer ``l``'s attention adds to the residual from ``z`` ``[..., head·d_head]``."""
+        return self.on_layer(l, lambda t: K.attn_write(self.w, l, t), z)
+
+    def on_layer(self, l: int, fn, *xs: torch.Tensor) -> torch.Tensor:
+        """``fn(*xs)`` on layer ``l``'s device, the result on the first input's (a split model's
+        sweeps index their cached runs on the caller's device; models.placement)."""
+        dev = self.w.device_of(l)
+        if not self.w.split or all(x.device == dev for x in xs):
+            return fn(*xs)
+        return placement.move(fn(*(placement.move(x, dev) for x in xs)), xs[0].device)
 
     def metric_at(self, final: torch.Tensor, ex: torch.Tensor) -> torch.Tensor:
-        """The metric from final residuals ``[variant, d_model]`` at each variant's answer position."""
-        return self.metric(readout(K.final_norm(self.w, final), self.w.W_U, self.w.b_U, self.targets[ex],
-                                   self.w.logit_softcap))
+        """The metric from final residuals ``[variant, d_model]`` at each variant's answer position
+        (on ``ex``'s device, where the caller's values are)."""
+        w, home = self.w, ex.device
+        if w.split:  # the unembedding's device, then the metric (and its references) on the caller's
+            final, ex = placement.move(final, w.unembed_device), placement.move(ex, self.last.device)
+        cols = readout(K.final_norm(w, final), w.W_U, w.b_U, self.targets[ex], w.logit_softcap)
+        return self.metric(placement.move(cols, home) if w.split else cols)
 
     def run(self, start: int, p0: int, x: torch.Tensor, ex: torch.Tensor) -> torch.Tensor:
         """Metric of variants whose residual entering block ``start`` is ``x`` at positions ``p0…``.
@@ -92,7 +111,13 @@ class Cone:
         answers = torch.cat(answer_rows)
         if start >= w.n_layers:
             return list(self.metric_at(x[answers], ex_all).split(sizes))
+        here, last = dev, self.last
         for l in range(start, w.n_layers):
+            if w.device_of(l) != here:  # a split model: carry the rows and their indices across
+                here = w.device_of(l)
+                x, answers, last = (placement.move(t, here) for t in (x, answers, last))
+                groups = [(p0, xg, placement.move(eg, here)) for p0, xg, eg in groups]
+                dev = x.device
             lw = w.layers[l]
             h = K.attn_in(w, l, x)
             final = l == w.n_layers - 1
@@ -116,8 +141,8 @@ class Cone:
                     k = torch.cat([self.keys[l][:, :, :p0].index_select(0, eg), k], 2)
                     v = torch.cat([self.values[l][:, :, :p0].index_select(0, eg), v], 2)
                 if final:
-                    q = K.prep_q(w, l, q_all[a:a + V].view(V, 1, -1, dh), self._rot(l, self.last[eg]))
-                    q_pos = self.last[eg][:, None]
+                    q = K.prep_q(w, l, q_all[a:a + V].view(V, 1, -1, dh), self._rot(l, last[eg]))
+                    q_pos = last[eg][:, None]
                 else:
                     q = K.prep_q(w, l, q_all[og:og + V * Tc].reshape(V, Tc, -1, dh), self._rot(l, slice(p0, T)))
                     q_pos = torch.arange(p0, T, device=dev)

@@ -16,12 +16,14 @@ So is a patch after an example's last token (padding).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
 
 from circuitwise.metrics import targets_of
 from circuitwise.models import kernels as K
+from circuitwise.models import placement
 from circuitwise.models.weights import Weights, read_weights
 from circuitwise.patching.cells import skipped_cells
 from circuitwise.patching.cone import MAX_ROWS, Cone
@@ -48,8 +50,8 @@ class ConeSweeper:
     engine = "cone"
 
     def __init__(self, model: Any, pair: PairRun, metric: MetricFn, weights: Weights | None = None):
-        self.pair = pair
         self.w = weights or read_weights(model)
+        self.pair = _at_home(pair) if self.w.split else pair
         L = self.w.n_layers
         self.last = pair.tok.last
         self.cone = Cone(self.w, [self.resid_pre(l) for l in range(L)], self.last, targets_of(pair.tok), metric)
@@ -146,7 +148,7 @@ class ConeSweeper:
         ar, head = torch.arange(idx.shape[0], device=idx.device), idx[:, 2]
         z = base.clone()
         z[ar, head] = src[ar, head]
-        return l + 1, self.cone.finish(l, self.resid_pre(l)[idx[:, 0], pos], K.attn_write(self.w, l, z.flatten(1)))
+        return l + 1, self.cone.finish(l, self.resid_pre(l)[idx[:, 0], pos], self.cone.attn_write(l, z.flatten(1)))
 
     # ---- whole-head sweeps --------------------------------------------------------------------
 
@@ -174,8 +176,10 @@ class ConeSweeper:
         v = hm(get(pair.base, "v"))
 
         def z_of(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-            p = K.pattern(w, l, K.prep_q(w, l, q, rot), K.prep_k(w, l, k, rot), torch.arange(T, device=q.device))
-            return K.mix(w, p, v)
+            def on_layer(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:  # the norms' weights live there
+                return K.pattern(w, l, K.prep_q(w, l, q, rot), K.prep_k(w, l, k, rot), torch.arange(T, device=q.device))
+
+            return K.mix(w, self.cone.on_layer(l, on_layer, q, k), v)
 
         lw = w.layers[l]
         if lw.qk_norm_per_head or (lw.q_norm if sweep.act == "q" else lw.k_norm) is None:
@@ -216,7 +220,7 @@ class ConeSweeper:
                 heads = idx[sel, 1, None] * g + in_group  # [V, g]
                 z = z_base[ex, p0:].clone()  # [V, pos, head, d_head]
                 z[torch.arange(len(sel), device=z.device)[:, None], :, heads] = z_new[ex[:, None], heads, p0:]
-            return self.cone.finish(l, self.resid_pre(l)[ex, p0:], K.attn_write(w, l, z.flatten(2))), ex
+            return self.cone.finish(l, self.resid_pre(l)[ex, p0:], self.cone.attn_write(l, z.flatten(2))), ex
 
         pieces = [(p0, sel) for p0 in torch.unique(p_first).tolist()
                   for sel in _chunks((p_first == p0).nonzero().squeeze(1), T - p0)]
@@ -227,6 +231,16 @@ class ConeSweeper:
 
 _ROW_PATCHES = {"resid_pre": "_resid_pre_row", "attn_out": "_attn_out_row", "mlp_out": "_mlp_out_row",
                 "heads_by_pos": "_head_z_row"}
+
+
+def _at_home(pair: PairRun) -> PairRun:
+    """A split model's cached runs on the caller's device (the tokens'), where the sweeps index them;
+    the cone carries each variant's rows to every block's device (models.placement)."""
+    home = pair.tok.last.device
+    at = lambda run: {n: placement.move(t, home) for n, t in run.items()}  # noqa: E731
+    return dataclasses.replace(pair, base=at(pair.base), src=at(pair.src),
+                               base_metric=placement.move(pair.base_metric, home),
+                               src_metric=placement.move(pair.src_metric, home))
 
 
 def _chunks(sel: torch.Tensor, row_width: int) -> list[torch.Tensor]:
