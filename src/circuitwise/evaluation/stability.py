@@ -162,10 +162,10 @@ def edge_stability(model: Any, tok: TokenizedTask, circuit: Circuit, *, method: 
         raise ConfigError(f"Edge stability rescores groups of prompts, which gives the task's score only for "
                           f"methods that average per-prompt scores ({', '.join(ADDITIVE_METHODS)}), not {method}.")
     start = time.perf_counter()
-    ids = circuit.edges.nonzero().flatten()
+    kept = circuit.edges.nonzero().flatten()
     if circuit.scores is not None:
-        ids = ids[circuit.scores[ids].abs().argsort(descending=True, stable=True)]
-    ids = ids[:PROMPT_SCORE_EDGES].tolist()
+        kept = kept[circuit.scores[kept].abs().argsort(descending=True, stable=True)]
+    ids: list[int] = kept[:PROMPT_SCORE_EDGES].tolist()
     with per_prompt_scores(circuit.graph, ids) as each:
         S, sizes = group_scores(model, tok, method, options, groups, metric=circuit.metric, batch_size=batch_size,
                                 progress=progress)
