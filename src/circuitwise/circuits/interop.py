@@ -268,18 +268,40 @@ def read_graph_file(path: str | Path) -> tuple[str, Any]:
     except OSError as e:
         raise ConfigError(f"Cannot read the circuit file {path}: {e.strerror or e}. {FIX}.") from None
     if raw[:2] == b"PK" or raw[:1] == b"\x80":  # torch.save: a zip archive (or the legacy pickle)
-        return "eap-ig", read_eap_ig_pt(load_pt(path), str(path))
+        pt = load_pt(path)
+        return "eap-ig", _edge_level(read_eap_ig_pt(pt, str(path)), pt, path)
     try:
         data = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ConfigError(f"{path} is not valid JSON ({e}) nor a torch .pt file. {FIX}.") from None
     if is_eap_ig_json(data):
-        return "eap-ig", read_eap_ig_json(data, str(path))
+        return "eap-ig", _edge_level(read_eap_ig_json(data, str(path)), data, path)
     if isinstance(data, dict) and "format" in data:
         Circuit.check_json(data, str(path))
         return "circuitwise", data
     raise ConfigError(f"{path} is neither a circuitwise circuit.json (\"format\": \"circuitwise.circuit\") nor "
                       f"an EAP-IG graph (keys cfg, nodes, edges). {FIX}.")
+
+
+def _edge_level(graph: EAPIGGraph, data: Any, path: Path) -> EAPIGGraph:
+    """``graph`` as an edge circuit. A neuron-level file is refused: its circuit is its neurons, which
+    edge patching would ignore. A node-level file's edges (every edge between its nodes) are its circuit
+    exactly, but its edge scores are EAP-IG's unset 0s: they are read as no scores, so nothing ranks by them."""
+    if isinstance(data, dict) and "src_nodes" in data:
+        neuron = data.get("neurons_in_graph") is not None or data.get("neurons_scores") is not None
+        node = data.get("nodes_scores") is not None
+    else:
+        entries = [e for e in data.get("nodes", {}).values() if isinstance(e, dict)]
+        neuron = any("neurons" in e or "neurons_scores" in e for e in entries)
+        node = any(e.get("score") is not None for e in entries)
+    if neuron:
+        raise ConfigError(f"{path} is a neuron-level EAP-IG graph (MIB's --level neuron): its circuit is a set of "
+                          "output dimensions, which `evaluate` (edge circuits) cannot patch. Evaluate it in Python: "
+                          "circuitwise.circuits.interop.load_eap_ig_units, then circuits.neurons.unit_faithfulness "
+                          "or evaluation.mib_units.mib_unit_metrics.")
+    if node and not bool(graph.scores.nan_to_num(0.0).any()):
+        return EAPIGGraph(graph.cfg, torch.full_like(graph.scores, float("nan")), graph.in_graph, graph.format)
+    return graph
 
 
 def circuit_from_eap_ig(graph: EAPIGGraph, model: Any, *, source: str = "graph") -> Circuit:

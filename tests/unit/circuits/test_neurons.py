@@ -167,3 +167,21 @@ def test_neuron_scores_refuse_a_wrong_shape(tiny_model, tiny_tok):
     ns = score_neurons(tiny_model, tiny_tok, method="eap")
     with pytest.raises(ValueError, match="senders"):
         NeuronScores(ns.graph, ns.scores[1:], "eap")
+
+
+@pytest.mark.parametrize("suffix", [".json", ".pt"])
+def test_evaluate_reads_a_node_graph_as_its_edges_unscored_and_refuses_a_neuron_graph(tiny_model, tiny_tok, tmp_path,
+                                                                                        suffix):
+    from circuitwise.circuits.interop import circuit_from_eap_ig, read_graph_file
+
+    ns = score_neurons(tiny_model, tiny_tok, method="eap")
+    nodes = top_units(ns, 3, "node")
+    kind, graph = read_graph_file(write_unit_graph(tmp_path / f"node{suffix}", ns, level="node", circuit=nodes))
+    assert kind == "eap-ig" and bool(graph.scores.isnan().all())  # EAP-IG's unset edge scores are no ranking
+    circ = circuit_from_eap_ig(graph, tiny_model)
+    prep = prepare(tiny_model, tiny_tok)
+    by_edges = patched_metrics(prep, circ.edges)
+    by_units = unit_patched_metrics(prep, nodes.neurons)
+    assert torch.allclose(by_edges.patched, by_units.patched, atol=1e-5)  # the file's edges are its node circuit
+    with pytest.raises(ConfigError, match="neuron-level"):
+        read_graph_file(write_unit_graph(tmp_path / f"neuron{suffix}", ns, circuit=top_units(ns, 9)))
