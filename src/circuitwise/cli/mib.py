@@ -126,7 +126,7 @@ def mib(
     from circuitwise.metrics import get_metric
     from circuitwise.pipeline import load_study
     from circuitwise.plan import Study, mib_request, study_config
-    from circuitwise.runfolder import RunFolder, atomic_write_json
+    from circuitwise.runfolder import RunFolder, atomic_write_json, read_marker
 
     request = mib_request(split_names(methods) or list(DEFAULT_METHODS), form=form, by=by, ablation=ablation)
     names = list(request.methods)
@@ -136,11 +136,14 @@ def mib(
     settings = dict(metric=metric, **request.settings(), n=n, seed=seed, dtype=dtype, processing=processing)
     folder = RunFolder(out, command="mib", settings=settings, force=force, in_place=True)
     folder.check()  # a file, another command's folder, or pairs of other settings: before any model loads
+    # Past check(), a mib folder of other settings is being replaced (--force): none of its pairs is reused.
+    before = read_marker(folder.out)
+    replacing = before is not None and before.get("command") == "mib" and before.get("settings") != folder.settings
     with folder:
         folder.mark_in_place(complete=False)
         sources = {name: _task_source(name, src, folder.out) for name, src in tasks}  # every task read first
         state = folder.out / "leaderboard.json"
-        done = read_done(state)
+        done = {} if replacing else read_done(state)
         results = list(done.values())
         for model_name, model_src in models:
             the_model = None

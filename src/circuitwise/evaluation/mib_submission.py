@@ -125,6 +125,14 @@ def pair_done(folder: Path, form: SubmissionForm) -> bool:
     return all((folder / f).is_file() for f in pair_files(form))
 
 
+def clear_other_form(folder: Path, form: SubmissionForm) -> None:
+    """Remove the other form's files from a pair folder (left by a run replaced with --force): MIB takes
+    one form per folder."""
+    other = next(f for f in FORMS if f != form)
+    for name in pair_files(other):
+        (folder / name).unlink(missing_ok=True)
+
+
 def budget_circuits(scores: EdgeScores, by: Rank) -> tuple[list[int], torch.Tensor]:
     """Per circuit budget, the edges taken (``int(b · E)``, MIB's) and the pruned circuit ``[budget, edge]``."""
     taken = [int(b * scores.graph.n_edges) for b in CIRCUIT_BUDGETS]
@@ -140,7 +148,8 @@ def run_pair(model: Any, tok: TokenizedTask, *, method: str, task: str, model_na
     t0 = time.perf_counter()
     scores = score_edges(model, tok, method, options, batch_size=batch_size, metric=metric, progress=progress)
     check_exportable(scores.graph)
-    if check_form(form) == "circuits":
+    clear_other_form(pair_folder(out, method, task, model_name), check_form(form))
+    if form == "circuits":
         return _circuits_pair(model, tok, scores, method=method, task=task, model_name=model_name, out=out,
                               ablation=ablation, batch_size=batch_size, progress=progress, by=by, t0=t0)
     # Every edge in the graph with its score: MIB ranks by score and builds its own circuits per budget.
@@ -268,4 +277,4 @@ Notes = Callable[[str], None]
 
 __all__ = ["CIRCUIT_BUDGETS", "FORMS", "IMPORTANCES", "MIB_MODELS", "MIB_TASK_NAMES", "PairResult", "SubmissionForm",
            "budget_circuits", "check_circuits", "check_form", "check_layout", "check_name", "circuit_file",
-           "leaderboard", "pair_done", "pair_files", "pair_folder", "read_done", "run_pair"]
+           "clear_other_form", "leaderboard", "pair_done", "pair_files", "pair_folder", "read_done", "run_pair"]

@@ -152,11 +152,18 @@ def test_a_rerun_resumes_and_redoes_only_a_pair_with_a_missing_circuit(submissio
     assert check_layout(out, ["eap"]) == []
 
 
-def test_another_form_in_the_same_folder_needs_force(submission):
+def test_another_form_in_the_same_folder_needs_force_and_then_replaces_every_pair(submission):
     out, args, _ = submission
     scores_args = [a for a in args if a not in ("--form", "circuits", "--by", "signed")]
     r = invoke(*scores_args)
     assert r.exit_code != 0 and "form: 'circuits' -> None" in r.output and "--force" in r.output, r.output
+    # With --force every pair is redone in the other form and the circuits are removed: one form per folder.
+    r = invoke(*scores_args, "--force")
+    assert r.exit_code == 0, r.output
+    for p in (out / "eap").iterdir():
+        assert [f.name for f in p.iterdir()] == ["importances.json"]
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert [p["form"] for p in board["pairs"]] == ["scores"] * 4 and check_layout(out, ["eap"]) == []
 
 
 @pytest.mark.usefixtures("no_model_loads")
