@@ -195,7 +195,9 @@ def _write_page(path: Path, board: dict[str, Any]) -> None:
     from circuitwise.runfolder import atomic_write_text
 
     headers, rows = _cells(board)
-    page = Page("MIB circuit track", f"{len(board['pairs'])} task × model × method pairs")
+    forms = sorted({"importance scores" if p.get("form", "scores") == "scores"
+                    else f"circuits at MIB's budgets (ranked {p.get('by')})" for p in board["pairs"]})
+    page = Page("MIB circuit track", f"{len(board['pairs'])} task × model × method pairs; {', '.join(forms)}")
     page.add("leaderboard", "CPR (higher is better) and CMD (lower is better) per task and model",
              table(headers, [[esc(c) for c in row] for row in rows], numeric=range(1, len(headers))))
     atomic_write_text(path, page.render())

@@ -132,6 +132,7 @@ def test_the_command_writes_nine_circuits_per_pair_and_the_folder_is_ready(submi
     assert check_layout(out, ["eap"]) == [] and "ready for MIB" in output
     board = json.loads((out / "leaderboard.json").read_text())
     assert {(p["form"], p["by"]) for p in board["pairs"]} == {("circuits", "signed")}
+    assert "circuits at MIB&#39;s budgets (ranked signed)" in (out / "leaderboard.html").read_text()
 
 
 def test_a_rerun_resumes_and_redoes_only_a_pair_with_a_missing_circuit(submission, monkeypatch):
