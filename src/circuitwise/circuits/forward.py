@@ -629,7 +629,7 @@ def _on_kq_grad(gm: GraphModel, l: int, z: torch.Tensor, q: torch.Tensor, resid:
                 inp = resid.unsqueeze(0).expand(2 * H, *resid.shape).detach().requires_grad_(True)
                 k, v = _kv_heads(gm, l, resid, inp, rot, coupled, pkv)
                 zz = kernels.mix(gm.w, kernels.pattern(gm.w, l, q, k, q_pos, group=1), v, group=1)
-                (g,) = torch.autograd.grad(zz, inp, gz * rows[:, None, :, None].to(gz.dtype))
+                (g,) = torch.autograd.grad(zz, inp, gz * rows[:, None, :, None].to(gz.device, gz.dtype))
             return g
 
         kq_grad(l, split)

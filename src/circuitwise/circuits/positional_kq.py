@@ -158,7 +158,8 @@ def kq_gradient_scores(prep: Prepared, alphas: Sequence[float], weights: Sequenc
             flat = delta()[:n_send].reshape(n_send, -1)
             part = torch.zeros(n_send, 2 * H, C, C, dtype=pair_sums.dtype, device=gm.device)
             for qc in present:
-                gsum = combine_points(split(query_rows[qc]), w, Nb, uniform)  # [2H, Nb, P, d]
+                # On a model split over devices the layer's gradients come back to the scores' device.
+                gsum = combine_points(split(query_rows[qc]).to(flat.device), w, Nb, uniform)  # [2H, Nb, P, d]
                 for kc in present:
                     gk = (gsum * key_masks[kc]).reshape(2 * H, -1)
                     part[:, :, kc, qc] = (flat @ gk.T).to(part.dtype)

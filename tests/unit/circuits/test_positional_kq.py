@@ -106,13 +106,16 @@ def test_the_option_needs_positions_and_a_known_value(tiny_model, tiny_tok):
 
 
 def tl_kq_reference(model: Any, tok: Any, alpha: float = 1.0) -> torch.Tensor:
-    """``[sender, layer, 2H, key pos, query pos]`` with TransformerLens hooks: ``Σ_n Δ_s[n, k] ·
+    """``[sender, layer, 2·Hkv, key pos, query pos]`` with TransformerLens hooks: ``Σ_n Δ_s[n, k] ·
     ∂m_q/∂ε[n, k]`` / N, where ε is added to every head's key and value input (``hook_k_input``,
     ``hook_v_input``) and ``m_q`` is the metric of a copy of the batch whose layer-l ``hook_z`` lets
     the gradient through query row ``q`` only (the other rows detached: their values unchanged).
-    The input embedding runs at ``x_corr + α (x_clean − x_corr)`` (α = 1: the clean run)."""
+    The input embedding runs at ``x_corr + α (x_clean − x_corr)`` (α = 1: the clean run). Under
+    grouped-query attention each key/value head's entry is the sum of its query heads' (ours are per
+    query head: :func:`_on_edges` sums them)."""
     g = graph_of(model)
-    L, H = g.n_layers, g.n_heads
+    L = g.n_layers
+    H = int(getattr(model.cfg, "n_key_value_heads", None) or g.n_heads)  # TL's k/v inputs: per key/value head
     N, P = tok.clean.shape
     clean, corr = sender_values(model, tok.clean), sender_values(model, tok.corrupted)
     delta = clean - corr  # [S, N, P, d]
@@ -143,32 +146,37 @@ def tl_kq_reference(model: Any, tok: Any, alpha: float = 1.0) -> torch.Tensor:
     return out
 
 
-def _on_edges(kq: KQEdgeScores, dense: torch.Tensor) -> torch.Tensor:
-    """The reference's ``[sender, layer, 2H, …]`` entries of our key/value edges, in ``by_pair``'s order."""
+def _on_edges(kq: KQEdgeScores, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ours and the reference ``[sender, layer, 2·Hkv, …]`` on the same entries: ours summed over each
+    key/value head's query heads, both at our key/value edges' (sender, layer, key/value head)."""
     g = kq.graph
     s, r = g.edge_index
     layer, slot = _kv_slot(g, r[kq.kv_edges])
-    return dense[s[kq.kv_edges], layer, slot]
+    H, Hkv = g.n_heads, dense.shape[2] // 2
+    kv_slot = slot // H * Hkv + slot % H // (H // Hkv)  # a query head's key/value head, keys then values
+    ours = torch.zeros_like(dense)
+    ours.index_put_((s[kq.kv_edges], layer, kv_slot), kq.by_pair.double(), accumulate=True)
+    return ours[s[kq.kv_edges], layer, kv_slot], dense[s[kq.kv_edges], layer, kv_slot]
 
 
-@pytest.mark.parametrize("family", ["gpt2", "pythia"])
+@pytest.mark.parametrize("family", ["gpt2", "pythia", "llama"])
 def test_eap_split_equals_transformerlens_hooks(family, tiny_model, family_model_for):
-    model = tiny_model if family == "gpt2" else family_model_for("pythia")
+    """GPT-2, Pythia (partial rotary, parallel blocks) and Llama (rotary, grouped-query keys)."""
+    model = tiny_model if family == "gpt2" else family_model_for(family)
     tok = _seed_tok(model)
     kq = score_edges(model, tok, "eap", positions="tokens", kv_positions="key-query", batch_size=4)
-    ref = _on_edges(kq, tl_kq_reference(model, tok))
+    ours, ref = _on_edges(kq, tl_kq_reference(model, tok))
     scale = float(ref.abs().max())
-    assert scale > 1e-3
-    torch.testing.assert_close(kq.by_pair.double(), ref, atol=2e-5 * scale, rtol=1e-4)
+    assert scale > 1e-4
+    torch.testing.assert_close(ours, ref, atol=2e-5 * scale, rtol=1e-4)
 
 
 def test_eap_ig_split_equals_transformerlens_hooks(tiny_model):
     tok = _seed_tok(tiny_model)
     kq = score_edges(tiny_model, tok, "eap-ig", steps=2, quadrature="midpoint", positions="tokens",
                      kv_positions="key-query", batch_size=4)
-    ref = 0.5 * (tl_kq_reference(tiny_model, tok, 0.25) + tl_kq_reference(tiny_model, tok, 0.75))
-    ref = _on_edges(kq, ref)
-    torch.testing.assert_close(kq.by_pair.double(), ref, atol=2e-5 * float(ref.abs().max()), rtol=1e-4)
+    ours, ref = _on_edges(kq, 0.5 * (tl_kq_reference(tiny_model, tok, 0.25) + tl_kq_reference(tiny_model, tok, 0.75)))
+    torch.testing.assert_close(ours, ref, atol=2e-5 * float(ref.abs().max()), rtol=1e-4)
 
 
 # -- circuits of units: faithfulness -------------------------------------------------------------
@@ -325,3 +333,24 @@ def test_circuit_json_records_the_flows_and_reloads(known_model, known_tok, tmp_
             e["kept_flows"] = [[labels[0], labels[3]]]
     with pytest.raises(ConfigError, match="must be the same"):
         Circuit.from_json(bad, known_model)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2", "olmo2"])
+def test_split_sums_up_on_grouped_capped_windowed_and_coupled_families(family, family_model_for):
+    """Grouped-query keys (llama), soft-capped windowed attention (gemma2) and query/key norms over all
+    heads (olmo2): the split still sums over queries to the per-key-position scores, and all kept /
+    none kept are the clean / corrupted runs."""
+    model = family_model_for(family)
+    tok = _seed_tok(model)
+    pos = score_edges(model, tok, "eap", positions="tokens", batch_size=4)
+    kq = score_edges(model, tok, "eap", positions="tokens", kv_positions="key-query", batch_size=4)
+    scale = float(pos.by_position.abs().max())
+    assert float(kq.by_pair.abs().max()) > 1e-4 * scale
+    torch.testing.assert_close(kq.by_pair.double().sum(-1), pos.by_position.double()[kq.kv_edges],
+                               atol=1e-5 * scale, rtol=0)
+    C = len(kq.positions.labels)
+    assert kq.by_pair[:, torch.ones(C, C).tril(-1).bool()].abs().max() == 0
+    both = [_everything(kq.graph, C, True), _everything(kq.graph, C, False)]
+    full, empty = kq_faithfulness_of_masks(model, tok, both, kq.positions, batch_size=4)
+    torch.testing.assert_close(full.per_example, full.clean_per_example, atol=1e-4, rtol=0)
+    torch.testing.assert_close(empty.per_example, empty.corrupted_per_example, atol=1e-4, rtol=0)
