@@ -8,6 +8,7 @@ import torch
 
 from circuitwise.attribution.dla import head_label
 from circuitwise.errors import ConfigError
+from circuitwise.models import placement
 from circuitwise.tasks.tokenize import TokenizedTask
 from circuitwise.types import Labelled, Shows
 
@@ -30,7 +31,8 @@ def attention_patterns(
     tokens = tok.clean[example : example + 1, :n]
     layers = sorted({l for l, _ in heads})
     names = {f"blocks.{l}.attn.hook_pattern" for l in layers}
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names, return_type=None)
+    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names, return_type=None,
+                                    device=placement.cache_device(model))
     pats = torch.stack([cache[f"blocks.{l}.attn.hook_pattern"][0, h] for l, h in heads]).float().cpu()
     toks = list(tok.str_tokens[example])
     return AttentionPatterns(pats, ("head", "dest", "src"),
@@ -55,7 +57,7 @@ def answer_attention(model: Any, tok: TokenizedTask, heads: Sequence[tuple[int, 
         for start in range(0, len(ids), batch_size):
             chunk = ids[start:start + batch_size]
             _, cache = model.run_with_cache(tok.clean[chunk, :n], names_filter=lambda name: name in names,
-                                            return_type=None)
+                                            return_type=None, device=placement.cache_device(model))
             # [head, prompt, key]: each head's answer-position row.
             last = torch.stack([cache[f"blocks.{l}.attn.hook_pattern"][:, h, n - 1] for l, h in heads]).float()
             for k, i in enumerate(chunk):

@@ -17,6 +17,7 @@ import torch
 
 from circuitwise.attribution.readout import Nonlinearity, Readout, readout
 from circuitwise.metrics import answer_directions, gather_last
+from circuitwise.models import placement
 from circuitwise.tasks.tokenize import TokenizedTask
 from circuitwise.types import Labelled, Shows
 
@@ -160,12 +161,14 @@ def direct_logit_attribution(model: Any, tok: TokenizedTask, *, batch_size: int 
     out_name = "ln_final.hook_out" if ro.final is not None else accum[-1]
     wanted = set(comps + accum + z_names + [n.scale_hook for n in norms] + [out_name])
     W_O = model.W_O  # [L, H, d_head, d_model]
+    # A split model's caches and the answer directions on the embedding's device (models.placement).
+    home = placement.cache_device(model)
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("final", "nbias", "ubias", "ld", "spread", "lens", "layers", "heads")}
     for b in tok.batches(batch_size):
-        _, cache = model.run_with_cache(b.clean, names_filter=lambda n: n in wanted, return_type=None)
+        _, cache = model.run_with_cache(b.clean, names_filter=lambda n: n in wanted, return_type=None, device=home)
         last = lambda name: gather_last(cache[name], b.last).float()  # noqa: E731
         dirs, ubias = answer_directions(model, b.answers)
-        dirs, ubias = dirs.float(), ubias.float()
+        dirs, ubias = dirs.float().to(home), ubias.float().to(home)
         if ro.final is None:
             D, nbias = dirs, torch.zeros_like(ubias)
         else:

@@ -34,6 +34,7 @@ import torch
 from circuitwise.attribution.dla import head_label
 from circuitwise.attribution.readout import FrozenNorm, Readout, readout
 from circuitwise.metrics import gather_last
+from circuitwise.models import placement
 from circuitwise.tasks.tokenize import TokenizedTask
 
 # A token counts as copied (suppressed) when its logit in the head's write is this many standard
@@ -217,7 +218,8 @@ def mechanism_readouts(model: Any, tok: TokenizedTask, heads: Sequence[tuple[int
     rows = {hd: _Rows([], [], [], [], []) for hd in heads}
     scales: dict[str, list[torch.Tensor]] = {nm.name: [] for nm in norms}
     for b in sub.batches(batch_size):
-        _, cache = model.run_with_cache(b.clean, names_filter=lambda nm: nm in names, return_type=None)
+        _, cache = model.run_with_cache(b.clean, names_filter=lambda nm: nm in names, return_type=None,
+                                        device=placement.cache_device(model))
         for nm in norms:
             scales[nm.name].append(gather_last(cache[nm.scale_hook], b.last).float().reshape(len(b)).cpu())
         for l, h in heads:

@@ -171,17 +171,19 @@ def readout(x: torch.Tensor, W_U: torch.Tensor, b_U: torch.Tensor | None, target
     """
     t = as_targets(targets)
     if not t.vocab:
-        ans = t.answers.to(x.device)
-        logits = torch.einsum("nd,dnk->nk", x, W_U[:, ans].to(x.dtype))
+        # The answer columns come to the rows (a split model's unembedding may be on another device).
+        ans = t.answers.to(W_U.device)
+        logits = torch.einsum("nd,dnk->nk", x, W_U[:, ans].to(x.device, x.dtype))
         if b_U is not None:
-            logits = logits + b_U[ans].to(x.dtype)
+            logits = logits + b_U[ans].to(x.device, x.dtype)
         return _cap(logits, soft_cap)
     parts = []
     for lo in range(0, x.shape[0], READOUT_ROWS):
-        logits = x[lo:lo + READOUT_ROWS] @ W_U.to(x.dtype)
+        # Whole rows of logits: the rows go to the unembedding, their read-out columns come back.
+        logits = x[lo:lo + READOUT_ROWS].to(W_U.device) @ W_U.to(x.dtype)
         if b_U is not None:
             logits = logits + b_U.to(x.dtype)
-        parts.append(columns(_cap(logits, soft_cap), t[lo:lo + READOUT_ROWS]))
+        parts.append(columns(_cap(logits, soft_cap), t[lo:lo + READOUT_ROWS]).to(x.device))
     return torch.cat(parts) if parts else x.new_zeros(0, 4)
 
 

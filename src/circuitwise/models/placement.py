@@ -27,21 +27,13 @@ def move_opt(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | Non
     return None if t is None else move(t, device)
 
 
-def block_devices(model: Any) -> tuple[torch.device, ...]:
-    """The device each block's weights are on (its first parameter's: accelerate never splits a block)."""
-    out = []
-    for block in model.blocks:
-        p = next(iter(block.parameters()), None)
-        out.append(torch.device(model.cfg.device) if p is None else p.device)
-    return tuple(out)
+def cache_device(model: Any) -> torch.device | None:
+    """Where a split model's hook caches go (``run_with_cache(device=…)``): the embedding's device,
+    where the tokens and the callers' sums are. None on one device (TransformerLens leaves them)."""
+    params = getattr(model, "parameters", None)
+    if not callable(params) or len({p.device for p in params()}) <= 1:
+        return None
+    return torch.device(model.cfg.device)
 
 
-def offloaded(model: Any) -> list[str]:
-    """Parameters without values on this machine (disk offload leaves them on ``meta``)."""
-    params = getattr(model, "named_parameters", None)
-    if not callable(params):
-        return []
-    return [n for n, p in params() if p.device.type == "meta"]
-
-
-__all__ = ["block_devices", "move", "move_opt", "offloaded"]
+__all__ = ["cache_device", "move", "move_opt"]

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from circuitwise.metrics import gather_last, get_metric, prepared_for, targets_of
+from circuitwise.models import placement
 from circuitwise.patching.common import Progress, auto_batch_size, sweep_axes, tokenized
 from circuitwise.patching.result import MIN_GAP, PatchResult
 from circuitwise.patching.runs import answer_logits_from_final
@@ -160,12 +161,13 @@ def _forward(model: Any, tokens: torch.Tensor, batch: TokenizedTask, names: list
 
     def keep(name: str, into: dict[str, torch.Tensor]):
         # One closure per requested name: the hook point's own name may be a canonical alias.
+        # A split model's activations and gradients come to the tokens' device (models.placement).
         def hook_fn(x: torch.Tensor, hook: Any) -> None:
-            into[name] = x.detach()
+            into[name] = placement.move(x.detach(), tokens.device)
         return hook_fn
 
     def stop(x: torch.Tensor, hook: Any) -> None:
-        final.append(gather_last(x, batch.last))
+        final.append(placement.move(gather_last(x, batch.last), tokens.device))
         raise _Stop
 
     fwd = [(n, keep(n, acts)) for n in names] + [("ln_final.hook_out", stop)]

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from circuitwise.metrics import targets_of
+from circuitwise.models import placement
 from circuitwise.patching.cells import skipped_cells
 from circuitwise.patching.cone import MAX_ROWS
 from circuitwise.patching.runs import MetricFn, PairRun, answer_logits_from_final
@@ -86,20 +87,22 @@ class HookSweeper:
 
         def patch(act: torch.Tensor, hook: Any) -> torch.Tensor:
             act = act.clone()
+            on = lambda t: placement.move(t, act.device)  # noqa: E731  a split model's block may be elsewhere
             if sweep.site == "pos":
-                act[ar, pos] = src[ex, pos]
+                act[on(ar), on(pos)] = on(src[ex, pos])
             elif sweep.site == "pos_head":
-                act[ar, pos, head] = src[ex, pos, head]
+                act[on(ar), on(pos), on(head)] = on(src[ex, pos, head])
             elif sweep.act == "pattern":
-                act[ar, :, head] = z_new.to(act.dtype)
+                act[on(ar), :, on(head)] = on(z_new).to(act.dtype)
             else:
-                act[ar, :, head] = src[ex, :, head]
+                act[on(ar), :, on(head)] = on(src[ex, :, head])
             return act
 
         final: list[torch.Tensor] = []
 
         def stop(act: torch.Tensor, hook: Any) -> None:
-            final.append(act[ar, self.last[ex]])
+            final.append(placement.move(act[placement.move(ar, act.device), placement.move(self.last[ex], act.device)],
+                                        self.last.device))
             raise _Stop
 
         with self.model.hooks(fwd_hooks=[(name, patch), ("ln_final.hook_out", stop)]):

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from circuitwise.metrics import Targets, gather_last, readout, targets_of
+from circuitwise.models import placement
 from circuitwise.tasks.tokenize import TokenizedTask
 
 MetricFn = Callable[[torch.Tensor], torch.Tensor]
@@ -48,7 +49,8 @@ def answer_logits_from_final(model: Any, final: torch.Tensor, answers: torch.Ten
 
 def _run(model: Any, tokens: torch.Tensor, names: set[str], tok: TokenizedTask, metric: MetricFn):
     want = names | {"ln_final.hook_out"}
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in want, return_type=None)
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in want, return_type=None,
+                                    device=placement.cache_device(model))
     final = gather_last(cache["ln_final.hook_out"], tok.last)
     m = metric(answer_logits_from_final(model, final, targets_of(tok)))
     return {n: cache[n] for n in names}, m

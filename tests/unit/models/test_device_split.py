@@ -203,3 +203,18 @@ def test_a_block_on_another_device_is_handed_every_input_there(model, tok, monke
     monkeypatch.setattr(placement, "move", lambda t, device: t)
     with pytest.raises(RuntimeError, match="device"):
         fwd.run_graph(gm, x0, tok.last, targets_of(tok))
+
+
+def test_hook_caches_of_a_split_model_go_to_the_embeddings_device(model):
+    """The hook-based stages (DLA, attribution patching, the hook engine) ask TransformerLens for
+    their caches on the embedding's device when the model is split, and leave them alone otherwise."""
+
+    class Split:  # parameters on two devices (meta: no memory, no GPU needed)
+        cfg = model.cfg
+
+        def parameters(self):
+            yield torch.zeros(1)
+            yield torch.zeros(1, device=META)
+
+    assert placement.cache_device(model) is None
+    assert placement.cache_device(Split()) == torch.device(model.cfg.device)
