@@ -22,6 +22,7 @@ import circuitwise as cw
 from circuitwise.circuits import eap_ig
 from circuitwise.circuits import forward as fwd
 from circuitwise.circuits.graph import graph_of
+from circuitwise.evaluation.faithfulness import faithfulness_of_masks
 from circuitwise.metrics import targets_of
 from circuitwise.models import placement
 from circuitwise.models.weights import Layer, Norm, Weights, read_weights
@@ -42,13 +43,17 @@ def tok(model):
 
 @contextmanager
 def tabled(w: Weights, devices: tuple[torch.device, ...], out: torch.device):
-    """The engines' device table of ``w`` (the cached weights every engine reads) set for a while."""
+    """The engines' device table of ``w`` (the cached weights every engine reads) set for a while;
+    patched metrics remembered from runs before are forgotten, so every number is recomputed."""
     old = w.devices, w.out_device
     w.devices, w.out_device = devices, out
+    model = w.model
+    fwd.graph_model(model).memo.clear()
     try:
         yield w
     finally:
         w.devices, w.out_device = old
+        fwd.graph_model(model).memo.clear()
 
 
 @pytest.fixture
@@ -105,8 +110,12 @@ def _everything(model, tok):
     by_pos = cw.activation_patching(model, tok, "heads_by_pos", normalize=False, align="end")
     ig = eap_ig(model, tok, steps=3)
     assert heads.config["engine"] == by_pos.config["engine"] == "cone"
+    masks = torch.rand(3, graph_of(model).n_edges, generator=torch.Generator().manual_seed(1)) < torch.tensor(
+        [[0.1], [0.5], [0.9]])
+    faith = torch.stack([f.per_example for f in faithfulness_of_masks(model, tok, masks)])
     return {"baseline logits": logits, "sender outputs": outputs, "patched logits": patched,
-            "patching heads": heads.raw, "patching heads_by_pos": by_pos.raw, "eap_ig": ig.scores}
+            "patching heads": heads.raw, "patching heads_by_pos": by_pos.raw, "eap_ig": ig.scores,
+            "faithfulness": faith}
 
 
 def test_one_device_moves_and_copies_nothing(model, tok, moves):
