@@ -227,3 +227,27 @@ def test_hook_caches_of_a_split_model_go_to_the_embeddings_device(model):
 
     assert placement.cache_device(model) is None
     assert placement.cache_device(Split()) == torch.device(model.cfg.device)
+
+
+def test_attribution_graphs_refuse_a_split_before_any_work(model):
+    from circuitwise.errors import ConfigError
+    from circuitwise.features.replacement import check_model, compute_dtype
+
+    w = read_weights(model, compute_dtype(model))  # the replacement model's own read (cached)
+    old = w.devices
+    w.devices = (CPU0, CPU)
+    try:
+        with pytest.raises(ConfigError, match="one device.*--device"):
+            check_model(model, None)  # refused before the transcoders are looked at
+    finally:
+        w.devices = old
+
+
+def test_an_explicit_device_map_loads_and_the_engines_run_it(model, tok):
+    mapped = cw.load_model("bundled", device_map={"": "cpu"})  # Hugging Face's {module: device}
+    w = read_weights(mapped)
+    assert w.devices == (CPU,) * w.n_layers and not w.split
+    gm, gm_plain = fwd.graph_model(mapped), fwd.graph_model(model)
+    got = fwd.run_graph(gm, gm.embed(tok.clean), tok.last, targets_of(tok)).answer_logits
+    want = fwd.run_graph(gm_plain, gm_plain.embed(tok.clean), tok.last, targets_of(tok)).answer_logits
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
