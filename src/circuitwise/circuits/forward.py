@@ -426,7 +426,7 @@ def run_graph(
             _kv.append((k, v))
         z = kernels.mix(w, kernels.pattern(w, l, q, k, q_pos, group=1), v, group=1)
         if kq_grad is not None and receiver_grad is not None and not final:
-            _on_kq_grad(gm, l, z, q.detach(), resid.detach(), rot, q_pos,
+            _on_kq_grad(gm, l, z, q.detach(), resid.detach(), torch.cat([kh, vh]).detach(), rot, q_pos,
                         None if prefix is None else prefix.kv[l], coupled, kq_grad)
         if kq is not None:
             z = _kq_mix(gm, l, kq, z, q, q_pos, rot, resid, D, n_attn, coupled)
@@ -612,25 +612,43 @@ def _kv_heads(gm: GraphModel, l: int, resid: torch.Tensor, inp: torch.Tensor, ro
     return k, v
 
 
-def _on_kq_grad(gm: GraphModel, l: int, z: torch.Tensor, q: torch.Tensor, resid: torch.Tensor, rot: Any,
-                q_pos: torch.Tensor, pkv: tuple[torch.Tensor, torch.Tensor] | None, coupled: bool,
+def _on_kq_grad(gm: GraphModel, l: int, z: torch.Tensor, q: torch.Tensor, resid: torch.Tensor, kv: torch.Tensor,
+                rot: Any, q_pos: torch.Tensor, pkv: tuple[torch.Tensor, torch.Tensor] | None, coupled: bool,
                 kq_grad: KQGrad) -> None:
     """On ``z``'s gradient, hand ``kq_grad`` the key/value input gradients split by query rows.
 
     A query row's output ``z[q]`` reads the keys and values only through its own attention row, so
     the part of ∂m/∂in_r[k] that flows through query ``q`` is the backward of ``z`` from its
-    gradient at rows ``q`` alone: the layer's attention is re-run from detached inputs for that.
+    gradient at rows ``q`` alone: the layer's attention is re-run from detached inputs for that —
+    from the heads' keys and values ``kv`` ``[2H, KN, P, d_head]`` (biases added), then back through
+    the projection and the norm as :func:`_on_qkv_grad` does; with query/key norms over all heads,
+    from each receiver's own input.
     """
     H = gm.graph.n_heads
+    ln = gm.w.layers[l].ln1
 
     def hook(gz: torch.Tensor) -> None:
         def split(rows: torch.Tensor) -> torch.Tensor:
+            back = gz * rows[:, None, :, None].to(gz.device, gz.dtype)
             with torch.enable_grad():
-                inp = resid.unsqueeze(0).expand(2 * H, *resid.shape).detach().requires_grad_(True)
-                k, v = _kv_heads(gm, l, resid, inp, rot, coupled, pkv)
+                if coupled:
+                    inp = resid.unsqueeze(0).expand(2 * H, *resid.shape).detach().requires_grad_(True)
+                    k, v = _kv_heads(gm, l, resid, inp, rot, coupled, pkv)
+                else:
+                    inp = kv.detach().requires_grad_(True)
+                    k = kernels.prep_k(gm.w, l, inp[:H].permute(1, 2, 0, 3), rot)
+                    v = inp[H:].transpose(0, 1)
+                    if pkv is not None:
+                        r = k.shape[0] // pkv[0].shape[0]
+                        k = torch.cat([pkv[0].repeat(r, 1, 1, 1), k], 2)
+                        v = torch.cat([pkv[1].repeat(r, 1, 1, 1), v], 2)
                 zz = kernels.mix(gm.w, kernels.pattern(gm.w, l, q, k, q_pos, group=1), v, group=1)
-                (g,) = torch.autograd.grad(zz, inp, gz * rows[:, None, :, None].to(gz.device, gz.dtype))
-            return g
+                (g,) = torch.autograd.grad(zz, inp, back)
+            if coupled:
+                return g
+            R, KN, P, dh = g.shape
+            dy = torch.bmm(g.reshape(R, KN * P, dh), gm.W_QKV[l][H:].transpose(1, 2)).view(R, KN, P, -1)
+            return dy if ln is None else ln.backward(resid, dy)
 
         kq_grad(l, split)
 

@@ -30,8 +30,10 @@ Computation (the design's memory rule): during the gradient pass each layer's ``
 taken as it arrives, and for each query column the layer's attention is re-run from detached
 inputs and pulled back from that column's rows only (:func:`circuitwise.circuits.forward._on_kq_grad`),
 giving the key/value input gradients of that column ``[2H, batch, pos, d]``; they are contracted
-with the sender differences per key column at once. Held: one layer's gradients of one column, and
-the sums ``[sender, layer, 2H, C, C]``; nothing per prompt × edge × position.
+with the sender differences and summed into key columns at once. Held: one layer's gradients of one
+column and their contraction (``[sender, 2H, batch, pos]``, smaller than the sender differences the
+gradient pass holds anyway), and the sums ``[sender, layer, 2H, C, C]``; nothing per prompt × edge ×
+position beyond one layer and column at a time.
 
 Circuits of such units (:func:`select_kq`, :func:`kq_patched_metrics`): an (edge, key column, query
 column) triple kept means the queries of that column see the edge's live value at the keys of that
@@ -150,19 +152,21 @@ def kq_gradient_scores(prep: Prepared, alphas: Sequence[float], weights: Sequenc
         cols = spec.index(b).to(gm.device)[:, start:]  # [Nb, P] (the run's positions)
         uniform = bool((w == w[0]).all())
         present = [j for j in range(C) if bool((cols == j).any())]
-        key_masks = {j: (cols == j).to(gm.dtype)[None, :, :, None] for j in present}
+        key_cols = torch.zeros(*cols.shape, C + 1, dtype=pair_sums.dtype, device=gm.device)
+        key_cols.scatter_(-1, torch.where(cols < 0, C, cols)[..., None], 1.0)  # [Nb, P, C + 1]: −1 → the spare
         query_rows = {j: (cols == j).repeat(int(w.numel()), 1) for j in present}
 
         def kq_grad(l: int, split: Callable[[torch.Tensor], torch.Tensor]) -> None:
             n_send = g.senders_before_attn(l)
-            flat = delta()[:n_send].reshape(n_send, -1)
+            d = delta()[:n_send]
             part = torch.zeros(n_send, 2 * H, C, C, dtype=pair_sums.dtype, device=gm.device)
             for qc in present:
                 # On a model split over devices the layer's gradients come back to the scores' device.
-                gsum = combine_points(split(query_rows[qc]).to(flat.device), w, Nb, uniform)  # [2H, Nb, P, d]
-                for kc in present:
-                    gk = (gsum * key_masks[kc]).reshape(2 * H, -1)
-                    part[:, :, kc, qc] = (flat @ gk.T).to(part.dtype)
+                gsum = combine_points(split(query_rows[qc]).to(d.device), w, Nb, uniform)  # [2H, Nb, P, d]
+                # Per (sender, receiver, example, position) for one layer and column: smaller than
+                # delta itself (2H numbers for its d_model), and summed into key columns at once.
+                per = torch.einsum("snpd,rnpd->srnp", d, gsum).to(part.dtype)
+                part[:, :, :, qc] = torch.einsum("srnp,npc->src", per, key_cols)[..., :C]
             with lock:  # batches may run on several workers (models.parallel)
                 pair_sums[:n_send, l] += part
 

@@ -335,10 +335,10 @@ def test_circuit_json_records_the_flows_and_reloads(known_model, known_tok, tmp_
         Circuit.from_json(bad, known_model)
 
 
-@pytest.mark.parametrize("family", ["llama", "gemma2", "olmo2"])
+@pytest.mark.parametrize("family", ["llama", "gemma2", "olmo2", "qwen3"])
 def test_split_sums_up_on_grouped_capped_windowed_and_coupled_families(family, family_model_for):
-    """Grouped-query keys (llama), soft-capped windowed attention (gemma2) and query/key norms over all
-    heads (olmo2): the split still sums over queries to the per-key-position scores, and all kept /
+    """Grouped-query keys (llama), soft-capped windowed attention (gemma2), query/key norms over all
+    heads (olmo2) and per head (qwen3): the split still sums over queries to the per-key-position scores, and all kept /
     none kept are the clean / corrupted runs."""
     model = family_model_for(family)
     tok = _seed_tok(model)
