@@ -4,11 +4,14 @@ value at key position k flows to each query position q (issue 24).
 Position-aware edges (:mod:`circuitwise.circuits.positional`) score an edge into a head's key or
 value input at the key/value position k where the head reads it; from there it reaches every later
 query through the head's attention. PEAP (Haklay et al., 2025, "Position-aware Automatic Circuit
-Discovery", §3) scores those attention-mediated ("crossing") flows separately, as edges from a head's
-key or value at one span to the head's output at another, by patching the key or value at the key
-span and reading the head's output at the query span. Here that split is applied to our edges
-themselves, so one number says how much the sender's write at k matters *through the attention from
-q*:
+Discovery") scores those attention-mediated ("crossing") flows separately: its code
+(technion-cs-nlp/PEAP, ``pos_aware_edge_attribution_patching.py``) adds, per head, edges from the
+head's key or value at one span to the head's output at a later span (or the same one), scored as
+``∂m/∂result_h[q] · (result_h[q] with k_h or v_h at the key span corrupted − result_h[q])`` — the
+softmax recomputed for a corrupted key — beside the within-position edges into k/v inputs. Here the
+split is applied to our edges themselves, one triple per (sender, key/value input, key, query) and
+first order throughout (EAP's own approximation, no recomputed softmax), so one number says how much
+the sender's write at k matters *through the attention from q*:
 
     score(s → r, k, q) = (clean_s − corr_s)[k] · g_r^(q)[k],
     g_r^(q)[k] = (∂z_h[q] / ∂in_r[k])ᵀ · ∂m/∂z_h[q],
@@ -27,13 +30,14 @@ roles), ``by_pair[kv edge, key column, query column]``. Edges into queries, MLPs
 their one position (``by_position``): their receiver reads at the position where it computes.
 
 Computation (the design's memory rule): during the gradient pass each layer's ``z`` gradient is
-taken as it arrives, and for each query column the layer's attention is re-run from detached
-inputs and pulled back from that column's rows only (:func:`circuitwise.circuits.forward._on_kq_grad`),
-giving the key/value input gradients of that column ``[2H, batch, pos, d]``; they are contracted
-with the sender differences and summed into key columns at once. Held: one layer's gradients of one
-column and their contraction (``[sender, 2H, batch, pos]``, smaller than the sender differences the
-gradient pass holds anyway), and the sums ``[sender, layer, 2H, C, C]``; nothing per prompt × edge ×
-position beyond one layer and column at a time.
+taken as it arrives, and for each query column the layer's attention is re-run from its detached
+keys and values and pulled back from that column's rows only, then through the projection and the
+norm (:func:`circuitwise.circuits.forward._on_kq_grad`), giving the key/value input gradients of
+that column ``[2H, batch, pos, d]``; they are contracted with the sender differences and summed
+into key columns at once. Held: one layer's gradients of one column and their contraction
+(``[sender, 2H, batch, pos]``, smaller than the sender differences the gradient pass holds anyway),
+and the sums ``[sender, layer, 2H, C, C]``; nothing per prompt × edge × position beyond one layer
+and column at a time.
 
 Circuits of such units (:func:`select_kq`, :func:`kq_patched_metrics`): an (edge, key column, query
 column) triple kept means the queries of that column see the edge's live value at the keys of that
