@@ -226,6 +226,7 @@ def run_graph(
     receiver_grad: ReceiverGrad | None = None,
     prefix: Prefix | None = None,
     resume: Resume | None = None,
+    dims: torch.Tensor | None = None,
     kq_grad: KQGrad | None = None,
     kq: "KQPatch | None" = None,
     _kv: list | None = None,
@@ -253,6 +254,10 @@ def run_graph(
             ``replacement`` then hold positions ``prefix.start:`` only, ``last`` stays absolute.
         resume: start at a layer from an unpatched run's state (:class:`Resume`); every dropped
             edge must end at that layer or later.
+        dims: ``[K, sender, d]`` with ``keep``: the output dimensions of each sender that its dropped
+            edges still read live (1); they read ``replacement`` only where this is 0. MIB's node- and
+            neuron-level circuits (:mod:`circuitwise.circuits.neurons`): every edge dropped, a
+            sender's kept dimensions live. No ``resume`` then.
         kq_grad: with ``receiver_grad``, also called with each layer's key/value input gradients split
             by query rows (:data:`KQGrad`; circuits.positional_kq).
         kq: key/value receivers read per query column (:class:`KQPatch`), with a position-resolved
@@ -287,8 +292,14 @@ def run_graph(
         D = x.new_zeros(K, S, N, P, d)  # live − replacement, per sender
     differentiable = keep is not None and keep.requires_grad
     # Every edge either kept or dropped (not a mask being trained): the first layer's shortcut.
-    binary = (last_only and drop is not None and not differentiable and L > 1
+    # Kept dimensions (``dims``) make the input's replacement partial, which the shortcut cannot pick.
+    binary = (last_only and drop is not None and not differentiable and L > 1 and dims is None
               and bool(((drop == 0) | (drop == 1)).all()))
+    dim_drop = None
+    if dims is not None:
+        if keep is None or resume is not None or positional:
+            raise ValueError("dims needs keep, and no resume or position-resolved mask")
+        dim_drop = 1 - dims.to(x.dtype)
     outs = x.new_empty(S, KN, P, d) if record else None
     rep = replacement
     # A split model (models.placement): block l runs on w.device_of(l); what the walk carries moves
@@ -321,6 +332,9 @@ def run_graph(
             Dt[:, sl] = live.view(K, N, Pq, d) - rp[sl]
         else:
             Dt[:, sl] = live.view(-1, K, N, Pq, d).transpose(0, 1) - rp[sl]
+        if dim_drop is not None:
+            # On a split model (models.placement) this block may run away from where dims came from.
+            Dt[:, sl] *= dim_drop[:, sl, None, None, :].to(Dt.device)
         return Dt
 
     def patched(resid: torch.Tensor, Dt: torch.Tensor | None, n_send: int, rs: slice | int) -> torch.Tensor | None:
