@@ -69,6 +69,11 @@ from circuitwise.tasks.tokenize import TokenizedTask
 KVPositions = Literal["key", "key-query"]
 
 
+#: The most key x query scores ``to_json`` writes (``by_pair``; about 20 MB of JSON): GPT-2 small with
+#: 14 token columns has 4.1 million.
+MAX_JSON_PAIRS = 1_000_000
+
+
 def kv_edges(graph: Any) -> torch.Tensor:
     """Ids of the edges whose receiver is a head's key or value input, in edge order."""
     _, r = graph.edge_index
@@ -134,9 +139,13 @@ class KQEdgeScores(PositionalEdgeScores):
         out = super().to_json(all_edges=all_edges)
         out["top_kq"] = [{"edge": e, "key_position": k, "query_position": q, "score": s}
                          for e, k, q, s in self.top_units(20) if q is not None]
-        if all_edges:
+        if all_edges and self.by_pair.numel() <= MAX_JSON_PAIRS:
             out["kv_edges"] = self.kv_edges.tolist()
             out["by_pair"] = self.by_pair.tolist()
+        elif all_edges:
+            out["by_pair_note"] = (f"{self.by_pair.numel():,} key x query scores are more than a JSON file should hold "
+                                   f"({MAX_JSON_PAIRS:,}); top_kq lists the strongest, and select_kq_circuit's "
+                                   "circuit.json every kept edge's flow_scores. Use positions=roles for fewer columns.")
         return out
 
 
@@ -299,5 +308,5 @@ def kq_patched_metrics(prep: Prepared, keeps: Sequence[KQKeep], spec: PositionSp
     return PatchedMetrics(patched, clean, corr)
 
 
-__all__ = ["KQEdgeScores", "KQKeep", "KVPositions", "all_flows", "check_kv_positions", "kq_edges",
+__all__ = ["MAX_JSON_PAIRS", "KQEdgeScores", "KQKeep", "KVPositions", "all_flows", "check_kv_positions", "kq_edges",
            "kq_gradient_scores", "kq_patched_metrics", "kv_edges", "select_kq", "unit_mask"]

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import circuitwise as cw
-from circuitwise.circuits import Circuit, graph_of, score_edges
+from circuitwise.circuits import Circuit, graph_of, positional_kq, score_edges
 from circuitwise.circuits.positional import PositionalEdgeScores, position_spec
 from circuitwise.circuits.positional_kq import (
     KQEdgeScores,
@@ -286,7 +286,7 @@ def test_planted_flows_are_recovered_with_their_key_and_query_positions(known_mo
     assert wrong.faithfulness < 0.1 < f.faithfulness
 
 
-def test_units_need_key_query_scores(tiny_model, tiny_tok):
+def test_units_need_key_query_scores(tiny_model, tiny_tok, monkeypatch):
     pos = score_edges(tiny_model, tiny_tok, "eap", positions="tokens", batch_size=4)
     with pytest.raises(ConfigError, match="kv_positions=key-query"):
         select_kq(pos, 3)
@@ -300,6 +300,10 @@ def test_units_need_key_query_scores(tiny_model, tiny_tok):
     assert abs(top[0][3]) == pytest.approx(float(strongest))
     data = kq.to_json(all_edges=False)
     assert all(t["query_position"] is not None for t in data["top_kq"])
+    assert len(kq.to_json()["by_pair"]) == len(kq.kv_edges)
+    monkeypatch.setattr(positional_kq, "MAX_JSON_PAIRS", 10)
+    big = kq.to_json()
+    assert "by_pair" not in big and "positions=roles" in big["by_pair_note"]
 
 
 def test_circuit_json_records_the_flows_and_reloads(known_model, known_tok, tmp_path):
