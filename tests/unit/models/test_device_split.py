@@ -251,3 +251,19 @@ def test_an_explicit_device_map_loads_and_the_engines_run_it(model, tok):
     got = fwd.run_graph(gm, gm.embed(tok.clean), tok.last, targets_of(tok)).answer_logits
     want = fwd.run_graph(gm_plain, gm_plain.embed(tok.clean), tok.last, targets_of(tok)).answer_logits
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_position_resolved_and_key_query_scores_are_the_unsplit_ones(model, moves):
+    from circuitwise.circuits import score_edges
+
+    one_length, _ = cw.tokenize_task(model, cw.get_task("opposites-seed").subset((1, 3, 4, 5)), need_corrupted=True)
+    def scores():
+        return [score_edges(model, one_length, "eap-ig", steps=2, positions="tokens", kv_positions=kv,
+                            batch_size=4).scores for kv in ("key", "key-query")]
+
+    plain = scores()
+    with tabled(read_weights(model), (CPU0, CPU), CPU0):
+        split = scores()
+    assert CPU0 in {d for d, _ in moves}
+    for a, b in zip(plain, split, strict=True):
+        assert torch.equal(a, b)
