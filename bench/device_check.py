@@ -413,10 +413,10 @@ def _timed_stages(model: Any, rec: dict[str, Any], args: argparse.Namespace, sav
 # -- part 3: a split across the CPU and the GPU --------------------------------------------------------
 
 
-def split_map(ckpt: Path, gpu: str = "cuda:0") -> dict[str, str]:
+def split_map(ckpt: Path, gpu: int | str = 0) -> dict[str, int | str]:
     """A Hugging Face device map of ``ckpt``'s model: the first half of the blocks, and every module
-    outside the blocks (embedding, final norm, unembedding: tied weights stay together), on ``gpu``;
-    the other half of the blocks on the CPU."""
+    outside the blocks (embedding, final norm, unembedding: tied weights stay together), on ``gpu``
+    (accelerate's GPU index); the other half of the blocks on the CPU."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -425,7 +425,7 @@ def split_map(ckpt: Path, gpu: str = "cuda:0") -> dict[str, str]:
         skeleton = AutoModelForCausalLM.from_config(cfg)
     L = int(cfg.num_hidden_layers)
     prefix = next(n for n, m in skeleton.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m) == L)
-    out = {f"{prefix}.{i}": gpu if i < L // 2 else "cpu" for i in range(L)}
+    out: dict[str, int | str] = {f"{prefix}.{i}": gpu if i < L // 2 else "cpu" for i in range(L)}
     for name, mod in skeleton.named_modules():
         own = any(True for _ in mod.parameters(recurse=False)) or any(True for _ in mod.buffers(recurse=False))
         if own and name and not (name == prefix or name.startswith(prefix + ".")):
@@ -622,9 +622,9 @@ def summary(res: dict[str, Any]) -> list[str]:
             st = real.get(side, {}).get("stages", {})
             parts.append(side + " " + ", ".join(f"{k.split(' ')[0]} {v['wall_s']:.2f}s" + (" FAILED" if "error" in v else "")
                                                 for k, v in st.items()))
-        worst = max((v.get("max_abs_diff", math.inf) for v in real.get("split_vs_one_device", {}).values()),
-                    default=math.nan)
-        lines.append(f"split cpu+gpu gpt2-small ({real.get('prompts')} prompts): worst {worst:.2e}; " + "; ".join(parts))
+        gap = max((v.get("max_abs_diff", math.inf) for v in real.get("split_vs_one_device", {}).values()),
+                  default=math.nan)
+        lines.append(f"split cpu+gpu gpt2-small ({real.get('prompts')} prompts): worst {gap:.2e}; " + "; ".join(parts))
     for key, r in res.get("real_shapes", {}).items():
         if "skipped" in r:
             lines.append(f"{key}: skipped ({r['skipped'][:120]})")
