@@ -119,8 +119,7 @@ class RunConfig(BaseModel):
     batch_size: int | None = Field(None, ge=1, description="Prompts per forward pass; default: chosen from the model size.")
     device_map: Literal["auto", "balanced", "sequential"] | None = Field(
         None, description="Split the model over the visible devices (TransformerLens's device_map; instead of "
-        "--device). A split model is analysed through the bridge's hooks: exact patching uses the hook engine and "
-        "circuit discovery is skipped, with a note."
+        "--device). The engines follow each block's device, with the same numbers as one device."
     )
     n_devices: int | None = Field(None, ge=1, description="Split the model over this many CUDA devices.")
     max_memory: str | None = Field(
