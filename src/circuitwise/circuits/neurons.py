@@ -56,7 +56,7 @@ from typing import Any, Literal
 
 import torch
 
-from circuitwise.circuits.forward import run_graph
+from circuitwise.circuits.forward import Prefix, first_difference, run_graph, shared_prefix
 from circuitwise.circuits.gradients import chunks, combine_points, quadrature_points, score_dtype
 from circuitwise.circuits.graph import Graph
 from circuitwise.circuits.interop import export_eap_ig_units
@@ -203,18 +203,25 @@ def neuron_sums(prep: Prepared, options: NeuronOptions, progress: Progress = no_
         out_k, m_k = sender_outputs(gm, b.corrupted, b.last, targets)
         clean_sum += float(metric(m_c).sum())
         corr_sum += float(metric(m_k).sum())
-        delta = (out_c - out_k).to(dt)
+        # Before the prompts' first difference every sender's difference is zero and every interpolated
+        # input the same: those positions add nothing, run once, and the gradient runs start after them.
+        start = first_difference(b.clean, b.corrupted, b.last)
+        delta = (out_c - out_k)[:, :, start:].to(dt)
         del out_c, out_k
         e_c, e_k = gm.embed(b.clean), gm.embed(b.corrupted)
+        prefix = shared_prefix(gm, e_c, start)
+        last = b.last.to(gm.device)
         for chunk, w in chunks(alphas, weights, max(1, prep.batch_size // Nb)):
             c = len(chunk)
-            hook = _neuron_hook(g, out, self_mlp, delta, b.last.to(gm.device),
+            hook = _neuron_hook(g, out, self_mlp, delta, last - start,
                                 torch.tensor(w, dtype=gm.dtype, device=gm.device), Nb)
             alpha = torch.tensor(chunk, dtype=gm.dtype, device=gm.device).view(c, 1, 1, 1)
-            x0 = (e_k.unsqueeze(0) + alpha * (e_c - e_k).unsqueeze(0)).reshape(c * Nb, *e_c.shape[1:])
+            x0 = (e_k.unsqueeze(0) + alpha * (e_c - e_k).unsqueeze(0))[:, :, start:].reshape(c * Nb, -1, e_c.shape[-1])
             x0 = x0.detach().requires_grad_(True)
+            pre = None if prefix is None else Prefix(start, tuple((k.repeat(c, 1, 1, 1), v.repeat(c, 1, 1, 1))
+                                                                  for k, v in prefix.kv))
             with torch.enable_grad():
-                run = run_graph(gm, x0, b.last.repeat(c), targets.repeat(c), receiver_grad=hook)
+                run = run_graph(gm, x0, last.repeat(c), targets.repeat(c), receiver_grad=hook, prefix=pre)
                 torch.autograd.grad(metric(run.answer_logits[0]).sum(), x0)
         progress(i + 1, len(batches), f"{options.method} neurons")
     if options.mlp_gradient == "input" and g.has_mlp:
@@ -325,27 +332,40 @@ def unit_patched_metrics(prep: Prepared, neurons: torch.Tensor, *, batch_size: i
     if tuple(neurons.shape[1:]) != (len(g.senders), gm.d_model):
         raise ConfigError(f"A unit circuit is [{len(g.senders)}, {gm.d_model}] (senders × d_model) on this model, "
                           f"not {list(neurons.shape[1:])}. Score the neurons on the model you evaluate.")
-    K, n = neurons.shape[0], len(tok)
+    n = len(tok)
+    # Each distinct circuit runs once (a curve's small budgets often repeat one), and every dimension kept or
+    # none is the clean or the corrupted run by definition.
+    uniq, inverse = torch.unique(neurons.flatten(1).bool().cpu(), dim=0, return_inverse=True)
+    full, empty = uniq.all(1), ~uniq.any(1)
+    todo = (~full & ~empty).nonzero().flatten()
+    masks = uniq[todo].view(-1, len(g.senders), gm.d_model)
     bs = batch_size or prep.batch_size
-    patched, clean, corr = torch.empty(K, n), torch.empty(n), torch.empty(n)
+    patched_u, clean, corr = torch.empty(len(uniq), n), torch.empty(n), torch.empty(n)
     n_batches = -(-n // bs)
     for i, b in enumerate(tok.batches(bs)):
         assert b.corrupted is not None
         rows = slice(i * bs, i * bs + len(b))
         targets = targets_of(b)
+        # Positions before the first clean/corrupted difference are the same in every run: computed once.
+        start = first_difference(b.clean, b.corrupted, b.last)
         x_c = gm.embed(b.clean)
-        run_c = run_graph(gm, x_c, b.last, targets)
-        run_k = run_graph(gm, gm.embed(b.corrupted), b.last, targets, record=True)
+        prefix = shared_prefix(gm, x_c, start)
+        x_c = x_c[:, start:]
+        run_c = run_graph(gm, x_c, b.last, targets, prefix=prefix)
+        run_k = run_graph(gm, gm.embed(b.corrupted)[:, start:], b.last, targets, record=True, prefix=prefix)
         clean[rows] = metric(run_c.answer_logits[0]).float().cpu()
         corr[rows] = metric(run_k.answer_logits[0]).float().cpu()
+        patched_u[full, rows] = clean[rows]
+        patched_u[empty, rows] = corr[rows]
         step = stack_budget(gm, len(b), x_c.shape[1])
-        for k0 in range(0, K, step):
-            m = neurons[k0:k0 + step].to(gm.device)
+        for k0 in range(0, len(todo), step):
+            m = masks[k0:k0 + step].to(gm.device)
             # Every edge dropped: what a receiver reads of a sender is decided by its kept dimensions alone.
             keep = torch.zeros(m.shape[0], len(g.senders), len(g.receivers), dtype=gm.dtype, device=gm.device)
-            run = run_graph(gm, x_c, b.last, targets, keep=keep, replacement=run_k.outputs, dims=m)
-            patched[k0:k0 + m.shape[0], rows] = metric(run.answer_logits).float().cpu()
+            run = run_graph(gm, x_c, b.last, targets, keep=keep, replacement=run_k.outputs, dims=m, prefix=prefix)
+            patched_u[todo[k0:k0 + m.shape[0]], rows] = metric(run.answer_logits).float().cpu()
         progress(i + 1, n_batches, "unit circuits")
+    patched = patched_u[inverse]
     return PatchedMetrics(patched, clean, corr)
 
 
