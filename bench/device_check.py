@@ -24,13 +24,12 @@
    safetensors into the temp folder, loaded back by circuitwise), or skipped with the reason.
 
 3. A split across the CPU and the GPU (issue 21 item 4; needs CUDA, else skipped with the reason):
-   each of ``--split-families`` (gpt2, llama) loaded with an explicit ``device_map``, the
-   embedding, the first half of the blocks, the final norm and the unembedding on ``cuda:0``, the
-   other blocks on ``cpu``; every quantity of part 1 compared with the same model on ``cuda`` alone
-   (float32, <= 1e-4), both timed. Unless ``--no-real``, the real GPT-2 shape is timed split and on
-   one device too (baseline, heads patching, EAP-IG on ``--prompts`` prompts). TransformerLens 4.3
-   refuses maps that mix a GPU with the CPU ("only verified on CPU-only hardware"); the check lifts
-   that guard for its own loads, which is what it tests.
+   each of ``--split-families`` (gpt2, llama) loaded and processed on ``cuda``, then the second
+   half of its blocks moved to the CPU with accelerate hooks carrying activations between devices
+   (:func:`load_split` says why not a mixed ``device_map``); every quantity of part 1 compared
+   with the same model on ``cuda`` alone (float32, <= 1e-4), both timed. Unless ``--no-real``, the
+   real GPT-2 shape is timed split and on one device too (baseline, heads patching, EAP-IG on
+   ``--prompts`` prompts).
 
 Everything goes into one JSON (``--out``; default ``$OUT/device_check-<device>-<date>.json``
 where ``$OUT`` is a folder, as on the device machine, else ``bench/results/``), rewritten after
@@ -413,35 +412,33 @@ def _timed_stages(model: Any, rec: dict[str, Any], args: argparse.Namespace, sav
 # -- part 3: a split across the CPU and the GPU --------------------------------------------------------
 
 
-def split_map(ckpt: Path, gpu: int | str = 0) -> dict[str, int | str]:
-    """A Hugging Face device map of ``ckpt``'s model: the first half of the blocks, and every module
-    outside the blocks (embedding, final norm, unembedding: tied weights stay together), on ``gpu``
-    (accelerate's GPU index); the other half of the blocks on the CPU."""
-    from accelerate import init_empty_weights
-    from transformers import AutoConfig, AutoModelForCausalLM
+def load_split(ckpt: Path, dtype: str = "float32", gpu: str = "cuda:0") -> Any:
+    """``ckpt`` loaded and processed by circuitwise on ``gpu``, then its second half of blocks moved to
+    the CPU: a real compute split, each block running where its weights are.
 
-    cfg = AutoConfig.from_pretrained(ckpt)
-    with init_empty_weights():
-        skeleton = AutoModelForCausalLM.from_config(cfg)
-    L = int(cfg.num_hidden_layers)
-    prefix = next(n for n, m in skeleton.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m) == L)
-    out: dict[str, int | str] = {f"{prefix}.{i}": gpu if i < L // 2 else "cpu" for i in range(L)}
-    for name, mod in skeleton.named_modules():
-        own = any(True for _ in mod.parameters(recurse=False)) or any(True for _ in mod.buffers(recurse=False))
-        if own and name and not (name == prefix or name.startswith(prefix + ".")):
-            out[name] = gpu
-    return out
-
-
-def load_split(ckpt: Path, dtype: str = "float32") -> Any:
-    """``ckpt`` loaded by circuitwise with :func:`split_map`, TransformerLens's mixed-map guard lifted."""
-    from unittest import mock
-
+    Why not a ``device_map`` that mixes a GPU with the CPU: accelerate then *offloads* the CPU entries
+    (their weights on meta, streamed to the GPU for every call: no CPU compute, nothing the engines can
+    read), TransformerLens 4.3 refuses such maps, and it processes weights (fold_ln …) on no map with a
+    CPU entry. So the model is processed on one device and split afterwards, with accelerate's
+    ``AlignDevicesHook`` on each block (and on the final norm and the unembedding) bringing its inputs
+    to it, as a multi-GPU map's dispatch does; ``cfg.n_devices`` says the model is split, so that
+    TransformerLens's stacked weights gather onto the embedding's device.
+    """
     import circuitwise as cw
-    from transformer_lens.utilities import multi_gpu
+    from accelerate.hooks import AlignDevicesHook, add_hook_to_module
 
-    with mock.patch.object(multi_gpu, "is_mixed_offload_gpu", lambda values: False):
-        return cw.load_model(str(ckpt), device_map=split_map(ckpt), dtype=dtype)
+    model = cw.load_model(str(ckpt), device=gpu, dtype=dtype)
+    L = model.cfg.n_layers
+    for i, block in enumerate(model.blocks):
+        dev = torch.device(gpu if i < L // 2 else "cpu")
+        block.to(dev)
+        # On the Hugging Face module the bridge's block calls (hooking the bridge's own recurses).
+        add_hook_to_module(block.original_component, AlignDevicesHook(execution_device=dev, io_same_device=False))
+    for mod in (model.ln_final, model.unembed):
+        add_hook_to_module(mod.original_component, AlignDevicesHook(execution_device=torch.device(gpu),
+                                                                    io_same_device=False))
+    model.cfg.n_devices = 2
+    return model
 
 
 def placement_of(model: Any) -> dict[str, Any]:
