@@ -234,9 +234,9 @@ def _check(model: Any) -> None:
     if n_meta:
         # A split model's blocks are followed (models.placement), but offloaded weights have no
         # values until accelerate's hooks load them inside the bridge's own forward.
-        raise _Unsupported(f"{n_meta} parameter tensors are offloaded (on meta, loaded from disk only inside "
-                           "the bridge's forward) and the fast engines read weights directly; give the split "
-                           "enough device and CPU memory (--max-memory) that nothing is offloaded")
+        raise _Unsupported(f"{n_meta} parameter tensors are offloaded to the CPU or disk (on meta, loaded only "
+                           "inside the bridge's forward) and the fast engines read weights directly; split the "
+                           "model over enough GPUs that nothing is offloaded")
     cfg = model.cfg
     flags = [
         ("attn_only", "the model is attention-only"),
