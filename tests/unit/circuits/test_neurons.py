@@ -185,3 +185,33 @@ def test_evaluate_reads_a_node_graph_as_its_edges_unscored_and_refuses_a_neuron_
     assert torch.allclose(by_edges.patched, by_units.patched, atol=1e-5)  # the file's edges are its node circuit
     with pytest.raises(ConfigError, match="neuron-level"):
         read_graph_file(write_unit_graph(tmp_path / f"neuron{suffix}", ns, circuit=top_units(ns, 9)))
+
+
+@pytest.mark.parametrize("family", ["llama", "pythia", "gemma2"])
+def test_the_identities_hold_on_grouped_parallel_and_post_norm_blocks(family_model_for, family):
+    """Grouped-query attention (llama), parallel attention + MLP (pythia), post-norms and soft-caps (gemma2):
+    neurons sum to the node's outgoing edges, every neuron kept is the clean run and none the corrupted, and a
+    node circuit is the edge circuit of its nodes' outgoing edges."""
+    import circuitwise as cw
+
+    model = family_model_for(family)
+    tok, _ = cw.tokenize_task(model, cw.get_task("opposites-seed").subset((1, 2, 5)), need_corrupted=True)
+    ns = score_neurons(model, tok, method="eap")
+    by_edges = score_edges(model, tok, "eap").node_scores().scores.double()
+    assert (ns.scores.double().sum(1) - by_edges).abs().max() <= 1e-4 * float(by_edges.abs().max())
+    prep = prepare(model, tok)
+    S, d = ns.scores.shape
+    nodes = top_units(ns, S // 2, "node")
+    pm = unit_patched_metrics(prep, torch.stack([torch.ones(S, d, dtype=torch.bool),
+                                                 torch.zeros(S, d, dtype=torch.bool), nodes.neurons]))
+    assert torch.allclose(pm.patched[0], pm.clean, atol=1e-4)
+    assert torch.allclose(pm.patched[1], pm.corrupted, atol=1e-4)
+    # The edge forward itself, unpruned: with post-norms a layer's norm couples its heads, so a dangling edge
+    # (pruned by patched_metrics) still moves the residual a little (gemma2: 4e-3 here).
+    g, gm = prep.gm.graph, prep.gm
+    s_idx, _ = g.edge_index
+    keep = g.to_dense(nodes.nodes[s_idx].to(gm.dtype), fill=1.0)[None]
+    rep = run_graph(gm, gm.embed(tok.corrupted), tok.last, targets_of(tok), record=True).outputs
+    want = prep.metric(run_graph(gm, gm.embed(tok.clean), tok.last, targets_of(tok), keep=keep,
+                                 replacement=rep).answer_logits)[0]
+    assert torch.allclose(pm.patched[2], want.float(), atol=1e-4)
