@@ -246,7 +246,8 @@ def select_kq(scores: KQEdgeScores, n: int) -> KQKeep:
                           "kv_positions=key-query (and positions=tokens or roles).")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"A circuit of units needs a positive number of them n, got {n!r}.")
-    return unit_mask(scores, scores.ranking_units()[:n])
+    scored = int((~scores.unit_scores().isnan()).sum())  # the key/value edges' pair slots are not units
+    return unit_mask(scores, scores.ranking_units()[:min(n, scored)])
 
 
 def all_flows(keep_pairs: torch.Tensor, graph: Any) -> KQKeep:

@@ -295,6 +295,8 @@ def test_units_need_key_query_scores(tiny_model, tiny_tok, monkeypatch):
         select_kq(kq, 0)
     keep = select_kq(kq, 5)
     assert int(keep.pairs.sum() + keep.triples.sum()) == 5
+    every = select_kq(kq, 10**9)  # all units, and no key/value edge's unused pair slot
+    assert not every.pairs[kq.kv_edges].any() and bool(every.triples.all())
     top = kq.top_units(5)
     strongest = torch.nan_to_num(kq.unit_scores().abs(), nan=0).max()
     assert abs(top[0][3]) == pytest.approx(float(strongest))
