@@ -35,7 +35,7 @@ from circuitwise.tasks.tokenize import TokenizedTask
 
 if TYPE_CHECKING:
     from circuitwise.circuits.select import Rank
-    from circuitwise.evaluation.mib_submission import SubmissionForm
+    from circuitwise.evaluation.mib_submission import SubmissionForm, SubmissionLevel
 
 POSITION_FREE_FALLBACK = "heads"
 CIRCUIT_REL_GAP = 1e-4
@@ -424,25 +424,31 @@ class MIBRequest:
     form: SubmissionForm = "scores"
     by: Rank = "abs"
     ablation: str = "corrupted"
+    level: SubmissionLevel = "edge"
 
     def settings(self) -> dict[str, Any]:
         """What decides every pair's files and numbers; the scores form keeps the keys it always had (its
-        folders from before the circuit form existed resume)."""
-        return dict(ablation=self.ablation) if self.form == "scores" else dict(ablation=self.ablation,
-                                                                               form=self.form, by=self.by)
+        folders from before the circuit form and the levels existed resume)."""
+        out = dict(ablation=self.ablation) if self.form == "scores" else dict(ablation=self.ablation,
+                                                                              form=self.form, by=self.by)
+        return out if self.level == "edge" else {**out, "level": self.level}
 
 
 def mib_request(methods: list[str], *, form: str = "scores", by: str | None = None,
-                ablation: str = "corrupted") -> MIBRequest:
+                ablation: str = "corrupted", level: str = "edge") -> MIBRequest:
     """A checked mib request, or a ConfigError naming the flag, before any model is loaded."""
     from circuitwise.circuits.patch import check_ablation
     from circuitwise.circuits.select import Rank
     from circuitwise.evaluation.benchmark import check_methods
-    from circuitwise.evaluation.mib_submission import check_form
+    from circuitwise.evaluation.mib_submission import check_form, check_level
 
     names = check_methods(methods)
     check_ablation(ablation)
     form = check_form(form)
+    lvl = check_level(level, form, names)
+    if lvl != "edge" and ablation != "corrupted":
+        raise ConfigError(f"--level {lvl} patches nodes and neurons from the corrupted run (MIB's patching "
+                          "intervention); drop --ablation, or use --level edge.")
     if by is not None and form == "scores":
         raise ConfigError("--by ranks the edges of the circuits written with --form circuits; the scores form "
                           "writes every edge's score and MIB ranks them itself (signed for CPR, absolute for "
@@ -450,7 +456,7 @@ def mib_request(methods: list[str], *, form: str = "scores", by: str | None = No
     rank = by or "abs"
     if rank not in get_args(Rank):
         raise ConfigError(f"Unknown --by {rank!r}. Choose one of: {', '.join(get_args(Rank))}.")
-    return MIBRequest(tuple(names), form, rank, ablation)  # type: ignore[arg-type]
+    return MIBRequest(tuple(names), form, rank, ablation, lvl)  # type: ignore[arg-type]
 
 
 # What the memory plan must fit, and how the loader names the work, per command.

@@ -100,6 +100,9 @@ def mib(
                                   "(magnitude) or signed score; one ranking gives both CPR and CMD. [default: abs]"),
     ablation: str = typer.Option("corrupted", "--ablation", help="Edges outside a circuit read the corrupted run "
                                  "(MIB's patching), or the mean."),
+    level: str = typer.Option("edge", "--level", help="What is scored, as MIB's --level: every edge, every node "
+                              "(input, head, MLP) or every neuron (each of a node's d_model output dimensions); "
+                              "node and neuron: eap / eap-ig, scores form (neurons as importances.pt)."),
     metric: str | None = opts.METRIC,
     n: int | None = opts.N,
     seed: int | None = opts.SEED,
@@ -128,7 +131,8 @@ def mib(
     from circuitwise.plan import Study, mib_request, study_config
     from circuitwise.runfolder import RunFolder, atomic_write_json, read_marker
 
-    request = mib_request(split_names(methods) or list(DEFAULT_METHODS), form=form, by=by, ablation=ablation)
+    request = mib_request(split_names(methods) or list(DEFAULT_METHODS), form=form, by=by, ablation=ablation,
+                          level=level)
     names = list(request.methods)
     tasks, models = _pairs(task, "task"), _pairs(model, "model")
     metric = get_metric(metric or F["metric"].default).name
@@ -149,7 +153,8 @@ def mib(
             the_model = None
             for task_name, _ in tasks:
                 todo = [m for m in names if (m, task_name, model_name) not in done
-                        or not pair_done(pair_folder(folder.out, m, task_name, model_name), request.form)]
+                        or not pair_done(pair_folder(folder.out, m, task_name, model_name), request.form,
+                                         request.level)]
                 if not todo:
                     continue
                 study = Study(study_config(
@@ -166,7 +171,8 @@ def mib(
                     with progress_bar() as update:
                         r = run_pair(the_model, tok, method=method, task=task_name, model_name=model_name,
                                      out=folder.out, metric=metric, ablation=ablation,  # type: ignore[arg-type]
-                                     batch_size=batch_size, progress=update, form=request.form, by=request.by)
+                                     batch_size=batch_size, progress=update, form=request.form, by=request.by,
+                                     level=request.level)
                     results = [x for x in results if (x.method, x.task, x.model) != (method, task_name, model_name)]
                     results.append(r)
                     board = leaderboard(results)

@@ -22,6 +22,11 @@ forms are written (``form``):
   faithfulness curve, with the full model (f = 1) at 100 % as MIB's last budget: one ranking gives
   both (in the scores form CPR reads the signed ranking and CMD the absolute one).
 
+At ``level="node"`` or ``"neuron"`` (MIB's ``run_attribution.py --level``; scores form only) the file holds
+node or neuron scores (:mod:`circuitwise.circuits.neurons`, ``eap`` / ``eap-ig``) and the pair's CPR and CMD
+are MIB's unit-level ones (:mod:`circuitwise.evaluation.mib_units`). A neuron-level file is
+``importances.pt``: the pinned ``Graph.from_json`` gives every head of a layer its last head's neurons.
+
 Beside the method folders a leaderboard of the CPR and CMD each pair reaches (``leaderboard.json`` /
 ``.html``). Each pair's result is kept as it is finished, so an interrupted submission resumes from
 the next pair.
@@ -32,7 +37,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -42,12 +47,14 @@ import torch
 from circuitwise.circuits import score_edges
 from circuitwise.circuits.circuit import Circuit, model_info
 from circuitwise.circuits.interop import check_exportable, export_eap_ig, read_graph_file
+from circuitwise.circuits.neurons import score_neurons, write_unit_graph
 from circuitwise.circuits.patch import Ablation, normalise, patched_metrics
 from circuitwise.circuits.prune import one_pass_prune, prune_dangling
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
 from circuitwise.circuits.select import Rank, select_top_n, top_edges
 from circuitwise.errors import ConfigError
 from circuitwise.evaluation.mib import MIB_BUDGETS, area_from_1, area_under, mib_metrics
+from circuitwise.evaluation.mib_units import mib_unit_metrics
 from circuitwise.tasks.tokenize import TokenizedTask
 
 #: MIB's model names (its folder names) and the checkpoints they stand for (MIB_circuit_track/utils.py).
@@ -60,6 +67,11 @@ IMPORTANCES = "importances.json"
 #: The two forms MIB's README accepts per task/model folder: importance scores, or a circuit per budget.
 SubmissionForm = Literal["scores", "circuits"]
 FORMS: tuple[SubmissionForm, ...] = get_args(SubmissionForm)
+#: What a score is given to: every edge (MIB's default), every node, or every output dimension of every node.
+SubmissionLevel = Literal["edge", "node", "neuron"]
+LEVELS: tuple[SubmissionLevel, ...] = get_args(SubmissionLevel)
+#: The methods that score nodes and neurons (circuits.neurons; MIB's attribute_node has EAP and EAP-IG-inputs).
+UNIT_METHODS = ("eap", "eap-ig")
 #: The circuit form's budgets (fractions of the graph's edges): MIB's evaluation budgets but the full model.
 CIRCUIT_BUDGETS: tuple[float, ...] = MIB_BUDGETS[:-1]
 # A folder name MIB's checker can split into task and model: one underscore, no path characters.
@@ -87,6 +99,9 @@ class PairResult:
     edges: list[int] | None = None
     mib_edge_count: list[int] | None = None
     faithfulness: list[float] | None = None
+    # Node or neuron scores (None: edges) and how many units MIB's budgets are fractions of.
+    level: SubmissionLevel | None = None
+    total_units: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -111,25 +126,46 @@ def check_form(form: str) -> SubmissionForm:
     return form  # type: ignore[return-value]
 
 
+def check_level(level: str, form: str, methods: tuple[str, ...] | list[str]) -> SubmissionLevel:
+    """``level`` checked against the form and the methods, before any work."""
+    if level not in LEVELS:
+        raise ConfigError(f"--level {level!r}: MIB scores edges, nodes or neurons; give one of {', '.join(LEVELS)}.")
+    if level != "edge":
+        if form != "scores":
+            raise ConfigError(f"--level {level} writes {level} scores (MIB's importance form); --form circuits holds "
+                              "edge circuits at MIB's edge budgets. Drop --form circuits, or use --level edge.")
+        other = [m for m in methods if m not in UNIT_METHODS]
+        if other:
+            raise ConfigError(f"--level {level}: {other[0]} scores edges only; {level}s are scored by "
+                              f"{' and '.join(UNIT_METHODS)} (as MIB's attribute_node).")
+    return level  # type: ignore[return-value]
+
+
+def importances_file(level: SubmissionLevel = "edge") -> str:
+    """The scores form's one file: ``importances.json``, or ``importances.pt`` for neurons (module docstring)."""
+    return "importances.pt" if level == "neuron" else IMPORTANCES
+
+
 def circuit_file(budget: float) -> str:
     """``circuit_0.1pct.json`` … ``circuit_50pct.json``: the budget as MIB's README writes it, in percent."""
     return f"circuit_{round(budget * 100, 6):g}pct.json"
 
 
-def pair_files(form: SubmissionForm) -> list[str]:
+def pair_files(form: SubmissionForm, level: SubmissionLevel = "edge") -> list[str]:
     """What a finished pair folder holds."""
-    return [IMPORTANCES] if form == "scores" else [circuit_file(b) for b in CIRCUIT_BUDGETS]
+    return [importances_file(level)] if form == "scores" else [circuit_file(b) for b in CIRCUIT_BUDGETS]
 
 
-def pair_done(folder: Path, form: SubmissionForm) -> bool:
-    return all((folder / f).is_file() for f in pair_files(form))
+def pair_done(folder: Path, form: SubmissionForm, level: SubmissionLevel = "edge") -> bool:
+    return all((folder / f).is_file() for f in pair_files(form, level))
 
 
-def clear_other_form(folder: Path, form: SubmissionForm) -> None:
-    """Remove the other form's files from a pair folder (left by a run replaced with --force): MIB takes
-    one form per folder."""
+def clear_other_form(folder: Path, form: SubmissionForm, level: SubmissionLevel = "edge") -> None:
+    """Remove the other form's (or level's) files from a pair folder (left by a run replaced with --force):
+    MIB takes one form per folder."""
     other = next(f for f in FORMS if f != form)
-    for name in pair_files(other):
+    stale = set(pair_files(other)) | {importances_file(v) for v in LEVELS} - set(pair_files(form, level))
+    for name in stale:
         (folder / name).unlink(missing_ok=True)
 
 
@@ -142,10 +178,15 @@ def budget_circuits(scores: EdgeScores, by: Rank) -> tuple[list[int], torch.Tens
 def run_pair(model: Any, tok: TokenizedTask, *, method: str, task: str, model_name: str, out: Path,
              options: Any = None, metric: str = "logit_diff", ablation: Ablation = "corrupted",
              batch_size: int | None = None, progress: Progress = no_progress, form: SubmissionForm = "scores",
-             by: Rank = "abs") -> PairResult:
+             by: Rank = "abs", level: SubmissionLevel = "edge") -> PairResult:
     """Score every edge with ``method``, write MIB's importance file (or its circuits at MIB's budgets,
-    ranked ``by``), and measure CPR and CMD."""
+    ranked ``by``), and measure CPR and CMD; at ``level`` node or neuron, every node or neuron."""
     t0 = time.perf_counter()
+    check_level(level, form, [method])
+    if level == "node" or level == "neuron":
+        return _units_pair(model, tok, method=method, task=task, model_name=model_name, out=out, options=options,
+                           metric=metric, ablation=ablation, batch_size=batch_size, progress=progress, level=level,
+                           t0=t0)
     scores = score_edges(model, tok, method, options, batch_size=batch_size, metric=metric, progress=progress)
     check_exportable(scores.graph)
     clear_other_form(pair_folder(out, method, task, model_name), check_form(form))
@@ -159,6 +200,27 @@ def run_pair(model: Any, tok: TokenizedTask, *, method: str, task: str, model_na
     mib = mib_metrics(model, tok, scores, ablation=ablation, batch_size=batch_size, progress=progress, check=False)
     return PairResult(method, task, model_name, float(mib.cpr), float(mib.cmd), len(tok), scores.graph.n_edges,
                       time.perf_counter() - t0, str(path.relative_to(out)))
+
+
+def _units_pair(model: Any, tok: TokenizedTask, *, method: str, task: str, model_name: str, out: Path, options: Any,
+                metric: str, ablation: Ablation, batch_size: int | None, progress: Progress,
+                level: Literal["node", "neuron"], t0: float) -> PairResult:
+    """The node / neuron level of :func:`run_pair`: the scores file and MIB's unit-level CPR and CMD."""
+    if ablation != "corrupted":
+        raise ConfigError(f"--level {level} patches units from the corrupted run (MIB's patching); drop --ablation.")
+    if options is not None and not isinstance(options, Mapping):
+        raise ConfigError(f"--level {level} takes the neuron scores' options as a mapping (circuits.neurons."
+                          f"NeuronOptions' fields), not {type(options).__name__}.")
+    opts = dict(options or {})
+    scores = score_neurons(model, tok, {"method": method, **opts}, batch_size=batch_size, metric=metric,
+                           progress=progress)
+    check_exportable(scores.graph)
+    folder = pair_folder(out, method, task, model_name)
+    clear_other_form(folder, "scores", level)
+    path = write_unit_graph(folder / importances_file(level), scores, level=level)
+    mib = mib_unit_metrics(model, tok, scores, level=level, batch_size=batch_size, progress=progress, check=False)
+    return PairResult(method, task, model_name, float(mib.cpr), float(mib.cmd), len(tok), scores.graph.n_edges,
+                      time.perf_counter() - t0, str(path.relative_to(out)), level=level, total_units=mib.total_units)
 
 
 def _circuits_pair(model: Any, tok: TokenizedTask, scores: EdgeScores, *, method: str, task: str, model_name: str,
@@ -275,6 +337,7 @@ def read_done(path: Path) -> dict[tuple[str, str, str], PairResult]:
 
 Notes = Callable[[str], None]
 
-__all__ = ["CIRCUIT_BUDGETS", "FORMS", "IMPORTANCES", "MIB_MODELS", "MIB_TASK_NAMES", "PairResult", "SubmissionForm",
-           "budget_circuits", "check_circuits", "check_form", "check_layout", "check_name", "circuit_file",
-           "clear_other_form", "leaderboard", "pair_done", "pair_files", "pair_folder", "read_done", "run_pair"]
+__all__ = ["CIRCUIT_BUDGETS", "FORMS", "IMPORTANCES", "LEVELS", "MIB_MODELS", "MIB_TASK_NAMES", "PairResult",
+           "SubmissionForm", "SubmissionLevel", "UNIT_METHODS", "budget_circuits", "check_circuits", "check_form",
+           "check_layout", "check_level", "check_name", "circuit_file", "clear_other_form", "importances_file",
+           "leaderboard", "pair_done", "pair_files", "pair_folder", "read_done", "run_pair"]
