@@ -189,23 +189,31 @@ def _block_on(lw: Layer, dev: torch.device) -> Layer:
     return dataclasses.replace(lw, **tensors, **norms)
 
 
-def test_a_block_on_another_device_is_handed_every_input_there(model, tok, monkeypatch):
-    """Block 1 and the unembedding really on ``meta``: the run goes through with no device error
-    (meta has no values, so the result handed back to the CPU is a stand-in of the right shape)."""
-    w = read_weights(model)
-    meta_w = dataclasses.replace(w, layers=(w.layers[0], _block_on(w.layers[1], META)),
-                                 ln_final=_norm_on(w.ln_final, META), W_U=w.W_U.to(META), b_U=_on(w.b_U, META),
-                                 devices=(CPU, META), out_device=META, _rotary={})
-    gm = fwd._layout(graph_of(model), meta_w)
-    x0 = fwd.graph_model(model).embed(tok.clean)
+def _meta_split(w: Weights) -> Weights:
+    """``w`` with block 1, the final norm and the unembedding really on ``meta``."""
+    return dataclasses.replace(w, layers=(w.layers[0], _block_on(w.layers[1], META)),
+                               ln_final=_norm_on(w.ln_final, META), W_U=w.W_U.to(META), b_U=_on(w.b_U, META),
+                               devices=(CPU, META), out_device=META, _rotary={})
+
+
+def _stand_in_moves(monkeypatch) -> None:
+    """placement.move, except meta → cpu (no values to copy): a stand-in of the same shape."""
     real = placement.move
 
-    def move(t, device):  # meta → cpu cannot copy values: a stand-in of the same shape
+    def move(t, device):
         if t.is_meta and device.type == "cpu":
             return torch.zeros(t.shape, dtype=t.dtype, device=device)
         return real(t, device)
 
     monkeypatch.setattr(placement, "move", move)
+
+
+def test_a_block_on_another_device_is_handed_every_input_there(model, tok, monkeypatch):
+    """Block 1 and the unembedding really on ``meta``: the run goes through with no device error
+    (meta has no values, so the result handed back to the CPU is a stand-in of the right shape)."""
+    gm = fwd._layout(graph_of(model), _meta_split(read_weights(model)))
+    x0 = fwd.graph_model(model).embed(tok.clean)
+    _stand_in_moves(monkeypatch)
     got = fwd.run_graph(gm, x0, tok.last, targets_of(tok)).answer_logits
     assert got.device == CPU and got.shape[:2] == (1, len(tok))
     # Without the moves the block reads a CPU residual with meta weights, and torch refuses.
@@ -267,3 +275,21 @@ def test_position_resolved_and_key_query_scores_are_the_unsplit_ones(model, move
     assert CPU0 in {d for d, _ in moves}
     for a, b in zip(plain, split, strict=True):
         assert torch.equal(a, b)
+
+
+def test_the_cone_hands_a_block_on_another_device_every_input_there(model, tok, monkeypatch):
+    """As above, for the causal cone: block 1 and the unembedding on ``meta``."""
+    from circuitwise.metrics import get_metric
+    from circuitwise.patching.cone import Cone
+
+    meta_w = _meta_split(read_weights(model))
+    _, cache = model.run_with_cache(tok.clean, names_filter=lambda n: n.endswith("hook_resid_pre"))
+    resid = [cache[f"blocks.{l}.hook_resid_pre"] for l in range(meta_w.n_layers)]
+    _stand_in_moves(monkeypatch)
+    cone = Cone(meta_w, resid, tok.last, targets_of(tok), get_metric("logit_diff").fn)
+    ex = torch.arange(len(tok))
+    got = cone.run(0, 0, resid[0], ex)
+    assert got.device == CPU and got.shape == (len(tok),)
+    monkeypatch.setattr(placement, "move", lambda t, device: t)
+    with pytest.raises(RuntimeError, match="device"):
+        Cone(meta_w, resid, tok.last, targets_of(tok), get_metric("logit_diff").fn).run(0, 0, resid[0], ex)
