@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from circuitwise.circuits.gradients import gradient_edge_scores
-from circuitwise.circuits.positional import PositionOption, position_spec, positional_gradient_scores
+from circuitwise.circuits.positional import (
+    PositionOption,
+    check_column_memory,
+    position_spec,
+    positional_gradient_scores,
+)
 from circuitwise.circuits.positional_kq import KVPositions, check_kv_positions, kq_gradient_scores
 from circuitwise.circuits.registry import DiscoveryMethod, Gradient, check_choice, options_config
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
@@ -47,7 +52,9 @@ def score_eap(model: Any, tok: TokenizedTask, options: EAPOptions, *, batch_size
         raise ConfigError("kl has zero gradient at the clean run, so EAP (or RelP) with its gradient there scores "
                           "every edge 0; use gradient='corrupted', or eap-ig.")
     if options.positions != "none":
-        position_spec(tok, options.positions)  # prompts the positions cannot line up: refused before any work
+        # Prompts the positions cannot line up, or buffers that do not fit: refused before any work.
+        check_column_memory(model, tok, position_spec(tok, options.positions),
+                            key_query=options.kv_positions == "key-query")
     prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
     alpha = 1.0 if options.gradient == "clean" else 0.0
     config = options_config(options)

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from circuitwise.circuits.gradients import gradient_edge_scores, quadrature_points
-from circuitwise.circuits.positional import PositionOption, position_spec, positional_gradient_scores
+from circuitwise.circuits.positional import (
+    PositionOption,
+    check_column_memory,
+    position_spec,
+    positional_gradient_scores,
+)
 from circuitwise.circuits.positional_kq import KVPositions, check_kv_positions, kq_gradient_scores
 from circuitwise.circuits.registry import DiscoveryMethod, Quadrature, check_choice, check_steps, options_config
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
@@ -61,7 +66,9 @@ def score_eap_ig(model: Any, tok: TokenizedTask, options: EAPIGOptions, *, batch
                  metric: str = "logit_diff", progress: Progress = no_progress, check: bool = True) -> EdgeScores:
     alphas, weights = quadrature_points(options.quadrature, options.steps)
     if options.positions != "none":
-        position_spec(tok, options.positions)  # prompts the positions cannot line up: refused before any work
+        # Prompts the positions cannot line up, or buffers that do not fit: refused before any work.
+        check_column_memory(model, tok, position_spec(tok, options.positions),
+                            key_query=options.kv_positions == "key-query")
     prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
     config = {**options_config(options), "interpolation": "input-embedding"}
     del config["kv_positions"]  # recorded by key-query scores only: other scores record what they always did

@@ -326,14 +326,27 @@ def gradient_sums(
             step()
         return scores, clean_sum, corr_sum, None if tracked is None else tracked[1]
 
-    parts = map_pieces(one, list(tok.batches(batch_size)), gm.device)
-    scores = torch.stack([p[0] for p in parts]).sum(0)
-    clean_sum = sum(p[1] for p in parts)
-    corr_sum = sum(p[2] for p in parts)
-    scores /= n
+    # Each batch's buffer is added in as it comes back and dropped: with position columns a buffer is
+    # senders × receivers × columns, which one per batch held together would multiply by the batches.
+    summed: list[torch.Tensor] = []
+    sums = [0.0, 0.0]
+    per_example: list[torch.Tensor] = []
+
+    def add(_i: int, part: tuple[torch.Tensor, float, float, torch.Tensor | None]) -> None:
+        if summed:
+            summed[0] += part[0]
+        else:
+            summed.append(part[0])
+        sums[0] += part[1]
+        sums[1] += part[2]
+        if part[3] is not None:
+            per_example.append(part[3])
+
+    map_pieces(one, list(tok.batches(batch_size)), gm.device, on_done=add, keep=False)
+    scores = summed[0] / n
     if track is not None:  # batches come back in order, so their examples line up with tok's
-        track.parts.append(torch.cat([p[3] for p in parts if p[3] is not None], dim=1).double().cpu())
-    return GradientSums(scores, clean_sum, corr_sum)
+        track.parts.append(torch.cat(per_example, dim=1).double().cpu())
+    return GradientSums(scores, sums[0], sums[1])
 
 
 __all__ = ["GradientSums", "PerPrompt", "chunks", "combine_points", "contraction_hook", "gradient_edge_scores",

@@ -27,11 +27,15 @@ import torch
 
 from circuitwise.circuits.forward import run_graph
 from circuitwise.circuits.gradients import gradient_sums
+from circuitwise.circuits.graph import graph_of
 from circuitwise.circuits.patch import PatchedMetrics
 from circuitwise.circuits.scores import EdgeScores, Prepared, Progress, no_progress, sender_outputs, stack_budget
-from circuitwise.errors import ConfigError, TaskError
+from circuitwise.errors import ConfigError, MemoryBudgetError, TaskError
 from circuitwise.metrics import targets_of
+from circuitwise.models import parallel
+from circuitwise.models.memory import Shapes, budget_of, estimate
 from circuitwise.patching.positions import sweep_positions, token_labels
+from circuitwise.sizes import human
 from circuitwise.tasks.tokenize import TokenizedTask
 
 #: The ``positions`` option of EAP and EAP-IG: ``none`` (the position-agnostic score), ``tokens``
@@ -68,6 +72,30 @@ class PositionSpec:
                                     f"{list(self.labels)}; use a task with the same roles.")
                 out[i, p] = col[name]
         return out
+
+
+def check_column_memory(model: Any, tok: TokenizedTask, spec: PositionSpec, *, key_query: bool = False) -> None:
+    """Refuse, before any work, position-resolved scores whose buffers do not fit beside the model and
+    one example of the scoring pass: senders × receivers × columns per worker (the batches' buffers are
+    summed as they come back), and with ``key_query`` senders × layers × 2·heads × columns² as well."""
+    g = graph_of(model)
+    C, S, R = len(spec.labels), len(g.senders), len(g.receivers)
+    copies = parallel.WORKERS + 2  # one buffer a worker, the running total, and the mean
+    width = 8 if getattr(model.cfg, "dtype", None) == torch.float64 else 4
+    need = copies * S * R * C * width
+    if key_query:
+        need += copies * S * g.n_layers * 2 * g.n_heads * C * C * width
+    s = Shapes.from_model(model)
+    T = int(tok.clean.shape[1])
+    left = budget_of(model) - estimate("edges", s, T, 1, model.W_E.device)
+    if need > left:
+        what = "key × query scores" if key_query else "position-resolved scores"
+        raise MemoryBudgetError(
+            f"The {what} of {S} senders × {R} receivers over {C} position columns need about {human(need)} of "
+            f"score buffers, beside the model and one prompt's pass only {human(max(left, 0))} is left. Fixes: "
+            + ("positions=roles (a column per role, not per token), " if spec.mode == "tokens" else "")
+            + ("kv_positions=key (key columns only), " if key_query else "")
+            + "shorter prompts, or a larger --max-memory if more is free.")
 
 
 def position_spec(tok: TokenizedTask, mode: str) -> PositionSpec:
@@ -228,4 +256,5 @@ def positional_patched_metrics(prep: Prepared, keep: torch.Tensor, spec: Positio
 
 
 __all__ = ["KEEP_ELEMENTS", "OTHER", "PositionMode", "PositionOption", "PositionSpec", "PositionalEdgeScores",
-           "all_positions", "position_spec", "positional_gradient_scores", "positional_patched_metrics"]
+           "all_positions", "check_column_memory", "position_spec", "positional_gradient_scores",
+           "positional_patched_metrics"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
@@ -27,20 +27,24 @@ WORKERS = 1
 
 
 def map_pieces(fn: Callable[[T], R], pieces: Sequence[T], device: torch.device | str | None = "cpu",
-               on_done: Callable[[int, R], None] | None = None) -> list[R]:
+               on_done: Callable[[int, R], None] | None = None, *, keep: bool = True) -> list[R]:
     """``[fn(p) for p in pieces]``, on :data:`WORKERS` threads where the work runs on a CPU.
 
     ``device`` is where the work runs (None: work that must stay in the caller's thread, e.g. hooks
     on a shared model). ``on_done(i, result)`` is called in the caller's thread, in order. Gradient
     and inference modes are thread-local in torch, so each worker runs in the caller's.
+    ``keep=False``: results go to ``on_done`` only and are dropped after it (the list is empty), so
+    large per-piece results (score buffers) do not all live at once.
     """
     workers = min(WORKERS, len(pieces))
     if workers <= 1 or device is None or torch.device(device).type != "cpu":
         out = []
         for i, p in enumerate(pieces):
-            out.append(fn(p))
+            r = fn(p)
             if on_done is not None:
-                on_done(i, out[-1])
+                on_done(i, r)
+            if keep:
+                out.append(r)
         return out
     grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
 
@@ -53,12 +57,16 @@ def map_pieces(fn: Callable[[T], R], pieces: Sequence[T], device: torch.device |
     ex = ThreadPoolExecutor(workers, thread_name_prefix="circuitwise")
     try:
         # Each piece in a copy of the caller's context: context-scoped settings (models.relevance) hold there too.
-        futures = [ex.submit(contextvars.copy_context().run, run, p) for p in pieces]
+        futures: list[Future[R] | None] = [ex.submit(contextvars.copy_context().run, run, p) for p in pieces]
         out = []
         for i, f in enumerate(futures):
-            out.append(f.result())
+            assert f is not None
+            r = f.result()
+            futures[i] = None  # a finished future holds its result: let it go once it is used
             if on_done is not None:
-                on_done(i, out[-1])
+                on_done(i, r)
+            if keep:
+                out.append(r)
         return out
     finally:
         # On an error or Ctrl-C the pieces not started are dropped (the running ones finish).

@@ -161,3 +161,34 @@ def test_select_positional_keeps_the_strongest_pairs(tiny_model, tiny_tok):
     assert pos.by_position.abs()[keep].min() >= pos.by_position.abs()[~keep].max()
     assert {(e, p) for e, p, _ in pos.top_pairs(7)} == set(c.position_pairs())
     assert torch.equal(c.edges, keep.any(-1))
+
+
+@pytest.mark.parametrize("kv_positions", ["key", "key-query"])
+def test_score_buffers_that_do_not_fit_are_refused_before_any_work(tiny_model, tiny_tok, monkeypatch, kv_positions):
+    """The buffers are planned from the graph's sizes and the columns: a budget that holds the model and one
+    prompt's pass but not them is refused, with the fixes, before the model runs."""
+    from circuitwise.circuits import positional
+    from circuitwise.errors import MemoryBudgetError
+    from circuitwise.models import parallel
+    from circuitwise.models.memory import Shapes, estimate
+
+    g = graph_of(tiny_model)
+    C = len(position_spec(tiny_tok, "tokens").labels)
+    per_copy = len(g.senders) * len(g.receivers) * C * 4
+    if kv_positions == "key-query":
+        per_copy += len(g.senders) * g.n_layers * 2 * g.n_heads * C * C * 4
+    base = estimate("edges", Shapes.from_model(tiny_model), int(tiny_tok.clean.shape[1]), 1, tiny_model.W_E.device)
+    monkeypatch.setattr(tiny_model, "circuitwise_max_memory", base + per_copy * (parallel.WORKERS + 2) - 1,
+                        raising=False)
+
+    def no_work(*_a, **_k):
+        raise AssertionError("the scoring pass started")
+
+    monkeypatch.setattr(positional, "gradient_sums", no_work)
+    opts = {"positions": "tokens", "kv_positions": kv_positions}
+    fixes = "positions=roles.*" + ("kv_positions=key" if kv_positions == "key-query" else "shorter prompts")
+    with pytest.raises(MemoryBudgetError, match=fixes):
+        score_edges(tiny_model, tiny_tok, "eap", opts)
+    monkeypatch.setattr(tiny_model, "circuitwise_max_memory", base + per_copy * (parallel.WORKERS + 2), raising=False)
+    positional.check_column_memory(tiny_model, tiny_tok, position_spec(tiny_tok, "tokens"),
+                                   key_query=kv_positions == "key-query")  # exactly enough: accepted
