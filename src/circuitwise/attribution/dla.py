@@ -187,7 +187,7 @@ def direct_logit_attribution(model: Any, tok: TokenizedTask, *, batch_size: int 
         for l, post in enumerate(ro.post_attn):
             D_l = D if post is None else post.pull_back(D, last(post.scale_hook)[:, 0])
             # Direction first, then z: never a [batch, head, d_head, d_model] product.
-            to_z = torch.einsum("hdm,bm->bhd", W_O[l].float(), D_l)
+            to_z = torch.einsum("hdm,bm->bhd", W_O[l].float().to(D_l.device), D_l)  # split models: a copy
             heads.append((last(z_names[l]) * to_z).sum(-1))
         parts["heads"].append(torch.stack(heads, 1))  # [batch, L, H]
     cat = {k: torch.cat(v, -1 if k in ("lens", "layers") else 0).cpu() for k, v in parts.items()}
@@ -227,7 +227,9 @@ def _lens(model: Any, ro: Readout, points: torch.Tensor, dirs: torch.Tensor) -> 
     if ro.final is None:
         return (points.float() * dirs).sum(-1)
     P, B, d = points.shape
-    normed = model.ln_final(points.reshape(P * B, 1, d)).reshape(P, B, d)
+    # On a split model the final norm lives with the last block, not where the cache was gathered.
+    where = next(model.ln_final.parameters(), points).device
+    normed = model.ln_final(points.reshape(P * B, 1, d).to(where)).reshape(P, B, d).to(dirs.device)
     return (normed.float() * dirs).sum(-1)
 
 
