@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 
@@ -183,7 +183,8 @@ def load_model(
         _check_fits(target, name_or_path, torch_dtype, dev, max_memory)
     try:
         with hub_offline(offline), torch.inference_mode(False):
-            where = {"device_map": device_map, "n_devices": n_devices} if split else {"device": dev}
+            where = ({"device_map": device_map, "n_devices": n_devices,
+                      "max_memory": split_max_memory(max_memory, device_map, n_devices)} if split else {"device": dev})
             bridge = TransformerBridge.boot_transformers(
                 target, dtype=torch_dtype, trust_remote_code=trust_remote_code,
                 **{k: v for k, v in where.items() if v is not None},
@@ -219,6 +220,17 @@ def load_model(
     bridge.circuitwise_name = name_or_path  # type: ignore[attr-defined]
     bridge.circuitwise_max_memory = max_memory  # type: ignore[attr-defined]  # models.memory.budget_of
     return bridge
+
+
+def split_max_memory(max_memory: int | None, device_map: Any, n_devices: int | None = None
+                     ) -> dict[int | str, int] | None:
+    """``--max-memory`` as accelerate's per-device cap when the model is split (each of the first
+    ``n_devices`` GPUs, else each visible one, else the CPU), so that the layers are placed within it;
+    an explicit ``{module: device}`` map places them itself."""
+    if max_memory is None or isinstance(device_map, dict):
+        return None
+    n = n_devices or torch.cuda.device_count()
+    return {i: int(max_memory) for i in range(n)} if n else {"cpu": int(max_memory)}
 
 
 def _process(bridge, name_or_path: str, processing: bool, device: str) -> Processing:
@@ -317,4 +329,5 @@ def _quiet_transformers() -> None:
         pass
 
 
-__all__ = ["DTYPES", "checkpoint_dtype", "dtype_of", "load_model", "pick_device", "pick_dtype", "resolve_name"]
+__all__ = ["DTYPES", "checkpoint_dtype", "dtype_of", "load_model", "pick_device", "pick_dtype", "resolve_name",
+           "split_max_memory"]

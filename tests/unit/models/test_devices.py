@@ -29,6 +29,36 @@ def test_placement_options_exclude_each_other_before_any_work():
         cw.load_model("bundled", n_devices=torch.cuda.device_count() + 1)
 
 
+def test_max_memory_reaches_the_loader_as_each_devices_cap(monkeypatch):
+    """--max-memory with a device map is accelerate's per-device cap (TransformerLens passes it through);
+    an explicit {module: device} map places the layers itself, and one device gets no map at all."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    seen: list[dict] = []
+    boot = TransformerBridge.boot_transformers
+
+    def record(*a, **k):
+        seen.append(k)
+        plain = {key: v for key, v in k.items() if key not in ("device_map", "n_devices", "max_memory", "device")}
+        return boot(*a, **plain, device="cpu")
+
+    monkeypatch.setattr(TransformerBridge, "boot_transformers", record)
+    cw.load_model("bundled", device_map="sequential", max_memory=3 * 2**30)
+    cw.load_model("bundled", device_map={"": "cpu"}, max_memory=3 * 2**30)
+    cw.load_model("bundled", device="cpu", max_memory=3 * 2**30)
+    n = torch.cuda.device_count()
+    assert seen[0]["max_memory"] == ({i: 3 * 2**30 for i in range(n)} if n else {"cpu": 3 * 2**30})
+    assert seen[0]["device_map"] == "sequential"
+    assert "max_memory" not in seen[1] and seen[1]["device_map"] == {"": "cpu"}
+    assert "max_memory" not in seen[2] and "device_map" not in seen[2]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    from circuitwise.models.loading import split_max_memory
+
+    assert split_max_memory(100, "balanced", 2) == {0: 100, 1: 100}  # exactly the n_devices GPUs
+    assert split_max_memory(100, "auto") == {0: 100, 1: 100, 2: 100, 3: 100}
+    assert split_max_memory(None, "auto") is None
+
+
 class _Split:
     """Stands in for a bridge with weights offloaded by its device map (on meta until loaded)."""
 
