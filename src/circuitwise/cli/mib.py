@@ -12,6 +12,7 @@ from circuitwise.cli import options as opts
 from circuitwise.cli.benchmark import split_names
 from circuitwise.cli.circuit import progress_bar
 from circuitwise.config import RunConfig
+from circuitwise.errors import ConfigError
 
 F = RunConfig.model_fields
 DEFAULT_METHODS = ("eap-ig",)
@@ -19,7 +20,6 @@ DEFAULT_METHODS = ("eap-ig",)
 
 def _pairs(given: list[str], kind: str) -> list[tuple[str, str | None]]:
     """``NAME`` or ``NAME=SOURCE`` entries (repeatable, or comma-separated)."""
-    from circuitwise.errors import ConfigError
     from circuitwise.evaluation.mib_submission import check_name
 
     out = []
@@ -44,7 +44,6 @@ def _pairs(given: list[str], kind: str) -> list[tuple[str, str | None]]:
 
 def _task_source(name: str, source: str | None, out: Path) -> str:
     """A task circuitwise can read for MIB task ``name``: a built-in, a task file, or MIB's rows imported."""
-    from circuitwise.errors import ConfigError
     from circuitwise.tasks import get_task
     from circuitwise.tasks.builtin import specs
     from circuitwise.tasks.mib import MIB_TASKS, import_mib, read_rows
@@ -81,12 +80,12 @@ def _task_source(name: str, source: str | None, out: Path) -> str:
 
 @app.command()
 def mib(
-    task: list[str] = typer.Option(..., "--task", metavar="NAME[=SOURCE]", show_default=False, help=(
+    task: list[str] | None = typer.Option(None, "--task", metavar="NAME[=SOURCE]", show_default=False, help=(
         "A MIB task (ioi, mcqa, arithmetic-addition, arithmetic-subtraction, arc-easy, arc-challenge, or any "
         "name), with its data: MIB's rows (JSON/JSONL), a circuitwise task file or a built-in task; "
         "mib-ioi, mib-mcqa, mib-arithmetic-addition and mib-arithmetic-subtraction alone are MIB's tasks "
         "generated offline. Repeat, or separate with commas.")),
-    model: list[str] = typer.Option(..., "--model", "-m", metavar="NAME[=SOURCE]", show_default=False, help=(
+    model: list[str] | None = typer.Option(None, "--model", "-m", metavar="NAME[=SOURCE]", show_default=False, help=(
         "A model by MIB's name (gpt2, qwen2.5, gemma2, llama3: their Hub checkpoints) or any name=SOURCE (a Hub "
         "name, a local checkpoint folder, bundled). Repeat, or separate with commas.")),
     methods: list[str] | None = typer.Option(None, "--circuit", metavar="METHOD", show_default=False, help=(
@@ -115,6 +114,9 @@ def mib(
     n_devices: int | None = opts.N_DEVICES,
     processing: bool | None = opts.PROCESSING,
     force: bool = opts.FORCE,
+    old_tasks: list[str] | None = opts.alias("--tasks"),
+    old_models: list[str] | None = opts.alias("--models"),
+    old_methods: list[str] | None = opts.alias("--methods"),
 ) -> None:
     """Run every method on every task × model and write MIB's circuit-track submission, checked against its rules."""
     from circuitwise.evaluation.mib_submission import (
@@ -131,6 +133,13 @@ def mib(
     from circuitwise.plan import Study, mib_request, study_config
     from circuitwise.runfolder import RunFolder, atomic_write_json, read_marker
 
+    task = opts.merge(task, old_tasks, old="--tasks", new="--task")
+    model = opts.merge(model, old_models, old="--models", new="--model")
+    methods = opts.merge(methods, old_methods, old="--methods", new="--circuit")
+    for given, flag in ((task, "--task"), (model, "--model")):
+        if not given:  # required, but typer's own check would not see the plural spelling
+            raise ConfigError(f"Missing option {flag}: give at least one (repeat it, or separate names with commas), "
+                              "e.g. `circuitwise mib --task mib-ioi --model bundled`.")
     request = mib_request(split_names(methods) or list(DEFAULT_METHODS), form=form, by=by, ablation=ablation,
                           level=level)
     names = list(request.methods)

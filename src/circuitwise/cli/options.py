@@ -72,6 +72,8 @@ DEPRECATED: dict[str, dict[str, str]] = {
     "benchmark": {"--methods": "--circuit", "--target": "--circuit-target"},
     "patch": {"--what": "--patch", "-w": "--patch"},
     "compare": {"--random-circuits": "--random-samples"},
+    # Plural spellings (as MIB's own scripts and the first description of `mib` read): the same lists.
+    "mib": {"--tasks": "--task", "--models": "--model", "--methods": "--circuit"},
 }
 
 

@@ -70,6 +70,9 @@ def test_the_shortlist_default_comes_from_the_config():
     (["benchmark", "opposites", "--methods", "eap"], "--methods", "--circuit"),
     (["patch", "opposites", "--what", "heads"], "--what", "--patch"),
     (["patch", "opposites", "-w", "heads"], "--what", "--patch"),
+    (["mib", "--tasks", "mib-ioi", "--model", "bundled"], "--tasks", "--task"),
+    (["mib", "--task", "mib-ioi", "--models", "bundled"], "--models", "--model"),
+    (["mib", "--task", "mib-ioi", "--model", "bundled", "--methods", "eap"], "--methods", "--circuit"),
 ])
 def test_an_old_spelling_works_and_warns(tmp_path, args, old, new, monkeypatch):
     # The command goes as far as the runner's loading step, which is stopped there: the old flag was accepted.
@@ -84,6 +87,13 @@ def test_an_old_spelling_works_and_warns(tmp_path, args, old, new, monkeypatch):
     assert isinstance(result.exception, Loaded), result.output
     text = " ".join(result.output.split())
     assert f"warning: {old} is deprecated; use {new}" in text
+
+
+def test_mib_without_a_task_or_model_says_which(tmp_path, no_model_loads):
+    r = invoke("mib", "--model", "bundled", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "Missing option --task" in r.output
+    r = invoke("mib", "--tasks", "mib-ioi", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "Missing option --model" in r.output
 
 
 def test_old_and_new_spellings_that_disagree_are_refused(tmp_path, no_model_loads):
