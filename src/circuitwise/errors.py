@@ -41,6 +41,11 @@ class TaskError(CircuitwiseError):
     """A task is invalid for the model it is used with (tokenization, lengths, empty)."""
 
 
+class NoUsableExamples(TaskError):
+    """Every example of a task was dropped for a model (answers not single tokens, too long, …): that
+    task cannot be studied on that model, though it may be on another (``circuitwise mib`` skips the pair)."""
+
+
 class TaskFileError(TaskError):
     """A task file is malformed; the message names the file, line and field."""
 

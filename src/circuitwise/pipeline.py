@@ -138,7 +138,9 @@ def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] =
     if dropped:
         # Never silent: the count and reasons go to the log, the progress line and the report.
         message = describe_dropped(dropped, len(task), task.name)
-        log.warning(message)
+        # A warning where nothing else shows it (library use); beside a progress line (the CLI, which also
+        # prints warnings) the log gets it quietly, so the user reads it once.
+        log.log(logging.WARNING if progress is None else logging.INFO, message)
         say(message)
     if stages and len(tok):
         refuse_unless_fits(stages, model, int(tok.clean.shape[1]), what=f"{purpose} on {len(tok)} prompts")

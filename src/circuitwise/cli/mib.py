@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from circuitwise.cli import options as opts
 from circuitwise.cli.benchmark import split_names
 from circuitwise.cli.circuit import progress_bar
 from circuitwise.config import RunConfig
-from circuitwise.errors import ConfigError
+from circuitwise.errors import ConfigError, NoUsableExamples
 
 F = RunConfig.model_fields
 DEFAULT_METHODS = ("eap-ig",)
@@ -42,21 +43,35 @@ def _pairs(given: list[str], kind: str) -> list[tuple[str, str | None]]:
     return out
 
 
-def _task_source(name: str, source: str | None, out: Path) -> str:
-    """A task circuitwise can read for MIB task ``name``: a built-in, a task file, or MIB's rows imported."""
+def _task_source(name: str, source: str | None) -> str | Any:
+    """What circuitwise reads for MIB task ``name``: a built-in's name or a task file's path, or MIB's rows
+    imported (a Task, written into the submission folder once it is open); bad input fails here, before
+    the folder is touched."""
     from circuitwise.tasks import get_task
     from circuitwise.tasks.builtin import specs
     from circuitwise.tasks.mib import MIB_TASKS, import_mib, read_rows
 
     if source is None:
+        from circuitwise.tasks.mib import FROM_FILE, MIB_BUILTINS, from_file_help
+
+        if name in MIB_TASKS and name in MIB_BUILTINS:
+            # MIB's own task, named as MIB names it: its offline generator, never a same-named task of
+            # circuitwise's (circuitwise's `ioi` is not MIB's templates).
+            show_note(f"--task {name}: MIB's {name} generated offline ({MIB_BUILTINS[name]}); give --task "
+                      f"{name}=FILE to use MIB's own rows instead.")
+            return MIB_BUILTINS[name]
         if name in {s.name for s in specs()}:
             return name
-        from circuitwise.tasks.mib import FROM_FILE, MIB_BUILTINS, from_file_help
 
         if name in FROM_FILE:
             raise ConfigError(f"--task {name} needs its data: --task {name}=FILE. " + from_file_help(name))
-        generated = (f" Or generate it offline: --task {name}={MIB_BUILTINS[name]} (`circuitwise tasks show "
-                     f"{MIB_BUILTINS[name]}`).") if name in MIB_BUILTINS else ""
+        generated = ""
+        if name not in MIB_TASKS:  # a near miss of MIB's names (arithmetic → its two tasks)
+            near = [t for t in MIB_TASKS if t.startswith(name)] or difflib.get_close_matches(name, MIB_TASKS, n=2)
+            if near:
+                generated = " MIB's tasks of that name: " + ", ".join(
+                    f"{t} (generated offline: --task {MIB_BUILTINS[t]})" if t in MIB_BUILTINS else t
+                    for t in near) + "."
         raise ConfigError(f"--task {name} needs its data: --task {name}=FILE (MIB's rows, or a circuitwise task "
                           "file); MIB's data sets are not shipped with circuitwise." + generated)
     path = Path(source)
@@ -70,10 +85,7 @@ def _task_source(name: str, source: str | None, out: Path) -> str:
             done = import_mib(path, name)
             for line in done.lines():
                 show_note(line)
-            dest = out / ".tasks" / f"{name}.jsonl"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            done.task.to_jsonl(dest)
-            return str(dest)
+            return done.task
     get_task(source)  # a built-in name or a task file; anything else fails here, before any model loads
     return source
 
@@ -83,11 +95,11 @@ def mib(
     task: list[str] | None = typer.Option(None, "--task", metavar="NAME[=SOURCE]", show_default=False, help=(
         "A MIB task (ioi, mcqa, arithmetic-addition, arithmetic-subtraction, arc-easy, arc-challenge, or any "
         "name), with its data: MIB's rows (JSON/JSONL), a circuitwise task file or a built-in task; "
-        "mib-ioi, mib-mcqa, mib-arithmetic-addition and mib-arithmetic-subtraction alone are MIB's tasks "
-        "generated offline. Repeat, or separate with commas.")),
+        "ioi, mcqa, arithmetic-addition and arithmetic-subtraction alone (or mib-ioi …) are MIB's tasks "
+        "generated offline. Repeat, or separate with commas. [required; no default]")),
     model: list[str] | None = typer.Option(None, "--model", "-m", metavar="NAME[=SOURCE]", show_default=False, help=(
         "A model by MIB's name (gpt2, qwen2.5, gemma2, llama3: their Hub checkpoints) or any name=SOURCE (a Hub "
-        "name, a local checkpoint folder, bundled). Repeat, or separate with commas.")),
+        "name, a local checkpoint folder, bundled). Repeat, or separate with commas. [required; no default]")),
     methods: list[str] | None = typer.Option(None, "--circuit", metavar="METHOD", show_default=False, help=(
         f"Discovery method(s), repeatable or comma-separated. [default: {', '.join(DEFAULT_METHODS)}]")),
     out: Path = typer.Option(Path("runs/mib"), "--out", "-o", help="Submission folder: "
@@ -152,12 +164,21 @@ def mib(
     # Past check(), a mib folder of other settings is being replaced (--force): none of its pairs is reused.
     before = read_marker(folder.out)
     replacing = before is not None and before.get("command") == "mib" and before.get("settings") != folder.settings
+    read = {name: _task_source(name, src) for name, src in tasks}  # every task read first, before the folder
     with folder:
         folder.mark_in_place(complete=False)
-        sources = {name: _task_source(name, src, folder.out) for name, src in tasks}  # every task read first
+        sources: dict[str, str] = {}
+        for name, got in read.items():
+            if not isinstance(got, str):  # MIB's rows, imported: kept beside the pairs they made
+                dest = folder.out / ".tasks" / f"{name}.jsonl"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                got.to_jsonl(dest)
+                got = str(dest)
+            sources[name] = got
         state = folder.out / "leaderboard.json"
         done = {} if replacing else read_done(state)
         results = list(done.values())
+        skipped: list[str] = []
         for model_name, model_src in models:
             the_model = None
             for task_name, _ in tasks:
@@ -171,8 +192,14 @@ def mib(
                     seed=seed, device=device, dtype=dtype, max_memory=max_memory, drop_invalid=True,
                     device_map=device_map, n_devices=n_devices, processing=processing, metric=metric), "mib")
                 # The runner's one loading step; a model already loaded for an earlier task is reused.
-                prepared = load_study(study, model=the_model, notes=show_note,
-                                      progress=lambda msg: console.print(msg, highlight=False, markup=False))
+                try:
+                    prepared = load_study(study, model=the_model, notes=show_note,
+                                          progress=lambda msg: console.print(msg, highlight=False, markup=False))
+                except NoUsableExamples as e:
+                    # This pair cannot be scored (MIB's loader drops the same examples); the others can.
+                    show_note(f"{task_name} × {model_name} skipped: {e}")
+                    skipped.append(f"{task_name}_{model_name}")
+                    continue
                 the_model, tok = prepared.model, prepared.tok
                 for method in todo:
                     console.print(f"{method} on {task_name} × {model_name} ({len(tok)} prompts)", highlight=False,
@@ -192,6 +219,8 @@ def mib(
             show_note(p)
         folder.mark_in_place(complete=True)
     _print_board(leaderboard(results))
+    if skipped:
+        show_note(f"pairs with no usable example, not in the submission: {', '.join(skipped)}")
     console.print(f"Submission: {folder.out.resolve()} ({'ready for MIB' if not problems else 'see the notes'})",
                   highlight=False, markup=False)
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator, Literal
 
 import torch
 
-from circuitwise.errors import TaskError
+from circuitwise.errors import NoUsableExamples, TaskError
 from circuitwise.tasks.task import Example, Task
 
 
@@ -284,7 +284,7 @@ def tokenize_task(
         kept.append(i)
         rows.append((ids, cids, ans, positions))
     if not rows:
-        raise TaskError(
+        raise NoUsableExamples(
             f"None of the {len(task)} examples of task {task.name!r} is usable with this model's "
             f"tokenizer. First reason: {dropped[0].reason}"
         )

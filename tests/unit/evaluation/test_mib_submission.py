@@ -75,7 +75,8 @@ def test_the_rules_catch_a_stray_file_a_bad_name_and_too_few_tasks(tmp_path):
 
 @pytest.mark.usefixtures("no_model_loads")
 @pytest.mark.parametrize("args,says", [
-    (["--task", "mcqa", "--model", "gpt2", "--circuit", "eap"], "needs its data"),
+    (["--task", "arc-easy", "--model", "gpt2", "--circuit", "eap"], "needs its data"),
+    (["--task", "arithmetic", "--model", "gpt2"], "arithmetic-addition (generated offline: --task mib-arithmetic"),
     (["--task", "ioi", "--model", "gpt2", "--circuit", "path-patching"], "Unknown discovery method"),
     (["--task", "io_i", "--model", "gpt2"], "letters, digits"),
     (["--task", "ioi", "--task", "ioi", "--model", "gpt2"], "twice"),
@@ -84,3 +85,41 @@ def test_the_rules_catch_a_stray_file_a_bad_name_and_too_few_tasks(tmp_path):
 def test_bad_input_is_refused_before_any_model_loads(tmp_path, args, says):
     r = invoke("mib", *args, "--out", tmp_path / "o")
     assert r.exit_code == 2 and says in r.output, r.output
+
+
+def test_a_mib_task_named_alone_is_mibs_generated_task(tmp_path, monkeypatch):
+    """--task mcqa with no data is MIB's mcqa generated offline (mib-mcqa), said in a note; never a same-named
+    task of circuitwise's own (circuitwise's ioi is not MIB's templates)."""
+    seen = []
+
+    class Loaded(Exception):
+        pass
+
+    def stop(study, **_k):
+        seen.append(study.config.task)
+        raise Loaded
+
+    from typer.testing import CliRunner
+
+    from circuitwise.cli import app
+
+    monkeypatch.setattr("circuitwise.pipeline.load_study", stop)
+    r = CliRunner().invoke(app, ["mib", "--task", "ioi", "--model", "gpt2", "--out", str(tmp_path / "o")])
+    assert isinstance(r.exception, Loaded) and seen == ["mib-ioi"], r.output
+    assert "MIB's ioi generated offline (mib-ioi)" in " ".join(r.output.split())
+
+
+def test_a_pair_with_no_usable_example_is_skipped_and_the_rest_is_written(tmp_path):
+    """The bundled GPT-2's tokenizer splits every arithmetic answer: that pair is skipped with its reason and the
+    others are scored and written (a valid command never fails part-way)."""
+    out = tmp_path / "sub"
+    r = invoke("mib", "--task", "opposites,arithmetic-addition", "--model", "bundled", "--circuit", "eap", "--n", 6,
+               "--out", out)
+    text = " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert "arithmetic-addition × bundled skipped: None of the" in text
+    assert "not in the submission: arithmetic-addition_bundled" in text
+    assert (out / "eap" / "opposites_bundled" / "importances.json").is_file()
+    assert not (out / "eap" / "arithmetic-addition_bundled").exists()
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert board["columns"] == ["opposites_bundled"]
