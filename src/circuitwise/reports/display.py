@@ -38,6 +38,7 @@ from circuitwise.reports.build import attention_section_html, baseline_html, dla
 from circuitwise.reports.explorer import explorer_data, explorer_html
 from circuitwise.reports.graph import engine_graph_output, graph_output
 from circuitwise.reports.html import CSS, _circuitsvis_js, render, uses_circuitsvis
+from circuitwise.reports.style import plotly_js
 from circuitwise.schema.circuit import CircuitFile
 from circuitwise.schema.compare import CompareResults
 from circuitwise.schema.graph import GraphFile
@@ -63,9 +64,7 @@ def _scoped(css: str) -> str:
 
 @lru_cache(maxsize=1)
 def _plotly_loader() -> str:
-    from plotly.offline import get_plotlyjs
-
-    js = get_plotlyjs().replace("</script", "<\\/script")
+    js = plotly_js().replace("</script", "<\\/script")
     return render("library.html", name="Plotly", js=Markup(js), after="")
 
 

@@ -229,11 +229,9 @@ def draw(figs: dict[str, go.Figure], options: ExportOptions | None = None,
             keys.append((name, fmt))
             jobs.append({"figure": name, "format": fmt, "width": width, "height": height,
                          "scale": opts.scale if fmt == "png" else 1})
-    from plotly.offline import get_plotlyjs
-
     with tempfile.TemporaryDirectory(prefix="circuitwise-figures-") as tmp:
         d = Path(tmp)
-        (d / "plotly.js").write_text(get_plotlyjs(), encoding="utf-8")
+        (d / "plotly.js").write_text(style.plotly_js(), encoding="utf-8")
         data = "{" + ",".join(f"{json.dumps(n)}:{figs[n].to_json()}" for n in names) + "}"
         (d / "figures.js").write_text(f"var FIGURES={data};\nvar JOBS={json.dumps(jobs)};\n", encoding="utf-8")
         (d / "draw.js").write_text(_DRAW_JS, encoding="utf-8")

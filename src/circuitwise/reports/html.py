@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from circuitwise.reports.style import figure_div
+from circuitwise.reports.style import figure_div, plotly_js
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
@@ -150,12 +150,10 @@ class Page:
         self.sections.append((anchor, heading, body))
 
     def render(self) -> str:
-        from plotly.offline import get_plotlyjs
-
         sections = [(a, h, Markup(b)) for a, h, b in self.sections]
         cv = any(uses_circuitsvis(b) for _, _, b in sections)
         return render("page.html", title=self.title, subtitle=self.subtitle, sections=sections, css=Markup(CSS),
-                      plotly_js=Markup(get_plotlyjs()), circuitsvis_js=Markup(_circuitsvis_js()) if cv else None)
+                      plotly_js=Markup(plotly_js()), circuitsvis_js=Markup(_circuitsvis_js()) if cv else None)
 
     def write(self, path: Path) -> None:
         from circuitwise.runfolder import atomic_write_text

@@ -21,6 +21,7 @@ from circuitwise.evaluation.evaluate import CircuitEvaluation
 from circuitwise.evaluation.outputs import summary_lines
 from circuitwise.reports.explorer import explorer_data, explorer_html
 from circuitwise.reports.html import render
+from circuitwise.reports.style import plotly_js
 from circuitwise.runfolder import RunFolder
 from circuitwise.schema.circuit import CircuitFile
 from circuitwise.schema.results import Evaluation
@@ -40,11 +41,9 @@ def figures_html(figures: dict[str, go.Figure], title: str, summary: list[str],
     """circuit.html: the study's figures and summary, plotly.js inlined once (templates/study/circuit.html);
     ``stability``: ``EdgeStability.to_json()``, drawn as a table of the circuit's edges; ``explorer``
     (:func:`explorer.explorer_html`) replaces the static drawing of the circuit."""
-    from plotly.offline import get_plotlyjs
-
     figs = [(name, fig) for name, fig in figures.items() if not (explorer and name == "circuit")]
     return render("study/circuit.html", title=title, summary=summary, figures=figs,
-                  plotly_js=Markup(get_plotlyjs()), stability=stability, explorer=Markup(explorer))
+                  plotly_js=Markup(plotly_js()), stability=stability, explorer=Markup(explorer))
 
 
 def study_explorer(circuit: dict[str, Any], evaluation: CircuitEvaluation) -> str:

@@ -13,6 +13,8 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
@@ -49,6 +51,17 @@ def _template() -> go.layout.Template:
 
 TEMPLATE = _template()
 _TEMPLATE_JSON = TEMPLATE.to_plotly_json()
+
+
+# plotly.js as every page and export inlines it: the official cartesian bundle of the version plotly.py
+# embeds (vendor/README.md says why and where from), a third of the full bundle plotly.py ships.
+PLOTLY_BUNDLE = Path(__file__).parent / "vendor" / "plotly-cartesian.min.js"
+
+
+@lru_cache(maxsize=1)
+def plotly_js() -> str:
+    """The plotly.js source every page, notebook output and figure export inlines (never a CDN)."""
+    return PLOTLY_BUNDLE.read_text(encoding="utf-8")
 
 
 def styled(fig: go.Figure | dict[str, Any]) -> go.Figure:
@@ -109,5 +122,6 @@ def figure_div(fig: go.Figure | dict[str, Any], div_id: str) -> str:
     return out.replace(json.dumps(_SVG_BUTTON), _svg_button_js(div_id))
 
 
-__all__ = ["COLORWAY", "DIVERGING", "FONT", "HEIGHT", "MARGIN", "NEGATIVE", "NEUTRAL", "POSITIVE", "SCALE",
-           "SEQUENTIAL", "SVG_TITLE", "TEMPLATE", "WIDTH", "config", "figure_div", "recording", "styled"]
+__all__ = ["COLORWAY", "DIVERGING", "FONT", "HEIGHT", "MARGIN", "NEGATIVE", "NEUTRAL", "PLOTLY_BUNDLE", "POSITIVE",
+           "SCALE", "SEQUENTIAL", "SVG_TITLE", "TEMPLATE", "WIDTH", "config", "figure_div", "plotly_js", "recording",
+           "styled"]

@@ -56,10 +56,16 @@ def test_the_exported_figures_hold_the_results_numbers(run_dir):
     assert [list(row) for row in figs["dla-heads"].data[0].z] == r.dla.heads
     assert [list(row) for row in figs["patching-resid_pre"].data[0].z] == r.patching["resid_pre"].values
     # The circuitsvis attention views' twins: one heatmap a head, its query × key pattern as results.json has it.
+    from circuitwise.reports.figures import ATTENTION_COLUMNS
+
     for name, att in (("attention-top-heads", r.attention), ("attention-patching", r.patching_attention)):
-        assert [t.name for t in figs[name].data] == att.heads
-        assert [[list(row) for row in t.z] for t in figs[name].data] == att.patterns
-        assert len(figs[name].data[0].x) == len(att.tokens) and str(figs[name].data[0].x[-1]).endswith(att.tokens[-1])
+        (trace,) = figs[name].data  # one heatmap, a block a head (ATTENTION_COLUMNS a row), each titled
+        T = len(att.tokens)
+        blocks = [[list(row[(i % ATTENTION_COLUMNS) * (T + 1):][:T])
+                   for row in trace.z[(i // ATTENTION_COLUMNS) * (T + 2):][:T]] for i in range(len(att.heads))]
+        assert blocks == att.patterns
+        assert [a.text for a in figs[name].layout.annotations] == att.heads
+        assert list(figs[name].layout.xaxis.ticktext[:T]) == att.tokens
     # The circuit's figures come from results.json as stored (built by the evaluation), restyled only.
     stored = go.Figure(r.circuit.figures["faithfulness_curve"])
     assert [list(t.y) for t in figs["faithfulness_curve"].data] == [list(t.y) for t in stored.data]

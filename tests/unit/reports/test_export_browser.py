@@ -66,9 +66,9 @@ def test_exported_svgs_parse_and_hold_every_mark_of_the_figure(exported, run_dir
     assert _marks(ET.parse(out / "logit-lens.svg").getroot())["points"] == len(r.dla.logit_lens.values)
     heads = ET.parse(out / "dla-heads.svg").getroot()
     assert _marks(heads)["heatmaps"] == 1
-    # The attention views' twins: a heatmap per head, each head's name a panel title.
+    # The attention views' twins: one heatmap of a block a head, each head's name above its block.
     att = ET.parse(out / "attention-top-heads.svg").getroot()
-    assert _marks(att)["heatmaps"] == len(r.attention.heads)
+    assert _marks(att)["heatmaps"] == 1
     assert set(r.attention.heads) <= {"".join(e.itertext()) for e in att.iter()}
     ticks = lambda axis: ["".join(e.itertext()) for e in heads.iter() if e.attrib.get("class") == axis]  # noqa: E731
     assert ticks("xtick") == [str(h) for h in range(len(r.dla.heads[0]))]
