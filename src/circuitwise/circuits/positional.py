@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import torch
 
-from circuitwise.circuits.forward import run_graph
+from circuitwise.circuits.forward import KQPatch, run_graph
 from circuitwise.circuits.gradients import gradient_sums
 from circuitwise.circuits.graph import graph_of
 from circuitwise.circuits.patch import PatchedMetrics
@@ -207,10 +207,13 @@ KEEP_ELEMENTS = 2**24
 
 @torch.no_grad()
 def positional_patched_metrics(prep: Prepared, keep: torch.Tensor, spec: PositionSpec, *,
-                               progress: Progress = no_progress, what: str = "faithfulness") -> PatchedMetrics:
+                               progress: Progress = no_progress, what: str = "faithfulness",
+                               flows: torch.Tensor | None = None) -> PatchedMetrics:
     """Metrics of the clean prompts with, for each ``keep[k]`` ``[edge, column]``, every other
     (edge, position) read from the corrupted run: the edge kept at an example's position carries
-    that position's live (clean-run) value, else the corrupted run's."""
+    that position's live (clean-run) value, else the corrupted run's. ``flows``
+    ``[K, sender, layer, 2·heads, C, C]``: key/value edges kept per (key column, query column)
+    (:class:`~circuitwise.circuits.forward.KQPatch`; circuits.positional_kq)."""
     gm, tok, metric = prep.gm, prep.tok, prep.metric
     g = gm.graph
     if keep.dim() == 2:
@@ -248,7 +251,8 @@ def positional_patched_metrics(prep: Prepared, keep: torch.Tensor, spec: Positio
         for k0 in range(0, K, most):
             d = torch.cat([dense[k0:k0 + most], torch.ones(*dense[k0:k0 + most].shape[:3], 1, dtype=gm.dtype)], -1)
             keep5 = torch.einsum("ksrc,npc->ksrnp", d, onehot).to(gm.device)
-            run = run_graph(gm, x_c, b.last, targets, keep=keep5, replacement=out_k)
+            kq = None if flows is None else KQPatch(flows[k0:k0 + most].to(gm.device), cols)
+            run = run_graph(gm, x_c, b.last, targets, keep=keep5, replacement=out_k, kq=kq)
             patched[k0:k0 + most, rows] = metric(run.answer_logits).float().cpu()
             done += 1
             progress(done, n_batches * -(-K // most), what)

@@ -54,13 +54,16 @@ from typing import Any, Literal
 
 import torch
 
-from circuitwise.circuits.forward import KQPatch, run_graph
 from circuitwise.circuits.gradients import combine_points, gradient_sums, score_dtype
 from circuitwise.circuits.patch import PatchedMetrics
-from circuitwise.circuits.positional import KEEP_ELEMENTS, PositionalEdgeScores, PositionSpec, position_spec
-from circuitwise.circuits.scores import Prepared, Progress, no_progress, sender_outputs, stack_budget
+from circuitwise.circuits.positional import (
+    PositionalEdgeScores,
+    PositionSpec,
+    position_spec,
+    positional_patched_metrics,
+)
+from circuitwise.circuits.scores import Prepared, Progress, no_progress
 from circuitwise.errors import ConfigError
-from circuitwise.metrics import targets_of
 from circuitwise.tasks.tokenize import TokenizedTask
 
 #: The ``kv_positions`` option of EAP and EAP-IG (with ``positions`` tokens or roles): ``key`` scores
@@ -264,7 +267,7 @@ def kq_patched_metrics(prep: Prepared, keeps: Sequence[KQKeep], spec: PositionSp
     corrupted run: a kept pair carries its position's live value; a kept triple (key/value edge,
     key column, query column) gives the queries of that column the edge's live value at the keys of
     that column (module docstring)."""
-    gm, tok, metric = prep.gm, prep.tok, prep.metric
+    gm = prep.gm
     g = gm.graph
     E, C, H = g.n_edges, len(spec.labels), g.n_heads
     kv = kv_edges(g)
@@ -274,39 +277,11 @@ def kq_patched_metrics(prep: Prepared, keeps: Sequence[KQKeep], spec: PositionSp
         if k.pairs.shape != (E, C) or k.triples.shape != (len(kv), C, C):
             raise ConfigError(f"A unit set has pairs {tuple(k.pairs.shape)} and triples {tuple(k.triples.shape)}, "
                               f"but the graph has {E} edges ({len(kv)} into keys/values) and the task {C} columns.")
-    K = len(keeps)
-    dense = torch.ones(K, len(g.senders), len(g.receivers), C, dtype=gm.dtype)
-    kq_dense = torch.ones(K, len(g.senders), g.n_layers, 2 * H, C, C, dtype=gm.dtype)
+    flows = torch.ones(len(keeps), len(g.senders), g.n_layers, 2 * H, C, C, dtype=gm.dtype)
     for i, k in enumerate(keeps):
-        dense[i, s_idx, r_idx] = k.pairs.to(gm.dtype)
-        kq_dense[i, s_idx[kv], layer, slot] = k.triples.to(gm.dtype)
-    patched, clean, corr = torch.empty(K, len(tok)), torch.empty(len(tok)), torch.empty(len(tok))
-    n_batches, done, row0 = -(-len(tok) // prep.batch_size), 0, 0
-    for b in tok.batches(prep.batch_size):
-        assert b.corrupted is not None
-        Nb, P = b.clean.shape
-        rows = slice(row0, row0 + Nb)
-        row0 += Nb
-        targets = targets_of(b)
-        out_k, m_k = sender_outputs(gm, b.corrupted, b.last, targets)
-        x_c = gm.embed(b.clean)
-        clean[rows] = metric(run_graph(gm, x_c, b.last, targets).answer_logits[0]).float().cpu()
-        corr[rows] = metric(m_k).float().cpu()
-        cols = spec.index(b)
-        onehot = torch.zeros(Nb, P, C + 1, dtype=gm.dtype)
-        onehot.scatter_(-1, torch.where(cols < 0, C, cols)[..., None], 1.0)
-        per = len(g.senders) * len(g.receivers) * Nb * P
-        most = max(1, min(KEEP_ELEMENTS // per, stack_budget(gm, Nb, P)))
-        for k0 in range(0, K, most):
-            d = dense[k0:k0 + most]
-            d = torch.cat([d, torch.ones(*d.shape[:3], 1, dtype=gm.dtype)], -1)
-            keep5 = torch.einsum("ksrc,npc->ksrnp", d, onehot).to(gm.device)
-            run = run_graph(gm, x_c, b.last, targets, keep=keep5, replacement=out_k,
-                            kq=KQPatch(kq_dense[k0:k0 + most].to(gm.device), cols))
-            patched[k0:k0 + most, rows] = metric(run.answer_logits).float().cpu()
-            done += 1
-            progress(done, n_batches * -(-K // most), what)
-    return PatchedMetrics(patched, clean, corr)
+        flows[i, s_idx[kv], layer, slot] = k.triples.to(gm.dtype)
+    pairs = torch.stack([k.pairs for k in keeps]) if keeps else torch.zeros(0, E, C, dtype=torch.bool)
+    return positional_patched_metrics(prep, pairs, spec, progress=progress, what=what, flows=flows)
 
 
 __all__ = ["MAX_JSON_PAIRS", "KQEdgeScores", "KQKeep", "KVPositions", "all_flows", "check_kv_positions", "kq_edges",
