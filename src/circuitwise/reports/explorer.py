@@ -74,6 +74,11 @@ def _edges(circuit: CircuitFile | None, results: RunResults | None,
                 kept = set(labels if e.kept_positions is None else e.kept_positions)
                 by_pos[(e.sender, e.receiver)] = {"scores": _rs([e.position_scores.get(p) for p in labels]),
                                                   "kept": [p in kept for p in labels]}
+                if e.flow_scores is not None:  # a key/value edge of a key × query circuit: key → query flows
+                    flows = {(k, q) for k, q in (e.kept_flows or [])}
+                    by_pos[(e.sender, e.receiver)]["flows"] = {
+                        "scores": [_rs([e.flow_scores.get(k, {}).get(q) for q in labels]) for k in labels],
+                        "kept": [[(k, q) in flows for q in labels] for k in labels]}
     out = []
     for s, r, score in rows:
         st = stab.get((s, r))

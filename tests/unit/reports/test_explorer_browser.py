@@ -231,6 +231,41 @@ def test_a_position_aware_circuits_notebook_output_draws_its_pairs(tiny_model, t
     assert any("circuitwise run" in m for m in ex["nodes"][head]["missing"])
 
 
+def test_a_key_query_circuits_edge_panel_shows_its_flows(tiny_model, tmp_path):
+    """A circuit of (edge, key position, query position) units: clicking a kept key/value pair shows the
+    edge's score split by key and query, as circuit.json has it, with the kept flows marked."""
+    from circuitwise.circuits import score_edges
+    from circuitwise.circuits.select import select_kq_circuit
+    from circuitwise.reports.display import html_of
+    from circuitwise.reports.html import render
+    from circuitwise.tasks import get_task, tokenize_task
+
+    tok, _ = tokenize_task(tiny_model, get_task("opposites-seed"), need_corrupted=True)
+    scores = score_edges(tiny_model, tok, "eap", positions="tokens", kv_positions="key-query", batch_size=6)
+    circuit = select_kq_circuit(scores, n=12)
+    file = CircuitFile.model_validate(circuit.to_json())
+    with_flows = [e for e in file.edges if e.flow_scores is not None]
+    assert with_flows, "pick n so that the circuit keeps a key/value flow"
+    page = tmp_path / "circuit.html"
+    page.write_text(render("standalone.html", name="circuit", body=Markup(html_of(circuit))), encoding="utf-8")
+    out, console, _ = _clicked(page, tmp_path)
+    assert out["errors"] == [] and console == [], "\n".join(out["errors"] + console)
+    (ex,) = out["explorers"]
+    labels = file.positions.labels
+    compared = 0
+    for e in with_flows:
+        values = ex["edges"][f"{e.sender}->{e.receiver}"]["values"]
+        for a, k in enumerate(labels):
+            for b, q in enumerate(labels):
+                want = e.flow_scores.get(k, {}).get(q)
+                got = values.get(f"edge-flow-{a}-{b}")
+                assert (want is None and _num(got) is None) or _num(got) == pytest.approx(want, rel=1e-5, abs=1e-12)
+                compared += want is not None
+    assert compared >= len(with_flows)
+    kept = {(e.sender, e.receiver, k, q) for e in with_flows for k, q in e.kept_flows}
+    assert kept and all(k in labels and q in labels for *_, k, q in kept)
+
+
 def test_circuit_html_of_a_circuit_study_draws_the_explorer(tiny_model, tmp_path):
     """circuit.html as `circuitwise circuit` writes it (reports.study.write_outputs): the slider's
     faithfulness at the circuit's own size is the evaluation's, and the panels a study lacks say so."""

@@ -341,6 +341,21 @@
         });
         add(panel, section("Score per position", el("div", {}, [el("p", {"class": "cwx-note"},
           "the edge's score split by the position its receiver reads (summed: the score above); the circuit keeps it where marked"), pt])));
+        var fl = e.by_pos.flows;
+        if (fl) {  /* a key/value edge of a key × query circuit: how much reaches each query through the head */
+          var ft = el("table", {}, el("tr", {}, [el("th", {}, "key ↓ / query →")].concat(
+            data.columns.labels.map(function (q) { return el("th", {}, el("span", {"class": "cwx-tok"}, q)); }))));
+          data.columns.labels.forEach(function (k, a) {
+            ft.appendChild(el("tr", {}, [el("td", {}, el("span", {"class": "cwx-tok"}, k))].concat(
+              data.columns.labels.map(function (q, b) {
+                var x = fl.scores[a][b];
+                return el("td", fl.kept[a][b] ? {"class": "cwx-kept"} : {},
+                  [v("edge-flow-" + a + "-" + b, x, x === null ? "" : signed(x, 4)), fl.kept[a][b] ? " ✓" : ""]);
+              }))));
+          });
+          add(panel, section("Score per key → query", el("div", {}, [el("p", {"class": "cwx-note"},
+            "the score at each key position split by the query that reads it through the head's attention (each row sums to that key's score above); ✓ marks the flows the circuit keeps"), ft])));
+        }
       }
       function scoreRows(xs, label, weight, shown) {
         /* a table of scores with a signed bar each, and their weighted mean over every finite one */
