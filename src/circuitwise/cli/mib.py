@@ -248,10 +248,11 @@ def _write_page(path: Path, board: dict[str, Any]) -> None:
 
 
 def _print_board(board: dict[str, Any]) -> None:
-    from rich.table import Table
+    from rich.table import Column, Table
 
     headers, rows = _cells(board)
-    t = Table(*headers)
+    # Pair names are long (counting_bundled-llama): wrap them on a narrow terminal, never cut them.
+    t = Table(*(Column(h.replace(" CPR", "\nCPR"), overflow="fold") for h in headers))
     for row in rows:
         t.add_row(*row)
     console.print(t)
