@@ -1,10 +1,11 @@
-"""What the parity scripts share (acdc_parity.py, eap_ig_parity.py): running a reference implementation's
-commands into a log, a random checkpoint's embedding scaled so a corruption moves its answer, and which
+"""What the parity scripts share (acdc_parity.py, eap_ig_parity.py …): a reference implementation's own venv and
+running its commands into a log, a random checkpoint's embedding scaled so a corruption moves its answer, and which
 circuitwise commit a result was measured on."""
 
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,23 @@ def run(cmd: list[str], log: Path, env: dict[str, str] | None = None, timeout: i
         f.write(f"$ {' '.join(cmd)}\n")
         f.flush()
         return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout).returncode
+
+
+def install_venv(venv: Path, log: Path, torch_spec: str, deps: list[str]) -> tuple[Path | None, str]:
+    """A reference implementation's own venv, made once (``.installed`` marks it done): ``torch_spec``
+    first (the CPU wheel), then ``deps``. The venv's python and "ok", or None and why it failed."""
+    py = venv / "bin" / "python"
+    if (venv / ".installed").exists():
+        return py, "ok"
+    if not py.exists() and run([sys.executable, "-m", "venv", str(venv)], log):
+        return None, f"python -m venv failed (see {log})"
+    if run([str(py), "-m", "pip", "install", "-q", torch_spec], log):
+        return None, f"installing {torch_spec} failed (see {log})"
+    if run([str(py), "-m", "pip", "install", "-q", *deps], log):
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-6:]
+        return None, f"pip install {' '.join(deps)} failed: " + " | ".join(tail)
+    (venv / ".installed").write_text("ok")
+    return py, "ok"
 
 
 def embed_scale(ckpt: Path, k: float) -> None:

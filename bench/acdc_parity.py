@@ -85,7 +85,7 @@ VENV = VENVS / "acdc"
 SRC = VENVS / "acdc-src"  # the reference's acdc/ package, extracted from its git snapshot
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
-from bench._reference import circuitwise_state, embed_scale, run  # noqa: E402
+from bench._reference import circuitwise_state, embed_scale, install_venv, run  # noqa: E402
 
 REF_REPO = "ArthurConmy/Automatic-Circuit-Discovery"
 REF_COMMIT = "bc99ace817974b5584b7ee203d596a8e2bbcd399"
@@ -112,7 +112,6 @@ LETTERS = [" A", " B", " C", " D", " E", " F", " G", " H", " J", " K", " L", " M
 
 def ensure_reference(ref_git: Path) -> tuple[Path | None, str]:
     """The reference venv's python (made on first use) and its source; or None and what failed."""
-    py = VENV / "bin" / "python"
     log = VENVS / "acdc.log"
     VENVS.mkdir(parents=True, exist_ok=True)
     if not (SRC / "acdc" / "TLACDCExperiment.py").exists():
@@ -125,17 +124,7 @@ def ensure_reference(ref_git: Path) -> tuple[Path | None, str]:
         if arch.returncode:
             return None, f"git archive {REF_COMMIT} failed: {arch.stderr.decode()[-300:]}"
         subprocess.run(["tar", "-x", "-C", str(SRC)], input=arch.stdout, check=True)
-    if (VENV / ".installed").exists():
-        return py, "ok"
-    if not py.exists() and run([sys.executable, "-m", "venv", str(VENV)], log):
-        return None, f"python -m venv failed (see {log})"
-    if run([str(py), "-m", "pip", "install", "-q", TORCH], log):
-        return None, f"installing {TORCH} failed (see {log})"
-    if run([str(py), "-m", "pip", "install", "-q", *DEPS], log):
-        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-6:]
-        return None, f"pip install {' '.join(DEPS)} failed: " + " | ".join(tail)
-    (VENV / ".installed").write_text("ok")
-    return py, "ok"
+    return install_venv(VENV, log, TORCH, DEPS)
 
 
 # -- the shared problems ---------------------------------------------------------------------------

@@ -91,7 +91,7 @@ VENV = VENVS / "eap-ig"
 SRC = VENVS / "eap-ig-src"  # eap/ (from EAP-IG) and MIB_circuit_track/ (from MIB's circuit track)
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
-from bench._reference import circuitwise_state, embed_scale, run  # noqa: E402
+from bench._reference import circuitwise_state, embed_scale, install_venv, run  # noqa: E402
 
 EAP_REPO = "hannamw/EAP-IG"
 EAP_COMMIT = "7af394a5662de8b23ad6154716a0cd3993d447a3"
@@ -135,7 +135,6 @@ def extract(repo: str, commit: str, path: str) -> str | None:
 
 def ensure_reference() -> tuple[Path | None, str]:
     """The reference venv's python (made on first use) and its sources; or None and what failed."""
-    py = VENV / "bin" / "python"
     log = VENVS / "eap-ig.log"
     VENVS.mkdir(parents=True, exist_ok=True)
     if not (SRC / "eap" / "attribute.py").exists() or not (SRC / "MIB_circuit_track" / "evaluation.py").exists():
@@ -149,17 +148,7 @@ def ensure_reference() -> tuple[Path | None, str]:
         # The one edit: the score matrices are allocated on 'cuda'; the model's device instead.
         att = SRC / "eap" / "attribute.py"
         att.write_text(att.read_text().replace("device='cuda'", "device=model.cfg.device"))
-    if (VENV / ".installed").exists():
-        return py, "ok"
-    if not py.exists() and run([sys.executable, "-m", "venv", str(VENV)], log):
-        return None, f"python -m venv failed (see {log})"
-    if run([str(py), "-m", "pip", "install", "-q", TORCH], log):
-        return None, f"installing {TORCH} failed (see {log})"
-    if run([str(py), "-m", "pip", "install", "-q", *DEPS], log):
-        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-6:]
-        return None, f"pip install {' '.join(DEPS)} failed: " + " | ".join(tail)
-    (VENV / ".installed").write_text("ok")
-    return py, "ok"
+    return install_venv(VENV, log, TORCH, DEPS)
 
 
 # -- the shared problems ---------------------------------------------------------------------------

@@ -53,19 +53,9 @@ def _readouts(run, tcs, g, acts, errors, emb):
     return torch.stack(out, 1)
 
 
-@pytest.mark.parametrize("kind", ["topk_skip", "jumprelu", "clt"])
-def test_rows_sum_to_values_and_equal_ablations_in_the_frozen_model(tiny_model, kind):
-    tcs = random_set(tiny_model, kind)
-    g = attribution_graph(tiny_model, tcs, PROMPT, targets=Tokens((" young", " old")))
-    run = clean_run(tiny_model, tcs, torch.tensor(g.tokens[0]))
-    recv = _receivers(g)
-    vals = g.values.float()
-    assert float((g.adjacency[recv].sum(1) + g.bias[recv] - vals[recv]).abs().max()) < 1e-5
-    # The replacement reproduces the logits.
-    assert float((replacement_logits(run, tcs) - tiny_model(run.tokens[None])[0]).abs().max()) < 1e-5
-    # Ablate every sender at once, one per stacked copy: the receivers move by exactly the edge.
-    L, T = g.n_layers, len(g.tokens[0])
-    senders = list(range(g.token_nodes.stop))
+def _ablation_effects(run, tcs, g, senders: list[int]) -> torch.Tensor:
+    """``[receivers, senders]``: each receiver's readout less its readout with one sender zeroed (each
+    sender ablated in its own stacked copy of the frozen run: feature, error or token embedding)."""
     B = len(senders)
     acts = [a.expand(B, -1, -1).clone() for a in run.acts]
     errs = [e.expand(B, -1, -1).clone() for e in run.errors]
@@ -79,8 +69,23 @@ def test_rows_sum_to_values_and_equal_ablations_in_the_frozen_model(tiny_model, 
         else:
             emb[b, n.position] = 0
     full = _readouts(run, tcs, g, [a[None] for a in run.acts], [e[None] for e in run.errors], run.embed[None])
-    ablated = _readouts(run, tcs, g, acts, errs, emb)
-    effect = (full - ablated).T  # [receivers, senders]
+    return (full - _readouts(run, tcs, g, acts, errs, emb)).T
+
+
+@pytest.mark.parametrize("kind", ["topk_skip", "jumprelu", "clt"])
+def test_rows_sum_to_values_and_equal_ablations_in_the_frozen_model(tiny_model, kind):
+    tcs = random_set(tiny_model, kind)
+    g = attribution_graph(tiny_model, tcs, PROMPT, targets=Tokens((" young", " old")))
+    run = clean_run(tiny_model, tcs, torch.tensor(g.tokens[0]))
+    recv = _receivers(g)
+    vals = g.values.float()
+    assert float((g.adjacency[recv].sum(1) + g.bias[recv] - vals[recv]).abs().max()) < 1e-5
+    # The replacement reproduces the logits.
+    assert float((replacement_logits(run, tcs) - tiny_model(run.tokens[None])[0]).abs().max()) < 1e-5
+    # Ablate every sender at once, one per stacked copy: the receivers move by exactly the edge.
+    L, T = g.n_layers, len(g.tokens[0])
+    senders = list(range(g.token_nodes.stop))
+    effect = _ablation_effects(run, tcs, g, senders)  # [receivers, senders]
     assert torch.allclose(effect, g.adjacency[recv][:, senders], atol=2e-5, rtol=1e-4)
     assert g.adjacency[recv][:, senders].abs().max() > 1e-2  # the graph is not empty
     assert L * T == g.errors.stop - g.errors.start
@@ -149,20 +154,7 @@ def test_every_family_reproduces_logits_and_freezing_takes_effect(family_model):
     other = attribution_graph(model, tcs, tokens, targets=Salient_top2(), batch_rows=5)
     assert float(((g.adjacency - other.adjacency).abs().amax(1)[recv] / scale).max()) < 1e-5
     senders = list(range(0, g.token_nodes.stop, max(1, g.token_nodes.stop // 12)))
-    B = len(senders)
-    acts = [a.expand(B, -1, -1).clone() for a in run.acts]
-    errs = [e.expand(B, -1, -1).clone() for e in run.errors]
-    emb = run.embed.expand(B, -1, -1).clone()
-    for b, j in enumerate(senders):
-        n = g.nodes[j]
-        if n.kind == "feature":
-            acts[n.layer][b, n.position, n.feature] = 0
-        elif n.kind == "error":
-            errs[n.layer][b, n.position] = 0
-        else:
-            emb[b, n.position] = 0
-    full = _readouts(run, tcs, g, [a[None] for a in run.acts], [e[None] for e in run.errors], run.embed[None])
-    effect = (full - _readouts(run, tcs, g, acts, errs, emb)).T
+    effect = _ablation_effects(run, tcs, g, senders)
     assert float(((effect - g.adjacency[recv][:, senders]).abs().amax(1) / scale).max()) < 1e-5
 
 
