@@ -67,6 +67,9 @@ class Graph:
     n_heads: int
     has_mlp: bool = True
     parallel_attn_mlp: bool = False
+    # A post-attention norm (Gemma 2/3, OLMo 2) scales every head's write by the layer's live total,
+    # so what one head writes moves the others' writes: circuits.prune treats the heads as one node.
+    shared_head_norm: bool = False
     senders: tuple[Sender, ...] = field(init=False)
     receivers: tuple[Receiver, ...] = field(init=False)
 
@@ -190,11 +193,14 @@ class Graph:
 def graph_of(model: Any) -> Graph:
     """The graph of a TransformerLens model (bridge), from its config."""
     cfg = model.cfg
+    blocks: Any = getattr(model, "blocks", None) or ()
     return Graph(
         n_layers=int(cfg.n_layers),
         n_heads=int(cfg.n_heads),
         has_mlp=not bool(getattr(cfg, "attn_only", False)),
         parallel_attn_mlp=bool(getattr(cfg, "parallel_attn_mlp", False)),
+        # The bridge's post-attention norm, as models.weights reads it (post_attn).
+        shared_head_norm=bool(blocks) and getattr(blocks[0], "ln1_post", None) is not None,
     )
 
 

@@ -3,8 +3,11 @@
 An edge whose sender has no circuit path from the input carries the corrupted value anyway
 (all of that sender's inputs are corrupted, so its output is its corrupted output), and an edge
 into a node with no circuit path to the logits changes nothing the metric reads. Removing them
-leaves exact (corrupted-run) faithfulness unchanged, which the tests check. Under mean ablation
-the first kind is only approximately inert.
+leaves exact (corrupted-run) faithfulness unchanged, which the tests check on every family. Under
+mean ablation the first kind is only approximately inert. A post-attention norm (Gemma 2/3, OLMo 2)
+scales each head's write by the whole layer's live output, so its heads count as one node: an edge
+into any of them matters when one of them reaches the logits, and one out of any of them when one
+of them is reached from the input.
 """
 
 from __future__ import annotations
@@ -44,6 +47,11 @@ def prune_rows(graph: Graph, keep: torch.Tensor) -> torch.Tensor:
     t_idx = receiver_nodes(graph)[r_idx]
     keep = keep.bool().cpu()
     out = torch.empty_like(keep)
+    # Heads under one post-attention norm are one node here: each one's write is scaled by the
+    # layer's live total, so a head off every path still moves the writes of one on a path.
+    layers = [graph.head_senders(l) for l in range(graph.n_layers)] if graph.shared_head_norm else []
+    last_head = {h.stop - 1: h for h in layers}
+    first_head = {h.start: h for h in layers}
     for c0 in range(0, keep.shape[0], _PRUNE_CHUNK):
         k = keep[c0 : c0 + _PRUNE_CHUNK]
         K = k.shape[0]
@@ -54,12 +62,21 @@ def prune_rows(graph: Graph, keep: torch.Tensor) -> torch.Tensor:
         reach[:, 0] = True
         for n in range(1, S + 1):  # senders are in topological order; the logits come last
             reach[:, n] = (node_adj[:, :, n] & reach[:, :S]).any(1)
+            if n in last_head:
+                _join(reach, last_head[n])
         alive = torch.zeros(K, S + 1, dtype=torch.bool)
         alive[:, S] = True
         for n in range(S - 1, -1, -1):
             alive[:, n] = (node_adj[:, n] & alive).any(1)
+            if n in first_head:
+                _join(alive, first_head[n])
         out[c0 : c0 + K] = k & reach[:, s_idx] & alive[:, t_idx]
     return out
+
+
+def _join(flags: torch.Tensor, heads: slice) -> None:
+    """Every head of the layer gets the flag when one of them has it."""
+    flags[:, heads] = flags[:, heads].any(1, keepdim=True)
 
 
 def one_pass_prune(graph: Graph, keep: torch.Tensor) -> torch.Tensor:

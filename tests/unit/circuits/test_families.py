@@ -220,3 +220,26 @@ def test_eap_ig_over_the_shared_prefix_equals_plain_transformerlens_hooks(family
         pytest.skip(f"the hook reference does not run on this family: {type(e).__name__}: {e}")
     torch.testing.assert_close(ref.on_tl_receivers(family_model, ours.scores), theirs, atol=1e-5, rtol=1e-3)
     assert theirs.abs().max() > 1e-4
+
+
+def test_pruning_dangling_edges_changes_no_number(family_model, family_tok):
+    """patched_metrics drops dangling edges (circuits.prune) before it runs an edge set; sparse random
+    sets, mostly dangling, give the unpruned forward's metrics on every family. With post-norms
+    (Gemma 2/3, OLMo 2) a layer's heads share the norm's live scale, so an edge into a head that
+    reaches the logits only through that scale is not dangling."""
+    from circuitwise.circuits.patch import patched_metrics
+    from circuitwise.circuits.prune import prune_rows
+    from circuitwise.circuits.scores import prepare
+
+    prep = prepare(family_model, family_tok)
+    gm, tok, g = prep.gm, prep.tok, prep.gm.graph
+    gm.memo.clear()
+    gen = torch.Generator().manual_seed(11)
+    masks = torch.rand(8, g.n_edges, generator=gen) < torch.tensor([0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6])[:, None]
+    assert (prune_rows(g, masks) != masks).any(1).sum() >= 4  # most sets have dangling edges
+    got = patched_metrics(prep, masks, ablation="corrupted")
+    rep = run_graph(gm, gm.embed(tok.corrupted), tok.last, tok.answers, record=True).outputs
+    keep = g.to_dense(masks.to(gm.dtype), fill=1.0)
+    full = prep.metric(run_graph(gm, gm.embed(tok.clean), tok.last, tok.answers, keep=keep,
+                                 replacement=rep).answer_logits)
+    torch.testing.assert_close(got.patched, full.float(), atol=1e-5, rtol=1e-5)

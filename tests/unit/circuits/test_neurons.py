@@ -206,8 +206,8 @@ def test_the_identities_hold_on_grouped_parallel_and_post_norm_blocks(family_mod
                                                  torch.zeros(S, d, dtype=torch.bool), nodes.neurons]))
     assert torch.allclose(pm.patched[0], pm.clean, atol=1e-4)
     assert torch.allclose(pm.patched[1], pm.corrupted, atol=1e-4)
-    # The edge forward itself, unpruned: with post-norms a layer's norm couples its heads, so a dangling edge
-    # (pruned by patched_metrics) still moves the residual a little (gemma2: 4e-3 here).
+    # The edge forward itself, unpruned (patched_metrics prunes dangling edges; a post-norm's coupled heads
+    # count as one node there, tested in test_families).
     g, gm = prep.gm.graph, prep.gm
     s_idx, _ = g.edge_index
     keep = g.to_dense(nodes.nodes[s_idx].to(gm.dtype), fill=1.0)[None]
