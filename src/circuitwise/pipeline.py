@@ -33,6 +33,7 @@ from circuitwise.config import (
     default_batch_size,
 )
 from circuitwise.circuits import find_circuit, get_method
+from circuitwise.circuits.methods import check_prompts
 from circuitwise.evaluation import evaluate_circuit
 from circuitwise.evaluation.bootstrap import Resampling, cell_intervals, mean_interval, mean_intervals, top_cell_order
 from circuitwise.evaluation.outputs import summary_lines
@@ -166,8 +167,12 @@ def load_study(study: Study, *, progress: Progress | None = None, notes: Progres
                model: Any = None) -> Prepared:
     """The runner's first step for every command but ``run``: the task and the model, the task tokenized
     for the model and set up for the metric, and the memory the command's stages need checked — once."""
-    return prepare(study.config, need_corrupted=True, purpose=study.purpose, stages=study.memory_stages,
-                   progress=progress, notes=notes, model=model)
+    prepared = prepare(study.config, need_corrupted=True, purpose=study.purpose, stages=study.memory_stages,
+                       progress=progress, notes=notes, model=model)
+    if study.circuit is not None:
+        # What the method refuses for these prompts (e.g. positions they cannot line up), before any work.
+        check_prompts(study.circuit.method, prepared.model, prepared.tok, study.circuit.options)
+    return prepared
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,10 @@ def plan_resources(config: Any, tok: TokenizedTask, model: Any, prefer: int) -> 
     if corrupted and config.circuit and supports(model) is None:
         wanted += ["edges", "evaluation"]
     refuse_unless_fits(wanted, model, T, what=f"This run of {len(tok)} prompts")
+    if "edges" in wanted:
+        from circuitwise.circuits.methods import check_prompts
+
+        check_prompts(config.circuit, model, tok, config.method_options())  # e.g. positions these prompts lack
     # What the metric holds for the whole run (kl's clean reference) comes off every stage's budget.
     held = metric_held(getattr(config, "metric", "logit_diff"), len(tok), model)
     budget -= held

@@ -15,8 +15,7 @@ from typing import Any
 from circuitwise.circuits.gradients import gradient_edge_scores
 from circuitwise.circuits.positional import (
     PositionOption,
-    check_column_memory,
-    position_spec,
+    check_positions,
     positional_gradient_scores,
 )
 from circuitwise.circuits.positional_kq import KVPositions, check_kv_positions, kq_gradient_scores
@@ -51,10 +50,7 @@ def score_eap(model: Any, tok: TokenizedTask, options: EAPOptions, *, batch_size
         # circuits.methods.check_metric says it to the front ends before any work; this guards the library.
         raise ConfigError("kl has zero gradient at the clean run, so EAP (or RelP) with its gradient there scores "
                           "every edge 0; use gradient='corrupted', or eap-ig.")
-    if options.positions != "none":
-        # Prompts the positions cannot line up, or buffers that do not fit: refused before any work.
-        check_column_memory(model, tok, position_spec(tok, options.positions),
-                            key_query=options.kv_positions == "key-query")
+    check_positions(model, tok, options)  # the runner's plan has said it already; this guards the library
     prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
     alpha = 1.0 if options.gradient == "clean" else 0.0
     config = options_config(options)
@@ -89,7 +85,7 @@ def eap(
 
 METHOD = DiscoveryMethod(
     "eap", "Edge attribution patching: one gradient, at the clean run (or --gradient corrupted).",
-    EAPOptions, score_eap,
+    EAPOptions, score_eap, check_prompts=check_positions,
 )
 
 __all__ = ["METHOD", "EAPOptions", "eap", "score_eap"]

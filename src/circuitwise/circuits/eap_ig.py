@@ -19,8 +19,7 @@ from typing import Any
 from circuitwise.circuits.gradients import gradient_edge_scores, quadrature_points
 from circuitwise.circuits.positional import (
     PositionOption,
-    check_column_memory,
-    position_spec,
+    check_positions,
     positional_gradient_scores,
 )
 from circuitwise.circuits.positional_kq import KVPositions, check_kv_positions, kq_gradient_scores
@@ -65,10 +64,7 @@ def ig_alphas(steps: int, quadrature: Quadrature = EAPIGOptions.quadrature) -> l
 def score_eap_ig(model: Any, tok: TokenizedTask, options: EAPIGOptions, *, batch_size: int | None = None,
                  metric: str = "logit_diff", progress: Progress = no_progress, check: bool = True) -> EdgeScores:
     alphas, weights = quadrature_points(options.quadrature, options.steps)
-    if options.positions != "none":
-        # Prompts the positions cannot line up, or buffers that do not fit: refused before any work.
-        check_column_memory(model, tok, position_spec(tok, options.positions),
-                            key_query=options.kv_positions == "key-query")
+    check_positions(model, tok, options)  # the runner's plan has said it already; this guards the library
     prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
     config = {**options_config(options), "interpolation": "input-embedding"}
     del config["kv_positions"]  # recorded by key-query scores only: other scores record what they always did
@@ -104,7 +100,7 @@ def eap_ig(
 METHOD = DiscoveryMethod(
     "eap-ig",
     "EAP with integrated gradients on the input embedding (left points k = 0…n−1 by default, as MIB's reference).",
-    EAPIGOptions, score_eap_ig,
+    EAPIGOptions, score_eap_ig, check_prompts=check_positions,
 )
 
 __all__ = ["DEFAULT_STEPS", "METHOD", "EAPIGOptions", "eap_ig", "ig_alphas", "score_eap_ig"]

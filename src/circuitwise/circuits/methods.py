@@ -52,6 +52,14 @@ def get_method(name: str) -> DiscoveryMethod:
     return METHODS[name]
 
 
+def check_prompts(method: str, model: Any, tok: TokenizedTask, options: Any = None) -> None:
+    """Raise, before any work, what ``method`` with ``options`` refuses for these prompts (positions they
+    cannot line up, score buffers over the memory budget); the runners call it as they plan."""
+    m = get_method(method)
+    if m.check_prompts is not None and len(tok):
+        m.check_prompts(model, tok, m.options(options))
+
+
 def _split(m: DiscoveryMethod, kwargs: dict[str, Any], options: Any) -> tuple[Any, dict[str, Any]]:
     common = {k: kwargs.pop(k) for k in COMMON if k in kwargs}
     return m.options(options, **kwargs), common
@@ -84,4 +92,5 @@ def score_nodes(model: Any, tok: TokenizedTask, method: str = "eap-ig", options:
     return m.score(model, tok, opts, **common).node_scores()
 
 
-__all__ = ["check_metric", "METHODS", "DiscoveryMethod", "MethodName", "get_method", "score_edges", "score_nodes"]
+__all__ = ["check_metric", "check_prompts", "METHODS", "DiscoveryMethod", "MethodName", "get_method", "score_edges",
+           "score_nodes"]

@@ -98,6 +98,13 @@ def check_column_memory(model: Any, tok: TokenizedTask, spec: PositionSpec, *, k
             + "shorter prompts, or a larger --max-memory if more is free.")
 
 
+def check_positions(model: Any, tok: TokenizedTask, options: Any) -> None:
+    """Refuse, before any work, ``options.positions`` the prompts cannot line up, or whose buffers do not fit."""
+    if getattr(options, "positions", "none") != "none":
+        check_column_memory(model, tok, position_spec(tok, options.positions),
+                            key_query=getattr(options, "kv_positions", "key") == "key-query")
+
+
 def position_spec(tok: TokenizedTask, mode: str) -> PositionSpec:
     """The task's position columns, or a TaskError saying why it has none of this kind."""
     if mode == "tokens":
@@ -260,5 +267,5 @@ def positional_patched_metrics(prep: Prepared, keep: torch.Tensor, spec: Positio
 
 
 __all__ = ["KEEP_ELEMENTS", "OTHER", "PositionMode", "PositionOption", "PositionSpec", "PositionalEdgeScores",
-           "all_positions", "check_column_memory", "position_spec", "positional_gradient_scores",
+           "all_positions", "check_column_memory", "check_positions", "position_spec", "positional_gradient_scores",
            "positional_patched_metrics"]

@@ -52,6 +52,9 @@ class DiscoveryMethod(Generic[O]):
     nodes: Callable[..., Any] | None = None
     # Why the method cannot score a model (said before any work), beyond what every engine checks; None: it can.
     supports: Callable[[Any], str | None] | None = None
+    # What the method refuses for these prompts with these options (positions the prompts cannot line up,
+    # score buffers over the memory budget): raises, and the runner calls it before any stage runs.
+    check_prompts: Callable[[Any, Any, Any], None] | None = None
 
     @property
     def option_names(self) -> tuple[str, ...]:

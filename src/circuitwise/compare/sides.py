@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from circuitwise.circuits.methods import check_prompts
 from circuitwise.compare.config import CompareConfig
 from circuitwise.compare.pairing import PairingDecision, are_twins, decide_pairing
 from circuitwise.config import RunConfig
@@ -107,6 +108,8 @@ def load_sides(config: CompareConfig, *, tasks: tuple[Task, Task] | None = None,
     for side, model, tok in (("A", ma, tok_a), ("B", mb, tok_b)):
         if len(tok):
             refuse_unless_fits(stages, model, int(tok.clean.shape[1]), what=f"Side {side} of the comparison")
+            if corrupted and config.circuit:
+                check_prompts(config.circuit, model, tok, config.method_options())
     la, lb = _labels(config, ta, tb)
     return (Loaded("a", la, ra, ma, tok_a, drop_a, builtin[0], len(ta)),
             Loaded("b", lb, rb, mb, tok_b, drop_b, builtin[1], len(tb)), decision)

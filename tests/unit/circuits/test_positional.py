@@ -192,3 +192,28 @@ def test_score_buffers_that_do_not_fit_are_refused_before_any_work(tiny_model, t
     monkeypatch.setattr(tiny_model, "circuitwise_max_memory", base + per_copy * (parallel.WORKERS + 2), raising=False)
     positional.check_column_memory(tiny_model, tiny_tok, position_spec(tiny_tok, "tokens"),
                                    key_query=kv_positions == "key-query")  # exactly enough: accepted
+
+
+@pytest.mark.parametrize("command", [["run", "opposites"], ["circuit", "opposites"],
+                                     ["compare", "opposites", "--model-b", "bundled-llama"]])
+def test_positions_the_prompts_cannot_line_up_are_refused_before_any_stage(tmp_path, monkeypatch, command):
+    """`-O positions=tokens` on a task of mixed lengths is the method's to refuse (circuits.registry
+    check_prompts); every runner asks it as it plans, so no stage runs first (run used to refuse it after
+    baseline, DLA and patching)."""
+    import importlib
+
+    import circuitwise.pipeline as pipeline
+    from tests.unit.cli.conftest import invoke
+
+    compare_run = importlib.import_module("circuitwise.compare.run")  # the package exports a function `run`
+
+    def no_work(*_a, **_k):
+        raise AssertionError("a stage ran")
+
+    for mod, name in ((pipeline, "measure_baseline"), (pipeline, "study_circuit"), (compare_run, "measure_baseline")):
+        monkeypatch.setattr(mod, name, no_work)
+    out = tmp_path / "o"
+    r = invoke(*command, "--model", "bundled", "--n", "8", "--circuit", "eap", "-O", "positions=tokens",
+               "--out", out)
+    assert r.exit_code != 0 and "one token length" in r.output and "positions=roles" in r.output, r.output
+    assert "a stage ran" not in r.output and not out.exists()
