@@ -345,7 +345,7 @@ def gradient_sums(
     map_pieces(one, list(tok.batches(batch_size)), gm.device, on_done=add, keep=False)
     scores = summed[0] / n
     if track is not None:  # batches come back in order, so their examples line up with tok's
-        track.parts.append(torch.cat(per_example, dim=1).double().cpu())
+        track.parts.append(torch.cat(per_example, dim=1).cpu().double())  # on the CPU first: MPS has no float64
     return GradientSums(scores, sums[0], sums[1])
 
 

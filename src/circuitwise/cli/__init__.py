@@ -30,7 +30,8 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 console = Console()
-err_console = Console(stderr=True)
+# Progress lines carry the time, not the source line that logged them (circuit.py:69 means nothing to a user).
+err_console = Console(stderr=True, log_path=False)
 
 
 def _version(value: bool) -> None:

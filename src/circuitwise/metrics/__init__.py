@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 import torch
 
+from circuitwise.models.precision import wide_dtype
+
 # Rows of full-vocabulary logits built at once by a vocabulary metric's read-out (chunks keep a
 # stacked run's transient small: 32 rows × vocab × ~40 bytes, 64 MB at GPT-2's vocabulary, 164 MB at
 # Llama 3's; see held_bytes).
@@ -158,7 +160,7 @@ def as_targets(answers: torch.Tensor | Targets) -> Targets:
 def reference_of(logits: torch.Tensor) -> torch.Tensor:
     """kl's reference from last-token logits ``[N, vocab]``: their log-probabilities (computed in
     float64, kept in float32 at least: its rounding then adds ~1e-9 to a KL)."""
-    logp = logits.double().log_softmax(-1)
+    logp = logits.to(wide_dtype(logits.device)).log_softmax(-1)
     return logp if logits.dtype == torch.float64 else logp.float()
 
 
@@ -194,8 +196,9 @@ def columns(logits: torch.Tensor, targets: Targets | torch.Tensor) -> torch.Tens
     if not t.vocab:
         return logits.gather(-1, ans)
     # Reduced in float64: logprob and kl are small differences of terms near log(vocab) ≈ 11, where
-    # float32's spacing (1e-6) would be the whole KL of a small patch. Returned in float32 at least.
-    full = logits.double()
+    # float32's spacing (1e-6) would be the whole KL of a small patch (on MPS, which has no float64,
+    # that is the precision). Returned in float32 at least.
+    full = logits.to(wide_dtype(logits.device))
     lse = full.logsumexp(-1, keepdim=True)
     cols = [full.gather(-1, ans), lse]
     if t.ref is not None:

@@ -44,4 +44,10 @@ def value_bound(dtype: torch.dtype, scale: float) -> float:
     return VALUE_EPS_FACTOR * torch.finfo(dtype).eps * (1.0 + scale)
 
 
-__all__ = ["CHECK_EPS_FACTOR", "HALF", "TOP_EDGES_SHARED", "VALUE_EPS_FACTOR", "is_half", "tolerance", "value_bound"]
+def wide_dtype(device: torch.device | str) -> torch.dtype:
+    """The widest float a device computes in: float64, except on Apple's MPS, which has none (float32)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
+__all__ = ["CHECK_EPS_FACTOR", "HALF", "TOP_EDGES_SHARED", "VALUE_EPS_FACTOR", "is_half", "tolerance", "value_bound",
+           "wide_dtype"]

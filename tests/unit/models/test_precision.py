@@ -161,3 +161,11 @@ def test_every_command_takes_dtype_and_every_output_records_it(tmp_path):
         assert isinstance(bad.exception, CircuitwiseError), (command, repr(bad.exception))
         assert bad.exception.exit_code == 2 and "float32" in str(bad.exception), command
         assert not (tmp_path / "bad").exists(), "nothing is written for a refused option"
+
+
+def test_wide_sums_fall_back_to_float32_on_mps_only():
+    """MPS has no float64: the metrics' wide reductions (logprob, kl) use float32 there, float64 elsewhere."""
+    from circuitwise.models.precision import wide_dtype
+
+    assert wide_dtype("mps") == torch.float32
+    assert wide_dtype("cpu") == wide_dtype(torch.device("cuda", 1)) == torch.float64
