@@ -9,6 +9,7 @@ the edge alone in the corrupted run gains). Computed for all edges and a batch i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from circuitwise.circuits.positional import (
 )
 from circuitwise.circuits.positional_kq import KVPositions, check_kv_positions, kq_gradient_scores
 from circuitwise.circuits.registry import DiscoveryMethod, Gradient, check_choice, options_config
-from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
+from circuitwise.circuits.scores import EdgeScores, Prepared, Progress, no_progress, prepare
 from circuitwise.errors import ConfigError
 from circuitwise.metrics import get_metric
 from circuitwise.tasks.tokenize import TokenizedTask
@@ -53,16 +54,25 @@ def score_eap(model: Any, tok: TokenizedTask, options: EAPOptions, *, batch_size
     check_positions(model, tok, options)  # the runner's plan has said it already; this guards the library
     prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
     alpha = 1.0 if options.gradient == "clean" else 0.0
-    config = options_config(options)
+    return split_gradient_scores(prep, [alpha], [1.0], options.positions, options.kv_positions, method="eap",
+                                 config=options_config(options), progress=progress)
+
+
+def split_gradient_scores(prep: Prepared, alphas: Sequence[float], weights: Sequence[float],
+                          positions: PositionOption, kv_positions: KVPositions, *, method: str,
+                          config: dict[str, Any], progress: Progress) -> EdgeScores:
+    """Gradient edge scores at the points ``alphas`` (weights ``weights``), split as ``positions`` and
+    ``kv_positions`` ask: EAP's one point and EAP-IG's path take the same three engines."""
+    config = dict(config)
     del config["kv_positions"]  # recorded by key-query scores only: other scores record what they always did
-    if options.kv_positions == "key-query":
-        return kq_gradient_scores(prep, [alpha], [1.0], options.positions, method="eap", config=config,
+    if kv_positions == "key-query":
+        return kq_gradient_scores(prep, alphas, weights, positions, method=method, config=config,
                                   progress=progress)
-    if options.positions != "none":
-        return positional_gradient_scores(prep, [alpha], [1.0], options.positions, method="eap", config=config,
+    if positions != "none":
+        return positional_gradient_scores(prep, alphas, weights, positions, method=method, config=config,
                                           progress=progress)
     del config["positions"]  # position-agnostic scores record what they always did
-    return gradient_edge_scores(prep, [alpha], [1.0], batch_size=prep.batch_size, method="eap",
+    return gradient_edge_scores(prep, alphas, weights, batch_size=prep.batch_size, method=method,
                                 config=config, progress=progress)
 
 

@@ -16,13 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from circuitwise.circuits.gradients import gradient_edge_scores, quadrature_points
-from circuitwise.circuits.positional import (
-    PositionOption,
-    check_positions,
-    positional_gradient_scores,
-)
-from circuitwise.circuits.positional_kq import KVPositions, check_kv_positions, kq_gradient_scores
+from circuitwise.circuits.eap import split_gradient_scores
+from circuitwise.circuits.gradients import quadrature_points
+from circuitwise.circuits.positional import PositionOption, check_positions
+from circuitwise.circuits.positional_kq import KVPositions, check_kv_positions
 from circuitwise.circuits.registry import DiscoveryMethod, Quadrature, check_choice, check_steps, options_config
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
 from circuitwise.tasks.tokenize import TokenizedTask
@@ -66,17 +63,9 @@ def score_eap_ig(model: Any, tok: TokenizedTask, options: EAPIGOptions, *, batch
     alphas, weights = quadrature_points(options.quadrature, options.steps)
     check_positions(model, tok, options)  # the runner's plan has said it already; this guards the library
     prep = prepare(model, tok, metric, check=check, batch_size=batch_size)
-    config = {**options_config(options), "interpolation": "input-embedding"}
-    del config["kv_positions"]  # recorded by key-query scores only: other scores record what they always did
-    if options.kv_positions == "key-query":
-        return kq_gradient_scores(prep, alphas, weights, options.positions, method="eap-ig", config=config,
-                                  progress=progress)
-    if options.positions != "none":
-        return positional_gradient_scores(prep, alphas, weights, options.positions, method="eap-ig", config=config,
-                                          progress=progress)
-    del config["positions"]  # position-agnostic scores record what they always did
-    return gradient_edge_scores(prep, alphas, weights, batch_size=prep.batch_size, method="eap-ig",
-                                config=config, progress=progress)
+    return split_gradient_scores(prep, alphas, weights, options.positions, options.kv_positions, method="eap-ig",
+                                 config={**options_config(options), "interpolation": "input-embedding"},
+                                 progress=progress)
 
 
 def eap_ig(
