@@ -10,7 +10,12 @@
      per-prompt patched metrics (and the engine each side used);
    - ``eap_ig`` (``--steps``, 5) edge scores;
    - ``faithfulness_of_masks`` of three fixed random edge sets (the patched forward behind the
-     faithfulness curve and MIB), per-prompt metrics.
+     faithfulness curve and MIB), per-prompt metrics;
+   - on four ``opposites`` prompts (roles, mixed lengths): the ``resid_pre`` and ``heads_by_pos``
+     sweeps, and EAP's position-resolved scores by role and split key × query;
+   - the ``kl`` metric (baseline and EAP-IG scores), EAP's neuron scores, exact edge scores;
+   - run only (sampled masks and greedy choices may differ by device; each must finish): edge
+     pruning (10 steps), ACDC, and a few steps of transcoder training (``info.smoke``).
 
    Max |device − CPU| per quantity: float32 must be <= 1e-4 (``pass``); bfloat16 is recorded
    (with the reference's largest |value|, for scale), no target.
@@ -85,8 +90,9 @@ def _f64(x: Any) -> torch.Tensor:
     return torch.as_tensor(x).detach().to("cpu", torch.float64)
 
 
-def quantities(model: Any, task: Any, steps: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Every compared quantity of one model (CPU float64), and what each run said (engine, errors)."""
+def quantities(model: Any, task: Any, steps: int, smoke: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Every compared quantity of one model (CPU float64), and what each run said (engine, errors);
+    ``smoke``: also the run-only methods (on the device in float32 only: ACDC alone takes seconds)."""
     import circuitwise as cw
     from circuitwise.circuits import eap_ig, graph_of
     from circuitwise.evaluation.faithfulness import faithfulness_of_masks
@@ -144,8 +150,67 @@ def quantities(model: Any, task: Any, steps: int) -> tuple[dict[str, torch.Tenso
         if cannot_relp(model) is None:  # soft-capped families have no LRP rule (refused, not an error)
             vals["relp.scores"] = _f64(score_edges(model, tok, "relp").scores)
 
+    # Prompts with roles (and mixed lengths) for the position-resolved engines and sweeps by position.
+    rtok, _ = cw.tokenize_task(model, cw.get_task("opposites", n=4, seed=0), need_corrupted=True)
+
+    def sweeps() -> None:
+        for what in ("resid_pre", "heads_by_pos"):
+            r = cw.activation_patching(model, rtok, what, normalize=False)
+            vals[f"patching.{what}"] = _f64(r.raw)
+
+    def kl() -> None:
+        from circuitwise.circuits import score_edges
+        from circuitwise.metrics import prepared_for
+
+        from circuitwise.plan import corrupted_view
+
+        ktok = prepared_for(model, tok, "kl")  # the corrupted prompts' KL to the clean run (the clean one's is 0)
+        vals["kl.corrupted"] = _f64(cw.baseline(model, corrupted_view(ktok), batch_size=len(tok),
+                                                metric="kl").metric_values)
+        vals["kl.eap_ig"] = _f64(score_edges(model, ktok, "eap-ig", {"steps": steps}, metric="kl").scores)
+
+    def neurons() -> None:
+        from circuitwise.circuits import score_neurons
+
+        vals["neurons.eap"] = _f64(score_neurons(model, tok, method="eap").scores)
+
+    def positional() -> None:
+        from circuitwise.circuits import score_edges
+
+        vals["positional.by_position"] = _f64(score_edges(model, rtok, "eap", {"positions": "roles"}).by_position)
+        kq = score_edges(model, rtok, "eap", {"positions": "roles", "kv_positions": "key-query"})
+        vals["positional.key_query"] = _f64(kq.by_pair)
+
+    def exact() -> None:
+        from circuitwise.circuits import score_edges
+
+        vals["exact.scores"] = _f64(score_edges(model, tok, "exact").scores)
+
+    # Runs only (no parity: sampled masks and greedy choices may differ by device): each must finish.
+    def run_only() -> None:
+        from circuitwise.circuits import score_edges
+        from circuitwise.features.train import TrainOptions, train_transcoders
+
+        ran = info.setdefault("smoke", {})
+        for name, fn in (
+            ("edge_pruning", lambda: score_edges(model, tok, "edge-pruning", {"steps": 10})),
+            ("acdc", lambda: score_edges(model, tok, "acdc")),
+            ("transcoders_train", lambda: train_transcoders(
+                model, ["The cat sat on the mat. " * 40] * 40,
+                TrainOptions(width=64, k=4, tokens=1024, batch_tokens=256, seq_len=32, heldout_tokens=256,
+                             dead_tokens=512))),
+        ):
+            t = time.perf_counter()
+            try:
+                fn()
+                ran[name] = {"ok": True, "seconds": time.perf_counter() - t}
+            except Exception as e:  # noqa: BLE001
+                ran[name] = {"ok": False, **error_record(e)}
+
     for name, fn in (("baseline", base), ("dla", dla), ("activation_patching", act),
-                     ("attribution_patching", attr), ("eap_ig", ig), ("relp", relp), ("faithfulness", faith)):
+                     ("attribution_patching", attr), ("eap_ig", ig), ("relp", relp), ("faithfulness", faith),
+                     ("patching_sweeps", sweeps), ("metric_kl", kl), ("neurons", neurons),
+                     ("positional", positional), ("exact", exact)) + ((("smoke", run_only),) if smoke else ()):
         step(name, fn)
     return vals, info
 
@@ -212,7 +277,7 @@ def check_family(family: str, root: Path, args: argparse.Namespace) -> dict[str,
         run["model_dtype"] = dtype_of(model)
         run["model_device"] = str(model.cfg.device)
         try:
-            vals, info = quantities(model, task, args.steps)
+            vals, info = quantities(model, task, args.steps, smoke=label == "device_float32")
             values[label] = vals
             run.update(info)
         except Exception as e:  # noqa: BLE001 - e.g. tokenizing failed
@@ -594,6 +659,9 @@ def summary(res: dict[str, Any]) -> list[str]:
                     errs.append(f"{label}: {r['error'].get('stage')}: {r['error']['type']}")
                 for q, er in r.get("errors", {}).items():
                     errs.append(f"{label}.{q}: {er['type']}")
+                for q, sm in r.get("smoke", {}).items():
+                    if not sm.get("ok"):
+                        errs.append(f"{label}.{q} (run only): {sm.get('type')}")
             f32 = e.get("float32_vs_cpu", {})
             worst = max(((v.get("max_abs_diff", math.inf), k) for k, v in f32.items()), default=(math.nan, "-"))
             ok = e.get("float32_pass", False)
