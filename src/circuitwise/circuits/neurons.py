@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,10 +66,12 @@ from circuitwise.circuits.scores import (
     NodeScores,
     Prepared,
     Progress,
+    ScoredGraph,
     no_progress,
     prepare,
     sender_outputs,
     stack_budget,
+    strongest_first,
 )
 from circuitwise.circuits.select import Rank
 from circuitwise.errors import ConfigError
@@ -112,18 +114,8 @@ class NeuronOptions:
 
 
 @dataclass(frozen=True, eq=False)
-class NeuronScores:
+class NeuronScores(ScoredGraph):
     """One score per output dimension of every sender, ``[sender, d_model]``, signed like edge scores."""
-
-    graph: Graph
-    scores: torch.Tensor  # [sender, d_model], float32, cpu
-    method: str
-    metric: str = "logit_diff"
-    config: dict[str, Any] = field(default_factory=dict)
-    clean_metric: float = float("nan")
-    corrupted_metric: float = float("nan")
-    n_examples: int = 0
-    seconds: float = float("nan")
 
     def __post_init__(self) -> None:
         if self.scores.dim() != 2 or self.scores.shape[0] != len(self.graph.senders):
@@ -140,22 +132,17 @@ class NeuronScores:
 
     def node_scores(self) -> NodeScores:
         """Each node's score: the sum of its neurons' (as EAP-IG's node level sums over ``d_model``)."""
-        return NodeScores(graph=self.graph, scores=self.scores.double().sum(1).float(), method=self.method,
-                          metric=self.metric, config={**self.config, "granularity": "node"},
-                          clean_metric=self.clean_metric, corrupted_metric=self.corrupted_metric,
-                          n_examples=self.n_examples, seconds=self.seconds)
+        return self._as_nodes(self.scores.double().sum(1).float())
 
     def top(self, k: int, by: Rank = "abs") -> list[tuple[str, int, float]]:
         """The ``k`` strongest neurons as ``(node, dimension, score)``."""
-        idx = _order(self.scores.flatten(), by)[:k]
+        idx = strongest_first(self.scores.flatten(), by)[:k]
         d = self.d_model
         return [(self.names[i // d], i % d, float(self.scores.flatten()[i])) for i in idx.tolist()]
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "metric": self.metric, "config": self.config,
-                "clean_metric": self.clean_metric, "corrupted_metric": self.corrupted_metric,
-                "n_examples": self.n_examples, "seconds": self.seconds, "graph": self.graph.describe(),
-                "d_model": self.d_model, "nodes": self.names, "scores": nan_to_none(self.scores.tolist())}
+        return {**self._run_json(), "d_model": self.d_model, "nodes": self.names,
+                "scores": nan_to_none(self.scores.tolist())}
 
 
 # -- scoring -------------------------------------------------------------------------------------------
@@ -294,12 +281,6 @@ class UnitCircuit:
         return [s.name for s, k in zip(self.graph.senders, self.nodes.tolist(), strict=True) if k]
 
 
-def _order(values: torch.Tensor, by: Rank) -> torch.Tensor:
-    """Indices strongest first (NaN last); equal scores keep their order (EAP-IG leaves ties to argsort)."""
-    key = torch.nan_to_num(values.abs() if by == "abs" else values, nan=-float("inf"))
-    return torch.argsort(key, descending=True, stable=True)
-
-
 def top_units(scores: NeuronScores, n: int, level: Level = "neuron", by: Rank = "abs") -> UnitCircuit:
     """The ``n`` strongest neurons (or nodes, by :meth:`NeuronScores.node_scores`): ``apply_topn``."""
     check_choice("top_units", "level", level, Level)
@@ -310,7 +291,7 @@ def top_units(scores: NeuronScores, n: int, level: Level = "neuron", by: Rank = 
         raise ConfigError(f"Choose between 0 and {total} {level}s, not {n!r}.")
     values = scores.scores.flatten() if level == "neuron" else scores.node_scores().scores
     keep = torch.zeros(values.numel(), dtype=torch.bool)
-    keep[_order(values, by)[:n]] = True
+    keep[strongest_first(values, by)[:n]] = True
     neurons = keep.view(S, d) if level == "neuron" else keep[:, None].expand(S, d).clone()
     return UnitCircuit(scores.graph, level, neurons)
 

@@ -46,16 +46,19 @@ def no_progress(done: int, total: int, what: str) -> None:
     return None
 
 
-@dataclass(frozen=True, eq=False)
-class EdgeScores:
-    """One score per edge of ``graph`` (NaN where a method did not score an edge).
+def strongest_first(values: torch.Tensor, by: str = "abs") -> torch.Tensor:
+    """Indices strongest first (NaN last); equal scores keep their order (EAP-IG leaves ties to argsort)."""
+    key = torch.nan_to_num(values.abs() if by == "abs" else values, nan=-float("inf"))
+    return torch.argsort(key, descending=True, stable=True)
 
-    Sign (module docstring): positive means the edge's clean value helps the metric, whatever the
-    method's convention (``config`` records which one: ``gradient``, ``quadrature``, ``steps``, …).
-    """
+
+@dataclass(frozen=True, eq=False)
+class ScoredGraph:
+    """What edge, node and neuron scores share: the graph, the scores (float32, on the CPU; their
+    shape is the subclass's), and the run that made them."""
 
     graph: Graph
-    scores: torch.Tensor  # [edge], float32, cpu
+    scores: torch.Tensor
     method: str
     metric: str = "logit_diff"
     config: dict[str, Any] = field(default_factory=dict)
@@ -63,6 +66,28 @@ class EdgeScores:
     corrupted_metric: float = float("nan")
     n_examples: int = 0
     seconds: float = float("nan")
+
+    def _run_json(self) -> dict[str, Any]:
+        """The run's part of ``to_json`` (every key but the scores themselves)."""
+        return {"method": self.method, "metric": self.metric, "config": self.config,
+                "clean_metric": self.clean_metric, "corrupted_metric": self.corrupted_metric,
+                "n_examples": self.n_examples, "seconds": self.seconds, "graph": self.graph.describe()}
+
+    def _as_nodes(self, scores: torch.Tensor) -> "NodeScores":
+        """``scores`` (one per sender) as node scores of this run."""
+        return NodeScores(graph=self.graph, scores=scores, method=self.method, metric=self.metric,
+                          config={**self.config, "granularity": "node"}, clean_metric=self.clean_metric,
+                          corrupted_metric=self.corrupted_metric, n_examples=self.n_examples,
+                          seconds=self.seconds)
+
+
+@dataclass(frozen=True, eq=False)
+class EdgeScores(ScoredGraph):
+    """One score per edge of ``graph`` (``scores``: ``[edge]``; NaN where a method did not score an edge).
+
+    Sign (module docstring): positive means the edge's clean value helps the metric, whatever the
+    method's convention (``config`` records which one: ``gradient``, ``quadrature``, ``steps``, …).
+    """
 
     def __post_init__(self) -> None:
         if self.scores.shape != (self.graph.n_edges,):
@@ -78,21 +103,14 @@ class EdgeScores:
 
     def ranking(self, by: str = "abs") -> torch.Tensor:
         """Edge indices, strongest first (NaN scores last)."""
-        key = self.scores.abs() if by == "abs" else self.scores
-        key = torch.nan_to_num(key, nan=-float("inf"))
-        return torch.argsort(key, descending=True, stable=True)
+        return strongest_first(self.scores, by)
 
     def top(self, k: int, by: str = "abs") -> list[tuple[str, float]]:
         idx = self.ranking(by)[:k]
         return [(self.graph.edge_names[i], float(self.scores[i])) for i in idx.tolist()]
 
     def to_json(self, *, all_edges: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "method": self.method, "metric": self.metric, "config": self.config,
-            "clean_metric": self.clean_metric, "corrupted_metric": self.corrupted_metric,
-            "n_examples": self.n_examples, "seconds": self.seconds, "graph": self.graph.describe(),
-            "top": [{"edge": e, "score": s} for e, s in self.top(20)],
-        }
+        out = {**self._run_json(), "top": [{"edge": e, "score": s} for e, s in self.top(20)]}
         if all_edges:
             out["edges"] = self.graph.edge_names
             out["scores"] = nan_to_none(self.scores.tolist())
@@ -105,26 +123,13 @@ class EdgeScores:
         ``(clean_s − corr_s) · ∂m/∂out_s``, since a sender's output enters every later receiver's
         input additively (``∂m/∂out_s = Σ_r ∂m/∂in_r``).
         """
-        dense = self.graph.to_dense(self.scores, fill=0.0)
-        return NodeScores(graph=self.graph, scores=dense.sum(-1), method=self.method, metric=self.metric,
-                          config={**self.config, "granularity": "node"}, clean_metric=self.clean_metric,
-                          corrupted_metric=self.corrupted_metric, n_examples=self.n_examples,
-                          seconds=self.seconds)
+        return self._as_nodes(self.graph.to_dense(self.scores, fill=0.0).sum(-1))
 
 
 @dataclass(frozen=True, eq=False)
-class NodeScores:
-    """One score per sender (``input``, each head ``L{l}H{h}``, each ``MLP{l}``), signed like edges."""
-
-    graph: Graph
-    scores: torch.Tensor  # [sender], float32, cpu
-    method: str
-    metric: str = "logit_diff"
-    config: dict[str, Any] = field(default_factory=dict)
-    clean_metric: float = float("nan")
-    corrupted_metric: float = float("nan")
-    n_examples: int = 0
-    seconds: float = float("nan")
+class NodeScores(ScoredGraph):
+    """One score per sender (``input``, each head ``L{l}H{h}``, each ``MLP{l}``; ``scores``: ``[sender]``),
+    signed like edges."""
 
     def __post_init__(self) -> None:
         if self.scores.shape != (len(self.graph.senders),):
@@ -139,15 +144,11 @@ class NodeScores:
                         {"method": self.method, **self.config})
 
     def top(self, k: int, by: str = "abs") -> list[tuple[str, float]]:
-        key = torch.nan_to_num(self.scores.abs() if by == "abs" else self.scores, nan=-float("inf"))
-        idx = torch.argsort(key, descending=True, stable=True)[:k]
+        idx = strongest_first(self.scores, by)[:k]
         return [(self.names[i], float(self.scores[i])) for i in idx.tolist()]
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "metric": self.metric, "config": self.config,
-                "clean_metric": self.clean_metric, "corrupted_metric": self.corrupted_metric,
-                "n_examples": self.n_examples, "seconds": self.seconds, "graph": self.graph.describe(),
-                "nodes": self.names, "scores": nan_to_none(self.scores.tolist())}
+        return {**self._run_json(), "nodes": self.names, "scores": nan_to_none(self.scores.tolist())}
 
 
 #: The sign of an EAP-IG / MIB graph file's score relative to ours, when EAP-IG ran with MIB's loss
