@@ -4,7 +4,7 @@ every run writes its config so it can be re-run exactly (`circuitwise run --conf
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -102,10 +102,38 @@ def circuit_method_options(circuit: str | None, circuit_options: dict[str, Any],
 
 
 
-class RunConfig(BaseModel):
-    """Everything `circuitwise run` needs. Field descriptions are the CLI's help texts."""
+class CommandConfig(BaseModel):
+    """A command's whole configuration: frozen, no unknown options, and written to config.yaml so the
+    command can be re-run exactly (``--config DIR/config.yaml``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    #: The command configured (``run``, ``compare``), as its errors name it.
+    COMMAND: ClassVar[str]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> Self:
+        fix = (f"Give the config.yaml an earlier {cls.COMMAND} wrote (circuitwise {cls.COMMAND} … --out DIR writes "
+               "DIR/config.yaml).")
+        data = read_yaml_mapping(path, fix)
+        return cls.build(**{str(k): v for k, v in data.items()})
+
+    @classmethod
+    def build(cls, **kwargs: Any) -> Self:
+        """Construct, turning validation failures into a ConfigError that names the option."""
+        try:
+            return cls(**kwargs)
+        except ValidationError as e:
+            raise ConfigError(f"Invalid {cls.COMMAND} configuration: {problems_of(e)}. "
+                              f"See `circuitwise {cls.COMMAND} --help`.") from None
+
+
+class RunConfig(CommandConfig):
+    """Everything `circuitwise run` needs. Field descriptions are the CLI's help texts."""
+
+    COMMAND: ClassVar[str] = "run"
 
     task: str = Field(description="Built-in task name (see `circuitwise tasks`) or a .jsonl/.csv/.yaml file.")
     model: str = Field("bundled", description="Hub name (gpt2, EleutherAI/pythia-70m), local checkpoint folder, or 'bundled'.")
@@ -230,24 +258,6 @@ class RunConfig(BaseModel):
             if getattr(self, key) is not None:
                 opts[key] = getattr(self, key)
         return opts
-
-    def to_yaml(self) -> str:
-        data = self.model_dump(mode="json")
-        return yaml.safe_dump(data, sort_keys=False)
-
-    @classmethod
-    def from_yaml(cls, path: Path) -> "RunConfig":
-        fix = "Give the config.yaml an earlier run wrote (circuitwise run … --out DIR writes DIR/config.yaml)."
-        data = read_yaml_mapping(path, fix)
-        return cls.build(**{str(k): v for k, v in data.items()})
-
-    @classmethod
-    def build(cls, **kwargs: Any) -> "RunConfig":
-        """Construct, turning validation failures into a ConfigError that names the option."""
-        try:
-            return cls(**kwargs)
-        except ValidationError as e:
-            raise ConfigError(f"Invalid run configuration: {problems_of(e)}. See `circuitwise run --help`.") from None
 
 
 def problems_of(e: ValidationError) -> str:

@@ -7,20 +7,18 @@ writes its config so it can be re-run exactly (`circuitwise compare --config DIR
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from circuitwise.config import (DEFAULT_BUILTIN_N, DEFAULT_RANDOM_SAMPLES, DEFAULT_TARGET, TARGET_RANGE, DtypeName, RunConfig, check_target,
-                                circuit_method_options, problems_of, read_yaml_mapping)
-from circuitwise.errors import ConfigError
+from circuitwise.config import (DEFAULT_BUILTIN_N, DEFAULT_RANDOM_SAMPLES, DEFAULT_TARGET, TARGET_RANGE, CommandConfig, DtypeName,
+                                RunConfig, check_target, circuit_method_options)
 
 
-class CompareConfig(BaseModel):
+class CompareConfig(CommandConfig):
     """Two sides — two tasks, one task on two models, or one task on two splits — and how to compare them."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    COMMAND: ClassVar[str] = "compare"
 
     a: str = Field(description="Task A: a built-in task name (see `circuitwise tasks`) or a task file.")
     b: str | None = Field(None, description="Task B (default: task A, for two models or two splits).")
@@ -101,24 +99,6 @@ class CompareConfig(BaseModel):
                                device_map=self.device_map, n_devices=self.n_devices, batch_size=self.batch_size,
                                processing=self.processing, n=self.n, seed=self.seed, corruption=self.corruption,
                                drop_invalid=self.drop_invalid, out=self.out, metric=self.metric)
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-    @classmethod
-    def from_yaml(cls, path: Path) -> "CompareConfig":
-        fix = "Give the config.yaml an earlier compare wrote (circuitwise compare … --out DIR writes DIR/config.yaml)."
-        data = read_yaml_mapping(path, fix)
-        return cls.build(**{str(k): v for k, v in data.items()})
-
-    @classmethod
-    def build(cls, **kwargs: Any) -> "CompareConfig":
-        """Construct, turning validation failures into a ConfigError that names the option."""
-        try:
-            return cls(**kwargs)
-        except ValidationError as e:
-            raise ConfigError(f"Invalid compare configuration: {problems_of(e)}. "
-                              "See `circuitwise compare --help`.") from None
 
 
 __all__ = ["CompareConfig"]
