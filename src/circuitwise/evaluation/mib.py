@@ -81,8 +81,25 @@ class MIBCurve:
                 "area_under": area_under(self.faithfulness), "area_from_1": area_from_1(self.faithfulness)}
 
 
+class CurveAreas:
+    """MIB's two summaries of a result's ``signed`` and ``absolute`` curves (edges, nodes or neurons)."""
+
+    signed: Any  # a curve with .faithfulness, one per budget
+    absolute: Any
+
+    @property
+    def cpr(self) -> float:
+        """Circuit performance ratio: area under f, signed ranking (higher is better)."""
+        return area_under(self.signed.faithfulness)
+
+    @property
+    def cmd(self) -> float:
+        """Circuit–model distance: area under |1 − f|, absolute ranking (lower is better)."""
+        return area_from_1(self.absolute.faithfulness)
+
+
 @dataclass(frozen=True)
-class MIBResult:
+class MIBResult(CurveAreas):
     """MIB's circuit-track numbers for one set of edge scores on one task."""
 
     budgets: list[float]
@@ -97,16 +114,6 @@ class MIBResult:
     n_examples: int
     cpr_interval: Interval | None = None
     cmd_interval: Interval | None = None
-
-    @property
-    def cpr(self) -> float:
-        """Circuit performance ratio: area under f, signed ranking (higher is better)."""
-        return area_under(self.signed.faithfulness)
-
-    @property
-    def cmd(self) -> float:
-        """Circuit–model distance: area under |1 − f|, absolute ranking (lower is better)."""
-        return area_from_1(self.absolute.faithfulness)
 
     def curve(self, ranking: Rank) -> MIBCurve:
         return self.signed if ranking == "signed" else self.absolute

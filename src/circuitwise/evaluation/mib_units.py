@@ -26,7 +26,7 @@ from circuitwise.circuits.registry import check_choice
 from circuitwise.circuits.scores import Progress, no_progress, prepare
 from circuitwise.circuits.select import Rank
 from circuitwise.errors import ConfigError
-from circuitwise.evaluation.mib import MIB_BUDGETS, MIB_RANKINGS, area_from_1, area_under
+from circuitwise.evaluation.mib import MIB_BUDGETS, MIB_RANKINGS, CurveAreas, area_from_1, area_under
 from circuitwise.tasks.tokenize import TokenizedTask
 
 
@@ -46,7 +46,7 @@ class MIBUnitCurve:
 
 
 @dataclass(frozen=True)
-class MIBUnitResult:
+class MIBUnitResult(CurveAreas):
     """MIB's circuit-track numbers for node or neuron scores on one task."""
 
     level: Level
@@ -59,16 +59,6 @@ class MIBUnitResult:
     method: str
     metric: str
     n_examples: int
-
-    @property
-    def cpr(self) -> float:
-        """Area under f, signed ranking (higher is better)."""
-        return area_under(self.signed.faithfulness)
-
-    @property
-    def cmd(self) -> float:
-        """Area under |1 − f|, absolute ranking (lower is better)."""
-        return area_from_1(self.absolute.faithfulness)
 
     def to_json(self) -> dict[str, Any]:
         return {"level": self.level, "budgets": self.budgets, "total_units": self.total_units, "cpr": self.cpr,
