@@ -22,6 +22,14 @@ M = TypeVar("M", bound="FileModel")
 Num = float | None
 
 
+def first_problems(e: ValidationError, shown: int = 3) -> str:
+    """The first ``shown`` fields that do not fit, as 'field.path: what is wrong', and how many more."""
+    problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+                         for err in e.errors()[:shown])
+    more = f" (and {e.error_count() - shown} more)" if e.error_count() > shown else ""
+    return problems + more
+
+
 class Section(BaseModel):
     """A part of a file. Unknown fields are an error: a typo or a stray key never slips through."""
 
@@ -94,11 +102,8 @@ class FileModel(Section):
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
-                                 for err in e.errors()[:3])
-            more = f" (and {e.error_count() - 3} more)" if e.error_count() > 3 else ""
             raise SchemaError(f"{source} does not fit {cls.FORMAT} schema version {cls.VERSION}: "
-                              f"{problems}{more}. {cls.REMEDY}") from None
+                              f"{first_problems(e)}. {cls.REMEDY}") from None
 
     @classmethod
     def load(cls: type[M], path: str | Path) -> M:

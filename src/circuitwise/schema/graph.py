@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Final, Literal
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from circuitwise.errors import SchemaError
-from circuitwise.schema.base import FileModel, Num, Open, Section
+from circuitwise.schema.base import FileModel, Num, Open, Section, first_problems
 from circuitwise.types import Shows
 
 FORMAT: Final = "circuitwise.graph"
@@ -370,11 +370,8 @@ def validate_neuronpedia(data: Any, source: str = "the graph") -> NeuronpediaGra
     try:
         graph = NeuronpediaGraph.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
-                             for err in e.errors()[:3])
-        more = f" (and {e.error_count() - 3} more)" if e.error_count() > 3 else ""
         raise SchemaError(f"{source} does not fit Neuronpedia's graph schema {NEURONPEDIA_SCHEMA}: "
-                          f"{problems}{more}. {fix}") from None
+                          f"{first_problems(e)}. {fix}") from None
     ids = [n.node_id for n in graph.nodes]
     if len(set(ids)) != len(ids):
         raise SchemaError(f"{source}: node ids repeat ({_repeats(ids)}); a viewer would draw one node for "
