@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from circuitwise.errors import TaskError
 from circuitwise.tasks.builtin._common import check_choice, check_n
+from circuitwise.tasks.task import Example, Task
 
 MIB_REPO = "aaronmueller/MIB"
 MIB_COMMIT = "cc2a160ef6da5508bd670e8c0ba696168a57fca3"
@@ -47,6 +48,15 @@ def split_bounds(sizes: Mapping[str, int], split: str) -> tuple[int, int]:
     names = list(sizes)
     start = sum(sizes[s] for s in names[:names.index(split)])
     return start, start + sizes[split]
+
+
+def split_task(task: str, mib_task: str, examples: Sequence[Example], about: str, counterfactual: str, split: str,
+               seed: int) -> Task:
+    """A ``mib-*`` builder's examples as its Task: ``task``, or ``task[split]`` off the default split; the
+    metadata ``circuitwise mib`` reads (MIB's task name, counterfactual, split, seed)."""
+    name = task if split == DEFAULT_SPLIT else f"{task}[{split}]"
+    return Task(name, tuple(examples), f"{about} ({split}; counterfactual {counterfactual}; seed {seed}).",
+                {"mib_task": mib_task, "counterfactual": counterfactual, "split": split, "seed": seed})
 
 
 @dataclass(frozen=True)

@@ -38,13 +38,13 @@ from circuitwise.tasks.builtin import TaskSpec, register
 from circuitwise.tasks.builtin._common import example_rng
 from circuitwise.tasks.builtin._mib import (
     CARDS,
-    DEFAULT_SPLIT,
     Accuracy,
     Card,
     Split,
     check_options,
     source,
     split_bounds,
+    split_task,
 )
 from circuitwise.tasks.task import Example, Task
 from circuitwise.tasks.templating import fill
@@ -119,9 +119,7 @@ def build(operation: Operation, n: int | None = None, seed: int = 0, corruption:
             meta={"operator": SYMBOLS[operation], "operand1": a, "operand2": b, "num_digit": len(str(a)),
                   "split": split, "counterfactual": cf, "corrupted_operands": [ca, cb]},
         ))
-    name = task if split == DEFAULT_SPLIT else f"{task}[{split}]"
-    return Task(name, tuple(examples), f"MIB's arithmetic, {operation} ({split}; counterfactual {cf}; seed {seed}).",
-                {"mib_task": f"arithmetic-{operation}", "counterfactual": cf, "split": split, "seed": seed})
+    return split_task(task, f"arithmetic-{operation}", examples, f"MIB's arithmetic, {operation}", cf, split, seed)
 
 
 def build_addition(**options: Any) -> Task:

@@ -43,13 +43,13 @@ from typing import Any, Literal, get_args
 from circuitwise.tasks.builtin import TaskSpec, register
 from circuitwise.tasks.builtin._mib import (
     CARDS,
-    DEFAULT_SPLIT,
     Accuracy,
     Card,
     Split,
     check_options,
     source,
     split_bounds,
+    split_task,
 )
 from circuitwise.tasks.task import Example, Task
 from circuitwise.tasks.templating import article, fill
@@ -200,10 +200,7 @@ def build(n: int | None = None, seed: int = 0, corruption: str | None = None, sp
                   "random_c": new[2], "place": place, "object": obj, "split": split, "counterfactual": cf,
                   "corrupted_answer": None if cf_answer is None else " " + cf_answer},
         ))
-    name = "mib-ioi" if split == DEFAULT_SPLIT else f"mib-ioi[{split}]"
-    return Task(name, tuple(examples),
-                f"MIB's indirect-object identification ({split}; counterfactual {cf}; seed {seed}).",
-                {"mib_task": "ioi", "counterfactual": cf, "split": split, "seed": seed})
+    return split_task("mib-ioi", "ioi", examples, "MIB's indirect-object identification", cf, split, seed)
 
 
 CARDS["mib-ioi"] = Card(

@@ -35,13 +35,13 @@ from typing import Any, Literal, get_args
 from circuitwise.tasks.builtin import TaskSpec, register
 from circuitwise.tasks.builtin._mib import (
     CARDS,
-    DEFAULT_SPLIT,
     Accuracy,
     Card,
     Split,
     check_options,
     source,
     split_bounds,
+    split_task,
 )
 from circuitwise.tasks.task import Example, Task
 
@@ -160,9 +160,7 @@ def build(n: int | None = None, seed: int = 0, corruption: str | None = None, sp
                   "split": split, "counterfactual": cf, "counterfactual_choices": list(cf_choices),
                   "counterfactual_labels": list(cf_letters)},
         ))
-    name = "mib-mcqa" if split == DEFAULT_SPLIT else f"mib-mcqa[{split}]"
-    return Task(name, tuple(examples), f"MIB's multiple-choice colour questions ({split}; counterfactual {cf}; "
-                f"seed {seed}).", {"mib_task": "mcqa", "counterfactual": cf, "split": split, "seed": seed})
+    return split_task("mib-mcqa", "mcqa", examples, "MIB's multiple-choice colour questions", cf, split, seed)
 
 
 CARDS["mib-mcqa"] = Card(
