@@ -91,14 +91,13 @@ def benchmark(
     old_target: Optional[float] = opts.alias("--target"),
 ) -> None:
     """Run every discovery method on the same prompts: CPR, CMD, edges at --circuit-target, seconds; benchmark.html + .json."""
-    from circuitwise.metrics import get_metric
     from circuitwise.pipeline import study_benchmark
     from circuitwise.plan import Study, benchmark_request, study_config
 
     methods = opts.merge(methods, old_methods, old="--methods", new="--circuit")
     target = opts.merge(target, old_target, old="--target", new="--circuit-target")
     target = F["circuit_target"].default if target is None else target
-    metric = get_metric(metric or F["metric"].default).name  # before the model loads
+    metric = opts.metric_name(metric)  # before the model loads
     # Every option checked (an unknown method, ablation or target) before anything loads.
     study = Study(study_config(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
                                device_map=device_map, n_devices=n_devices, n=n, seed=seed, processing=processing,

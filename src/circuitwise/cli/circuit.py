@@ -45,13 +45,6 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def _metric(name: Optional[str]) -> str:
-    """--metric, checked before any work (its default from config.py)."""
-    from circuitwise.metrics import get_metric
-
-    return get_metric(name or F["metric"].default).name
-
-
 @contextmanager
 def progress_bar() -> Iterator[Any]:
     """Bars (on stderr, so `--json` stays clean) fed by the library's ``progress(done, total, what)``."""
@@ -133,7 +126,7 @@ def circuit(
     target = opts.merge(target, old_target, old="--target", new="--circuit-target")
     target = F["circuit_target"].default if target is None else target
     option = opts.merge(option, old_option, old="--option", new="--circuit-option")
-    metric = _metric(metric)
+    metric = opts.metric_name(metric)
     if direction is not None:
         warn("--direction is deprecated; use -O direction=" + direction + " in circuit (the exact method's option; "
              "--direction is activation patching's, in `patch`).")
@@ -239,7 +232,7 @@ def evaluate(
     if out is not None:
         prepare_dir(out)  # a file, or a folder of other files, fails before any work
     if metric is not None:
-        metric = _metric(metric)
+        metric = opts.metric_name(metric)
     # circuit.json or an EAP-IG graph (.json/.pt), told apart by content; malformed fails here, before the model loads
     kind, raw = read_graph_file(circuit_file)
     named = (raw.get("model") or {}).get("name") if kind == "circuitwise" else None  # EAP-IG files name none

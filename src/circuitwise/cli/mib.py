@@ -12,10 +12,8 @@ from circuitwise.cli import app, console, show_note
 from circuitwise.cli import options as opts
 from circuitwise.cli.benchmark import split_names
 from circuitwise.cli.circuit import progress_bar
-from circuitwise.config import RunConfig
 from circuitwise.errors import ConfigError, NoUsableExamples
 
-F = RunConfig.model_fields
 DEFAULT_METHODS = ("eap-ig",)
 
 
@@ -140,7 +138,6 @@ def mib(
         read_done,
         run_pair,
     )
-    from circuitwise.metrics import get_metric
     from circuitwise.pipeline import load_study
     from circuitwise.plan import Study, mib_request, study_config
     from circuitwise.runfolder import RunFolder, atomic_write_json, read_marker
@@ -156,7 +153,7 @@ def mib(
                           level=level)
     names = list(request.methods)
     tasks, models = _pairs(task, "task"), _pairs(model, "model")
-    metric = get_metric(metric or F["metric"].default).name
+    metric = opts.metric_name(metric)
     # Pairs accumulate in one folder (more tasks, models or methods later); these decide every pair's numbers.
     settings = dict(metric=metric, **request.settings(), n=n, seed=seed, dtype=dtype, processing=processing)
     folder = RunFolder(out, command="mib", settings=settings, force=force, in_place=True)

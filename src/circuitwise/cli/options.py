@@ -77,6 +77,13 @@ DEPRECATED: dict[str, dict[str, str]] = {
 }
 
 
+def metric_name(given: str | None) -> str:
+    """--metric, checked before any work (its default from config.py): an unknown name fails here."""
+    from circuitwise.metrics import get_metric
+
+    return get_metric(given or F["metric"].default).name
+
+
 def alias(*flags: str, **kw: Any) -> Any:
     """A deprecated spelling: hidden from --help and the README table, still accepted (see :func:`merge`)."""
     return typer.Option(None, *flags, hidden=True, **kw)

@@ -57,7 +57,6 @@ def patch(
     """Activation patching sweeps (exact, fast) and attribution patching, resumable: OUT/patching.json."""
     from circuitwise import __version__
     from circuitwise.cli.circuit import load
-    from circuitwise.metrics import get_metric
     from circuitwise.models import dtype_of
     from circuitwise.models.fingerprint import fingerprint
     from circuitwise.plan import Study, study_config, sweep_request
@@ -66,7 +65,7 @@ def patch(
     from circuitwise.types import nan_to_none
 
     what = opts.merge(what, old_what, old="--what", new="--patch")
-    metric = get_metric(metric or F["metric"].default).name  # an unknown metric is refused before the model loads
+    metric = opts.metric_name(metric)  # an unknown metric is refused before the model loads
     # Every option checked against what the sweeps will do (plan.sweep_request), before anything loads.
     study = Study(study_config(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
                                device_map=device_map, n_devices=n_devices, processing=processing, n=n, seed=seed,
