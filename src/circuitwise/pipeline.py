@@ -37,6 +37,7 @@ from circuitwise.circuits.methods import check_prompts
 from circuitwise.evaluation import evaluate_circuit
 from circuitwise.evaluation.bootstrap import Resampling, cell_intervals, mean_interval, mean_intervals, top_cell_order
 from circuitwise.evaluation.outputs import summary_lines
+from circuitwise.evaluation.stability import recording as stability_recording
 from circuitwise.evaluation.stability import with_stability
 from circuitwise.models import dtype_of, load_model
 from circuitwise.models.fingerprint import fingerprint
@@ -222,13 +223,15 @@ def study_circuit(model: Any, tok: TokenizedTask, request: CircuitRequest, *, me
     random circuits and exact patching of a shortlist, and measure its edges' stability."""
     r = request
     tell = progress or (lambda _d, _t, _w: None)
-    found = discover(model, tok, r, metric=metric, progress=tell)
+    # The discovery pass also keeps what edge stability needs, where it can (one scoring pass, not two).
+    with stability_recording(model, tok, r.method, r.options) as recorded:
+        found = discover(model, tok, r, metric=metric, progress=tell)
     eval_bs = r.batch_size if eval_batch_size is None else eval_batch_size
     ev = evaluate_circuit(model, tok, found.circuit, scores=found.scores, ablation=r.ablation,
                           random_samples=r.random_samples, shortlist=r.shortlist, batch_size=eval_bs, progress=tell,
                           bootstrap=resampling())
     ev, why_not = with_stability(ev, model, tok, found.circuit, method=r.method, options=r.options, rs=resampling(),
-                                 groups=STABILITY_GROUPS, batch_size=r.batch_size, progress=tell)
+                                 groups=STABILITY_GROUPS, batch_size=r.batch_size, progress=tell, recorded=recorded)
     return CircuitStudy(found, ev, why_not)
 
 

@@ -59,15 +59,20 @@ class BootstrapOptions:
             raise ConfigError(f"bootstrap's top is a positive whole number of edges, not {self.top!r}.")
 
 
+def group_bounds(n: int, groups: int) -> list[int]:
+    """Where ``groups`` contiguous blocks of ``n`` prompts start and end (``G + 1`` bounds, G ≤ n)."""
+    G = max(1, min(groups, n))
+    return torch.linspace(0, n, G + 1).round().long().tolist()
+
+
 def group_scores(model: Any, tok: TokenizedTask, method: str, options: Any, groups: int, *,
                  metric: str = "logit_diff", batch_size: int | None = None,
                  progress: Progress = no_progress, what: str = "edge stability") -> tuple[torch.Tensor, torch.Tensor]:
     """``[groups, edge]`` mean scores of contiguous blocks of prompts, and ``[groups]`` their sizes."""
     from circuitwise.circuits.methods import score_edges  # the registry imports this module
 
-    n = len(tok)
-    G = max(1, min(groups, n))
-    bounds = torch.linspace(0, n, G + 1).round().long().tolist()
+    bounds = group_bounds(len(tok), groups)
+    G = len(bounds) - 1
     rows, sizes = [], []
     for g in range(G):
         part = tok.slice(bounds[g], bounds[g + 1])
@@ -126,5 +131,5 @@ METHOD = DiscoveryMethod(
     "over prompt resamples.", BootstrapOptions, score_bootstrap,
 )
 
-__all__ = ["ADDITIVE_METHODS", "METHOD", "BootstrapOptions", "block_resamples", "bootstrap_scores", "group_scores",
-           "score_bootstrap"]
+__all__ = ["ADDITIVE_METHODS", "METHOD", "BootstrapOptions", "block_resamples", "bootstrap_scores", "group_bounds",
+           "group_scores", "score_bootstrap"]

@@ -77,6 +77,8 @@ class PerPrompt:
     senders: torch.Tensor
     receivers: torch.Tensor
     parts: list[torch.Tensor] = field(default_factory=list)
+    # Every edge, in edge order (every_edge_scores): each receiver's contraction is then run per example.
+    every: bool = False
 
     def values(self, n: int) -> torch.Tensor | None:
         """``[E, n]``: the passes' parts side by side, or None unless they cover exactly ``n`` examples
@@ -106,6 +108,21 @@ def per_prompt_scores(graph: Graph, edges: Sequence[int]) -> Iterator[PerPrompt]
         _PER_PROMPT.reset(token)
 
 
+@contextmanager
+def every_edge_scores(graph: Graph) -> Iterator[PerPrompt]:
+    """:func:`per_prompt_scores` of every edge, for a pass whose ``[edge, n]`` terms fit in memory
+    (``models.memory.EVERY_EDGE_BYTES``): each receiver's contraction then runs per example (the same
+    products, kept apart) and the pass's scores are their sum, so nothing is computed twice. Edge
+    stability reads its blocks of prompts from these instead of scoring them again."""
+    s, r = graph.edge_index
+    track = PerPrompt(s, r, every=True)
+    token = _PER_PROMPT.set(track)
+    try:
+        yield track
+    finally:
+        _PER_PROMPT.reset(token)
+
+
 def contraction_hook(g: Graph, scores: torch.Tensor, delta: Callable[[], torch.Tensor], last: torch.Tensor,
                      weights: torch.Tensor, Nb: int, per_prompt: tuple[PerPrompt, torch.Tensor] | None = None
                      ) -> ReceiverGrad:
@@ -117,10 +134,18 @@ def contraction_hook(g: Graph, scores: torch.Tensor, delta: Callable[[], torch.T
     """
     rows = torch.arange(Nb, device=scores.device)
     uniform = bool((weights == weights[0]).all())
+    every = per_prompt is not None and per_prompt[0].every
+    # Every edge's id at [sender, receiver] (every_edge_scores), and the senders' differences by example.
+    ids = g.to_dense(torch.arange(g.n_edges, device=scores.device), fill=-1) if every else None
+    by_example: dict[int, torch.Tensor] = {}
 
     def on_grad(rs: slice | int, grad: torch.Tensor) -> None:
         gsum = combine_points(grad, weights, Nb, uniform)
         d = delta()
+        if every:
+            assert per_prompt is not None and ids is not None
+            _every_edge(g, scores, per_prompt[1], ids, by_example, rs, d, gsum, rows, last)
+            return
         if per_prompt is not None:
             _per_example(g, per_prompt, rs, d, gsum, rows, last)
         if rs == g.logits_receiver:  # gsum [1, Nb, d] at each example's last position
@@ -131,6 +156,34 @@ def contraction_hook(g: Graph, scores: torch.Tensor, delta: Callable[[], torch.T
         scores[:n_send, rs] += part if isinstance(rs, slice) else part[:, 0]
 
     return on_grad
+
+
+def _every_edge(g: Graph, scores: torch.Tensor, out: torch.Tensor, ids: torch.Tensor,
+                by_example: dict[int, torch.Tensor], rs: slice | int, d: torch.Tensor, gsum: torch.Tensor,
+                rows: torch.Tensor, last: torch.Tensor) -> None:
+    """:func:`contraction_hook`'s sums for receivers ``rs``, per example: ``out`` ``[edge, Nb]`` gets
+    each example's terms and ``scores`` their sum (the same products as the summed matmul)."""
+    Nb = rows.numel()
+    if rs == g.logits_receiver:
+        per = torch.einsum("snd,nd->ns", d[:, rows, last], gsum[0])  # [Nb, senders]
+        scores[:, rs] += per.sum(0)
+        out[ids[:, rs]] += per.T.to(out.dtype)
+        return
+    lo = rs.start if isinstance(rs, slice) else rs
+    n_send = g.senders_before(lo)
+    key = d.data_ptr()
+    if key not in by_example:  # once per batch (and per delta): [Nb, senders, positions · d_model]
+        by_example.clear()
+        by_example[key] = d.permute(1, 0, 2, 3).reshape(Nb, d.shape[0], -1)
+    dn = by_example[key][:, :n_send]
+    gn = gsum.permute(1, 0, 2, 3).reshape(Nb, gsum.shape[0], -1)
+    per = torch.bmm(dn, gn.transpose(1, 2))  # [Nb, n_send, receivers in rs]
+    if isinstance(rs, slice):
+        scores[:n_send, rs] += per.sum(0)
+        out[ids[:n_send, rs].reshape(-1)] += per.reshape(Nb, -1).T.to(out.dtype)
+    else:
+        scores[:n_send, rs] += per.sum(0)[:, 0]
+        out[ids[:n_send, rs]] += per[:, :, 0].T.to(out.dtype)
 
 
 def _per_example(g: Graph, per_prompt: tuple[PerPrompt, torch.Tensor], rs: slice | int, d: torch.Tensor,
@@ -345,9 +398,12 @@ def gradient_sums(
     map_pieces(one, list(tok.batches(batch_size)), gm.device, on_done=add, keep=False)
     scores = summed[0] / n
     if track is not None:  # batches come back in order, so their examples line up with tok's
-        track.parts.append(torch.cat(per_example, dim=1).cpu().double())  # on the CPU first: MPS has no float64
+        # On the CPU first (MPS has no float64); every edge's terms stay float32 (their size is planned).
+        whole = torch.cat(per_example, dim=1).cpu()
+        track.parts.append(whole.float() if track.every else whole.double())
     return GradientSums(scores, sums[0], sums[1])
 
 
-__all__ = ["GradientSums", "PerPrompt", "chunks", "combine_points", "contraction_hook", "gradient_edge_scores",
-           "gradient_sums", "per_prompt_scores", "positional_contraction_hook", "quadrature_points", "score_dtype"]
+__all__ = ["GradientSums", "PerPrompt", "chunks", "combine_points", "contraction_hook", "every_edge_scores",
+           "gradient_edge_scores", "gradient_sums", "per_prompt_scores", "positional_contraction_hook",
+           "quadrature_points", "score_dtype"]

@@ -24,18 +24,22 @@ for those few edges), for the explorer's edge panel; the other edges stay per bl
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from circuitwise.circuits.bootstrap import ADDITIVE_METHODS, group_scores
+from circuitwise.circuits.bootstrap import ADDITIVE_METHODS, group_bounds, group_scores
 from circuitwise.circuits.circuit import Circuit
-from circuitwise.circuits.gradients import per_prompt_scores
+from circuitwise.circuits.gradients import PerPrompt, every_edge_scores, per_prompt_scores
+from circuitwise.circuits.graph import graph_of
 from circuitwise.circuits.prune import prune_rows
 from circuitwise.circuits.scores import Progress, no_progress
 from circuitwise.errors import ConfigError
 from circuitwise.evaluation.bootstrap import Resampling, resample_counts
+from circuitwise.models.memory import EVERY_EDGE_BYTES, budget_of
 from circuitwise.tasks.tokenize import TokenizedTask
 
 # Edges outside the circuit that some resample chooses: the most frequent this many are listed.
@@ -139,9 +143,26 @@ def reselect(circuit: Circuit, scores: torch.Tensor) -> tuple[torch.Tensor, str]
     return keep, rule
 
 
+@contextmanager
+def recording(model: Any, tok: TokenizedTask, method: str, options: Any) -> Iterator[PerPrompt | None]:
+    """Around the discovery pass: every edge's per-prompt terms, where the method's scoring pass gives
+    them (the gradient methods, position-agnostic) and they fit ``EVERY_EDGE_BYTES`` and a tenth of the
+    memory budget; edge stability then reads its blocks of prompts from them instead of scoring them
+    again. None otherwise."""
+    g = graph_of(model)
+    # Held beside the plan's stages, so within a tenth of the budget too (the estimates' own slack).
+    room = min(EVERY_EDGE_BYTES, 0.1 * budget_of(model))
+    if (method not in ADDITIVE_METHODS or getattr(options, "positions", "none") != "none"
+            or 4 * g.n_edges * len(tok) > room):
+        yield None
+        return
+    with every_edge_scores(g) as track:
+        yield track
+
+
 def with_stability(ev: Any, model: Any, tok: TokenizedTask, circuit: Circuit, *, method: str, options: Any,
                    rs: Resampling, groups: int, batch_size: int | None = None,
-                   progress: Progress = no_progress) -> tuple[Any, str | None]:
+                   progress: Progress = no_progress, recorded: PerPrompt | None = None) -> tuple[Any, str | None]:
     """``ev`` (a CircuitEvaluation) with its circuit's edge stability, or unchanged and the reason
     when the method gives no per-prompt scores (the front-ends show it as a note)."""
     from dataclasses import replace
@@ -150,14 +171,18 @@ def with_stability(ev: Any, model: Any, tok: TokenizedTask, circuit: Circuit, *,
         return ev, (f"edge stability is not measured for {method}: it rescores blocks of prompts, which gives "
                     f"the task's score only for {', '.join(ADDITIVE_METHODS)}")
     st = edge_stability(model, tok, circuit, method=method, options=options, rs=rs, groups=groups,
-                        batch_size=batch_size, progress=progress)
+                        batch_size=batch_size, progress=progress,
+                        every=None if recorded is None else recorded.values(len(tok)))
     return replace(ev, stability=st), None
 
 
 def edge_stability(model: Any, tok: TokenizedTask, circuit: Circuit, *, method: str, options: Any,
                    rs: Resampling, groups: int, batch_size: int | None = None,
-                   progress: Progress = no_progress) -> EdgeStability:
-    """Selection frequency of each edge across ``rs.resamples`` block-bootstrap resamples (module docstring)."""
+                   progress: Progress = no_progress, every: torch.Tensor | None = None) -> EdgeStability:
+    """Selection frequency of each edge across ``rs.resamples`` block-bootstrap resamples (module docstring).
+
+    ``every``: the discovery pass's ``[edge, prompt]`` terms (:func:`recording`); its blocks' means are
+    the blocks' scores, so nothing is scored again."""
     if method not in ADDITIVE_METHODS:
         raise ConfigError(f"Edge stability rescores groups of prompts, which gives the task's score only for "
                           f"methods that average per-prompt scores ({', '.join(ADDITIVE_METHODS)}), not {method}.")
@@ -166,9 +191,19 @@ def edge_stability(model: Any, tok: TokenizedTask, circuit: Circuit, *, method: 
     if circuit.scores is not None:
         kept = kept[circuit.scores[kept].abs().argsort(descending=True, stable=True)]
     ids: list[int] = kept[:PROMPT_SCORE_EDGES].tolist()
-    with per_prompt_scores(circuit.graph, ids) as each:
-        S, sizes = group_scores(model, tok, method, options, groups, metric=circuit.metric, batch_size=batch_size,
-                                progress=progress)
+    if every is not None and every.shape == (circuit.graph.n_edges, len(tok)):
+        bounds = group_bounds(len(tok), groups)
+        blocks = list(zip(bounds[:-1], bounds[1:], strict=True))
+        per_prompt: torch.Tensor | None
+        S = torch.stack([every[:, lo:hi].double().mean(1) for lo, hi in blocks]).float()
+        sizes = torch.tensor([hi - lo for lo, hi in blocks], dtype=torch.float64)
+        per_prompt = every[ids].double()
+        progress(1, 1, "edge stability")
+    else:
+        with per_prompt_scores(circuit.graph, ids) as each:
+            S, sizes = group_scores(model, tok, method, options, groups, metric=circuit.metric,
+                                    batch_size=batch_size, progress=progress)
+        per_prompt = each.values(len(tok))
     G = S.shape[0]
     # Groups drawn with replacement, each weighted by its prompts: the resample's mean score per edge.
     w = resample_counts(G, rs) * sizes[None]
@@ -176,8 +211,8 @@ def edge_stability(model: Any, tok: TokenizedTask, circuit: Circuit, *, method: 
     resampled = torch.where(S.isnan().any(0)[None], torch.nan, resampled)
     keep, rule = reselect(circuit, resampled)
     return EdgeStability(keep.double().mean(0), circuit.edges.clone(), circuit.graph.edge_names, rs.resamples, G,
-                         len(tok), rs.seed, rule, time.perf_counter() - start, S, sizes, each.values(len(tok)), ids)
+                         len(tok), rs.seed, rule, time.perf_counter() - start, S, sizes, per_prompt, ids)
 
 
-__all__ = ["ADDITIVE_METHODS", "PROMPT_SCORE_EDGES", "EdgeStability", "edge_stability", "group_scores", "reselect",
-           "with_stability"]
+__all__ = ["ADDITIVE_METHODS", "PROMPT_SCORE_EDGES", "EdgeStability", "edge_stability", "group_scores", "recording",
+           "reselect", "with_stability"]

@@ -154,9 +154,10 @@ def _per_example(stage: Stage, s: Shapes, T: int) -> float:
                                   + 8 * s.n_heads * T)
         return a * (_forward(s, T) + saved / 2)
     if stage == "edges":
-        # Sender outputs of the clean and corrupted runs (and their difference), and one graph forward
-        # kept for the backward: every receiver's input (q/k/v per query head, the MLP) per layer.
-        senders = 3 * s.n_senders * T * s.d_model
+        # Sender outputs of the clean and corrupted runs, their difference (and its copy by example when
+        # every edge is scored per prompt), and one graph forward kept for the backward: every
+        # receiver's input (q/k/v per query head, the MLP) per layer.
+        senders = 4 * s.n_senders * T * s.d_model
         graph = s.n_layers * T * (2 * (3 * s.n_heads + 1) * s.d_model + 6 * s.mlp_width + 8 * s.n_heads * T)
         return a * (senders + graph + 4 * T * s.d_model)
     # evaluation: sender outputs of the replacement and base runs, one patched variant's per worker
@@ -181,6 +182,10 @@ STACK_BYTES = 16e6
 # that growing a circuit, its curve and its baselines never run one edge set twice: within
 # RUNTIME_BYTES (a float32 per example and edge set).
 MEMO_BYTES = 32e6
+# Every edge's per-prompt scores, kept by the discovery pass for edge stability (circuits.gradients
+# every_edge_scores) when ``[edge, prompt]`` float32 terms fit in this many bytes (GPT-2 small's
+# 32,491 edges: about 2,000 prompts); beyond it, stability scores its blocks of prompts again.
+EVERY_EDGE_BYTES = 256e6
 
 
 def fixed(stage: Stage, s: Shapes, T: int) -> float:
@@ -329,6 +334,6 @@ def peak_rss() -> int:
     return _rss_status("VmHWM")
 
 
-__all__ = ["FREE_SHARE", "LOAD_FACTOR", "LOAD_PEAK_FACTOR", "MAX_ROWS", "MEMO_BYTES", "RUNTIME_BYTES", "STACK_BYTES", "STAGES", "Shapes",
+__all__ = ["EVERY_EDGE_BYTES", "FREE_SHARE", "LOAD_FACTOR", "LOAD_PEAK_FACTOR", "MAX_ROWS", "MEMO_BYTES", "RUNTIME_BYTES", "STACK_BYTES", "STAGES", "Shapes",
            "Stage", "available_bytes", "batch_for", "budget_of", "default_budget", "estimate", "fit_batch", "fixed",
            "fixes", "load_peak", "peak_rss", "per_example", "refuse_unless_fits", "reset_peak", "resident"]

@@ -113,3 +113,53 @@ def test_per_prompt_scores_are_kept_for_the_strongest_circuit_edges_only(tiny_mo
     kept = {circuit.graph.edge_names[i] for i in strongest}
     assert {f"{e['sender']}->{e['receiver']}" for e in edges if "prompt_scores" in e} == kept
     assert all(len(e["scores"]) == 2 for e in edges)
+
+
+@pytest.mark.parametrize(("method", "options"), [("eap", {}), ("eap-ig", {"steps": 3}), ("relp", {})])
+def test_every_edges_terms_from_the_discovery_pass_give_the_rescored_stability(tiny_model, tiny_tok, method, options):
+    """The discovery pass keeps every edge's per-prompt terms (stability.recording, gradients.every_edge_scores):
+    they sum to the pass's scores, and the stability read from them (blocks, resampled selection, per-prompt
+    scores) is the stability that scores each block again, without that second pass."""
+    from circuitwise.circuits.methods import get_method
+    from circuitwise.evaluation import stability
+
+    opts = get_method(method).options(options)
+    with stability.recording(tiny_model, tiny_tok, method, opts) as rec:
+        scores = score_edges(tiny_model, tiny_tok, method, options)
+    assert rec is not None
+    every = rec.values(len(tiny_tok))
+    plain = score_edges(tiny_model, tiny_tok, method, options)
+    scale = float(plain.scores.abs().max())
+    torch.testing.assert_close(scores.scores, plain.scores, atol=1e-5 * scale, rtol=0)  # the same pass, summed apart
+    torch.testing.assert_close(every.double().mean(1), plain.scores.double(), atol=1e-5 * scale, rtol=0)
+    circuit = select_circuit(plain, "top-n", n=8, model=tiny_model, tok=tiny_tok)
+    again = edge_stability(tiny_model, tiny_tok, circuit, method=method, options=opts, rs=RS, groups=3)
+    read = edge_stability(tiny_model, tiny_tok, circuit, method=method, options=opts, rs=RS, groups=3, every=every)
+    torch.testing.assert_close(read.group_scores, again.group_scores, atol=1e-5 * scale, rtol=0)
+    torch.testing.assert_close(read.prompt_scores, again.prompt_scores, atol=1e-5 * scale, rtol=0)
+    assert torch.equal(read.group_sizes, again.group_sizes) and read.prompt_edges == again.prompt_edges
+    torch.testing.assert_close(read.frequency, again.frequency)
+
+
+def test_terms_over_their_byte_budget_are_not_kept_and_stability_scores_again(tiny_model, tiny_tok, monkeypatch):
+    """Every edge's terms are kept only within EVERY_EDGE_BYTES, and only for methods whose one pass gives them
+    (position-agnostic gradient methods); otherwise nothing is recorded and stability rescoring runs as before."""
+    from circuitwise.circuits.methods import get_method
+    from circuitwise.evaluation import stability
+
+    eap = get_method("eap").options({})
+    monkeypatch.setattr(stability, "EVERY_EDGE_BYTES", 4 * graph_edges(tiny_model) * len(tiny_tok) - 1)
+    with stability.recording(tiny_model, tiny_tok, "eap", eap) as rec:
+        assert rec is None
+    monkeypatch.setattr(stability, "EVERY_EDGE_BYTES", 4 * graph_edges(tiny_model) * len(tiny_tok))
+    with stability.recording(tiny_model, tiny_tok, "eap", eap) as rec:
+        assert rec is not None
+    for method, options in (("edge-pruning", {}), ("eap", {"positions": "tokens"})):
+        with stability.recording(tiny_model, tiny_tok, method, get_method(method).options(options)) as rec:
+            assert rec is None
+
+
+def graph_edges(model):
+    from circuitwise.circuits import graph_of
+
+    return graph_of(model).n_edges
