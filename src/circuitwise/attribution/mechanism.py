@@ -364,9 +364,14 @@ def _embedding_values(model: Any, values: _Values, l: int, kv: int, ids: list[in
     layer's own input norm (what the head would read at a position holding nothing but the token)."""
     x = model.W_E[torch.tensor(ids, device=model.W_E.device)].unsqueeze(1)  # [n, 1, d_model]
     try:
-        x = model.blocks[l].ln1(x)
+        ln1 = model.blocks[l].ln1
     except AttributeError:  # no input norm on this block
-        pass
+        ln1 = None
+    if ln1 is not None:
+        # Called alone, the norm has no device hook of a split model (models.placement): the embedding
+        # goes to the block's device itself.
+        held = next(iter([*ln1.parameters(), *ln1.buffers()]), None)
+        x = ln1(x if held is None else placement.move(x, held.device))
     v = x[:, 0].float().cpu() @ values.W_V[l, kv].float().cpu()
     return v if values.b_V is None else v + values.b_V[l, kv].float().cpu()
 
