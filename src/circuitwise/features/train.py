@@ -172,7 +172,8 @@ def capture(model: Any, rows: Sequence[torch.Tensor], site: Site, *,
         ids, mask = _batch(rows[start:start + batch_rows], device)
         model.run_with_hooks(ids, fwd_hooks=[(h, keep) for h in names], return_type=None)
         for h in names:
-            got[h].append(store[h][mask].float().cpu())
+            # A split model's later layers are on other devices than the mask (models.placement).
+            got[h].append(store[h][mask.to(store[h].device)].float().cpu())
     return [torch.cat(got[h]) for h in ins], [torch.cat(got[h]) for h in outs]
 
 
@@ -536,13 +537,16 @@ def replaced_logits(model: Any, ts: TranscoderSet, ids: torch.Tensor) -> torch.T
     """The model's logits with every MLP's output replaced by its transcoders' (no error terms)."""
     ins, outs = mlp_hooks(model, ts[0].site)
     got: dict[int, torch.Tensor] = {}
-    tset = ts.to(model.cfg.device)
+    device = model.cfg.device
+    tset = ts.to(device)
 
+    # On a split model a layer's activations are on its block's device; the transcoders are on the
+    # embedding's (models.placement).
     def read(t: torch.Tensor, hook: Any, l: int) -> None:
-        got[l] = t.float()
+        got[l] = t.float().to(device)
 
     def write(t: torch.Tensor, hook: Any, l: int) -> torch.Tensor:
-        return tset.mlp_out([got[i] for i in range(l + 1)], l).to(t.dtype)
+        return tset.mlp_out([got[i] for i in range(l + 1)], l).to(t.device, t.dtype)
 
     hooks: list[tuple[str, Callable[..., Any]]] = []
     for l in range(len(ts)):
