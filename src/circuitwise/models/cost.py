@@ -51,20 +51,28 @@ def forwards(stage: str, steps: int = 5) -> float:
     return 60.0 / 2.0
 
 
+def _sync(dev: torch.device) -> None:
+    """Wait for ``dev``'s queued work: GPUs run asynchronously, so without it the clock reads when
+    the products are queued, not done (on MPS that made the rate, and every time estimate, wrong)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    elif dev.type == "mps":
+        torch.mps.synchronize()
+
+
 @lru_cache(maxsize=None)
 def flop_rate(device: str, dtype: torch.dtype, width: int) -> float:
     """FLOP/s of a ``[256, width] × [width, width]`` product on ``device`` in ``dtype`` (measured once)."""
     dev = torch.device(device)
     a = torch.randn(256, width, device=dev).to(dtype)
     b = torch.randn(width, width, device=dev).to(dtype)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     a @ b
-    sync()
+    _sync(dev)
     reps, t0 = 0, time.perf_counter()
     while reps < 3 or time.perf_counter() - t0 < 0.05:
         a @ b
         reps += 1
-    sync()
+    _sync(dev)
     return 2.0 * 256 * width * width * reps / max(time.perf_counter() - t0, 1e-9)
 
 
