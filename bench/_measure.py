@@ -71,7 +71,11 @@ def measure(label: str, fn: Callable[[], Any], device: str, record: dict[str, An
     one stage's failure costs only that stage.
     """
     cuda = _is_cuda(device) and torch.cuda.is_available()
+    # MPS runs asynchronously too: without a sync the clock stops when the work is queued.
+    mps = str(device).startswith("mps") and torch.backends.mps.is_available()
     entry: dict[str, Any] = {}
+    if mps:
+        torch.mps.synchronize()
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -84,6 +88,8 @@ def measure(label: str, fn: Callable[[], Any], device: str, record: dict[str, An
             out = fn()
             if cuda:
                 torch.cuda.synchronize()
+            elif mps:
+                torch.mps.synchronize()
         except Exception as e:  # noqa: BLE001 - a benchmark keeps going and records what broke
             entry["error"] = error_record(e)
     entry["wall_s"] = time.perf_counter() - w0
