@@ -121,13 +121,15 @@ class CommandConfig(BaseModel):
         return cls.build(**{str(k): v for k, v in data.items()})
 
     @classmethod
-    def build(cls, **kwargs: Any) -> Self:
-        """Construct, turning validation failures into a ConfigError that names the option."""
+    def build(cls, *, for_command: str | None = None, **kwargs: Any) -> Self:
+        """Construct, turning validation failures into a ConfigError that names the option and the
+        command whose options these are (``for_command``: another command that loads through this config)."""
         try:
             return cls(**kwargs)
         except ValidationError as e:
-            raise ConfigError(f"Invalid {cls.COMMAND} configuration: {problems_of(e)}. "
-                              f"See `circuitwise {cls.COMMAND} --help`.") from None
+            command = for_command or cls.COMMAND
+            raise ConfigError(f"Invalid {command} configuration: {problems_of(e)}. "
+                              f"See `circuitwise {command} --help`.") from None
 
 
 class RunConfig(CommandConfig):

@@ -504,9 +504,10 @@ class Study:
         return {**out, **extra}
 
 
-def study_config(**given: Any) -> RunConfig:
-    """The loading half of a command's options as a RunConfig (None: the config's default)."""
-    return RunConfig.build(**{k: v for k, v in given.items() if v is not None})
+def study_config(command: str, **given: Any) -> RunConfig:
+    """The loading half of ``command``'s options as a RunConfig (None: the config's default); a bad
+    option is said with the command's name."""
+    return RunConfig.build(for_command=command, **{k: v for k, v in given.items() if v is not None})
 
 
 __all__ = ["BenchmarkRequest", "CircuitRequest", "MIBRequest", "Plan", "ResourcePlan", "StagePlan", "Study",

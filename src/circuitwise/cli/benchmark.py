@@ -99,7 +99,7 @@ def benchmark(
     target = F["circuit_target"].default if target is None else target
     metric = opts.metric_name(metric)  # before the model loads
     # Every option checked (an unknown method, ablation or target) before anything loads.
-    study = Study(study_config(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
+    study = Study(study_config("benchmark", task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
                                device_map=device_map, n_devices=n_devices, n=n, seed=seed, processing=processing,
                                corruption=corruption, split=split, drop_invalid=drop_invalid, metric=metric),
                   "benchmark", benchmark=benchmark_request(split_names(methods), target=target, ablation=ablation,

@@ -137,7 +137,7 @@ def circuit(
         given["steps"] = old_steps
     given.update(parse_options(option or []))
     # Every option checked against what the stage will do (plan.circuit_request), before anything loads.
-    study = Study(study_config(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
+    study = Study(study_config("circuit", task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
                                device_map=device_map, n_devices=n_devices, n=n, seed=seed, processing=processing,
                                corruption=corruption, split=split, drop_invalid=drop_invalid, metric=metric),
                   "circuit",
@@ -256,7 +256,7 @@ def evaluate(
     with folder if folder is not None else nullcontext() as folder:
         # The metric the circuit will be measured in, so its tokens are set up for it once (kl's reference).
         measured = metric or (raw.get("metric") if kind == "circuitwise" else None) or F["metric"].default
-        m, tok = load(Study(study_config(task=task, model=name, device=device, dtype=dtype, max_memory=max_memory,
+        m, tok = load(Study(study_config("evaluate", task=task, model=name, device=device, dtype=dtype, max_memory=max_memory,
                                          device_map=device_map, n_devices=n_devices, n=n, seed=seed,
                                          processing=processing, corruption=corruption, split=split,
                                          drop_invalid=drop_invalid, metric=measured), "evaluate"))

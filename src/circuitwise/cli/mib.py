@@ -154,6 +154,13 @@ def mib(
     names = list(request.methods)
     tasks, models = _pairs(task, "task"), _pairs(model, "model")
     metric = opts.metric_name(metric)
+
+    def loading(task_src: str, model_src: str) -> Any:
+        return study_config("mib", task=task_src, model=model_src, n=n, seed=seed, device=device, dtype=dtype,
+                            max_memory=max_memory, drop_invalid=True, device_map=device_map, n_devices=n_devices,
+                            processing=processing, metric=metric)
+
+    loading(tasks[0][0], models[0][1] or models[0][0])  # the loading options, checked before the folder is touched
     # Pairs accumulate in one folder (more tasks, models or methods later); these decide every pair's numbers.
     settings = dict(metric=metric, **request.settings(), n=n, seed=seed, dtype=dtype, processing=processing)
     folder = RunFolder(out, command="mib", settings=settings, force=force, in_place=True)
@@ -184,10 +191,8 @@ def mib(
                                          request.level)]
                 if not todo:
                     continue
-                study = Study(study_config(
-                    task=sources[task_name], model=model_src or MIB_MODELS.get(model_name, model_name), n=n,
-                    seed=seed, device=device, dtype=dtype, max_memory=max_memory, drop_invalid=True,
-                    device_map=device_map, n_devices=n_devices, processing=processing, metric=metric), "mib")
+                study = Study(loading(sources[task_name], model_src or MIB_MODELS.get(model_name, model_name)),
+                              "mib")
                 # The runner's one loading step; a model already loaded for an earlier task is reused.
                 try:
                     prepared = load_study(study, model=the_model, notes=show_note,

@@ -67,7 +67,7 @@ def patch(
     what = opts.merge(what, old_what, old="--what", new="--patch")
     metric = opts.metric_name(metric)  # an unknown metric is refused before the model loads
     # Every option checked against what the sweeps will do (plan.sweep_request), before anything loads.
-    study = Study(study_config(task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
+    study = Study(study_config("patch", task=task, model=model, device=device, dtype=dtype, max_memory=max_memory,
                                device_map=device_map, n_devices=n_devices, processing=processing, n=n, seed=seed,
                                corruption=corruption, split=split, drop_invalid=drop_invalid, metric=metric),
                   "patch", sweeps=sweep_request(what, metric=metric, method=method, direction=direction,

@@ -35,12 +35,12 @@ def test_bad_options_are_refused_before_anything_loads(tmp_path, no_model_loads,
 
 def test_a_study_settings_are_its_config_and_its_requests():
     metric = "logit_diff"
-    study = Study(study_config(task="opposites", n=8), "circuit",
+    study = Study(study_config("circuit", task="opposites", n=8), "circuit",
                   circuit=circuit_request("eap", {}, metric=metric, selection="top-n", edges=5))
     s = study.settings()
     assert (s["task"], s["n"], s["method"], s["selection"], s["edges"]) == ("opposites", 8, "eap", "top-n", 5)
     assert study.memory_stages == ("edges", "evaluation")
-    patch = Study(study_config(task="opposites"), "patch", sweeps=sweep_request(None, metric=metric))
+    patch = Study(study_config("patch", task="opposites"), "patch", sweeps=sweep_request(None, metric=metric))
     assert patch.sweeps is not None and patch.sweeps.sweeps == ("resid_pre", "heads")
     assert "sweeps" not in patch.settings()  # sweeps accumulate in one folder
     bench = benchmark_request(["eap", "eap"], target=0.8)
@@ -54,3 +54,16 @@ def test_requests_refuse_what_their_stage_cannot_do():
         circuit_request("eap-ig", {}, metric="logit_diff", target=1.5)
     with pytest.raises(ConfigError, match="--selection threshold needs --threshold"):
         circuit_request("eap-ig", {}, metric="logit_diff", selection="threshold")
+
+
+@pytest.mark.usefixtures("no_model_loads")
+@pytest.mark.parametrize("command", [["patch", "opposites"], ["circuit", "opposites"], ["benchmark", "opposites"],
+                                     ["mib", "--task", "mib-ioi", "--model", "bundled"]])
+def test_a_bad_loading_option_names_the_command_in_hand_and_touches_no_folder(tmp_path, command):
+    """The loading options (dtype, memory, placement) are RunConfig's in every command; a bad one is said with
+    the command's own name and help (it used to send every command to `circuitwise run --help`), before any
+    folder is made (mib made its folder first and then spoke of a previous result)."""
+    out = tmp_path / "o"
+    r = invoke(*command, "--dtype", "bf16", "--out", out)
+    assert r.exit_code == 2 and f"See `circuitwise {command[0]} --help`" in r.output, r.output
+    assert f"Invalid {command[0]} configuration" in r.output and not out.exists()
