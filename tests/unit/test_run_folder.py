@@ -234,3 +234,23 @@ def test_a_damaged_checkpoint_is_reported_by_run(good_run, tiny_ckpt):
     assert len(res["warnings"]) == 2 and "checksum does not match" in res["warnings"][0]
     assert res["patching"]["heads"] == json.loads(before["results.json"])["patching"]["heads"]
     assert "Warnings while running" in (out / "report.html").read_text()
+
+
+def test_an_in_place_folder_says_truly_what_a_failure_left(tmp_path):
+    """A command that writes in place (mib) and fails: a folder it made and wrote nothing in but its marker is
+    removed ("Nothing was written"); a folder holding finished work keeps it and says so (never a "previous
+    complete result" that was not there)."""
+    out = tmp_path / "sub"
+    with pytest.raises(RuntimeError) as e:
+        with RunFolder(out, command="mib", settings={"n": 1}, in_place=True) as f:
+            f.mark_in_place(complete=False)
+            raise RuntimeError("model too large")
+    assert not out.exists() and f"Nothing was written to {out}." in e.value.__notes__[0]
+    with RunFolder(out, command="mib", settings={"n": 1}, in_place=True) as f:
+        f.mark_in_place(complete=False)
+        (out / "pair.json").write_text("{}")
+    with pytest.raises(RuntimeError) as e:
+        with RunFolder(out, command="mib", settings={"n": 1}, in_place=True) as f:
+            f.mark_in_place(complete=False)
+            raise RuntimeError("later failure")
+    assert (out / "pair.json").read_text() == "{}" and "is kept; re-run the same command" in e.value.__notes__[0]
