@@ -20,7 +20,7 @@ from circuitwise.circuits.patch import Ablation, check_ablation, normalise, patc
 from circuitwise.circuits.positional import PositionalEdgeScores
 from circuitwise.circuits.positional_kq import KQEdgeScores, select_kq
 from circuitwise.circuits.prune import prune_dangling
-from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
+from circuitwise.circuits.scores import EdgeScores, Prepared, Progress, no_progress, prepare
 from circuitwise.errors import ConfigError
 from circuitwise.tasks.tokenize import TokenizedTask
 
@@ -139,12 +139,32 @@ def select_target(scores: EdgeScores, *, model: Any = None, tok: TokenizedTask |
     scored = int((~scores.scores.isnan()).sum())
     if scored == 0:
         raise ConfigError("No edge has a score; score the edges before selecting a circuit.")
-    trace: dict[int, tuple[int, float]] = {}
 
     def mask(k: int) -> torch.Tensor:
         keep = torch.zeros(scores.graph.n_edges, dtype=torch.bool)
         keep[order[:k]] = True
         return prune_dangling(scores.graph, keep) if prune else keep
+
+    hi, trace = grow(prep, scored, mask, target, ablation=ablation, progress=progress, max_sweep=max_sweep)
+    keep = torch.zeros(scores.graph.n_edges, dtype=torch.bool)
+    keep[order[:hi]] = True
+    steps = [{"top": k, "edges": trace[k][0], "faithfulness": trace[k][1]} for k in sorted(trace)]
+    return _finish(scores, keep, prune, model, tok, {
+        "kind": "target", "target": target, "by": by, "ablation": ablation, "reached": trace[hi][1] >= target,
+        "faithfulness": trace[hi][1], "top": hi, "trace": steps,
+    })
+
+
+def grow(prep: Prepared, total: int, mask: Callable[[int], torch.Tensor], target: float, *,
+         ablation: Ablation = "corrupted", progress: Progress = no_progress, max_sweep: int = 32
+         ) -> tuple[int, dict[int, tuple[int, float]]]:
+    """The fewest top ``k`` of ``1..total`` whose circuit ``mask(k)`` (``[edge]`` bool) reaches the
+    ``target`` faithfulness (``total`` if none does), and every measured ``k``'s (edges, faithfulness).
+
+    A geometric sweep over ``k`` first, then a finer one inside the first bracket that reaches the
+    target, each sweep one stacked call of patched forwards. Edge and node selection share it.
+    """
+    trace: dict[int, tuple[int, float]] = {}
 
     def evaluate(ks: list[int]) -> None:
         ks = [k for k in ks if k not in trace]
@@ -157,10 +177,10 @@ def select_target(scores: EdgeScores, *, model: Any = None, tok: TokenizedTask |
         for k, m, fk in zip(ks, masks, f.tolist()):
             trace[k] = (int(m.sum()), fk)
 
-    grid = geometric_sizes(scored)
+    grid = geometric_sizes(total)
     evaluate(grid)
     hits = [k for k in grid if trace[k][1] >= target]
-    hi = hits[0] if hits else scored
+    hi = hits[0] if hits else total
     lo = max([k for k in grid if k < hi], default=0)
     while hi - lo > 1:
         inside = hi - lo - 1
@@ -178,14 +198,7 @@ def select_target(scores: EdgeScores, *, model: Any = None, tok: TokenizedTask |
             lo = max(cand)
         if inside <= max_sweep:
             break
-    reached = trace[hi][1] >= target
-    keep = torch.zeros(scores.graph.n_edges, dtype=torch.bool)
-    keep[order[:hi]] = True
-    steps = [{"top": k, "edges": trace[k][0], "faithfulness": trace[k][1]} for k in sorted(trace)]
-    return _finish(scores, keep, prune, model, tok, {
-        "kind": "target", "target": target, "by": by, "ablation": ablation, "reached": reached,
-        "faithfulness": trace[hi][1], "top": hi, "trace": steps,
-    })
+    return hi, trace
 
 
 @dataclass(frozen=True)
@@ -205,12 +218,21 @@ SELECTIONS: Mapping[str, Selection] = MappingProxyType({
 })
 
 
-def select_circuit(scores: EdgeScores, selection: str = "target", **options: Any) -> Circuit:
-    """Choose a circuit from ``scores`` with a registered strategy (options pass through)."""
+def select_circuit(scores: EdgeScores, selection: str = "target", *, level: str = "edge", **options: Any) -> Circuit:
+    """Choose a circuit from ``scores`` with a registered strategy (options pass through); ``level="node"``
+    chooses heads and MLPs (``n`` then counts nodes) and keeps their edge circuit
+    (:mod:`circuitwise.circuits.node_select`)."""
+    if level != "edge":
+        # node_select builds on this module: imported here, where it is asked for.
+        from circuitwise.circuits.node_select import check_level, select_nodes
+
+        check_level(level)
+        return select_nodes(scores, selection, **options)
     if selection not in SELECTIONS:
         raise ConfigError(f"Unknown selection {selection!r}. Choose one of: {', '.join(SELECTIONS)}.")
     return SELECTIONS[selection].run(scores, **options)
 
 
 __all__ = ["GRID_POINTS", "SELECTIONS", "Rank", "Selection", "SelectionName", "select_circuit", "select_target",
-           "select_kq_circuit", "select_positional", "select_threshold", "select_top_n", "geometric_sizes", "top_edges"]
+           "select_kq_circuit", "select_positional", "select_threshold", "select_top_n", "geometric_sizes", "grow",
+           "top_edges"]

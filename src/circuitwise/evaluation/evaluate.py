@@ -10,6 +10,7 @@ import torch
 
 from circuitwise.circuits.circuit import Circuit
 from circuitwise.circuits.draw import circuit_figure
+from circuitwise.circuits.node_select import kept_nodes, node_edge_rows, random_node_rows
 from circuitwise.circuits.patch import Ablation, PatchedMetrics, check_ablation, patched_metrics
 from circuitwise.circuits.scores import EdgeScores, Progress, no_progress, prepare
 from circuitwise.errors import ConfigError
@@ -98,7 +99,12 @@ def evaluate_circuit(
     E = circuit.graph.n_edges
     gen = torch.Generator().manual_seed(seed)
     blocks: dict[str, torch.Tensor] = {"circuit": circuit.edges[None], "complement": (~circuit.edges)[None]}
-    if random_samples:
+    nodes = kept_nodes(circuit)
+    if random_samples and nodes is not None:
+        # A node circuit's null: node sets of its size (their edge circuits), pruned as it was.
+        rows = random_node_rows(circuit.graph, int(nodes.sum()), random_samples, gen)
+        blocks["random"] = node_edge_rows(circuit.graph, rows, prune=bool(circuit.selection.get("pruned", True)))
+    elif random_samples:
         blocks["random"] = random_masks(circuit.graph, circuit.n_edges, random_samples, gen)
     ranking = scores
     if ranking is None and circuit.scores is not None and bool((~circuit.scores.isnan()).any()):
@@ -133,7 +139,7 @@ def evaluate_circuit(
     if random_samples:
         rnd = RandomBaseline(main.faithfulness,
                              [r.faithfulness for r in faithfulness_rows(at["random"], blocks["random"], ablation)],
-                             circuit.n_edges)
+                             circuit.n_edges, "connected" if nodes is None else "node-set")
     crv = agr = mres = None
     if cm is not None and ranking is not None:
         crv = curve_from(cm, faithfulness_rows(at["curve"], cm.masks, ablation), ranking, ablation)

@@ -20,6 +20,7 @@ def summary_lines(ev: CircuitEvaluation) -> list[str]:
     f = ev.faithfulness
     lines = [
         f"{f.n_edges} of {f.total_edges} edges ({f.edge_fraction:.2%})",
+        *_node_lines(ev),
         f"faithfulness {f.faithfulness:.3f}{ci_text(f.interval)} ({f.ablation} ablation); "
         f"keeps {f.kept_fraction:.1%} of the clean "
         f"metric ({f.circuit_metric:+.3f} of {f.clean_metric:+.3f}; corrupted {f.corrupted_metric:+.3f})",
@@ -28,7 +29,9 @@ def summary_lines(ev: CircuitEvaluation) -> list[str]:
     ]
     if ev.random is not None:
         r = ev.random
-        lines.append(f"random connected circuits of the same size: {r.mean:.3f} ± {r.std:.3f} "
+        null = ("random node sets of the same size (their edge circuits)" if r.null == "node-set"
+                else "random connected circuits of the same size")
+        lines.append(f"{null}: {r.mean:.3f} ± {r.std:.3f} "
                      f"({r.p_text()}: {r.hits} of {r.samples} samples reach the circuit's faithfulness)")
     if ev.mib is not None:
         m = ev.mib
@@ -43,6 +46,18 @@ def summary_lines(ev: CircuitEvaluation) -> list[str]:
     if ev.stability is not None:
         lines.append(ev.stability.summary())
     return lines
+
+
+def _node_lines(ev: CircuitEvaluation) -> list[str]:
+    """A node-level circuit's kept nodes with their node scores, strongest first (none for an edge circuit)."""
+    sel = ev.circuit.selection
+    if sel.get("level") != "node":
+        return []
+    g = ev.circuit.graph
+    scores = sel.get("node_scores") or {}
+    names = sorted(sel.get("nodes") or [], key=lambda n: -abs(scores.get(n) or 0.0))
+    kept = ", ".join(f"{n} ({scores[n]:+.3g})" if isinstance(scores.get(n), (int, float)) else n for n in names)
+    return [f"{len(names)} of {len(g.senders) - 1} nodes (heads and MLPs; the input always in): {kept or 'none'}"]
 
 
 __all__ = ["ci_text", "summary_lines"]
