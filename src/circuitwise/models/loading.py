@@ -244,7 +244,7 @@ def _process(bridge, name_or_path: str, processing: bool, device: str) -> Proces
     p = plan(bridge)
     before = snapshot(bridge)
     try:
-        with _tl_warnings_to_log():
+        with _tl_warnings_to_log(), _one_thread():
             bridge.enable_compatibility_mode(disable_warnings=True, no_processing=False, **p.ask)
     except Exception as e:
         raise _processing_error(name_or_path, e, device, processing=True) from e
@@ -304,6 +304,21 @@ def _processing_error(name_or_path: str, e: Exception, device: str, *, processin
         f"TransformerLens failed during {what} of {name_or_path!r} ({type(e).__name__}: {detail}). "
         f"{fix}; if it persists, report it with the model's config.json."
     )
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    # The processed weights must not depend on how many threads torch has: a CPU product split over
+    # 2 threads rounds differently from one over 1 (refactor_factored_attn_matrices: ~1e-6), and every
+    # command picks its threads from how busy the cores are, so the fingerprint's weights hash of one
+    # checkpoint differed between commands and `evaluate` refused a circuit `circuit` had just found.
+    # One thread costs little: processing is a few products per layer.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @contextmanager

@@ -120,3 +120,21 @@ def test_patching_resume_keys_on_the_weights(tiny_model, twin_ckpt):
     twin = cw.load_model(str(twin_ckpt), device="cpu")
     a, b = model_identity(tiny_model), model_identity(twin)
     assert a["fingerprint"]["weights_hash"] != b["fingerprint"]["weights_hash"]
+
+
+def test_the_same_whatever_torch_threads_processed_it():
+    # Each command picks its torch threads from how busy the cores are; a product split over two
+    # threads rounds differently from one over one, and the bundled model's processed attention weights
+    # differed by ~1e-6, so `evaluate` refused the circuit `circuit` had just found on the same model.
+    import circuitwise as cw
+
+    threads = torch.get_num_threads()
+    try:
+        hashes = set()
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            hashes.add(fingerprint(cw.load_model("bundled", device="cpu"))["weights_hash"])
+            assert torch.get_num_threads() == n  # the user's thread count is left as it was
+    finally:
+        torch.set_num_threads(threads)
+    assert len(hashes) == 1
