@@ -113,6 +113,28 @@ def kept_nodes(circuit: Circuit) -> torch.Tensor | None:
     return keep
 
 
+def reselect_nodes(circuit: Circuit, scores: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """``[R, edge]`` bool: a node circuit's selection rule applied to each row of edge scores ``[R, edge]``
+    (edge stability's resamples): its number of nodes, or its threshold, on each row's node scores."""
+    sel, g = circuit.selection, circuit.graph
+    by = sel.get("by") or "abs"
+    values = g.to_dense(scores.float(), fill=0.0).sum(-1)  # [R, sender]: a node's outgoing edges
+    values[:, 0] = float("nan")
+    key = torch.nan_to_num(values.abs() if by == "abs" else values, nan=-float("inf"))
+    what = "|node score|" if by == "abs" else "node score"
+    if sel.get("kind") == "threshold" and sel.get("threshold") is not None:
+        nodes = key >= float(sel["threshold"])
+        rule = f"the nodes with {what} ≥ {sel['threshold']:g}"
+    else:
+        top = len(sel.get("nodes") or [])
+        nodes = torch.zeros_like(key, dtype=torch.bool)
+        nodes.scatter_(1, key.topk(min(top, key.shape[1] - 1), dim=1).indices, True)
+        rule = f"the top {top} nodes by {what}" + (" (the target circuit's size, held)" if sel.get("kind") == "target"
+                                                   else "")
+    prune = bool(sel.get("pruned", True))
+    return node_edge_rows(g, nodes, prune), rule + ", their edge circuit" + (", pruned" if prune else "")
+
+
 def _node_circuit(scores: EdgeScores, nodes: torch.Tensor, prune: bool, model: Any, tok: TokenizedTask | None,
                   selection: dict[str, Any]) -> Circuit:
     values = node_scores(scores)
@@ -184,5 +206,5 @@ def select_nodes(scores: EdgeScores, selection: str = "target", **options: Any) 
 
 
 __all__ = ["CircuitLevel", "LEVELS", "NEURON_LEVEL", "check_level", "kept_nodes", "node_edge_rows", "node_order",
-           "node_scores", "random_node_rows", "select_nodes", "select_nodes_target", "select_nodes_threshold",
-           "select_nodes_top_n", "top_nodes"]
+           "node_scores", "random_node_rows", "reselect_nodes", "select_nodes", "select_nodes_target",
+           "select_nodes_threshold", "select_nodes_top_n", "top_nodes"]

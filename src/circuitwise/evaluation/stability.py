@@ -35,6 +35,7 @@ from circuitwise.circuits.bootstrap import ADDITIVE_METHODS, group_bounds, group
 from circuitwise.circuits.circuit import Circuit
 from circuitwise.circuits.gradients import PerPrompt, every_edge_scores, per_prompt_scores
 from circuitwise.circuits.graph import graph_of
+from circuitwise.circuits.node_select import reselect_nodes
 from circuitwise.circuits.prune import prune_rows
 from circuitwise.circuits.scores import Progress, no_progress
 from circuitwise.errors import ConfigError
@@ -124,6 +125,8 @@ class EdgeStability:
 def reselect(circuit: Circuit, scores: torch.Tensor) -> tuple[torch.Tensor, str]:
     """``[R, edge]`` bool: the circuit's selection rule applied to each row of ``scores`` ``[R, edge]``."""
     sel = circuit.selection
+    if sel.get("level") == "node":  # heads and MLPs chosen by node score (circuits.node_select)
+        return reselect_nodes(circuit, scores)
     by = sel.get("by") or "abs"
     key = scores.abs() if by == "abs" else scores
     key = torch.nan_to_num(key, nan=-float("inf"))

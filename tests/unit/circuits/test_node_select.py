@@ -131,3 +131,18 @@ def test_neuron_level_and_unknown_levels_are_refused_before_scoring(tiny_model, 
         select_circuit(score_edges(tiny_model, tiny_tok, "eap"), "top-n", level="head", n=2)
     with pytest.raises(ConfigError, match="number of nodes"):
         select_circuit(score_edges(tiny_model, tiny_tok, "eap"), "top-n", level="node")
+
+
+def test_edge_stability_reapplies_the_node_rule(tiny_model, tiny_tok, known_model, known_tok):
+    from circuitwise.evaluation.bootstrap import Resampling
+    from circuitwise.evaluation.stability import edge_stability, reselect
+
+    scores = score_edges(tiny_model, tiny_tok, "eap")
+    for kind, opts in (("top-n", {"n": 4}), ("threshold", {"threshold": 0.0})):
+        c = select_circuit(scores, kind, level="node", **opts)
+        keep, rule = reselect(c, scores.scores[None].double())
+        assert torch.equal(keep[0], c.edges) and "nodes" in rule and "edge circuit" in rule
+    found = find_circuit(known_model, known_tok, method="eap", selection="top-n", level="node", n=2)
+    st = edge_stability(known_model, known_tok, found.circuit, method="eap", options=None,
+                        rs=Resampling(100, 0.95, 2), groups=8)
+    assert "top 2 nodes" in st.rule and all(f == 1.0 for _, f in st.circuit_edges())
