@@ -5,8 +5,11 @@ Writing a study's files and its page moved to :mod:`circuitwise.reports.study`.
 
 from __future__ import annotations
 
+import math
+
 from circuitwise.evaluation.bootstrap import Interval
 from circuitwise.evaluation.evaluate import CircuitEvaluation
+from circuitwise.evaluation.faithfulness import Faithfulness
 
 
 def ci_text(iv: Interval | None) -> str:
@@ -21,9 +24,7 @@ def summary_lines(ev: CircuitEvaluation) -> list[str]:
     lines = [
         f"{f.n_edges} of {f.total_edges} edges ({f.edge_fraction:.2%})",
         *_node_lines(ev),
-        f"faithfulness {f.faithfulness:.3f}{ci_text(f.interval)} ({f.ablation} ablation); "
-        f"keeps {f.kept_fraction:.1%} of the clean "
-        f"metric ({f.circuit_metric:+.3f} of {f.clean_metric:+.3f}; corrupted {f.corrupted_metric:+.3f})",
+        f"faithfulness {f.faithfulness:.3f}{ci_text(f.interval)} ({f.ablation} ablation); {_kept_text(f)}",
         f"complement alone: faithfulness {ev.completeness.complement.faithfulness:.3f} "
         f"(completeness {ev.completeness.completeness:.3f})",
     ]
@@ -46,6 +47,14 @@ def summary_lines(ev: CircuitEvaluation) -> list[str]:
     if ev.stability is not None:
         lines.append(ev.stability.summary())
     return lines
+
+
+def _kept_text(f: Faithfulness) -> str:
+    if math.isnan(f.kept_fraction):  # a clean metric of about 0 (kl's, by definition) has no share to keep
+        return (f"metric: circuit {f.circuit_metric:+.3f}, clean {f.clean_metric:+.3f}, "
+                f"corrupted {f.corrupted_metric:+.3f}")
+    return (f"keeps {f.kept_fraction:.1%} of the clean metric ({f.circuit_metric:+.3f} of {f.clean_metric:+.3f}; "
+            f"corrupted {f.corrupted_metric:+.3f})")
 
 
 def _node_lines(ev: CircuitEvaluation) -> list[str]:

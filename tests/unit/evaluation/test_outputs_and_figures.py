@@ -62,3 +62,20 @@ def test_evaluate_never_rewrites_its_input_circuit(study, tmp_path):
     elsewhere = tmp_path / "other"
     write_outputs(elsewhere, found.circuit, ev, source=circ)
     assert (elsewhere / "circuit.json").read_bytes() == before and not (elsewhere / "scores.json").exists()
+
+
+def test_the_summary_gives_no_share_of_a_clean_metric_of_zero(study):
+    # KL to the clean run is 0 there by definition: the share "kept" is undefined, and the summary
+    # printed "keeps nan% of the clean metric"; it now gives the three metrics alone.
+    import dataclasses
+
+    from circuitwise.evaluation.outputs import summary_lines
+
+    _, ev = study
+    kept = next(s for s in summary_lines(ev) if s.startswith("faithfulness"))
+    assert f"keeps {ev.faithfulness.kept_fraction:.1%} of the clean metric" in kept
+    at_zero = dataclasses.replace(ev.faithfulness, circuit_metric=0.767, clean_metric=0.0, corrupted_metric=15.6)
+    line = next(s for s in summary_lines(dataclasses.replace(ev, faithfulness=at_zero))
+                if s.startswith("faithfulness"))
+    assert "nan" not in line and "keeps" not in line
+    assert line.endswith("metric: circuit +0.767, clean +0.000, corrupted +15.600")
