@@ -211,9 +211,10 @@ def discover(model: Any, tok: TokenizedTask, request: CircuitRequest, *, metric:
              progress: Callable[[int, int, str], None] | None = None) -> Any:
     """Score the edges with the request's method and select its circuit (circuits.Discovery)."""
     r = request
-    return find_circuit(model, tok, method=r.method, options=r.options, selection=r.selection, n=r.edges,
-                        threshold=r.threshold, target=r.target, by=r.by, prune=r.prune,
-                        ablation=r.ablation, batch_size=r.batch_size, progress=progress, metric=metric)
+    return find_circuit(model, tok, method=r.method, options=r.options, selection=r.selection, level=r.level,
+                        n=r.nodes if r.level == "node" else r.edges, threshold=r.threshold, target=r.target,
+                        by=r.by, prune=r.prune, ablation=r.ablation, batch_size=r.batch_size, progress=progress,
+                        metric=metric)
 
 
 def study_circuit(model: Any, tok: TokenizedTask, request: CircuitRequest, *, metric: str = "logit_diff",

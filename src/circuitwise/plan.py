@@ -311,21 +311,28 @@ class CircuitRequest:
     random_samples: int = DEFAULT_RANDOM_SAMPLES
     shortlist: int = DEFAULT_SHORTLIST
     batch_size: int | None = None
+    # edge, or node: heads and MLPs chosen by node score, kept as their edge circuit (circuits.node_select);
+    # ``nodes`` is top-n's count at node level.
+    level: str = "edge"
+    nodes: int | None = None
 
     def settings(self) -> dict[str, Any]:
         """What decides the circuit (a folder of other settings is replaced only with --force)."""
+        # The level only where it is not the default, so folders written before it keep their settings.
+        level = {} if self.level == "edge" else dict(level=self.level, nodes=self.nodes)
         return dict(method=self.method, options=self.options, selection=self.selection, target=self.target,
                     edges=self.edges, threshold=self.threshold, by=self.by, prune=self.prune, ablation=self.ablation,
-                    random_samples=self.random_samples, shortlist=self.shortlist)
+                    random_samples=self.random_samples, shortlist=self.shortlist, **level)
 
 
 def circuit_request(method: str, given: dict[str, Any], *, metric: str, ig_steps: int | None = None,
                     selection: str = "target", target: float = DEFAULT_TARGET, edges: int | None = None,
                     threshold: float | None = None, by: str = "abs", prune: bool = True, ablation: str = "corrupted",
                     random_samples: int = DEFAULT_RANDOM_SAMPLES, shortlist: int = DEFAULT_SHORTLIST,
-                    batch_size: int | None = None) -> CircuitRequest:
+                    batch_size: int | None = None, level: str = "edge", nodes: int | None = None) -> CircuitRequest:
     """A checked circuit request, or a ConfigError naming the flag, before any model is loaded."""
     from circuitwise.circuits.methods import check_metric
+    from circuitwise.circuits.node_select import check_level
     from circuitwise.circuits.patch import check_ablation
     from circuitwise.circuits.select import SELECTIONS, Rank
 
@@ -338,7 +345,15 @@ def circuit_request(method: str, given: dict[str, Any], *, metric: str, ig_steps
     check_metric(method, options, metric)  # eap at the clean run scores nothing under kl
     if selection not in SELECTIONS:
         raise ConfigError(f"Unknown --selection {selection!r}. Choose one of: {', '.join(SELECTIONS)}.")
-    if selection == "top-n" and edges is None:
+    check_level(level)  # --level neuron is MIB's: refused with where to find it
+    if level == "node" and edges is not None:
+        raise ConfigError("--edges counts edges; at --level node give --nodes N (how many heads and MLPs to keep).")
+    if level == "edge" and nodes is not None:
+        raise ConfigError("--nodes counts heads and MLPs of a node-level circuit; add --level node, or give "
+                          "--edges N for an edge circuit.")
+    if selection == "top-n" and level == "node" and nodes is None:
+        raise ConfigError("--selection top-n at --level node needs --nodes N (how many heads and MLPs to keep).")
+    if selection == "top-n" and level == "edge" and edges is None:
         raise ConfigError("--selection top-n needs --edges N (how many edges to keep).")
     if selection == "threshold" and threshold is None:
         raise ConfigError("--selection threshold needs --threshold T (the score cut-off).")
@@ -346,7 +361,7 @@ def circuit_request(method: str, given: dict[str, Any], *, metric: str, ig_steps
         raise ConfigError(f"Unknown --by {by!r}. Choose one of: {', '.join(get_args(Rank))}.")
     check_ablation(ablation)
     return CircuitRequest(method, options, selection, target, edges, threshold, by, prune, ablation,
-                          random_samples, shortlist, batch_size)
+                          random_samples, shortlist, batch_size, level, nodes)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,12 @@ METHOD_HELP = ("Edge scoring: eap-ig (integrated gradients on the input), eap (o
                "(edges removed one by one while the KL to the clean run rises less than -O threshold=0.01 of its gap), relp "
                "(relevance patching: eap with LRP's rules for norms, activations and gates; -O attention_rule=true), bootstrap "
                "(edges by how often -O base=eap-ig ranks them top over prompt resamples).")
-SELECTION_HELP = "target: fewest top edges reaching --circuit-target faithfulness; top-n: the --edges best; threshold: |score| ≥ --threshold."
+SELECTION_HELP = ("target: fewest top edges (nodes at --level node) reaching --circuit-target faithfulness; top-n: the "
+                  "--edges best (the --nodes best at --level node); threshold: |score| ≥ --threshold (node score at "
+                  "--level node).")
+LEVEL_HELP = ("edge: choose edges; node: choose heads and MLPs by their node score (the sum of their outgoing edges' "
+              "scores) and keep their edge circuit (every edge out of the input or a kept node, pruned), the same "
+              "patching as MIB's node level. Neuron level: `circuitwise mib --level neuron`.")
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -89,7 +94,9 @@ def circuit(
     selection: str = typer.Option("target", "--selection", help=SELECTION_HELP),
     target: Optional[float] = opts.config_option(F, "circuit_target", "--circuit-target",
                                                  extra="(--selection target)"),
+    level: str = typer.Option("edge", "--level", help=LEVEL_HELP),
     edges: Optional[int] = typer.Option(None, "--edges", min=1, help="Number of edges for --selection top-n. [default: none]"),
+    nodes: Optional[int] = typer.Option(None, "--nodes", min=1, help="Number of nodes (heads and MLPs) for --selection top-n at --level node. [default: none]"),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Score cut-off for --selection threshold. [default: none]"),
     by: str = typer.Option("abs", "--by", help="Rank edges by abs (magnitude) or signed score."),
     prune: bool = typer.Option(True, "--prune/--no-prune", help="Drop edges off every input→logits path."),
@@ -144,7 +151,7 @@ def circuit(
                   circuit=circuit_request(method, given, metric=metric, ig_steps=ig_steps, selection=selection,
                                           target=target, edges=edges, threshold=threshold, by=by, prune=prune,
                                           ablation=ablation, random_samples=random_samples, shortlist=shortlist,
-                                          batch_size=batch_size))
+                                          batch_size=batch_size, level=level, nodes=nodes))
     if export_eap_ig is not None:
         from circuitwise.circuits.interop import format_for
 
@@ -178,7 +185,8 @@ def circuit(
         console.print(f"EAP-IG graph: {export_eap_ig.resolve()}", highlight=False, markup=False)
     sel = found.circuit.selection
     if sel.get("kind") == "target" and not sel.get("reached", True):
-        console.print(f"[yellow]target {target} not reached[/]; the full graph was kept.", highlight=False)
+        console.print(f"[yellow]target {target} not reached[/]; every {'node' if level == 'node' else 'edge'} "
+                      "was kept.", highlight=False)
     console.print(f"[bold]{tok.task.name}[/] on [bold]{model}[/], {method} over {len(tok)} prompts "
                   f"({found.scores.seconds:.1f} s scoring):", highlight=False)
     _print_summary(ev)
