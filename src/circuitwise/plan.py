@@ -357,6 +357,13 @@ def circuit_request(method: str, given: dict[str, Any], *, metric: str, ig_steps
         raise ConfigError("--selection top-n needs --edges N (how many edges to keep).")
     if selection == "threshold" and threshold is None:
         raise ConfigError("--selection threshold needs --threshold T (the score cut-off).")
+    # A size or cut-off that the selection does not read would be dropped without a word.
+    for flag, value, wants in (("--edges", edges, "top-n"), ("--nodes", nodes, "top-n"),
+                               ("--threshold", threshold, "threshold")):
+        if value is not None and selection != wants:
+            grows = " (target grows the circuit until --circuit-target)" if selection == "target" else ""
+            raise ConfigError(f"{flag} applies to --selection {wants} only, and --selection is {selection}{grows}. "
+                              f"Add --selection {wants}, or leave out {flag}.")
     if by not in get_args(Rank):
         raise ConfigError(f"Unknown --by {by!r}. Choose one of: {', '.join(get_args(Rank))}.")
     check_ablation(ablation)

@@ -18,6 +18,11 @@ from tests.unit.cli.conftest import invoke
     (["circuit", "opposites", "--by", "size"], "Unknown --by 'size'"),
     (["circuit", "opposites", "--ablation", "zero"], "Unknown ablation 'zero'"),
     (["circuit", "opposites", "--selection", "top-n"], "--selection top-n needs --edges N"),
+    # a size or cut-off the selection does not read was dropped without a word (the target circuit kept)
+    (["circuit", "opposites", "--edges", "5"], "--edges applies to --selection top-n only, and --selection is target"),
+    (["circuit", "opposites", "--threshold", "0.5"], "--threshold applies to --selection threshold only"),
+    (["circuit", "opposites", "--selection", "threshold", "--threshold", "0.1", "--edges", "5"],
+     "--edges applies to --selection top-n only, and --selection is threshold"),
     (["evaluate", "c.json", "opposites", "--ablation", "zero"], "Unknown ablation 'zero'"),
     (["patch", "opposites", "--align", "middle"], "Unknown --align 'middle'"),
     (["patch", "opposites", "--method", "guess"], "Unknown --method 'guess'"),
