@@ -204,6 +204,10 @@ class RunConfig(CommandConfig):
         DEFAULT_TARGET, description=f"Grow the circuit until it reaches this faithfulness, in {TARGET_RANGE} "
         "(share of the clean–corrupted logit-difference gap it restores)."
     )
+    circuit_level: Literal["edge", "node"] = Field(
+        "edge", description="What the circuit is chosen as: edges, or nodes (heads and MLPs by their node score, "
+        "kept as their edge circuit; README, 'Node and neuron level')."
+    )
     ig_steps: int | None = Field(None, ge=1, le=100, description="Integration steps of EAP-IG and EAP-IG-activations "
                                  "(default 5; the same as circuit_options steps).")
     drop_invalid: bool | None = Field(
@@ -216,6 +220,15 @@ class RunConfig(CommandConfig):
     @classmethod
     def _a_target(cls, v: float) -> float:
         return check_target(v)
+
+    @field_validator("circuit_level", mode="before")
+    @classmethod
+    def _a_level(cls, v: Any) -> Any:
+        if v == "neuron":  # MIB's level, which `mib` and circuits.neurons have: say where
+            from circuitwise.circuits.node_select import NEURON_LEVEL
+
+            raise ValueError(NEURON_LEVEL)
+        return v
 
     @field_validator("metric")
     @classmethod

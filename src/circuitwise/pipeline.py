@@ -320,7 +320,9 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
 def folder_settings(config: Any) -> dict[str, Any]:
     """What decides a run's (or compare's) results: its config less where and on what hardware it runs."""
     where = {"out", "device", "device_map", "n_devices", "max_memory", "batch_size"}
-    return {k: v for k, v in config.model_dump(mode="json").items() if k not in where}
+    # circuit_level only where not the default: folders written before the field keep their settings.
+    return {k: v for k, v in config.model_dump(mode="json").items()
+            if k not in where and not (k == "circuit_level" and v == "edge")}
 
 
 def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
@@ -506,7 +508,8 @@ def _circuit_stage(model: Any, tok: TokenizedTask, config: RunConfig, bs: int, e
 
     say(f"circuit discovery: {config.circuit}")
     assert config.circuit is not None  # the plan runs this stage only with a method
-    request = CircuitRequest(config.circuit, config.method_options(), target=config.circuit_target, batch_size=bs)
+    request = CircuitRequest(config.circuit, config.method_options(), target=config.circuit_target, batch_size=bs,
+                             level=config.circuit_level)
     study = study_circuit(model, tok, request, metric=config.metric, eval_batch_size=eval_bs, progress=progress)
     found, ev, why_not = study.found, study.evaluation, study.note
     if why_not is not None:

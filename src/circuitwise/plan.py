@@ -283,7 +283,7 @@ def check_options(config: Any, *, sweeps_flag: str = "--patch") -> None:
                       none_skips=True)
     if getattr(config, "circuit", None):
         circuit_request(config.circuit, config.circuit_options, metric=metric, ig_steps=config.ig_steps,
-                        target=config.circuit_target)
+                        target=config.circuit_target, level=getattr(config, "circuit_level", "edge"))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ def run(
     exhaustive: Optional[bool] = _opt("exhaustive", "--exhaustive"),
     circuit: Optional[str] = _opt("circuit", "--circuit"),
     circuit_target: Optional[float] = _opt("circuit_target", "--circuit-target"),
+    circuit_level: Optional[str] = _opt("circuit_level", "--circuit-level"),
     ig_steps: Optional[int] = _opt("ig_steps", "--ig-steps"),
     circuit_option: Optional[List[str]] = _opt("circuit_options", "--circuit-option", "-O",
                                                extra="As KEY=VALUE; repeat for several.", metavar="KEY=VALUE"),
@@ -64,7 +65,7 @@ def run(
                                    align=align, metric=metric,
                                    patching=None if patch is None else tuple(w for w in patch if w != "none"),
                                    circuit=None if circuit is None else ("" if circuit == "none" else circuit),
-                                   circuit_target=circuit_target, ig_steps=ig_steps,
+                                   circuit_target=circuit_target, circuit_level=circuit_level, ig_steps=ig_steps,
                                    circuit_options=None if circuit_option is None else parse_options(circuit_option),
                                    ).items() if v is not None}
     base = RunConfig.from_yaml(config).model_dump() if config else {}

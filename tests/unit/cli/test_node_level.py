@@ -48,3 +48,32 @@ def test_level_options_are_refused_before_any_model_loads(no_model_loads, tmp_pa
     r = invoke("circuit", "opposites", "--model", "bundled", "--out", tmp_path / "x", *args)
     assert r.exit_code != 0 and says in r.output, r.output
     assert not (tmp_path / "x").exists()
+
+
+def test_run_takes_the_level_from_its_options_and_config(tmp_path):
+    out = tmp_path / "run"
+    r = invoke("run", "opposites", "--model", "bundled", "--n", "12", "--circuit", "eap", "--circuit-level", "node",
+               "--patch", "none", "--no-attribution", "--out", out)
+    assert r.exit_code == 0, r.output
+    circuit = json.loads((out / "results.json").read_text())["circuit"]
+    sel = circuit["selection"]
+    assert sel["level"] == "node" and sel["kind"] == "target" and sel["reached"] and sel["faithfulness"] >= 0.9
+    assert any("nodes (heads and MLPs" in line for line in circuit["summary"])
+    assert "circuit_level: node" in (out / "config.yaml").read_text()
+    assert json.loads((out / "circuit.json").read_text())["selection"]["nodes"] == sel["nodes"]
+
+
+def test_run_refuses_the_neuron_level_before_any_model_loads(no_model_loads, tmp_path):
+    r = invoke("run", "opposites", "--model", "bundled", "--circuit-level", "neuron", "--out", tmp_path / "x")
+    assert r.exit_code != 0 and "circuitwise mib --level neuron" in r.output, r.output
+    (tmp_path / "config.yaml").write_text("task: opposites\nmodel: bundled\ncircuit_level: neuron\n")
+    r = invoke("run", "--config", tmp_path / "config.yaml", "--out", tmp_path / "y")
+    assert r.exit_code != 0 and "circuitwise mib --level neuron" in r.output, r.output
+
+
+def test_a_runs_folder_settings_name_the_level_only_when_it_is_not_edge():
+    from circuitwise.config import RunConfig
+    from circuitwise.pipeline import folder_settings
+
+    assert "circuit_level" not in folder_settings(RunConfig.build(task="opposites"))  # earlier folders still match
+    assert folder_settings(RunConfig.build(task="opposites", circuit_level="node"))["circuit_level"] == "node"
