@@ -5,10 +5,18 @@ two random checkpoints of the same shapes, or the same checkpoint with and witho
 share every shape and differ only here.
 
 The weights hash is blake2b over each parameter's name, shape, dtype and a fixed strided sample of
-its processed values (at most ``SAMPLE`` per parameter), not its full bytes: the full bytes take
-0.6 s at GPT-2 small's shapes on a 2-core CPU and grow with the model (about 5 s at 1B parameters),
-while the sample takes about 5 ms at any size. A fine-tune, another seed or another processing
-changes nearly every value, so the sample sees it; an edit of a few single weights could escape it.
+its values (at most ``SAMPLE`` per parameter), not its full bytes: the full bytes take 0.6 s at
+GPT-2 small's shapes on a 2-core CPU and grow with the model (about 5 s at 1B parameters), while
+the sample takes about 5 ms at any size. A fine-tune, another seed or another processing changes
+nearly every value, so the sample sees it; an edit of a few single weights could escape it.
+
+Two hashes are recorded. ``checkpoint_hash`` is taken by ``load_model`` from the weights as loaded,
+before processing: the checkpoint's own bits in the compute dtype, the same on every device.
+``weights_hash`` is of the processed weights, whose last bits depend on where processing ran (a
+GPU's products round differently from the CPU's). Where both sides have a checkpoint hash, it and
+the processing steps identify the model and the processed hash is not compared, so a circuit found
+on the CPU is accepted on a GPU; outputs written before it existed are compared by the processed
+hash, as they were.
 """
 
 from __future__ import annotations
@@ -81,6 +89,8 @@ def _compute(model: Any) -> dict[str, Any]:
         "processing": _processing(model),
         "dtype": dtype_of(model),
         "weights_hash": weights_hash(model),
+        # Set by load_model before processing (None for a model loaded elsewhere).
+        "checkpoint_hash": getattr(model, "circuitwise_checkpoint_hash", None),
     }
 
 
@@ -110,7 +120,9 @@ def fingerprint(model: Any) -> dict[str, Any]:
 def differences(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
     """What differs between two fingerprints, in words; keys either lacks are not compared."""
     out = []
-    for key in ("architecture", *SHAPE_KEYS, "dtype", "processing", "weights_hash"):
+    # The checkpoint's hash where both have one (device-independent), else the processed weights'.
+    weights = "checkpoint_hash" if have.get("checkpoint_hash") and want.get("checkpoint_hash") else "weights_hash"
+    for key in ("architecture", *SHAPE_KEYS, "dtype", "processing", weights):
         a, b = have.get(key), want.get(key)
         if a is None or b is None or a == b:
             continue
@@ -120,6 +132,8 @@ def differences(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
             key = "processing steps"
         elif key == "weights_hash":
             key = "weights (hash)"
+        elif key == "checkpoint_hash":
+            key = "checkpoint weights (hash)"
         out.append(f"{key} {a} vs {b}")
     return out
 

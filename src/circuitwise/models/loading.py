@@ -199,6 +199,11 @@ def load_model(
     except Exception as e:  # any library's failure becomes one message with the fix
         raise boot_error(name_or_path, e, device=dev) from e
     check_causal(bridge, name_or_path)
+    from circuitwise.models.fingerprint import weights_hash  # it imports this module
+
+    # The checkpoint's weights before processing, whose bits no device or thread count changes: the
+    # fingerprint's identity of the model (models.fingerprint).
+    bridge.circuitwise_checkpoint_hash = weights_hash(bridge)  # type: ignore[attr-defined]
     bridge.circuitwise_processing = _process(bridge, name_or_path, processing, dev)  # type: ignore[attr-defined]
     if torch_dtype != torch.float32:
         failure = _half_precision_failure(bridge)

@@ -66,7 +66,8 @@ class Processing(Section):
 
 class Fingerprint(Open):
     """Which model an output was computed on (``circuitwise.models.fingerprint``): architecture, shapes,
-    the processing steps applied, dtype and a hash of the processed weights. Open: later fields are kept."""
+    the processing steps applied, dtype, and hashes of the checkpoint's and the processed weights. Open:
+    later fields are kept."""
 
     architecture: str | None = None
     n_layers: int | None = None
@@ -79,6 +80,7 @@ class Fingerprint(Open):
     processing: list[str] | None = None
     dtype: str | None = None
     weights_hash: str | None = None
+    checkpoint_hash: str | None = None  # the weights as loaded, before processing (absent in older files)
 
 
 class ModelInfo(Section):

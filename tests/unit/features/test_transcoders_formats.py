@@ -255,7 +255,7 @@ def test_check_model(tiny_model):
         check_model(random_set(n_layers=3, d=d), tiny_model)
     with pytest.raises(TranscoderError, match="d_model is 64"):
         check_model(random_set(n_layers=2, d=8), tiny_model)
-    other = dict(fingerprint(tiny_model), weights_hash="0" * 32)
+    other = dict(fingerprint(tiny_model), weights_hash="0" * 32, checkpoint_hash="0" * 32)
     bad = type(ok)(ok.transcoders, model="other", fingerprint=other)
     with pytest.raises(TranscoderError, match="trained on another model"):
         check_model(bad, tiny_model)

@@ -57,7 +57,7 @@ def test_another_seed_differs_only_in_the_weights(tiny_model, twin_ckpt):
     import circuitwise as cw
 
     a, b = fingerprint(tiny_model), fingerprint(cw.load_model(str(twin_ckpt), device="cpu"))
-    assert {k for k in a if a[k] != b[k]} == {"weights_hash"}
+    assert {k for k in a if a[k] != b[k]} == {"weights_hash", "checkpoint_hash"}
     with pytest.raises(ConfigError, match="weights"):
         check_same_model({"name": "a", "fingerprint": a}, cw.load_model(str(twin_ckpt), device="cpu"),
                          what="circuit.json", loaded_name="b", fix="")
@@ -138,3 +138,28 @@ def test_the_same_whatever_torch_threads_processed_it():
     finally:
         torch.set_num_threads(threads)
     assert len(hashes) == 1
+
+
+def test_the_same_checkpoint_processed_elsewhere_is_the_same_model(tiny_ckpt, twin_ckpt):
+    """Processed weights carry the rounding of where they were processed (a GPU's products round otherwise
+    than the CPU's), so the model is identified by the checkpoint's weights as loaded, before processing,
+    and the processing steps: a circuit found on the CPU is accepted where processing rounded differently;
+    another checkpoint is still refused; a file without the checkpoint hash is compared as before."""
+    import circuitwise as cw
+    from circuitwise.models.fingerprint import differences
+
+    recorded = fingerprint(cw.load_model(str(tiny_ckpt), device="cpu"))
+    elsewhere = cw.load_model(str(tiny_ckpt), device="cpu")
+    with torch.no_grad():  # the last bits of every processed weight, as another device's products give them
+        for p in elsewhere.parameters():
+            p.copy_(torch.nextafter(p, torch.full_like(p, float("inf"))))
+    now = fingerprint(elsewhere)
+    assert now["weights_hash"] != recorded["weights_hash"] and now["checkpoint_hash"] == recorded["checkpoint_hash"]
+    assert differences(recorded, now) == []
+    check_same_model({"name": "tiny", "fingerprint": recorded}, elsewhere, what="circuit.json", loaded_name="tiny",
+                     fix="")
+    twin = fingerprint(cw.load_model(str(twin_ckpt), device="cpu"))
+    assert differences(recorded, twin) == [f"checkpoint weights (hash) {recorded['checkpoint_hash']} vs "
+                                           f"{twin['checkpoint_hash']}"]
+    older = {k: v for k, v in recorded.items() if k != "checkpoint_hash"}  # a file from before the key
+    assert differences(older, now) == [f"weights (hash) {recorded['weights_hash']} vs {now['weights_hash']}"]
