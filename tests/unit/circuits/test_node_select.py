@@ -8,7 +8,7 @@ import torch
 
 import circuitwise as cw
 from circuitwise.circuits import Graph, find_circuit, score_edges, select_circuit
-from circuitwise.circuits.neurons import UnitCircuit, unit_faithfulness, unit_patched_metrics
+from circuitwise.circuits.neurons import NeuronScores, UnitCircuit, top_units, unit_faithfulness, unit_patched_metrics
 from circuitwise.circuits.node_select import node_edge_rows, random_node_rows
 from circuitwise.circuits.patch import patched_metrics
 from circuitwise.circuits.scores import prepare
@@ -55,18 +55,27 @@ def test_a_node_sets_edges_are_those_from_the_input_or_its_nodes_into_its_nodes_
 @pytest.mark.parametrize("family", ["gpt2", "llama", "gemma2"])
 def test_a_node_circuit_patches_as_the_unit_circuit_of_its_nodes(family_model_for, family):
     """The edge circuit of the kept nodes, pruned, is the node circuit: its per-prompt metrics equal those of
-    the neuron engine's node circuit (every dimension of the same nodes and the input), on plain, grouped-query
-    and post-norm blocks (gemma2: heads under one post-attention norm)."""
+    the neuron engine's node circuit (top_units of the same nodes and the input), on plain, grouped-query and
+    post-norm blocks (gemma2: heads under one post-attention norm)."""
     model = family_model_for(family)
     tok, _ = cw.tokenize_task(model, cw.get_task("opposites-seed").subset((1, 2, 5)), need_corrupted=True)
     scores = score_edges(model, tok, "eap")
     prep = prepare(model, tok)
     g, d = prep.gm.graph, prep.gm.d_model
-    circuits = [select_circuit(scores, "top-n", level="node", n=k) for k in (1, 3, len(g.senders) // 2)]
-    for c in circuits:
+    ks = (1, 3, len(g.senders) // 2)
+    circuits = [select_circuit(scores, "top-n", level="node", n=k) for k in ks]
+    # MIB's top_units on node scores equal to the edges' (the input ranked first: a node circuit keeps it).
+    node = scores.node_scores().scores
+    rows = torch.zeros(len(g.senders), d)
+    rows[:, 0] = node
+    rows[0, 0] = float(node.abs().max()) + 1
+    ns = NeuronScores(graph=g, scores=rows, method="eap")
+    units = [top_units(ns, k + 1, "node") for k in ks]
+    for c, u in zip(circuits, units, strict=True):
         assert c.selection["level"] == "node" and len(c.selection["nodes"]) == c.selection["n"]
+        assert u.node_names() == ["input", *(s.name for s in g.senders if s.name in c.selection["nodes"])]
     by_edges = patched_metrics(prep, torch.stack([c.edges for c in circuits]))
-    by_units = unit_patched_metrics(prep, torch.stack([_units(g, d, c.selection["nodes"]).neurons for c in circuits]))
+    by_units = unit_patched_metrics(prep, torch.stack([u.neurons for u in units]))
     assert torch.allclose(by_edges.patched, by_units.patched, atol=1e-4)
     assert not torch.allclose(by_edges.patched[0], by_edges.clean, atol=1e-3)  # a real intervention
 
