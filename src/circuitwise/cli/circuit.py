@@ -94,7 +94,7 @@ def circuit(
     selection: str = typer.Option("target", "--selection", help=SELECTION_HELP),
     target: Optional[float] = opts.config_option(F, "circuit_target", "--circuit-target",
                                                  extra="(--selection target)"),
-    level: str = typer.Option("edge", "--level", help=LEVEL_HELP),
+    level: str = typer.Option("edge", "--level", "--circuit-level", help=LEVEL_HELP),
     edges: Optional[int] = typer.Option(None, "--edges", min=1, help="Number of edges for --selection top-n. [default: none]"),
     nodes: Optional[int] = typer.Option(None, "--nodes", min=1, help="Number of nodes (heads and MLPs) for --selection top-n at --level node. [default: none]"),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Score cut-off for --selection threshold. [default: none]"),

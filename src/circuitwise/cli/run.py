@@ -45,7 +45,7 @@ def run(
     exhaustive: Optional[bool] = _opt("exhaustive", "--exhaustive"),
     circuit: Optional[str] = _opt("circuit", "--circuit"),
     circuit_target: Optional[float] = _opt("circuit_target", "--circuit-target"),
-    circuit_level: Optional[str] = _opt("circuit_level", "--circuit-level"),
+    circuit_level: Optional[str] = _opt("circuit_level", "--circuit-level", "--level"),
     ig_steps: Optional[int] = _opt("ig_steps", "--ig-steps"),
     circuit_option: Optional[List[str]] = _opt("circuit_options", "--circuit-option", "-O",
                                                extra="As KEY=VALUE; repeat for several.", metavar="KEY=VALUE"),

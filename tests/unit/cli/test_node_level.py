@@ -77,3 +77,12 @@ def test_a_runs_folder_settings_name_the_level_only_when_it_is_not_edge():
 
     assert "circuit_level" not in folder_settings(RunConfig.build(task="opposites"))  # earlier folders still match
     assert folder_settings(RunConfig.build(task="opposites", circuit_level="node"))["circuit_level"] == "node"
+
+
+@pytest.mark.parametrize("command", ["run", "circuit"])
+@pytest.mark.parametrize("flag", ["--level", "--circuit-level"])
+def test_one_level_flag_in_both_spellings_in_run_and_circuit(no_model_loads, tmp_path, command, flag):
+    """One idea, one name in every command: `--level` (as mib says it) and `--circuit-level` (as run's other
+    circuit options are named) are the same option in run and in circuit."""
+    r = invoke(command, "opposites", "--model", "bundled", flag, "neuron", "--out", tmp_path / "x")
+    assert r.exit_code != 0 and "circuitwise mib --level neuron" in r.output, r.output
