@@ -212,8 +212,13 @@ class RunFolder:
         before = (f"The previous complete result in {self.out} is untouched."
                   if self.out.is_dir() and any(self.out.iterdir()) else f"Nothing was written to {self.out}.")
         if self._staged and self.staging.exists():
-            return (f"{before} Finished work is kept in {self.staging}; re-run the same command to resume "
-                    "from it.")
+            # A re-run keeps only the checkpoints of the staged folder (_stage): without one there is nothing
+            # to resume from, and a folder left holding just the marker would be a false promise.
+            ckpt = self.staging / CHECKPOINTS
+            if ckpt.is_dir() and any(p.is_file() for p in ckpt.rglob("*")):
+                return (f"{before} Finished work is kept in {self.staging}; re-run the same command to resume "
+                        "from it.")
+            shutil.rmtree(self.staging, ignore_errors=True)
         return before
 
     def _acquire(self) -> FileLock:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from circuitwise.cli import _register, app
 from circuitwise.errors import CircuitwiseError, FolderBusyError, Interrupted, OutputError
-from circuitwise.runfolder import RunFolder, atomic_write_json
+from circuitwise.runfolder import CHECKPOINTS, RunFolder, atomic_write_json
 
 _register()
 runner = CliRunner()
@@ -19,6 +19,12 @@ runner = CliRunner()
 
 def _files(folder):
     return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def _checkpoint(rf):
+    """A finished sweep's checkpoint in the staged folder: what a re-run resumes from."""
+    (rf.path / CHECKPOINTS).mkdir()
+    (rf.path / CHECKPOINTS / "heads.pt").write_bytes(b"done")
 
 
 def _complete(out, text="old"):
@@ -46,10 +52,31 @@ def test_a_failure_leaves_the_previous_run_and_says_where_the_partial_state_is(t
     before = _complete(out)
     with pytest.raises(RuntimeError) as info:
         with RunFolder(out) as rf:
+            _checkpoint(rf)
             rf.write_text("results.json", "half")
             raise RuntimeError("boom")
     assert _files(out) == before
     assert any(".run.partial" in n and "resume" in n for n in info.value.__notes__)
+
+
+def test_a_failure_before_any_checkpoint_leaves_no_partial_folder(tmp_path):
+    # A re-run resumes from checkpoints only: a staged folder without one (a refusal after the model
+    # loaded, e.g. patch --align token on prompts of several lengths) was left holding its marker, and the
+    # message promised "Finished work is kept in .run.partial; re-run the same command to resume from it".
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError) as info:
+        with RunFolder(out, command="patch", settings={"n": 1}) as rf:
+            rf.write_text("results.json", "half")
+            raise RuntimeError("refused")
+    assert not (tmp_path / ".run.partial").exists() and not out.exists()
+    assert info.value.__notes__ == [f"Nothing was written to {out}."]
+    before = _complete(out)
+    with pytest.raises(RuntimeError) as info:
+        with RunFolder(out) as rf:
+            assert rf.path.is_dir()
+            raise RuntimeError("refused")
+    assert _files(out) == before and not (tmp_path / ".run.partial").exists()
+    assert info.value.__notes__ == [f"The previous complete result in {out} is untouched."]
 
 
 def test_interrupt_becomes_a_clear_message(tmp_path):
@@ -57,6 +84,7 @@ def test_interrupt_becomes_a_clear_message(tmp_path):
     before = _complete(out)
     with pytest.raises(Interrupted, match="untouched.*kept in.*re-run the same command") as info:
         with RunFolder(out) as rf:
+            _checkpoint(rf)
             rf.write_text("results.json", "half")
             raise KeyboardInterrupt
     assert info.value.exit_code == 130 and _files(out) == before
@@ -79,7 +107,8 @@ def test_full_disk_is_an_output_error_and_leaves_no_temp_file(tmp_path, monkeypa
             rf.write_text("report.html", "new")
     assert info.value.exit_code == 3
     assert _files(out) == before
-    assert not [p for p in (tmp_path / ".run.partial").iterdir() if p.name.endswith(".tmp")]
+    partial = tmp_path / ".run.partial"  # removed whole where it held no checkpoint
+    assert not partial.exists() or not [p for p in partial.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_a_second_writer_is_refused(tmp_path):
