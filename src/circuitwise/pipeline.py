@@ -560,8 +560,8 @@ def top_cells(exact: Any, rs: Resampling, k: int = 10) -> list[dict[str, Any]]:
     top = exact.top(k)
     ivs: list[Any] = [None] * len(top)
     if exact.raw is not None and not exact.degenerate:
-        ivs = cell_intervals(exact.raw, exact.clean, exact.corrupted, top_cell_order(exact.values, k),
-                             exact.normalized, rs)
+        order = top_cell_order(exact.values - exact.unpatched, k)  # PatchResult.top's cells
+        ivs = cell_intervals(exact.raw, exact.clean, exact.corrupted, order, exact.normalized, rs)
     return [{"cell": c, "value": v, "interval": None if iv is None else iv.to_json()}
             for (c, v), iv in zip(top, ivs, strict=True) if v == v]
 

@@ -141,7 +141,8 @@ __all__ = ["Interval", "Resampling", "bootstrap", "mean_interval", "mean_interva
 
 
 def top_cell_order(values: torch.Tensor, k: int) -> list[int]:
-    """Flat indices of the ``k`` cells of largest ``|value|``, NaN last: ``PatchResult.top``'s order."""
+    """Flat indices of the ``k`` cells of largest ``|value|``, NaN last: ``PatchResult.top``'s order when given
+    its ``values - unpatched``."""
     key = values.flatten().abs()
     key = torch.where(torch.isnan(key), torch.tensor(float("-inf")), key)
     return key.argsort(descending=True)[:k].tolist()

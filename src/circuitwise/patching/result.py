@@ -109,10 +109,22 @@ class PatchResult(Labelled, Shows):
         """Pearson correlation of two sweeps' ``values`` over the cells finite in both."""
         return pearson(self.values, other.values)
 
+    @property
+    def unpatched(self) -> float:
+        """The value of a cell whose patch changes nothing: the run patched into (the corrupted one when
+        denoising, the clean one when noising), 0 or 1 once normalised."""
+        noise = self.config.get("direction") == "noise"
+        if self.normalized:
+            return 1.0 if noise else 0.0
+        ends = self.clean if noise else self.corrupted
+        return float(ends.mean()) if ends is not None else 0.0
+
     def top(self, k: int = 10, *, by_abs: bool = True) -> list[tuple[str, float]]:
-        """The ``k`` largest cells as ("L3H7" / "L3 pos tok_4" …, value)."""
+        """The ``k`` cells whose patch moves the metric most (``|value - unpatched|``; ``by_abs=False``: the
+        largest values) as ("L3H7" / "L3 pos tok_4" …, value)."""
         flat = self.values.flatten()
-        key = flat.abs() if by_abs else flat
+        # Ranked by |value| alone, a noising sweep's top cells were those that change nothing (about 1).
+        key = (flat - self.unpatched).abs() if by_abs else flat
         key = torch.where(torch.isnan(key), torch.tensor(float("-inf")), key)
         order = key.argsort(descending=True)[:k]
         shape = self.values.shape

@@ -52,3 +52,24 @@ def test_one_degenerate_example_is_nan_only_in_its_row():
     assert not res.degenerate and res.degenerate_examples == (1,)
     assert bool(torch.isnan(res.per_example[1]).all()) and not bool(torch.isnan(res.per_example[0]).any())
     torch.testing.assert_close(res.values, (raw.mean(0) - 0.5) / 1.0)
+
+
+def test_top_cells_are_those_whose_patch_moves_the_metric_most():
+    # A cell that changes nothing is at the run patched into: 0 (normalised) when denoising, but 1 when
+    # noising and the clean or corrupted mean without normalising. Ranked by |value|, `patch --direction
+    # noise` listed the bundled model's idle heads (+1.00) as its top cells and left out L0H2, the head
+    # that carries the adjective (its noised value is about 0).
+    import circuitwise as cw
+
+    model = cw.load_model("bundled", device="cpu")
+    tok, _ = cw.tokenize_task(model, cw.get_task("opposites", n=8), need_corrupted=True, on_invalid="drop")
+    runs = {(d, norm): activation_patching(model, tok, "heads", direction=d, normalize=norm)
+            for d in ("denoise", "noise") for norm in (True, False)}
+    assert runs["noise", True].unpatched == 1.0 and runs["denoise", True].unpatched == 0.0
+    assert runs["noise", False].unpatched == pytest.approx(float(runs["noise", False].clean.mean()))
+    assert runs["denoise", False].unpatched == pytest.approx(float(runs["denoise", False].corrupted.mean()))
+    for res in runs.values():
+        top = res.top(8)
+        assert top[0][0] == "L0 H2", (res.config["direction"], res.normalized, top)
+        moved = [abs(v - res.unpatched) for _, v in top]
+        assert moved == sorted(moved, reverse=True)
