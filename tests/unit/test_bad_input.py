@@ -33,6 +33,8 @@ def test_answer_that_is_not_one_token_shows_its_tokenization(tmp_path, tiny_ckpt
     f = jsonl(tmp_path / "t.jsonl", {**GOOD, "correct": " youthfulness"})
     msg = cli_error("run", str(f), "--model", str(tiny_ckpt), "--out", str(tmp_path / "o"))
     assert "not one token" in msg and "' youth'" in msg and "single token" in msg
+    assert msg.endswith("Or drop the examples unusable with this tokenizer (--drop-invalid; on_invalid='drop' "
+                        "in Python).")  # the flag that drops them, named (task files are strict)
 
 
 def test_answer_without_its_leading_space_is_rejected_with_the_fix(tiny_model):

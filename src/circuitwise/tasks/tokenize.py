@@ -176,7 +176,7 @@ def _answer_id(model: Any, ex: Example, which: str, prompt_ids: list[int]) -> in
         f"The {which} answer {answer!r} of prompt {ex.clean!r} is not one token in context: "
         f"after the prompt it tokenizes as {_str(model, added)} ({len(added)} tokens). Use an "
         "answer that is a single token for this model (often with a leading space, e.g. "
-        "' young'), or drop such examples."
+        "' young')."
     )
 
 
@@ -278,6 +278,9 @@ def tokenize_task(
             positions = _role_positions(model, ex, ids)
         except TaskError as e:
             if on_invalid == "raise":
+                if isinstance(e, InvalidExample):  # the other way out, by its name (task files are strict)
+                    raise InvalidExample(e.kind, f"{e} Or drop the examples unusable with this tokenizer "
+                                                 "(--drop-invalid; on_invalid='drop' in Python).") from None
                 raise
             dropped.append(Dropped(i, str(e), getattr(e, "kind", "other")))
             continue
