@@ -427,12 +427,12 @@ class BenchmarkRequest:
 
 
 def benchmark_request(methods: list[str] | None, *, target: float = DEFAULT_TARGET, ablation: str = "corrupted",
-                      batch_size: int | None = None) -> BenchmarkRequest:
+                      batch_size: int | None = None, metric: str | None = None) -> BenchmarkRequest:
     """A checked benchmark request, or a ConfigError naming the flag, before any model is loaded."""
     from circuitwise.circuits.patch import check_ablation
     from circuitwise.evaluation.benchmark import check_methods
 
-    names = check_methods(methods)
+    names = check_methods(methods, metric)  # --metric kl with only eap: refused before the model loads
     check_ablation(ablation)
     try:
         check_target(target)

@@ -103,7 +103,7 @@ def benchmark(
                                device_map=device_map, n_devices=n_devices, n=n, seed=seed, processing=processing,
                                corruption=corruption, split=split, drop_invalid=drop_invalid, metric=metric),
                   "benchmark", benchmark=benchmark_request(split_names(methods), target=target, ablation=ablation,
-                                                           batch_size=batch_size))
+                                                           batch_size=batch_size, metric=metric))
     folder = benchmark_folder(out, study.settings(), force)
     folder.check()  # a file, another command's folder or another benchmark's result fails before any work
     with folder:  # locked from the start: a second command here is refused

@@ -170,10 +170,9 @@ def edges_cell(edges: int | None, total: int) -> str:
 
 def cannot_run(name: str, model: Any, metric: str = "logit_diff") -> str | None:
     """Why registered method ``name`` cannot score ``model``'s whole graph under ``metric``, or None."""
-    try:
-        check_metric(name, METHODS[name].options(), metric)
-    except ConfigError as e:
-        return str(e).split(". Use")[0].removeprefix("--metric ")
+    why_not = metric_refusal(name, metric)
+    if why_not is not None:
+        return why_not
     entry = METHODS[name]
     check = getattr(entry, "supports", None)  # a method may say for itself what it cannot run
     if callable(check):
@@ -196,13 +195,33 @@ def cannot_run(name: str, model: Any, metric: str = "logit_diff") -> str | None:
     return None
 
 
-def check_methods(methods: Sequence[str] | None) -> tuple[str, ...]:
-    """The methods to run (default: every registered one), each checked to be registered."""
+def metric_refusal(name: str, metric: str) -> str | None:
+    """Why registered method ``name`` scores nothing under ``metric`` whatever the model, or None."""
+    try:
+        check_metric(name, METHODS[name].options(), metric)
+    except ConfigError as e:
+        return str(e).split(". Use")[0].removeprefix("--metric ")
+    return None
+
+
+def _none_can_run(skipped: Sequence[Skipped]) -> ConfigError:
+    reasons = "; ".join(f"{s.method}: {s.reason}" for s in skipped)
+    return ConfigError(f"None of the methods can run ({reasons}). Choose others with --circuit "
+                       f"({', '.join(METHODS)}).")
+
+
+def check_methods(methods: Sequence[str] | None, metric: str | None = None) -> tuple[str, ...]:
+    """The methods to run (default: every registered one), each checked to be registered; with ``metric``,
+    refused where none of them can score anything under it (no model needed to tell)."""
     names = tuple(METHODS) if methods is None else tuple(dict.fromkeys(methods))
     if not names:
         raise ConfigError(f"Name at least one method to benchmark: {', '.join(METHODS)}.")
     for name in names:
         get_method(name)  # an unknown name is a ConfigError listing the registered ones
+    if metric is not None:
+        refused = [Skipped(n, why) for n in names if (why := metric_refusal(n, metric)) is not None]
+        if len(refused) == len(names):
+            raise _none_can_run(refused)
     return names
 
 
@@ -217,9 +236,7 @@ def plan_benchmark(model: Any, methods: Sequence[str] | None = None, metric: str
         else:
             skipped.append(Skipped(name, why))
     if not run:
-        reasons = "; ".join(f"{s.method}: {s.reason}" for s in skipped)
-        raise ConfigError(f"None of the methods can run on this model ({reasons}). Choose others with --methods "
-                          f"({', '.join(METHODS)}).")
+        raise _none_can_run(skipped)
     return BenchmarkPlan(tuple(run), tuple(skipped))
 
 
@@ -267,4 +284,4 @@ def benchmark(
 
 
 __all__ = ["BenchmarkPlan", "BenchmarkResult", "FORMAT", "MethodResult", "Skipped", "VERSION", "benchmark",
-           "cannot_run", "check_methods", "edges_cell", "fmt", "plan_benchmark"]
+           "cannot_run", "check_methods", "edges_cell", "fmt", "metric_refusal", "plan_benchmark"]

@@ -29,6 +29,11 @@ from tests.unit.cli.conftest import invoke
     (["patch", "opposites", "--patch", "heads", "--patch", "nope"], "Unknown patching sweep 'nope'"),
     (["benchmark", "opposites", "--ablation", "zero"], "Unknown ablation 'zero'"),
     (["benchmark", "opposites", "--circuit", "eap,nope"], "nope"),
+    # eap at the clean run scores nothing under kl, whatever the model: refused before it loads (it was
+    # after, "on this model", naming the old --methods flag)
+    (["benchmark", "opposites", "--metric", "kl", "--circuit", "eap,relp"],
+     "None of the methods can run (eap: kl has zero gradient at the clean run"),
+    (["benchmark", "opposites", "--metric", "kl", "--circuit", "eap"], "Choose others with --circuit (eap, eap-ig"),
 ])
 def test_bad_options_are_refused_before_anything_loads(tmp_path, no_model_loads, args, said):
     out = tmp_path / "o"
