@@ -461,14 +461,20 @@ class MIBRequest:
 
 
 def mib_request(methods: list[str], *, form: str = "scores", by: str | None = None,
-                ablation: str = "corrupted", level: str = "edge") -> MIBRequest:
+                ablation: str = "corrupted", level: str = "edge", metric: str | None = None) -> MIBRequest:
     """A checked mib request, or a ConfigError naming the flag, before any model is loaded."""
     from circuitwise.circuits.patch import check_ablation
     from circuitwise.circuits.select import Rank
-    from circuitwise.evaluation.benchmark import check_methods
+    from circuitwise.evaluation.benchmark import check_methods, metric_refusal
     from circuitwise.evaluation.mib_submission import check_form, check_level
 
     names = check_methods(methods)
+    # mib runs each method with its default options, so one that scores nothing under the metric (eap under
+    # kl) would fail on its first pair, after the methods before it had run.
+    refused = [f"{n}: {why}" for n in names if metric is not None and (why := metric_refusal(n, metric))]
+    if refused:
+        raise ConfigError(f"--metric {metric}: {'; '.join(refused)}. Leave it out of --circuit (mib runs each "
+                          "method with its default options), or use another --metric.")
     check_ablation(ablation)
     form = check_form(form)
     lvl = check_level(level, form, names)

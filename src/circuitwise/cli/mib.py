@@ -149,11 +149,11 @@ def mib(
         if not given:  # required, but typer's own check would not see the plural spelling
             raise ConfigError(f"Missing option {flag}: give at least one (repeat it, or separate names with commas), "
                               "e.g. `circuitwise mib --task mib-ioi --model bundled`.")
+    metric = opts.metric_name(metric)
     request = mib_request(split_names(methods) or list(DEFAULT_METHODS), form=form, by=by, ablation=ablation,
-                          level=level)
+                          level=level, metric=metric)
     names = list(request.methods)
     tasks, models = _pairs(task, "task"), _pairs(model, "model")
-    metric = opts.metric_name(metric)
 
     def loading(task_src: str, model_src: str) -> Any:
         return study_config("mib", task=task_src, model=model_src, n=n, seed=seed, device=device, dtype=dtype,

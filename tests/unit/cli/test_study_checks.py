@@ -34,6 +34,9 @@ from tests.unit.cli.conftest import invoke
     (["benchmark", "opposites", "--metric", "kl", "--circuit", "eap,relp"],
      "None of the methods can run (eap: kl has zero gradient at the clean run"),
     (["benchmark", "opposites", "--metric", "kl", "--circuit", "eap"], "Choose others with --circuit (eap, eap-ig"),
+    # ... and in mib, where it failed on its first pair after the methods before it had run
+    (["mib", "--task", "opposites", "--model", "bundled", "--metric", "kl", "--circuit", "eap-ig,eap"],
+     "--metric kl: eap: kl has zero gradient at the clean run"),
 ])
 def test_bad_options_are_refused_before_anything_loads(tmp_path, no_model_loads, args, said):
     out = tmp_path / "o"
