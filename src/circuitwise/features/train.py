@@ -139,8 +139,8 @@ def split_heldout(rows: list[torch.Tensor], heldout_tokens: int) -> tuple[list[t
         total += r.numel()
     if held >= len(rows):
         raise ConfigError(f"the corpus has {len(rows)} rows ({sum(r.numel() for r in rows)} tokens), not enough "
-                          f"for {heldout_tokens} held-out tokens and training: give a longer corpus or fewer "
-                          "held-out tokens")
+                          f"for {heldout_tokens} held-out tokens and training: give a longer corpus, or fewer "
+                          "held-out tokens (--heldout-tokens N; heldout_tokens= in Python).")
     return rows[:-held], rows[-held:]
 
 

@@ -199,3 +199,13 @@ def test_bad_options(tiny_model):
         train_transcoders(tiny_model, TEXTS, TrainOptions(width=32, k=40))
     with pytest.raises(ConfigError, match="not enough"):
         train_transcoders(tiny_model, TEXTS[:3], TrainOptions(width=32, k=4, heldout_tokens=10_000))
+
+
+def test_a_corpus_too_short_for_its_held_out_tokens_names_the_flag():
+    from circuitwise.features.train import split_heldout
+
+    rows = [torch.arange(14), torch.arange(13)]
+    with pytest.raises(ConfigError, match=r"fewer held-out tokens \(--heldout-tokens N"):
+        split_heldout(rows, 16384)
+    train, held = split_heldout(rows, 10)  # the fix it names works: the last row held out, one to train on
+    assert [r.numel() for r in train] == [14] and [r.numel() for r in held] == [13]
