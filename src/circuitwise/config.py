@@ -118,6 +118,13 @@ class CommandConfig(BaseModel):
         fix = (f"Give the config.yaml an earlier {cls.COMMAND} wrote (circuitwise {cls.COMMAND} … --out DIR writes "
                "DIR/config.yaml).")
         data = read_yaml_mapping(path, fix)
+        keys = {str(k) for k in data}
+        if keys - set(cls.model_fields):
+            # Another command's config.yaml (run's given to compare): said as such, not as a list of its fields.
+            for other in CommandConfig.__subclasses__():
+                if other is not cls and not keys - set(other.model_fields):
+                    raise ConfigError(f"{path} is a config.yaml of `circuitwise {other.COMMAND}`, not of "
+                                      f"{cls.COMMAND}. Re-run it with `circuitwise {other.COMMAND} --config {path}`.")
         return cls.build(**{str(k): v for k, v in data.items()})
 
     @classmethod

@@ -80,3 +80,22 @@ def test_a_bad_loading_option_names_the_command_in_hand_and_touches_no_folder(tm
     r = invoke(*command, "--dtype", "bf16", "--out", out)
     assert r.exit_code == 2 and f"See `circuitwise {command[0]} --help`" in r.output, r.output
     assert f"Invalid {command[0]} configuration" in r.output and not out.exists()
+
+
+def test_another_commands_config_is_named_as_such(tmp_path, no_model_loads):
+    # run's config.yaml given to compare (or compare's to run) was a list of every field that did not fit.
+    from circuitwise.compare.config import CompareConfig
+    from circuitwise.config import RunConfig
+
+    run_yaml, cmp_yaml = tmp_path / "run.yaml", tmp_path / "cmp.yaml"
+    run_yaml.write_text(RunConfig(task="opposites").to_yaml())
+    cmp_yaml.write_text(CompareConfig(a="numbers-digits", b="numbers-words").to_yaml())
+    for command, given, other in (("compare", run_yaml, "run"), ("run", cmp_yaml, "compare")):
+        r = invoke(command, "--config", given, "--out", tmp_path / "o")
+        assert r.exit_code == 2, r.output
+        assert (f"is a config.yaml of `circuitwise {other}`, not of {command}. Re-run it with "
+                f"`circuitwise {other} --config {given}`") in r.output
+        assert not (tmp_path / "o").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: opposites\nnot_an_option: 1\n")  # fits no command: its fields are named, as before
+    assert "not_an_option: Extra inputs are not permitted" in invoke("run", "--config", bad).output
