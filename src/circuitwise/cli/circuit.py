@@ -199,7 +199,7 @@ def evaluate(
     circuit_file: Path = typer.Argument(..., help="A circuit.json written by `circuitwise circuit`, or an EAP-IG graph (.json or .pt, MIB's submission format)."),
     task: str = typer.Argument(..., help=F["task"].description),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="The model the circuit belongs to; default: the one named in circuit.json."),
-    ablation: str = typer.Option("corrupted", "--ablation", help="Edges outside the circuit read the corrupted run, or the mean over the task."),
+    ablation: Optional[str] = typer.Option(None, "--ablation", show_default=False, help="Edges outside the circuit read the corrupted run, or the mean over the task. [default: the circuit's own; corrupted for an EAP-IG file]"),
     random_samples: int = typer.Option(DEFAULT_RANDOM_SAMPLES, "--random-samples", min=0, help="Random circuits of the same size to compare with."),
     shortlist: int = typer.Option(DEFAULT_SHORTLIST, "--shortlist", min=0, help="Circuit edges to confirm by exact patching (0: skip)."),
     as_json: bool = typer.Option(False, "--json", help="Print the evaluation as one JSON object. [default: off]"),
@@ -235,7 +235,8 @@ def evaluate(
     from circuitwise.plan import Study, study_config
     from circuitwise.reports.study import prepare_dir, study_folder, write_outputs
 
-    check_ablation(ablation)  # before any work
+    if ablation is not None:
+        check_ablation(ablation)  # before any work
 
     if out is not None:
         prepare_dir(out)  # a file, or a folder of other files, fails before any work
@@ -243,6 +244,12 @@ def evaluate(
         metric = opts.metric_name(metric)
     # circuit.json or an EAP-IG graph (.json/.pt), told apart by content; malformed fails here, before the model loads
     kind, raw = read_graph_file(circuit_file)
+    # As the metric: by default the ablation the circuit was found and measured with, so evaluating a circuit
+    # just found gives the faithfulness `circuit` printed (a mean-ablation circuit was re-measured corrupted).
+    if ablation is None:
+        own = (raw.get("selection") or {}).get("ablation") if kind == "circuitwise" else None
+        ablation = own if isinstance(own, str) else "corrupted"
+        check_ablation(ablation)
     named = (raw.get("model") or {}).get("name") if kind == "circuitwise" else None  # EAP-IG files name none
     name = model or named or F["model"].default
     # An EAP-IG file is converted: `out` gets a circuitwise circuit.json of it (never the file itself).

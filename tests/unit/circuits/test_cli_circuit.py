@@ -73,6 +73,26 @@ def test_evaluate_rechecks_circuit_json(study, known_ckpt, task_file):
     assert ev["faithfulness"]["faithfulness"] == pytest.approx(saved["faithfulness"]["faithfulness"], abs=1e-6)
 
 
+def test_evaluate_measures_with_the_circuits_own_ablation(known_ckpt, task_file, tmp_path):
+    # A mean-ablation circuit was re-measured with the corrupted run by default (evaluate's --ablation
+    # defaulted to corrupted, unlike its --metric), so evaluate did not give the faithfulness circuit printed.
+    out = tmp_path / "mean"
+    r, err = invoke("circuit", task_file, "--model", known_ckpt, "--circuit", "eap", "--ablation", "mean",
+                    "--out", out, "--random-samples", "0", "--shortlist", "0")
+    assert err is None and r.exit_code == 0, (err, r and r.output)
+    saved = json.loads((out / "evaluation.json").read_text())["faithfulness"]
+    assert saved["ablation"] == "mean"
+    found = {}
+    for given in ((), ("--ablation", "corrupted")):
+        r, err = invoke("evaluate", out / "circuit.json", task_file, "--model", known_ckpt, "--json",
+                        "--random-samples", "0", "--shortlist", "0", *given)
+        assert err is None and r.exit_code == 0
+        found[given] = json.loads(r.stdout)["faithfulness"]
+    assert found[()]["ablation"] == "mean"
+    assert found[()]["faithfulness"] == pytest.approx(saved["faithfulness"], abs=1e-6)
+    assert found["--ablation", "corrupted"]["ablation"] == "corrupted"  # asked for, it still applies
+
+
 def test_evaluate_with_the_wrong_model_says_so(study, task_file, small_ckpt, known_ckpt):
     out, _ = study
     r, err = invoke("evaluate", out / "circuit.json", task_file, "--model", small_ckpt)
