@@ -125,12 +125,14 @@ def circuit(
     old_option: Optional[List[str]] = opts.alias("--option"),
 ) -> None:
     """Find the circuit behind the task's answer (EAP / EAP-IG / exact), check it, and write it out."""
+    from circuitwise.errors import ConfigError
     from circuitwise.pipeline import study_circuit
     from circuitwise.plan import Study, circuit_request, study_config
     from circuitwise.reports.study import study_folder, write_outputs
 
     method = opts.merge(method, old_method, old="--method", new="--circuit") or F["circuit"].default
     target = opts.merge(target, old_target, old="--target", new="--circuit-target")
+    target_given = target is not None
     target = F["circuit_target"].default if target is None else target
     option = opts.merge(option, old_option, old="--option", new="--circuit-option")
     metric = opts.metric_name(metric)
@@ -152,6 +154,9 @@ def circuit(
                                           target=target, edges=edges, threshold=threshold, by=by, prune=prune,
                                           ablation=ablation, random_samples=random_samples, shortlist=shortlist,
                                           batch_size=batch_size, level=level, nodes=nodes))
+    if target_given and selection != "target":  # as --edges without top-n (plan.circuit_request): not dropped
+        raise ConfigError(f"--circuit-target applies to --selection target only, and --selection is {selection}. "
+                          "Add --selection target, or leave out --circuit-target.")
     if export_eap_ig is not None:
         from circuitwise.circuits.interop import format_for
 

@@ -21,6 +21,8 @@ from tests.unit.cli.conftest import invoke
     # a size or cut-off the selection does not read was dropped without a word (the target circuit kept)
     (["circuit", "opposites", "--edges", "5"], "--edges applies to --selection top-n only, and --selection is target"),
     (["circuit", "opposites", "--threshold", "0.5"], "--threshold applies to --selection threshold only"),
+    (["circuit", "opposites", "--selection", "top-n", "--edges", "5", "--circuit-target", "0.5"],
+     "--circuit-target applies to --selection target only, and --selection is top-n"),
     (["circuit", "opposites", "--selection", "threshold", "--threshold", "0.1", "--edges", "5"],
      "--edges applies to --selection top-n only, and --selection is threshold"),
     (["evaluate", "c.json", "opposites", "--ablation", "zero"], "Unknown ablation 'zero'"),
