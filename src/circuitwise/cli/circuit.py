@@ -235,6 +235,7 @@ def evaluate(
     from circuitwise.errors import ConfigError
     from circuitwise.evaluation import evaluate_circuit
     from circuitwise.models.fingerprint import check_same_model
+    from circuitwise.models.loading import dtype_of
     from circuitwise.circuits.patch import check_ablation
     from circuitwise.pipeline import resampling
     from circuitwise.plan import Study, study_config
@@ -282,9 +283,13 @@ def evaluate(
                                          drop_invalid=drop_invalid, metric=measured), "evaluate"))
         if kind == "circuitwise":
             # Same shapes are not the same model: a circuit found on another checkpoint is refused here.
+            found_in = ((raw.get("model") or {}).get("fingerprint") or {}).get("dtype")
+            # Found in another --dtype (bfloat16, evaluated in auto's float32): that flag is the fix.
+            in_dtype = (f"It was found in {found_in}: add --dtype {found_in}. Otherwise e"
+                        if isinstance(found_in, str) and found_in != dtype_of(m) else "E")
             said = check_same_model(
                 raw.get("model") or {}, m, what=str(circuit_file), loaded_name=name, allow_other=ignore_fingerprint,
-                fix=(f"Evaluate it with the model it was found on (--model {named or '…'}), or find a circuit on "
+                fix=(f"{in_dtype}valuate it with the model it was found on (--model {named or '…'}), or find a circuit on "
                      f"this model with `circuitwise circuit {task} --model {name}`; if both are one checkpoint "
                      "loaded on other devices or in another --dtype, pass --ignore-fingerprint."))
             if said is not None:

@@ -102,6 +102,19 @@ def test_evaluate_accepts_the_same_checkpoint(circuit_json, tiny_ckpt):
     json.loads(r.stdout)
 
 
+def test_evaluate_in_another_dtype_names_the_dtype_it_was_found_in(circuit_json, tiny_ckpt):
+    # The refusal told the user to use "the model it was found on (--model X)", the very model given;
+    # the fix is the circuit's --dtype.
+    r = runner.invoke(app, ["evaluate", str(circuit_json), "opposites-seed", "--model", str(tiny_ckpt), "--n", "4",
+                            "--random-samples", "0", "--shortlist", "0", "--dtype", "bfloat16"])
+    assert isinstance(r.exception, ConfigError), r.output
+    assert "dtype float32 vs bfloat16" in str(r.exception)
+    assert "It was found in float32: add --dtype float32. Otherwise evaluate it" in str(r.exception)
+    r = runner.invoke(app, ["evaluate", str(circuit_json), "opposites-seed", "--model", str(tiny_ckpt), "--n", "4",
+                            "--random-samples", "0", "--shortlist", "0", "--dtype", "float32", "--json"])
+    assert r.exit_code == 0, r.output
+
+
 def test_an_older_circuit_without_fingerprint_is_warned_about(circuit_json, twin_ckpt, tmp_path):
     data = json.loads(circuit_json.read_text())
     del data["model"]["fingerprint"]
