@@ -77,8 +77,10 @@ def run(
         result = run_pipeline(cfg, progress=bars.message, notes=show_note, steps=bars.step, force=force)
     r = result.results
     if r.baseline is not None:  # every complete run has one
+        m = r.baseline.metric  # the run's --metric first, where it is not the logit difference
+        said = "" if m is None else f"mean {m.name} {m.mean:+.4g}, "
         console.print(
-            f"[bold]{r.task.name}[/] on [bold]{r.model.name}[/]: mean logit diff "
+            f"[bold]{r.task.name}[/] on [bold]{r.model.name}[/]: {said}mean logit diff "
             f"{r.baseline.logit_diff.mean:+.3f}, accuracy {r.baseline.accuracy:.1%} "
             f"over {r.task.n_prompts} prompts", highlight=False,
         )

@@ -39,6 +39,7 @@ def test_run_measures_the_metric_in_every_stage(tmp_path, bundled_tok, name):
     res = json.loads((out / "results.json").read_text())
     bl = res["baseline"]["metric"]
     assert bl["name"] == name
+    assert f"mean {name} {bl['mean']:+.4g}" in " ".join(r.output.split())  # the closing line leads with it
     want = _plain(model, tok, tok.clean, name)
     torch.testing.assert_close(torch.tensor(bl["per_prompt"], dtype=torch.float64), want, atol=1e-5, rtol=1e-4)
     sweep = res["patching"]["resid_pre"]
