@@ -139,7 +139,9 @@ def reselect(circuit: Circuit, scores: torch.Tensor) -> tuple[torch.Tensor, str]
         keep.scatter_(1, key.topk(min(top, key.shape[1]), dim=1).indices, True)
         rule = f"the top {top} edges by {'|score|' if by == 'abs' else 'signed score'}"
         if sel.get("kind") == "target":
-            rule += " (the target circuit's size, held)"
+            # Its size before pruning, which is what the target chose (the circuit's own count is after it).
+            before = " before pruning" if top != circuit.n_edges else ""
+            rule += f" (the target circuit's size{before}, held)"
     if sel.get("pruned", True):
         keep = prune_rows(circuit.graph, keep)
         rule += ", pruned"

@@ -163,3 +163,20 @@ def graph_edges(model):
     from circuitwise.circuits import graph_of
 
     return graph_of(model).n_edges
+
+
+def test_a_pruned_target_circuits_rule_says_its_size_before_pruning(tiny_model):
+    """A target circuit is re-selected at the size the target chose, before pruning: the rule says so rather
+    than naming a number that is not the circuit's own edge count."""
+    from circuitwise.circuits import graph_of
+    from circuitwise.circuits.circuit import Circuit
+
+    g = graph_of(tiny_model)
+    edges = torch.zeros(g.n_edges, dtype=torch.bool)
+    edges[:5] = True
+    scores = torch.linspace(1.0, 0.0, g.n_edges)
+    for before, says in ((9, "the top 9 edges by |score| (the target circuit's size before pruning, held)"),
+                         (5, "the top 5 edges by |score| (the target circuit's size, held)")):
+        sel = {"kind": "target", "by": "abs", "edges_before_pruning": before, "pruned": False}
+        _, rule = reselect(Circuit(g, edges, scores, "eap", sel), scores[None])
+        assert rule == says
