@@ -290,13 +290,16 @@ def evaluate(
             said = check_same_model(
                 raw.get("model") or {}, m, what=str(circuit_file), loaded_name=name, allow_other=ignore_fingerprint,
                 fix=(f"{in_dtype}valuate it with the model it was found on (--model {named or '…'}), or find a circuit on "
-                     f"this model with `circuitwise circuit {task} --model {name}`; if both are one checkpoint "
-                     "loaded on other devices or in another --dtype, pass --ignore-fingerprint."))
+                     f"this model with `circuitwise circuit {task} --model {name}`; if you know both are one "
+                     "checkpoint, pass --ignore-fingerprint."))
             if said is not None:
                 warn(said)
             circ = Circuit.from_json(raw, m, source=str(circuit_file))
         else:
             circ = circuit_from_eap_ig(raw, m, source=str(circuit_file))
+            # Never silent: the file cannot say which model it was made on (EAP-IG's format names none).
+            warn(f"{circuit_file} is an EAP-IG graph file, which records no model: only its shapes were checked "
+                 f"against {name!r}. Evaluate it with the model it was made on.")
         if metric is not None:
             circ = dataclasses.replace(circ, metric=metric)
         with progress_bar() as update:

@@ -109,6 +109,7 @@ def test_hand_written_fixture_evaluates(known_ckpt, tmp_path):
     ev = json.loads(r.stdout)
     assert ev["faithfulness"]["n_edges"] == 3 and ev["faithfulness"]["faithfulness"] > 0.9
     assert ev["mib"] is None  # the file scores 9 of 110 edges: no ranking of the whole graph
+    assert "records no model: only its shapes were checked" in " ".join(r.stderr.split())  # never silent
 
 
 def bad(tmp_path: Path, content: bytes | str, name: str = "bad.json") -> str:
