@@ -82,6 +82,15 @@ class ResourcePlan:
                 "dtype": self.dtype, "stages": [s.to_json() for s in self.stages]}
 
 
+# How `run` leaves out a stage that does not fit (the memory refusal names it first).
+RUN_SKIPS: dict[Stage, str] = {
+    "patching": "--patch none (no patching sweeps)",
+    "attribution": "--no-attribution (exact patching only)",
+    "edges": "--circuit none (no circuit discovery)",
+    "evaluation": "--circuit none (no circuit discovery)",
+}
+
+
 def plan_resources(config: Any, tok: TokenizedTask, model: Any, prefer: int) -> ResourcePlan:
     """Batch sizes that fit the memory budget, per stage the run will take, and their costs.
 
@@ -98,7 +107,7 @@ def plan_resources(config: Any, tok: TokenizedTask, model: Any, prefer: int) -> 
         wanted += ["patching"]
     if corrupted and config.circuit and supports(model) is None:
         wanted += ["edges", "evaluation"]
-    refuse_unless_fits(wanted, model, T, what=f"This run of {len(tok)} prompts")
+    refuse_unless_fits(wanted, model, T, what=f"This run of {len(tok)} prompts", skips=RUN_SKIPS)
     if "edges" in wanted:
         from circuitwise.circuits.methods import check_prompts
 

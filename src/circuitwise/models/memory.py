@@ -289,22 +289,27 @@ def batch_for(stage: Stage, model: Any, T: int, prefer: int) -> int:
     return max(1, fit_batch(stage, s, T, budget_of(model), prefer, model.W_E.device))
 
 
-def refuse_unless_fits(stages: tuple[Stage, ...] | list[Stage], model: Any, T: int, *, what: str = "") -> None:
-    """Raise MemoryBudgetError, naming the fixes, when one example of ``T`` tokens does not fit a stage."""
+def refuse_unless_fits(stages: tuple[Stage, ...] | list[Stage], model: Any, T: int, *, what: str = "",
+                       skips: dict[Stage, str] | None = None) -> None:
+    """Raise MemoryBudgetError, naming the fixes, when one example of ``T`` tokens does not fit a stage;
+    ``skips``: how the command in hand leaves a stage out (``run``: ``--patch none`` …), named first."""
     s, budget, device = Shapes.from_model(model), budget_of(model), model.W_E.device
     for stage in stages:
         need = estimate(stage, s, T, 1, device)
         if need > budget:
+            skip = (skips or {}).get(stage)
             raise MemoryBudgetError(
                 f"{what or 'This command'} does not fit in {human(budget)}: its {stage} stage needs about "
                 f"{human(need)} for one prompt of {T} tokens (the model holds {human(resident(s, device))}). "
-                + fixes(s))
+                + fixes(s, skip))
 
 
-def fixes(s: Shapes) -> str:
-    """What a user can do about a plan that does not fit."""
-    half = " --dtype bfloat16 (half the memory)," if s.dtype_bytes > 2 else ""
-    return (f"Fixes:{half} shorter prompts, a larger --max-memory if more is free, or a device with more "
+def fixes(s: Shapes, skip: str | None = None) -> str:
+    """What a user can do about a plan that does not fit (``skip``: leaving the stage out, where one can)."""
+    # Half precision halves the weights and activations, not the runtime's own share (RUNTIME_BYTES).
+    half = " --dtype bfloat16 (halves the weights and activations)," if s.dtype_bytes > 2 else ""
+    first = f" {skip}," if skip else ""
+    return (f"Fixes:{first}{half} shorter prompts, a larger --max-memory if more is free, or a device with more "
             "memory (--device cuda).")
 
 

@@ -121,6 +121,11 @@ def test_a_run_that_cannot_fit_one_prompt_is_refused_before_any_work(tmp_path):
             msg = str(r.exception)
             assert where in msg and "--dtype bfloat16" in msg and "--max-memory" in msg, msg
             assert not out.exists(), f"{command[0]} wrote {list(out.iterdir())}"
+    # run names first how it would leave the stage out (the one at 230 MB is patching).
+    r = runner.invoke(app, ["run", "opposites", "--model", "bundled", "--n", "4", "--max-memory", "230MB",
+                            "--out", str(tmp_path / "skip")])
+    assert isinstance(r.exception, MemoryBudgetError) and "its patching stage" in str(r.exception)
+    assert "Fixes: --patch none (no patching sweeps), --dtype bfloat16" in str(r.exception)
     r = runner.invoke(app, ["run", "opposites", "--model", "bundled", "--max-memory", "lots", "--out", str(keep)])
     assert isinstance(r.exception, CircuitwiseError) and "8GB, 500MiB" in str(r.exception)
     assert (keep / "results.json").read_text() == "{}"
