@@ -216,6 +216,11 @@ def mib(
                     board = leaderboard(results)
                     atomic_write_json(state, board)  # each finished pair is kept: a rerun resumes after it
                     _write_page(folder.out / "leaderboard.html", board)
+        if not results and skipped:
+            # Nothing to submit is a failure, not an empty submission reported in a note.
+            raise NoUsableExamples(f"No task × model pair has a usable example ({', '.join(skipped)}): there is "
+                                   "nothing to submit. Use a model whose tokenizer gives the tasks' answers as "
+                                   "single tokens (MIB's models), or other tasks.")
         problems = check_layout(folder.out, sorted({r.method for r in results}))
         for p in problems:
             show_note(p)

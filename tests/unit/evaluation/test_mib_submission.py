@@ -123,3 +123,12 @@ def test_a_pair_with_no_usable_example_is_skipped_and_the_rest_is_written(tmp_pa
     assert not (out / "eap" / "arithmetic-addition_bundled").exists()
     board = json.loads((out / "leaderboard.json").read_text())
     assert board["columns"] == ["opposites_bundled"]
+
+
+def test_a_submission_with_no_usable_pair_is_an_error_not_an_empty_folder(tmp_path):
+    """GPT-2's BPE merges the space into MIB arithmetic's answers, so the bundled model has no usable example:
+    with no other pair there is nothing to submit, which is said as an error (exit 2) and leaves no folder."""
+    out = tmp_path / "o"
+    r = invoke("mib", "--task", "mib-arithmetic-addition", "--model", "bundled", "--n", "8", "--out", out)
+    assert r.exit_code == 2 and "nothing to submit" in " ".join(r.output.split()), r.output
+    assert not out.exists()
