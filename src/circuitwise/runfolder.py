@@ -126,7 +126,7 @@ class RunFolder:
         self._remove_lock_file = False
         # Written in place, pair by pair (mark_in_place), instead of staged and swapped in whole.
         self.in_place = in_place
-        self._had = True  # whether out held anything before this command (set on entering)
+        self._had = self._existed = True  # whether out held anything, or was there at all, before this command
         self._staged = False
         self.committed = False
         self.command: str | None = None
@@ -158,7 +158,8 @@ class RunFolder:
     def __enter__(self) -> RunFolder:
         self.check()
         # What was there before this command (an in-place folder's failure message depends on it).
-        self._had = self.out.is_dir() and any(self.out.iterdir())
+        self._existed = self.out.exists()
+        self._had = self._existed and self.out.is_dir() and any(self.out.iterdir())
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
             lock = self._acquire()
@@ -204,8 +205,10 @@ class RunFolder:
         if self.in_place:
             written = self.out.is_dir() and any(p.name != MARKER for p in self.out.iterdir())
             if not written and not self._had:
-                # This command made the folder and wrote nothing but its marker: it leaves no trace.
-                shutil.rmtree(self.out, ignore_errors=True)
+                # This command wrote nothing but its marker: it leaves no trace (nor a folder it made).
+                (self.out / MARKER).unlink(missing_ok=True)
+                if not self._existed:
+                    shutil.rmtree(self.out, ignore_errors=True)
                 return f"Nothing was written to {self.out}."
             return (f"What {self.out} holds is kept; re-run the same command to resume (finished work is not "
                     "done again).")

@@ -275,6 +275,12 @@ def test_an_in_place_folder_says_truly_what_a_failure_left(tmp_path):
             f.mark_in_place(complete=False)
             raise RuntimeError("model too large")
     assert not out.exists() and f"Nothing was written to {out}." in e.value.__notes__[0]
+    out.mkdir()  # an empty folder the user made stays, empty
+    with pytest.raises(RuntimeError) as e:
+        with RunFolder(out, command="mib", settings={"n": 1}, in_place=True) as f:
+            f.mark_in_place(complete=False)
+            raise RuntimeError("model too large")
+    assert out.is_dir() and not any(out.iterdir()) and "Nothing was written" in e.value.__notes__[0]
     with RunFolder(out, command="mib", settings={"n": 1}, in_place=True) as f:
         f.mark_in_place(complete=False)
         (out / "pair.json").write_text("{}")
