@@ -27,9 +27,9 @@ def _formats(choice: str) -> tuple[Format, ...]:
 
 @app.command()
 def figures(
-    run_dir: Path = typer.Argument(..., help="The folder a `circuitwise run`, `compare`, `circuit` or `evaluate "
-                                             "--out` wrote (results.json, compare.json or evaluation.json is read; "
-                                             "nothing is recomputed)."),
+    run_dir: Path = typer.Argument(..., help="The folder a `circuitwise run`, `compare`, `circuit`, `evaluate "
+                                             "--out` or `patch` wrote (results.json, compare.json, evaluation.json or "
+                                             "patching.json is read; nothing is recomputed)."),
     format: str = typer.Option(DEFAULT_CHOICE, "--format", "-f", metavar="svg|png|both", show_default=False,
                                help=with_default("Which files to write for each figure.", DEFAULT_CHOICE)),
     out: Path | None = typer.Option(None, "--out", "-o", help=with_default(

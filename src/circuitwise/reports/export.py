@@ -80,7 +80,7 @@ def figure_name(div_id: str, kind: Literal["run", "compare"] = "run") -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def folder_kind(run_dir: Path) -> Literal["run", "compare", "study"]:
+def folder_kind(run_dir: Path) -> Literal["run", "compare", "study", "patch"]:
     """Which page a folder's figures come from; a clear error for anything else."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -93,8 +93,11 @@ def folder_kind(run_dir: Path) -> Literal["run", "compare", "study"]:
         return "compare"
     if (run_dir / "evaluation.json").is_file():
         return "study"  # `circuitwise circuit` / `evaluate --out`: circuit.html's figures, kept in evaluation.json
-    raise ConfigError(f"{run_dir} holds no results.json, compare.json or evaluation.json, so there are no figures "
-                      "to export. Give the folder of a `circuitwise run`, `compare`, `circuit` or `evaluate --out`.")
+    if (run_dir / "patching.json").is_file():
+        return "patch"  # `circuitwise patch`: each sweep's heatmap, drawn as the run report draws it
+    raise ConfigError(f"{run_dir} holds no results.json, compare.json, evaluation.json or patching.json, so there "
+                      "are no figures to export. Give the folder of a `circuitwise run`, `compare`, `circuit`, "
+                      "`evaluate --out` or `patch`.")
 
 
 def figures(run_dir: str | Path) -> dict[str, go.Figure]:
@@ -104,7 +107,8 @@ def figures(run_dir: str | Path) -> dict[str, go.Figure]:
     ``patching-<sweep>`` for each patching sweep, ``attention-patching``, and the circuit's (``circuit``,
     ``faithfulness_curve``, ``mib``, ``agreement``) as far as the run made them. A compare folder
     (compare.json): compare.html's figures (``baseline``, ``lens``, ``layers``, ``heads-a``, ``heads-b``,
-    ``heads-diff``, ``patch-…``, ``circuit-a``/``-b``). Only the folder's files are read.
+    ``heads-diff``, ``patch-…``, ``circuit-a``/``-b``). A patch folder (patching.json): ``patching-<sweep>``
+    and ``patching-<sweep>-attribution``. Only the folder's files are read.
     """
     run_dir = Path(run_dir)
     kind = folder_kind(run_dir)
@@ -130,6 +134,15 @@ def figures(run_dir: str | Path) -> dict[str, go.Figure]:
                                   f"evaluate {run_dir / 'circuit.json'} TASK --out NEW_DIR` (its circuit.html's "
                                   "download buttons work either way).")
             stored = {name: style.styled(go.Figure(fig)) for name, fig in ev.figures.items()}
+        elif kind == "patch":
+            from circuitwise.reports.build import sweep_figure
+            from circuitwise.schema.patching import PatchingFile
+
+            # The run report's names (patching-<sweep>); a sweep's attribution estimate beside its exact values.
+            for what, entry in PatchingFile.load(run_dir).sweeps.items():
+                for suffix, sweep in (("", entry.exact), ("-attribution", entry.attribution)):
+                    if sweep is not None:
+                        stored[f"patching-{what}{suffix}"] = style.styled(sweep_figure(what, sweep))
         else:
             from circuitwise.reports.compare import build_compare_page
             from circuitwise.schema import load_compare

@@ -117,7 +117,7 @@ def test_folders_without_figures_are_refused_with_what_to_give(tmp_path, run_dir
     alone = tmp_path / "alone"
     alone.mkdir()
     (alone / "circuit.json").write_text("{}")
-    with pytest.raises(ConfigError, match="no results.json, compare.json or evaluation.json"):
+    with pytest.raises(ConfigError, match="no results.json, compare.json, evaluation.json or patching.json"):
         export.figures(alone)
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -232,3 +232,20 @@ def test_a_circuit_folders_figures_export_from_its_evaluation_json(tmp_path, tin
     (out / "evaluation.json").write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="written before evaluation files kept their figures.*evaluate"):
         export.figures(out)
+
+
+def test_a_patch_folders_sweeps_export_as_the_run_report_draws_them(tmp_path):
+    """A `patch` folder holds patching.json only: each sweep exports under the run report's name
+    (patching-<sweep>, and -attribution for its estimate), holding the file's numbers."""
+    from circuitwise.schema.patching import PatchingFile
+
+    out = tmp_path / "p"
+    r = invoke("patch", "opposites", "--model", "bundled", "--n", "6", "--patch", "heads", "--patch", "resid_pre",
+               "--method", "both", "--out", out)
+    assert r.exit_code == 0, r.output
+    pf = PatchingFile.load(out)
+    figs = export.figures(out)
+    assert set(figs) == {f"patching-{w}{s}" for w in ("heads", "resid_pre") for s in ("", "-attribution")}
+    for what, entry in pf.sweeps.items():
+        assert [list(row) for row in figs[f"patching-{what}"].data[0].z] == entry.exact.values
+        assert [list(row) for row in figs[f"patching-{what}-attribution"].data[0].z] == entry.attribution.values
