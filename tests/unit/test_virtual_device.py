@@ -122,6 +122,14 @@ def _roles_task(model):
     return cw.tokenize_task(model, cw.Task("roles", tuple(examples)), need_corrupted=True)[0]
 
 
+def _every_edge_terms(model, tok):
+    from circuitwise.circuits.gradients import every_edge_scores
+
+    with every_edge_scores(graph_of(model)) as track:
+        scores = score_edges(model, tok, "eap-ig", options={"steps": 2}).scores
+    return [scores, track.values(len(tok))]
+
+
 def _stages(model, tok, rtok):
     """Every engine's entry point, each returning the tensors to compare with a plain CPU run."""
     L = model.cfg.n_layers
@@ -145,6 +153,7 @@ def _stages(model, tok, rtok):
         "relp": lambda: [score_edges(model, tok, "relp").scores],
         "edge-pruning": lambda: [score_edges(model, tok, "edge-pruning", options={"steps": 3}).scores],
         "neurons": lambda: [score_neurons(model, tok).scores],
+        "every edge per prompt (edge stability's terms)": lambda: _every_edge_terms(model, tok),
         "faithfulness (mean ablation)": lambda: [f.per_example for f in
                                                  faithfulness_of_masks(model, tok, masks, ablation="mean")],
         "circuit and its evaluation": lambda: [torch.tensor(cw.evaluate_circuit(

@@ -137,7 +137,7 @@ def contraction_hook(g: Graph, scores: torch.Tensor, delta: Callable[[], torch.T
     every = per_prompt is not None and per_prompt[0].every
     # Every edge's id at [sender, receiver] (every_edge_scores), and the senders' differences by example.
     ids = g.to_dense(torch.arange(g.n_edges, device=scores.device), fill=-1) if every else None
-    by_example: dict[int, torch.Tensor] = {}
+    by_example: list[torch.Tensor] = []  # the hook's one delta, by example (a hook serves one chunk)
 
     def on_grad(rs: slice | int, grad: torch.Tensor) -> None:
         gsum = combine_points(grad, weights, Nb, uniform)
@@ -159,7 +159,7 @@ def contraction_hook(g: Graph, scores: torch.Tensor, delta: Callable[[], torch.T
 
 
 def _every_edge(g: Graph, scores: torch.Tensor, out: torch.Tensor, ids: torch.Tensor,
-                by_example: dict[int, torch.Tensor], rs: slice | int, d: torch.Tensor, gsum: torch.Tensor,
+                by_example: list[torch.Tensor], rs: slice | int, d: torch.Tensor, gsum: torch.Tensor,
                 rows: torch.Tensor, last: torch.Tensor) -> None:
     """:func:`contraction_hook`'s sums for receivers ``rs``, per example: ``out`` ``[edge, Nb]`` gets
     each example's terms and ``scores`` their sum (the same products as the summed matmul)."""
@@ -171,11 +171,9 @@ def _every_edge(g: Graph, scores: torch.Tensor, out: torch.Tensor, ids: torch.Te
         return
     lo = rs.start if isinstance(rs, slice) else rs
     n_send = g.senders_before(lo)
-    key = d.data_ptr()
-    if key not in by_example:  # once per batch (and per delta): [Nb, senders, positions · d_model]
-        by_example.clear()
-        by_example[key] = d.permute(1, 0, 2, 3).reshape(Nb, d.shape[0], -1)
-    dn = by_example[key][:, :n_send]
+    if not by_example:  # once per hook: [Nb, senders, positions · d_model]
+        by_example.append(d.permute(1, 0, 2, 3).reshape(Nb, d.shape[0], -1))
+    dn = by_example[0][:, :n_send]
     gn = gsum.permute(1, 0, 2, 3).reshape(Nb, gsum.shape[0], -1)
     per = torch.bmm(dn, gn.transpose(1, 2))  # [Nb, n_send, receivers in rs]
     if isinstance(rs, slice):

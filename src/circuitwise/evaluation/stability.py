@@ -155,10 +155,11 @@ def recording(model: Any, tok: TokenizedTask, method: str, options: Any) -> Iter
     memory budget; edge stability then reads its blocks of prompts from them instead of scoring them
     again. None otherwise."""
     g = graph_of(model)
-    # Held beside the plan's stages, so within a tenth of the budget too (the estimates' own slack).
+    # Held beside the plan's stages, so within a tenth of the budget too (the estimates' own slack):
+    # the kept float32 terms, and at most as many again in the batches' buffers in flight.
     room = min(EVERY_EDGE_BYTES, 0.1 * budget_of(model))
     if (method not in ADDITIVE_METHODS or getattr(options, "positions", "none") != "none"
-            or 4 * g.n_edges * len(tok) > room):
+            or 2 * 4 * g.n_edges * len(tok) > room):
         yield None
         return
     with every_edge_scores(g) as track:

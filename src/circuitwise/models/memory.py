@@ -183,8 +183,9 @@ STACK_BYTES = 16e6
 # RUNTIME_BYTES (a float32 per example and edge set).
 MEMO_BYTES = 32e6
 # Every edge's per-prompt scores, kept by the discovery pass for edge stability (circuits.gradients
-# every_edge_scores) when ``[edge, prompt]`` float32 terms fit in this many bytes (GPT-2 small's
-# 32,491 edges: about 2,000 prompts); beyond it, stability scores its blocks of prompts again.
+# every_edge_scores) when ``[edge, prompt]`` float32 terms, twice (kept, and the batches' buffers in
+# flight), fit in this many bytes (GPT-2 small's 32,491 edges: about 1,000 prompts); beyond it,
+# stability scores its blocks of prompts again.
 EVERY_EDGE_BYTES = 256e6
 
 

@@ -142,16 +142,17 @@ def test_every_edges_terms_from_the_discovery_pass_give_the_rescored_stability(t
 
 
 def test_terms_over_their_byte_budget_are_not_kept_and_stability_scores_again(tiny_model, tiny_tok, monkeypatch):
-    """Every edge's terms are kept only within EVERY_EDGE_BYTES, and only for methods whose one pass gives them
-    (position-agnostic gradient methods); otherwise nothing is recorded and stability rescoring runs as before."""
+    """Every edge's terms (twice: kept, and in flight) are kept only within EVERY_EDGE_BYTES, and only for
+    methods whose one pass gives them (position-agnostic gradient methods); otherwise nothing is recorded and
+    stability rescoring runs as before."""
     from circuitwise.circuits.methods import get_method
     from circuitwise.evaluation import stability
 
     eap = get_method("eap").options({})
-    monkeypatch.setattr(stability, "EVERY_EDGE_BYTES", 4 * graph_edges(tiny_model) * len(tiny_tok) - 1)
+    monkeypatch.setattr(stability, "EVERY_EDGE_BYTES", 8 * graph_edges(tiny_model) * len(tiny_tok) - 1)
     with stability.recording(tiny_model, tiny_tok, "eap", eap) as rec:
         assert rec is None
-    monkeypatch.setattr(stability, "EVERY_EDGE_BYTES", 4 * graph_edges(tiny_model) * len(tiny_tok))
+    monkeypatch.setattr(stability, "EVERY_EDGE_BYTES", 8 * graph_edges(tiny_model) * len(tiny_tok))
     with stability.recording(tiny_model, tiny_tok, "eap", eap) as rec:
         assert rec is not None
     for method, options in (("edge-pruning", {}), ("eap", {"positions": "tokens"})):
