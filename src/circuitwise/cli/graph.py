@@ -20,6 +20,7 @@ from rich.text import Text
 
 from circuitwise.cli import app, console, err_console, show_note
 from circuitwise.cli import options as opts
+from circuitwise.features.checks import DEFAULT_CHECK_FEATURES, DEFAULT_HEAD_LINKS
 from circuitwise.features.contexts import DEFAULT_CONTEXTS, DEFAULT_CORPUS_LINES, DEFAULT_TASK_TEXTS
 
 F = opts.F
@@ -134,8 +135,58 @@ def _texts_said(req: GraphRequest) -> str:
     return f"{len(req.texts)} task prompt{'s' if len(req.texts) != 1 else ''}"
 
 
+@dataclass(frozen=True)
+class CheckRequest:
+    """The checks asked for (features.checks): ablations, head loadings, an edge circuit's heads to mark."""
+
+    features: int = DEFAULT_CHECK_FEATURES
+    links: int = DEFAULT_HEAD_LINKS
+    circuit: Path | None = None
+    circuit_file: Any = None  # the CircuitFile, read before the model loads
+    heads: tuple[str, ...] = ()  # the circuit's heads (L{m}H{h})
+
+    def said(self, whole: bool) -> str:
+        if whole:
+            return ("checks: none (interventions and head loadings need one prompt's activations and attention; "
+                    "a task graph averages many)")
+        parts = [f"ablate the {self.features} most influential kept features one by one in the unfrozen model"
+                 if self.features else "no single-feature ablations (--check-features 0)",
+                 "the kept features' faithfulness"]
+        if self.links:
+            parts.append(f"which heads carry the {self.links} strongest links between positions")
+        if self.circuit is not None:
+            parts.append(f"marked against the {len(self.heads)} heads of the circuit {self.circuit}")
+        return "checks: " + "; ".join(parts)
+
+
+def _check_request(features: int | None, links: int | None, circuit: Path | None, whole: bool) -> CheckRequest:
+    """The checks asked for, refused before the model loads where they cannot be done."""
+    import re
+
+    from circuitwise.errors import ConfigError
+    from circuitwise.schema import load_circuit_file
+
+    if whole and (features or links or circuit is not None):
+        given = [flag for flag, v in (("--check-features", features), ("--head-links", links),
+                                      ("--edge-circuit", circuit)) if v]
+        raise ConfigError(f"{', '.join(given)}: the checks need one prompt's graph (its activations and attention "
+                          "patterns); --whole-task averages many. Drop --whole-task (graph one --example), or "
+                          "leave them out.")
+    links = DEFAULT_HEAD_LINKS if links is None else links
+    if circuit is None:
+        return CheckRequest(DEFAULT_CHECK_FEATURES if features is None else features, links)
+    if links == 0:
+        raise ConfigError("--edge-circuit marks the circuit's heads among those that carry the graph's links; "
+                          "--head-links 0 computes none. Give --head-links N (N > 0), or leave --edge-circuit out.")
+    cf = load_circuit_file(circuit)  # a missing or malformed file fails here, before any model loads
+    heads = tuple(sorted({n for n in cf.nodes if re.fullmatch(r"L\d+H\d+", n)},
+                         key=lambda x: tuple(int(v) for v in re.findall(r"\d+", x))))
+    return CheckRequest(DEFAULT_CHECK_FEATURES if features is None else features, links, circuit, cf, heads)
+
+
 def _plan_lines(req: GraphRequest, model: str, transcoders: str, node_t: float, edge_t: float,
-                corpus: tuple[str, ...], out: Path, graph_prompts: int = 0, align: str = "") -> list[str]:
+                corpus: tuple[str, ...], out: Path, graph_prompts: int = 0, align: str = "",
+                checks: CheckRequest | None = None) -> list[str]:
     what = (f"prompt {req.example} of task {req.subject}: {req.prompt!r}" if req.is_task else f"prompt {req.prompt!r}")
     if req.whole:
         what = (f"task {req.subject}: the graphs of its first {min(graph_prompts, req.n_prompts)} prompts, nodes "
@@ -150,6 +201,7 @@ def _plan_lines(req: GraphRequest, model: str, transcoders: str, node_t: float, 
             f"target: {target}",
             f"pruned to node threshold {node_t:g}, edge threshold {edge_t:g}",
             f"top activating contexts from {contexts}",
+            *([checks.said(req.whole)] if checks is not None else []),
             f"writes {', '.join(FILES)} to {out}"]
 
 
@@ -190,6 +242,18 @@ def graph(
                                              "forward each)."),
     contexts: int = typer.Option(DEFAULT_CONTEXTS, "--contexts", min=0,
                                  help="Top activating contexts kept per feature and source."),
+    check_features: int | None = typer.Option(None, "--check-features", min=0, show_default=False,
+                                              help="Ablate this many of the kept graph's most influential features, "
+                                                   "one at a time, in the unfrozen model, against what the graph "
+                                                   f"predicts; 0: none. [default: {DEFAULT_CHECK_FEATURES}]"),
+    head_links: int | None = typer.Option(None, "--head-links", min=0, show_default=False,
+                                          help="Split this many of the strongest links between positions by the "
+                                               "attention heads that carry them (L{m}H{h}); 0: none. "
+                                               f"[default: {DEFAULT_HEAD_LINKS}]"),
+    edge_circuit: Path | None = typer.Option(None, "--edge-circuit", show_default=False,
+                                             help="A circuit.json (or its folder) of `circuitwise circuit` on the "
+                                                  "same model: its heads are marked among those that carry the "
+                                                  "graph's links. [default: none]"),
     scan: str | None = typer.Option(None, "--scan", help="The model's id on Neuronpedia, written as the "
                                        "Neuronpedia file's scan. [default: the model's name]", show_default=False),
     out: Path = typer.Option(Path("runs/graph"), "--out", "-o", help="Folder for graph.json, neuronpedia.json, "
@@ -212,7 +276,9 @@ def graph(
     if graph_path is not None:
         given = [flag for flag, value in (("--transcoders", transcoders), ("--target", target),
                                           ("--node-threshold", node_threshold), ("--edge-threshold", edge_threshold),
-                                          ("--corpus", corpus), ("--whole-task", whole_task or None))
+                                          ("--corpus", corpus), ("--whole-task", whole_task or None),
+                                          ("--check-features", check_features), ("--head-links", head_links),
+                                          ("--edge-circuit", edge_circuit))
                  if value is not None]
         if given:
             raise ConfigError(f"{task_or_prompt} is a graph file, drawn as it is: {', '.join(given)} apply only when "
@@ -230,6 +296,7 @@ def graph(
     if align not in ("relative", "role"):
         raise ConfigError(f"--align {align!r}: choose relative or role.")
     req = resolve(task_or_prompt, target, example, n, seed, split, context_prompts, whole_task)
+    checks = _check_request(check_features, head_links, edge_circuit, whole_task)
     texts = _corpus(corpus, corpus_lines)
     budget = None
     if max_memory is not None:
@@ -244,16 +311,17 @@ def graph(
                     corpus=str(corpus) if corpus else None, corpus_lines=corpus_lines,
                     context_prompts=context_prompts, contexts=contexts, whole_task=whole_task,
                     graph_prompts=graph_prompts if whole_task else None, align=align if whole_task else None,
-                    dtype=dtype, processing=processing, scan=scan)
+                    dtype=dtype, processing=processing, scan=scan, check_features=checks.features,
+                    head_links=checks.links, edge_circuit=str(edge_circuit) if edge_circuit else None)
     folder = RunFolder(out, replaces=FILES, command="graph", settings=settings, force=force)
     folder.check()  # a file, another command's folder or another graph's result fails before any work
     tcs = load_transcoders(transcoders)  # a missing or malformed set fails before the model loads
     console.print(Text("plan:", style="bold"))
-    for line in _plan_lines(req, model, transcoders, node_t, edge_t, texts, Path(out), graph_prompts, align):
+    for line in _plan_lines(req, model, transcoders, node_t, edge_t, texts, Path(out), graph_prompts, align, checks):
         console.print("  " + line, highlight=False, markup=False)
     with folder:
         paths, summary = _run(req, model, tcs, transcoders, node_t, edge_t, texts, contexts, scan, device, dtype,
-                              processing, budget, folder, graph_prompts, align)
+                              processing, budget, folder, graph_prompts, align, checks)
     for line in summary:
         console.print("  " + line, highlight=False, markup=False)
     console.print(f"Graph: {paths['html'].resolve()}", highlight=False, markup=False)
@@ -314,8 +382,9 @@ def _kept_labels(full: Any, kept: Any) -> Any:
 def _run(req: GraphRequest, model_name: str, tcs: Any, source: str, node_t: float, edge_t: float,
          corpus: tuple[str, ...], k: int, scan: str | None, device: str | None, dtype: str | None,
          processing: bool | None, budget: int | None, folder: Any, graph_prompts: int = 16,
-         align: str = "relative") -> tuple[dict[str, Path], list[str]]:
+         align: str = "relative", checks: CheckRequest | None = None) -> tuple[dict[str, Path], list[str]]:
     from circuitwise.features.attribute import attribution_graph
+    from circuitwise.features.checks import check_graph
     from circuitwise.features.contexts import feature_contexts, merge_contexts
     from circuitwise.features.export import graph_file, to_neuronpedia
     from circuitwise.features.formats import check_model
@@ -332,6 +401,16 @@ def _run(req: GraphRequest, model_name: str, tcs: Any, source: str, node_t: floa
         warning = check_model(tcs, m, name=source, allow_other=False)
         if warning:
             show_note(warning)
+        checks = checks or CheckRequest()
+        if checks.circuit_file is not None:
+            from circuitwise.models.fingerprint import check_same_model
+
+            recorded = checks.circuit_file.model.model_dump() if checks.circuit_file.model is not None else {}
+            said = check_same_model(recorded, m, what=f"the circuit {checks.circuit}", loaded_name=model_name,
+                                    fix="Give --edge-circuit a circuit found on this model (--model), or leave it "
+                                        "out.")
+            if said:
+                show_note(said)
         if req.whole:
             from circuitwise.features.task_graph import task_graph
 
@@ -345,6 +424,10 @@ def _run(req: GraphRequest, model_name: str, tcs: Any, source: str, node_t: floa
         # Named as the user named it ("bundled", a hub name), not by the path it was loaded from.
         kept = prune_graph(full, node_t, edge_t).with_(model=model_name)
         kept = _kept_labels(full, kept)
+        found_checks = None
+        if not req.whole:
+            status.update("checks: ablations in the unfrozen model, faithfulness, head loadings…")
+            found_checks = check_graph(m, tcs, full, kept, features=checks.features, links=checks.links)
         feats = sorted({(x.layer, x.feature) for x in kept.nodes if x.kind == "feature"})
         status.update(f"top activating contexts of {len(feats)} features…")
         found = feature_contexts(m, tcs, req.texts, feats, source="task", k=k)
@@ -356,8 +439,14 @@ def _run(req: GraphRequest, model_name: str, tcs: Any, source: str, node_t: floa
     description = ""
     if req.target == "metric" and req.answers is not None:
         description = f"logit({req.answers[0]!r}) − logit({req.answers[1]!r})"
+    circuit = None
+    if checks.circuit is not None:
+        from circuitwise.schema.graph import CircuitHeads
+
+        circuit = CircuitHeads(source=str(checks.circuit), heads=list(checks.heads))
     gf = graph_file(kept, transcoders=source, node_threshold=node_t, edge_threshold=edge_t,
-                    task=req.subject if req.is_task else None, description=description, contexts=found, notes=notes)
+                    task=req.subject if req.is_task else None, description=description, contexts=found, notes=notes,
+                    checks=found_checks, circuit=circuit)
     folder.write_text("graph.json", gf.dump_text())
     import json
 
@@ -374,5 +463,27 @@ def _run(req: GraphRequest, model_name: str, tcs: Any, source: str, node_t: floa
                f"({sum(x.kind == 'feature' for x in full.nodes)} active features)",
                f"replacement score {s.get('replacement', float('nan')):.3f}, completeness "
                f"{s.get('completeness', float('nan')):.3f} (full graph)",
+               *_check_lines(gf),
                f"{time.perf_counter() - started:.1f} s"]
     return {"graph": out / "graph.json", "neuronpedia": out / "neuronpedia.json", "html": out / "graph.html"}, summary
+
+
+def _check_lines(gf: Any) -> list[str]:
+    """The checks in a few lines (the page has them whole)."""
+    c = gf.checks
+    if c is None:
+        return []
+    lines = []
+    if c.interventions:
+        agree = "" if c.sign_agreement is None else f"; {c.sign_agreement:.0%} moved it the way the graph predicts"
+        worst = max(c.interventions, key=lambda a: abs(a.actual - a.predicted))
+        lines.append(f"ablating {len(c.interventions)} features one at a time in the unfrozen model{agree} "
+                     f"(largest miss: {worst.node}, actual {worst.actual:+.3f} vs predicted {worst.predicted:+.3f})")
+    if c.faithfulness is not None:
+        lines.append(f"faithfulness of the kept features {c.faithfulness:.3f} "
+                     "(the unfrozen model, edge circuits' terms)")
+    if c.heads:
+        top = ", ".join(h.head + (" (in the circuit)" if h.in_circuit else "") for h in c.heads[:5])
+        lines.append(f"heads carrying the {c.links_analysed} strongest links between positions: {top}")
+    lines += c.notes
+    return lines

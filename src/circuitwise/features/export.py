@@ -24,11 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from circuitwise.errors import ConfigError, SchemaError
+from circuitwise.features.checks import GraphCheckResult
 from circuitwise.features.graph import AttributionGraph
 from circuitwise.runfolder import atomic_write_text
 from circuitwise.schema.graph import (
     FEATURE_TYPE,
+    CircuitHeads,
     Context,
+    FeatureAblation,
+    GraphChecks,
     GraphEdge,
     GraphFile,
     GraphModel,
@@ -37,6 +41,8 @@ from circuitwise.schema.graph import (
     GraphSettings,
     GraphTarget,
     GraphTranscoders,
+    HeadShare,
+    HeadTotal,
     NeuronpediaGraph,
     NodeKind,
     NPFeatureDetail,
@@ -157,12 +163,15 @@ def _transcoders(info: dict[str, Any], source: str | None) -> GraphTranscoders:
 def graph_file(graph: AttributionGraph, *, transcoders: str | None = None, node_threshold: float | None = None,
                edge_threshold: float | None = None, task: str | None = None, description: str = "",
                contexts: Mapping[tuple[int, int], Sequence[Context]] | None = None,
-               notes: Sequence[str] = ()) -> GraphFile:
+               notes: Sequence[str] = (), checks: GraphCheckResult | None = None,
+               circuit: CircuitHeads | None = None) -> GraphFile:
     """The engine's graph as ``graph.json``'s typed file: every node of ``graph`` and every non-zero link.
 
     Prune first (:func:`~circuitwise.features.prune_graph`) for a readable graph: this writes what it is
     given. ``contexts`` maps a feature's ``(layer, index)`` to its top activating contexts. The
-    thresholds default to those recorded in ``graph.meta`` (1.0: nothing pruned).
+    thresholds default to those recorded in ``graph.meta`` (1.0: nothing pruned). ``checks``
+    (:func:`~circuitwise.features.checks.check_graph` of this graph) go into the file's ``checks`` and
+    the analysed links' ``heads``; ``circuit`` names an edge circuit's heads to mark among them.
     """
     strs, ids, columns, layout_notes = _layout(graph)
     n_layers = graph.n_layers
@@ -188,7 +197,13 @@ def graph_file(graph: AttributionGraph, *, transcoders: str | None = None, node_
                                prob=x.probability if kind == "logit" else None, target=i == top,
                                label=x.label if kind == "logit" and x.token < 0 else "", contexts=ctx))
         names.append(nid)
-    edges = [GraphEdge(source=names[j], target=names[i], weight=w) for i, j, w in graph.edges()]
+    split = {(x.receiver, x.sender): x for x in checks.loadings} if checks is not None else {}
+    edges = []
+    for i, j, w in graph.edges():
+        load = split.get((i, j))
+        heads = None if load is None else [HeadShare(head=h, loading=v) for h, v in load.top(HEAD_SHARES) if v != 0]
+        edges.append(GraphEdge(source=names[j], target=names[i], weight=w, heads=heads,
+                               residual=None if load is None else load.residual))
     scores = None
     if graph.scores:
         scores = GraphScores(replacement=graph.scores.get("replacement"),
@@ -204,7 +219,31 @@ def graph_file(graph: AttributionGraph, *, transcoders: str | None = None, node_
         transcoders=_transcoders(graph.transcoders, transcoders),
         settings=GraphSettings(node_threshold=node_threshold or float(meta.get("node_threshold", 1.0)),
                                edge_threshold=edge_threshold or float(meta.get("edge_threshold", 1.0))),
-        nodes=nodes, edges=edges, scores=scores, notes=[*layout_notes, *notes])
+        nodes=nodes, edges=edges, scores=scores, notes=[*layout_notes, *notes],
+        checks=None if checks is None else _checks(checks, graph, names, circuit))
+
+
+# How many heads a link lists in graph.json (the largest loadings; all of them sum with the residual).
+HEAD_SHARES = 5
+
+
+def _checks(c: GraphCheckResult, graph: AttributionGraph, names: list[str],
+            circuit: CircuitHeads | None) -> GraphChecks:
+    """The checks of ``graph`` as graph.json's section (node indices become the file's node ids)."""
+    in_circuit = set(circuit.heads) if circuit is not None else None
+    f = c.faithfulness
+    return GraphChecks(
+        target=c.target_label,
+        interventions=[FeatureAblation(node=names[a.node], actual=a.actual, predicted=a.predicted,
+                                       predicted_kept=a.predicted_kept, predicted_direct=a.predicted_direct,
+                                       actual_frozen_norms=a.actual_frozen_norms) for a in c.interventions],
+        sign_agreement=c.sign_agreement(),
+        faithfulness=None if f is None else f.faithfulness, graph_metric=None if f is None else f.graph_metric,
+        all_metric=None if f is None else f.all_metric, none_metric=None if f is None else f.none_metric,
+        heads=[HeadTotal(head=h, loading=s, abs_loading=a, links=n,
+                         in_circuit=None if in_circuit is None else h in in_circuit)
+               for h, s, a, n in c.head_totals()],
+        links_analysed=len(c.loadings), circuit=circuit, notes=list(c.notes))
 
 
 def _target_token(label: str, token: int) -> str:

@@ -38,8 +38,17 @@ def graph_data(graph: GraphFile) -> dict[str, Any]:
     nodes = [{"id": n.id, "kind": n.kind, "layer": n.layer, "pos": n.pos, "feature": n.feature, "token": n.token,
               "activation": n.activation, "influence": n.influence, "prob": n.prob, "target": n.target,
               "label": n.label, "contexts": [c.to_json() for c in n.contexts]} for n in graph.nodes]
-    edges = [[index[e.source], index[e.target], e.weight] for e in graph.edges]
-    return {"n_layers": graph.model.n_layers, "tokens": list(graph.tokens), "nodes": nodes, "edges": edges}
+    # A link whose head loadings were computed carries them as a fourth element: {heads: [[head, loading] …],
+    # residual}.
+    edges = [[index[e.source], index[e.target], e.weight]
+             + ([{"heads": [[h.head, h.loading] for h in e.heads], "residual": e.residual}] if e.heads is not None
+                else []) for e in graph.edges]
+    c = graph.checks
+    ablations = {} if c is None else {index[a.node]: {"actual": a.actual, "predicted": a.predicted,
+                                                      "predicted_kept": a.predicted_kept,
+                                                      "direct": a.predicted_direct} for a in c.interventions}
+    return {"n_layers": graph.model.n_layers, "tokens": list(graph.tokens), "nodes": nodes, "edges": edges,
+            "ablations": {str(k): v for k, v in ablations.items()}, "target": c.target if c is not None else ""}
 
 
 def graph_view(graph: GraphFile, root: str | None = None) -> str:
@@ -88,13 +97,42 @@ def _facts(graph: GraphFile) -> list[list[str]]:
     return rows
 
 
+def _num(x: float | None, digits: int = 3) -> str:
+    return "—" if x is None else f"{x:+.{digits}f}"
+
+
+def _checks(graph: GraphFile) -> dict[str, Any] | None:
+    """The checks' tables: the ablations (actual against predicted) and the heads carrying the links."""
+    c = graph.checks
+    if c is None:
+        return None
+    names = {n.id: n for n in graph.nodes}
+    ablations = [[_feature_name(names[a.node]) + f" @{names[a.node].pos}", _num(a.actual), _num(a.predicted),
+                  _num(a.predicted_kept), _num(a.predicted_direct), _num(a.actual_frozen_norms)]
+                 for a in c.interventions]
+    facts = []
+    if c.faithfulness is not None:
+        facts.append(["faithfulness", f"{c.faithfulness:.3f}: the kept features alone {c.graph_metric:.3f}, all "
+                                      f"features {c.all_metric:.3f}, none {c.none_metric:.3f} (the unfrozen model; "
+                                      "(graph − none) / (all − none), as edge circuits are scored)"])
+    if c.sign_agreement is not None:
+        facts.append(["sign agreement", f"{c.sign_agreement:.0%} of the ablations moved the target the way the graph "
+                                        "predicts"])
+    if c.circuit is not None:
+        facts.append(["edge circuit", f"{c.circuit.source}: heads {', '.join(c.circuit.heads) or 'none'}"])
+    heads = [[h.head, f"{h.loading:+.3f}", f"{h.abs_loading:.3f}", str(h.links)]
+             + ([] if c.circuit is None else ["yes" if h.in_circuit else "no"]) for h in c.heads[:12]]
+    return {"target": c.target, "facts": facts, "ablations": ablations, "heads": heads,
+            "links": c.links_analysed, "circuit": c.circuit is not None, "notes": c.notes}
+
+
 def graph_summary(graph: GraphFile, top: int = 15) -> str:
-    """The graph's facts and its most influential features as tables (readable without the script)."""
+    """The graph's facts, its most influential features and its checks as tables (readable without the script)."""
     feats = sorted((n for n in graph.nodes if n.kind == "feature"), key=lambda n: -(n.influence or 0.0))[:top]
     rows = [[_feature_name(n), f"{n.pos} ({graph.tokens[n.pos]!r})",
              "—" if n.activation is None else f"{n.activation:.3f}",
              "—" if n.influence is None else f"{n.influence:.3f}", _context_text(n)] for n in feats]
-    return render("graph/summary.html", graph=graph, facts=_facts(graph), top=rows)
+    return render("graph/summary.html", graph=graph, facts=_facts(graph), top=rows, checks=_checks(graph))
 
 
 def _title(graph: GraphFile) -> tuple[str, str]:

@@ -96,12 +96,25 @@ class GraphNode(Section):
         return self
 
 
+class HeadShare(Section):
+    """One attention head's part of a link (named as circuitwise's head-level circuits name heads)."""
+
+    head: str
+    loading: float
+
+
 class GraphEdge(Section):
-    """A direct effect: ``weight`` is how much ``source`` adds to ``target`` (pre-activation or logit)."""
+    """A direct effect: ``weight`` is how much ``source`` adds to ``target`` (pre-activation or logit).
+
+    ``heads``, where the link's head loadings were computed (`circuitwise graph`'s strongest links between
+    positions): the heads carrying most of it, largest first; ``residual`` is the part through no head.
+    ``residual`` plus every head's loading (not only those listed) is ``weight``."""
 
     source: str
     target: str
     weight: float
+    heads: list[HeadShare] | None = None
+    residual: Num = None
 
 
 class GraphModel(Open):
@@ -140,6 +153,58 @@ class GraphScores(Open):
     completeness: Num = None
 
 
+class FeatureAblation(Section):
+    """One kept feature ablated in the unfrozen model: how the checked target moved (``actual``) against
+    the graph's prediction through every edge of the full graph (exact in the frozen replacement), through
+    the kept graph's edges, and through the feature's direct edges; ``actual_frozen_norms`` is the move
+    with every residual norm's scale held (the graph freezes them)."""
+
+    node: str
+    actual: float
+    predicted: float
+    predicted_kept: float
+    predicted_direct: float
+    actual_frozen_norms: Num = None
+
+
+class HeadTotal(Section):
+    """A head summed over the links whose loadings were computed: signed and absolute loading, and on how
+    many of them it carries at least 5 %. ``in_circuit``: whether the edge circuit given with
+    ``--circuit`` holds the head (absent without one)."""
+
+    head: str
+    loading: float
+    abs_loading: float
+    links: int = Field(ge=0)
+    in_circuit: bool | None = None
+
+
+class CircuitHeads(Open):
+    """The edge circuit the heads were compared with: its file, and its heads."""
+
+    source: str
+    heads: list[str]
+
+
+class GraphChecks(Section):
+    """Does the graph say what the model does? (`circuitwise graph`, :mod:`circuitwise.features.checks`)
+    ``target``: the target row checked. ``faithfulness``: the kept features alone against all of them in
+    the unfrozen model, ``(m_graph − m_none) / (m_all − m_none)`` as edge circuits are scored.
+    ``sign_agreement``: the share of ablations that moved the target in the predicted direction."""
+
+    target: str
+    interventions: list[FeatureAblation] = Field(default_factory=list)
+    sign_agreement: Num = None
+    faithfulness: Num = None
+    graph_metric: Num = None
+    all_metric: Num = None
+    none_metric: Num = None
+    heads: list[HeadTotal] = Field(default_factory=list)
+    links_analysed: int = Field(default=0, ge=0)
+    circuit: CircuitHeads | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
 class GraphFile(FileModel, Shows):
     FORMAT: ClassVar[str] = FORMAT
     VERSION_FIELD: ClassVar[str] = "version"
@@ -161,6 +226,7 @@ class GraphFile(FileModel, Shows):
     nodes: list[GraphNode]
     edges: list[GraphEdge]
     scores: GraphScores | None = None
+    checks: GraphChecks | None = None
     notes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -179,6 +245,10 @@ class GraphFile(FileModel, Shows):
         for e in self.edges:
             if e.source not in known or e.target not in known:
                 raise ValueError(f"edge {e.source} → {e.target} names a node the graph does not have")
+        if self.checks is not None:
+            for a in self.checks.interventions:
+                if a.node not in known:
+                    raise ValueError(f"the checks ablate node {a.node!r}, which the graph does not have")
         return self
 
     def node(self, node_id: str) -> GraphNode:
@@ -390,7 +460,8 @@ def validate_neuronpedia(data: Any, source: str = "the graph") -> NeuronpediaGra
     return graph
 
 
-__all__ = ["FEATURE_TYPE", "FORMAT", "NEURONPEDIA_SCHEMA", "VERSION", "Context", "GraphEdge", "GraphFile",
+__all__ = ["FEATURE_TYPE", "FORMAT", "NEURONPEDIA_SCHEMA", "VERSION", "CircuitHeads", "Context", "FeatureAblation",
+           "GraphChecks", "GraphEdge", "GraphFile", "HeadShare", "HeadTotal",
            "GraphModel", "GraphNode", "GraphScores", "GraphSettings", "GraphTarget", "GraphTranscoders", "NPLink",
            "NPFeatureDetail", "NPMetadata", "NPNode", "NPQParams", "NeuronpediaGraph", "NodeKind", "TargetMode",
            "validate_neuronpedia", "viewer_problems"]

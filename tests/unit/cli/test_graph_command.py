@@ -187,3 +187,67 @@ def test_a_graph_file_is_drawn_without_a_model(tmp_path, no_model_loads):  # noq
     (tmp_path / "bad.json").write_text('{"nodes": []}')
     r = invoke("graph", tmp_path / "bad.json", "--out", tmp_path / "view4")
     assert r.exit_code == 2 and "does not fit Neuronpedia's graph schema" in r.output
+
+
+def _circuit_json(path: Path, model, heads: list[str]) -> Path:
+    """A circuit.json as `circuitwise circuit` writes it (the fields the graph command reads)."""
+    from circuitwise.models.fingerprint import fingerprint
+
+    edges = [{"sender": "input", "receiver": f"{h}.v", "score": 1.0} for h in heads] + \
+            [{"sender": h, "receiver": "logits", "score": 1.0} for h in heads]
+    path.write_text(json.dumps({"format": "circuitwise.circuit", "version": 1, "edges": edges,
+                                "nodes": ["input", *heads, "MLP0", "logits"],
+                                "model": {"name": "bundled", "fingerprint": fingerprint(model)}}))
+    return path
+
+
+def test_check_refusals_before_the_model_loads(tmp_path, no_model_loads, tc_dir):  # noqa: F811
+    circuit = tmp_path / "circuit.json"
+    circuit.write_text(json.dumps({"format": "circuitwise.circuit", "version": 1, "edges": [], "nodes": ["L0H1"]}))
+    for args, message in [
+        (("opposites", "--whole-task", "--check-features", "3"), "--check-features: the checks need one prompt's"),
+        (("opposites", "--edge-circuit", circuit, "--head-links", "0"), "--head-links 0 computes none"),
+        (("opposites", "--edge-circuit", tmp_path / "missing.json"), "missing.json"),
+    ]:
+        r = invoke("graph", *args, "--model", "bundled", "--transcoders", tc_dir, "--out", tmp_path / "g")
+        assert r.exit_code == 2 and message in r.output, r.output
+        assert not (tmp_path / "g").exists()
+
+
+def test_the_graph_is_checked_and_its_heads_marked_against_an_edge_circuit(tmp_path, bundled, tc_dir):
+    from circuitwise.features.checks import check_graph
+    from circuitwise.features.prune import prune_graph
+
+    circuit = _circuit_json(tmp_path / "circuit.json", bundled, ["L0H2", "L1H0"])
+    out = tmp_path / "g"
+    r = invoke("graph", PROMPT, "--model", "bundled", "--transcoders", tc_dir, "--target", " young",
+               "--check-features", "3", "--head-links", "6", "--edge-circuit", circuit, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert "checks: ablate the 3 most influential kept features" in r.output
+    assert "heads carrying the 6 strongest links between positions" in r.output
+    g = load_graph(out)
+    c = g.checks
+    assert c is not None and c.circuit is not None and c.circuit.heads == ["L0H2", "L1H0"]
+    assert len(c.interventions) == 3 and c.links_analysed == 6
+    assert all(h.in_circuit == (h.head in ("L0H2", "L1H0")) for h in c.heads)
+    # The numbers are the engine's checks of the same graph.
+    tcs = load_transcoders(tc_dir)
+    full = attribution_graph(bundled, tcs, PROMPT, Tokens((" young",)))
+    want = check_graph(bundled, tcs, full, prune_graph(full), features=3, links=6)
+    assert [a.actual for a in c.interventions] == pytest.approx([a.actual for a in want.interventions], rel=1e-4,
+                                                                abs=1e-6)
+    assert [h.head for h in c.heads] == [h for h, *_ in want.head_totals()]
+    assert sum(e.heads is not None for e in g.edges) == 6
+    html = (out / "graph.html").read_text()
+    assert "Does the graph say what the model does?" in html and "in the edge circuit" in html
+
+
+def test_an_edge_circuit_of_another_model_is_refused(tmp_path, tc_dir):
+    import circuitwise as cw
+
+    other = cw.load_model("bundled-llama", device="cpu")
+    circuit = _circuit_json(tmp_path / "circuit.json", other, ["L0H1"])
+    r = invoke("graph", PROMPT, "--model", "bundled", "--transcoders", tc_dir, "--edge-circuit", circuit,
+               "--out", tmp_path / "g")
+    assert r.exit_code == 2 and "not on the loaded model 'bundled'" in r.output, r.output
+    assert not (tmp_path / "g").exists()

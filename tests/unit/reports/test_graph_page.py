@@ -85,6 +85,42 @@ def test_page_draws_in_chromium_and_shows_the_clicked_node(tmp_path, threshold):
     assert "corpus 7" in text and "cwg-peak" in text
 
 
+def _checked() -> GraphFile:
+    """small_graph with checks: node 0_3_3 ablated, its incoming link from E_318_3 split by heads."""
+    g = small_graph().model_dump()
+    for e in g["edges"]:
+        if (e["source"], e["target"]) == ("E_318_3", "0_3_3"):
+            e["heads"] = [{"head": "L0H1", "loading": 1.25}, {"head": "L0H0", "loading": 0.75}]
+            e["residual"] = 0.0
+    g["checks"] = {"target": "logit(' young') - logit(' old')", "faithfulness": 0.9, "graph_metric": 0.9,
+                   "all_metric": 1.0, "none_metric": 0.0, "sign_agreement": 1.0, "links_analysed": 1,
+                   "interventions": [{"node": "0_3_3", "actual": -0.625, "predicted": -0.5, "predicted_kept": -0.4375,
+                                      "predicted_direct": -0.375, "actual_frozen_norms": -0.5}],
+                   "heads": [{"head": "L0H1", "loading": 1.25, "abs_loading": 1.25, "links": 1, "in_circuit": True},
+                             {"head": "L0H0", "loading": 0.75, "abs_loading": 0.75, "links": 1, "in_circuit": False}],
+                   "circuit": {"source": "runs/c/circuit.json", "heads": ["L0H1"]}}
+    return GraphFile.model_validate(g)
+
+
+def test_the_checks_tables():
+    html = graph_page(_checked())
+    assert "Does the graph say what the model does?" in html and "0.900: the kept features alone" in html
+    assert '<td class="num">-0.625</td><td class="num">-0.500</td><td class="num">-0.438</td>' in html
+    assert "in the edge circuit" in html and "runs/c/circuit.json: heads L0H1" in html
+
+
+@pytest.mark.browser
+def test_a_clicked_feature_shows_its_ablation_and_its_links_heads(tmp_path):
+    path = write_graph_page(_checked(), tmp_path)
+    dom, console = _headless(path.resolve().as_uri() + "#node=0_3_3", tmp_path)
+    assert console == [], "console messages:\n" + "\n".join(console)
+    panel = re.search(r'<div class="cwg-panel">(.*?)</div></div></div>', dom, re.S)
+    assert panel, "the clicked node's panel is missing"
+    text = panel.group(1)
+    assert "Ablated in the unfrozen model" in text and "-0.625" in text and "-0.500" in text
+    assert "L0H1 +1.250, L0H0 +0.750" in text
+
+
 @pytest.mark.browser
 def test_a_hostile_token_stays_text_in_chromium(tmp_path):
     path = write_graph_page(_hostile(), tmp_path)

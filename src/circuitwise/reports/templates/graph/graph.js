@@ -152,6 +152,10 @@
         a.addEventListener("click", function (ev) { ev.preventDefault(); select(other); });
         var td = h("td"); td.appendChild(a); tr.appendChild(td);
         tr.appendChild(h("td", "num " + (e[2] >= 0 ? "pos" : "neg"), signed(e[2])));
+        // Where the link's head loadings were computed: the heads that carry it (and the part through none).
+        var heads = e[3] ? e[3].heads.slice(0, 3).map(function (x) { return x[0] + " " + signed(x[1]); }) : [];
+        if (e[3] && e[3].residual) { heads.push("residual " + signed(e[3].residual)); }
+        tr.appendChild(h("td", "cwg-heads note", heads.join(", ")));
         body.appendChild(tr);
       });
       table.appendChild(body); box.appendChild(table);
@@ -202,6 +206,19 @@
         });
       facts.appendChild(body); panel.appendChild(facts);
       if (n.label && n.kind !== "logit") { panel.appendChild(h("p", "note", n.label)); }
+      var ab = (data.ablations || {})[String(i)];
+      if (ab) {
+        // This feature was ablated on its own in the unfrozen model (the page's checks table has them all).
+        panel.appendChild(h("h4", "", "Ablated in the unfrozen model"));
+        var at = h("table", "cwg-ablation"), ab_body = h("tbody");
+        [["actual move", ab.actual], ["graph predicts", ab.predicted], ["kept graph predicts", ab.predicted_kept],
+         ["direct edges", ab.direct]].forEach(function (row) {
+          var tr = h("tr"); tr.appendChild(h("th", "", row[0])); tr.appendChild(h("td", "num", signed(row[1])));
+          ab_body.appendChild(tr);
+        });
+        at.appendChild(ab_body); panel.appendChild(at);
+        if (data.target) { panel.appendChild(h("p", "note", "of " + data.target)); }
+      }
       panel.appendChild(linkList("Top incoming links", incoming[i], 0));
       panel.appendChild(linkList("Top outgoing links", outgoing[i], 1));
       panel.appendChild(contexts(n));
