@@ -245,3 +245,22 @@ def test_the_transposed_pass_equals_autograd(family_model_for, family, kind, sit
         scale = 1.0 + float(ref[0].abs().max())
         for got, want in zip([ge, *gw, *ga], ref, strict=True):
             assert float((got - want).abs().max()) <= 1e-5 * scale
+
+
+def test_the_guard_refuses_an_engine_or_a_freezing_that_does_not_hold(tiny_model):
+    """attribution_graph checks, on every call, that the engine's clean run gives the bridge's logits and
+    that every target's edges plus its bias-only value make its value (freezing took effect); the 15
+    families pass it (test above), a wrong engine or a broken decomposition is refused."""
+    from circuitwise.features.attribute import check_clean_run, check_closure
+
+    tcs = random_set(tiny_model, "topk_skip")
+    g = attribution_graph(tiny_model, tcs, PROMPT, targets=LogitDiff(" young", " old"))
+    guard = g.meta["guard"]
+    assert guard["bridge_logits_max_diff"] < 1e-5 and guard["target_closure_max_err"] < 1e-6
+    run = clean_run(tiny_model, tcs, torch.tensor(g.tokens[0]))
+    assert check_clean_run(tiny_model, run) == pytest.approx(guard["bridge_logits_max_diff"], abs=1e-7)
+    with pytest.raises(ConfigError, match="does not reproduce this model's logits"):
+        check_clean_run(lambda tokens: run.logits[None] + 0.05 * torch.randn_like(run.logits[None]), run)
+    broken = g.with_(bias=g.bias + 1.0)
+    with pytest.raises(ConfigError, match="freezing did not take effect"):
+        check_closure(broken)
