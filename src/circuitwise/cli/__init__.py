@@ -71,14 +71,33 @@ def _register() -> None:
                 raise
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, ``timeout``, a job scheduler) stops a command as Ctrl-C does: the output folder
+    unwinds, releases its lock and says what was kept. Python's default would end the process at once,
+    leaving ``.NAME.lock`` and its pid file beside --out."""
+    import signal
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (main() called by an embedding program): keep its handler
+        pass
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    _register()
-    from circuitwise.cli.threads import choose_threads
-
-    choose_threads()
+    _stop_on_sigterm()
     try:
+        _register()
+        from circuitwise.cli.threads import choose_threads
+
+        choose_threads()
         app()
+    except KeyboardInterrupt:
+        # Before typer runs the command (importing the commands takes seconds on a busy machine).
+        fail(Interrupted("stopped before any result was written; nothing to resume."))
     except SystemExit as e:
         if e.code == 130:
             # typer turns a Ctrl-C outside any staged output folder (e.g. while loading the model)
