@@ -293,8 +293,13 @@ class RunFolder:
             # subfolders or many files of its own is somebody's work, never to be swapped away.
             # A command that writes its own layout in place (`mib`: a folder per method) owns those folders;
             # a staged command's folder never holds subfolders of its own, so theirs stay refused.
-            own_layout = self.in_place and (read_marker(out) or {}).get("command") == self.command
-            if not own_layout and (any((out / n).is_dir() for n in foreign) or len(foreign) > MAX_FOREIGN_FILES):
+            writer = (read_marker(out) or {}).get("command")
+            if self.command is not None and writer is not None and writer != self.command and writer not in self.joins:
+                self._check_writer()  # another command's folder: refused naming that command, not as unknown files
+            own_layout = self.in_place and writer == self.command
+            # This command's own folder holds its own loose files (an export's figures), however many.
+            many = len(foreign) > MAX_FOREIGN_FILES and writer != self.command
+            if not own_layout and (any((out / n).is_dir() for n in foreign) or many):
                 raise OutputError(
                     f"--out {out} holds files circuitwise did not write ({', '.join(foreign[:3])}"
                     f"{', …' if len(foreign) > 3 else ''}). A run replaces its output folder whole when it "
@@ -335,7 +340,7 @@ class RunFolder:
                 raise OutputError(
                     f"--out {self.out} {what} the results of `circuitwise {writer}`; `circuitwise {self.command}` "
                     f"never writes into another command's folder (their files would mix). Give this one another "
-                    f"--out, e.g. --out {self.out.parent / str(self.command)}.")
+                    f"--out, e.g. --out {self.out.parent / str(self.command).replace(' ', '-')}.")
             if writer != self.command:
                 self._kept_mark = mark  # adding to a folder of `writer`: it stays theirs
                 continue

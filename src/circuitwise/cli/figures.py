@@ -9,6 +9,7 @@ import typer
 from rich.text import Text
 
 from circuitwise.cli import app, console
+from circuitwise.cli import options as opts
 from circuitwise.cli.options import with_default
 from circuitwise.reports.export import FORMATS, ExportOptions, Format
 from circuitwise.reports.style import WIDTH
@@ -42,6 +43,7 @@ def figures(
         "PNG pixels per pixel of width and height (2: sharp on high-density screens).", D.scale)),
     only: list[str] | None = typer.Option(None, "--only", metavar="NAME", help=with_default(
         "Export only this figure (repeat for several); a wrong name lists the folder's figures.", "all")),
+    force: bool = opts.FORCE,
 ) -> None:
     """Save every figure of a run's report as SVG and/or PNG, drawn by plotly.js in headless Chromium.
 
@@ -53,7 +55,7 @@ def figures(
 
     target = out if out is not None else default_out(run_dir)
     paths = save_figures(run_dir, target, formats=_formats(format), width=width, height=height, scale=scale,
-                         only=only)
+                         only=only, force=force)
     names = sorted({p.stem for p in paths.values()})
     console.print(Text(f"Wrote {len(paths)} files ({len(names)} figures: {', '.join(names)}) to {target}"),
                   highlight=False)

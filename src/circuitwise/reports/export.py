@@ -28,7 +28,7 @@ import plotly.graph_objects as go
 
 from circuitwise.errors import CircuitwiseError, ConfigError, OutputError
 from circuitwise.reports import style
-from circuitwise.runfolder import MARKER, atomic_write_json, output_error, read_marker
+from circuitwise.runfolder import MARKER, RunFolder, atomic_write_json, output_error, read_marker
 
 Format = Literal["svg", "png"]
 FORMATS: tuple[Format, ...] = get_args(Format)
@@ -242,7 +242,9 @@ def draw(figs: dict[str, go.Figure], options: ExportOptions | None = None,
             keys.append((name, fmt))
             jobs.append({"figure": name, "format": fmt, "width": width, "height": height,
                          "scale": opts.scale if fmt == "png" else 1})
-    with tempfile.TemporaryDirectory(prefix="circuitwise-figures-") as tmp:
+    # Chromium's helpers may still be writing their profile when Ctrl-C stops the command: cleaning up
+    # must not turn the interrupt into a traceback.
+    with tempfile.TemporaryDirectory(prefix="circuitwise-figures-", ignore_cleanup_errors=True) as tmp:
         d = Path(tmp)
         (d / "plotly.js").write_text(style.plotly_js(), encoding="utf-8")
         data = "{" + ",".join(f"{json.dumps(n)}:{figs[n].to_json()}" for n in names) + "}"
@@ -305,7 +307,8 @@ def check_out(out: Path, run_dir: Path) -> None:
                           f"--out {default_out(run_dir)}.")
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out} is a file, not a folder. Choose a folder path (it is created if needed).")
-    if out.is_dir() and any(out.iterdir()) and (read_marker(out) or {}).get("command") != COMMAND:
+    # A folder another command recorded as its own is refused by RunFolder, naming that command.
+    if out.is_dir() and any(out.iterdir()) and read_marker(out) is None:
         raise OutputError(f"--out {out} holds files `circuitwise figures` did not write; the export replaces its "
                           "folder whole, so give a new or empty folder (or one an earlier export wrote).")
 
@@ -351,12 +354,13 @@ def _umask() -> int:
 def save_figures(run_dir: str | Path, out: str | Path | None = None,
                  formats: Sequence[Format] = ExportOptions.formats, width: int | None = ExportOptions.width,
                  height: int | None = ExportOptions.height, scale: float = ExportOptions.scale,
-                 only: Iterable[str] | None = None) -> dict[str, Path]:
+                 only: Iterable[str] | None = None, force: bool = False) -> dict[str, Path]:
     """Write every figure of ``run_dir`` (or those named in ``only``) as ``<name>.svg`` / ``<name>.png``
     into ``out`` (default: ``<run_dir>-figures`` beside it) and return their paths by file name.
 
     Everything is checked before Chromium starts (the folder, the names, the options, --out), and
-    ``out`` is replaced whole at the end: an error leaves it as it was.
+    ``out`` is replaced whole at the end: an error leaves it as it was. An export of other settings
+    there is replaced only with ``force``; a second export into ``out`` at the same time is refused.
     """
     run_dir = Path(run_dir)
     opts = ExportOptions(tuple(dict.fromkeys(formats)), width, height, scale)
@@ -365,10 +369,12 @@ def save_figures(run_dir: str | Path, out: str | Path | None = None,
     check_out(out, run_dir)
     if not figs:
         raise ConfigError(f"{run_dir} has no figures to export (its results hold no figure yet).")
-    images = draw(figs, opts)
     settings = {"run_dir": str(Path(os.path.abspath(run_dir))), "formats": list(opts.formats),
                 "width": opts.width, "height": opts.height, "scale": opts.scale, "figures": list(figs)}
-    return write(images, out, settings)
+    # RunFolder for its checks and lock only (write() stages and swaps the files itself).
+    with RunFolder(out, command=COMMAND, settings=settings, force=force):
+        images = draw(figs, opts)
+        return write(images, out, settings)
 
 
 __all__ = ["BROWSERS", "BROWSER_ENV", "FORMATS", "ExportOptions", "Format", "check_out", "default_out", "draw",

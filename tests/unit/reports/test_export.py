@@ -249,3 +249,59 @@ def test_a_patch_folders_sweeps_export_as_the_run_report_draws_them(tmp_path):
     for what, entry in pf.sweeps.items():
         assert [list(row) for row in figs[f"patching-{what}"].data[0].z] == entry.exact.values
         assert [list(row) for row in figs[f"patching-{what}-attribution"].data[0].z] == entry.attribution.values
+
+
+def _drawing_browser(tmp_path):
+    """A stand-in Chromium that 'draws' every job as a tiny SVG (the folder logic, not the drawing, is tested)."""
+    rows = "".join(f'<pre data-job="{i}" data-kind="image">data:image/svg+xml,%3Csvg%2F%3E</pre>' for i in range(64))
+    return _fake_browser(tmp_path, f"echo '{rows}<div id=\"done\">done</div>'\n")
+
+
+def test_an_export_of_other_settings_is_replaced_only_with_force(tmp_path, run_dir, monkeypatch):
+    # It was replaced silently (the PNGs of `--format both` gone after `--format svg`), and figures had no --force.
+    monkeypatch.setenv(export.BROWSER_ENV, str(_drawing_browser(tmp_path)))
+    out = tmp_path / "figs"
+    assert invoke("figures", run_dir, "--out", out).exit_code == 0
+    before = _files_of(out)
+    assert len(before) > 10  # more than RunFolder allows of files it does not know: still this export's own
+    r = invoke("figures", run_dir, "--format", "svg", "--out", out)
+    assert r.exit_code == 3 and "other settings" in r.output and "formats" in r.output and "--force" in r.output
+    assert _files_of(out) == before
+    assert invoke("figures", run_dir, "--format", "svg", "--out", out).exit_code == 3  # still refused
+    r = invoke("figures", run_dir, "--format", "svg", "--out", out, "--force")
+    assert r.exit_code == 0, r.output
+    assert not any(name.endswith(".png") for name in _files_of(out))
+    assert invoke("figures", run_dir, "--format", "svg", "--out", out).exit_code == 0  # the same settings: again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake-chromium", "figs"]  # no lock, no staging
+
+
+def test_figures_into_another_commands_folder_names_it_and_a_busy_one_is_exit_4(tmp_path, run_dir, monkeypatch):
+    from circuitwise.runfolder import MARKER, RunFolder
+
+    monkeypatch.setenv(export.BROWSER_ENV, str(_drawing_browser(tmp_path)))
+    mib = tmp_path / "mib"
+    (mib / "eap" / "t_m").mkdir(parents=True)
+    (mib / MARKER).write_text(json.dumps({"command": "mib", "settings": {}, "complete": True}))
+    r = invoke("figures", run_dir, "--out", mib)
+    # It said the folder held 'files circuitwise did not write'.
+    assert r.exit_code == 3 and "holds the results of `circuitwise mib`" in r.output, r.output
+    out = tmp_path / "figs"
+    with RunFolder(out, command="figures"):
+        r = invoke("figures", run_dir, "--out", out)
+    assert r.exit_code == 4 and "Another circuitwise command" in r.output, r.output
+    assert not out.exists()
+
+
+def test_ctrl_c_while_drawing_is_exit_130_and_leaves_no_lock(tmp_path, run_dir, monkeypatch):
+    def stopped(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "_dump_dom", stopped)
+    monkeypatch.setenv(export.BROWSER_ENV, str(_drawing_browser(tmp_path)))
+    r = invoke("figures", run_dir, "--out", tmp_path / "figs")
+    assert r.exit_code == 130 and "Nothing was written" in r.output, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake-chromium"]
+
+
+def _files_of(out):
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".circuitwise.json"}
