@@ -10,14 +10,51 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperGroup
 
 from circuitwise.errors import CircuitwiseError, Interrupted
 
+if TYPE_CHECKING:
+    from typer._click.core import Context
+
+
+class _Group(TyperGroup):
+    """Typo hints name only flags that --help shows: the parser's own hint draws on every flag of the
+    command, so `circuit --circut-target` suggested the hidden old spelling `--target` beside
+    `--circuit-target`. An old spelling close to the typo is offered under its new name
+    (`benchmark --method` → `--circuit`, for the old `--methods`)."""
+
+    def invoke(self, ctx: Context) -> object:
+        from typer._click.exceptions import NoSuchOption
+
+        try:
+            return super().invoke(ctx)
+        except NoSuchOption as e:
+            if e.ctx is not None and e.possibilities:
+                e.possibilities = _shown_hints(e.option_name, e.ctx) or None
+            raise
+
+
+def _shown_hints(typo: str, ctx: Context) -> list[str]:
+    from difflib import get_close_matches
+
+    from circuitwise.cli.options import DEPRECATED
+
+    renamed = DEPRECATED.get(str(ctx.info_name), {})
+    flags = {flag: bool(getattr(p, "hidden", False)) for p in ctx.command.params
+             for flag in (*p.opts, *p.secondary_opts) if flag.startswith("--")}
+    out = [renamed.get(flag, "") if hidden else flag for flag in get_close_matches(typo, list(flags))
+           for hidden in (flags[flag],)]
+    return list(dict.fromkeys(f for f in out if f.startswith("--")))
+
+
 app = typer.Typer(
+    cls=_Group,
     name="circuitwise",
     help="Find, test and explain the circuits behind a language model's answer.",
     no_args_is_help=True,

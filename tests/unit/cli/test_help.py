@@ -3,6 +3,8 @@ and typo hints that name flags of the command in hand."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -64,6 +66,18 @@ def test_config_defaults_are_the_ones_shown():
 def test_a_typo_is_answered_with_flags_of_the_command_in_hand():
     r = CliRunner().invoke(app, ["run", "opposites", "--wht", "heads"])
     assert r.exit_code == 2 and "No such option: --wht" in r.output and "--what" not in r.output
+
+
+@pytest.mark.parametrize("args, hint, hidden", [
+    (["circuit", "opposites", "--circut-target", "0.5"], "--circuit-target", "--target"),
+    (["mib", "--modle", "x"], "--model", "--models"),
+    (["benchmark", "opposites", "--method", "eap"], "--circuit", "--methods"),
+])
+def test_a_typo_hint_never_names_a_hidden_old_spelling(args, hint, hidden):
+    # The old spellings still work (with a warning) but are hidden: a hint names only what --help shows.
+    r = CliRunner().invoke(app, args)
+    named = re.findall(r"--[\w-]+", r.output.split("Possible options:")[-1])
+    assert r.exit_code == 2 and "No such option" in r.output and hint in named and hidden not in named
 
 
 def test_an_unknown_sweep_in_run_names_runs_flag_before_loading(tmp_path, no_model_loads):
