@@ -234,7 +234,7 @@ def evaluate(
     from circuitwise.cli import warn
     from circuitwise.errors import ConfigError
     from circuitwise.evaluation import evaluate_circuit
-    from circuitwise.models.fingerprint import check_same_model
+    from circuitwise.models.fingerprint import check_same_model, fingerprint
     from circuitwise.models.loading import dtype_of
     from circuitwise.circuits.patch import check_ablation
     from circuitwise.pipeline import resampling
@@ -283,10 +283,17 @@ def evaluate(
                                          drop_invalid=drop_invalid, metric=measured), "evaluate"))
         if kind == "circuitwise":
             # Same shapes are not the same model: a circuit found on another checkpoint is refused here.
-            found_in = ((raw.get("model") or {}).get("fingerprint") or {}).get("dtype")
-            # Found in another --dtype (bfloat16, evaluated in auto's float32): that flag is the fix.
-            in_dtype = (f"It was found in {found_in}: add --dtype {found_in}. Otherwise e"
-                        if isinstance(found_in, str) and found_in != dtype_of(m) else "E")
+            recorded = (raw.get("model") or {}).get("fingerprint") or {}
+            found_in = recorded.get("dtype")
+            # Found in another --dtype (bfloat16, evaluated in auto's float32), or with the other --processing:
+            # that flag is the fix, not the model the user already gave.
+            hints = [f"It was found in {found_in}: add --dtype {found_in}."] if (
+                isinstance(found_in, str) and found_in != dtype_of(m)) else []
+            steps, now = recorded.get("processing"), fingerprint(m).get("processing")
+            if isinstance(steps, list) and isinstance(now, list) and bool(steps) != bool(now):
+                hints.append("It was found with the weight processing: drop --no-processing." if steps else
+                             "It was found without weight processing: add --no-processing.")
+            in_dtype = " ".join(hints) + " Otherwise e" if hints else "E"
             said = check_same_model(
                 raw.get("model") or {}, m, what=str(circuit_file), loaded_name=name, allow_other=ignore_fingerprint,
                 fix=(f"{in_dtype}valuate it with the model it was found on (--model {named or '…'}), or find a circuit on "

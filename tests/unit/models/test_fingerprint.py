@@ -115,6 +115,22 @@ def test_evaluate_in_another_dtype_names_the_dtype_it_was_found_in(circuit_json,
     assert r.exit_code == 0, r.output
 
 
+def test_evaluate_with_other_processing_names_the_processing_flag(circuit_json, tiny_ckpt, tmp_path):
+    # The refusal sent the user to "the model it was found on (--model X)", the very model given;
+    # the fix is the processing the circuit was found with.
+    args = ["opposites-seed", "--model", str(tiny_ckpt), "--n", "4", "--random-samples", "0", "--shortlist", "0"]
+    r = runner.invoke(app, ["evaluate", str(circuit_json), *args, "--no-processing"])
+    assert isinstance(r.exception, ConfigError), r.output
+    assert "It was found with the weight processing: drop --no-processing. Otherwise evaluate it" in str(r.exception)
+    data = json.loads(circuit_json.read_text())
+    data["model"]["fingerprint"]["processing"] = []  # as `circuit --no-processing` records it
+    raw = tmp_path / "circuit.json"
+    raw.write_text(json.dumps(data))
+    r = runner.invoke(app, ["evaluate", str(raw), *args])
+    assert isinstance(r.exception, ConfigError), r.output
+    assert "It was found without weight processing: add --no-processing. Otherwise evaluate it" in str(r.exception)
+
+
 def test_an_older_circuit_without_fingerprint_is_warned_about(circuit_json, twin_ckpt, tmp_path):
     data = json.loads(circuit_json.read_text())
     del data["model"]["fingerprint"]
