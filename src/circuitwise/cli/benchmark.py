@@ -44,7 +44,7 @@ def benchmark_folder(out: Path, settings: dict[str, Any] | None = None, force: b
 
 def write_benchmark(folder: Any, result: Any) -> dict[str, Path]:
     """benchmark.json and the self-contained benchmark.html (plotly inlined), then commit the folder."""
-    from circuitwise.reports.html import Page, esc, figure_html, table
+    from circuitwise.reports.html import Page, esc, figure_html, render, table
     from circuitwise.schema.benchmark import BenchmarkFile
 
     data = result.to_json()
@@ -53,7 +53,7 @@ def write_benchmark(folder: Any, result: Any) -> dict[str, Path]:
     page = Page(f"Benchmark: {result.task}", f"model {result.model.get('name') or '?'}; "
                 f"{result.n_examples} prompts, {result.total_edges} edges, {result.ablation} ablation")
     headers, cells = result.table()
-    notes = "".join(f'<p class="note">{esc(s.method)} skipped: {esc(s.reason)}.</p>' for s in result.skipped)
+    notes = "".join(render("note.html", text=f"{s.method} skipped: {s.reason}.") for s in result.skipped)
     page.add("table", "Methods", table(headers, [[esc(c) for c in row] for row in cells],
                                          numeric=range(1, len(headers))) + notes)
     page.add("curves", "Faithfulness at MIB's edge budgets", figure_html(result.figure(), "benchmark-curves"))
