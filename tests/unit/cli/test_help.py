@@ -55,6 +55,20 @@ def test_every_option_shows_its_default():
     assert not missing, missing
 
 
+def test_no_option_shows_its_default_twice():
+    # transcoders train/convert printed typer's default beside the help's: '[default: 1024]  [default: 1024]'.
+    from typer._click.core import Context
+
+    twice = []
+    for path, cmd in _commands():
+        ctx = Context(cmd, info_name=" ".join(("circuitwise", *path)))
+        for p in cmd.params:
+            record = p.get_help_record(ctx) if p.param_type_name == "option" and not p.hidden else None
+            if record is not None and record[1].lower().count("[default") > 1:
+                twice.append((" ".join(path), p.opts))
+    assert not twice, twice
+
+
 def test_config_defaults_are_the_ones_shown():
     from circuitwise.config import RunConfig
 
