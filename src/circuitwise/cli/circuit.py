@@ -42,7 +42,7 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, eq, value = pair.partition("=")
         if not eq or not key.strip():
-            raise ConfigError(f"--option {pair!r} is not KEY=VALUE; write e.g. --option steps=10.")
+            raise ConfigError(f"--circuit-option {pair!r} is not KEY=VALUE; write e.g. -O steps=10.")
         try:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
