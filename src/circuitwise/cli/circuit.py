@@ -230,6 +230,7 @@ def evaluate(
     """Re-check a circuit (circuit.json or an EAP-IG graph file) on a task: faithfulness, completeness,
     random circuits of the same size, and MIB's CPR/CMD where the file scores every edge."""
     from circuitwise.circuits import Circuit
+    from circuitwise.circuits.circuit import model_info
     from circuitwise.circuits.interop import circuit_from_eap_ig, read_graph_file
     from circuitwise.cli import warn
     from circuitwise.errors import ConfigError
@@ -314,7 +315,8 @@ def evaluate(
                                   shortlist=shortlist, curve=out is not None, batch_size=batch_size, progress=update,
                                   bootstrap=resampling())
         if out is not None:
-            write_outputs(out, circ, ev, source=source, folder=folder)
+            # The loaded model, not the one circuit.json names (they differ under --ignore-fingerprint).
+            write_outputs(out, circ, ev, source=source, folder=folder, model=model_info(m))
     if as_json:
         typer.echo(json.dumps(ev.to_json()))
         return

@@ -72,26 +72,33 @@ def circuit_file(circuit: Circuit, evaluation: CircuitEvaluation) -> dict[str, A
     return data
 
 
-def scores_file(scores: EdgeScores) -> dict[str, Any]:
-    """scores.json's content, validated: the header, then every edge's score and the method's options."""
-    data = {"format": ScoresFile.FORMAT, "schema_version": ScoresFile.VERSION, **scores.to_json()}
+def scores_file(scores: EdgeScores, model: dict[str, Any] | None = None) -> dict[str, Any]:
+    """scores.json's content, validated: the header, then every edge's score and the method's options,
+    and ``model`` (``circuits.circuit.model_info``: the model they were scored on, with its fingerprint)."""
+    data = {"format": ScoresFile.FORMAT, "schema_version": ScoresFile.VERSION, **scores.to_json(),
+            **({} if model is None else {"model": model})}
     ScoresFile.model_validate(data)
     return data
 
 
-def evaluation_file(evaluation: CircuitEvaluation, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """evaluation.json's content, validated: the header, the evaluation, and what the command adds."""
+def evaluation_file(evaluation: CircuitEvaluation, extra: dict[str, Any] | None = None,
+                    model: dict[str, Any] | None = None) -> dict[str, Any]:
+    """evaluation.json's content, validated: the header, the evaluation, what the command adds, and
+    ``model`` (the model it was measured on, with its fingerprint)."""
     figures = {name: json.loads(fig.to_json()) for name, fig in evaluation.figures().items()}
     data = {"format": EvaluationFile.FORMAT, "schema_version": EvaluationFile.VERSION, **evaluation.to_json(),
-            "figures": figures, **(extra or {})}
+            "figures": figures, **(extra or {}), **({} if model is None else {"model": model})}
     EvaluationFile.model_validate(data)
     return data
 
 
 def write_outputs(out: Path, circuit: Circuit, evaluation: CircuitEvaluation, scores: EdgeScores | None = None,
                   extra: dict[str, Any] | None = None, *, source: Path | None = None,
-                  folder: RunFolder | None = None) -> dict[str, Path]:
+                  folder: RunFolder | None = None, model: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write the study's files into ``out``, whole, and return their paths.
+
+    ``model``: the model the evaluation was measured on (``circuits.circuit.model_info``), recorded in
+    scores.json and evaluation.json as circuit.json records it; default the circuit's own.
 
     ``source``: the circuit.json the circuit was read from (``evaluate``). It is never rewritten:
     ``out`` gets a byte-for-byte copy, or keeps it as it is when it already lives there.
@@ -100,7 +107,7 @@ def write_outputs(out: Path, circuit: Circuit, evaluation: CircuitEvaluation, sc
     out = Path(out)
     if folder is None:
         with study_folder(out, source) as own:
-            return write_outputs(out, circuit, evaluation, scores, extra, source=source, folder=own)
+            return write_outputs(out, circuit, evaluation, scores, extra, source=source, folder=own, model=model)
     if source is None:
         cdata = circuit_file(circuit, evaluation)
         folder.write_json("circuit.json", cdata)
@@ -108,9 +115,10 @@ def write_outputs(out: Path, circuit: Circuit, evaluation: CircuitEvaluation, sc
         cdata = json.loads(Path(source).read_text(encoding="utf-8"))
         if "circuit.json" in folder.replaces:
             folder.write_text("circuit.json", Path(source).read_bytes())
+    measured = model if model is not None else (circuit.model or None)
     if scores is not None:
-        folder.write_json("scores.json", scores_file(scores))
-    folder.write_json("evaluation.json", evaluation_file(evaluation, extra))
+        folder.write_json("scores.json", scores_file(scores, measured))
+    folder.write_json("evaluation.json", evaluation_file(evaluation, extra, measured))
     title = f"Circuit for {circuit.task or 'task'} ({circuit.method or 'circuit'})"
     stability = evaluation.stability.to_json() if evaluation.stability is not None else None
     folder.write_text("circuit.html", figures_html(evaluation.figures(), title, summary_lines(evaluation), stability,

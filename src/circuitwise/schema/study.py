@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Final, Literal
 from pydantic import Field
 
 from circuitwise.schema.base import FileModel, Num, Open, Section
-from circuitwise.schema.circuit import GraphInfo
+from circuitwise.schema.circuit import CircuitModel, GraphInfo
 from circuitwise.schema.results import MIB, Agreement, Completeness, Curve, Faithfulness, RandomBaseline, Stability
 
 EVALUATION_FORMAT: Final = "circuitwise.evaluation"
@@ -45,6 +45,8 @@ class EvaluationFile(FileModel):
     # circuit.html's figures as plotly JSON, so `circuitwise figures` exports them from the files alone
     # (written since circuitwise 0.3; absent in older files).
     figures: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # The model the evaluation was measured on, with its fingerprint (absent in older files).
+    model: CircuitModel | None = None
 
 
 class TopScore(Section):
@@ -75,6 +77,8 @@ class ScoresFile(FileModel):
     # Every edge's name and score, in the graph's order (left out by ``to_json(all_edges=False)``).
     edges: list[str] | None = None
     scores: list[Num] | None = None
+    # The model the edges were scored on, with its fingerprint (absent in older files).
+    model: CircuitModel | None = None
 
 
 __all__ = ["EVALUATION_FORMAT", "EvaluationFile", "SCORES_FORMAT", "ScoresFile", "TopScore", "VERSION"]

@@ -79,6 +79,20 @@ def test_evaluate_writes_an_evaluation_that_validates(study, setup):
     assert ev["faithfulness"]["faithfulness"] == pytest.approx(again["faithfulness"]["faithfulness"], abs=1e-6)
 
 
+def test_every_study_file_records_the_model_it_was_measured_on(study, setup):
+    # circuit.json carried the model's fingerprint, scores.json and evaluation.json none: an evaluation
+    # written by `evaluate --out` could not say which model (--ignore-fingerprint lets another one in).
+    circuit = json.loads((study / "circuit.json").read_text())["model"]
+    assert circuit["fingerprint"]["checkpoint_hash"]
+    for name in ("scores", "evaluation"):
+        assert _validate(study / f"{name}.json", name)["model"] == circuit
+    assert ScoresFile.load(study).model.fingerprint == EvaluationFile.load(study).model.fingerprint
+    ckpt, task, root = setup
+    out = root / "ev-model"
+    invoke("evaluate", study / "circuit.json", task, "--model", ckpt, "--random-samples", "0", "--out", out)
+    assert _validate(out / "evaluation.json", "evaluation")["model"]["fingerprint"] == circuit["fingerprint"]
+
+
 def test_benchmark_writes_a_benchmark_json_that_validates(setup):
     ckpt, task, root = setup
     out = root / "bench"
