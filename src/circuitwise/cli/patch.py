@@ -83,6 +83,8 @@ def patch(
         results = PatchingFile(circuitwise_version=__version__, task=tok.task.name,
                                model=str(getattr(the_model, "circuitwise_name", study.config.model)),
                                dtype=dtype_of(the_model), fingerprint=fingerprint(the_model), n_examples=len(tok))
+        # Before the staging folder is made: a refusal here leaves nothing behind but the previous result.
+        _refuse_another_checkpoint(out / "patching.json", results, out=out, force=force)
         results.sweeps = _earlier_sweeps(folder.path / "patching.json", results)
         for w in request.sweeps:
             # Validated as it is assigned, and the whole file again as it is written.
@@ -109,6 +111,26 @@ def _one_sweep(w: str, request: Any, metric: str, the_model: Any, tok: Any, out:
     for warning in done.warnings:
         console.print(f"warning: {warning}", style="yellow", highlight=False, markup=False)
     return entry
+
+
+def _refuse_another_checkpoint(path: Path, results: Any, *, out: Path, force: bool) -> None:
+    """Refuse, naming both models, sweeps of another checkpoint under the same name (the folder's settings
+    name the model, so they agree) unless ``force`` lets this run replace them."""
+    from circuitwise.errors import OutputError, SchemaError
+    from circuitwise.models.fingerprint import mismatch
+    from circuitwise.schema import PatchingFile
+
+    try:
+        before = PatchingFile.load(path) if path.exists() else None
+    except SchemaError:
+        return  # an older or damaged file: _earlier_sweeps says it is replaced
+    if force or before is None or before.fingerprint is None or not before.sweeps:
+        return
+    said = mismatch(before.fingerprint.model_dump(), results.fingerprint.model_dump(),
+                    what=f"{path.name} in --out {out}", have_name=before.model, want_name=results.model)
+    if said is not None:
+        raise OutputError(f"{said} Its sweeps ({', '.join(before.sweeps)}) would be replaced: give another --out to "
+                          "keep them, or add --force to replace them.")
 
 
 def _earlier_sweeps(path: Path, results: Any) -> dict[str, Any]:
