@@ -447,6 +447,12 @@ def _run(req: GraphRequest, model_name: str, tcs: Any, source: str, node_t: floa
     gf = graph_file(kept, transcoders=source, node_threshold=node_t, edge_threshold=edge_t,
                     task=req.subject if req.is_task else None, description=description, contexts=found, notes=notes,
                     checks=found_checks, circuit=circuit)
+    # Provenance, as every output: the model's fingerprint (architecture, shapes, processing, weights).
+    from circuitwise.models.fingerprint import fingerprint
+    from circuitwise.schema.results import Fingerprint
+
+    gf = gf.model_copy(update={"model": gf.model.model_copy(
+        update={"fingerprint": Fingerprint.model_validate(fingerprint(m))})})
     folder.write_text("graph.json", gf.dump_text())
     import json
 

@@ -26,6 +26,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from circuitwise.errors import SchemaError
 from circuitwise.schema.base import FileModel, Num, Open, Section, first_problems
+from circuitwise.schema.results import Fingerprint
 from circuitwise.types import Shows
 
 FORMAT: Final = "circuitwise.graph"
@@ -122,6 +123,8 @@ class GraphModel(Open):
     n_layers: int = Field(ge=1)
     d_model: int | None = None
     d_vocab: int | None = None
+    # The model the graph was computed on (`circuitwise graph`; absent in imported or older files).
+    fingerprint: Fingerprint | None = None
 
 
 class GraphTranscoders(Open):

@@ -104,6 +104,10 @@ def test_a_prompt_graph_on_the_bundled_model(tmp_path, bundled, tc_dir):
     g = _check_run(out, bundled, tc_dir, PROMPT, Tokens((" young",)))
     assert g.task is None and g.target.mode == "token" and g.settings.node_threshold == 0.5
     assert [n.token for n in g.nodes if n.kind == "logit"] == [" young"]
+    # Provenance, as every other output: graph.json recorded the model's name and layer count only.
+    from circuitwise.models.fingerprint import fingerprint
+
+    assert g.model.fingerprint is not None and g.model.fingerprint.model_dump() == fingerprint(bundled)
 
 
 def test_contexts_come_from_a_tasks_first_prompts_only():
