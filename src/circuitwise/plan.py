@@ -8,6 +8,7 @@ lengths, ``--align role`` without roles) is an error, and it is raised here, bef
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -366,6 +367,8 @@ def circuit_request(method: str, given: dict[str, Any], *, metric: str, ig_steps
         raise ConfigError("--selection top-n needs --edges N (how many edges to keep).")
     if selection == "threshold" and threshold is None:
         raise ConfigError("--selection threshold needs --threshold T (the score cut-off).")
+    if threshold is not None and not math.isfinite(threshold):
+        raise ConfigError(f"--threshold {threshold}: give a finite number (the score cut-off).")
     # A size or cut-off that the selection does not read would be dropped without a word.
     for flag, value, wants in (("--edges", edges, "top-n"), ("--nodes", nodes, "top-n"),
                                ("--threshold", threshold, "threshold")):
