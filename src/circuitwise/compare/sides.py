@@ -16,6 +16,7 @@ from circuitwise.compare.pairing import PairingDecision, are_twins, decide_pairi
 from circuitwise.config import RunConfig
 from circuitwise.errors import TaskError
 from circuitwise.models import load_model
+from circuitwise.models.loading import check_loadable
 from circuitwise.models.memory import Stage, refuse_unless_fits
 from circuitwise.models.processing import notes_of as processing_notes
 from circuitwise.tasks import get_task, tokenize_task
@@ -75,6 +76,10 @@ def load_sides(config: CompareConfig, *, tasks: tuple[Task, Task] | None = None,
     if models is not None:
         ma, mb = models
     else:
+        # Side B's model is checked before side A's loads: a mistyped folder or an unreachable Hub name
+        # for B failed only once A's model had loaded.
+        for name in dict.fromkeys((ra.model, rb.model)):
+            check_loadable(name)
         say(f"loading model {ra.model}")
         ma = load_model(ra.model, device=config.device, processing=config.processing, dtype=ra.dtype,
                         max_memory=ra.max_memory_bytes, device_map=ra.device_map, n_devices=ra.n_devices)

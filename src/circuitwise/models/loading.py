@@ -124,6 +124,17 @@ def resolve_name(name_or_path: str) -> tuple[str, bool]:
     return name_or_path, False
 
 
+def check_loadable(name_or_path: str) -> None:
+    """Fail now, as :func:`load_model` would, where the name alone decides it: a missing or malformed
+    checkpoint folder, or a Hub name with the Hub unreachable and no cached copy (one connection attempt).
+
+    For commands that load several models: the second one's mistake is found before the first one loads.
+    """
+    target, is_local = resolve_name(name_or_path)
+    if not is_local:
+        check_hub(target)
+
+
 def load_model(
     name_or_path: str,
     *,
@@ -349,5 +360,5 @@ def _quiet_transformers() -> None:
         pass
 
 
-__all__ = ["DTYPES", "checkpoint_dtype", "dtype_of", "load_model", "pick_device", "pick_dtype", "resolve_name",
-           "split_max_memory"]
+__all__ = ["DTYPES", "check_loadable", "checkpoint_dtype", "dtype_of", "load_model", "pick_device", "pick_dtype",
+           "resolve_name", "split_max_memory"]

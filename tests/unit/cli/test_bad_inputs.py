@@ -23,3 +23,16 @@ def test_a_threshold_that_is_not_finite_is_refused_before_the_model_loads(tmp_pa
     r = invoke("circuit", "opposites", "--selection", "threshold", "--threshold", value, "--out", tmp_path / "o")
     assert r.exit_code == 2 and f"--threshold {float(value)}: give a finite number" in r.output, r.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("model_b", ["/no/such/checkpoint", "gpt2"], ids=["missing-folder", "hub-offline"])
+def test_compare_checks_side_bs_model_before_side_as_loads(tmp_path, monkeypatch, no_model_loads, model_b):
+    import circuitwise.models.hub as hub
+
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hub, "in_hub_cache", lambda name: False)
+    r = invoke("compare", "opposites", "--model", "bundled", "--model-b", model_b, "--out", tmp_path / "o")
+    # It loaded side A's model, then failed on B's.
+    expected = "No such model folder" if model_b.startswith("/") else "Offline options"
+    assert r.exit_code == 2 and expected in r.output and model_b in r.output, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
