@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,7 @@ def mib(
         read_done,
         run_pair,
     )
+    from circuitwise.models.fingerprint import fingerprint
     from circuitwise.pipeline import load_study
     from circuitwise.plan import Study, mib_request, study_config
     from circuitwise.runfolder import RunFolder, atomic_write_json, read_marker
@@ -185,7 +187,10 @@ def mib(
         skipped: list[str] = []
         for model_name, model_src in models:
             the_model = None
-            for task_name, _ in tasks:
+            checked = False  # this model's finished pairs against the loaded weights (on its first load)
+            pending = list(tasks)
+            while pending:
+                task_name, _ = pending.pop(0)
                 todo = [m for m in names if (m, task_name, model_name) not in done
                         or not pair_done(pair_folder(folder.out, m, task_name, model_name), request.form,
                                          request.level)]
@@ -203,6 +208,15 @@ def mib(
                     skipped.append(f"{task_name}_{model_name}")
                     continue
                 the_model, tok = prepared.model, prepared.tok
+                fp = fingerprint(the_model)
+                if not checked:
+                    checked = True
+                    stale = _stale_pairs(done, model_name, fp, out=folder.out, force=force)
+                    if stale:  # --force: every pair of this model is scored again on these weights
+                        results = [x for x in results if (x.method, x.task, x.model) not in stale]
+                        done = {k: v for k, v in done.items() if k not in stale}
+                        pending = list(tasks)
+                        continue
                 for method in todo:
                     console.print(f"{method} on {task_name} × {model_name} ({len(tok)} prompts)", highlight=False,
                                   markup=False)
@@ -211,6 +225,7 @@ def mib(
                                      out=folder.out, metric=metric, ablation=ablation,  # type: ignore[arg-type]
                                      batch_size=batch_size, progress=update, form=request.form, by=request.by,
                                      level=request.level)
+                    r = dataclasses.replace(r, fingerprint=fp)
                     results = [x for x in results if (x.method, x.task, x.model) != (method, task_name, model_name)]
                     results.append(r)
                     board = leaderboard(results)
@@ -230,6 +245,28 @@ def mib(
         show_note(f"pairs with no usable example, not in the submission: {', '.join(skipped)}")
     console.print(f"Submission: {folder.out.resolve()} ({'ready for MIB' if not problems else 'see the notes'})",
                   highlight=False, markup=False)
+
+
+def _stale_pairs(done: dict[tuple[str, str, str], Any], model_name: str, fp: dict[str, Any], *, out: Path,
+                 force: bool) -> set[tuple[str, str, str]]:
+    """The finished pairs of ``model_name`` that another checkpoint (by fingerprint) scored: refused, naming
+    both, unless ``force`` has them scored again."""
+    from circuitwise.errors import OutputError
+    from circuitwise.models.fingerprint import mismatch
+
+    stale: dict[tuple[str, str, str], str] = {}
+    for key, r in done.items():
+        if r.model == model_name and isinstance(r.fingerprint, dict):
+            said = mismatch(r.fingerprint, fp, what=f"{r.method}/{r.task}_{r.model} in --out {out}",
+                            have_name=model_name, want_name=model_name)
+            if said is not None:
+                stale[key] = said
+    if stale and not force:
+        first = next(iter(stale.values()))
+        raise OutputError(f"{first} {len(stale)} finished pair(s) of model {model_name!r} were scored on those "
+                          "weights; resuming would put two models in one submission. Give another --out, or add "
+                          "--force to score them again on the loaded model.")
+    return set(stale)
 
 
 def _cells(board: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

@@ -102,6 +102,9 @@ class PairResult:
     # Node or neuron scores (None: edges) and how many units MIB's budgets are fractions of.
     level: SubmissionLevel | None = None
     total_units: int | None = None
+    # The model's fingerprint (models.fingerprint), so a resume on another checkpoint of the same name is
+    # caught (absent in state files written before it).
+    fingerprint: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

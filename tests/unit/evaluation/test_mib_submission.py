@@ -132,3 +132,32 @@ def test_a_submission_with_no_usable_pair_is_an_error_not_an_empty_folder(tmp_pa
     r = invoke("mib", "--task", "mib-arithmetic-addition", "--model", "bundled", "--n", "8", "--out", out)
     assert r.exit_code == 2 and "nothing to submit" in " ".join(r.output.split()), r.output
     assert not out.exists()
+
+
+def test_a_resume_on_another_checkpoint_under_the_same_name_is_refused_naming_both(tmp_path):
+    # Pairs are kept by (method, task, model name): a checkpoint rewritten at the same path had its
+    # finished pairs reused beside pairs scored on the new weights, one leaderboard of two models.
+    import shutil
+
+    from tests.helpers import make_gpt2_checkpoint
+
+    ckpt, out = tmp_path / "ckpt", tmp_path / "sub"
+    make_gpt2_checkpoint(ckpt, n_layer=1, n_head=2, n_embd=32, seed=1)
+    base = ["mib", "--model", f"m={ckpt}", "--circuit", "eap", "--n", 6, "--out", out]
+    assert invoke(*base, "--task", "opposites").exit_code == 0
+    first = json.loads((out / "leaderboard.json").read_text())
+    assert first["pairs"][0]["fingerprint"]["checkpoint_hash"]  # each pair records its model
+    shutil.rmtree(ckpt)
+    make_gpt2_checkpoint(ckpt, n_layer=1, n_head=2, n_embd=32, seed=2)
+    again = [*base, "--task", "opposites", "--task", "seed=opposites-seed"]  # a new pair loads the model
+    r = invoke(*again)
+    assert r.exit_code == 3 and "opposites_m" in r.output and "not on the loaded model" in r.output, r.output
+    assert "checkpoint weights" in r.output and "--force" in r.output
+    assert json.loads((out / "leaderboard.json").read_text()) == first  # nothing lost
+    r = invoke(*again, "--force")
+    assert r.exit_code == 0, r.output
+    pairs = json.loads((out / "leaderboard.json").read_text())["pairs"]
+    assert {p["task"] for p in pairs} == {"opposites", "seed"}
+    # Every pair scored on the new weights, the old one again too.
+    assert len({p["fingerprint"]["checkpoint_hash"] for p in pairs}) == 1
+    assert pairs[0]["fingerprint"] != first["pairs"][0]["fingerprint"]
