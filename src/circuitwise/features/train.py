@@ -88,8 +88,14 @@ class TrainOptions:
             raise ConfigError(f"activation {self.activation!r}: choose topk or jumprelu")
         if self.site not in ("mlp_in", "resid_mid"):
             raise ConfigError(f"site {self.site!r}: choose mlp_in or resid_mid")
-        if self.lr <= 0 or self.aux_coefficient < 0 or self.sparsity < 0 or self.bandwidth <= 0:
-            raise ConfigError("lr and bandwidth must be > 0; aux_coefficient and sparsity ≥ 0")
+        # Written so that nan fails too (every comparison with nan is false); torch's Adam refused lr=nan
+        # only after the model had loaded, with a traceback.
+        numbers = (self.lr, self.aux_coefficient, self.sparsity, self.bandwidth)
+        if not (all(math.isfinite(x) for x in numbers) and self.lr > 0 and self.bandwidth > 0
+                and self.aux_coefficient >= 0 and self.sparsity >= 0):
+            raise ConfigError("lr and bandwidth must be finite numbers > 0; aux_coefficient and sparsity finite "
+                              f"and ≥ 0 (got lr={self.lr}, bandwidth={self.bandwidth}, "
+                              f"aux_coefficient={self.aux_coefficient}, sparsity={self.sparsity})")
 
 
 # -- hooks and data -------------------------------------------------------------------------------

@@ -36,3 +36,12 @@ def test_compare_checks_side_bs_model_before_side_as_loads(tmp_path, monkeypatch
     expected = "No such model folder" if model_b.startswith("/") else "Offline options"
     assert r.exit_code == 2 and expected in r.output and model_b in r.output, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag,value", [("--lr", "nan"), ("--lr", "inf"), ("--lr", "-0.1")])
+def test_transcoders_train_refuses_a_learning_rate_that_is_not_a_positive_number(tmp_path, no_model_loads, flag,
+                                                                                 value):
+    # --lr nan passed the check (nan <= 0 is false) and ended in torch's traceback after the model loaded.
+    r = invoke("transcoders", "train", "bundled", "--corpus", "opposites", flag, value, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "lr and bandwidth must be finite numbers > 0" in r.output, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
