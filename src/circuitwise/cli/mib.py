@@ -140,6 +140,7 @@ def mib(
         run_pair,
     )
     from circuitwise.models.fingerprint import fingerprint
+    from circuitwise.models.loading import check_loadable
     from circuitwise.pipeline import load_study
     from circuitwise.plan import Study, mib_request, study_config
     from circuitwise.runfolder import RunFolder, atomic_write_json, read_marker
@@ -171,6 +172,9 @@ def mib(
     before = read_marker(folder.out)
     replacing = before is not None and before.get("command") == "mib" and before.get("settings") != folder.settings
     read = {name: _task_source(name, src) for name, src in tasks}  # every task read first, before the folder
+    # Every model too: a mistyped folder or an unreachable Hub name failed only once the pairs before it had run.
+    for model_name, model_src in models:
+        check_loadable(model_src or MIB_MODELS.get(model_name, model_name))
     with folder:
         folder.mark_in_place(complete=False)
         sources: dict[str, str] = {}

@@ -45,3 +45,11 @@ def test_transcoders_train_refuses_a_learning_rate_that_is_not_a_positive_number
     r = invoke("transcoders", "train", "bundled", "--corpus", "opposites", flag, value, "--out", tmp_path / "o")
     assert r.exit_code == 2 and "lr and bandwidth must be finite numbers > 0" in r.output, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_mib_checks_every_model_before_the_first_pairs_work(tmp_path, no_model_loads):
+    # The second model's missing folder was found after the first model's pairs had run and been written.
+    r = invoke("mib", "--task", "opp=opposites", "--model", "b=bundled,c=/no/such/checkpoint", "--circuit", "eap",
+               "--n", "8", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "No such model folder: '/no/such/checkpoint'" in r.output, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

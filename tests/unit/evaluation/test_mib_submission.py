@@ -104,6 +104,7 @@ def test_a_mib_task_named_alone_is_mibs_generated_task(tmp_path, monkeypatch):
     from circuitwise.cli import app
 
     monkeypatch.setattr("circuitwise.pipeline.load_study", stop)
+    monkeypatch.setattr("circuitwise.models.loading.check_loadable", lambda name: None)  # gpt2 with no Hub here
     r = CliRunner().invoke(app, ["mib", "--task", "ioi", "--model", "gpt2", "--out", str(tmp_path / "o")])
     assert isinstance(r.exception, Loaded) and seen == ["mib-ioi"], r.output
     assert "MIB's ioi generated offline (mib-ioi)" in " ".join(r.output.split())
