@@ -330,6 +330,7 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
     prepared = prepare(config, need_corrupted="if-present" if config.patching or config.circuit else False,
                        progress=say, model=model, notes=notes)
     model, tok, dropped = prepared.model, prepared.tok, prepared.dropped
+    refuse_other_weights(folder, "results.json", model, config.model)
     # Memory and time before any work: batch sizes that fit, or a refusal that names the fixes.
     resources = plan_resources(config, tok, model, prefer=config.batch_size or default_batch_size(model))
     for line in resources.lines():
@@ -467,6 +468,30 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
     results.complete = True
     save()
     return results
+
+
+def refuse_other_weights(folder: RunFolder, name: str, model: Any, model_name: str) -> None:
+    """Refuse, naming both models, a folder whose ``name`` (its complete result, or the unfinished one a re-run
+    resumes) another checkpoint of the same name computed, unless ``--force``: the folder's settings name the
+    model, so a checkpoint rewritten at that path passes them. Called once the model is loaded, before the
+    staging folder is made."""
+    from circuitwise.errors import OutputError
+    from circuitwise.models.fingerprint import mismatch
+
+    if folder.force:
+        return
+    for path in (folder.staging / name, folder.out / name):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        recorded = data.get("model") if isinstance(data, dict) else None
+        if not isinstance(recorded, dict) or not isinstance(have := recorded.get("fingerprint"), dict):
+            continue
+        said = mismatch(have, fingerprint(model), what=str(path), have_name=recorded.get("name"), want_name=model_name)
+        if said is not None:
+            raise OutputError(f"{said} This run would replace it: give another --out to keep it, or add --force to "
+                              "replace it.")
 
 
 def picked_heads(pos: list[tuple[int, int]], neg: list[tuple[int, int]],

@@ -289,3 +289,30 @@ def test_an_in_place_folder_says_truly_what_a_failure_left(tmp_path):
             f.mark_in_place(complete=False)
             raise RuntimeError("later failure")
     assert (out / "pair.json").read_text() == "{}" and "is kept; re-run the same command" in e.value.__notes__[0]
+
+
+@pytest.mark.parametrize("command, result", [
+    (["run", "opposites-seed", "--patch", "none", "--circuit", "none"], "results.json"),
+    (["circuit", "opposites-seed", "--circuit", "eap", "--random-samples", "0", "--shortlist", "0"], "circuit.json"),
+])
+def test_a_folder_of_another_checkpoint_under_the_same_name_is_refused_naming_both(tmp_path, command, result):
+    # The folder's settings name the model by its path: a checkpoint rewritten there passed them, and the
+    # re-run replaced the other model's complete result without a word.
+    import shutil
+
+    from tests.helpers import make_gpt2_checkpoint
+
+    ckpt, out = tmp_path / "ckpt", tmp_path / "o"
+    args = [*command, "--model", ckpt, "--out", out]
+    make_gpt2_checkpoint(ckpt, n_layer=1, n_head=2, n_embd=32, seed=1)
+    assert invoke(*args).exit_code == 0
+    before = _files(out)
+    shutil.rmtree(ckpt)
+    make_gpt2_checkpoint(ckpt, n_layer=1, n_head=2, n_embd=32, seed=2)
+    r = invoke(*args)
+    assert r.exit_code == 3 and f"computed on model {str(ckpt)!r}, not on the loaded model" in r.output, r.output
+    assert "checkpoint weights" in r.output and "--force" in r.output and "untouched" in r.output
+    assert _files(out) == before and not (tmp_path / ".o.partial").exists()
+    r = invoke(*args, "--force")
+    assert r.exit_code == 0, r.output
+    assert _files(out)[result] != before[result]

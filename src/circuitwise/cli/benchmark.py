@@ -91,7 +91,7 @@ def benchmark(
     old_target: Optional[float] = opts.alias("--target"),
 ) -> None:
     """Run every discovery method on the same prompts: CPR, CMD, edges at --circuit-target, seconds; benchmark.html + .json."""
-    from circuitwise.pipeline import study_benchmark
+    from circuitwise.pipeline import refuse_other_weights, study_benchmark
     from circuitwise.plan import Study, benchmark_request, study_config
 
     methods = opts.merge(methods, old_methods, old="--methods", new="--circuit")
@@ -108,6 +108,7 @@ def benchmark(
     folder.check()  # a file, another command's folder or another benchmark's result fails before any work
     with folder:  # locked from the start: a second command here is refused
         m, tok = load(study)
+        refuse_other_weights(folder, "benchmark.json", m, model)  # another checkpoint of this name made it
         with progress_bar() as update:
             result = study_benchmark(m, tok, study.benchmark, metric=metric, progress=update,  # type: ignore[arg-type]
                                      notes=show_note)

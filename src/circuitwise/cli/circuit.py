@@ -126,7 +126,7 @@ def circuit(
 ) -> None:
     """Find the circuit behind the task's answer (EAP / EAP-IG / exact), check it, and write it out."""
     from circuitwise.errors import ConfigError
-    from circuitwise.pipeline import study_circuit
+    from circuitwise.pipeline import refuse_other_weights, study_circuit
     from circuitwise.plan import Study, circuit_request, study_config
     from circuitwise.reports.study import study_folder, write_outputs
 
@@ -166,6 +166,7 @@ def circuit(
     folder.check()  # a file, another command's folder or another circuit's result fails before any work
     with folder:  # locked from the start: a second command here is refused
         m, tok = load(study)
+        refuse_other_weights(folder, "circuit.json", m, model)  # another checkpoint of this name found it
         if export_eap_ig is not None:
             from circuitwise.circuits import graph_of
             from circuitwise.circuits.interop import check_exportable
