@@ -470,11 +470,12 @@ def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
     return results
 
 
-def refuse_other_weights(folder: RunFolder, name: str, model: Any, model_name: str) -> None:
+def refuse_other_weights(folder: RunFolder, name: str, model: Any, model_name: str,
+                         at: tuple[str, ...] = ("model",)) -> None:
     """Refuse, naming both models, a folder whose ``name`` (its complete result, or the unfinished one a re-run
     resumes) another checkpoint of the same name computed, unless ``--force``: the folder's settings name the
-    model, so a checkpoint rewritten at that path passes them. Called once the model is loaded, before the
-    staging folder is made."""
+    model, so a checkpoint rewritten at that path passes them. ``at``: where the file records the model (its
+    ``name`` and ``fingerprint``). Called once the model is loaded, before the staging folder is made."""
     from circuitwise.errors import OutputError
     from circuitwise.models.fingerprint import mismatch
 
@@ -485,7 +486,9 @@ def refuse_other_weights(folder: RunFolder, name: str, model: Any, model_name: s
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        recorded = data.get("model") if isinstance(data, dict) else None
+        recorded = data
+        for key in at:
+            recorded = recorded.get(key) if isinstance(recorded, dict) else None
         if not isinstance(recorded, dict) or not isinstance(have := recorded.get("fingerprint"), dict):
             continue
         said = mismatch(have, fingerprint(model), what=str(path), have_name=recorded.get("name"), want_name=model_name)

@@ -294,6 +294,8 @@ def test_an_in_place_folder_says_truly_what_a_failure_left(tmp_path):
 @pytest.mark.parametrize("command, result", [
     (["run", "opposites-seed", "--patch", "none", "--circuit", "none"], "results.json"),
     (["circuit", "opposites-seed", "--circuit", "eap", "--random-samples", "0", "--shortlist", "0"], "circuit.json"),
+    (["compare", "opposites-seed", "--model-b", "bundled", "--no-patching", "--circuit", "none", "--bootstrap", "100",
+      "--permutations", "100"], "compare.json"),
 ])
 def test_a_folder_of_another_checkpoint_under_the_same_name_is_refused_naming_both(tmp_path, command, result):
     # The folder's settings name the model by its path: a checkpoint rewritten there passed them, and the
