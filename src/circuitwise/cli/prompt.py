@@ -41,11 +41,12 @@ def test_prompt(model: Any, prompt: str, answer: str, *, top_k: int = 10, prepen
         raise ConfigError("The answer is empty. Give the expected next word, e.g. --answer ' young'.")
     if prepend_space and not answer.startswith(" "):
         answer = " " + answer
-    p_ids = model.to_tokens(prompt)[0].tolist()
-    full = model.to_tokens(prompt + answer)[0]
+    # Untruncated: to_tokens cuts at the context length by default, which left a long prompt no answer token.
+    p_ids = model.to_tokens(prompt, truncate=False)[0].tolist()
+    full = model.to_tokens(prompt + answer, truncate=False)[0]
     if full.shape[0] > model.cfg.n_ctx:
         raise ConfigError(f"Prompt and answer are {full.shape[0]} tokens; the model's context is {model.cfg.n_ctx}. Shorten them.")
-    a_ids = full[len(p_ids):].tolist() if full[: len(p_ids)].tolist() == p_ids else model.to_tokens(answer, prepend_bos=False)[0].tolist()
+    a_ids = full[len(p_ids):].tolist() if full[: len(p_ids)].tolist() == p_ids else model.to_tokens(answer, prepend_bos=False, truncate=False)[0].tolist()
     tokens = torch.tensor([p_ids + a_ids], device=model.cfg.device)
     logits = model(tokens)[0].float()
     dec = lambda i: model.tokenizer.decode([int(i)])  # noqa: E731
@@ -59,7 +60,7 @@ def test_prompt(model: Any, prompt: str, answer: str, *, top_k: int = 10, prepen
     probs = row.softmax(-1)
     vals, ids = row.topk(min(top_k, row.shape[0]))
     # Whether the model's own convention (TL's cfg.default_prepend_bos) put a BOS first.
-    plain = model.to_tokens(prompt, prepend_bos=False)[0].tolist()
+    plain = model.to_tokens(prompt, prepend_bos=False, truncate=False)[0].tolist()
     return {
         "prepend_bos": len(p_ids) == len(plain) + 1 and p_ids[1:] == plain,
         "prompt_tokens": [dec(i) for i in p_ids],

@@ -53,3 +53,9 @@ def test_mib_checks_every_model_before_the_first_pairs_work(tmp_path, no_model_l
                "--n", "8", "--out", tmp_path / "o")
     assert r.exit_code == 2 and "No such model folder: '/no/such/checkpoint'" in r.output, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_prompt_longer_than_the_context_is_refused_with_its_length(tiny_ckpt):
+    # to_tokens cut the prompt at the context (128), which left no answer token: an IndexError traceback.
+    r = invoke("prompt", "word " * 300, "--answer", " a", "--model", tiny_ckpt)
+    assert r.exit_code == 2 and "the model's context is 128. Shorten them." in r.output, r.output
