@@ -427,6 +427,22 @@ def _check_line_lengths(path: Path, text: str) -> None:
                                 "No model's context holds a prompt this long; shorten it")
 
 
+def _refuse_folder(path: Path) -> None:
+    """A folder given as a task: said as such (it was "unknown task file type '(none)'"), and an output folder
+    of circuitwise's with what its command needs instead (``compare`` runs studies, it reads no run folders)."""
+    from circuitwise.runfolder import read_marker
+
+    mark = read_marker(path)
+    if mark is not None:
+        again = (f" It re-runs with `circuitwise {mark['command']} --config {path / 'config.yaml'}`."
+                 if (path / "config.yaml").is_file() and mark["command"] in ("run", "compare") else "")
+        raise TaskError(f"{path} is the output folder of `circuitwise {mark['command']}`, not a task: every command "
+                        "(compare too) runs from tasks, a built-in name (`circuitwise tasks`) or a .jsonl, .csv or "
+                        f".yaml file.{again}")
+    raise TaskError(f"{path} is a folder, not a task file; give the task file inside it, or a built-in task name "
+                    "(`circuitwise tasks`).")
+
+
 def parse_task_text(path: Path, text: str, name: str | None = None) -> Task:
     """The task in ``text``, read as the file type of ``path``'s suffix (``path`` names it in errors)."""
     suffix = path.suffix.lower()
@@ -455,6 +471,8 @@ def parse_task_text(path: Path, text: str, name: str | None = None) -> Task:
 
 def read_task_file(path: Path, name: str | None = None) -> Task:
     path = Path(path)
+    if path.is_dir():
+        _refuse_folder(path)
     if path.suffix.lower() not in (".jsonl", ".csv", ".yaml", ".yml"):
         return parse_task_text(path, "", name)  # raises the unknown-type error before reading
     return parse_task_text(path, _read_text(path), name)

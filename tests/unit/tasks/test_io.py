@@ -136,6 +136,18 @@ def test_missing_folder_and_binary_files(tmp_path):
     (tmp_path / "d.jsonl").mkdir()
     with pytest.raises(TaskError, match="is a folder"):
         Task.from_file(tmp_path / "d.jsonl")
+    # A folder without a task suffix (a run folder given to `compare`) was "unknown task file type '(none)'".
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(TaskError, match="runs is a folder, not a task file"):
+        Task.from_file(tmp_path / "runs")
+    from circuitwise.runfolder import RunFolder
+
+    with RunFolder(tmp_path / "r1", command="run", settings={}) as rf:
+        rf.write_text("results.json", "{}")
+        rf.write_text("config.yaml", "task: opposites\n")
+        rf.commit()
+    with pytest.raises(TaskError, match=r"r1 is the output folder of `circuitwise run`, not a task.*config.yaml"):
+        Task.from_file(tmp_path / "r1")
     (tmp_path / "b.csv").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(TaskFileError, match="not UTF-8"):
         Task.from_file(tmp_path / "b.csv")
