@@ -62,12 +62,20 @@ class GraphRequest:
     whole: bool = False  # one graph over the task's prompts (features.task_graph), not one prompt's
 
 
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; a prompt longer than a file name may be (255 bytes) is not one."""
+    try:
+        return path.is_file()
+    except OSError:  # ENAMETOOLONG: a long prompt was answered with a traceback
+        return False
+
+
 def _is_task(text: str) -> bool:
     from circuitwise.tasks.builtin import specs
 
     path = Path(text)
     return text in {s.name for s in specs()} or (len(text) < 4096 and "\n" not in text and
-                                (path.suffix.lower() in (".jsonl", ".csv", ".yaml", ".yml") or path.is_file()))
+                                (path.suffix.lower() in (".jsonl", ".csv", ".yaml", ".yml") or _is_file(path)))
 
 
 def resolve(subject: str, target: str | None, example: int, n: int | None, seed: int | None,
@@ -330,7 +338,7 @@ def graph(
 def _graph_file(text: str) -> Path | None:
     """``text`` as a graph file to draw (a .json file holding graph.json or Neuronpedia's graph JSON), else None."""
     path = Path(text)
-    if len(text) > 4096 or "\n" in text or path.suffix.lower() != ".json" or not path.is_file():
+    if len(text) > 4096 or "\n" in text or path.suffix.lower() != ".json" or not _is_file(path):
         return None
     return path
 

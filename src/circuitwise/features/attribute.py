@@ -184,11 +184,15 @@ def attribution_graph(model: Any, transcoders: TranscoderSet, prompt_or_tokens: 
     w = check_model(model, transcoders)
     if isinstance(prompt_or_tokens, str):
         prompt = prompt_or_tokens
-        tokens = model.to_tokens(prompt)[0]
+        # Untruncated: to_tokens cuts at the context by default, and the graph was of the prompt's first n_ctx tokens.
+        tokens = model.to_tokens(prompt, truncate=False)[0]
     else:
         tokens = torch.as_tensor(prompt_or_tokens).reshape(-1)
         prompt = model.tokenizer.decode(tokens.tolist()) if getattr(model, "tokenizer", None) else ""
     T = int(tokens.shape[0])
+    n_ctx = getattr(model.cfg, "n_ctx", None)
+    if isinstance(n_ctx, int) and T > n_ctx:
+        raise ConfigError(f"The prompt is {T} tokens; the model's context is {n_ctx}. Shorten it.")
     if not -T <= position < T:
         raise ConfigError(f"position {position} is outside the prompt's {T} tokens")
     position %= T

@@ -59,3 +59,15 @@ def test_prompt_longer_than_the_context_is_refused_with_its_length(tiny_ckpt):
     # to_tokens cut the prompt at the context (128), which left no answer token: an IndexError traceback.
     r = invoke("prompt", "word " * 300, "--answer", " a", "--model", tiny_ckpt)
     assert r.exit_code == 2 and "the model's context is 128. Shorten them." in r.output, r.output
+
+
+def test_graph_of_a_prompt_longer_than_the_context_is_refused_not_cut(tmp_path):
+    # A prompt over 255 bytes ended in an OSError traceback (File name too long, asking whether it was a task
+    # file); one under that but over the context was graphed as its first 128 tokens without a word.
+    import re
+
+    for prompt in ("word " * 300, "🐢" * 60):  # 1,500 bytes; 240 bytes, 240 tokens
+        r = invoke("graph", prompt, "--model", "bundled", "--transcoders", "bundled", "--out", tmp_path / "o")
+        assert r.exit_code == 2 and re.search(r"The prompt is \d+ tokens; the model's context is 128", r.output), \
+            r.output
+        assert not (tmp_path / "o").exists()
