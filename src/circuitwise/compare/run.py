@@ -41,7 +41,7 @@ from circuitwise.models import dtype_of
 from circuitwise.models.fingerprint import fingerprint
 from circuitwise.models.memory import batch_for
 from circuitwise.pipeline import discover, measure_baseline, processing_json, refuse_other_weights, study_sweep
-from circuitwise.plan import CircuitRequest, SweepRequest
+from circuitwise.plan import CircuitRequest, SweepRequest, metric_held
 from circuitwise.reports.compare import summarize_compare, write_compare_page
 from circuitwise.runfolder import RunFolder
 from circuitwise.tasks.task import Task
@@ -154,6 +154,9 @@ def _stages(config: CompareConfig, folder: RunFolder, tasks: Any, models: Any, s
     a, b, decision = load_sides(config, tasks=tasks, models=models, say=say, notes=tell, need_corrupted=need_corrupted)
     for side in (a, b):  # a folder that another checkpoint of the same name filled is refused, naming both
         refuse_other_weights(folder, "compare.json", side.model, side.run.model, at=(side.which, "model_info"))
+        # What the metric holds for the whole study (kl's clean reference) must fit beside each side's model,
+        # before either side's first forward (as pipeline.prepare checks it for every other command).
+        metric_held(config.metric, len(side.tok), side.model)
     studies = [_baselines(s, config, step, say) for s in (a, b)]
     plans = tuple(plan_side(config, st.side, *_gap(st)) for st in studies)
     plan = plan_compare(config, a, b, plans)  # type: ignore[arg-type]

@@ -150,3 +150,22 @@ def test_a_kl_reference_that_cannot_fit_is_refused_before_its_forwards(bundled_t
     monkeypatch.setattr(metrics_mod, "clean_reference", never)
     with pytest.raises(MemoryBudgetError, match="--metric kl holds"):
         pipeline_mod.prepare(RunConfig(task="opposites", n=N, metric="kl"), model=model)
+
+
+def test_compare_refuses_a_kl_reference_that_cannot_fit_before_any_work(bundled_tok, monkeypatch, tmp_path):
+    # compare prepares its sides itself (compare.sides), and computed kl's reference with no memory check.
+    import circuitwise.metrics as metrics_mod
+    from circuitwise import plan as plan_mod
+    from circuitwise.compare import compare
+    from circuitwise.errors import MemoryBudgetError
+
+    model, _ = bundled_tok
+    monkeypatch.setattr(plan_mod, "budget_of", lambda _m: 1000)
+
+    def never(*_a, **_k):
+        raise AssertionError("the reference was computed before the memory check")
+
+    monkeypatch.setattr(metrics_mod, "clean_reference", never)
+    with pytest.raises(MemoryBudgetError, match="--metric kl holds"):
+        compare("opposites", model=model, metric="kl", n=N, patching=False, circuit=None, out=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
