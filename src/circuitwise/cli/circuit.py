@@ -121,7 +121,7 @@ def circuit(
     export_eap_ig: Optional[Path] = typer.Option(None, "--export-eap-ig", help="Also write the scores and circuit as an EAP-IG graph (MIB's submission format): FILE.json or FILE.pt. [default: none]"),
     old_method: Optional[str] = opts.alias("--method"),
     old_target: Optional[float] = opts.alias("--target"),
-    old_steps: Optional[int] = opts.alias("--steps", min=1),
+    old_steps: Optional[int] = opts.alias("--steps"),  # checked as --ig-steps is, after its warning
     old_option: Optional[List[str]] = opts.alias("--option"),
 ) -> None:
     """Find the circuit behind the task's answer (EAP / EAP-IG / exact), check it, and write it out."""

@@ -89,6 +89,14 @@ def test_an_old_spelling_works_and_warns(tmp_path, args, old, new, monkeypatch):
     assert f"warning: {old} is deprecated; use {new}" in text
 
 
+def test_a_bad_value_under_an_old_spelling_still_warns_and_says_the_fix(tmp_path, no_model_loads):
+    # `circuit --steps 0` failed in the parser ("Invalid value for '--steps'"), before the deprecation warning.
+    r = CliRunner().invoke(app, ["circuit", "opposites", "--steps", "0", "--out", str(tmp_path / "o")])
+    text = " ".join(r.output.split())
+    assert r.exit_code != 0 and "warning: --steps is deprecated; use --ig-steps" in text, text
+    assert "positive whole number of steps, got 0" in str(r.exception)
+
+
 def test_mib_without_a_task_or_model_says_which(tmp_path, no_model_loads):
     r = invoke("mib", "--model", "bundled", "--out", tmp_path / "o")
     assert r.exit_code == 2 and "Missing option --task" in r.output
