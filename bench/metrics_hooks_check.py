@@ -14,16 +14,23 @@ side is its public Python API:
   ``"resid_pre"`` with ``align="end"`` (the END column: each prompt's last token), compared cell by
   cell, per prompt (``PatchResult.raw``);
 - the edge engine that discovery and evaluation use: ``circuits.patch.patched_metrics`` with every
-  edge kept but those out of one head (noising: that head's output from the corrupted run; with
-  ``base="corrupted"``, denoising), per prompt, against the same head patched at ``hook_z``;
-- evaluation: ``evaluation.evaluate_circuit`` of that circuit (every edge but one head's), its
-  faithfulness against ``(m(noised) − m(corrupted)) / (m(clean) − m(corrupted))`` of the means.
+  edge kept but those out of one sender (the first and last head, the first and last MLP; noising:
+  that sender's output from the corrupted run; with ``base="corrupted"``, denoising), per prompt,
+  against the head patched at ``hook_z`` or the MLP at ``hook_mlp_out``. Under Gemma 2's
+  post-attention norm a head's edges carry its share of the normed output at the run's own scale
+  (README, Families: Post-norms), which is not ``hook_z`` patching: those rows are recorded, not judged;
+- evaluation: ``evaluation.evaluate_circuit`` of the circuit without MLP0's edges, its clean,
+  corrupted and circuit means, and its faithfulness against ``(m(noised) − m(corrupted)) /
+  (m(clean) − m(corrupted))`` (judged relative to scale / gap, its condition number).
+
+The checkpoints' answer tokens' unembedding rows are scaled ×10 (``BOOST``) so that the answers'
+probabilities move between the runs (a random checkpoint's are about 1/50257).
 
 kl is ``KL(p_clean ‖ p)`` at each prompt's last token, so 0 on the clean run. Direct logit
 attribution decomposes the logit difference only (the plan says so for the other metrics), so it is
 not part of this check.
 
-Run (about 2 minutes on 2 shared cores)::
+Run (about 4 minutes on 2 shared cores)::
 
     PYTHONPATH=/work/main .venv/bin/python bench/metrics_hooks_check.py [--families gpt2 llama ...] [--n 6]
 
