@@ -281,6 +281,10 @@ class RunFolder:
             # The folder is replaced whole on success, which would pull it out from under the shell.
             raise OutputError(f"--out {out} is (or holds) the current folder. Give a subfolder, "
                               "e.g. --out runs/latest.")
+        try:
+            out.exists()
+        except OSError as e:  # a name too long for the file system (ENAMETOOLONG)
+            raise output_error(e, out, "use") from None
         if out.exists() and not out.is_dir():
             raise OutputError(f"--out {out} is a file, not a folder. Choose a folder path (it is created if needed).")
         if out.is_dir():

@@ -8,6 +8,7 @@ traceback, and exit with the error's status: 2 bad input, 3 an output that canno
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperGroup
 
-from circuitwise.errors import CircuitwiseError, Interrupted
+from circuitwise.errors import CircuitwiseError, ConfigError, Interrupted
 
 if TYPE_CHECKING:
     from typer._click.core import Context
@@ -147,6 +148,17 @@ def main() -> None:
         # A write outside the staged folders (e.g. `tasks export`) on a full or read-only disk.
         from circuitwise.runfolder import WRITE_ERRNOS, output_error
 
+        if e.errno == errno.ENAMETOOLONG:
+            # Asking whether a given name is a file (a task, a corpus, a transcoder folder …) fails when the name
+            # is longer than the file system allows: it is not a file, and was answered with a traceback.
+            name = str(e.filename or "a name")
+            shown = name if len(name) <= 60 else name[:57] + "…"
+            err = ConfigError(f"{shown!r} ({len(name)} characters) is too long for a file or folder name. Give the "
+                              "path of an existing file or folder, or a built-in name (`circuitwise tasks` lists "
+                              "the tasks).")
+            for note in getattr(e, "__notes__", ()):  # what an output folder kept
+                err.add_note(note)
+            fail(err)
         if e.errno not in WRITE_ERRNOS:
             raise
         fail(output_error(e, e.filename or "a file"))

@@ -71,3 +71,29 @@ def test_graph_of_a_prompt_longer_than_the_context_is_refused_not_cut(tmp_path):
         assert r.exit_code == 2 and re.search(r"The prompt is \d+ tokens; the model's context is 128", r.output), \
             r.output
         assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args", [["tasks", "show", "x" * 300], ["transcoders", "card", "x" * 300],
+                                  ["run", "x" * 300, "--out", "OUT"]])
+def test_a_name_longer_than_a_file_name_is_an_input_error_not_a_traceback(tmp_path, monkeypatch, capsys, args):
+    # Asking whether it is a file raised OSError (File name too long) from a dozen places: a traceback, exit 1.
+    import signal
+    import sys
+
+    import circuitwise.cli as cli
+
+    monkeypatch.setattr(sys, "argv", ["circuitwise", *[str(tmp_path / "o") if a == "OUT" else a for a in args]])
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as e:
+            cli.main()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    err = " ".join(capsys.readouterr().err.split())
+    assert e.value.code == 2 and "(300 characters) is too long for a file or folder name" in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_out_longer_than_a_file_name_is_an_output_error(tmp_path, no_model_loads):
+    r = invoke("patch", "opposites", "--out", tmp_path / ("x" * 300))
+    assert r.exit_code == 3 and "File name too long" in r.output and "Choose another --out" in r.output, r.output
