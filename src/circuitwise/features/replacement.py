@@ -19,7 +19,8 @@ Conventions:
 - Targets read the final normed residual before the unembedding's soft-cap, if any.
 - BOS: where the prompt starts with the model's BOS token its features are not nodes (they are
   dense and read a residual no prompt changes); that position's error node carries the whole MLP
-  output less the skip path.
+  output less the skip path and the decoder bias (the bias, at every position, is no node: it is in
+  each receiver's bias-only value).
 """
 
 from __future__ import annotations
