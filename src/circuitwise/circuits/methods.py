@@ -53,9 +53,15 @@ def get_method(name: str) -> DiscoveryMethod:
 
 
 def check_prompts(method: str, model: Any, tok: TokenizedTask, options: Any = None) -> None:
-    """Raise, before any work, what ``method`` with ``options`` refuses for these prompts (positions they
-    cannot line up, score buffers over the memory budget); the runners call it as they plan."""
+    """Raise, before any work, what ``method`` with ``options`` refuses for this model (``supports``) and these
+    prompts (positions they cannot line up, score buffers over the memory budget); the runners call it as they
+    plan."""
     m = get_method(method)
+    # What the method cannot score on this model at all (relp under soft-caps): its scoring raised it, after
+    # the stages before discovery had run in `run` and `compare`.
+    why = m.supports(model) if m.supports is not None else None
+    if why is not None:
+        raise ConfigError(f"{method} cannot run on this model: {why}.")
     if m.check_prompts is not None and len(tok):
         m.check_prompts(model, tok, m.options(options))
 

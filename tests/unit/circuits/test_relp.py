@@ -188,3 +188,21 @@ def test_kl_at_the_clean_run_is_refused_like_eap():
     with pytest.raises(ConfigError, match="relp with its gradient there scores every edge 0"):
         check_metric("relp", get_method("relp").options(), "kl")
     check_metric("relp", get_method("relp").options(gradient="corrupted"), "kl")
+
+
+@pytest.mark.parametrize("command", [["run", "opposites-seed", "--patch", "heads"],
+                                     ["compare", "opposites-seed", "--model-b", "bundled"]])
+def test_run_and_compare_refuse_relp_on_a_soft_capped_model_before_any_work(family_path_for, tmp_path, monkeypatch,
+                                                                            command):
+    # The refusal came from relp's scoring: `run` and `compare` reached it after the baseline, DLA and
+    # patching (compare also after side A's discovery), then offered a resume that would fail again.
+    import circuitwise.pipeline as pipeline
+    from tests.unit.cli.conftest import invoke
+
+    def no_work(*_a, **_k):
+        raise AssertionError("a stage ran before the method's refusal")
+
+    monkeypatch.setattr(pipeline, "baseline", no_work)
+    r = invoke(*command, "--model", family_path_for("gemma2"), "--circuit", "relp", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "relp cannot run on this model" in r.output and "soft-capped" in r.output, r.output
+    assert not (tmp_path / "o").exists() and not (tmp_path / ".o.partial").exists()
