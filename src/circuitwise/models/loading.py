@@ -171,12 +171,12 @@ def load_model(
     Raises:
         ModelLoadError: with the fix — an offline Hub, a bad folder, an unsupported architecture.
     """
-    from transformer_lens.model_bridge import TransformerBridge
-
     target, is_local = resolve_name(name_or_path)
     # One check of the Hub, before anything reads from it (the dtype below may read its config.json):
     # unreachable, a cached model loads offline and anything else fails now, without retries.
     offline = not is_local and check_hub(target)
+    # Imported after the check: TransformerLens takes seconds to import, which an offline failure need not wait for.
+    from transformer_lens.model_bridge import TransformerBridge
     _quiet_transformers()
     if isinstance(device_map, str) and device_map not in DEVICE_MAPS:
         raise ModelLoadError(f"Unknown --device-map {device_map!r}. Use {', '.join(DEVICE_MAPS)}.")
