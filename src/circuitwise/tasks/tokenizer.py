@@ -42,8 +42,6 @@ class TokenizerModel:
 
 def load_tokenizer(name_or_path: str) -> TokenizerModel:
     """The tokenizer of a model (``bundled``, a local checkpoint folder or a Hub name), offline first."""
-    from transformers import AutoTokenizer
-
     from circuitwise.models.bundled import BUNDLED_NAMES, bundled_path
     from circuitwise.models.hub import check_hub, hub_offline
 
@@ -54,6 +52,8 @@ def load_tokenizer(name_or_path: str) -> TokenizerModel:
     # unreachable, a cached tokenizer loads offline and anything else fails now with the options.
     hub = not Path(source).expanduser().exists() and not name_or_path.startswith((".", "/", "~"))
     offline = hub and check_hub(name_or_path, error=TaskError)
+    from transformers import AutoTokenizer  # after the check: an offline failure need not wait for its import
+
     try:
         with hub_offline(offline):
             tok = AutoTokenizer.from_pretrained(str(source))

@@ -101,17 +101,22 @@ def test_an_out_longer_than_a_file_name_is_an_output_error(tmp_path, no_model_lo
 
 def test_a_hub_name_offline_is_refused_before_transformerlens_is_imported(tmp_path):
     # load_model imported TransformerLens (about 4 s) before its one Hub check: run --model gpt2 offline took
-    # 6.5 s of CPU to fail, 2.6 s now (the rest is the command's own start-up).
+    # 6.5 s of CPU to fail, 2.6 s now (the rest is the command's own start-up); load_tokenizer imported
+    # transformers' AutoTokenizer first (about 1 s).
     import os
     import subprocess
     import sys
 
     code = ("import sys\n"
-            "from circuitwise.errors import ModelLoadError\n"
+            "from circuitwise.errors import ModelLoadError, TaskError\n"
             "from circuitwise.models import load_model\n"
+            "from circuitwise.tasks.tokenizer import load_tokenizer\n"
             "try:\n    load_model('gpt2')\nexcept ModelLoadError as e:\n    print('refused:', e)\n"
-            "print('imported:', 'transformer_lens.model_bridge' in sys.modules)\n")
+            "try:\n    load_tokenizer('gpt2')\nexcept TaskError as e:\n    print('refused too:', e)\n"
+            "print('imported:', any(m in sys.modules for m in ('transformer_lens.model_bridge', "
+            "'transformers.models.auto.tokenization_auto')))\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120).stdout
     assert "refused: The Hugging Face Hub cannot be reached" in out and "Offline options" in out, out
+    assert "refused too: The Hugging Face Hub cannot be reached" in out, out  # `tasks show --model gpt2`
     assert "imported: False" in out, out
