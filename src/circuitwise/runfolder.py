@@ -287,6 +287,13 @@ class RunFolder:
             raise output_error(e, out, "use") from None
         if out.exists() and not out.is_dir():
             raise OutputError(f"--out {out} is a file, not a folder. Choose a folder path (it is created if needed).")
+        # A file where a folder above --out would be created: found now, not when the lock is taken (graph and
+        # transcoders train printed their plan and read their inputs first).
+        above = out.parent
+        while not above.exists() and above != above.parent:
+            above = above.parent
+        if not above.is_dir():
+            raise OutputError(f"--out {out} lies under {above}, which is a file, not a folder. Choose another --out.")
         if out.is_dir():
             try:
                 names = [p.name for p in out.iterdir()]

@@ -120,3 +120,14 @@ def test_a_hub_name_offline_is_refused_before_transformerlens_is_imported(tmp_pa
     assert "refused: The Hugging Face Hub cannot be reached" in out and "Offline options" in out, out
     assert "refused too: The Hugging Face Hub cannot be reached" in out, out  # `tasks show --model gpt2`
     assert "imported: False" in out, out
+
+
+@pytest.mark.parametrize("command", [["graph", "opposites", "--transcoders", "bundled"],
+                                     ["transcoders", "train", "bundled", "--corpus", "opposites"]])
+def test_an_out_under_a_file_is_refused_before_the_plan(tmp_path, no_model_loads, command):
+    # Found only when the lock was taken: graph and transcoders train had read their inputs and printed their plan.
+    f = tmp_path / "f"
+    f.write_text("precious")
+    r = invoke(*command, "--out", f / "sub" / "o")
+    assert r.exit_code == 3 and f"lies under {f}, which is a file" in r.output and "plan:" not in r.output, r.output
+    assert f.read_text() == "precious"
