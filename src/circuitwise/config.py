@@ -3,6 +3,7 @@ every run writes its config so it can be re-run exactly (`circuitwise run --conf
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
@@ -109,6 +110,17 @@ class CommandConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     #: The command configured (``run``, ``compare``), as its errors name it.
     COMMAND: ClassVar[str]
+    #: The flag (or argument) of each field whose name is not ``--`` + the field with dashes; ``None``:
+    #: a config.yaml key with no flag.
+    FLAGS: ClassVar[dict[str, str | None]] = {}
+
+    @classmethod
+    def option_name(cls, field: str) -> str:
+        """How errors name a field: its flag, with the config.yaml key beside it where it is not the flag's
+        name (the same config comes from flags and from ``--config``)."""
+        plain = "--" + field.replace("_", "-")
+        flag = cls.FLAGS.get(field, plain) if field in cls.model_fields else None
+        return field if flag is None else flag if flag == plain else f"{flag} ({field} in config.yaml)"
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -135,7 +147,7 @@ class CommandConfig(BaseModel):
             return cls(**kwargs)
         except ValidationError as e:
             command = for_command or cls.COMMAND
-            raise ConfigError(f"Invalid {command} configuration: {problems_of(e)}. "
+            raise ConfigError(f"Invalid {command} configuration: {problems_of(e, cls.option_name)}. "
                               f"See `circuitwise {command} --help`.") from None
 
 
@@ -143,6 +155,8 @@ class RunConfig(CommandConfig):
     """Everything `circuitwise run` needs. Field descriptions are the CLI's help texts."""
 
     COMMAND: ClassVar[str] = "run"
+    FLAGS: ClassVar[dict[str, str | None]] = {"task": "TASK", "patching": "--patch",
+                                              "circuit_options": "--circuit-option (-O)"}
 
     task: str = Field(description="Built-in task name (see `circuitwise tasks`) or a .jsonl/.csv/.yaml file.")
     model: str = Field("bundled", description="Hub name (gpt2, EleutherAI/pythia-70m), local checkpoint folder, or 'bundled'.")
@@ -282,10 +296,16 @@ class RunConfig(CommandConfig):
         return opts
 
 
-def problems_of(e: ValidationError) -> str:
-    """A validation failure as 'option: what is wrong' clauses (pydantic's 'Value error, ' prefix dropped)."""
-    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg'].removeprefix('Value error, ')}"
-                     for err in e.errors())
+def problems_of(e: ValidationError, name: Callable[[str], str] | None = None) -> str:
+    """A validation failure as 'option: what is wrong' clauses (pydantic's 'Value error, ' prefix dropped);
+    ``name`` renders a top-level field (a command's flag)."""
+    def where(loc: tuple[Any, ...]) -> str:
+        if not loc:
+            return "config"
+        head = name(str(loc[0])) if name is not None and isinstance(loc[0], str) else str(loc[0])
+        return ".".join([head, *(str(p) for p in loc[1:])])
+
+    return "; ".join(f"{where(tuple(err['loc']))}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors())
 
 
 def read_yaml_mapping(path: Path, fix: str) -> dict[str, Any]:

@@ -164,7 +164,7 @@ def test_unreachable_hub_names_the_offline_options(monkeypatch):
 
 def test_bad_option_value_is_a_config_error(tmp_path, tiny_ckpt):
     msg = cli_error("run", "opposites-seed", "--model", str(tiny_ckpt), "--top-k", "0", "--out", str(tmp_path / "o"))
-    assert "top_k" in msg
+    assert "--top-k: Input should be greater than or equal to 1" in msg
 
 
 def test_out_that_is_a_file(tmp_path, tiny_ckpt):

@@ -19,6 +19,8 @@ class CompareConfig(CommandConfig):
     """Two sides — two tasks, one task on two models, or one task on two splits — and how to compare them."""
 
     COMMAND: ClassVar[str] = "compare"
+    FLAGS: ClassVar[dict[str, str | None]] = {"a": "TASK A", "b": "TASK B", "min_difference": None,
+                                              "circuit_options": "--circuit-option (-O)"}
 
     a: str = Field(description="Task A: a built-in task name (see `circuitwise tasks`) or a task file.")
     b: str | None = Field(None, description="Task B (default: task A, for two models or two splits).")

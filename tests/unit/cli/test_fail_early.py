@@ -14,8 +14,25 @@ from tests.unit.cli.conftest import invoke
 def test_run_circuit_target_out_of_range_says_the_range(tmp_path, no_model_loads, target):
     out = tmp_path / "o"
     r = invoke("run", "opposites", "--circuit-target", target, "--out", out)
-    assert r.exit_code == 2 and "circuit_target: must be in (0, 1]" in r.output and f"got {float(target)}" in r.output
+    assert r.exit_code == 2 and "--circuit-target: must be in (0, 1]" in r.output and f"got {float(target)}" in r.output
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_config_errors_name_the_flag_and_the_config_key_where_they_differ(tmp_path, no_model_loads):
+    """The same config comes from flags and from --config: an error names the flag the user typed, and the
+    config.yaml key beside it where that is not the flag's own name."""
+    r = invoke("run", "opposites", "--n", "0", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "configuration: --n: Input should be greater than or equal to 1" in r.output
+    with pytest.raises(ConfigError, match=r"--patch \(patching in config.yaml\)"):
+        RunConfig.build(task="opposites", patching=5)
+    with pytest.raises(ConfigError, match=r"--circuit-option \(-O\) \(circuit_options in config.yaml\)"):
+        RunConfig.build(task="opposites", circuit_options=["not a mapping"])
+    with pytest.raises(ConfigError, match=r"configuration: TASK A \(a in config.yaml\)"):
+        CompareConfig.build(a=None)
+    config = tmp_path / "config.yaml"
+    config.write_text("task: opposites\nig_steps: -2\n")
+    r = invoke("run", "--config", config, "--out", tmp_path / "o2")
+    assert r.exit_code == 2 and "--ig-steps:" in r.output, r.output
 
 
 def test_the_configs_and_selection_accept_the_same_targets():
