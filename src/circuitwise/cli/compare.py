@@ -79,6 +79,11 @@ def compare(
                           "models (`compare TASK --model M --model-b M2`) or two splits (`--split-a S --split-b S2`), "
                           "or --config FILE.")
     cfg = CompareConfig.build(**{**base, **given})
+    if cfg.task_b == cfg.a and (cfg.model_b or cfg.model) == cfg.model and cfg.split_b == cfg.split_a:
+        # Both sides are the same study: allowed (a check that nothing is flagged), but most likely a slip.
+        show_note(f"side B is side A ({cfg.a} on {cfg.model}{', split ' + cfg.split_a if cfg.split_a else ''}): "
+                  "every difference will be zero. To compare something, give a second task (`compare A B`), a "
+                  "second model (--model-b) or two splits (--split-a S --split-b S2).")
     with Bars(console) as bars:
         result = run_compare(cfg, progress=bars.message, notes=show_note, steps=bars.step, force=force)
     r = result.results

@@ -56,3 +56,12 @@ def test_a_split_the_task_does_not_have_is_exit_2(tmp_path, two_route):
     assert r.exit_code == 2 and "heldout-template" in r.output
     r = invoke("compare", root / "upper.jsonl", "--split-a", "train", "--model", ckpt, "--out", tmp_path / "o")
     assert r.exit_code == 2 and not (tmp_path / "o").exists()
+
+
+def test_a_study_compared_with_itself_is_said_before_the_work(tmp_path, two_route):
+    root, ckpt, _ = two_route
+    r = invoke("compare", root / "upper.jsonl", "--model", ckpt, "--no-patching", "--circuit", "none",
+               "--bootstrap", "100", "--permutations", "100", "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    said = r.output.index("side B is side A")
+    assert "every difference will be zero" in r.output and said < r.output.index("baseline")
