@@ -403,8 +403,10 @@ def _run(req: GraphRequest, model_name: str, tcs: Any, source: str, node_t: floa
 
     started = time.perf_counter()
     with err_console.status(f"loading {model_name}…") as status:
-        kw: dict[str, Any] = {k: v for k, v in dict(device=device, dtype=dtype, processing=processing).items()
-                              if v is not None}
+        # --max-memory is the whole run's budget, the model included, as in every command: a model that
+        # cannot sit in it is refused before it loads, and the graph plans within what the model leaves.
+        kw: dict[str, Any] = {k: v for k, v in dict(device=device, dtype=dtype, processing=processing,
+                                                    max_memory=budget).items() if v is not None}
         m = load_model(model_name, **kw)
         warning = check_model(tcs, m, name=source, allow_other=False)
         if warning:
@@ -423,11 +425,10 @@ def _run(req: GraphRequest, model_name: str, tcs: Any, source: str, node_t: floa
             from circuitwise.features.task_graph import task_graph
 
             status.update(f"attribution graphs of {min(graph_prompts, req.n_prompts)} prompts…")
-            full = task_graph(m, tcs, req.task, align=align, max_prompts=graph_prompts,  # type: ignore[arg-type]
-                              budget=budget)
+            full = task_graph(m, tcs, req.task, align=align, max_prompts=graph_prompts)  # type: ignore[arg-type]
         else:
             status.update("attribution graph: clean run and backward passes…")
-            full = attribution_graph(m, tcs, req.prompt, _targets(req), budget=budget)
+            full = attribution_graph(m, tcs, req.prompt, _targets(req))
         status.update("pruning…")
         # Named as the user named it ("bundled", a hub name), not by the path it was loaded from.
         kept = prune_graph(full, node_t, edge_t).with_(model=model_name)

@@ -255,3 +255,21 @@ def test_an_edge_circuit_of_another_model_is_refused(tmp_path, tc_dir):
                "--out", tmp_path / "g")
     assert r.exit_code == 2 and "not on the loaded model 'bundled'" in r.output, r.output
     assert not (tmp_path / "g").exists()
+
+
+def test_max_memory_is_the_whole_budget_with_the_model_in_it(tmp_path, bundled, tc_dir):
+    """As in every command, --max-memory counts the model: one that cannot sit in it is refused before it
+    loads, and the graph plans in what the model leaves (graph took the budget as what was left beside
+    the model: under 1MB it loaded the model and ran its forward, then refused the graph)."""
+    from circuitwise.models.memory import Shapes, resident
+
+    r = invoke("graph", PROMPT, "--model", "bundled", "--transcoders", tc_dir, "--max-memory", "1MB",
+               "--out", tmp_path / "g")
+    assert r.exit_code == 2 and "nothing was loaded" in r.output and "--dtype bfloat16" in " ".join(r.output.split())
+    assert not (tmp_path / "g").exists()
+    # The model fits, with 100 kB beside it: less than the graph's adjacency and one backward row.
+    held = int(resident(Shapes.from_model(bundled), "cpu"))
+    r = invoke("graph", PROMPT, "--model", "bundled", "--transcoders", tc_dir, "--max-memory", str(held + 100_000),
+               "--out", tmp_path / "g")
+    assert r.exit_code == 2 and "over the 100 kB left" in " ".join(r.output.split()), r.output
+    assert not (tmp_path / "g").exists()
