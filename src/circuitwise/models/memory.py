@@ -310,8 +310,8 @@ def fixes(s: Shapes, skip: str | None = None) -> str:
     # Half precision halves the weights and activations, not the runtime's own share (RUNTIME_BYTES).
     half = " --dtype bfloat16 (halves the weights and activations)," if s.dtype_bytes > 2 else ""
     first = f" {skip}," if skip else ""
-    return (f"Fixes:{first}{half} shorter prompts, a larger --max-memory if more is free, or a device with more "
-            "memory (--device cuda).")
+    return (f"Fixes:{first}{half} shorter prompts, a larger --max-memory if more is free, the model split "
+            "over several GPUs (--device-map auto), or a device with more memory (--device cuda).")
 
 
 # ---- measuring (bench/ and tests) ----------------------------------------------------------

@@ -120,6 +120,7 @@ def test_a_run_that_cannot_fit_one_prompt_is_refused_before_any_work(tmp_path):
             assert isinstance(r.exception, MemoryBudgetError), (command, budget, repr(r.exception), r.output)
             msg = str(r.exception)
             assert where in msg and "--dtype bfloat16" in msg and "--max-memory" in msg, msg
+            assert "--device-map auto" in msg, msg  # issue 21: the fixes include splitting the model
             assert not out.exists(), f"{command[0]} wrote {list(out.iterdir())}"
     # run names first how it would leave the stage out (the one at 230 MB is patching).
     r = runner.invoke(app, ["run", "opposites", "--model", "bundled", "--n", "4", "--max-memory", "230MB",
