@@ -23,7 +23,7 @@ def test_device_map_on_one_device_gives_the_same_numbers(tmp_path):
 def test_placement_options_exclude_each_other_before_any_work():
     with pytest.raises(ConfigError, match="exclude each other"):
         RunConfig.build(task="opposites", device="cpu", device_map="auto")
-    with pytest.raises(ConfigError, match="device_map"):
+    with pytest.raises(ConfigError, match="--device-map: Input should be 'auto', 'balanced' or 'sequential'"):
         RunConfig.build(task="opposites", device_map="everywhere")
     with pytest.raises(ModelLoadError, match="CUDA devices are visible"):
         cw.load_model("bundled", n_devices=torch.cuda.device_count() + 1)
