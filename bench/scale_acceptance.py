@@ -220,6 +220,19 @@ def printed_plan(text: str) -> dict[str, int]:
     return out
 
 
+def fill_circuit_estimate(res: dict, name: str) -> None:
+    """``circuit`` prints no plan (only ``run`` does): its stages' estimates are those ``run`` printed for
+    the same model, task and prompts (edges: scoring; evaluation), the largest of them its bound."""
+    run, circ = res.get(f"{name}/run"), res.get(f"{name}/circuit")
+    if not run or not circ or circ.get("printed_plan") or not run.get("printed_plan"):
+        return
+    stages = {k: v for k, v in run["printed_plan"].items() if k in ("baseline", "edges", "evaluation")}
+    circ["estimate_from_run_plan"] = stages
+    circ["max_estimate"] = max(stages.values())
+    circ["peak_over_max_estimate"] = circ["vmhwm"] / circ["max_estimate"]
+    circ["passes"] = circ["rc"] == 0 and circ["vmhwm"] <= circ["max_estimate"]
+
+
 def check_memory(ckpts: dict[str, Path], work: Path, n: int) -> dict:
     res: dict[str, Any] = {}
     for name, path in ckpts.items():
@@ -238,6 +251,7 @@ def check_memory(ckpts: dict[str, Path], work: Path, n: int) -> dict:
                 row["passes"] = row["rc"] == 0 and row["vmhwm"] <= row["max_estimate"]
             row["stderr_tail"] = r["stderr"][-1500:]
             res[f"{name}/{cmd}"] = row
+            fill_circuit_estimate(res, name)
             print(name, cmd, {k: row.get(k) for k in ("rc", "wall_s", "vmhwm", "max_estimate", "printed_plan")},
                   flush=True)
     return res
@@ -415,11 +429,22 @@ def check_devices(work: Path) -> dict:
         res[" ".join(extra)] = {"rc": r["rc"], "message": (r["stdout"] + r["stderr"])[-600:],
                                 "folder_left": out.exists()}
         print(extra, r["rc"], (r["stderr"])[-300:], flush=True)
+    # A CPU-only "split" (TransformerLens places every block on the CPU): the same numbers as one device.
+    vals = {}
+    for name, extra in (("one", []), ("sequential", ["--device-map", "sequential"])):
+        out = work / f"dev-{name}"
+        shutil.rmtree(out, ignore_errors=True)
+        r = run_cli(["patch", "opposites", "--model", "bundled", "--n", "4", "--patch", "heads", "--out", str(out),
+                     *extra])
+        if r["rc"] == 0:
+            sw = json.loads((out / "patching.json").read_text())["sweeps"]
+            vals[name] = json.dumps(sw, sort_keys=True)
+    res["sequential_same_as_one_device"] = len(vals) == 2 and vals["one"] == vals["sequential"]
     for cap in ("2GB", "500MiB", "0", "abc", "-1GB", "1.5g"):
         out = work / "cap"
         shutil.rmtree(out, ignore_errors=True)
-        r = run_cli(["patch", "opposites", "--model", "bundled", "--n", "4", "--patch", "resid_pre",
-                     "--max-memory", cap, "--out", str(out)])
+        r = run_cli(["run", "opposites", "--model", "bundled", "--n", "4", "--patch", "resid_pre", "--circuit",
+                     "none", "--max-memory", cap, "--out", str(out)])
         text = r["stdout"] + r["stderr"]
         budget = next((ln.strip() for ln in text.splitlines() if "memory budget" in ln), None)
         res[f"max-memory {cap}"] = {"rc": r["rc"], "budget_line": budget,
