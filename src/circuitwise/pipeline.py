@@ -52,7 +52,7 @@ from circuitwise.patching.resume import CheckpointWarning
 from circuitwise.patching.sweeps import get_sweep
 from circuitwise.metrics import prepared_for
 from circuitwise.plan import (BenchmarkRequest, CircuitRequest, Study, SweepRequest, choose_exact_cells, corrupted_view,
-                              plan_resources, plan_run, reference_batch)
+                              plan_resources, plan_run, plan_study, reference_batch)
 from circuitwise.reports import write_report
 from circuitwise.reports.study import circuit_file
 from circuitwise.runfolder import RunFolder
@@ -173,6 +173,10 @@ def load_study(study: Study, *, progress: Progress | None = None, notes: Progres
     if study.circuit is not None:
         # What the method refuses for these prompts (e.g. positions they cannot line up), before any work.
         check_prompts(study.circuit.method, prepared.model, prepared.tok, study.circuit.options)
+    resources = plan_study(study, prepared.tok, prepared.model)
+    if resources is not None and progress is not None:
+        for line in resources.lines():  # the plan, as `run` prints its own
+            progress(line)
     return prepared
 
 

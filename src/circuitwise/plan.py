@@ -544,6 +544,35 @@ class Study:
         return {**out, **extra}
 
 
+def plan_study(study: Study, tok: TokenizedTask, model: Any) -> ResourcePlan | None:
+    """The memory and time plan of a command's own stages (``study.memory_stages``), as `run` prints
+    its plan: per stage, the most prompts a batch may hold within the budget (the engines choose their
+    batch within it), the memory at that batch, and the estimated time over every prompt. None for a
+    command without stages or a task left with no prompt."""
+    stages = study.memory_stages
+    if not stages or not len(tok):
+        return None
+    s, T, device = Shapes.from_model(model), int(tok.clean.shape[1]), model.W_E.device
+    held = metric_held(study.config.metric, len(tok), model)
+    budget = budget_of(model) - held
+    circuit = study.circuit
+    steps = int(getattr(circuit.options, "steps", 5) or 5) if circuit is not None else 5
+    flops = None
+    if study.sweeps is not None and "patching" in stages:
+        cfg = study.config.model_copy(update={"patching": tuple(study.sweeps.sweeps), "align": study.sweeps.align})
+        flops = exact_patching_flops(cfg, tok, model)
+    prefer = (circuit.batch_size if circuit is not None else study.sweeps.batch_size if study.sweeps else None) \
+        or len(tok)
+    out = []
+    for stage in stages:
+        b = max(1, min(fit_batch(stage, s, T, budget, prefer, device), len(tok)))
+        secs = seconds(stage, s, T, len(tok), str(device), model.W_E.dtype, steps=steps,
+                       flops=flops if stage == "patching" else None)
+        out.append(StagePlan(stage, b, estimate(stage, s, T, b, device) + held, secs))
+    given = getattr(model, "circuitwise_max_memory", None) is not None
+    return ResourcePlan(tuple(out), budget + held, given, str(device), str(model.W_E.dtype).removeprefix("torch."))
+
+
 def study_config(command: str, **given: Any) -> RunConfig:
     """The loading half of ``command``'s options as a RunConfig (None: the config's default); a bad
     option is said with the command's name."""
@@ -553,4 +582,5 @@ def study_config(command: str, **given: Any) -> RunConfig:
 __all__ = ["BenchmarkRequest", "CircuitRequest", "MIBRequest", "Plan", "ResourcePlan", "StagePlan", "Study",
            "SweepRequest", "benchmark_request", "check_options", "choose_exact_cells", "circuit_request",
            "corrupted_view", "exact_patching_flops", "metric_held", "mib_request", "plan_resources", "plan_run",
+           "plan_study",
            "reference_batch", "study_config", "sweep_request"]
