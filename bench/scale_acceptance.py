@@ -4,7 +4,7 @@ Each check is written here from the README's claims, not from the project's own 
 
 1. ``--dtype bfloat16`` against float32 (baseline logit difference, DLA and its closure, exact and
    attribution patching, EAP-IG's top edges, a circuit's metric) within the README's "Precision"
-   bounds, computed here (eps = 2^-7; values within 4 eps (1 + max |logit diff|)); and the bf16
+   bounds, computed here (eps = 2^-7; values within max(4, n_layers) eps (1 + max |logit diff|)); and the bf16
    baseline against TransformerLens's own bf16 forward (a bridge booted and processed here, each
    prompt run alone, tokenized by TransformerLens).
 2. Peak memory of ``circuitwise run`` / ``circuit`` subprocesses (VmHWM polled from /proc, and
@@ -48,9 +48,9 @@ CLI = str(ROOT / ".venv" / "bin" / "circuitwise")
 BF16_EPS = 2.0 ** -7
 
 
-def value_bound(scale: float) -> float:
-    """README, "Precision": values in logits within 4 eps (1 + max |logit difference|) of float32."""
-    return 4 * BF16_EPS * (1 + scale)
+def value_bound(scale: float, n_layers: int) -> float:
+    """README, "Precision": values in logits within max(4, n_layers) eps (1 + max |logit difference|) of float32."""
+    return max(4, n_layers) * BF16_EPS * (1 + scale)
 
 
 def checkpoints(root: Path) -> dict[str, Path]:
@@ -110,7 +110,7 @@ def check_precision(ckpts: dict[str, Path], n: int) -> dict:
         tok16, _ = cw.tokenize_task(m16, task, need_corrupted=True)
         b32, b16 = cw.baseline(m32, tok32), cw.baseline(m16, tok16)
         scale = float(b32.logit_diff.abs().max())
-        bound = value_bound(scale)
+        bound = value_bound(scale, int(m32.cfg.n_layers))
         r["bound_logits"] = bound
         r["max_abs_logit_diff_f32"] = scale
         r["baseline_ld"] = maxdiff(b16.logit_diff, b32.logit_diff)

@@ -60,7 +60,7 @@ def test_bfloat16_against_float32_and_transformerlens(family, family_model_for, 
     bl32, bl16 = cw.baseline(m32, tok32), cw.baseline(m16, tok16)
     # Our baseline in bf16 is TransformerLens's own bf16 forward, read at each prompt's last token.
     torch.testing.assert_close(bl16.logit_diff.float(), _answer_ld(m16, tok16.clean, tok16), atol=0, rtol=0)
-    bound = value_bound(torch.bfloat16, float(bl32.logit_diff.abs().max()))
+    bound = value_bound(torch.bfloat16, float(bl32.logit_diff.abs().max()), m32.cfg.n_layers)
     assert float((bl16.logit_diff.float() - bl32.logit_diff.float()).abs().max()) <= bound
 
     d32, d16 = cw.direct_logit_attribution(m32, tok32), cw.direct_logit_attribution(m16, tok16)
@@ -93,7 +93,7 @@ def test_bfloat16_edge_scores_and_circuit_metric(family, family_model_for, famil
     e32 = cw.evaluate_circuit(m32, tok32, f32.circuit, random_samples=0, curve=False, mib=False)
     e16 = cw.evaluate_circuit(m16, tok16, cw.circuits.Circuit.from_json(f32.circuit.to_json(), m16),
                               random_samples=0, curve=False, mib=False)
-    bound = value_bound(torch.bfloat16, abs(e32.faithfulness.clean_metric))
+    bound = value_bound(torch.bfloat16, abs(e32.faithfulness.clean_metric), m32.cfg.n_layers)
     assert abs(e16.faithfulness.circuit_metric - e32.faithfulness.circuit_metric) <= bound
     assert abs(e16.faithfulness.clean_metric - e32.faithfulness.clean_metric) <= bound
 
