@@ -24,7 +24,7 @@ from circuitwise.config import (
 )
 from circuitwise.errors import ConfigError, MemoryBudgetError, TaskError
 from circuitwise.metrics import get_metric, held_bytes
-from circuitwise.models.cost import nominal_flops, seconds
+from circuitwise.models.cost import CONE_EFFICIENCY, flop_rate, nominal_flops, seconds
 from circuitwise.models.memory import Shapes, Stage, budget_of, estimate, fit_batch, refuse_unless_fits
 from circuitwise.models.weights import supports
 from circuitwise.patching.cells import Selection, cell_flops, select_cells
@@ -558,9 +558,14 @@ def plan_study(study: Study, tok: TokenizedTask, model: Any) -> ResourcePlan | N
     circuit = study.circuit
     steps = int(getattr(circuit.options, "steps", 5) or 5) if circuit is not None else 5
     flops = None
-    if study.sweeps is not None and "patching" in stages:
-        cfg = study.config.model_copy(update={"patching": tuple(study.sweeps.sweeps), "align": study.sweeps.align})
-        flops = exact_patching_flops(cfg, tok, model)
+    sweeps = study.sweeps
+    if sweeps is not None and "patching" in stages:
+        cfg = study.config.model_copy(update={"patching": tuple(sweeps.sweeps), "align": sweeps.align})
+        # Exact sweeps cost their cells; attribution alone is one forward and backward per prompt pair.
+        exact = exact_patching_flops(cfg, tok, model) if sweeps.method != "attribution" else 0.0
+        attribution = seconds("attribution", s, T, len(tok), str(device), model.W_E.dtype) \
+            if sweeps.method != "exact" else 0.0
+        flops = exact + attribution * CONE_EFFICIENCY * flop_rate(str(device), model.W_E.dtype, min(s.d_model, 2048))
     prefer = (circuit.batch_size if circuit is not None else study.sweeps.batch_size if study.sweeps else None) \
         or len(tok)
     out = []
