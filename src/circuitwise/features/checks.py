@@ -24,7 +24,7 @@ from typing import Any
 from circuitwise.errors import DegenerateMetricError
 from circuitwise.features.graph import AttributionGraph
 from circuitwise.features.heads import HeadLoading, head_loadings
-from circuitwise.features.interventions import FeatureFaithfulness, feature_faithfulness, intervene, predict
+from circuitwise.features.interventions import FeatureFaithfulness, feature_faithfulness, graph_run, intervene, predict
 from circuitwise.features.transcoder import TranscoderSet
 
 # How many features are ablated one by one, and how many links get their heads, by default.
@@ -105,19 +105,21 @@ def check_graph(model: Any, transcoders: TranscoderSet, full: AttributionGraph, 
                                                  "averages many, so they were not run",))
     notes: list[str] = []
     checks: list[FeatureCheck] = []
+    prepared = graph_run(model, transcoders, kept)  # one clean run serves every check (full and kept share the prompt)
     feats = [i for i in range(kept.features.start, kept.features.stop)]
     if kept.influence is not None:
         feats.sort(key=lambda i: -float(kept.influence[i]))  # type: ignore[index]
     for i in feats[:features]:
         n = kept.nodes[i]
-        r = intervene(model, transcoders, full, [(n.layer, n.position, n.feature)], scale=0.0, target=target)
+        r = intervene(model, transcoders, full, [(n.layer, n.position, n.feature)], scale=0.0, target=target,
+                      prepared=prepared)
         through_kept, _ = predict(kept, [i], 0.0, target)
         checks.append(FeatureCheck(i, n.layer, n.position, n.feature, r.actual, r.predicted, through_kept,
                                    r.predicted_direct, r.actual_frozen_norms))
     faith = None
     if kept.features.stop > kept.features.start:
         try:
-            faith = feature_faithfulness(model, transcoders, kept, target)
+            faith = feature_faithfulness(model, transcoders, kept, target, prepared=prepared)
         except DegenerateMetricError as e:
             notes.append(f"faithfulness left out: {e}")
     else:
@@ -131,7 +133,8 @@ def check_graph(model: Any, transcoders: TranscoderSet, full: AttributionGraph, 
                             if nodes[i].kind in ("feature", "target") and nodes[i].position != nodes[j].position),
                            reverse=True)[:links]
         if strongest:
-            loadings = tuple(head_loadings(model, transcoders, kept, [(i, j) for _, i, j in strongest]))
+            pairs = [(i, j) for _, i, j in strongest]
+            loadings = tuple(head_loadings(model, transcoders, kept, pairs, prepared=prepared))
         else:
             notes.append("head loadings: the kept graph has no link between two positions")
     return GraphCheckResult(target, label, tuple(checks), faith, loadings, tuple(notes))

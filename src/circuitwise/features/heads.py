@@ -113,8 +113,10 @@ def _split(run: CleanRun, tcs: TranscoderSet, writes: dict[int, torch.Tensor], s
 
 
 def head_loadings(model: Any, transcoders: TranscoderSet, graph: AttributionGraph,
-                  edges: Sequence[tuple[int, int]] | None = None, *, top: int = 20) -> list[HeadLoading]:
-    """Head loadings of ``edges`` (``(receiver, sender)`` node indices; default the ``top`` largest edges)."""
+                  edges: Sequence[tuple[int, int]] | None = None, *, top: int = 20,
+                  prepared: tuple[CleanRun, TranscoderSet] | None = None) -> list[HeadLoading]:
+    """Head loadings of ``edges`` (``(receiver, sender)`` node indices; default the ``top`` largest edges).
+    ``prepared``: the prompt's clean run, where the caller has it (features.interventions.graph_run)."""
     if graph.positions != "absolute" or len(graph.tokens) != 1:
         raise ConfigError("head loadings need one prompt's graph (absolute positions): its attention patterns")
     if edges is None:
@@ -123,9 +125,13 @@ def head_loadings(model: Any, transcoders: TranscoderSet, graph: AttributionGrap
         idx = idx[a[idx] > 0]
         N = graph.n_nodes
         edges = [(int(i) // N, int(i) % N) for i in idx]
-    w = check_model(model, transcoders)
-    tcs = transcoders.to(w.device, w.dtype)
-    run = clean_run(model, tcs, torch.tensor(graph.tokens[0]), w)
+    if prepared is None:
+        w = check_model(model, transcoders)
+        tcs = transcoders.to(w.device, w.dtype)
+        run = clean_run(model, tcs, torch.tensor(graph.tokens[0]), w)
+    else:
+        run, tcs = prepared
+        w = run.w
     L = w.n_layers
     out: list[HeadLoading] = []
     for i, j in edges:

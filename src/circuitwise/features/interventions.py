@@ -69,7 +69,11 @@ def _single(graph: AttributionGraph) -> None:
                           "each prompt's own graph")
 
 
-def _run(model: Any, transcoders: TranscoderSet, graph: AttributionGraph) -> tuple[CleanRun, TranscoderSet]:
+def graph_run(model: Any, transcoders: TranscoderSet, graph: AttributionGraph) -> tuple[CleanRun, TranscoderSet]:
+    """One prompt's clean run (and the set on its device and dtype), which :func:`intervene`,
+    :func:`feature_faithfulness` and :func:`~circuitwise.features.heads.head_loadings` read: pass it as
+    ``prepared=`` to several of them so the model runs once."""
+    _single(graph)
     w = check_model(model, transcoders)
     tcs = transcoders.to(w.device, w.dtype)
     return clean_run(model, tcs, torch.tensor(graph.tokens[0]), w), tcs
@@ -127,14 +131,15 @@ def _metric(run: CleanRun, tcs: TranscoderSet, graph: AttributionGraph, target: 
 
 
 def intervene(model: Any, transcoders: TranscoderSet, graph: AttributionGraph, features: Sequence[FeatureRef],
-              *, scale: float = 0.0, target: int = 0) -> InterventionResult:
+              *, scale: float = 0.0, target: int = 0,
+              prepared: tuple[CleanRun, TranscoderSet] | None = None) -> InterventionResult:
     """Scale ``features`` (node indices or ``(layer, position, feature)``) by ``scale`` in the unfrozen
     model and compare the target's move with the graph's prediction (see the module docstring)."""
     _single(graph)
     if not features:
         raise ConfigError("name at least one feature to intervene on")
     nodes = _indices(graph, features)
-    run, tcs = _run(model, transcoders, graph)
+    run, tcs = prepared or graph_run(model, transcoders, graph)
     keys = tuple((graph.nodes[i].layer, graph.nodes[i].position, graph.nodes[i].feature) for i in nodes)
     edit = Edit(set_to=tuple((l, p, f, scale * float(run.acts[l][p, f])) for l, p, f in keys))
     clean = _metric(run, tcs, graph, target, None)
@@ -145,11 +150,11 @@ def intervene(model: Any, transcoders: TranscoderSet, graph: AttributionGraph, f
                               after - clean, predicted, direct, frozen_norms)
 
 
-def feature_faithfulness(model: Any, transcoders: TranscoderSet, graph: AttributionGraph,
-                         target: int = 0) -> FeatureFaithfulness:
+def feature_faithfulness(model: Any, transcoders: TranscoderSet, graph: AttributionGraph, target: int = 0, *,
+                         prepared: tuple[CleanRun, TranscoderSet] | None = None) -> FeatureFaithfulness:
     """The graph's features alone against all of them, in the unfrozen model (see the module docstring)."""
     _single(graph)
-    run, tcs = _run(model, transcoders, graph)
+    run, tcs = prepared or graph_run(model, transcoders, graph)
     keep = [torch.zeros_like(a, dtype=torch.bool) for a in run.acts]
     n = 0
     for node in graph.nodes[graph.features]:
@@ -165,4 +170,4 @@ def feature_faithfulness(model: Any, transcoders: TranscoderSet, graph: Attribut
     return FeatureFaithfulness((m_graph - m_none) / gap, m_graph, m_all, m_none, n)
 
 
-__all__ = ["FeatureFaithfulness", "InterventionResult", "feature_faithfulness", "intervene", "predict"]
+__all__ = ["FeatureFaithfulness", "InterventionResult", "feature_faithfulness", "graph_run", "intervene", "predict"]

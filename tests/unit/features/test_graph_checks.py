@@ -110,3 +110,16 @@ def test_the_planted_feature_is_ablated_as_the_graph_predicts(planted):  # noqa:
     assert (a.layer, a.position, a.feature) == (LAYER, len(tokens) - 1, NEURON)
     assert a.actual < 0 and a.actual == pytest.approx(a.predicted, rel=0.1)
     assert c.sign_agreement() == 1.0
+
+
+def test_every_check_reads_one_clean_run(tiny_model, graphs, monkeypatch):
+    import circuitwise.features.heads as heads_mod
+    import circuitwise.features.interventions as iv
+
+    tcs, full, kept = graphs
+    calls = []
+    for mod in (iv, heads_mod):
+        real = mod.clean_run
+        monkeypatch.setattr(mod, "clean_run", lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k))
+    c = check_graph(tiny_model, tcs, full, kept, features=3, links=3)
+    assert len(c.interventions) == 3 and c.loadings and len(calls) == 1
