@@ -134,38 +134,38 @@ def test_attribution_noising_under_kl_is_refused_before_any_work(tmp_path):
     assert r.exit_code == 2 and "zero gradient at the clean run" in r.output and "denoise" in r.output, r.output
 
 
-def test_a_kl_reference_that_cannot_fit_is_refused_before_its_forwards(bundled_tok, monkeypatch):
+@pytest.fixture
+def no_room_for_a_reference(monkeypatch):
+    """A memory budget of 1 kB, and kl's clean reference that fails if it is ever computed."""
     import circuitwise.metrics as metrics_mod
-    import circuitwise.pipeline as pipeline_mod
     from circuitwise import plan as plan_mod
+
+    monkeypatch.setattr(plan_mod, "budget_of", lambda _m: 1000)
+
+    def never(*_a, **_k):
+        raise AssertionError("the reference was computed before the memory check")
+
+    monkeypatch.setattr(metrics_mod, "clean_reference", never)
+
+
+@pytest.mark.usefixtures("no_room_for_a_reference")
+def test_a_kl_reference_that_cannot_fit_is_refused_before_its_forwards(bundled_tok):
+    import circuitwise.pipeline as pipeline_mod
     from circuitwise.config import RunConfig
     from circuitwise.errors import MemoryBudgetError
 
     model, _ = bundled_tok
-    monkeypatch.setattr(plan_mod, "budget_of", lambda _m: 1000)
-
-    def never(*_a, **_k):
-        raise AssertionError("the reference was computed before the memory check")
-
-    monkeypatch.setattr(metrics_mod, "clean_reference", never)
     with pytest.raises(MemoryBudgetError, match="--metric kl holds"):
         pipeline_mod.prepare(RunConfig(task="opposites", n=N, metric="kl"), model=model)
 
 
-def test_compare_refuses_a_kl_reference_that_cannot_fit_before_any_work(bundled_tok, monkeypatch, tmp_path):
+@pytest.mark.usefixtures("no_room_for_a_reference")
+def test_compare_refuses_a_kl_reference_that_cannot_fit_before_any_work(bundled_tok, tmp_path):
     # compare prepares its sides itself (compare.sides), and computed kl's reference with no memory check.
-    import circuitwise.metrics as metrics_mod
-    from circuitwise import plan as plan_mod
     from circuitwise.compare import compare
     from circuitwise.errors import MemoryBudgetError
 
     model, _ = bundled_tok
-    monkeypatch.setattr(plan_mod, "budget_of", lambda _m: 1000)
-
-    def never(*_a, **_k):
-        raise AssertionError("the reference was computed before the memory check")
-
-    monkeypatch.setattr(metrics_mod, "clean_reference", never)
     with pytest.raises(MemoryBudgetError, match="--metric kl holds"):
         compare("opposites", model=model, metric="kl", n=N, patching=False, circuit=None, out=tmp_path / "c")
     assert not (tmp_path / "c").exists()
