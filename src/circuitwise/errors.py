@@ -21,6 +21,11 @@ class OutputError(CircuitwiseError):
     exit_code = 3
 
 
+class WriteFailed(OutputError):
+    """Writing failed part-way (a full disk, permissions): what was finished is kept, and the same command
+    resumes from it once the cause is fixed (unlike a refusal, which the same command meets again)."""
+
+
 class FolderBusyError(OutputError):
     """Another circuitwise process is writing to the same output folder."""
 

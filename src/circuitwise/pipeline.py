@@ -40,6 +40,7 @@ from circuitwise.evaluation.outputs import summary_lines
 from circuitwise.evaluation.stability import recording as stability_recording
 from circuitwise.evaluation.stability import with_stability
 from circuitwise.models import dtype_of, load_model
+from circuitwise.models.loading import check_stages_fit
 from circuitwise.models.fingerprint import fingerprint
 from circuitwise.models.memory import Stage, refuse_unless_fits
 from circuitwise.models.processing import notes_of as processing_notes
@@ -51,14 +52,15 @@ from circuitwise.patching.result import DegenerateNormalizationWarning
 from circuitwise.patching.resume import CheckpointWarning
 from circuitwise.patching.sweeps import get_sweep
 from circuitwise.metrics import prepared_for
-from circuitwise.plan import (BenchmarkRequest, CircuitRequest, Study, SweepRequest, choose_exact_cells, corrupted_view,
-                              plan_resources, plan_run, plan_study, reference_batch)
+from circuitwise.plan import (RUN_SKIPS, BenchmarkRequest, CircuitRequest, Study, SweepRequest, choose_exact_cells,
+                              corrupted_view, plan_resources, plan_run, plan_study, reference_batch,
+                              run_stages_before_load)
 from circuitwise.reports import write_report
 from circuitwise.reports.study import circuit_file
 from circuitwise.runfolder import RunFolder
 from circuitwise.schema import RunResults, RunSweep
 from circuitwise.schema.results import MechanismSection
-from circuitwise.tasks import get_task, tokenize_task
+from circuitwise.tasks import Task, get_task, tokenize_task
 from circuitwise.tasks.builtin import specs
 from circuitwise.tasks.tokenize import Dropped, TokenizedTask, describe_dropped
 from circuitwise.types import nan_to_none
@@ -111,7 +113,9 @@ class Prepared:
 
 def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] = "if-present",
             progress: Progress | None = None, model: Any = None, purpose: str = "This analysis",
-            notes: Progress | None = None, stages: tuple[Stage, ...] = ()) -> Prepared:
+            notes: Progress | None = None, stages: tuple[Stage, ...] = (),
+            load_stages: Callable[[Task], tuple[Stage, ...]] | None = None,
+            skips: dict[Stage, str] | None = None) -> Prepared:
     """Stages 1–2 for every command: the task, the model, and the task tokenized for the model.
 
     ``need_corrupted=True`` requires corrupted prompts (patching, circuits); ``"if-present"``
@@ -120,7 +124,9 @@ def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] =
     The processing steps the model could not take are told once, through ``notes`` (default:
     ``progress``).
     ``stages`` are those the command will run: one prompt of the longest length must fit each in
-    the memory budget, or the command is refused here, before any work.
+    the memory budget, or the command is refused here, before any work; ``load_stages(task)`` (default
+    ``stages``) are checked at a one-token prompt before the model loads, from the checkpoint's shapes.
+    ``skips``: how the command leaves a stage out, named first in a refusal.
     """
     say = progress or (lambda _msg: None)
     builtin = config.task in {spec.name for spec in specs()}
@@ -128,6 +134,10 @@ def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] =
     if need_corrupted is True:
         task.require_corrupted(purpose)
     if model is None:
+        check_stages_fit(config.model, stages if load_stages is None else load_stages(task), device=config.device,
+                         dtype=config.dtype, max_memory=config.max_memory_bytes, processing=config.processing,
+                         split=config.device_map is not None or config.n_devices is not None,
+                         what=f"{purpose} on {len(task)} prompts", skips=skips)
         say(f"loading model {config.model}")
         model = load_model(config.model, device=config.device, processing=config.processing, dtype=config.dtype,
                            max_memory=config.max_memory_bytes, device_map=config.device_map,
@@ -145,7 +155,8 @@ def prepare(config: RunConfig, *, need_corrupted: bool | Literal["if-present"] =
         log.log(logging.WARNING if progress is None else logging.INFO, message)
         say(message)
     if stages and len(tok):
-        refuse_unless_fits(stages, model, int(tok.clean.shape[1]), what=f"{purpose} on {len(tok)} prompts")
+        refuse_unless_fits(stages, model, int(tok.clean.shape[1]), what=f"{purpose} on {len(tok)} prompts",
+                           skips=skips)
     if config.metric != "logit_diff" and len(tok):
         # Every stage of every command reads the metric from these tokens: a vocabulary metric's flag,
         # and kl's reference (the clean run's next-token distribution), computed once here, not per stage.
@@ -316,6 +327,8 @@ def run(config: RunConfig, *, progress: Progress | None = None, model: Any = Non
     if config.circuit:
         get_method(config.circuit)
     with folder:
+        if folder.resume_note():
+            (notes or (lambda n: say(f"note: {n}")))(folder.resume_note())
         results = _run_stages(config, folder, say, model, notes, step)
         folder.commit()
     return RunOutputs(config.out, results)
@@ -332,7 +345,8 @@ def folder_settings(config: Any) -> dict[str, Any]:
 def _run_stages(config: RunConfig, folder: RunFolder, say: Progress, model: Any,
                 notes: Progress | None, step: Steps) -> RunResults:
     prepared = prepare(config, need_corrupted="if-present" if config.patching or config.circuit else False,
-                       progress=say, model=model, notes=notes)
+                       progress=say, model=model, notes=notes, purpose="This run",
+                       load_stages=partial(run_stages_before_load, config), skips=RUN_SKIPS)
     model, tok, dropped = prepared.model, prepared.tok, prepared.dropped
     refuse_other_weights(folder, "results.json", model, config.model)
     # Memory and time before any work: batch sizes that fit, or a refusal that names the fixes.

@@ -92,6 +92,14 @@ RUN_SKIPS: dict[Stage, str] = {
 }
 
 
+def run_stages_before_load(config: Any, task: Any) -> tuple[Stage, ...]:
+    """The stages `run` takes whatever the model turns out to be (checked before it loads): the circuit's
+    depend on the model's support, patching's on every example keeping its corrupted prompt."""
+    sweeps = bool(config.patching) and task.has_corrupted
+    return ("baseline", "dla") + (("attribution",) if sweeps and config.attribution else ()) \
+        + (("patching",) if sweeps else ())
+
+
 def plan_resources(config: Any, tok: TokenizedTask, model: Any, prefer: int) -> ResourcePlan:
     """Batch sizes that fit the memory budget, per stage the run will take, and their costs.
 
@@ -108,7 +116,7 @@ def plan_resources(config: Any, tok: TokenizedTask, model: Any, prefer: int) -> 
         wanted += ["patching"]
     if corrupted and config.circuit and supports(model) is None:
         wanted += ["edges", "evaluation"]
-    refuse_unless_fits(wanted, model, T, what=f"This run of {len(tok)} prompts", skips=RUN_SKIPS)
+    refuse_unless_fits(wanted, model, T, what=f"This run on {len(tok)} prompts", skips=RUN_SKIPS)
     if "edges" in wanted:
         from circuitwise.circuits.methods import check_prompts
 

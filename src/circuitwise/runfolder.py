@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from filelock import FileLock, Timeout
 
-from circuitwise.errors import FolderBusyError, Interrupted, OutputError
+from circuitwise.errors import CircuitwiseError, FolderBusyError, Interrupted, OutputError, WriteFailed
 from circuitwise.types import nan_to_none
 
 # What circuitwise commands write into an output folder; anything else means the folder is the
@@ -59,7 +59,7 @@ EDQUOT = getattr(errno, "EDQUOT", errno.ENOSPC)
 WRITE_ERRNOS = frozenset({errno.ENOSPC, EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
 
 
-def output_error(e: OSError, path: Path | str, doing: str = "write") -> OutputError:
+def output_error(e: OSError, path: Path | str, doing: str = "write") -> WriteFailed:
     """An OSError while writing ``path`` as a CircuitwiseError that says what to do."""
     code = e.errno
     if code in (errno.ENOSPC, EDQUOT):
@@ -70,7 +70,7 @@ def output_error(e: OSError, path: Path | str, doing: str = "write") -> OutputEr
         fix = "Something in the way is a file, not a folder (or the reverse): choose another --out."
     else:
         fix = "Choose another --out folder."
-    return OutputError(f"Cannot {doing} {path}: {e.strerror or e}. {fix}")
+    return WriteFailed(f"Cannot {doing} {path}: {e.strerror or e}. {fix}")
 
 
 def atomic_write_text(path: Path, text: str | bytes) -> Path:
@@ -135,6 +135,7 @@ class RunFolder:
         self.joins: frozenset[str] = frozenset()
         self._kept_mark: dict[str, Any] | None = None
         self._discard_partial = False  # --force over an unfinished folder of other settings
+        self.resumed = 0  # finished parts of an interrupted run of this command this one picks up (__enter__)
         if command is not None:
             self.for_command(command, settings, force=force)
 
@@ -181,14 +182,22 @@ class RunFolder:
         except OSError as e:
             self._unlock()
             raise output_error(e, self.pid_path, "create") from None
+        self.resumed = 0 if self._discard_partial or self.in_place else _count_files(self.staging / CHECKPOINTS)
         return self
+
+    def resume_note(self) -> str | None:
+        """Said as the command starts, where it picks up an interrupted run's finished work (else None)."""
+        if not self.resumed:
+            return None
+        return (f"resuming: {self.resumed:,} finished part{'s' if self.resumed != 1 else ''} of an interrupted run "
+                f"of the same settings, kept in {self.staging}, are reused, not computed again")
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> Literal[False]:
         try:
             if exc is None or self.committed:
                 return False
-            kept = self.kept_message()
+            kept = self.kept_message(exc)
             if isinstance(exc, KeyboardInterrupt):
                 raise Interrupted(kept) from None
             if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
@@ -201,7 +210,8 @@ class RunFolder:
         finally:
             self._unlock()
 
-    def kept_message(self) -> str:
+    def kept_message(self, exc: BaseException | None = None) -> str:
+        """What the failure ``exc`` left in place, and how to go on."""
         if self.in_place:
             written = self.out.is_dir() and any(p.name != MARKER for p in self.out.iterdir())
             if not written and not self._had:
@@ -210,6 +220,9 @@ class RunFolder:
                 if not self._existed:
                     shutil.rmtree(self.out, ignore_errors=True)
                 return f"Nothing was written to {self.out}."
+            if _refused(exc):
+                # The same command would be refused the same way: its message says the fix, not a resume.
+                return f"What {self.out} holds is kept."
             return (f"What {self.out} holds is kept; re-run the same command to resume (finished work is not "
                     "done again).")
         before = (f"The previous complete result in {self.out} is untouched."
@@ -451,6 +464,19 @@ class RunFolder:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.out
+
+
+def _refused(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is circuitwise refusing (the input, the folder's contents): the same command would
+    meet it again, unlike an interrupt or a failed write, from which it resumes."""
+    return isinstance(exc, CircuitwiseError) and not isinstance(exc, (Interrupted, WriteFailed))
+
+
+def _count_files(folder: Path) -> int:
+    try:
+        return sum(1 for p in folder.rglob("*.safetensors") if p.is_file()) if folder.is_dir() else 0
+    except OSError:
+        return 0
 
 
 def read_marker(folder: Path) -> dict[str, Any] | None:

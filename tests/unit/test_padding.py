@@ -81,7 +81,12 @@ def test_baseline(family_model, toks):
         b = baseline(family_model, one)
         _close(together.answer_logits[i], b.answer_logits[0])
         _close(together.logit_diff[i], b.logit_diff[0])
-        assert int(together.correct_rank[i]) == int(b.correct_rank[0])
+        # A rank moves only past logits within rounding of the answer's: random logits tie closely (qwen3's
+        # correct answer ranks ~32,000th, and a 1e-7 difference between batched and lone matmuls moved it by one).
+        with torch.no_grad():
+            logits = family_model(one.clean)[0, int(one.last[0])].float()
+        near = int(((logits - logits[int(one.answers[0, 0])]).abs() <= ATOL).sum()) - 1
+        assert abs(int(together.correct_rank[i]) - int(b.correct_rank[0])) <= near
 
 
 SWEEPS = [("heads", "auto", "auto"), ("heads", "auto", "hooks"), ("resid_pre", "role", "auto"),

@@ -318,3 +318,54 @@ def test_a_folder_of_another_checkpoint_under_the_same_name_is_refused_naming_bo
     r = invoke(*args, "--force")
     assert r.exit_code == 0, r.output
     assert _files(out)[result] != before[result]
+
+
+def test_a_rerun_says_it_picks_up_the_interrupted_runs_parts_and_a_fresh_one_says_nothing(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out, command="run", settings={"n": 1}) as rf:
+        assert rf.resumed == 0 and rf.resume_note() is None  # nothing interrupted before it
+    with pytest.raises(Interrupted):
+        with RunFolder(out, command="run", settings={"n": 1}) as rf:
+            (rf.path / CHECKPOINTS / "key").mkdir(parents=True)
+            for name in ("e0-base", "e0-l000", "e0-l001"):
+                (rf.path / CHECKPOINTS / "key" / f"{name}.safetensors").write_bytes(b"part")
+            (rf.path / CHECKPOINTS / "key" / "meta.json").write_text("{}")  # not a finished part
+            raise KeyboardInterrupt
+    with RunFolder(out, command="run", settings={"n": 1}) as rf:
+        assert rf.resumed == 3 and "resuming: 3 finished parts" in (rf.resume_note() or "")
+        rf.commit()
+    # --force over unfinished work of other settings discards it: nothing is picked up, nothing said.
+    with pytest.raises(Interrupted):
+        with RunFolder(out, command="run", settings={"n": 1}) as rf:
+            (rf.path / CHECKPOINTS).mkdir(exist_ok=True)
+            (rf.path / CHECKPOINTS / "p.safetensors").write_bytes(b"part")
+            raise KeyboardInterrupt
+    with RunFolder(out, command="run", settings={"n": 2}, force=True) as rf:
+        assert rf.resumed == 0 and rf.resume_note() is None
+
+
+def test_an_in_place_folder_refused_part_way_does_not_promise_a_resume_that_would_be_refused_again(tmp_path):
+    """mib refusing a model (another checkpoint scored the folder's pairs) after its folder holds pairs: the
+    same command meets the same refusal, so the note says only what is kept; an interrupt or a failed write
+    still says how to resume."""
+    from circuitwise.errors import WriteFailed
+    from circuitwise.runfolder import output_error
+
+    out = tmp_path / "sub"
+    with RunFolder(out, command="mib", settings={"n": 1}, in_place=True) as f:
+        f.mark_in_place(complete=False)
+        (out / "pair.json").write_text("{}")
+    with pytest.raises(OutputError) as e:
+        with RunFolder(out, command="mib", settings={"n": 1}, in_place=True) as f:
+            f.mark_in_place(complete=False)
+            raise OutputError("another checkpoint scored these pairs; give another --out or add --force")
+    assert e.value.__notes__ == [f"What {out} holds is kept."]
+    with pytest.raises(WriteFailed) as w:
+        with RunFolder(out, command="mib", settings={"n": 1}, in_place=True) as f:
+            f.mark_in_place(complete=False)
+            raise output_error(OSError(errno.ENOSPC, "No space left on device"), out / "pair2.json")
+    assert "re-run the same command to resume" in w.value.__notes__[0] and w.value.exit_code == 3
+    with pytest.raises(Interrupted, match="re-run the same command to resume"):
+        with RunFolder(out, command="mib", settings={"n": 1}, in_place=True) as f:
+            f.mark_in_place(complete=False)
+            raise KeyboardInterrupt

@@ -151,7 +151,8 @@ def select_nodes_top_n(scores: EdgeScores, *, n: int | None = None, by: Rank = "
     if n is None or isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"top-n selection at node level needs a positive number of nodes n, got {n!r}.")
     nodes = top_nodes(scores, n, _check_by(by))
-    return _node_circuit(scores, nodes, prune, model, tok, {"kind": "top-n", "n": n, "by": by})
+    return _node_circuit(scores, nodes, prune, model, tok,
+                         {"kind": "top-n", "n": n, "by": by, "available": len(scores.graph.senders) - 1})
 
 
 def select_nodes_threshold(scores: EdgeScores, *, threshold: float | None = None, by: Rank = "abs",

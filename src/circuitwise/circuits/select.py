@@ -112,7 +112,9 @@ def select_top_n(scores: EdgeScores, *, n: int | None = None, by: Rank = "abs", 
     if n is None or isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"top-n selection needs a positive number of edges n, got {n!r}.")
     keep = top_edges(scores, n, _check_by(by))
-    return _finish(scores, keep, prune, model, tok, {"kind": "top-n", "n": n, "by": by})
+    # How many there were to choose from: an n beyond it keeps them all, which the CLI says.
+    available = int((~scores.scores.isnan()).sum())
+    return _finish(scores, keep, prune, model, tok, {"kind": "top-n", "n": n, "by": by, "available": available})
 
 
 def select_threshold(scores: EdgeScores, *, threshold: float | None = None, by: Rank = "abs", prune: bool = True,

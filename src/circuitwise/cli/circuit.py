@@ -190,6 +190,11 @@ def circuit(
             raise output_error(e, export_eap_ig) from None
         console.print(f"EAP-IG graph: {export_eap_ig.resolve()}", highlight=False, markup=False)
     sel = found.circuit.selection
+    unit = "node" if level == "node" else "edge"
+    if sel.get("kind") == "top-n" and isinstance(sel.get("available"), int) and sel["n"] > sel["available"]:
+        show_note(f"--{unit}s {sel['n']:,} is more than the {sel['available']:,} {unit}s there are to choose from: "
+                  f"every {unit} was kept" + (" (then pruned to those on an input-to-logits path)."
+                                              if sel.get("pruned") else "."))
     if sel.get("kind") == "target" and not sel.get("reached", True):
         console.print(f"[yellow]target {target} not reached[/]; every {'node' if level == 'node' else 'edge'} "
                       "was kept.", highlight=False)

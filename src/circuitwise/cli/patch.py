@@ -13,7 +13,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from circuitwise.cli import app, console
+from circuitwise.cli import app, console, show_note
 from circuitwise.cli.progress import Bars
 from circuitwise.cli import options as opts
 from circuitwise.config import PATCH_SWEEPS, RunConfig
@@ -79,6 +79,8 @@ def patch(
     folder = RunFolder(out, command="patch", settings=study.settings(), force=force)
     folder.check()  # a file, another command's folder or other settings' sweeps fail before the model loads
     with folder:
+        if folder.resume_note():
+            show_note(folder.resume_note())
         the_model, tok = load(study)
         results = PatchingFile(circuitwise_version=__version__, task=tok.task.name,
                                model=str(getattr(the_model, "circuitwise_name", study.config.model)),

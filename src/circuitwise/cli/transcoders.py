@@ -98,7 +98,7 @@ def train(
         ckpt = folder.path / CHECKPOINTS / "transcoders"
         started = time.perf_counter()
         ts = _train_with_bar(m, texts, options, model, ckpt, train_transcoders)
-        if ts.meta["training"].get("resumed_at"):
+        if ts.meta["training"].get("resumed_at") is not None:  # step 0 too: interrupted before its first step
             show_note(f"resumed at step {ts.meta['training']['resumed_at']} from the interrupted run's checkpoint")
         shutil.rmtree(folder.path / CHECKPOINTS, ignore_errors=True)
         for name in FILES:

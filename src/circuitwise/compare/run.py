@@ -143,6 +143,8 @@ def compare(a: CompareConfig | str | Path | Task | None = None, b: str | Path | 
                        force=force)
     folder.check()  # another command's folder, or another compare's complete result without force: before any work
     with folder:
+        if folder.resume_note():
+            tell(folder.resume_note())
         results = _stages(config, folder, tasks, models, say, tell, step)
         folder.commit()
     return CompareOutputs(Path(config.out), results)

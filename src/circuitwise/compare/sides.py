@@ -16,7 +16,7 @@ from circuitwise.compare.pairing import PairingDecision, are_twins, decide_pairi
 from circuitwise.config import RunConfig
 from circuitwise.errors import TaskError
 from circuitwise.models import load_model
-from circuitwise.models.loading import check_loadable
+from circuitwise.models.loading import check_loadable, check_stages_fit
 from circuitwise.models.memory import Stage, refuse_unless_fits
 from circuitwise.models.processing import notes_of as processing_notes
 from circuitwise.tasks import get_task, tokenize_task
@@ -80,6 +80,15 @@ def load_sides(config: CompareConfig, *, tasks: tuple[Task, Task] | None = None,
         # for B failed only once A's model had loaded.
         for name in dict.fromkeys((ra.model, rb.model)):
             check_loadable(name)
+        # Each side's stages must fit beside its model: both checked from the checkpoints' shapes before either
+        # loads (the plan checks again at the prompts' real length once they are tokenized).
+        sure: tuple[Stage, ...] = ("baseline", "dla") + (("patching",) if need_corrupted and ta.has_corrupted and tb.has_corrupted
+                                      and config.patching else ())
+        for side, cfg in (("A", ra), ("B", rb)):
+            check_stages_fit(cfg.model, sure, device=config.device, dtype=cfg.dtype, max_memory=cfg.max_memory_bytes,
+                             processing=config.processing,
+                             split=cfg.device_map is not None or cfg.n_devices is not None,
+                             what=f"Side {side} of the comparison")
         say(f"loading model {ra.model}")
         ma = load_model(ra.model, device=config.device, processing=config.processing, dtype=ra.dtype,
                         max_memory=ra.max_memory_bytes, device_map=ra.device_map, n_devices=ra.n_devices)

@@ -8,9 +8,10 @@ once ``enable_compatibility_mode`` has run, exposes the familiar hook names and
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
@@ -18,6 +19,9 @@ from circuitwise.errors import MemoryBudgetError, ModelLoadError
 from circuitwise.models.hub import check_hub, hub_offline, offline_help
 from circuitwise.models.load_errors import boot_error, check_causal, check_local_folder
 from circuitwise.models.processing import Processing, not_requested, plan, record, snapshot
+
+if TYPE_CHECKING:
+    from circuitwise.models.memory import Stage
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +139,38 @@ def check_loadable(name_or_path: str) -> None:
         check_hub(target)
 
 
+def check_stages_fit(name_or_path: str, stages: Sequence[Stage], *, device: str | None = None,
+                     dtype: str | None = "auto", max_memory: int | None = None, processing: bool = True,
+                     split: bool = False, what: str = "This command", skips: Mapping[str, str] | None = None) -> None:
+    """Refuse, before the model loads, a command one of whose ``stages`` cannot fit even one one-token prompt
+    beside the model in the budget: the check the memory plan makes after loading
+    (:func:`~circuitwise.models.memory.refuse_unless_fits`) at the shortest prompt, so a budget that holds
+    the weights but no stage is refused without the load's wait. A local checkpoint only (a Hub name's
+    config is not read before loading); a model split over devices is planned once loaded."""
+    from circuitwise.models.memory import Shapes, default_budget, estimate, fixes
+    from circuitwise.sizes import human
+
+    if not stages or split:
+        return
+    target, is_local = resolve_name(name_or_path)
+    if not is_local:
+        return
+    dev = pick_device(device)
+    torch_dtype = pick_dtype(dtype, dev, target, is_local)
+    s = Shapes.from_config(target, torch_dtype, processing=processing)
+    if s is None:
+        return
+    budget = max_memory or default_budget(dev)
+    for stage in stages:
+        need = estimate(stage, s, 1, 1, dev)
+        if need > budget:
+            raise MemoryBudgetError(
+                f"{what} does not fit in {human(budget)} "
+                f"{'(--max-memory)' if max_memory else '(free now)'}: with {name_or_path} in "
+                f"{str(torch_dtype).removeprefix('torch.')}, its {stage} stage needs about {human(need)} even for "
+                f"a one-token prompt; nothing was loaded. " + fixes(s, (skips or {}).get(stage), prompts=False))
+
+
 def load_model(
     name_or_path: str,
     *,
@@ -191,7 +227,7 @@ def load_model(
     with hub_offline(offline):
         torch_dtype = pick_dtype(dtype, dev, target, is_local)
     if is_local and not split:  # split over devices, one device's free memory says nothing
-        _check_fits(target, name_or_path, torch_dtype, dev, max_memory)
+        _check_fits(target, name_or_path, torch_dtype, dev, max_memory, processing)
     try:
         with hub_offline(offline), torch.inference_mode(False):
             where = ({"device_map": device_map, "n_devices": n_devices,
@@ -270,12 +306,13 @@ def _process(bridge, name_or_path: str, processing: bool, device: str) -> Proces
     return rec
 
 
-def _check_fits(folder: str, name: str, dtype: torch.dtype, device: str, max_memory: int | None) -> None:
+def _check_fits(folder: str, name: str, dtype: torch.dtype, device: str, max_memory: int | None,
+                processing: bool = True) -> None:
     """Refuse, before loading, a model that cannot sit in the budget; warn when loading may peak past it."""
     from circuitwise.models.memory import Shapes, default_budget, fixes, load_peak, resident
     from circuitwise.sizes import human
 
-    s = Shapes.from_config(folder, dtype)
+    s = Shapes.from_config(folder, dtype, processing=processing)
     if s is None:
         return
     budget = max_memory or default_budget(device)
@@ -284,7 +321,7 @@ def _check_fits(folder: str, name: str, dtype: torch.dtype, device: str, max_mem
         raise MemoryBudgetError(
             f"{name} in {str(dtype).removeprefix('torch.')} needs about {human(held)} once loaded "
             f"({human(s.weight_bytes)} of weights), more than the {human(budget)} "
-            f"{'given by --max-memory' if max_memory else 'free now'}; nothing was loaded. {fixes(s)}")
+            f"{'given by --max-memory' if max_memory else 'free now'}; nothing was loaded. {fixes(s, prompts=False)}")
     if load_peak(s, device) > budget:
         log.warning("%s: loading may peak at about %s, more than the %s budget.", name,
                     human(load_peak(s, device)), human(budget))
@@ -360,5 +397,5 @@ def _quiet_transformers() -> None:
         pass
 
 
-__all__ = ["DTYPES", "check_loadable", "checkpoint_dtype", "dtype_of", "load_model", "pick_device", "pick_dtype",
-           "resolve_name", "split_max_memory"]
+__all__ = ["DTYPES", "check_loadable", "check_stages_fit", "checkpoint_dtype", "dtype_of", "load_model", "pick_device",
+           "pick_dtype", "resolve_name", "split_max_memory"]

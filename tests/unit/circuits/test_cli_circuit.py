@@ -135,3 +135,20 @@ def test_task_without_corruptions_is_refused(known_ckpt, tmp_path):
     path.write_text(json.dumps({"clean": " A and then", "correct": " A", "incorrect": " B"}) + "\n")
     _, err = invoke("circuit", path, "--model", known_ckpt, "--out", tmp_path / "o")
     assert err is not None and "corrupted" in str(err)
+
+
+@pytest.mark.parametrize("level, flag, count, unit", [("edge", "--edges", 110, "edge"), ("node", "--nodes", 10, "node")])
+def test_top_n_beyond_the_graph_keeps_every_unit_and_says_so(known_ckpt, task_file, tmp_path, level, flag, count,
+                                                             unit):
+    out = tmp_path / level
+    r, err = invoke("circuit", task_file, "--model", known_ckpt, "--circuit", "eap", "--selection", "top-n",
+                    "--level", level, flag, "5000", "--out", out, "--random-samples", "0", "--shortlist", "0")
+    assert err is None and r.exit_code == 0, (err, r and r.output)
+    said = " ".join(r.output.split())
+    assert f"{flag} 5,000 is more than the {count} {unit}s there are to choose from: every {unit} was kept" in said
+    sel = json.loads((out / "circuit.json").read_text())["selection"]
+    assert sel["available"] == count and sel["n"] == 5000
+    # Within the graph: nothing to say.
+    r, err = invoke("circuit", task_file, "--model", known_ckpt, "--circuit", "eap", "--selection", "top-n",
+                    "--level", level, flag, "3", "--out", out, "--random-samples", "0", "--shortlist", "0", "--force")
+    assert err is None and r.exit_code == 0 and "there are to choose from" not in r.output

@@ -85,6 +85,7 @@ def test_interrupted_train_resumes(tiny_ckpt, corpus, tmp_path, monkeypatch):
     r, err = invoke("transcoders", "train", tiny_ckpt, "--corpus", corpus, *SMALL, "--out", out)
     assert err is None and r.exit_code == 0, (err, r and r.output)
     assert load_transcoders(out).meta["training"]["resumed_at"] == 3
+    assert "resumed at step 3 from the interrupted run's checkpoint" in " ".join(r.output.split())
 
 
 def test_bad_input_before_any_work(tmp_path):

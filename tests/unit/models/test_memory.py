@@ -43,6 +43,16 @@ def test_shapes_from_the_checkpoint_before_loading_match_the_loaded_model(family
     assert abs(read.n_params / loaded.n_params - 1) < 0.02
 
 
+@pytest.mark.parametrize("family", ["gpt2", "gemma2", "pythia"])
+def test_shapes_before_loading_count_a_tied_unembedding_once_when_the_weights_stay_unprocessed(family,
+                                                                                                family_path_for):
+    """--no-processing keeps a tied unembedding tied (gpt2, gemma2; pythia's is untied): counting it twice
+    had the check before loading refuse such a model in a budget it fits (1.3x its weights at GPT-2 small)."""
+    loaded = Shapes.from_model(cw.load_model(str(family_path_for(family)), device="cpu", processing=False))
+    read = Shapes.from_config(family_path_for(family), torch.float32, processing=False)
+    assert read is not None and abs(read.n_params / loaded.n_params - 1) < 0.02
+
+
 def test_a_batch_that_fits_fits_and_one_more_does_not():
     s = Shapes(n_layers=12, d_model=768, n_heads=12, n_kv_heads=12, d_head=64, d_mlp=3072, d_vocab=50257,
                gated=False, n_params=163_000_000, dtype_bytes=4)
@@ -109,9 +119,10 @@ def test_a_run_that_cannot_fit_one_prompt_is_refused_before_any_work(tmp_path):
     keep = tmp_path / "earlier"
     keep.mkdir()
     (keep / "results.json").write_text("{}")
-    # 150 MB: the bundled model itself cannot sit in it (refused before loading); 230 MB: it can, but
-    # a stage cannot fit one prompt beside it (refused after tokenizing, before any stage runs).
-    for budget, where in (("150MB", "nothing was loaded"), ("230MB", "for one prompt")):
+    # 150 MB: the bundled model itself cannot sit in it; 230 MB: it can, but a stage cannot fit even a one-token
+    # prompt beside it (both refused from the checkpoint's shapes before loading; a budget that holds a one-token
+    # prompt but not the task's is refused after tokenizing: test_a_budget_between_...).
+    for budget, where in (("150MB", "nothing was loaded"), ("230MB", "nothing was loaded")):
         for command in (["run", "opposites"], ["patch", "opposites"], ["circuit", "opposites"],
                         ["benchmark", "opposites"], ["compare", "opposites", "--model-b", "bundled-llama"]):
             out = tmp_path / command[0]
@@ -127,9 +138,42 @@ def test_a_run_that_cannot_fit_one_prompt_is_refused_before_any_work(tmp_path):
                             "--out", str(tmp_path / "skip")])
     assert isinstance(r.exception, MemoryBudgetError) and "its patching stage" in str(r.exception)
     assert "Fixes: --patch none (no patching sweeps), --dtype bfloat16" in str(r.exception)
+    assert "shorter prompts" not in str(r.exception)  # not even a one-token prompt fits
     r = runner.invoke(app, ["run", "opposites", "--model", "bundled", "--max-memory", "lots", "--out", str(keep)])
     assert isinstance(r.exception, CircuitwiseError) and "8GB, 500MiB" in str(r.exception)
     assert (keep / "results.json").read_text() == "{}"
+
+
+def test_a_budget_between_a_one_token_prompt_and_the_tasks_prompts_is_refused_after_tokenizing(tmp_path):
+    """The check before loading takes a one-token prompt (the prompts' token counts need the tokenizer), so it
+    never refuses what fits; the plan's check at the real length, before any stage, takes the rest."""
+    from typer.testing import CliRunner
+
+    from circuitwise.cli import _register, app
+    from circuitwise.models.bundled import bundled_path
+    from circuitwise.models.memory import Shapes, estimate
+    from circuitwise.plan import run_stages_before_load
+    from circuitwise.tasks import get_task, tokenize_task
+
+    _register()
+    m = cw.load_model("bundled", device="cpu")
+    tok, _ = tokenize_task(m, get_task("opposites", n=4), on_invalid="drop")
+    T = int(tok.clean.shape[1])
+    before = Shapes.from_config(bundled_path("bundled"), torch.float32)
+    assert before is not None
+    stages = run_stages_before_load(cw.RunConfig.build(task="opposites", model="bundled"), tok.task)
+    assert stages == ("baseline", "dla", "attribution", "patching")
+    pre = max(estimate(st, before, 1, 1) for st in stages)
+    post = estimate("patching", Shapes.from_model(m), T, 1)
+    assert pre < post
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["run", "opposites", "--model", "bundled", "--n", "4", "--max-memory",
+                                 str((pre + post) // 2), "--out", str(out)])
+    assert isinstance(r.exception, MemoryBudgetError), (repr(r.exception), r.output)
+    msg = " ".join(str(r.exception).split())
+    assert f"for one prompt of {T} tokens" in msg and "shorter prompts" in msg and not out.exists()
+    assert "loading model bundled" in r.output  # loaded, then refused before the baseline
+    assert "baseline on" not in r.output
 
 
 def test_a_model_that_cannot_sit_in_the_budget_is_refused_before_loading(tiny_ckpt, monkeypatch):
