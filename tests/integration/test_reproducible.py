@@ -1,0 +1,60 @@
+"""The same command twice gives the same files: every number and every string of its JSON, whatever the
+process's string hashing (PYTHONHASHSEED changes the order a set iterates in; the circuit figure in
+results.json listed the MLP nodes in that order, so two identical runs differed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+# What may differ between two identical runs: where and when they ran, and how long they took.
+VOLATILE = ("seconds", "wall", "elapsed", "budget", "rerun", "created")
+
+
+def _leaves(x: Any, path: str = "") -> dict[str, Any]:
+    if isinstance(x, dict):
+        return {k: v for key, val in x.items() for k, v in _leaves(val, f"{path}.{key}" if path else key).items()}
+    if isinstance(x, list):
+        return {k: v for i, val in enumerate(x) for k, v in _leaves(val, f"{path}[{i}]").items()}
+    return {path: x}
+
+
+def _differences(a: Any, b: Any) -> list[str]:
+    la, lb = _leaves(a), _leaves(b)
+    keys = [k for k in dict.fromkeys([*la, *lb])
+            if not any(v in k.lower() for v in VOLATILE) and k.rsplit(".", 1)[-1] != "out"]  # the --out folder
+    return [f"{k}: {la.get(k, '<absent>')!r} vs {lb.get(k, '<absent>')!r}" for k in keys if la.get(k) != lb.get(k)]
+
+
+def _twice(argv: list[str], tmp_path: Path) -> tuple[Path, Path]:
+    outs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"hash{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-c", "from circuitwise.cli import main; main()", *argv, "--out",
+                               str(out)], capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        outs.append(out)
+    return outs[0], outs[1]
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "opposites", "--model", "bundled", "--n", "24"],
+    ["compare", "numbers-digits", "numbers-words", "--model", "bundled", "--n", "24", "--bootstrap", "200",
+     "--permutations", "200"],
+], ids=["run", "compare"])
+def test_a_command_run_twice_writes_the_same_json(argv, tmp_path):
+    a, b = _twice(argv, tmp_path)
+    files = sorted(p.name for p in a.glob("*.json") if not p.name.startswith("."))
+    assert files and files == sorted(p.name for p in b.glob("*.json") if not p.name.startswith("."))
+    for name in files:
+        diff = _differences(json.loads((a / name).read_text()), json.loads((b / name).read_text()))
+        assert not diff, f"{name}: {len(diff)} differences, first {diff[:5]}"
