@@ -50,6 +50,7 @@ def compare(
     patching: Optional[bool] = _opt("patching", "--patching/--no-patching"),
     circuit: Optional[str] = _opt("circuit", "--circuit"),
     circuit_target: Optional[float] = _opt("circuit_target", "--circuit-target"),
+    circuit_level: Optional[str] = _opt("circuit_level", "--circuit-level", "--level"),
     ig_steps: Optional[int] = _opt("ig_steps", "--ig-steps"),
     circuit_option: Optional[List[str]] = _opt("circuit_options", "--circuit-option", "-O",
                                                extra="As KEY=VALUE; repeat for several.", metavar="KEY=VALUE"),
@@ -69,7 +70,7 @@ def compare(
         drop_invalid=drop_invalid, pairing=pairing, alpha=alpha, confidence=confidence, bootstrap=bootstrap,
         permutations=permutations, top_k=top_k, patching=patching, metric=metric,
         circuit=None if circuit is None else ("" if circuit == "none" else circuit),
-        circuit_target=circuit_target, ig_steps=ig_steps,
+        circuit_target=circuit_target, circuit_level=circuit_level, ig_steps=ig_steps,
         random_samples=opts.merge(random_samples, old_random, old="--random-circuits", new="--random-samples"),
         circuit_options=None if circuit_option is None else parse_options(circuit_option),
     ).items() if v is not None}

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from circuitwise.circuits import Discovery, circuit_figure
+from circuitwise.circuits.node_select import kept_nodes, node_edge_rows, random_node_rows
 from circuitwise.circuits.scores import Progress, no_progress
 from circuitwise.compare.match import match_edges
 from circuitwise.compare.schema import CircuitSide, CrossCell, Overlap, floats
@@ -40,6 +41,7 @@ def circuit_side(found: Discovery, own: CrossCell, file: str, label: str) -> Cir
         target_reached=c.selection.get("reached") if c.selection.get("kind") == "target" else None,
         edges=[names[i] for i in ids[:LIST_CAP]], scores=floats(found.scores.scores[ids[:LIST_CAP]]), file=file,
         figure=json.loads(circuit_figure(c, title=f"The circuit found on {label}").to_json()),
+        nodes=list(c.selection["nodes"]) if c.selection.get("level") == "node" else None,
     )
 
 
@@ -90,7 +92,12 @@ def evaluate_on(model: Any, tok: TokenizedTask, on: str, circuits: dict[str, Dis
     for side, found in circuits.items():
         start = sum(m.shape[0] for m in masks)
         masks.append(found.circuit.edges[None])
-        masks.append(random_masks(graph, found.circuit.n_edges, samples, gen))
+        nodes = kept_nodes(found.circuit)
+        if nodes is not None:  # a node circuit's null, as `circuit` draws it: node sets of its size, pruned as it was
+            rows = random_node_rows(graph, int(nodes.sum()), samples, gen)
+            masks.append(node_edge_rows(graph, rows, prune=bool(found.circuit.selection.get("pruned", True))))
+        else:
+            masks.append(random_masks(graph, found.circuit.n_edges, samples, gen))
         spans[side] = start
     res = faithfulness_of_masks(model, tok, torch.cat(masks), batch_size=batch_size, progress=progress,
                                 what=f"circuits on side {on.upper()}")

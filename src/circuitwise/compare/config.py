@@ -56,6 +56,7 @@ class CompareConfig(CommandConfig):
                                             description=RunConfig.model_fields["circuit_options"].description)
     circuit_target: float = Field(DEFAULT_TARGET, description="Grow each circuit until it reaches this faithfulness, "
                                   f"in {TARGET_RANGE}.")
+    circuit_level: Literal["edge", "node"] = Field("edge", description=RunConfig.model_fields["circuit_level"].description)
     ig_steps: int | None = Field(None, ge=1, le=100, description=RunConfig.model_fields["ig_steps"].description)
     random_samples: int = Field(DEFAULT_RANDOM_SAMPLES, ge=1, le=1000, description="Random connected circuits of each circuit's size, on each side (the baseline of cross-faithfulness; as many as `circuit`'s, so a p-value can fall below 0.01).")
 
@@ -74,6 +75,11 @@ class CompareConfig(CommandConfig):
     @classmethod
     def _a_target(cls, v: float) -> float:
         return check_target(v)
+
+    @field_validator("circuit_level", mode="before")
+    @classmethod
+    def _a_level(cls, v: Any) -> Any:
+        return RunConfig._a_level(v)
 
     @field_validator("metric")
     @classmethod

@@ -337,7 +337,8 @@ def _circuit_stage(config: CompareConfig, plan: ComparePlan, studies: list[_Stud
             say(f"circuit discovery ({method}): side {st.side.which.upper()}")
             # The runner's discovery step (the circuit stage of `run` and `circuit`, less its own checks:
             # compare checks each circuit on both sides below).
-            request = CircuitRequest(method, config.method_options(), target=config.circuit_target, batch_size=st.bs)
+            request = CircuitRequest(method, config.method_options(), target=config.circuit_target, batch_size=st.bs,
+                                     level=config.circuit_level)
             st.found = discover(st.side.model, st.side.tok, request, metric=config.metric, progress=progress)
             folder.write_json(f"circuit_{st.side.which}.json", st.found.circuit.to_json())
     fa, fb = studies[0].found, studies[1].found

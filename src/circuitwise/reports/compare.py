@@ -112,9 +112,16 @@ def _circuit_sentences(r: dict[str, Any], a: str, b: str) -> list[str]:
     c = r.get("circuits")
     if not c:
         return [f"Circuits were not compared: {r['circuits_skipped']}."] if r.get("circuits_skipped") else []
-    out = [f"The circuit found on {a} has {c['a']['n_edges']} edges "
+    def size(side: dict[str, Any]) -> str:
+        nodes = side.get("nodes")
+        if nodes is None:
+            return f"{side['n_edges']} edges"
+        shown = ", ".join(nodes[:6]) + (", …" if len(nodes) > 6 else "")
+        return f"{len(nodes)} nodes ({shown}; {side['n_edges']} edges)"
+
+    out = [f"The circuit found on {a} has {size(c['a'])} "
            f"(faithfulness {_f(c['a']['faithfulness'], sign=False)}), "
-           f"the one on {b} {c['b']['n_edges']} ({_f(c['b']['faithfulness'], sign=False)})."]
+           f"the one on {b} {size(c['b'])} ({_f(c['b']['faithfulness'], sign=False)})."]
     ov = c.get("overlap")
     if ov:
         out.append(f"They share {len(ov['shared_edges'])} edges (Jaccard {ov['jaccard']:.2f}; "
@@ -129,7 +136,9 @@ def _circuit_sentences(r: dict[str, Any], a: str, b: str) -> list[str]:
             f"The {names[cell['circuit']]} circuit keeps {_f(cell['kept_fraction'], sign=False)} of the logit "
             "difference "
             f"on {names[cell['on']]} (faithfulness {_f(cell['faithfulness'], sign=False)}, against "
-            f"{_f(rnd, sign=False)} for random circuits of its size; {_p_text(cell)})."
+            f"{_f(rnd, sign=False)} for random "
+            f"{'node sets' if c[cell['circuit']].get('nodes') is not None else 'circuits'} of its size; "
+            f"{_p_text(cell)})."
         )
     return out
 
@@ -328,9 +337,11 @@ def _circuits(page: Page, r: dict[str, Any]) -> None:
               _p_text(x)] for x in c["cross"]]
     ov = c.get("overlap")
     shared = [[e] for e in ov["shared_edges"][:30]] if ov else []
+    node_level = any(c[k].get("nodes") is not None for k in ("a", "b"))
+    nodes = [[names[k], ", ".join(c[k]["nodes"])] for k in ("a", "b") if c[k].get("nodes") is not None]
     page.add("circuits", "Circuits: overlap and cross-faithfulness",
              render("compare/circuits.html", found=found, drawn=_pair(*drawn) if len(drawn) == 2 else None,
-                    cross=cross, ov=ov, shared=shared))
+                    cross=cross, ov=ov, shared=shared, node_level=node_level, nodes=nodes))
 
 
 def build_compare_page(r: dict[str, Any]) -> Page:

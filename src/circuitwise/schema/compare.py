@@ -201,6 +201,8 @@ class CircuitSide(_Model):
     scores: Floats
     file: str
     figure: dict[str, Any] | None = None  # plotly JSON of the drawn circuit, so the page renders from this file
+    # A node-level circuit's heads and MLPs (--circuit-level node; its random baseline: node sets of its size).
+    nodes: list[str] | None = None
 
 
 class CrossCell(_Model):

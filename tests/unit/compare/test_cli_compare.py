@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import torch
 import yaml
 
 from tests.unit.compare.conftest import invoke
@@ -65,3 +66,36 @@ def test_a_study_compared_with_itself_is_said_before_the_work(tmp_path, two_rout
     assert r.exit_code == 0, r.output
     said = r.output.index("side B is side A")
     assert "every difference will be zero" in r.output and said < r.output.index("baseline")
+
+
+def test_circuits_at_node_level_are_compared_with_node_sets_for_their_random_baseline(tmp_path, two_route):
+    """--circuit-level node (as `run` and `circuit` have it): each side's circuit is its top heads and MLPs kept
+    as their edges, compare.json and the page name the nodes, and each cross-faithfulness baseline is random
+    node sets of the circuit's size (as `circuit` draws them), not random edge sets."""
+    import circuitwise as cw
+    from circuitwise.circuits.node_select import node_edge_rows, random_node_rows
+    from circuitwise.compare.circuits import evaluate_on
+    from circuitwise.evaluation.faithfulness import faithfulness_of_masks
+
+    root, ckpt, model = two_route
+    out = tmp_path / "node"
+    r = invoke("compare", root / "upper.jsonl", root / "lower.jsonl", "--model", ckpt, "--pairing", "paired",
+               "--no-patching", "--level", "node", "--random-samples", "4", "--out", out)
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "compare.json").read_text())
+    for side in ("a", "b"):
+        saved = json.loads((out / f"circuit_{side}.json").read_text())
+        assert saved["selection"]["level"] == "node"
+        assert res["circuits"][side]["nodes"] == saved["selection"]["nodes"] and saved["selection"]["nodes"]
+    assert yaml.safe_load((out / "config.yaml").read_text())["circuit_level"] == "node"
+    said = " ".join(r.output.split())
+    assert f"has {len(res['circuits']['a']['nodes'])} nodes (" in said and "random node sets of its size" in said
+    assert "random node sets of the same size" in (out / "compare.html").read_text()
+    # The baseline, recomputed: evaluate_on of a node circuit draws node sets from its seeded generator.
+    tok, _ = cw.tokenize_task(model, cw.get_task(str(root / "upper.jsonl")), need_corrupted=True)
+    found = cw.find_circuit(model, tok, method="eap-ig", level="node")
+    cell = evaluate_on(model, tok, "a", {"a": found}, samples=4, seed=0, batch_size=None)[0]
+    k = len(found.circuit.selection["nodes"])
+    rows = random_node_rows(found.circuit.graph, k, 4, torch.Generator().manual_seed(0))
+    want = faithfulness_of_masks(model, tok, node_edge_rows(found.circuit.graph, rows, prune=True))
+    assert cell.random_faithfulness == [x.faithfulness for x in want]
