@@ -82,8 +82,8 @@ def load_sides(config: CompareConfig, *, tasks: tuple[Task, Task] | None = None,
             check_loadable(name)
         # Each side's stages must fit beside its model: both checked from the checkpoints' shapes before either
         # loads (the plan checks again at the prompts' real length once they are tokenized).
-        sure: tuple[Stage, ...] = ("baseline", "dla") + (("patching",) if need_corrupted and ta.has_corrupted and tb.has_corrupted
-                                      and config.patching else ())
+        patched = need_corrupted and ta.has_corrupted and tb.has_corrupted and config.patching
+        sure: tuple[Stage, ...] = ("baseline", "dla") + (("patching",) if patched else ())
         for side, cfg in (("A", ra), ("B", rb)):
             check_stages_fit(cfg.model, sure, device=config.device, dtype=cfg.dtype, max_memory=cfg.max_memory_bytes,
                              processing=config.processing,

@@ -147,7 +147,7 @@ def check_stages_fit(name_or_path: str, stages: Sequence[Stage], *, device: str 
     (:func:`~circuitwise.models.memory.refuse_unless_fits`) at the shortest prompt, so a budget that holds
     the weights but no stage is refused without the load's wait. A local checkpoint only (a Hub name's
     config is not read before loading); a model split over devices is planned once loaded."""
-    from circuitwise.models.memory import Shapes, default_budget, estimate, fixes
+    from circuitwise.models.memory import FREE_SHARE, Shapes, available_bytes, estimate, fixes, resident
     from circuitwise.sizes import human
 
     if not stages or split:
@@ -160,7 +160,10 @@ def check_stages_fit(name_or_path: str, stages: Sequence[Stage], *, device: str 
     s = Shapes.from_config(target, torch_dtype, processing=processing)
     if s is None:
         return
-    budget = max_memory or default_budget(dev)
+    # The budget the plan will see once the model is in (memory.budget_of: a share of what is free then, plus
+    # what the model holds), with the model taken at its estimate, an upper bound: never stricter than the plan.
+    held = resident(s, dev)
+    budget = max_memory or int(FREE_SHARE * (available_bytes(dev) - held) + held)
     for stage in stages:
         need = estimate(stage, s, 1, 1, dev)
         if need > budget:
@@ -220,6 +223,11 @@ def load_model(
         raise ModelLoadError("--device and --device-map/--n-devices exclude each other: give --device for one "
                              "device, or --device-map auto to let the model be split over every visible device.")
     if n_devices is not None and not 1 <= n_devices <= torch.cuda.device_count():
+        if torch.cuda.device_count() == 0:
+            raise ModelLoadError(f"--n-devices {n_devices} splits the model over CUDA devices, and none is visible. "
+                                 "Leave --n-devices out to run on this machine's "
+                                 f"{'CPU' if not torch.backends.mps.is_available() else 'MPS device'}, or run "
+                                 "where a GPU is.")
         raise ModelLoadError(f"--n-devices {n_devices}: {torch.cuda.device_count()} CUDA devices are visible; "
                              "give 1 to that many, or --device-map auto.")
     split = device_map is not None or n_devices is not None

@@ -223,3 +223,25 @@ def test_loading_counts_the_checkpoints_stored_dtype(tiny_ckpt, tmp_path):
     s16 = Shapes.from_config(half, torch.bfloat16)
     assert s16 is not None and s16.stored_bytes == 2 and s16.load_bytes == s16.weight_bytes
     assert load_peak(s32) > load_peak(s16)
+
+
+def test_the_check_before_loading_sees_the_default_budget_the_plan_will_see(monkeypatch):
+    """With no --max-memory the plan's budget is a share of what is free once the model is in, plus what the model
+    holds (budget_of); the check before loading takes the model at its estimate, so it never refuses what the
+    plan would accept: here a stage that needs more than 85% of the free memory but fits once the model's own
+    share is counted passes, and one beyond that is refused."""
+    from circuitwise.models import memory
+    from circuitwise.models.bundled import bundled_path
+    from circuitwise.models.loading import check_stages_fit
+
+    s = Shapes.from_config(bundled_path("bundled"), torch.float32)
+    assert s is not None
+    need, held = estimate("patching", s, 1, 1, "cpu"), resident(s, "cpu")
+    free = int(need / memory.FREE_SHARE) - 1_000_000  # 85% of it is less than the stage needs
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": free)
+    assert memory.FREE_SHARE * free < need <= memory.FREE_SHARE * (free - held) + held
+    check_stages_fit("bundled", ("baseline", "patching"), device="cpu")  # fits: the plan would accept it
+    short = int(held + (need - held) / memory.FREE_SHARE) - 1  # the plan's budget falls just short of the stage
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": short)
+    with pytest.raises(MemoryBudgetError, match="patching stage needs about .* even for a one-token prompt; nothing"):
+        check_stages_fit("bundled", ("baseline", "patching"), device="cpu")
