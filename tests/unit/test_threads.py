@@ -49,3 +49,21 @@ def test_idle_cores_is_measured_between_zero_and_the_core_count():
     if idle is None:
         pytest.skip("no /proc/stat here")
     assert 0.0 <= idle <= (os.cpu_count() or 1) + 1e-9
+
+
+@pytest.mark.parametrize("args, only_help", [
+    ([], True), (["--help"], True), (["run", "-h"], True), (["--version"], True), (["run", "opposites"], False),
+    (["run", "opposites", "--", "--help"], False),  # after --, an argument, not the flag
+])
+def test_help_and_the_version_skip_sampling_the_cores(args, only_help, monkeypatch):
+    import sys
+
+    from circuitwise import cli
+
+    sampled = []
+    monkeypatch.setattr("circuitwise.cli.threads.choose_threads", lambda: sampled.append(True))
+    monkeypatch.setattr(cli, "_register", lambda: None)
+    monkeypatch.setattr(cli, "app", lambda: None)
+    monkeypatch.setattr(sys, "argv", ["circuitwise", *args])
+    cli.main()
+    assert cli._only_help(args) is only_help and bool(sampled) is not only_help

@@ -124,14 +124,21 @@ def _stop_on_sigterm() -> None:
         pass
 
 
+def _only_help(args: list[str]) -> bool:
+    """Whether the command line asks for help or the version only (nothing runs)."""
+    flags = args[: args.index("--")] if "--" in args else args
+    return not args or any(a in ("-h", "--help", "--version") for a in flags)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _stop_on_sigterm()
     try:
         _register()
-        from circuitwise.cli.threads import choose_threads
+        if not _only_help(sys.argv[1:]):  # help and the version need no threads, nor the 0.2 s of sampling them
+            from circuitwise.cli.threads import choose_threads
 
-        choose_threads()
+            choose_threads()
         app()
     except KeyboardInterrupt:
         # Before typer runs the command (importing the commands takes seconds on a busy machine).
