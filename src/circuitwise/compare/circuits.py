@@ -72,7 +72,8 @@ def overlap(a: Discovery, b: Discovery) -> Overlap:
     weighted = float(torch.minimum(wa[m.index_a], wb[m.index_b]).sum()) if m.cells else 0.0
     score_a = {n: float(torch.nan_to_num(a.scores.scores[i].abs(), nan=0.0)) for i, n in enumerate(names_a)}
     score_b = {n: float(torch.nan_to_num(b.scores.scores[i].abs(), nan=0.0)) for i, n in enumerate(names_b)}
-    shared = sorted(in_a & in_b, key=lambda n: -(score_a[n] + score_b[n]))
+    # From A's graph order, not the set's (which changes per process): ties keep one order run to run.
+    shared = sorted((n for n in names_a if n in in_a and n in in_b), key=lambda n: -(score_a[n] + score_b[n]))
     nodes_b = set(b.circuit.nodes())
     return Overlap(
         jaccard=len(in_a & in_b) / union if union else 1.0, jaccard_equal_size=len(top_a & top_b) / u if u else 1.0,
