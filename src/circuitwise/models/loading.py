@@ -160,18 +160,26 @@ def check_stages_fit(name_or_path: str, stages: Sequence[Stage], *, device: str 
     s = Shapes.from_config(target, torch_dtype, processing=processing)
     if s is None:
         return
-    # The budget the plan will see once the model is in (memory.budget_of: a share of what is free then, plus
-    # what the model holds), with the model taken at its estimate, an upper bound: never stricter than the plan.
+    # With no --max-memory the plan's budget is a share of what is free once the model is in, plus what the model
+    # holds (memory.budget_of): a stage may use FREE_SHARE of what loading leaves free. Loading takes at most
+    # the free memory now, and the model's estimate (resident) is an upper bound of what it takes (on a CPU it
+    # counts the runtime, already in use now), so the model is taken at nothing here: a stage is refused only
+    # where it cannot fit in a share of what is free now, which the plan would refuse too.
     held = resident(s, dev)
-    budget = max_memory or int(FREE_SHARE * (available_bytes(dev) - held) + held)
+    free = 0 if max_memory else available_bytes(dev)
+    budget = max_memory or int(FREE_SHARE * free + held)
     for stage in stages:
         need = estimate(stage, s, 1, 1, dev)
         if need > budget:
-            raise MemoryBudgetError(
-                f"{what} does not fit in {human(budget)} "
-                f"{'(--max-memory)' if max_memory else '(free now)'}: with {name_or_path} in "
-                f"{str(torch_dtype).removeprefix('torch.')}, its {stage} stage needs about {human(need)} even for "
-                f"a one-token prompt; nothing was loaded. " + fixes(s, (skips or {}).get(stage), prompts=False))
+            dtype = str(torch_dtype).removeprefix("torch.")
+            if max_memory:
+                said = (f"{what} does not fit in {human(budget)} (--max-memory): with {name_or_path} in {dtype}, its "
+                        f"{stage} stage needs about {human(need)} even for a one-token prompt")
+            else:
+                said = (f"{what} does not fit in the {human(free)} free now: with {name_or_path} in {dtype}, its "
+                        f"{stage} stage needs about {human(need - held)} beside the model even for a one-token "
+                        f"prompt, more than the {human(budget - held)} a plan may use of it")
+            raise MemoryBudgetError(f"{said}; nothing was loaded. " + fixes(s, (skips or {}).get(stage), prompts=False))
 
 
 def load_model(

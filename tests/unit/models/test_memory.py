@@ -227,9 +227,9 @@ def test_loading_counts_the_checkpoints_stored_dtype(tiny_ckpt, tmp_path):
 
 def test_the_check_before_loading_sees_the_default_budget_the_plan_will_see(monkeypatch):
     """With no --max-memory the plan's budget is a share of what is free once the model is in, plus what the model
-    holds (budget_of); the check before loading takes the model at its estimate, so it never refuses what the
-    plan would accept: here a stage that needs more than 85% of the free memory but fits once the model's own
-    share is counted passes, and one beyond that is refused."""
+    holds (budget_of); loading takes at most what is free now, so the check before loading refuses only a stage
+    that needs more than that share of the free memory beside the model: here one that needs more than 85% of the
+    free memory counting the model passes, and one beyond 85% of it without the model is refused."""
     from circuitwise.models import memory
     from circuitwise.models.bundled import bundled_path
     from circuitwise.models.loading import check_stages_fit
@@ -241,7 +241,33 @@ def test_the_check_before_loading_sees_the_default_budget_the_plan_will_see(monk
     monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": free)
     assert memory.FREE_SHARE * free < need <= memory.FREE_SHARE * (free - held) + held
     check_stages_fit("bundled", ("baseline", "patching"), device="cpu")  # fits: the plan would accept it
-    short = int(held + (need - held) / memory.FREE_SHARE) - 1  # the plan's budget falls just short of the stage
+    short = int((need - held) / memory.FREE_SHARE) - 1  # not even the stage beside the model fits its share
     monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": short)
-    with pytest.raises(MemoryBudgetError, match="patching stage needs about .* even for a one-token prompt; nothing"):
+    with pytest.raises(MemoryBudgetError, match="patching stage needs about .* beside the model even for a one-token "
+                                                "prompt, more than .*; nothing was loaded"):
         check_stages_fit("bundled", ("baseline", "patching"), device="cpu")
+
+
+def test_the_check_before_loading_never_refuses_a_run_the_plan_accepts(monkeypatch, tmp_path):
+    """The model's estimate (its weights 2.25 times and the runtime, on a CPU) bounds what loading takes from
+    above, so the check before loading cannot take it off the free memory: with a stage that fits 85% of what
+    is free beside the model but not 85% of what would be left after the estimate, the plan accepts the run
+    (it was refused before loading, though it fits)."""
+    from typer.testing import CliRunner
+
+    from circuitwise.cli import _register, app
+    from circuitwise.models import memory
+    from circuitwise.models.bundled import bundled_path
+
+    s = Shapes.from_config(bundled_path("bundled"), torch.float32)
+    assert s is not None
+    held, extra = resident(s, "cpu"), estimate("patching", s, 1, 1, "cpu") - resident(s, "cpu")
+    free = int(held + extra / memory.FREE_SHARE) - 1_000_000
+    assert memory.FREE_SHARE * (free - held) < extra < memory.FREE_SHARE * free / 2
+    monkeypatch.setattr(memory, "available_bytes", lambda device="cpu": free)
+    _register()
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["run", "opposites", "--model", "bundled", "--n", "4", "--circuit", "none",
+                                 "--out", str(out)])
+    assert r.exit_code == 0, (repr(r.exception), r.output)
+    assert (out / "results.json").is_file()
