@@ -365,8 +365,9 @@ def json_diff(cpu: Any, dev: Any) -> dict[str, Any]:
     a, b = _leaves(cpu), _leaves(dev)
     keep = [k for k in a if not _volatile(k)]
     worst, where, strings, n_num = 0.0, None, [], 0
-    for k in keep:
-        x, y = a[k], b.get(k, "<missing>")
+    missing = [k for k in keep if k not in b]
+    for k in (k for k in keep if k in b):
+        x, y = a[k], b[k]
         if isinstance(x, bool) or isinstance(y, bool) or not isinstance(x, (int, float)) \
                 or not isinstance(y, (int, float)):
             if x != y:
@@ -379,9 +380,12 @@ def json_diff(cpu: Any, dev: Any) -> dict[str, Any]:
         if not d <= worst:
             worst, where = d if not math.isnan(d) else math.inf, k
     extra = [k for k in b if k not in a and not _volatile(k)]
-    return {"numbers": n_num, "max_rel_diff": worst, "worst": where, "pass": worst <= F32_TARGET and not strings
-            and not extra, "strings_differing": len(strings), "first_strings": strings[:10],
-            "only_on_device": extra[:10]}
+    # Pass: every number within the target and the same structure. Strings that differ (a circuit's edges, the
+    # order of near-tied heads) are counted, not failed: float32 rounding may swap two near-equal scores on a GPU,
+    # and a circuit one edge larger shifts every later list index, so read "first_strings" and the numbers' paths.
+    return {"numbers": n_num, "max_rel_diff": worst, "worst": where,
+            "pass": worst <= F32_TARGET and not missing and not extra, "strings_differing": len(strings),
+            "first_strings": strings[:10], "only_on_cpu": missing[:10], "only_on_device": extra[:10]}
 
 
 def check_commands(args: argparse.Namespace, root: Path) -> dict[str, Any]:

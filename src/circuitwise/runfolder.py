@@ -189,8 +189,11 @@ class RunFolder:
         """Said as the command starts, where it picks up an interrupted run's finished work (else None)."""
         if not self.resumed:
             return None
-        return (f"resuming: {self.resumed:,} finished part{'s' if self.resumed != 1 else ''} of an interrupted run "
-                f"of the same settings, kept in {self.staging}, are reused, not computed again")
+        # "Where they match": parts are named by their batch of prompts, and the batch size (not a setting
+        # of the results) may differ from the interrupted run's; a part of another batch is computed again.
+        return (f"resuming: an interrupted run of the same settings left {self.resumed:,} finished "
+                f"part{'s' if self.resumed != 1 else ''} in {self.staging}; those this run's batches match are "
+                "reused, not computed again")
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> Literal[False]:

@@ -84,7 +84,8 @@ def test_sigkill_then_rerun_resumes_into_a_whole_folder(tmp_path):
     done = subprocess.run([*CMD, "--out", str(out)], capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
     said = " ".join((done.stdout + done.stderr).decode().split())
-    assert f"resuming: {n_parts:,} finished part" in said and "are reused, not computed again" in said
+    assert f"resuming: an interrupted run of the same settings left {n_parts:,} finished part" in said
+    assert "reused, not computed again" in said
     res = json.loads((out / "results.json").read_text())
     assert res["complete"] and (out / "report.html").exists() and not (tmp_path / ".run.partial").exists()
     assert kept <= {p.name for p in (out / ".patching").rglob("*.safetensors")}

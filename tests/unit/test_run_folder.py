@@ -332,7 +332,7 @@ def test_a_rerun_says_it_picks_up_the_interrupted_runs_parts_and_a_fresh_one_say
             (rf.path / CHECKPOINTS / "key" / "meta.json").write_text("{}")  # not a finished part
             raise KeyboardInterrupt
     with RunFolder(out, command="run", settings={"n": 1}) as rf:
-        assert rf.resumed == 3 and "resuming: 3 finished parts" in (rf.resume_note() or "")
+        assert rf.resumed == 3 and "left 3 finished parts" in (rf.resume_note() or "")
         rf.commit()
     # --force over unfinished work of other settings discards it: nothing is picked up, nothing said.
     with pytest.raises(Interrupted):

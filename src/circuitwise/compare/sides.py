@@ -56,6 +56,14 @@ def _task(cfg: RunConfig) -> Task:
     return get_task(cfg.task, **opts)
 
 
+# How compare leaves out a stage that does not fit (named first in a memory refusal, as run's RUN_SKIPS).
+COMPARE_SKIPS: dict[Stage, str] = {
+    "patching": "--no-patching (no patching sweep)",
+    "edges": "--circuit none (no circuits)",
+    "evaluation": "--circuit none (no circuits)",
+}
+
+
 def _labels(config: CompareConfig, a: Task, b: Task) -> tuple[str, str]:
     la, lb = a.name, b.name
     ma, mb = config.model, config.model_b or config.model
@@ -88,7 +96,7 @@ def load_sides(config: CompareConfig, *, tasks: tuple[Task, Task] | None = None,
             check_stages_fit(cfg.model, sure, device=config.device, dtype=cfg.dtype, max_memory=cfg.max_memory_bytes,
                              processing=config.processing,
                              split=cfg.device_map is not None or cfg.n_devices is not None,
-                             what=f"Side {side} of the comparison")
+                             what=f"Side {side} of the comparison", skips=COMPARE_SKIPS)
         say(f"loading model {ra.model}")
         ma = load_model(ra.model, device=config.device, processing=config.processing, dtype=ra.dtype,
                         max_memory=ra.max_memory_bytes, device_map=ra.device_map, n_devices=ra.n_devices)
@@ -121,7 +129,8 @@ def load_sides(config: CompareConfig, *, tasks: tuple[Task, Task] | None = None,
         + (("edges", "evaluation") if corrupted and config.circuit else ())
     for side, model, tok in (("A", ma, tok_a), ("B", mb, tok_b)):
         if len(tok):
-            refuse_unless_fits(stages, model, int(tok.clean.shape[1]), what=f"Side {side} of the comparison")
+            refuse_unless_fits(stages, model, int(tok.clean.shape[1]), what=f"Side {side} of the comparison",
+                               skips=COMPARE_SKIPS)
             if corrupted and config.circuit:
                 check_prompts(config.circuit, model, tok, config.method_options())
     la, lb = _labels(config, ta, tb)

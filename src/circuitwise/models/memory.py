@@ -316,6 +316,9 @@ def fixes(s: Shapes, skip: str | None = None, *, prompts: bool = True) -> str:
     half = " --dtype bfloat16 (halves the weights and activations)," if s.dtype_bytes > 2 else ""
     first = f" {skip}," if skip else ""
     shorter = " shorter prompts," if prompts else ""
+    if not torch.cuda.is_available():  # none here: the GPU fixes are another machine's
+        return (f"Fixes:{first}{half}{shorter} a larger --max-memory if more is free, or a machine with a GPU "
+                "(--device cuda there; the model split over several GPUs with --device-map auto).")
     return (f"Fixes:{first}{half}{shorter} a larger --max-memory if more is free, the model split "
             "over several GPUs (--device-map auto), or a device with more memory (--device cuda).")
 

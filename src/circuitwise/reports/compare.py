@@ -117,7 +117,7 @@ def _circuit_sentences(r: dict[str, Any], a: str, b: str) -> list[str]:
         if nodes is None:
             return f"{side['n_edges']} edges"
         shown = ", ".join(nodes[:6]) + (", …" if len(nodes) > 6 else "")
-        return f"{len(nodes)} nodes ({shown}; {side['n_edges']} edges)"
+        return f"{len(nodes)} nodes — {shown} — and {side['n_edges']} edges"
 
     out = [f"The circuit found on {a} has {size(c['a'])} "
            f"(faithfulness {_f(c['a']['faithfulness'], sign=False)}), "

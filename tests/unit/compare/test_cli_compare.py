@@ -89,7 +89,8 @@ def test_circuits_at_node_level_are_compared_with_node_sets_for_their_random_bas
         assert res["circuits"][side]["nodes"] == saved["selection"]["nodes"] and saved["selection"]["nodes"]
     assert yaml.safe_load((out / "config.yaml").read_text())["circuit_level"] == "node"
     said = " ".join(r.output.split())
-    assert f"has {len(res['circuits']['a']['nodes'])} nodes (" in said and "random node sets of its size" in said
+    first = res["circuits"]["a"]["nodes"]
+    assert f"has {len(first)} nodes — {first[0]}" in said and "random node sets of its size" in said
     assert "random node sets of the same size" in (out / "compare.html").read_text()
     # The baseline, recomputed: evaluate_on of a node circuit draws node sets from its seeded generator.
     tok, _ = cw.tokenize_task(model, cw.get_task(str(root / "upper.jsonl")), need_corrupted=True)

@@ -133,6 +133,10 @@ def test_a_run_that_cannot_fit_one_prompt_is_refused_before_any_work(tmp_path):
             assert where in msg and "--dtype bfloat16" in msg and "--max-memory" in msg, msg
             assert "--device-map auto" in msg, msg  # issue 21: the fixes include splitting the model
             assert not out.exists(), f"{command[0]} wrote {list(out.iterdir())}"
+    # compare too: its patching sweep is the stage at 230 MB.
+    r = runner.invoke(app, ["compare", "opposites", "--model-b", "bundled-llama", "--model", "bundled", "--n", "4",
+                            "--max-memory", "230MB", "--out", str(tmp_path / "cmp")])
+    assert isinstance(r.exception, MemoryBudgetError) and "Fixes: --no-patching (no patching sweep)" in str(r.exception)
     # run names first how it would leave the stage out (the one at 230 MB is patching).
     r = runner.invoke(app, ["run", "opposites", "--model", "bundled", "--n", "4", "--max-memory", "230MB",
                             "--out", str(tmp_path / "skip")])
