@@ -141,7 +141,7 @@ def check_loadable(name_or_path: str) -> None:
 
 def check_stages_fit(name_or_path: str, stages: Sequence[Stage], *, device: str | None = None,
                      dtype: str | None = "auto", max_memory: int | None = None, processing: bool = True,
-                     split: bool = False, what: str = "This command", skips: Mapping[str, str] | None = None) -> None:
+                     split: bool = False, what: str = "This command", skips: Mapping[Stage, str] | None = None) -> None:
     """Refuse, before the model loads, a command one of whose ``stages`` cannot fit even one one-token prompt
     beside the model in the budget: the check the memory plan makes after loading
     (:func:`~circuitwise.models.memory.refuse_unless_fits`) at the shortest prompt, so a budget that holds
