@@ -25,6 +25,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -171,12 +172,14 @@ def capture(model: Any, rows: Sequence[torch.Tensor], site: Site, *,
     device = model.cfg.device
     store: dict[str, torch.Tensor] = {}
 
-    def keep(t: torch.Tensor, hook: Any) -> None:
-        store[hook.name] = t
+    def keep(name: str, t: torch.Tensor, hook: Any) -> None:
+        # By the name asked for, not hook.name: a bridge's hook may be an alias of another point (OLMo 2's
+        # blocks.L.mlp.hook_in is blocks.L.hook_resid_mid, its MLP having no norm in front), named by that one.
+        store[name] = t
 
     for start in range(0, len(rows), batch_rows):
         ids, mask = _batch(rows[start:start + batch_rows], device)
-        model.run_with_hooks(ids, fwd_hooks=[(h, keep) for h in names], return_type=None)
+        model.run_with_hooks(ids, fwd_hooks=[(h, partial(keep, h)) for h in names], return_type=None)
         for h in names:
             # A split model's later layers are on other devices than the mask (models.placement).
             got[h].append(store[h][mask.to(store[h].device)].float().cpu())

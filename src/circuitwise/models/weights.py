@@ -26,6 +26,7 @@ import math
 import operator
 import weakref
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Literal
 
 import torch
@@ -343,10 +344,15 @@ def _norm(mod: Any, cfg: Any, dt: torch.dtype) -> Norm | None:
 
 
 def _gptj_rotary(model: Any) -> torch.Tensor | None:
-    """GPT-J's sin|cos table (``embed_positions``): its attention runs inside Hugging Face's module."""
+    """GPT-J's sin|cos table (``embed_positions``): its attention runs inside Hugging Face's module. Newer
+    transformers (5.25) keep it in a ``GPTJRotaryEmbedding``; earlier ones (5.17, as on the project's GPU
+    image) in each ``GPTJAttention`` itself: the same table (``create_sinusoidal_positions``) either way."""
     for m in getattr(model, "original_model", model).modules():
-        if type(m).__name__ == "GPTJRotaryEmbedding":
-            return m.embed_positions
+        name = type(m).__name__
+        table = getattr(m, "embed_positions", None)
+        if isinstance(table, torch.Tensor) and (name == "GPTJRotaryEmbedding"
+                                                or (name.startswith("GPTJ") and "Attention" in name)):
+            return table
     return None
 
 
@@ -514,11 +520,11 @@ def _rotary_tables(w: Weights, T: int) -> list[tuple[torch.Tensor, torch.Tensor]
     names = [f"blocks.{l}.attn.hook_{t}" for l in range(w.n_layers) for t in ("cos", "sin")]
     got: dict[str, torch.Tensor] = {}
 
-    def grab(act: torch.Tensor, hook: Any) -> None:
-        got[hook.name] = act.detach()
+    def grab(name: str, act: torch.Tensor, hook: Any) -> None:
+        got[name] = act.detach()  # by the name asked for: a hook may be an alias named after another point
 
     tokens = torch.zeros(1, T, dtype=torch.long, device=w.device)
-    with torch.no_grad(), model.hooks(fwd_hooks=[(n, grab) for n in names]):
+    with torch.no_grad(), model.hooks(fwd_hooks=[(n, partial(grab, n)) for n in names]):
         model(tokens, return_type=None)
     out = []
     for l in range(w.n_layers):

@@ -108,6 +108,22 @@ def test_parallel_family_hooks(family_model_for):
     assert xs[0].shape[0] == ys[0].shape[0] == rows[0].numel()
 
 
+def test_capture_reads_a_hook_that_is_an_alias_of_another(family_model_for):
+    """OLMo 2's MLP has no norm in front (its norm comes after), so the bridge's blocks.L.mlp.hook_in is the
+    hook point blocks.L.hook_resid_mid and fires under that name: capture keyed what it stored by the firing
+    name and then found nothing under the one it asked for (KeyError; transcoder training failed on OLMo 2)."""
+    model = family_model_for("olmo2")
+    ins, outs = mlp_hooks(model, "mlp_in")
+    assert ins[0] == "blocks.0.mlp.hook_in"
+    rows = tokenize(model, ["A short sentence to read.", "And another one"], 16)
+    xs, ys = capture(model, rows, "mlp_in")
+    _, cache = model.run_with_cache(rows[0][None])
+    n0 = rows[0].numel()
+    for l in range(model.cfg.n_layers):
+        torch.testing.assert_close(xs[l][:n0], cache[f"blocks.{l}.hook_resid_mid"][0].float())
+        torch.testing.assert_close(ys[l][:n0], cache[f"blocks.{l}.hook_mlp_out"][0].float())
+
+
 @pytest.mark.slow
 def test_training_learns_and_is_seeded(tiny_model, tmp_path):
     a = train_transcoders(tiny_model, TEXTS, TINY, model_name="tiny")
