@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 import yaml
 
@@ -99,4 +100,5 @@ def test_circuits_at_node_level_are_compared_with_node_sets_for_their_random_bas
     k = len(found.circuit.selection["nodes"])
     rows = random_node_rows(found.circuit.graph, k, 4, torch.Generator().manual_seed(0))
     want = faithfulness_of_masks(model, tok, node_edge_rows(found.circuit.graph, rows, prune=True))
-    assert cell.random_faithfulness == [x.faithfulness for x in want]
+    # The same node sets (edge sets drawn instead would differ by far more); stacked otherwise, so within rounding.
+    assert cell.random_faithfulness == pytest.approx([x.faithfulness for x in want], abs=1e-5)
