@@ -351,18 +351,11 @@ def _volatile(key: str) -> bool:
     return any(v in key.lower() for v in _VOLATILE) or key.rsplit(".", 1)[-1] == "out"  # the --out folder
 
 
-def _leaves(x: Any, path: str = "") -> dict[str, Any]:
-    """Every scalar of a JSON value by its path (lists by index)."""
-    if isinstance(x, dict):
-        return {k: v for key, val in x.items() for k, v in _leaves(val, f"{path}.{key}" if path else str(key)).items()}
-    if isinstance(x, list):
-        return {k: v for i, val in enumerate(x) for k, v in _leaves(val, f"{path}[{i}]").items()}
-    return {path: x}
-
-
 def json_diff(cpu: Any, dev: Any) -> dict[str, Any]:
     """The numbers and strings of two runs' JSON compared leaf by leaf (volatile leaves left out)."""
-    a, b = _leaves(cpu), _leaves(dev)
+    from tests.helpers import json_leaves
+
+    a, b = json_leaves(cpu), json_leaves(dev)
     keep = [k for k in a if not _volatile(k)]
     worst, where, strings, n_num = 0.0, None, [], 0
     missing = [k for k in keep if k not in b]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.resources
 import shutil
 from pathlib import Path
+from typing import Any
 
 
 def gpt2_tokenizer_files(out: Path) -> Path:
@@ -49,3 +50,12 @@ def make_gpt2_checkpoint(out: Path, *, n_layer: int, n_head: int, n_embd: int, s
 def gpt2_small_checkpoint(out: Path, seed: int = 0) -> Path:
     """GPT-2 small's shapes (12 layers, 12 heads, d_model 768), random weights."""
     return make_gpt2_checkpoint(out, n_layer=12, n_head=12, n_embd=768, n_positions=1024, seed=seed)
+
+
+def json_leaves(x: Any, path: str = "") -> dict[str, Any]:
+    """Every scalar of a JSON value by its path (``a.b[2].c``): two outputs compared leaf by leaf."""
+    if isinstance(x, dict):
+        return {k: v for key, val in x.items() for k, v in json_leaves(val, f"{path}.{key}" if path else key).items()}
+    if isinstance(x, list):
+        return {k: v for i, val in enumerate(x) for k, v in json_leaves(val, f"{path}[{i}]").items()}
+    return {path: x}

@@ -110,10 +110,8 @@ def plan_resources(config: Any, tok: TokenizedTask, model: Any, prefer: int) -> 
     device = model.W_E.device
     budget = budget_of(model)
     corrupted = tok.corrupted is not None
-    wanted: list[Stage] = ["baseline", "dla"]
-    if corrupted and config.patching:
-        wanted += ["attribution"] if config.attribution else []
-        wanted += ["patching"]
+    # The stages checked before loading, here at the prompts' real length; then the circuit's, by the model.
+    wanted: list[Stage] = list(run_stages_before_load(config, tok.task))
     if corrupted and config.circuit and supports(model) is None:
         wanted += ["edges", "evaluation"]
     refuse_unless_fits(wanted, model, T, what=f"This run on {len(tok)} prompts", skips=RUN_SKIPS)

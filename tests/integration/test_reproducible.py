@@ -14,22 +14,16 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import json_leaves
+
 pytestmark = pytest.mark.integration
 
 # What may differ between two identical runs: where and when they ran, and how long they took.
 VOLATILE = ("seconds", "wall", "elapsed", "budget", "rerun", "created")
 
 
-def _leaves(x: Any, path: str = "") -> dict[str, Any]:
-    if isinstance(x, dict):
-        return {k: v for key, val in x.items() for k, v in _leaves(val, f"{path}.{key}" if path else key).items()}
-    if isinstance(x, list):
-        return {k: v for i, val in enumerate(x) for k, v in _leaves(val, f"{path}[{i}]").items()}
-    return {path: x}
-
-
 def _differences(a: Any, b: Any) -> list[str]:
-    la, lb = _leaves(a), _leaves(b)
+    la, lb = json_leaves(a), json_leaves(b)
     keys = [k for k in dict.fromkeys([*la, *lb])
             if not any(v in k.lower() for v in VOLATILE) and k.rsplit(".", 1)[-1] != "out"]  # the --out folder
     return [f"{k}: {la.get(k, '<absent>')!r} vs {lb.get(k, '<absent>')!r}" for k in keys if la.get(k) != lb.get(k)]

@@ -344,6 +344,16 @@ def test_a_rerun_says_it_picks_up_the_interrupted_runs_parts_and_a_fresh_one_say
         assert rf.resumed == 0 and rf.resume_note() is None
 
 
+def _mib_fails(out, exc: BaseException | None) -> None:
+    """One in-place (mib) command on ``out``: marks the folder, then raises ``exc`` (or writes a pair)."""
+    with RunFolder(out, command="mib", settings={"n": 1}, in_place=True) as f:
+        f.mark_in_place(complete=False)
+        if exc is None:
+            (out / "pair.json").write_text("{}")
+        else:
+            raise exc
+
+
 def test_an_in_place_folder_refused_part_way_does_not_promise_a_resume_that_would_be_refused_again(tmp_path):
     """mib refusing a model (another checkpoint scored the folder's pairs) after its folder holds pairs: the
     same command meets the same refusal, so the note says only what is kept; an interrupt or a failed write
@@ -352,20 +362,12 @@ def test_an_in_place_folder_refused_part_way_does_not_promise_a_resume_that_woul
     from circuitwise.runfolder import output_error
 
     out = tmp_path / "sub"
-    with RunFolder(out, command="mib", settings={"n": 1}, in_place=True) as f:
-        f.mark_in_place(complete=False)
-        (out / "pair.json").write_text("{}")
+    _mib_fails(out, None)
     with pytest.raises(OutputError) as e:
-        with RunFolder(out, command="mib", settings={"n": 1}, in_place=True) as f:
-            f.mark_in_place(complete=False)
-            raise OutputError("another checkpoint scored these pairs; give another --out or add --force")
+        _mib_fails(out, OutputError("another checkpoint scored these pairs; give another --out or add --force"))
     assert e.value.__notes__ == [f"What {out} holds is kept."]
     with pytest.raises(WriteFailed) as w:
-        with RunFolder(out, command="mib", settings={"n": 1}, in_place=True) as f:
-            f.mark_in_place(complete=False)
-            raise output_error(OSError(errno.ENOSPC, "No space left on device"), out / "pair2.json")
+        _mib_fails(out, output_error(OSError(errno.ENOSPC, "No space left on device"), out / "pair2.json"))
     assert "re-run the same command to resume" in w.value.__notes__[0] and w.value.exit_code == 3
     with pytest.raises(Interrupted, match="re-run the same command to resume"):
-        with RunFolder(out, command="mib", settings={"n": 1}, in_place=True) as f:
-            f.mark_in_place(complete=False)
-            raise KeyboardInterrupt
+        _mib_fails(out, KeyboardInterrupt())
